@@ -1,0 +1,227 @@
+"""Thin command line over the typed API: parse options, call one function, print, exit.
+
+Every ``TinyDeployError`` becomes one line on stderr and its exit code; no tracebacks
+(``--debug`` shows them). Stage modules are imported inside each command so that quick
+commands (``boards``, ``carray``) do not pay for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import log as tdlog
+from .errors import TinyDeployError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Keras -> int8 TFLite -> microcontroller firmware, validated on device.")
+_state = {"debug": False}
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
+ModelArg = Annotated[Path, typer.Argument(help="int8 .tflite model")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def _echo_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+) -> None:
+    tdlog.setup(verbose)
+    _state["debug"] = debug
+
+
+@app.command()
+def train(
+    example: Annotated[str, typer.Argument(help="sine | digits | vibration, or a .keras model")],
+    out: Out,
+    epochs: Annotated[int | None, typer.Option(help="override the example's epochs")] = None,
+    data: Annotated[Path | None, typer.Option(help=".npz data (with a .keras model)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Train an example (or fine-tune a .keras model) into OUT/model.keras + OUT/data.npz."""
+    from .train import train as run
+
+    result = run(example, out, epochs=epochs, data=data, seed=seed)
+    typer.echo(result.summary())
+
+
+@app.command()
+def quantize(
+    model: Annotated[Path, typer.Argument(help="Keras .keras model")],
+    data: Annotated[Path, typer.Option(help=".npz data (see README: data convention)")],
+    out: Out,
+    rep_samples: Annotated[int, typer.Option(help="representative samples")] = 200,
+) -> None:
+    """Full-int8 quantization with a representative dataset; writes a report."""
+    from .quantize import quantize as run
+
+    report = run(model, data, out, rep_samples=rep_samples)
+    typer.echo(report.summary())
+
+
+@app.command()
+def check(model: ModelArg) -> None:
+    """Accept a model only if TFLM runs every op in int8 with int8 I/O."""
+    from .guard import check as run
+
+    facts = run(model)
+    typer.echo(f"ok: {model} is full-int8 and runs on TFLM ({', '.join(facts.op_names)})")
+
+
+@app.command()
+def inspect(model: ModelArg, as_json: JsonOpt = False) -> None:
+    """Show the model facts every later stage uses."""
+    from .facts import load
+
+    facts = load(model)
+    if as_json:
+        _echo_json(facts.to_dict())
+        return
+    from .render import describe
+
+    typer.echo(describe(facts))
+
+
+@app.command()
+def carray(
+    model: Annotated[Path, typer.Argument(help="any file (usually a .tflite)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (or .h/.cc path)")],
+    name: Annotated[str | None, typer.Option(help="C array name (sanitized)")] = None,
+    xxd: Annotated[bool, typer.Option("--xxd", help="byte-identical to `xxd -i FILE`")] = False,
+) -> None:
+    """Write the file as C source (model_data.h/.cc, or xxd -i style)."""
+    from .carray import carray as run
+
+    for path in run(model, out, name=name, xxd=xxd):
+        typer.echo(str(path))
+
+
+@app.command()
+def arena(
+    model: ModelArg,
+    target: Annotated[str, typer.Option(help="cortex-m | host64")] = "cortex-m",
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the smallest tensor arena (host64: measured; cortex-m: predicted for 32-bit)."""
+    from .arena import arena as run
+
+    result = run(model, target=target)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        typer.echo(result.summary())
+
+
+@app.command()
+def boards(as_json: JsonOpt = False) -> None:
+    """List the supported boards."""
+    from .boards import BOARDS, table
+
+    if as_json:
+        _echo_json([b.to_dict() for b in BOARDS.values()])
+    else:
+        typer.echo(table())
+
+
+@app.command()
+def generate(
+    model: ModelArg,
+    out: Out,
+    board: Annotated[str, typer.Option(help="board id(s), comma separated")] = "nano33ble",
+    arena_: Annotated[str, typer.Option("--arena", help="auto or a byte count")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="arduino | platformio | both")] = "both",
+    runtime: Annotated[str, typer.Option(help="tflm | c (interpreter-free C)")] = "tflm",
+) -> None:
+    """Render firmware: Arduino sketch and/or PlatformIO project (or C runtime sources)."""
+    from .render import generate as run
+
+    result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime)
+    typer.echo(result.summary())
+
+
+@app.command()
+def flash(
+    project: Annotated[Path, typer.Argument(help="generated PlatformIO project folder")],
+    board: Annotated[str, typer.Option(help="board id")],
+    port: Annotated[str | None, typer.Option(help="serial port (default: by USB VID/PID)")] = None,
+) -> None:
+    """Build and upload with PlatformIO."""
+    from .flash import flash as run
+
+    typer.echo(run(project, board=board, port=port).summary())
+
+
+@app.command()
+def validate(
+    model: ModelArg,
+    data: Annotated[Path, typer.Option(help=".npz data; x_test is sent")],
+    out: Out,
+    port: Annotated[str | None, typer.Option(help="serial port of a flashed board")] = None,
+    board: Annotated[str | None, typer.Option(help="sim | native | a board id")] = None,
+    samples: Annotated[int | None, typer.Option(help="validate the first N test samples")] = None,
+    tolerance_lsb: Annotated[int, typer.Option(help="allowed |device-host| in LSB")] = 0,
+    trace: Annotated[bool, typer.Option("--trace", help="hex dump of every frame")] = False,
+) -> None:
+    """Run the test set on the device and compare with host predictions."""
+    from .validate import validate as run
+
+    result = run(model, data, out, port=port, board=board, samples=samples,
+                 tolerance_lsb=tolerance_lsb, trace=trace)
+    typer.echo(result.summary())
+
+
+@app.command()
+def deploy(
+    target: Annotated[str, typer.Argument(help="example name or .keras/.tflite model")],
+    out: Out,
+    board: Annotated[str, typer.Option(help="sim | native | a board id")] = "native",
+    data: Annotated[Path | None, typer.Option(help=".npz data (for a model)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="override training epochs")] = None,
+    port: Annotated[str | None, typer.Option(help="serial port")] = None,
+    samples: Annotated[int | None, typer.Option(help="validate the first N test samples")] = None,
+    tune_arena: Annotated[bool, typer.Option("--tune-arena", help="reflash with the measured arena")] = False,
+) -> None:
+    """train -> quantize -> check -> generate -> flash -> validate, one report."""
+    from .deploy import deploy as run
+
+    result = run(target, out, board=board, data=data, epochs=epochs, port=port,
+                 samples=samples, tune_arena=tune_arena)
+    typer.echo(result.summary())
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False)
+    except TinyDeployError as err:
+        if _state["debug"]:
+            raise
+        tdlog.console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        tdlog.console.print("interrupted", markup=False)
+        return 130
+    except SystemExit as exc:  # typer/click exits (e.g. --help)
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

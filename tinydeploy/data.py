@@ -1,0 +1,83 @@
+"""The data convention: one ``.npz`` with float32 splits.
+
+Required keys: ``x_train, y_train, x_val, y_val, x_test, y_test``; optional ``x_rep``
+(representative samples for quantization). ``x_*`` arrays share one sample shape; each
+``y_*`` has as many rows as its ``x_*``. Labels are class indices (classifiers) or float
+targets (regressors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TinyDeployError
+
+SPLITS = ("train", "val", "test")
+REQUIRED = tuple(f"{p}_{s}" for s in SPLITS for p in ("x", "y"))
+
+
+@dataclass
+class Dataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_rep: np.ndarray | None = None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def representative(self) -> np.ndarray:
+        return self.x_rep if self.x_rep is not None else self.x_train
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        arrays = {k: getattr(self, k) for k in (*REQUIRED, "x_rep") if getattr(self, k) is not None}
+        tmp = p.with_name(p.name + ".part.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(p)
+        return p
+
+
+def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> Dataset:
+    """Load and check an ``.npz``; raise one ``bad_data`` error naming the problem and fix."""
+    p = Path(path)
+    if not p.is_file():
+        raise TinyDeployError("file_not_found", what="data file", path=p)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise TinyDeployError("bad_data", path=p, problem=f"not a readable .npz ({exc})",
+                              fix="save it with numpy.savez(path, x_train=..., ...)") from exc
+    missing = [k for k in REQUIRED if k not in arrays]
+    if missing:
+        raise TinyDeployError("bad_data", path=p, problem=f"missing keys {', '.join(missing)}",
+                              fix=f"the .npz needs {', '.join(REQUIRED)} (optional x_rep)")
+    shape = sample_shape or tuple(arrays["x_train"].shape[1:])
+    for key in ("x_train", "x_val", "x_test", "x_rep"):
+        if key in arrays:
+            got = tuple(arrays[key].shape[1:])
+            if got != tuple(shape):
+                raise TinyDeployError(
+                    "bad_data", path=p,
+                    problem=f"{key} samples have shape {got}, expected {tuple(shape)}",
+                    fix="reshape the data to the model's input shape (without the batch axis)")
+            if arrays[key].shape[0] == 0:
+                raise TinyDeployError("bad_data", path=p, problem=f"{key} is empty",
+                                      fix="provide at least one sample per split")
+            arrays[key] = arrays[key].astype(np.float32)
+    for s in SPLITS:
+        nx, ny = len(arrays[f"x_{s}"]), len(arrays[f"y_{s}"])
+        if nx != ny:
+            raise TinyDeployError("bad_data", path=p,
+                                  problem=f"x_{s} has {nx} samples but y_{s} has {ny}",
+                                  fix="give every x split a label row per sample")
+    return Dataset(**{k: arrays.get(k) for k in (*REQUIRED, "x_rep")})

@@ -1,0 +1,193 @@
+"""Model facts: one small description of a ``.tflite`` model that every later stage takes.
+
+Read with the flatbuffer schema that ships in the ``tflite-micro`` package (never by
+hand-parsing bytes). ``ModelFacts.to_dict()`` is what ``tinydeploy inspect --json`` prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from .errors import TinyDeployError
+
+_TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+_NUMPY_DTYPES = {"INT8": "int8", "UINT8": "uint8", "INT16": "int16", "INT32": "int32",
+                 "FLOAT32": "float32", "INT64": "int64", "BOOL": "bool", "FLOAT16": "float16"}
+
+
+@dataclass(frozen=True)
+class TensorFacts:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # schema TensorType name: INT8, FLOAT32, ...
+    scale: float | None = None  # first (or only) scale
+    zero_point: int | None = None
+    per_channel: bool = False
+
+    @property
+    def numpy_dtype(self) -> str:
+        return _NUMPY_DTYPES.get(self.dtype, self.dtype.lower())
+
+    @property
+    def elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        size = {"INT8": 1, "UINT8": 1, "BOOL": 1, "INT16": 2, "FLOAT16": 2, "INT32": 4,
+                "FLOAT32": 4, "INT64": 8}.get(self.dtype, 4)
+        return self.elements * size
+
+
+@dataclass(frozen=True)
+class OpFacts:
+    name: str  # builtin name, or "CUSTOM:<code>"
+    version: int
+    count: int
+
+
+@dataclass
+class ModelFacts:
+    path: str
+    sha256: str
+    size_bytes: int
+    schema_version: int
+    description: str
+    ops: list[OpFacts]  # distinct operators in order of first use
+    op_sequence: list[str]  # every operator of the main subgraph in execution order
+    inputs: list[TensorFacts]
+    outputs: list[TensorFacts]
+    tensor_count: int
+    weight_bytes: int
+    subgraph_count: int
+    data: bytes = field(repr=False, default=b"")
+    model: schema.ModelT | None = field(repr=False, default=None, compare=False)
+
+    # --- construction -----------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModelFacts:
+        p = Path(path)
+        if not p.is_file():
+            raise TinyDeployError("file_not_found", what="model", path=p)
+        return cls.from_bytes(p.read_bytes(), str(p))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str = "<bytes>") -> ModelFacts:
+        model = read_model(data, path)
+        sub = model.subgraphs[0]
+        tensors = sub.tensors or []
+        codes = model.operatorCodes or []
+        op_names = [op_name(codes[op.opcodeIndex]) for op in (sub.operators or [])]
+        counts: dict[str, int] = {}
+        versions: dict[str, int] = {}
+        for op, name in zip(sub.operators or [], op_names, strict=True):
+            counts[name] = counts.get(name, 0) + 1
+            versions[name] = max(versions.get(name, 1), codes[op.opcodeIndex].version or 1)
+        const_buffers = {int(t.buffer) for s in model.subgraphs for t in (s.tensors or [])}
+        weight_bytes = sum(
+            len(b.data) for i, b in enumerate(model.buffers or [])
+            if i in const_buffers and b.data is not None
+        )
+        desc = model.description
+        return cls(
+            path=path,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            schema_version=int(model.version),
+            description=desc.decode() if isinstance(desc, bytes) else (desc or ""),
+            ops=[OpFacts(n, versions[n], counts[n]) for n in counts],
+            op_sequence=op_names,
+            inputs=[tensor_facts(tensors, int(i)) for i in _ints(sub.inputs)],
+            outputs=[tensor_facts(tensors, int(i)) for i in _ints(sub.outputs)],
+            tensor_count=len(tensors),
+            weight_bytes=weight_bytes,
+            subgraph_count=len(model.subgraphs),
+            data=data,
+            model=model,
+        )
+
+    # --- views ------------------------------------------------------------------------
+    @property
+    def op_names(self) -> list[str]:
+        return [o.name for o in self.ops]
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("data", "model")}
+        d["ops"] = [asdict(o) for o in self.ops]
+        d["inputs"] = [asdict(t) for t in self.inputs]
+        d["outputs"] = [asdict(t) for t in self.outputs]
+        d["op_names"] = self.op_names
+        return d
+
+
+def _ints(values: Any) -> list[int]:
+    return [] if values is None else [int(v) for v in values]
+
+
+def op_name(code: schema.OperatorCodeT) -> str:
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        custom = code.customCode
+        return "CUSTOM:" + (custom.decode() if isinstance(custom, bytes) else str(custom))
+    return _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def tensor_facts(tensors: list[schema.TensorT], index: int) -> TensorFacts:
+    t = tensors[index]
+    q = t.quantization
+    scales = list(q.scale) if q is not None and q.scale is not None else []
+    zps = list(q.zeroPoint) if q is not None and q.zeroPoint is not None else []
+    name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+    shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
+    return TensorFacts(
+        index=index,
+        name=name,
+        shape=shape,
+        dtype=_TYPE_NAMES.get(t.type, str(t.type)),
+        scale=float(scales[0]) if scales else None,
+        zero_point=int(zps[0]) if zps else None,
+        per_channel=len(scales) > 1,
+    )
+
+
+def read_model(data: bytes, path: str = "<bytes>") -> schema.ModelT:
+    """Parse a flatbuffer into ``schema.ModelT``; one clear error for anything unreadable."""
+    if len(data) < 8:
+        raise TinyDeployError("bad_flatbuffer", path=path, problem=f"only {len(data)} bytes")
+    if data[4:8] != b"TFL3":
+        raise TinyDeployError("bad_flatbuffer", path=path,
+                              problem="no TFL3 file identifier: not a TFLite model")
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+    except Exception as exc:  # flatbuffers raises IndexError/struct.error on truncation
+        raise TinyDeployError("bad_flatbuffer", path=path,
+                              problem=f"truncated or corrupt ({type(exc).__name__})") from exc
+    if not model.subgraphs:
+        raise TinyDeployError("bad_flatbuffer", path=path, problem="no subgraph")
+    for buf in model.buffers or []:
+        if buf.offset and buf.offset + buf.size > len(data):
+            raise TinyDeployError("bad_flatbuffer", path=path, problem="truncated buffer data")
+    return model
+
+
+def load(model: str | Path | bytes | ModelFacts) -> ModelFacts:
+    """Accept a path, raw bytes or facts; return facts (the API's one entry point)."""
+    if isinstance(model, ModelFacts):
+        return model
+    if isinstance(model, bytes | bytearray):
+        return ModelFacts.from_bytes(bytes(model))
+    return ModelFacts.from_file(model)
