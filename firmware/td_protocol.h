@@ -3,6 +3,10 @@
  * Portable C99: no Arduino or OS headers. Bytes come in through td_feed(), frames go out
  * through the write callback given to td_init(). The model runs in the infer callback, so
  * the same core serves TFLM firmware, the interpreter-free C runtime and the host build.
+ *
+ * Frame on the wire: COBS(op u8 | seq u16 LE | len u16 LE | payload[len] | crc32 LE) 0x00
+ * CRC-32 is the IEEE/zlib one over op..payload. Op codes and error codes below are the
+ * single C definition; tinydeploy/protocol.py holds the Python one (keep them in step).
  */
 #ifndef TD_PROTOCOL_H
 #define TD_PROTOCOL_H
@@ -14,16 +18,44 @@
 extern "C" {
 #endif
 
+#define TD_PROTOCOL_VERSION 1
+
 #ifndef TD_MAX_PAYLOAD
 #define TD_MAX_PAYLOAD 4096 /* largest INFER payload / reply payload, bytes */
 #endif
 
 #define TD_MAX_DIMS 6
 
+/* frame layout */
+#define TD_HEADER_BYTES 5 /* op, seq (2), len (2) */
+#define TD_CRC_BYTES 4
+#define TD_MAX_FRAME (TD_HEADER_BYTES + TD_MAX_PAYLOAD + TD_CRC_BYTES) /* before COBS */
+
+/* op codes: host -> device */
+#define TD_OP_HELLO 0x01 /* payload: optional host protocol version (u8) -> INFO */
+#define TD_OP_INFER 0x02 /* payload: input tensor bytes -> RESULT */
+/* op codes: device -> host */
+#define TD_OP_INFO 0x81   /* reply to HELLO; unsolicited with seq 0 + boot flag at reset */
+#define TD_OP_RESULT 0x82 /* time_us u32, cycles u32, output tensor bytes */
+#define TD_OP_ERROR 0xEE  /* code u8, op u8, reserved u16, detail u32 */
+
+/* INFO flags */
+#define TD_INFO_FLAG_BOOT 0x01 /* unsolicited announce (the device just (re)started) */
+
+/* error codes (ERROR payload byte 0) */
+#define TD_ERR_BAD_CRC 1     /* frame CRC mismatch: the host resends */
+#define TD_ERR_BAD_LENGTH 2  /* len field != payload bytes, or INFER size != input size */
+#define TD_ERR_TOO_LARGE 3   /* frame longer than TD_MAX_FRAME */
+#define TD_ERR_BAD_COMMAND 4 /* unknown or device-only op code */
+#define TD_ERR_BUSY 5        /* td_feed re-entered from a callback */
+#define TD_ERR_MODEL 6       /* the infer callback failed (or output too large) */
+#define TD_ERR_BAD_FRAME 7   /* COBS framing broken or frame shorter than header+CRC */
+
 /* dtype codes (same numbering as the TFLite schema's TensorType) */
 #define TD_DTYPE_FLOAT32 0
 #define TD_DTYPE_INT32 2
 #define TD_DTYPE_UINT8 3
+#define TD_DTYPE_INT16 7
 #define TD_DTYPE_INT8 9
 
 typedef struct {
@@ -60,15 +92,29 @@ typedef void (*td_write_fn)(void *ctx, const uint8_t *data, size_t len);
 /* Protocol state; treat as opaque. Sized for TD_MAX_PAYLOAD. */
 typedef struct td_device td_device;
 
+/* Upper bound of td_device_size(), usable for static storage:
+ *   static TD_DEVICE_STORAGE(my_storage);  ...  td_init(my_storage, ...)          */
+#define TD_DEVICE_STORAGE_BYTES (2 * TD_MAX_PAYLOAD + 256)
+#define TD_DEVICE_STORAGE(name) uint64_t name[(TD_DEVICE_STORAGE_BYTES + 7) / 8]
+
 /* Number of bytes a td_device needs (so callers can reserve static storage). */
 size_t td_device_size(void);
-/* Initialise in caller-provided storage of td_device_size() bytes; returns the device. */
+/* Initialise in caller-provided storage of td_device_size() bytes (8-byte aligned);
+ * returns the device. `info` must stay valid while the device is used. */
 td_device *td_init(void *storage, const td_info *info, td_infer_fn infer, void *infer_ctx,
                    td_write_fn write, void *write_ctx);
 /* Feed one received byte; may call infer and write. Never overflows on any input. */
 void td_feed(td_device *dev, uint8_t byte);
-/* Send an unsolicited HELLO (e.g. at boot, so the host sees resets). */
+/* Feed a buffer (td_feed for each byte). */
+void td_feed_buf(td_device *dev, const uint8_t *data, size_t len);
+/* Send an unsolicited HELLO (INFO with the boot flag, seq 0), e.g. at boot, so the host
+ * sees resets. */
 void td_announce(td_device *dev);
+
+/* Bytes of one tensor (product of dims times the dtype size; 0 if invalid). */
+uint32_t td_tensor_bytes(const td_tensor_info *t);
+/* CRC-32 (IEEE 802.3, as zlib.crc32): pass crc = 0 to start, the result to continue. */
+uint32_t td_crc32(uint32_t crc, const uint8_t *data, size_t len);
 
 #ifdef __cplusplus
 }

@@ -93,7 +93,8 @@ def inspect(model: ModelArg, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def carray(
-    model: Annotated[Path, typer.Argument(help="any file (usually a .tflite)")],
+    model: Annotated[str, typer.Argument(help="any file (usually a .tflite); --xxd names "
+                                         "the array from this path as typed")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder (or .h/.cc path)")],
     name: Annotated[str | None, typer.Option(help="C array name (sanitized)")] = None,
     xxd: Annotated[bool, typer.Option("--xxd", help="byte-identical to `xxd -i FILE`")] = False,
@@ -177,6 +178,9 @@ def validate(
     result = run(model, data, out, port=port, board=board, samples=samples,
                  tolerance_lsb=tolerance_lsb, trace=trace)
     typer.echo(result.summary())
+    if not result.passed:
+        raise TinyDeployError("validation_failed", report=result.paths["html"],
+                              detail=f"{result.differing} of {result.samples} samples differ")
 
 
 @app.command()
@@ -196,6 +200,9 @@ def deploy(
     result = run(target, out, board=board, data=data, epochs=epochs, port=port,
                  samples=samples, tune_arena=tune_arena)
     typer.echo(result.summary())
+    if not result.passed:
+        raise TinyDeployError("validation_failed", report=result.report,
+                              detail=result.failure)
 
 
 def main(argv: list[str] | None = None) -> int:

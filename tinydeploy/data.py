@@ -8,6 +8,11 @@ targets (regressors).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +86,38 @@ def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> 
                                   problem=f"x_{s} has {nx} samples but y_{s} has {ny}",
                                   fix="give every x split a label row per sample")
     return Dataset(**{k: arrays.get(k) for k in (*REQUIRED, "x_rep")})
+
+
+@contextlib.contextmanager
+def staged_output(out: str | Path) -> Iterator[Path]:
+    """Write into a temporary folder next to ``out``; move its entries into ``out`` only
+    when the block succeeds. On error nothing new is left (not even created parents)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinyDeployError("output_exists", path=out)
+    created: list[Path] = []
+    for parent in reversed([out.parent, *out.parent.parents]):
+        if not parent.exists():
+            created.append(parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TinyDeployError("bad_argument", problem=f"cannot create {out.parent}: {exc}",
+                              fix="choose a writable --out folder") from exc
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        out.mkdir(exist_ok=True)
+        for entry in sorted(tmp.iterdir()):
+            dest = out / entry.name
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            os.replace(entry, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""Handwritten digits: a small CNN on scikit-learn's 8x8 digits (1797 images, 10 classes).
+
+Run it as a script (``python examples/digits.py runs/digits``) or through the CLI
+(``tinydeploy train digits --out runs/digits``); both write ``model.keras`` and ``data.npz``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from tinydeploy.data import Dataset
+
+TASK = "classification"
+EPOCHS = 40
+BATCH_SIZE = 32
+
+
+def make_data(seed: int = 0) -> Dataset:
+    """Pixels scaled to [0, 1], shape 8x8x1; labels 0..9; shuffled 60/20/20 split."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., np.newaxis]
+    y = digits.target.astype(np.float32)
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[order], y[order]
+    n_train, n_val = int(0.6 * len(x)), int(0.2 * len(x))
+    return Dataset(
+        x_train=x[:n_train], y_train=y[:n_train],
+        x_val=x[n_train:n_train + n_val], y_val=y[n_train:n_train + n_val],
+        x_test=x[n_train + n_val:], y_test=y[n_train + n_val:],
+    )
+
+
+def build_model():  # -> keras.Model
+    import keras
+
+    model = keras.Sequential([
+        keras.Input(shape=(8, 8, 1), name="image"),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ], name="digits")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.003),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+if __name__ == "__main__":
+    from tinydeploy.log import setup
+    from tinydeploy.train import train
+
+    setup()  # show training progress
+    # python examples/digits.py [OUT [EPOCHS]]
+    out = sys.argv[1] if len(sys.argv) > 1 else "runs/digits"
+    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    print(train(__file__, out, epochs=epochs).summary())

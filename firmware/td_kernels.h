@@ -1,0 +1,130 @@
+/* tinydeploy interpreter-free int8 kernels (C99, integers only, no allocation).
+ *
+ * Each kernel reproduces the integer arithmetic of TFLite Micro's reference int8 kernels
+ * bit for bit. Every multiplier, shift and range is computed offline by the Python
+ * code generator (tinydeploy.cruntime) and passed in a const parameter struct.
+ */
+#ifndef TD_KERNELS_H
+#define TD_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TD_MAX_RANK 6
+
+/* ---- fixed-point primitives (td_kernels.c) ---------------------------------------- */
+int32_t td_srdhm(int32_t a, int32_t b);               /* saturating rounding doubling high mul */
+int32_t td_rdbpot(int32_t x, int32_t exponent);       /* rounding divide by power of two */
+int32_t td_mbqm(int32_t x, int32_t mult, int32_t shift); /* multiply by quantized multiplier */
+int32_t td_exp_on_negative_values(int32_t a, int32_t int_bits);
+int32_t td_one_over_one_plus_x(int32_t a);
+int32_t td_one_minus_x_over_one_plus_x(int32_t a);
+
+/* ---- convolutions, fully connected, pooling (td_kernels_conv.c) -------------------- */
+typedef struct {
+  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;
+  int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+  int32_t depth_mult; /* depthwise only */
+  int32_t in_offset, out_offset, act_min, act_max;
+  const int8_t *filter;  /* conv: [out_c][f_h][f_w][in_c]; depthwise: [1][f_h][f_w][out_c] */
+  const int32_t *bias;   /* may be 0 */
+  const int32_t *mult;   /* one per output channel */
+  const int32_t *shift;
+} td_conv_params;
+
+typedef struct {
+  int32_t batches, accum, out_c;
+  int32_t in_offset, filter_offset, out_offset, act_min, act_max;
+  int32_t per_channel;   /* 1: mult/shift per output channel, 0: one value */
+  const int8_t *filter;  /* [out_c][accum] */
+  const int32_t *bias;   /* may be 0 */
+  const int32_t *mult;
+  const int32_t *shift;
+} td_fc_params;
+
+typedef struct {
+  int32_t batches, in_h, in_w, c, out_h, out_w, f_h, f_w;
+  int32_t stride_h, stride_w, pad_h, pad_w, act_min, act_max;
+} td_pool_params;
+
+void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_max_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
+void td_avg_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
+
+/* ---- softmax, logistic, tanh (td_kernels.c) ---------------------------------------- */
+typedef struct {
+  int32_t rows, depth, mult, left_shift, diff_min;
+} td_softmax_params;
+
+typedef struct {
+  int32_t size, in_zp, radius, mult, left_shift;
+} td_sigmoid_params; /* LOGISTIC and TANH */
+
+void td_softmax(const td_softmax_params *p, const int8_t *in, int8_t *out);
+void td_logistic(const td_sigmoid_params *p, const int8_t *in, int8_t *out);
+void td_tanh(const td_sigmoid_params *p, const int8_t *in, int8_t *out);
+
+/* ---- element-wise and data movement (td_kernels_elem.c) ---------------------------- */
+typedef struct {
+  int32_t size;          /* output elements */
+  int32_t broadcast;     /* 0: same shapes, flat loop */
+  int32_t dims[TD_MAX_RANK];    /* output shape, padded to TD_MAX_RANK with leading 1s */
+  int32_t stride1[TD_MAX_RANK]; /* input strides per output dim (0 where broadcast) */
+  int32_t stride2[TD_MAX_RANK];
+  int32_t in1_offset, in2_offset, out_offset, left_shift;
+  int32_t in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
+  int32_t act_min, act_max;
+} td_binary_params; /* ADD uses all fields, MUL ignores left_shift and in*_mult/shift */
+
+typedef struct {
+  int32_t size, in_zp, out_zp, mult, shift, act_min, act_max;
+} td_requant_params; /* QUANTIZE (int8 -> int8) and RELU */
+
+typedef struct {
+  int32_t size, in_zp, out_zp, mult_id, shift_id, mult_alpha, shift_alpha;
+} td_leaky_relu_params;
+
+typedef struct {
+  int32_t size, in_zp, out_zp;
+  int32_t out_mult16, out_exp, relu_mult16, relu_exp;
+} td_hard_swish_params;
+
+typedef struct {
+  int32_t rank;
+  int32_t in_dims[TD_MAX_RANK];
+  int32_t before[TD_MAX_RANK];
+  int32_t out_dims[TD_MAX_RANK];
+  int32_t pad_value;
+} td_pad_params;
+
+typedef struct {
+  int32_t rank;
+  int32_t dims[TD_MAX_RANK];
+  int32_t reduce[TD_MAX_RANK]; /* 1 where the axis is reduced */
+  int32_t count;               /* elements per output value */
+  int32_t in_zp, out_zp, mult, shift;
+} td_mean_params;
+
+void td_add(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void td_mul(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+void td_requantize(const td_requant_params *p, const int8_t *in, int8_t *out);
+void td_clamp(int32_t size, int32_t lo, int32_t hi, const int8_t *in, int8_t *out);
+void td_leaky_relu(const td_leaky_relu_params *p, const int8_t *in, int8_t *out);
+void td_hard_swish(const td_hard_swish_params *p, const int8_t *in, int8_t *out);
+void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out);
+void td_mean(const td_mean_params *p, const int8_t *in, int8_t *out);
+void td_copy(int32_t size, const int8_t *in, int8_t *out);
+/* Concatenation as outer x (per input: inner[i] bytes): out = in0 rows | in1 rows | ... */
+void td_concat(int32_t n, int32_t outer, const int32_t *inner, const int8_t *const *ins,
+               int8_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_KERNELS_H */

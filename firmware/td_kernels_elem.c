@@ -1,0 +1,186 @@
+/* tinydeploy kernels: ADD, MUL (with broadcasting), requantize (QUANTIZE, RELU), RELU6,
+ * LEAKY_RELU, HARD_SWISH, PAD, MEAN, CONCATENATION and copies (int8).
+ */
+#include "td_kernels.h"
+
+static int8_t td_clamp8(int32_t v, int32_t lo, int32_t hi) {
+  if (v < lo) v = lo;
+  if (v > hi) v = hi;
+  return (int8_t)v;
+}
+
+/* Advance a multi-index over dims (last axis fastest); returns 0 after the last one. */
+static int32_t td_next_index(int32_t *idx, const int32_t *dims, int32_t rank) {
+  int32_t d;
+  for (d = rank - 1; d >= 0; --d) {
+    if (++idx[d] < dims[d]) return 1;
+    idx[d] = 0;
+  }
+  return 0;
+}
+
+static int32_t td_add_one(const td_binary_params *p, int32_t a, int32_t b) {
+  const int32_t x1 = (a + p->in1_offset) * (1 << p->left_shift);
+  const int32_t x2 = (b + p->in2_offset) * (1 << p->left_shift);
+  const int32_t s1 = td_mbqm(x1, p->in1_mult, p->in1_shift);
+  const int32_t s2 = td_mbqm(x2, p->in2_mult, p->in2_shift);
+  return td_mbqm(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
+}
+
+static int32_t td_mul_one(const td_binary_params *p, int32_t a, int32_t b) {
+  const int32_t prod = (a + p->in1_offset) * (b + p->in2_offset);
+  return td_mbqm(prod, p->out_mult, p->out_shift) + p->out_offset;
+}
+
+static void td_binary(const td_binary_params *p, const int8_t *in1, const int8_t *in2,
+                      int8_t *out, int32_t mul) {
+  int32_t i;
+  if (!p->broadcast) {
+    for (i = 0; i < p->size; ++i) {
+      const int32_t v = mul ? td_mul_one(p, in1[i], in2[i]) : td_add_one(p, in1[i], in2[i]);
+      out[i] = td_clamp8(v, p->act_min, p->act_max);
+    }
+  } else {
+    int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+    i = 0;
+    do {
+      int32_t a = 0, b = 0, d, v;
+      for (d = 0; d < TD_MAX_RANK; ++d) {
+        a += idx[d] * p->stride1[d];
+        b += idx[d] * p->stride2[d];
+      }
+      v = mul ? td_mul_one(p, in1[a], in2[b]) : td_add_one(p, in1[a], in2[b]);
+      out[i++] = td_clamp8(v, p->act_min, p->act_max);
+    } while (td_next_index(idx, p->dims, TD_MAX_RANK));
+  }
+}
+
+void td_add(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+  td_binary(p, in1, in2, out, 0);
+}
+
+void td_mul(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+  td_binary(p, in1, in2, out, 1);
+}
+
+void td_requantize(const td_requant_params *p, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t v = td_mbqm((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
+    out[i] = td_clamp8(v, p->act_min, p->act_max);
+  }
+}
+
+void td_clamp(int32_t size, int32_t lo, int32_t hi, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) out[i] = td_clamp8(in[i], lo, hi);
+}
+
+void td_leaky_relu(const td_leaky_relu_params *p, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t x = (int32_t)in[i] - p->in_zp;
+    const int32_t v = x >= 0 ? td_mbqm(x, p->mult_id, p->shift_id)
+                             : td_mbqm(x, p->mult_alpha, p->shift_alpha);
+    out[i] = td_clamp8(v + p->out_zp, -128, 127);
+  }
+}
+
+/* 16-bit fixed point helpers for HARD_SWISH. */
+static int32_t td_sat16(int32_t v) {
+  if (v < -32768) v = -32768;
+  if (v > 32767) v = 32767;
+  return v;
+}
+
+static int32_t td_srdhm16(int32_t a, int32_t b) {
+  const int32_t ab = a * b;
+  const int32_t nudge = ab >= 0 ? (1 << 14) : (1 - (1 << 14));
+  if (a == b && a == -32768) return 32767;
+  return (int32_t)(int16_t)((ab + nudge) / (1 << 15));
+}
+
+static int32_t td_sdhm16(int32_t a, int32_t b) {
+  if (a == b && a == -32768) return 32767;
+  return (int32_t)(int16_t)((a * b) / (1 << 15));
+}
+
+void td_hard_swish(const td_hard_swish_params *p, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t x = (int32_t)(int16_t)((int32_t)in[i] - p->in_zp);
+    const int32_t hires = (int32_t)(int16_t)(x * 128);
+    const int32_t preshift = td_srdhm16(hires, p->out_mult16);
+    int32_t reluish = hires;
+    int32_t v;
+    if (p->relu_exp > 0) reluish = td_sat16(reluish * (1 << (p->relu_exp - 1)));
+    reluish = td_srdhm16(reluish, p->relu_mult16);
+    if (p->relu_exp > 0) reluish = td_sat16(reluish * 2);
+    if (p->relu_exp < 0) reluish = td_rdbpot(reluish, -p->relu_exp);
+    reluish = (reluish + (1 << 15)) >> 1;
+    v = td_sdhm16(reluish, preshift);
+    v = (int32_t)(int16_t)(td_rdbpot(v, -p->out_exp) + p->out_zp);
+    out[i] = td_clamp8(v, -128, 127);
+  }
+}
+
+void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out) {
+  int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+  int32_t o = 0;
+  do {
+    int32_t d, src = 0, inside = 1;
+    for (d = 0; d < p->rank; ++d) {
+      const int32_t c = idx[d] - p->before[d];
+      if (c < 0 || c >= p->in_dims[d]) {
+        inside = 0;
+        break;
+      }
+      src = src * p->in_dims[d] + c;
+    }
+    out[o++] = inside ? in[src] : (int8_t)p->pad_value;
+  } while (td_next_index(idx, p->out_dims, p->rank));
+}
+
+void td_mean(const td_mean_params *p, const int8_t *in, int8_t *out) {
+  int32_t strides[TD_MAX_RANK];
+  int32_t kept[TD_MAX_RANK], red[TD_MAX_RANK];
+  int32_t kidx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+  int32_t d, o = 0;
+  int32_t s = 1;
+  for (d = p->rank - 1; d >= 0; --d) {
+    strides[d] = s;
+    s *= p->dims[d];
+  }
+  for (d = 0; d < p->rank; ++d) {
+    kept[d] = p->reduce[d] ? 1 : p->dims[d];
+    red[d] = p->reduce[d] ? p->dims[d] : 1;
+  }
+  do {
+    int32_t ridx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+    int32_t sum = 0;
+    do {
+      int32_t off = 0;
+      for (d = 0; d < p->rank; ++d) off += (kidx[d] + ridx[d]) * strides[d];
+      sum += in[off];
+    } while (td_next_index(ridx, red, p->rank));
+    sum -= p->in_zp * p->count;
+    out[o++] = td_clamp8(td_mbqm(sum, p->mult, p->shift) + p->out_zp, -128, 127);
+  } while (td_next_index(kidx, kept, p->rank));
+}
+
+void td_copy(int32_t size, const int8_t *in, int8_t *out) {
+  int32_t i;
+  if (in == out) return;
+  for (i = 0; i < size; ++i) out[i] = in[i];
+}
+
+void td_concat(int32_t n, int32_t outer, const int32_t *inner, const int8_t *const *ins,
+               int8_t *out) {
+  int32_t o, k, j;
+  for (o = 0; o < outer; ++o) {
+    for (k = 0; k < n; ++k) {
+      const int8_t *src = ins[k] + o * inner[k];
+      for (j = 0; j < inner[k]; ++j) *out++ = src[j];
+    }
+  }
+}

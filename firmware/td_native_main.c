@@ -1,0 +1,95 @@
+/* Host build of a tinydeploy device: serve the protocol on a pseudo-terminal.
+ *
+ *   cc -std=c99 td_native_main.c td_posix.c td_protocol.c model.c -o device
+ *   ./device            -> prints "PTY /dev/pts/N", serves until killed
+ *   ./device --stdio    -> serves on stdin/stdout instead (pipes)
+ *
+ * The model comes from td_model_describe()/td_invoke() (td_model_api.h).
+ */
+#define _XOPEN_SOURCE 600
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "td_model_api.h"
+#include "td_posix.h"
+
+#ifndef TD_FIRMWARE_VERSION
+#define TD_FIRMWARE_VERSION "tinydeploy-native 0.1.0"
+#endif
+
+static int native_infer(void *ctx, const uint8_t *in, uint32_t in_len, uint8_t *out,
+                        uint32_t out_len, td_timing *timing) {
+  uint32_t t0 = td_posix_micros();
+  int rc;
+  (void)ctx;
+  (void)in_len;
+  (void)out_len;
+  rc = td_invoke((const int8_t *)in, (int8_t *)out);
+  timing->time_us = td_posix_micros() - t0;
+  timing->cycles = 0;
+  return rc;
+}
+
+static int set_raw(int fd) {
+  struct termios t;
+  if (tcgetattr(fd, &t) != 0) return -1;
+  t.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
+  t.c_oflag &= ~(tcflag_t)OPOST;
+  t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+  t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
+  t.c_cflag |= CS8;
+  t.c_cc[VMIN] = 1;
+  t.c_cc[VTIME] = 0;
+  return tcsetattr(fd, TCSANOW, &t);
+}
+
+int main(int argc, char **argv) {
+  static td_info info;
+  td_device *dev;
+  const char *name;
+  int master, slave, rc;
+
+  memset(&info, 0, sizeof info);
+  info.firmware_version = TD_FIRMWARE_VERSION;
+  info.board_id = "native";
+  info.runtime = "c";
+  td_model_describe(&info);
+
+  if (argc > 1 && strcmp(argv[1], "--stdio") == 0) {
+    dev = td_posix_attach(STDOUT_FILENO, &info, native_infer, NULL);
+    td_announce(dev);
+    return td_posix_serve(dev, STDIN_FILENO) == 0 ? 0 : 1;
+  }
+
+  master = posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) {
+    perror("posix_openpt");
+    return 1;
+  }
+  name = ptsname(master);
+  if (name == NULL) {
+    perror("ptsname");
+    return 1;
+  }
+  /* Keep one slave descriptor open: the terminal stays raw and reads on the master do not
+   * fail with EIO while the host has the port closed (so the host can reopen it). */
+  slave = open(name, O_RDWR | O_NOCTTY);
+  if (slave < 0 || set_raw(slave) != 0 || set_raw(master) != 0) {
+    perror("raw mode");
+    return 1;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("PTY %s\n", name);
+  fflush(stdout);
+
+  dev = td_posix_attach(master, &info, native_infer, NULL);
+  td_announce(dev);
+  rc = td_posix_serve(dev, master);
+  close(slave);
+  return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,81 @@
+"""Shared fixtures: each example trained (few epochs) and quantized once per session.
+
+``sine_run``, ``digits_run`` and ``vibration_run`` return an ``ExampleRun`` whose paths
+are available both as attributes and as keys (``run.int8_tflite`` or
+``run["int8_tflite"]``): ``model_keras``, ``data_npz``, ``int8_tflite``, ``float_tflite``,
+``report_json``, ``report_md``, ``out``; plus the stage results ``train`` and ``quant``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dataclasses import dataclass, fields  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+# Few epochs: enough for the int8-vs-float comparisons, each example well under 30 s.
+TEST_EPOCHS = {"sine": 40, "digits": 12, "vibration": 10}
+SEED = 0
+
+
+@dataclass(frozen=True)
+class ExampleRun:
+    name: str
+    out: Path
+    model_keras: Path
+    data_npz: Path
+    int8_tflite: Path
+    float_tflite: Path
+    report_json: Path
+    report_md: Path
+    train: Any  # tinydeploy.train.TrainResult
+    quant: Any  # tinydeploy.quantize.QuantReport
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+def run_example(name: str, out: Path, epochs: int | None = None) -> ExampleRun:
+    from tinydeploy.quantize import quantize
+    from tinydeploy.train import train
+
+    trained = train(name, out, epochs=epochs or TEST_EPOCHS[name], seed=SEED)
+    report = quantize(trained.model_path, trained.data_path, out)
+    return ExampleRun(name=name, out=out, model_keras=trained.model_path,
+                      data_npz=trained.data_path, int8_tflite=report.int8_path,
+                      float_tflite=report.float_path, report_json=report.json_path,
+                      report_md=report.md_path, train=trained, quant=report)
+
+
+@pytest.fixture(scope="session")
+def sine_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
+    return run_example("sine", tmp_path_factory.mktemp("sine_run"))
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
+    return run_example("digits", tmp_path_factory.mktemp("digits_run"))
+
+
+@pytest.fixture(scope="session")
+def vibration_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
+    return run_example("vibration", tmp_path_factory.mktemp("vibration_run"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Keras 3 on NumPy 2 warns from inside model.predict; not ours to fix.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")

@@ -1,0 +1,141 @@
+"""CLI exit codes: 0 when it works, otherwise one ``error:`` line and no traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinydeploy.cli import main
+
+DATA = Path(__file__).parent / "data"
+
+
+def _one_error_line(capfd, *needles: str) -> str:
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _npz(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def _splits(shape: tuple[int, ...], n: int = 8) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {f"{p}_{s}": rng.random((n, *shape) if p == "x" else (n, 1)).astype(np.float32)
+            for s in ("train", "val", "test") for p in ("x", "y")}
+
+
+def test_unknown_example(capfd, tmp_path: Path) -> None:
+    assert main(["train", "nope", "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capfd, "unknown example 'nope'", "sine")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_epochs(capfd, tmp_path: Path) -> None:
+    assert main(["train", "sine", "--out", str(tmp_path / "o"), "--epochs", "0"]) == 2
+    _one_error_line(capfd, "--epochs")
+
+
+def test_missing_model_and_data(capfd, tmp_path: Path) -> None:
+    assert main(["quantize", str(tmp_path / "none.keras"), "--data", str(tmp_path / "d.npz"),
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capfd, "not found", "none.keras")
+    assert main(["train", str(tmp_path / "none.keras"), "--data", str(tmp_path / "d.npz"),
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capfd, "not found")
+    assert not (tmp_path / "o").exists()
+
+
+def test_keras_model_without_data(capfd, sine_run, tmp_path: Path) -> None:
+    assert main(["train", str(sine_run.model_keras), "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capfd, "--data")
+
+
+def test_missing_data_file(capfd, sine_run, tmp_path: Path) -> None:
+    assert main(["quantize", str(sine_run.model_keras), "--data", str(tmp_path / "d.npz"),
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capfd, "data file not found")
+
+
+def test_not_a_keras_file(capfd, sine_run, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip")
+    assert main(["quantize", str(fake), "--data", str(sine_run.data_npz),
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capfd, "cannot load Keras model")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("case", ["missing_keys", "bad_shape", "count_mismatch", "not_npz"])
+def test_bad_npz(capfd, sine_run, tmp_path: Path, case: str) -> None:
+    arrays = _splits((1,))
+    expected = {"missing_keys": "missing keys y_test", "bad_shape": "x_test samples have shape",
+                "count_mismatch": "x_val has 8 samples but y_val has 3",
+                "not_npz": "not a readable .npz"}[case]
+    path = tmp_path / "d.npz"
+    if case == "missing_keys":
+        del arrays["y_test"]
+    elif case == "bad_shape":
+        arrays["x_test"] = np.zeros((8, 2), np.float32)
+    elif case == "count_mismatch":
+        arrays["y_val"] = arrays["y_val"][:3]
+    if case == "not_npz":
+        path.write_text("garbage")
+    else:
+        _npz(path, **arrays)
+    out = tmp_path / "o"
+    assert main(["quantize", str(sine_run.model_keras), "--data", str(path),
+                 "--out", str(out)]) == 2
+    _one_error_line(capfd, expected)
+    assert not out.exists()
+    assert main(["train", str(sine_run.model_keras), "--data", str(path), "--out", str(out),
+                 "--epochs", "1"]) == 2
+    _one_error_line(capfd, expected)
+    assert not out.exists()
+
+
+def test_shape_mismatch_with_model(capfd, sine_run, tmp_path: Path) -> None:
+    path = _npz(tmp_path / "d.npz", **_splits((3,)))
+    assert main(["quantize", str(sine_run.model_keras), "--data", str(path),
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capfd, "expected (1,)")
+
+
+def test_quantize_cli_ok(capfd, sine_run, tmp_path: Path) -> None:
+    out = tmp_path / "q"
+    assert main(["quantize", str(sine_run.model_keras), "--data", str(sine_run.data_npz),
+                 "--out", str(out), "--rep-samples", "50"]) == 0
+    assert "model_int8.tflite" in capfd.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model_float.tflite", "model_int8.tflite", "quantization.json", "quantization.md"]
+    assert '"samples": 50' in (out / "quantization.json").read_text()
+
+
+def test_console_script_subprocess(tmp_path: Path) -> None:
+    exe = shutil.which("tinydeploy")
+    cmd = [exe] if exe else [sys.executable, "-m", "tinydeploy.cli"]
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes((DATA / "sine_mlp.tflite").read_bytes()[:200])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([*cmd, "check", str(bad)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 3
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "truncated" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    proc = subprocess.run([*cmd, "check", str(DATA / "sine_mlp.tflite")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok:")

@@ -1,0 +1,134 @@
+"""deploy: the whole pipeline end to end on the simulated board, and the on-device arena
+refinement with flash replaced (the "board" is the simulator's pseudo-terminal).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tinydeploy import cli, render
+from tinydeploy import deploy as dp
+from tinydeploy import flash as fl
+from tinydeploy.data import Dataset
+from tinydeploy.errors import TinyDeployError
+from tinydeploy.sim import start_sim
+
+DATA = Path(__file__).parent / "data"
+SINE = DATA / "sine_mlp.tflite"
+
+
+@pytest.fixture(scope="module")
+def sine_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.0, 2 * math.pi, size=(200, 1)).astype(np.float32)
+    y = np.sin(x).astype(np.float32)
+    ds = Dataset(x_train=x[:100], y_train=y[:100], x_val=x[100:150], y_val=y[100:150],
+                 x_test=x[150:], y_test=y[150:])
+    return ds.save(tmp_path_factory.mktemp("sine") / "data.npz")
+
+
+@pytest.mark.slow
+def test_deploy_sine_on_sim_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = cli.main(["deploy", "sine", "--board", "sim", "--out", str(out), "--epochs", "3",
+                     "--samples", "25"])
+    assert code == 0
+    doc = json.loads((out / "deploy.json").read_text())
+    assert doc["passed"] is True and doc["board"] == "sim"
+    assert set(doc["stages_s"]) >= {"train", "quantize", "check", "validate"}
+    assert doc["quantization"]["metric"]["name"] == "mae"
+    assert doc["validation"]["samples"] == 25
+    assert doc["validation"]["metrics"]["exact_match_rate"] == 1.0
+    assert Path(doc["int8_model"]).is_file()
+    page = (out / "report.html").read_text()
+    assert "Stage timings" in page and "Quantization" in page
+    assert page.count("data:image/png;base64,") == 3
+
+
+def test_deploy_tflite_skips_training(sine_npz: Path, tmp_path: Path) -> None:
+    res = dp.deploy(SINE, tmp_path / "d", board="sim", data=sine_npz, samples=10)
+    assert res.passed and "train" not in res.stages and "quantize" not in res.stages
+    assert res.int8_path == SINE and (tmp_path / "d" / "deploy.json").is_file()
+    assert "PASS" in res.summary()
+
+
+def test_deploy_model_needs_data(tmp_path: Path) -> None:
+    with pytest.raises(TinyDeployError) as err:
+        dp.deploy(SINE, tmp_path / "d", board="sim")
+    assert err.value.code == "bad_argument" and "--data" in str(err.value)
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(TinyDeployError) as err:
+        dp.deploy(SINE, tmp_path / "d", board="sim", data=DATA / "x.npz")
+    assert err.value.code == "file_not_found"
+    with pytest.raises(TinyDeployError) as err:
+        dp.deploy(SINE, tmp_path / "d", board="sim", data=SINE, tune_arena=True)
+    assert err.value.code == "bad_argument" and "--tune-arena" in str(err.value)
+    with pytest.raises(TinyDeployError) as err:
+        dp.deploy("nosuchexample", tmp_path / "d", board="sim")
+    assert err.value.code == "unknown_example" and "sine" in str(err.value)
+    with pytest.raises(TinyDeployError) as err:
+        dp.deploy("sine", tmp_path / "d", board="nosuchboard")
+    assert err.value.code == "unknown_board"
+    assert not (tmp_path / "d").exists()
+
+
+def test_tune_arena_reflashes_with_the_measured_arena(
+        sine_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    generated: list[dict[str, Any]] = []
+    flashed: list[Path] = []
+
+    def fake_generate(model: Any, out: Path, boards: list[str], arena: Any = "auto",
+                      fmt: str = "both", runtime: str = "tflm") -> SimpleNamespace:
+        generated.append({"boards": boards, "arena": arena, "fmt": fmt})
+        proj = Path(out) / "platformio"
+        proj.mkdir(parents=True, exist_ok=True)
+        (proj / "platformio.ini").write_text(f"[env:{boards[0]}]\nboard = x\n")
+        return SimpleNamespace(platformio_dir=proj)
+
+    with start_sim(SINE) as sim:
+        def fake_flash(project: Path, board: Any, port: str | None = None) -> fl.FlashResult:
+            assert (Path(project) / "platformio.ini").is_file()
+            flashed.append(Path(project))
+            return fl.FlashResult(project=Path(project), board="nano33ble", env="nano33ble",
+                                  port=sim.port, command=["pio"], seconds=0.0)
+
+        monkeypatch.setattr(render, "generate", fake_generate)
+        monkeypatch.setattr(fl, "flash", fake_flash)
+        res = dp.deploy(SINE, tmp_path / "d", board="nano33ble", data=sine_npz, samples=5,
+                        tune_arena=True)
+    assert res.passed and len(flashed) == 2
+    used = res.arena["arena_used"]
+    assert used > 0
+    assert [g["arena"] for g in generated] == ["auto", str(dp.tuned_arena(used))]
+    assert used < dp.tuned_arena(used) <= used + max(2048, used // 4) + 16
+    assert all(g["boards"] == ["nano33ble"] for g in generated)
+    doc = json.loads((tmp_path / "d" / "deploy.json").read_text())
+    assert doc["arena"]["arena_size"] == dp.tuned_arena(used)
+
+
+def test_failed_validation_still_writes_the_report(
+        sine_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_generate(model: Any, out: Path, boards: list[str], **kw: Any) -> SimpleNamespace:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "platformio.ini").write_text(f"[env:{boards[0]}]\n")
+        return SimpleNamespace(platformio_dir=Path(out))
+
+    out = tmp_path / "d"
+    with start_sim(SINE, wrong_outputs=1.0) as sim:
+        monkeypatch.setattr(render, "generate", fake_generate)
+        monkeypatch.setattr(fl, "flash", lambda project, board, port=None: fl.FlashResult(
+            Path(project), "rpipico", "rpipico", sim.port, ["pio"], 0.0))
+        code = cli.main(["deploy", str(SINE), "--board", "rpipico", "--data", str(sine_npz),
+                         "--out", str(out), "--samples", "8"])
+    assert code == 6
+    doc = json.loads((out / "deploy.json").read_text())
+    assert doc["passed"] is False and doc["validation"]["differing"] == 8
+    assert set(doc["stages_s"]) >= {"check", "generate", "flash", "validate"}
+    assert "FAIL" in (out / "report.html").read_text()

@@ -1,0 +1,346 @@
+"""Firmware rendering: op resolver, budget, formats, atomic output, syntax of the C++."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tinydeploy import render
+from tinydeploy.boards import BOARDS, KIB
+from tinydeploy.cli import main
+from tinydeploy.errors import TinyDeployError
+from tinydeploy.facts import OpFacts, load
+from tinydeploy.ops import TFLM_OPS
+
+DATA = Path(__file__).parent / "data"
+STUBS = Path(__file__).parent / "stubs"
+GROUND = json.loads((DATA / "ground_truth.json").read_text())
+MODELS = sorted(GROUND)
+MCU = ["nano33ble", "esp32-s3", "rpipico", "nucleo_f446re", "teensy41"]
+CXX = ["g++", "-fsyntax-only", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{STUBS}"]
+CC = ["gcc", "-fsyntax-only", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+
+
+def gen(tmp_path: Path, model: str = "digits_cnn", out: str = "fw", **kw: object):
+    kw.setdefault("boards", ["nano33ble"])
+    kw.setdefault("arena", GROUND[model]["min_arena_cm4"] + 1024)
+    return render.generate(DATA / f"{model}.tflite", tmp_path / out, **kw)
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir()) if parent.exists() else []
+
+
+# --- op table and estimates ------------------------------------------------------------
+def test_op_table_covers_reference_models() -> None:
+    for name in MODELS:
+        facts = load(DATA / f"{name}.tflite")
+        assert facts.op_names == GROUND[name]["ops"]
+        for op in facts.op_names:
+            assert op in TFLM_OPS and TFLM_OPS[op].int8, (name, op)
+
+
+def test_code_estimate_not_below_real_cortex_m4_builds() -> None:
+    for name, g in GROUND.items():
+        real = g["cm4_text"] - g["model_bytes"]
+        est = render.tflm_code_estimate(g["ops"])
+        assert real <= est <= 1.35 * real, (name, real, est)
+
+
+# --- the generated C++ compiles against the stand-in headers ------------------------------
+def _compile(files: list[Path], cwd: Path, defines: list[str] = ()) -> None:
+    cpp = [str(f) for f in files if f.suffix in (".cpp", ".ino")]
+    args = [*CXX, f"-I{cwd}", *[f"-D{d}" for d in defines], "-x", "c++", *cpp]
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for c in (f for f in files if f.suffix == ".c"):
+        proc = subprocess.run([*CC, str(c)], cwd=cwd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_generated_cpp_compiles_for_every_board(tmp_path: Path, model: str) -> None:
+    res = gen(tmp_path, model, boards=MCU)
+    src = tmp_path / "fw" / "src"
+    sources = sorted(p for p in src.iterdir() if p.suffix in (".cpp", ".c"))
+    assert {p.name for p in sources} == {"main.cpp", "td_tflm_app.cpp", "model_data.cpp",
+                                         "td_protocol.c", "td_arduino.cpp"}
+    _compile(sources, src, [BOARDS["nano33ble"].define, "TD_SERIAL_BAUD=115200"])
+    for board in MCU[1:]:  # every board's branch of model_settings.h
+        _compile([src / "td_tflm_app.cpp"], src, [BOARDS[board].define])
+    # the Arduino sketch: no -D from the IDE, the core's macro (or nothing) picks the board
+    sketch = res.sketch_dir
+    assert sketch is not None
+    ino = [sketch / f"{res.sketch}.ino", sketch / "td_tflm_app.cpp"]
+    _compile(ino, sketch, [])
+    _compile(ino[1:], sketch, [BOARDS["esp32-s3"].arduino_macros[0]])
+
+
+def test_cycle_counter_per_board(tmp_path: Path) -> None:
+    gen(tmp_path, "sine_mlp", boards=MCU, fmt="platformio")
+    settings = (tmp_path / "fw" / "src" / "model_settings.h").read_text()
+    main_cpp = (tmp_path / "fw" / "src" / "td_tflm_app.cpp").read_text()
+    for board in MCU:
+        block = settings.split(f"defined({BOARDS[board].define})")[1].split("#elif")[0]
+        kind = {"dwt": "TD_CYCLES_DWT", "ccount": "TD_CYCLES_CCOUNT", "none": "TD_CYCLES_NONE"}
+        assert f"TD_CYCLE_COUNTER {kind[BOARDS[board].cycle_counter]}" in block
+        assert f'TD_BOARD_ID "{board}"' in block
+    assert "0xE0001004u" in main_cpp and "ESP.getCycleCount()" in main_cpp
+
+
+# --- content ---------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["sine_mlp", "tanh_mlp", "ds_cnn_kws", "concat_branches"])
+def test_resolver_has_exactly_the_models_ops(tmp_path: Path, model: str) -> None:
+    res = gen(tmp_path, model, fmt="platformio")
+    text = (tmp_path / "fw" / "src" / "td_tflm_app.cpp").read_text()
+    calls = re.findall(r"resolver\.(Add\w+)\(\)", text)
+    ops = GROUND[model]["ops"]
+    assert calls == [TFLM_OPS[o].resolver for o in ops]
+    settings = (tmp_path / "fw" / "src" / "model_settings.h").read_text()
+    assert re.search(rf"#define TD_NUM_OPS {len(ops)}\n", settings)
+    assert "MicroMutableOpResolver<TD_NUM_OPS>" in text
+    assert "alignas(16) static uint8_t tensor_arena[kArenaSize]" in text
+    assert "model->version() != TFLITE_SCHEMA_VERSION" in text
+    assert "arena_used_bytes()" in text
+    assert f"#define TD_ARENA_SIZE {res.arena.size}u" in settings
+
+
+def test_settings_carry_facts(tmp_path: Path) -> None:
+    facts = load(DATA / "accel_cnn1d.tflite")
+    gen(tmp_path, "accel_cnn1d", fmt="arduino")
+    settings = (tmp_path / "fw" / "fw" / "model_settings.h").read_text()
+    sha = re.findall(r"0x([0-9a-f]{2})", settings.split("TD_MODEL_SHA256")[1].split("/*")[0])
+    assert "".join(sha) == facts.sha256
+    g = GROUND["accel_cnn1d"]
+    assert "#define TD_INPUT_DIMS " + ", ".join(map(str, g["input_shape"])) in settings
+    assert f"#define TD_OUTPUT_ZERO_POINT {g['output_zero_point']}\n" in settings
+    scale = float(re.search(r"TD_INPUT_SCALE (\S+)f", settings).group(1))
+    assert scale == pytest.approx(g["input_scale"], rel=1e-7)
+    assert '#define TD_FIRMWARE_VERSION "tinydeploy ' in settings
+
+
+def test_arena_auto_adds_documented_margin(tmp_path: Path, monkeypatch) -> None:
+    facts = load(DATA / "residual_cnn.tflite")
+    monkeypatch.setitem(render._PREDICTIONS, facts.sha256, 15000)
+    res = render.generate(facts, tmp_path / "fw", boards=["nucleo_f446re"], arena="auto")
+    want = -(-int(15000 * (1 + render.ARENA_MARGIN_FRACTION)) // 16) * 16
+    assert res.arena.size == want and res.arena.predicted == 15000
+    assert res.arena.margin == want - 15000
+    settings = (tmp_path / "fw" / "src" / "model_settings.h").read_text()
+    assert "#define TD_ARENA_PREDICTED 15000u" in settings
+    assert f"#define TD_ARENA_MARGIN {want - 15000}u" in settings
+    readme = (tmp_path / "fw" / "README.md").read_text()
+    assert f"**{want} bytes**" in readme and "margin" in readme
+    monkeypatch.setitem(render._PREDICTIONS, facts.sha256, 100)  # small: the minimum margin
+    res = render.generate(facts, tmp_path / "fw2", boards=["nucleo_f446re"], arena="auto")
+    assert res.arena.size == 100 + render.ARENA_MARGIN_MIN + 12  # rounded up to 16
+
+
+def test_arena_auto_uses_the_cortex_m_prediction(tmp_path: Path) -> None:
+    res = render.generate(DATA / "sine_mlp.tflite", tmp_path / "fw", boards=["nano33ble"])
+    g = GROUND["sine_mlp"]
+    assert res.arena.predicted is not None
+    assert res.arena.predicted >= g["arena_used_bytes_cm4"] * 0.8
+    assert res.arena.size >= g["min_arena_cm4"]
+    assert res.arena.size % 16 == 0
+
+
+# --- formats ---------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["arduino", "platformio", "both"])
+def test_format_choices(tmp_path: Path, fmt: str) -> None:
+    res = gen(tmp_path, "sine_mlp", out="My Sketch", fmt=fmt)
+    out = tmp_path / "My Sketch"
+    has_pio = (out / "platformio.ini").is_file() and (out / "src" / "main.cpp").is_file()
+    sketch = out / "My_Sketch"
+    has_ino = (sketch / "My_Sketch.ino").is_file()
+    assert has_pio == (fmt != "arduino") and has_ino == (fmt != "platformio")
+    assert (res.platformio_dir is not None) == has_pio and (res.sketch_dir is not None) == has_ino
+    if has_ino:
+        names = {p.name for p in sketch.iterdir()}
+        assert names == {"My_Sketch.ino", "td_tflm_app.cpp", "td_tflm_app.h", "model_settings.h",
+                         "model_data.h", "model_data.cpp", "td_protocol.h", "td_protocol.c",
+                         "td_arduino.h", "td_arduino.cpp"}
+        ino = (sketch / "My_Sketch.ino").read_text()
+        assert "td_app_setup();" in ino and "td_app_loop();" in ino
+    assert (out / "README.md").is_file()
+    assert all(f.is_file() for f in res.files)
+    assert res.summary().startswith("generated tflm firmware for nano33ble")
+
+
+def test_platformio_ini_parses_with_one_env_per_board(tmp_path: Path) -> None:
+    boards = ["teensy41", "esp32-s3", "rpipico"]
+    gen(tmp_path, "digits_cnn", boards=boards, fmt="platformio")
+    ini = configparser.ConfigParser()
+    ini.read(tmp_path / "fw" / "platformio.ini")
+    envs = [s[4:] for s in ini.sections() if s.startswith("env:")]
+    assert envs == boards
+    assert [e.strip() for e in ini["platformio"]["default_envs"].split(",")] == boards
+    for name in boards:
+        env, b = ini[f"env:{name}"], BOARDS[name]
+        assert env["platform"] == b.pio_platform and env["board"] == b.pio_board
+        assert env["framework"] == "arduino"
+        assert env["lib_deps"].strip() == b.tflm_lib_deps
+        assert int(env["monitor_speed"]) == b.monitor_speed
+        assert f"-D {b.define}" in env["build_flags"]
+
+
+def test_readme_names_the_library_to_install(tmp_path: Path) -> None:
+    gen(tmp_path, "sine_mlp", boards=["esp32-s3", "nano33ble"], fmt="arduino")
+    readme = (tmp_path / "fw" / "README.md").read_text()
+    assert 'arduino-cli lib install "TensorFlowLite_ESP32"' in readme
+    assert 'arduino-cli lib install "Chirale_TensorFlowLite"' in readme
+    assert "platformio.ini" not in readme.split("## Boards")[0]
+
+
+# --- names -----------------------------------------------------------------------------
+def test_names_are_sanitized(tmp_path: Path) -> None:
+    res = gen(tmp_path, "sine_mlp", out="3 my-model.v2", fmt="arduino")
+    assert res.sketch == "v3_my_model_v2"
+    sketch = tmp_path / "3 my-model.v2" / "v3_my_model_v2"
+    assert (sketch / "v3_my_model_v2.ino").is_file()
+    res = gen(tmp_path, "sine_mlp", out="o", fmt="arduino", name="int")
+    assert res.sketch == "int_" and (tmp_path / "o" / "int_" / "int_.ino").is_file()
+    res = gen(tmp_path, "sine_mlp", out="src")
+    assert res.sketch == "src_sketch" and not list((tmp_path / "src" / "src").glob("*.ino"))
+
+
+# --- refusals leave nothing behind ------------------------------------------------------
+def test_arena_larger_than_ram_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TinyDeployError) as exc:
+        gen(tmp_path, "sine_mlp", boards=["nucleo_f446re"], arena=200 * KIB)
+    err = exc.value
+    assert err.code == "does_not_fit" and err.exit_code == 4
+    assert "nucleo_f446re" in str(err) and str(200 * KIB) in str(err)
+    assert str(BOARDS["nucleo_f446re"].ram_bytes) in str(err)
+    assert leftovers(tmp_path) == []
+
+
+def test_model_too_big_for_small_board_flash(tmp_path: Path) -> None:
+    tiny = dataclasses.replace(BOARDS["nucleo_f446re"], id="tiny", flash_bytes=96 * KIB)
+    with pytest.raises(TinyDeployError) as exc:
+        gen(tmp_path, "ds_cnn_kws", boards=[tiny])
+    msg = str(exc.value)
+    assert exc.value.code == "does_not_fit" and "flash" in msg and str(96 * KIB) in msg
+    assert str(GROUND["ds_cnn_kws"]["model_bytes"]) in msg
+    assert leftovers(tmp_path) == []
+    # the same model fits the real board
+    assert gen(tmp_path, "ds_cnn_kws", boards=["nucleo_f446re"]).budgets[0].fits
+
+
+def test_code_in_ram_counts_against_ram(tmp_path: Path) -> None:
+    facts = load(DATA / "ds_cnn_kws.tflite")
+    t = render.budget(facts, BOARDS["teensy41"], 30000)
+    plain = render.budget(facts, dataclasses.replace(BOARDS["teensy41"], code_in_ram=False),
+                          30000)
+    assert t.ram_used - plain.ram_used == facts.size_bytes + t.code_bytes
+
+
+def test_multi_board_refuses_if_any_board_does_not_fit(tmp_path: Path) -> None:
+    with pytest.raises(TinyDeployError) as exc:
+        gen(tmp_path, "sine_mlp", boards=["teensy41", "nucleo_f446re"], arena=120 * KIB)
+    assert "nucleo_f446re" in str(exc.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_unsupported_op_refused_before_writing(tmp_path: Path) -> None:
+    facts = load(DATA / "sine_mlp.tflite")
+    bad = dataclasses.replace(facts, ops=[*facts.ops, OpFacts("CUSTOM:MyOp", 1, 1)])
+    with pytest.raises(TinyDeployError) as exc:
+        render.generate(bad, tmp_path / "fw", boards=["nano33ble"], arena=4096)
+    assert exc.value.code == "unsupported_op" and "CUSTOM:MyOp" in str(exc.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_unknown_board_and_bad_arguments(tmp_path: Path) -> None:
+    for kw, code in [({"boards": ["nano33ble", "arduino_uno"]}, "unknown_board"),
+                     ({"boards": ["sim"]}, "bad_argument"),
+                     ({"boards": ["native"]}, "bad_argument"),
+                     ({"boards": [" "]}, "bad_argument"),
+                     ({"fmt": "zip"}, "bad_argument"),
+                     ({"runtime": "onnx"}, "bad_argument"),
+                     ({"arena": "lots"}, "bad_argument"),
+                     ({"arena": 0}, "bad_argument")]:
+        with pytest.raises(TinyDeployError) as exc:
+            gen(tmp_path, "sine_mlp", **kw)
+        assert exc.value.code == code, kw
+    assert leftovers(tmp_path) == []
+
+
+def test_error_while_rendering_removes_the_temp_folder(tmp_path: Path, monkeypatch) -> None:
+    def boom(*_a: object) -> list[Path]:
+        raise TinyDeployError("tool_missing", tool="firmware source", fix="reinstall")
+
+    monkeypatch.setattr(render, "_copy_sources", boom)
+    with pytest.raises(TinyDeployError):
+        gen(tmp_path, "sine_mlp", out="deep/er/fw")
+    assert leftovers(tmp_path) == []
+
+
+def test_regenerate_replaces_generated_files_only(tmp_path: Path) -> None:
+    gen(tmp_path, "sine_mlp", boards=["nano33ble"])
+    out = tmp_path / "fw"
+    (out / "notes.txt").write_text("mine")
+    (out / "src" / "stale.cpp").write_text("old")
+    gen(tmp_path, "tanh_mlp", boards=["rpipico"], fmt="platformio")
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / "src" / "stale.cpp").exists()
+    assert "[env:rpipico]" in (out / "platformio.ini").read_text()
+    assert "AddTanh" in (out / "src" / "td_tflm_app.cpp").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["fw"]  # no temp folder left
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TinyDeployError) as exc:
+        gen(tmp_path, "sine_mlp", out="file")
+    assert exc.value.code == "output_exists"
+
+
+# --- CLI and inspect -------------------------------------------------------------------
+def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli fw"
+    rc = main(["generate", str(DATA / "pad_gap_cnn.tflite"), "--out", str(out),
+               "--board", "nano33ble,teensy41", "--arena", "8192", "--format", "both"])
+    assert rc == 0
+    assert "nano33ble, teensy41" in capsys.readouterr().out
+    assert (out / "platformio.ini").is_file() and (out / "cli_fw" / "cli_fw.ino").is_file()
+    rc = main(["generate", str(DATA / "pad_gap_cnn.tflite"), "--out", str(tmp_path / "x"),
+               "--board", "uno", "--arena", "8192"])
+    assert rc == 2 and not (tmp_path / "x").exists()
+    rc = main(["generate", str(DATA / "pad_gap_cnn.tflite"), "--out", str(tmp_path / "y"),
+               "--board", "rpipico", "--arena", str(1 << 20)])
+    assert rc == 4 and not (tmp_path / "y").exists()
+
+
+def test_describe_lists_facts(capsys: pytest.CaptureFixture[str]) -> None:
+    facts = load(DATA / "concat_branches.tflite")
+    text = render.describe(facts)
+    for op in facts.op_names:
+        assert op in text and TFLM_OPS[op].resolver in text
+    assert facts.sha256 in text and str(list(facts.inputs[0].shape)) in text
+    assert main(["inspect", str(DATA / "concat_branches.tflite")]) == 0
+    assert "CONCATENATION" in capsys.readouterr().out
+
+
+def test_stubs_are_our_own() -> None:
+    for p in STUBS.rglob("*"):
+        if p.is_file():
+            assert "TensorFlow Authors" not in p.read_text()
+
+
+def test_toolchain_present() -> None:
+    assert shutil.which("g++") and shutil.which("gcc")
+
+
+def test_runtime_c_delegates_to_the_c_runtime(tmp_path: Path) -> None:
+    res = render.generate(DATA / "sine_mlp.tflite", tmp_path / "c", boards=["native"],
+                          runtime="c")
+    assert (tmp_path / "c" / "td_model.c").is_file() and res.summary()
+    assert not (tmp_path / "c" / "platformio.ini").exists()
+    with pytest.raises(TinyDeployError) as exc:
+        render.generate(DATA / "sine_mlp.tflite", tmp_path / "s", boards=["sim"], runtime="c")
+    assert exc.value.code == "bad_argument" and not (tmp_path / "s").exists()

@@ -1,0 +1,210 @@
+"""Generate the interpreter-free C model: td_model.h/.c + the kernel library + memory.json.
+
+``generate_c(facts, out_dir)`` reads the model into the IR, refuses unsupported models
+before writing anything, plans the arena, emits one kernel call per operator, renders
+``templates/c/*.jinja`` into a temporary folder and moves the files into place.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, load
+from ..log import log
+from ..resources import firmware_dir, templates_dir
+from .emit import Emitter
+from .graph import Graph, read_graph
+from .overlap import overlap_distance
+from .planner import Buffer, MemoryPlan, plan
+
+KERNEL_FILES = ("td_kernels.h", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c")
+SUPPORT_FILES = ("td_protocol.h", "td_model_api.h")
+MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c")
+
+
+@dataclass
+class CResult:
+    out_dir: Path
+    files: list[Path]
+    plan: MemoryPlan
+    weight_bytes: int
+    param_bytes: int
+    n_ops: int
+    tflm_arena_cortex_m: int | None = None
+    min_arena_cm4: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> list[Path]:
+        return [self.out_dir / f for f in MODEL_SOURCES]
+
+    def memory(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"arena_bytes": self.plan.size, "lower_bound": self.plan.lower_bound,
+                             "no_reuse_bytes": self.plan.naive, "weight_bytes": self.weight_bytes,
+                             "param_bytes": self.param_bytes,
+                             "tflm_arena_cortex_m": self.tflm_arena_cortex_m}
+        if self.tflm_arena_cortex_m:
+            d["ratio_vs_tflm"] = round(self.plan.size / self.tflm_arena_cortex_m, 4)
+        d["plan"] = self.plan.to_dict()
+        return d
+
+    def summary(self) -> str:
+        tflm = (f", TFLM cortex-m arena {self.tflm_arena_cortex_m} B "
+                f"(ratio {self.plan.size / self.tflm_arena_cortex_m:.2f})"
+                if self.tflm_arena_cortex_m else "")
+        return (f"C runtime: {self.n_ops} ops, static arena {self.plan.size} B "
+                f"(lower bound {self.plan.lower_bound} B){tflm}, weights {self.weight_bytes} B, "
+                f"params {self.param_bytes} B -> {self.out_dir}")
+
+
+def c_identifier(name: str) -> str:
+    """A valid C identifier from any string (used for names derived from user input)."""
+    s = re.sub(r"[^0-9A-Za-z_]", "_", name) or "model"
+    return "_" + s if s[0].isdigit() else s
+
+
+def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
+    """Alias map (RESHAPE output -> root tensor) and the buffers the planner places."""
+    alias: dict[int, int] = {}
+    external = set(g.inputs) | set(g.outputs)
+    for op in g.ops:
+        if op.name == "RESHAPE" and op.outputs[0] not in external:
+            src = op.inputs[0]
+            if not g.t(src).is_const:
+                alias[op.outputs[0]] = alias.get(src, src)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for op in g.ops:
+        for i in op.outputs:
+            r = alias.get(i, i)
+            first.setdefault(r, op.index)
+            last[r] = max(last.get(r, op.index), op.index)
+        for i in op.inputs:
+            if i < 0 or g.t(i).is_const:
+                continue
+            r = alias.get(i, i)
+            last[r] = max(last.get(r, op.index), op.index)
+    buffers = {r: Buffer(r, g.t(r).name, g.t(r).size, first[r], last[r])
+               for r in sorted(first) if r not in external}
+    for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
+        y = op.outputs[0]
+        if y not in buffers or y in alias:
+            continue
+        candidates = op.inputs[:2] if op.name in ("ADD", "MUL") else op.inputs[:1]
+        for i in candidates:
+            r = alias.get(i, i)
+            if r in buffers and r != y and last[r] == op.index \
+                    and g.t(r).size == g.t(i).size:
+                d = overlap_distance(op, g)
+                if d is not None:
+                    buffers[y].pin = (r, d)
+                break
+    return alias, list(buffers.values())
+
+
+def _tflm_arena(facts: ModelFacts) -> int | None:
+    try:
+        from ..arena import arena  # helper module; optional
+    except ImportError:
+        return None
+    try:
+        return int(arena(facts, target="cortex-m").arena_bytes)
+    except Exception as exc:  # an estimate only: never fail generation over it
+        log.debug("TFLM arena estimate unavailable: %s", exc)
+        return None
+
+
+def _float_lit(x: float) -> str:
+    s = f"{np.float32(x):.9g}"
+    if "e" not in s and "." not in s and "inf" not in s:
+        s += ".0"
+    return s + "f"
+
+
+def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], CResult]:
+    """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
+    g = read_graph(facts)
+    alias, buffers = _storage(g)
+    mem = plan(buffers)
+    offsets = {b.tensor: b.offset for b in mem.buffers}
+
+    def loc(i: int) -> str:
+        r = alias.get(i, i)
+        if r in g.inputs:
+            return "in"
+        if r in g.outputs:
+            return "out"
+        return f"(td_arena + {offsets[r]})"
+
+    em = Emitter(g, loc)
+    calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]
+    x, y = g.t(g.inputs[0]), g.t(g.outputs[0])
+    model_name = c_identifier(name or facts.name)
+    from .. import __version__
+
+    ctx = {
+        "version": __version__, "source": Path(facts.path).name.replace("*/", "* /"),
+        "model_name": model_name, "sha256": facts.sha256,
+        "sha256_bytes": ", ".join(str(b) for b in bytes.fromhex(facts.sha256)),
+        "n_ops": len(g.ops), "arena": mem.size, "arena_alloc": max(mem.size, 1),
+        "lower_bound": mem.lower_bound, "weight_bytes": em.weight_bytes,
+        "buffers": mem.buffers, "decls": em.decls, "calls": calls,
+        "input_size": x.size, "output_size": y.size,
+        "in_dims": list(x.shape) or [1], "out_dims": list(y.shape) or [1],
+        "in_scale": _float_lit(x.scale), "in_zp": x.zp,
+        "out_scale": _float_lit(y.scale), "out_zp": y.zp,
+    }
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "c")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    texts = {fname: env.get_template(fname + ".jinja").render(**ctx)
+             for fname in ("td_model.h", "td_model.c")}
+    result = CResult(out_dir=Path("."), files=[], plan=mem, weight_bytes=em.weight_bytes,
+                     param_bytes=em.param_bytes, n_ops=len(g.ops))
+    return texts, result
+
+
+def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
+               name: str | None = None, tflm_arena: bool = True) -> CResult:
+    """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan."""
+    facts = load(facts)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinyDeployError("output_exists", path=out_dir)
+    texts, result = build(facts, name)  # raises before anything is written
+    if tflm_arena:
+        result.tflm_arena_cortex_m = _tflm_arena(facts)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".td-c-", dir=out_dir.parent))
+    try:
+        for fname, text in texts.items():
+            (tmp / fname).write_text(text)
+        fw = firmware_dir()
+        for fname in KERNEL_FILES + SUPPORT_FILES:
+            if (fw / fname).is_file():
+                shutil.copy2(fw / fname, tmp / fname)
+        (tmp / "memory.json").write_text(json.dumps(result.memory(), indent=2) + "\n")
+        names = sorted(p.name for p in tmp.iterdir())
+        if out_dir.exists():
+            for fname in names:
+                (tmp / fname).replace(out_dir / fname)
+            tmp.rmdir()
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.out_dir = out_dir
+    result.files = [out_dir / n for n in names]
+    log.info("%s", result.summary())
+    return result

@@ -1,0 +1,372 @@
+"""Per-operator C emission: constant parameter structs and one kernel call per operator.
+
+Every number a kernel needs (multipliers, shifts, ranges, padding, strides) is computed
+here, in Python, the way TFLM's Prepare computes it (see ``quant.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ..errors import TinyDeployError
+from . import quant
+from .graph import FIX_TFLM, Graph, Op, Tensor
+
+MAX_RANK = 6
+
+
+def c_array(name: str, ctype: str, values: Sequence[int] | np.ndarray) -> str:
+    vals = [int(v) for v in np.asarray(values).reshape(-1)]
+    if not vals:
+        vals = [0]
+    rows = [", ".join(str(v) for v in vals[i:i + 20]) for i in range(0, len(vals), 20)]
+    body = ",\n  ".join(rows)
+    return f"static const {ctype} {name}[{len(vals)}] = {{\n  {body}\n}};"
+
+
+def _struct(ctype: str, name: str, fields: dict[str, object]) -> str:
+    def fmt(v: object) -> str:
+        if isinstance(v, list | tuple):
+            return "{" + ", ".join(str(int(x)) for x in v) + "}"
+        return str(v)
+
+    body = ",\n  ".join(f".{k} = {fmt(v)}" for k, v in fields.items())
+    return f"static const {ctype} {name} = {{\n  {body}\n}};"
+
+
+def _pad_total(stride: int, dil: int, in_size: int, f: int, out_size: int) -> int:
+    eff = (f - 1) * dil + 1
+    return max(0, (out_size - 1) * stride + eff - in_size) // 2
+
+
+def _out_size(padding: int, in_size: int, f: int, stride: int, dil: int) -> int:
+    eff = (f - 1) * dil + 1
+    if padding == 0:  # SAME
+        return (in_size + stride - 1) // stride
+    return (in_size - eff + stride) // stride
+
+
+def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
+    s = list(t.shape)
+    if len(s) != 4:
+        raise ValueError(f"tensor '{t.name}' has shape {s}, expected 4-D NHWC")
+    return s[0], s[1], s[2], s[3]
+
+
+class Emitter:
+    """Collects declarations; ``emit(op)`` returns the C statement for one operator."""
+
+    def __init__(self, g: Graph, loc: Callable[[int], str]) -> None:
+        self.g = g
+        self.loc = loc
+        self.decls: list[str] = []
+        self.const_names: dict[int, str] = {}
+        self.weight_bytes = 0  # constant tensor data
+        self.param_bytes = 0  # multipliers/shifts arrays
+
+    # --- helpers -------------------------------------------------------------------------
+    def ref(self, i: int) -> str:
+        t = self.g.t(i)
+        if t.is_const:
+            return self.const(t)
+        return self.loc(i)
+
+    def const(self, t: Tensor) -> str:
+        if t.index not in self.const_names:
+            ctype = {"INT8": "int8_t", "INT32": "int32_t"}.get(t.dtype)
+            if ctype is None or t.data is None:
+                raise TinyDeployError("model_rejected", path=self.g.path,
+                                      problem=f"constant '{t.name}' is {t.dtype}",
+                                      fix=FIX_TFLM)
+            name = f"td_w{t.index}"
+            self.decls.append(c_array(name, ctype, t.data))
+            self.const_names[t.index] = name
+            self.weight_bytes += int(t.data.size) * (1 if ctype == "int8_t" else 4)
+        return self.const_names[t.index]
+
+    def int_array(self, name: str, values: Sequence[int]) -> str:
+        self.decls.append(c_array(name, "int32_t", values))
+        self.param_bytes += 4 * len(values)
+        return name
+
+    def act(self, op: Op, out: Tensor) -> tuple[int, int]:
+        a = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
+        try:
+            return quant.activation_range(a, out.scale, out.zp)
+        except ValueError as exc:
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem=f"{op.name}: {exc}", fix=FIX_TFLM) from exc
+
+    def emit(self, op: Op) -> str:
+        fn = getattr(self, "_" + op.name.lower(), None)
+        if fn is None:
+            raise TinyDeployError("unsupported_op", path=self.g.path, op=op.name,
+                                  runtime="the C runtime (--runtime c)", fix=FIX_TFLM)
+        return str(fn(op, f"td_p{op.index}"))
+
+    def _io(self, op: Op) -> tuple[Tensor, Tensor]:
+        return self.g.t(op.inputs[0]), self.g.t(op.outputs[0])
+
+    # --- convolutions ----------------------------------------------------------------------
+    def _conv_common(self, op: Op, p: str, depthwise: bool) -> dict[str, object]:
+        x, y = self._io(op)
+        w = self.g.t(op.inputs[1])
+        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        o = op.options
+        n, ih, iw, ic = _nhwc(x)
+        _, oh, ow, oc = _nhwc(y)
+        _, fh, fw, wc = _nhwc(w)
+        if w.dtype != "INT8" or (bias is not None and bias.dtype != "INT32"):
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem=f"{op.name} weights {w.dtype}/bias "
+                                          f"{bias.dtype if bias else '-'} (need int8/int32)",
+                                  fix=FIX_TFLM)
+        if not depthwise and wc != ic:
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem="grouped CONV_2D is not supported", fix=FIX_TFLM)
+        sh, sw = int(o.strideH), int(o.strideW)
+        dh, dw = int(o.dilationHFactor or 1), int(o.dilationWFactor or 1)
+        for insz, f, s, d, outsz in ((ih, fh, sh, dh, oh), (iw, fw, sw, dw, ow)):
+            if _out_size(int(o.padding), insz, f, s, d) != outsz:
+                raise TinyDeployError("model_rejected", path=self.g.path,
+                                      problem=f"{op.name} output shape does not match padding",
+                                      fix=FIX_TFLM)
+        scales = w.scales if len(w.scales) > 1 else w.scales * oc
+        mults, shifts = zip(*(quant.quantize_multiplier(x.scale * s / y.scale)
+                              for s in scales), strict=True)
+        lo, hi = self.act(op, y)
+        return {
+            "batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
+            "out_c": oc, "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
+            "dil_h": dh, "dil_w": dw,
+            "pad_h": _pad_total(sh, dh, ih, fh, oh), "pad_w": _pad_total(sw, dw, iw, fw, ow),
+            "depth_mult": oc // ic if depthwise else 1,
+            "in_offset": -x.zp, "out_offset": y.zp, "act_min": lo, "act_max": hi,
+            "filter": self.const(w), "bias": self.const(bias) if bias is not None else 0,
+            "mult": self.int_array(p + "_mult", mults),
+            "shift": self.int_array(p + "_shift", shifts),
+        }
+
+    def _conv_2d(self, op: Op, p: str) -> str:
+        self.decls.append(_struct("td_conv_params", p, self._conv_common(op, p, False)))
+        return f"td_conv2d(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _depthwise_conv_2d(self, op: Op, p: str) -> str:
+        self.decls.append(_struct("td_conv_params", p, self._conv_common(op, p, True)))
+        return f"td_depthwise_conv2d(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _fully_connected(self, op: Op, p: str) -> str:
+        x, y = self._io(op)
+        w = self.g.t(op.inputs[1])
+        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        if w.dtype != "INT8" or w.data is None or len(w.shape) != 2:
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem=f"FULLY_CONNECTED weights must be constant 2-D int8 "
+                                          f"(got {w.dtype} {list(w.shape)})", fix=FIX_TFLM)
+        oc, accum = w.shape
+        per_channel = len(w.scales) > 1
+        pairs = [quant.quantize_multiplier(x.scale * s / y.scale) for s in w.scales]
+        lo, hi = self.act(op, y)
+        fields = {
+            "batches": x.size // accum, "accum": accum, "out_c": oc,
+            "in_offset": -x.zp, "filter_offset": -w.zp, "out_offset": y.zp,
+            "act_min": lo, "act_max": hi, "per_channel": int(per_channel),
+            "filter": self.const(w), "bias": self.const(bias) if bias is not None else 0,
+            "mult": self.int_array(p + "_mult", [m for m, _ in pairs]),
+            "shift": self.int_array(p + "_shift", [s for _, s in pairs]),
+        }
+        self.decls.append(_struct("td_fc_params", p, fields))
+        return f"td_fully_connected(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _pool(self, op: Op, p: str, fn: str) -> str:
+        x, y = self._io(op)
+        o = op.options
+        n, ih, iw, c = _nhwc(x)
+        _, oh, ow, _ = _nhwc(y)
+        fh, fw, sh, sw = int(o.filterHeight), int(o.filterWidth), int(o.strideH), int(o.strideW)
+        lo, hi = self.act(op, y)
+        fields = {"batches": n, "in_h": ih, "in_w": iw, "c": c, "out_h": oh, "out_w": ow,
+                  "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
+                  "pad_h": _pad_total(sh, 1, ih, fh, oh), "pad_w": _pad_total(sw, 1, iw, fw, ow),
+                  "act_min": lo, "act_max": hi}
+        self.decls.append(_struct("td_pool_params", p, fields))
+        return f"{fn}(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _max_pool_2d(self, op: Op, p: str) -> str:
+        return self._pool(op, p, "td_max_pool")
+
+    def _average_pool_2d(self, op: Op, p: str) -> str:
+        return self._pool(op, p, "td_avg_pool")
+
+    # --- activations -------------------------------------------------------------------
+    def _softmax(self, op: Op, p: str) -> str:
+        x, y = self._io(op)
+        depth = x.shape[-1] if x.shape else 1
+        mult, shift, diff_min = quant.softmax_params(float(op.options.beta), x.scale)
+        fields = {"rows": x.size // depth, "depth": depth, "mult": mult, "left_shift": shift,
+                  "diff_min": diff_min}
+        self.decls.append(_struct("td_softmax_params", p, fields))
+        return f"td_softmax(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _sigmoid(self, op: Op, p: str, fn: str) -> str:
+        x, _ = self._io(op)
+        mult, shift, radius = quant.sigmoid_params(x.scale)
+        fields = {"size": x.size, "in_zp": x.zp, "radius": radius, "mult": mult,
+                  "left_shift": shift}
+        self.decls.append(_struct("td_sigmoid_params", p, fields))
+        return f"{fn}(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _logistic(self, op: Op, p: str) -> str:
+        return self._sigmoid(op, p, "td_logistic")
+
+    def _tanh(self, op: Op, p: str) -> str:
+        return self._sigmoid(op, p, "td_tanh")
+
+    def _requant(self, op: Op, p: str, lo: int, hi: int) -> str:
+        x, y = self._io(op)
+        mult, shift = quant.quantize_multiplier(x.scale / y.scale)
+        fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp, "mult": mult, "shift": shift,
+                  "act_min": lo, "act_max": hi}
+        self.decls.append(_struct("td_requant_params", p, fields))
+        return f"td_requantize(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _quantize(self, op: Op, p: str) -> str:
+        return self._requant(op, p, -128, 127)
+
+    def _relu(self, op: Op, p: str) -> str:
+        _, y = self._io(op)
+        return self._requant(op, p, max(-128, y.zp), 127)
+
+    def _relu6(self, op: Op, p: str) -> str:
+        x, _ = self._io(op)
+        six = min(127, max(-128, x.zp + quant.tf_round(quant.f32(np.float32(6.0)
+                                                                / np.float32(x.scale)))))
+        return (f"td_clamp({x.size}, {x.zp}, {six}, {self.ref(op.inputs[0])}, "
+                f"{self.loc(op.outputs[0])});")
+
+    def _leaky_relu(self, op: Op, p: str) -> str:
+        x, y = self._io(op)
+        alpha = np.float32(op.options.alpha)
+        ma, sa = quant.quantize_multiplier(
+            quant.f32(np.float32(np.float32(x.scale) * alpha) / np.float32(y.scale)))
+        mi, si = quant.quantize_multiplier(quant.f32(np.float32(x.scale) / np.float32(y.scale)))
+        fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp, "mult_id": mi, "shift_id": si,
+                  "mult_alpha": ma, "shift_alpha": sa}
+        self.decls.append(_struct("td_leaky_relu_params", p, fields))
+        return f"td_leaky_relu(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _hard_swish(self, op: Op, p: str) -> str:
+        x, y = self._io(op)
+        om, oe, rm, re_ = quant.hard_swish_params(x.scale, y.scale)
+        fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp, "out_mult16": om,
+                  "out_exp": oe, "relu_mult16": rm, "relu_exp": re_}
+        self.decls.append(_struct("td_hard_swish_params", p, fields))
+        return f"td_hard_swish(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    # --- binary -------------------------------------------------------------------------
+    def _binary_shape(self, op: Op) -> dict[str, object]:
+        a, b = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
+        y = self.g.t(op.outputs[0])
+        if len(y.shape) > MAX_RANK:
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem=f"{op.name} rank {len(y.shape)} > {MAX_RANK}",
+                                  fix=FIX_TFLM)
+        dims = [1] * (MAX_RANK - len(y.shape)) + list(y.shape)
+
+        def strides(t: Tensor) -> list[int]:
+            s = [1] * (MAX_RANK - len(t.shape)) + list(t.shape)
+            out, acc = [0] * MAX_RANK, 1
+            for d in range(MAX_RANK - 1, -1, -1):
+                out[d] = 0 if s[d] == 1 and dims[d] != 1 else acc
+                acc *= s[d]
+            return out
+
+        broadcast = tuple(a.shape) != tuple(b.shape) or a.size != y.size
+        return {"size": y.size, "broadcast": int(broadcast), "dims": dims,
+                "stride1": strides(a), "stride2": strides(b)}
+
+    def _add(self, op: Op, p: str) -> str:
+        a, b = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
+        y = self.g.t(op.outputs[0])
+        twice_max = 2.0 * max(a.scale, b.scale)
+        left_shift = 20
+        m1, s1 = quant.quantize_multiplier(a.scale / twice_max)
+        m2, s2 = quant.quantize_multiplier(b.scale / twice_max)
+        mo, so = quant.quantize_multiplier(twice_max / ((1 << left_shift) * y.scale))
+        lo, hi = self.act(op, y)
+        fields = {**self._binary_shape(op), "in1_offset": -a.zp, "in2_offset": -b.zp,
+                  "out_offset": y.zp, "left_shift": left_shift, "in1_mult": m1,
+                  "in1_shift": s1, "in2_mult": m2, "in2_shift": s2, "out_mult": mo,
+                  "out_shift": so, "act_min": lo, "act_max": hi}
+        self.decls.append(_struct("td_binary_params", p, fields))
+        return (f"td_add(&{p}, {self.ref(op.inputs[0])}, {self.ref(op.inputs[1])}, "
+                f"{self.loc(op.outputs[0])});")
+
+    def _mul(self, op: Op, p: str) -> str:
+        a, b = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
+        y = self.g.t(op.outputs[0])
+        mo, so = quant.quantize_multiplier(a.scale * b.scale / y.scale)
+        lo, hi = self.act(op, y)
+        fields = {**self._binary_shape(op), "in1_offset": -a.zp, "in2_offset": -b.zp,
+                  "out_offset": y.zp, "left_shift": 0, "in1_mult": 0, "in1_shift": 0,
+                  "in2_mult": 0, "in2_shift": 0, "out_mult": mo, "out_shift": so,
+                  "act_min": lo, "act_max": hi}
+        self.decls.append(_struct("td_binary_params", p, fields))
+        return (f"td_mul(&{p}, {self.ref(op.inputs[0])}, {self.ref(op.inputs[1])}, "
+                f"{self.loc(op.outputs[0])});")
+
+    # --- data movement ------------------------------------------------------------------
+    def _reshape(self, op: Op, p: str) -> str:
+        x, _ = self._io(op)
+        src, dst = self.ref(op.inputs[0]), self.loc(op.outputs[0])
+        if src == dst:
+            return f"/* RESHAPE {op.index}: in place */"
+        return f"td_copy({x.size}, {src}, {dst});"
+
+    def _concatenation(self, op: Op, p: str) -> str:
+        y = self.g.t(op.outputs[0])
+        axis = int(op.options.axis)
+        rank = len(y.shape)
+        axis = axis + rank if axis < 0 else axis
+        outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+        ins = [self.g.t(i) for i in op.inputs]
+        inner = [int(np.prod(t.shape[axis:], dtype=np.int64)) for t in ins]
+        self.int_array(p + "_inner", inner)
+        ptrs = ", ".join(self.ref(i) for i in op.inputs)
+        return (f"{{ const int8_t *const ins[{len(ins)}] = {{{ptrs}}}; "
+                f"td_concat({len(ins)}, {outer}, {p}_inner, ins, {self.loc(op.outputs[0])}); }}")
+
+    def _pad(self, op: Op, p: str) -> str:
+        x, y = self._io(op)
+        pads = self.g.t(op.inputs[1])
+        if pads.data is None or len(x.shape) > MAX_RANK:
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem="PAD needs constant paddings and rank <= 6",
+                                  fix=FIX_TFLM)
+        before = [int(v) for v in pads.data.reshape(-1, 2)[:, 0]]
+        rank = len(x.shape)
+        fill = [0] * (MAX_RANK - rank)
+        fields = {"rank": rank, "in_dims": list(x.shape) + fill, "before": before + fill,
+                  "out_dims": list(y.shape) + fill, "pad_value": y.zp}
+        self.decls.append(_struct("td_pad_params", p, fields))
+        return f"td_pad(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+
+    def _mean(self, op: Op, p: str) -> str:
+        x, y = self._io(op)
+        axes_t = self.g.t(op.inputs[1])
+        rank = len(x.shape)
+        if axes_t.data is None or rank > MAX_RANK:
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem="MEAN needs constant axes and rank <= 6",
+                                  fix=FIX_TFLM)
+        axes = {int(a) + rank if int(a) < 0 else int(a) for a in axes_t.data.reshape(-1)}
+        count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        mult, shift = quant.mean_multiplier(x.scale, y.scale, count)
+        fill = [0] * (MAX_RANK - rank)
+        fields = {"rank": rank, "dims": list(x.shape) + fill,
+                  "reduce": [int(d in axes) for d in range(rank)] + fill, "count": count,
+                  "in_zp": x.zp, "out_zp": y.zp, "mult": mult, "shift": shift}
+        self.decls.append(_struct("td_mean_params", p, fields))
+        return f"td_mean(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"

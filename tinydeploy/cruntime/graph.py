@@ -1,0 +1,147 @@
+"""A small graph IR read from ``ModelFacts.model`` (the flatbuffer object tree).
+
+Only what code generation needs: tensors (shape, dtype, quantization, constant data) and
+operators in execution order. ``read_graph`` refuses, before anything is written, a model
+the C runtime cannot run bit-exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, op_name
+from ..ops import C_RUNTIME_OPS
+
+_TYPES = {9: ("INT8", np.int8), 2: ("INT32", np.int32), 0: ("FLOAT32", np.float32),
+          3: ("UINT8", np.uint8), 7: ("INT16", np.int16), 4: ("INT64", np.int64),
+          6: ("BOOL", np.bool_)}
+
+RUNTIME_NAME = "the C runtime (--runtime c)"
+FIX_TFLM = "use the TFLM runtime (default)"
+
+
+@dataclass
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scales: list[float] = field(default_factory=list)
+    zero_points: list[int] = field(default_factory=list)
+    data: np.ndarray | None = None  # constant tensors only
+
+    @property
+    def scale(self) -> float:
+        return self.scales[0] if self.scales else 0.0
+
+    @property
+    def zp(self) -> int:
+        return self.zero_points[0] if self.zero_points else 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+
+@dataclass
+class Op:
+    index: int
+    name: str
+    inputs: list[int]  # -1 = optional input absent
+    outputs: list[int]
+    options: Any
+
+
+@dataclass
+class Graph:
+    tensors: list[Tensor]
+    ops: list[Op]
+    inputs: list[int]
+    outputs: list[int]
+    path: str = "<model>"
+
+    def t(self, index: int) -> Tensor:
+        return self.tensors[index]
+
+
+def _tensor(model: Any, sub: Any, i: int) -> Tensor:
+    t = sub.tensors[i]
+    dtype, np_type = _TYPES.get(int(t.type), (f"TYPE_{t.type}", None))
+    q = t.quantization
+    scales = [float(s) for s in q.scale] if q is not None and q.scale is not None else []
+    zps = [int(z) for z in q.zeroPoint] if q is not None and q.zeroPoint is not None else []
+    shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
+    data = None
+    buf = model.buffers[t.buffer] if model.buffers and t.buffer < len(model.buffers) else None
+    if buf is not None and buf.data is not None and len(buf.data) > 0 and np_type is not None:
+        raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
+        data = np.frombuffer(raw, dtype=np.dtype(np_type).newbyteorder("<")).astype(np_type)
+        if shape:
+            data = data.reshape(shape)
+    name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+    return Tensor(i, name, shape, dtype, scales, zps, data)
+
+
+def read_graph(facts: ModelFacts) -> Graph:
+    """Build the IR; raise ``TinyDeployError`` for anything outside the C runtime."""
+    model = facts.model
+    path = facts.path
+    if model is None:
+        raise TinyDeployError("bad_flatbuffer", path=path, problem="no parsed model")
+    sub = model.subgraphs[0]
+    names = [op_name(model.operatorCodes[op.opcodeIndex]) for op in (sub.operators or [])]
+    for name in names:
+        if name not in C_RUNTIME_OPS:
+            raise TinyDeployError("unsupported_op", path=path, op=name, runtime=RUNTIME_NAME,
+                                  fix=FIX_TFLM)
+    if facts.subgraph_count != 1:
+        raise TinyDeployError("model_rejected", path=path,
+                              problem=f"{facts.subgraph_count} subgraphs; the C runtime runs one",
+                              fix=FIX_TFLM)
+    tensors = [_tensor(model, sub, i) for i in range(len(sub.tensors or []))]
+    ops = [Op(k, name, [int(i) for i in op.inputs], [int(i) for i in op.outputs],
+              op.builtinOptions)
+           for k, (op, name) in enumerate(zip(sub.operators or [], names, strict=True))]
+    g = Graph(tensors, ops, [int(i) for i in sub.inputs], [int(i) for i in sub.outputs], path)
+    _check(g)
+    return g
+
+
+def _reject(g: Graph, problem: str) -> TinyDeployError:
+    return TinyDeployError("model_rejected", path=g.path, problem=problem,
+                           fix=FIX_TFLM + ", or re-quantize with int8 input and output")
+
+
+def _check(g: Graph) -> None:
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise _reject(g, f"{len(g.inputs)} inputs and {len(g.outputs)} outputs; "
+                         "the C runtime supports one of each")
+    if g.inputs[0] == g.outputs[0]:
+        raise _reject(g, "the input tensor is also the output tensor")
+    for i in g.inputs + g.outputs:
+        t = g.t(i)
+        if t.dtype != "INT8" or not t.scales:
+            raise _reject(g, f"model I/O tensor '{t.name}' is {t.dtype}; "
+                             "the C runtime takes int8 input and output")
+    if not g.ops:
+        raise _reject(g, "the model has no operators")
+    for op in g.ops:
+        for i in op.outputs:
+            t = g.t(i)
+            if t.dtype != "INT8":
+                raise _reject(g, f"{op.name} output '{t.name}' is {t.dtype}; "
+                                 "the C runtime is int8 only")
+        data_inputs = op.inputs[:1] if op.name not in ("ADD", "MUL", "CONCATENATION") \
+            else op.inputs
+        for i in data_inputs:
+            if i >= 0 and g.t(i).dtype != "INT8":
+                raise _reject(g, f"{op.name} input '{g.t(i).name}' is {g.t(i).dtype}; "
+                                 "the C runtime is int8 only")

@@ -1,0 +1,73 @@
+"""Build generated C models with the host compiler and run many inputs through them.
+
+The harness program reads raw int8 samples from stdin (TD_MODEL_INPUT_SIZE bytes each)
+and writes TD_MODEL_OUTPUT_SIZE bytes per sample to stdout: one process per batch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TinyDeployError
+
+HARNESS_C = r"""/* tinydeploy test harness: raw int8 samples on stdin -> raw outputs on stdout. */
+#include <stdio.h>
+#include "td_model.h"
+
+int main(void) {
+  static int8_t in[TD_MODEL_INPUT_SIZE];
+  static int8_t out[TD_MODEL_OUTPUT_SIZE];
+  while (fread(in, 1, sizeof in, stdin) == sizeof in) {
+    if (td_invoke(in, out) != 0) return 2;
+    if (fwrite(out, 1, sizeof out, stdout) != sizeof out) return 3;
+  }
+  return 0;
+}
+"""
+
+STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+
+
+def compiler() -> str:
+    for cc in ("gcc", "cc", "clang"):
+        path = shutil.which(cc)
+        if path:
+            return path
+    raise TinyDeployError("tool_missing", tool="a C compiler (gcc)",
+                          fix="install gcc (apt-get install gcc)")
+
+
+def compile_c(sources: list[Path], output: Path, include: list[Path],
+              flags: tuple[str, ...] = STRICT_FLAGS, opt: str = "-O1",
+              timeout: float = 300.0) -> Path:
+    cmd = [compiler(), *flags, opt, *(f"-I{p}" for p in include),
+           *(str(s) for s in sources), "-o", str(output)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise TinyDeployError("build_failed", what="C compile", rc=proc.returncode,
+                              tail=" | ".join(tail), fix="report this model to tinydeploy")
+    return output
+
+
+def build_harness(model_dir: Path, opt: str = "-O1") -> Path:
+    """Compile the generated model in ``model_dir`` with a stdin/stdout harness."""
+    model_dir = Path(model_dir)
+    main = model_dir / "td_harness_main.c"
+    main.write_text(HARNESS_C)
+    sources = [main, *(model_dir / f for f in ("td_model.c", "td_kernels.c",
+                                                "td_kernels_conv.c", "td_kernels_elem.c"))]
+    return compile_c(sources, model_dir / "td_harness", [model_dir], opt=opt)
+
+
+def run_harness(binary: Path, inputs: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+    """Run all samples (batch axis first) through the harness; outputs as int8."""
+    x = np.ascontiguousarray(inputs, dtype=np.int8)
+    proc = subprocess.run([str(binary)], input=x.tobytes(), capture_output=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"harness exited with {proc.returncode}: {proc.stderr[-300:]!r}")
+    return np.frombuffer(proc.stdout, dtype=np.int8).reshape((len(x), *out_shape))

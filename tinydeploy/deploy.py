@@ -1,0 +1,261 @@
+"""The whole job in one call: train -> quantize -> check -> generate -> flash -> validate.
+
+What runs depends on the target (an example trains; a ``.keras`` model skips training; an
+int8 ``.tflite`` skips training and quantization) and on the board's capability flags in
+the board table (a flashable board gets a PlatformIO project and an upload; a pseudo-board
+serves the model on a pseudo-terminal). The result is one ``deploy.json`` plus the
+validation ``report.html`` extended with stage timings and the quantization numbers.
+
+Layout of ``OUT``: ``train/``, ``quantize/``, ``firmware/`` (flashable boards),
+``device/`` (native build), and at the top ``validation.json``, ``samples.csv``,
+``report.html``, ``deploy.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .errors import TinyDeployError
+from .log import log, stage
+
+
+@dataclass
+class DeployResult:
+    out: Path
+    board: str
+    passed: bool
+    model_path: Path
+    data_path: Path
+    int8_path: Path
+    stages: dict[str, float]
+    validation: Any  # validate.ValidationResult
+    report: Path
+    json_path: Path
+    quantization: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    flash: dict[str, Any] = field(default_factory=dict)
+    arena: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failure(self) -> str:
+        v = self.validation
+        return "" if self.passed else f"{v.differing} of {v.samples} samples differ"
+
+    def summary(self) -> str:
+        total = sum(self.stages.values())
+        timing = ", ".join(f"{k} {s:.1f} s" for k, s in self.stages.items())
+        return (f"deployed {self.int8_path.name} to {self.board}: "
+                f"{'PASS' if self.passed else 'FAIL'} in {total:.1f} s ({timing})\n"
+                f"{self.validation.summary()}\n  deploy.json: {self.json_path}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"board": self.board, "passed": self.passed, "out": str(self.out),
+                "model": str(self.model_path), "data": str(self.data_path),
+                "int8_model": str(self.int8_path), "stages_s": self.stages,
+                "training": self.training, "quantization": self.quantization,
+                "flash": self.flash, "arena": self.arena,
+                "validation": self.validation.to_dict(), "report": str(self.report)}
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(self.stages.get(name, 0.0) + time.monotonic() - start, 3)
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """A JSON-able dict of a stage result (its ``to_dict()`` or public fields)."""
+    if obj is None:
+        return {}
+    if hasattr(obj, "to_dict"):
+        return json.loads(json.dumps(obj.to_dict(), default=str))
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+
+        return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
+    return {}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            rows.update(_flat(v, key + "."))
+        else:
+            rows[key] = v
+    return rows
+
+
+def _kind(target: str) -> str:
+    suffix = Path(target).suffix.lower()
+    if suffix == ".tflite":
+        return "tflite"
+    if suffix in (".keras", ".h5"):
+        return "keras"
+    return "example"
+
+
+def _flashable(board: Any) -> bool:
+    """A board that needs firmware uploaded (the board table's capability flag)."""
+    return bool(board.uploadable)
+
+
+def _measured_arena(port: str) -> int:
+    from .link import Link
+
+    with Link(port) as link:
+        return int(link.hello().arena_used)
+
+
+def deploy(target: str | Path, out: str | Path, board: str = "native",
+           data: str | Path | None = None, epochs: int | None = None, port: str | None = None,
+           samples: int | None = None, tune_arena: bool = False) -> DeployResult:
+    """Take an example or model all the way to a validated device; one report."""
+    from .boards import get_board
+
+    b = get_board(board)
+    target = str(target)
+    kind = _kind(target)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinyDeployError("output_exists", path=out)
+    if kind != "example" and data is None:
+        raise TinyDeployError("bad_argument", problem=f"deploying {target} needs --data DATA.npz",
+                              fix="pass --data with the .npz data convention (see README)")
+    if kind != "example" and not Path(target).is_file():
+        raise TinyDeployError("file_not_found", what="model", path=target)
+    if data is not None and not Path(data).is_file():
+        raise TinyDeployError("file_not_found", what="data file", path=data)
+    if kind == "example" and not target.endswith(".py"):
+        from .train import example_names
+
+        if target not in example_names():
+            raise TinyDeployError("unknown_example", name=target,
+                                  choices=", ".join(example_names()) or "(none installed)")
+    if tune_arena and not _flashable(b):
+        raise TinyDeployError("bad_argument",
+                              problem=f"--tune-arena reflashes a board; {board} is not flashed",
+                              fix="drop --tune-arena, or deploy to a physical board")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # failed before any stage wrote something: leave nothing behind
+        raise
+
+
+def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None,
+              epochs: int | None, port: str | None, samples: int | None,
+              tune_arena: bool) -> DeployResult:
+    board = b.id
+    timer = _Timer()
+    training: dict[str, Any] = {}
+    quant: dict[str, Any] = {}
+
+    model_path = Path(target)
+    data_path = Path(data) if data is not None else out / "train" / "data.npz"
+    if kind == "example":
+        from .train import train
+
+        with timer("train"):
+            tr = train(target, out / "train", epochs=epochs, data=data)
+        training = _plain(tr)
+        model_path, data_path = Path(tr.model_path), Path(tr.data_path)
+    int8_path = model_path
+    if kind != "tflite":
+        from .quantize import quantize
+
+        with timer("quantize"):
+            qr = quantize(model_path, data_path, out / "quantize")
+        quant = _plain(qr)
+        int8_path = Path(qr.int8_path)
+
+    from .guard import check
+
+    with timer("check"):
+        facts = check(int8_path)
+
+    flash_info: dict[str, Any] = {}
+    arena_info: dict[str, Any] = {}
+    from .validate import open_device, validate, write_html
+
+    if _flashable(b):
+        from .flash import flash
+        from .render import generate
+
+        fw = out / "firmware"
+        with timer("generate"):
+            gen = generate(facts, fw, boards=[b.id], arena="auto", fmt="platformio")
+        project = Path(gen.platformio_dir or fw)
+        with timer("flash"):
+            fr = flash(project, b, port=port)
+        flash_info = fr.to_dict()
+        port = fr.port
+        if tune_arena:
+            with timer("tune_arena"):
+                arena_info = _tune_arena(facts, fw, b, port)
+        with timer("validate"):
+            result = validate(facts, data_path, out, port=port, samples=samples)
+    else:
+        stage("deploy", f"{board}: serving the model on a pseudo-terminal")
+        start = time.monotonic()
+        with open_device(facts, port, board, out / "device") as dev_port:
+            timer.stages["device"] = round(time.monotonic() - start, 3)
+            with timer("validate"):
+                result = validate(facts, data_path, out, port=dev_port, samples=samples)
+
+    res = DeployResult(out=out, board=board, passed=result.passed, model_path=model_path,
+                       data_path=data_path, int8_path=int8_path, stages=dict(timer.stages),
+                       validation=result, report=result.paths["html"],
+                       json_path=out / "deploy.json", quantization=quant, training=training,
+                       flash=flash_info, arena=arena_info)
+    extra = {"Deploy": {"target": target, "board": board, "int8 model": str(int8_path),
+                        "data": str(data_path)},
+             "Stage timings (s)": res.stages,
+             "Training": _flat(training.get("metrics", {})) if training else {},
+             "Quantization": _flat({k: v for k, v in quant.items()
+                                    if k in ("task", "metric", "sizes_bytes", "representative")}),
+             "Arena tuning": arena_info, "Flash": flash_info}
+    write_html(result, facts, extra=extra, title=f"tinydeploy deploy: {target} on {board}")
+    report.write_atomic(res.json_path, json.dumps(res.to_dict(), indent=2, default=str) + "\n")
+    log.info("deploy: %s", "PASS" if res.passed else "FAIL")
+    return res
+
+
+def tuned_arena(used: int) -> int:
+    """The measured arena plus the renderer's margin, rounded up to 16 bytes."""
+    from .render import ARENA_MARGIN_FRACTION, ARENA_MARGIN_MIN
+
+    margin = max(ARENA_MARGIN_MIN, math.ceil(used * ARENA_MARGIN_FRACTION))
+    return (used + margin + 15) // 16 * 16
+
+
+def _tune_arena(facts: Any, fw: Path, b: Any, port: str) -> dict[str, Any]:
+    """Read arena_used from the device, regenerate with it plus the margin, reflash."""
+    from .flash import flash
+    from .render import generate
+
+    used = _measured_arena(port)
+    arena = tuned_arena(used)
+    stage("tune-arena", f"device uses {used} bytes; reflashing with {arena}")
+    gen = generate(facts, fw, boards=[b.id], arena=str(arena), fmt="platformio")
+    fr = flash(Path(gen.platformio_dir or fw), b, port=port)
+    return {"arena_used": used, "arena_size": arena, "reflash_s": round(fr.seconds, 3)}

@@ -1,0 +1,167 @@
+"""Build and upload a generated PlatformIO project: ``pio run -e ENV -t upload``.
+
+Everything that can be checked without hanging is checked first, each with one clear error:
+the project folder has a ``platformio.ini`` with the board's ``[env:ENV]``, PlatformIO is
+installed, and the serial port exists and opens (found by the board's USB VID/PID when
+not given). Only then does the bounded ``pio run`` start.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .boards import Board, get_board
+from .errors import TinyDeployError
+from .log import log, stage
+
+UPLOAD_TIMEOUT_S = 900.0  # a first build downloads toolchains + compiles TFLM
+TAIL_LINES = 15
+
+
+@dataclass
+class FlashResult:
+    project: Path
+    board: str
+    env: str
+    port: str
+    command: list[str]
+    seconds: float
+    output_tail: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"flashed {self.project} (env {self.env}) to {self.board} on {self.port} "
+                f"in {self.seconds:.1f} s")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"project": str(self.project), "board": self.board, "env": self.env,
+                "port": self.port, "command": self.command, "seconds": self.seconds}
+
+
+def board_env(board: Board) -> str:
+    """The PlatformIO environment the generated project has for this board (its id)."""
+    return board.id
+
+
+# --- checks ----------------------------------------------------------------------------------
+def pio_command() -> list[str]:
+    """The PlatformIO executable (``pio``/``platformio`` on PATH or beside this Python)."""
+    for name in ("pio", "platformio"):
+        found = shutil.which(name)
+        if found:
+            return [found]
+    bindir = Path(sys.executable).parent
+    for name in ("pio", "platformio"):
+        candidate = bindir / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return [str(candidate)]
+    if importlib.util.find_spec("platformio") is not None:
+        return [sys.executable, "-m", "platformio"]
+    raise TinyDeployError("tool_missing", tool="PlatformIO (pio)",
+                          fix="pip install platformio (or run scripts/setup)")
+
+
+def check_project(project: Path, env: str) -> Path:
+    ini = project / "platformio.ini"
+    if not project.is_dir():
+        raise TinyDeployError("file_not_found", what="PlatformIO project folder", path=project)
+    if not ini.is_file():
+        raise TinyDeployError("bad_argument", problem=f"{project} has no platformio.ini",
+                              fix="pass the folder made by `tinydeploy generate --format "
+                                  "platformio`")
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(ini, encoding="utf-8")
+    except configparser.Error as exc:
+        raise TinyDeployError("bad_argument", problem=f"{ini} is not readable ({exc})",
+                              fix="regenerate the project with `tinydeploy generate`") from exc
+    if f"env:{env}" not in parser.sections():
+        envs = [s[4:] for s in parser.sections() if s.startswith("env:")]
+        have = ", ".join(envs) or "none"
+        raise TinyDeployError("bad_argument", problem=f"{ini} has no [env:{env}] (it has {have})",
+                              fix=f"generate the project for this board: tinydeploy generate "
+                                  f"MODEL --board {env}")
+    return ini
+
+
+def find_port(board: str | Board) -> str:
+    """The first serial port whose USB VID/PID belongs to the board."""
+    from serial.tools import list_ports
+
+    b = get_board(board)
+    ids = set(b.usb_ids)
+    ports = list(list_ports.comports())
+    matches = [p.device for p in ports if p.vid is not None and (p.vid, p.pid) in ids]
+    if not matches:
+        seen = ", ".join(f"{p.device} ({p.vid:04x}:{p.pid:04x})" if p.vid is not None
+                         else p.device for p in ports) or "none"
+        wanted = ", ".join(f"{v:04x}:{p:04x}" for v, p in sorted(ids)) or "no USB ids known"
+        raise TinyDeployError("no_port", board=b.id,
+                              fix=f"plug the board in, or pass --port (looked for {wanted}; "
+                                  f"ports seen: {seen})")
+    if len(matches) > 1:
+        log.warning("several ports match %s: %s; using %s", b.id,
+                    ", ".join(matches), matches[0])
+    return matches[0]
+
+
+def check_port(port: str) -> None:
+    """Open and close the port once, so a wrong or busy port fails now, not in pio."""
+    import serial
+
+    try:
+        with serial.Serial(port, timeout=0.1, write_timeout=0.5):
+            pass
+    except (OSError, ValueError, serial.SerialException) as exc:
+        raise TinyDeployError("port_error", port=port, problem=str(exc)) from exc
+
+
+def _tail(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()][-TAIL_LINES:]
+
+
+def flash(project: str | Path, board: str | Board, port: str | None = None,
+          timeout: float = UPLOAD_TIMEOUT_S) -> FlashResult:
+    """Build and upload ``project`` for ``board`` over ``port`` (found by VID/PID if None)."""
+    b = get_board(board)
+    if not b.uploadable:
+        raise TinyDeployError("bad_argument", problem=f"board {b.id} is not flashed",
+                              fix="validate it directly: tinydeploy validate MODEL --board "
+                                  f"{b.id} ...")
+    project = Path(project)
+    env = board_env(b)
+    check_project(project, env)
+    pio = pio_command()
+    if port is None:
+        port = find_port(b)
+    check_port(port)
+    cmd = [*pio, "run", "-d", str(project), "-e", env, "-t", "upload", "--upload-port", port]
+    stage("flash", " ".join(cmd))
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (
+            exc.stdout or "")
+        raise TinyDeployError("build_failed", what="pio run (upload)", rc="timeout",
+                              tail=" | ".join(_tail(out)[-3:]) or f"no result in {timeout:.0f} s",
+                              fix="check the board is in bootloader mode and the port") from exc
+    except OSError as exc:
+        raise TinyDeployError("tool_missing", tool=pio[0],
+                              fix=f"pip install platformio ({exc})") from exc
+    seconds = time.monotonic() - start
+    tail = _tail((proc.stdout or "") + "\n" + (proc.stderr or ""))
+    if proc.returncode != 0:
+        raise TinyDeployError("build_failed", what="pio run (upload)", rc=proc.returncode,
+                              tail=" | ".join(tail[-3:]),
+                              fix=f"run `{' '.join(cmd)}` to see the full log")
+    return FlashResult(project=project, board=b.id, env=env, port=port, command=cmd,
+                       seconds=seconds, output_tail=tail)

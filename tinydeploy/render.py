@@ -1,0 +1,533 @@
+"""Firmware rendering: model facts + boards + arena -> Arduino sketch / PlatformIO project.
+
+Like copier: the context is built here, in Python, from ``ModelFacts``, the board table
+and the arena size; the Jinja2 templates in ``templates/`` only loop over it. Only files
+ending in ``.jinja`` are rendered (the suffix is dropped), every other file is copied;
+path parts are templates too (``{{ sketch }}``); folders starting with ``_`` hold
+partials that are included, never written. Layout of ``--out DIR``::
+
+    DIR/README.md                          what to install, how to build, the budget
+    DIR/platformio.ini, DIR/src/...        --format platformio|both (one [env:BOARD] each)
+    DIR/SKETCH/SKETCH.ino + sources        --format arduino|both (SKETCH = DIR's name)
+
+Everything is checked before anything is written (unknown board, an operator TFLM lacks,
+a model or arena that does not fit a board); the tree is rendered into a temporary folder
+beside ``DIR`` and moved into place at the end, so an error leaves nothing half-written.
+
+Budget estimate (per board, documented in the generated README):
+
+* flash = model bytes + TFLM code + the Arduino core (``Board.framework_flash``). TFLM code
+  = ``TFLM_BASE_CODE`` (interpreter, allocator, flatbuffer reader, libc pieces) plus a
+  per-operator kernel size (``OP_CODE``, default ``OP_CODE_DEFAULT``). The numbers are
+  fitted to real Cortex-M4 builds (``cm4_text`` of the reference models minus the model
+  bytes: 42.6 kB for one FULLY_CONNECTED, 70-75 kB for six-op CNNs) and kept above all
+  of them; optimized kernel libraries (CMSIS-NN, ESP-NN) may differ.
+* RAM = arena + ``RAM_OVERHEAD`` (interpreter/resolver objects, the protocol buffers,
+  stack reserve) + the core (``Board.framework_ram``), plus code and model on boards that
+  run code from the same RAM (``Board.code_in_ram``, Teensy 4).
+
+Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena` plus a
+margin of ``ARENA_MARGIN_FRACTION`` (at least ``ARENA_MARGIN_MIN`` bytes), rounded up to
+16 bytes: the board's TFLM library is another TFLM version than the one measured and its
+optimized kernels may ask for scratch buffers the reference kernels do not. The firmware
+reports the real ``arena_used_bytes()`` in its HELLO reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .boards import KIB, Board, get_board
+from .errors import TinyDeployError
+from .facts import ModelFacts, TensorFacts, load
+from .log import stage
+from .ops import TFLM_OPS
+
+if TYPE_CHECKING:
+    from .cruntime import CResult
+
+FORMATS = ("arduino", "platformio", "both")
+RUNTIMES = ("tflm", "c")
+
+ARENA_MARGIN_FRACTION = 0.25
+ARENA_MARGIN_MIN = 2 * KIB
+
+TFLM_BASE_CODE = 36 * KIB
+OP_CODE_DEFAULT = 8 * KIB
+OP_CODE: dict[str, int] = {
+    "FULLY_CONNECTED": 8 * KIB, "CONV_2D": 10 * KIB, "DEPTHWISE_CONV_2D": 10 * KIB,
+    "TRANSPOSE_CONV": 10 * KIB, "ADD": 10 * KIB, "SUB": 10 * KIB, "MUL": 8 * KIB,
+    "MAX_POOL_2D": 6 * KIB, "AVERAGE_POOL_2D": 6 * KIB, "SOFTMAX": 8 * KIB,
+    "LOGISTIC": 6 * KIB, "TANH": 6 * KIB, "MEAN": 8 * KIB, "RESHAPE": 2 * KIB,
+    "SQUEEZE": 2 * KIB, "EXPAND_DIMS": 2 * KIB, "PAD": 4 * KIB, "PADV2": 4 * KIB,
+    "CONCATENATION": 4 * KIB, "RELU": 4 * KIB, "RELU6": 4 * KIB, "QUANTIZE": 4 * KIB,
+    "DEQUANTIZE": 4 * KIB, "UNIDIRECTIONAL_SEQUENCE_LSTM": 24 * KIB, "SVDF": 12 * KIB,
+}
+# TD_DEVICE_STORAGE_BYTES of td_protocol.h (2 * TD_MAX_PAYLOAD + 256) + interpreter and
+# resolver objects + a stack reserve for Invoke()
+TD_MAX_PAYLOAD = 4096
+PROTOCOL_RAM = 2 * TD_MAX_PAYLOAD + 256
+INTERPRETER_RAM = 2 * KIB
+STACK_RESERVE = 8 * KIB
+RAM_OVERHEAD = PROTOCOL_RAM + INTERPRETER_RAM + STACK_RESERVE
+RESULT_HEADER = 8  # time_us + cycles before the output bytes of a RESULT frame
+
+FIRMWARE_FILES = ("td_protocol.h", "td_protocol.c", "td_arduino.h", "td_arduino.cpp",
+                  "td_tflm_app.h")
+MODEL_ARRAY = "g_model"
+_PIO_FOLDERS = frozenset({"src", "include", "lib", "test", "boards", "data"})
+SERIAL_BAUD = 115200
+
+_DTYPES = {"FLOAT32": "TD_DTYPE_FLOAT32", "INT32": "TD_DTYPE_INT32",
+           "UINT8": "TD_DTYPE_UINT8", "INT8": "TD_DTYPE_INT8", "INT16": "TD_DTYPE_INT16"}
+_CYCLES = {"dwt": "TD_CYCLES_DWT", "ccount": "TD_CYCLES_CCOUNT", "none": "TD_CYCLES_NONE"}
+
+
+# --- budget ------------------------------------------------------------------------------
+def tflm_code_estimate(op_names: list[str]) -> int:
+    """Estimated TFLM .text bytes for a firmware registering exactly these operators."""
+    return TFLM_BASE_CODE + sum(OP_CODE.get(n, OP_CODE_DEFAULT) for n in dict.fromkeys(op_names))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Estimated flash and RAM use of the TFLM firmware on one board."""
+
+    board: str
+    model_bytes: int
+    code_bytes: int
+    framework_flash: int
+    flash_limit: int
+    arena_bytes: int
+    overhead_ram: int
+    framework_ram: int
+    code_in_ram: bool
+    ram_limit: int
+
+    @property
+    def flash_used(self) -> int:
+        return self.model_bytes + self.code_bytes + self.framework_flash
+
+    @property
+    def ram_used(self) -> int:
+        in_ram = self.model_bytes + self.code_bytes if self.code_in_ram else 0
+        return self.arena_bytes + self.overhead_ram + self.framework_ram + in_ram
+
+    @property
+    def fits(self) -> bool:
+        return self.flash_used <= self.flash_limit and self.ram_used <= self.ram_limit
+
+    def flash_detail(self) -> str:
+        return (f"flash {self.flash_used} > {self.flash_limit} bytes (model {self.model_bytes}"
+                f" + TFLM code ~{self.code_bytes} + core ~{self.framework_flash})")
+
+    def ram_detail(self) -> str:
+        extra = (f" + code and model {self.model_bytes + self.code_bytes} (run from RAM)"
+                 if self.code_in_ram else "")
+        return (f"RAM {self.ram_used} > {self.ram_limit} bytes (arena {self.arena_bytes}"
+                f" + interpreter/protocol/stack ~{self.overhead_ram} + core "
+                f"~{self.framework_ram}{extra})")
+
+    def line(self) -> str:
+        return (f"{self.board}: flash ~{self.flash_used}/{self.flash_limit} B "
+                f"({100 * self.flash_used / self.flash_limit:.0f}%), RAM ~{self.ram_used}/"
+                f"{self.ram_limit} B ({100 * self.ram_used / self.ram_limit:.0f}%)")
+
+
+def budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
+    ops = facts.op_names
+    return Budget(
+        board=board.id, model_bytes=facts.size_bytes, code_bytes=tflm_code_estimate(ops),
+        framework_flash=board.framework_flash, flash_limit=board.flash_bytes,
+        arena_bytes=arena_bytes, overhead_ram=RAM_OVERHEAD + 16 * len(ops),
+        framework_ram=board.framework_ram, code_in_ram=board.code_in_ram,
+        ram_limit=board.ram_bytes)
+
+
+def check_budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
+    """The board's budget; ``TinyDeployError("does_not_fit")`` with numbers if over."""
+    b = budget(facts, board, arena_bytes)
+    if b.flash_used > b.flash_limit:
+        raise TinyDeployError("does_not_fit", what=f"model {facts.name}", board=board.id,
+                              detail=b.flash_detail(),
+                              fix="use a smaller model or a board with more flash")
+    if b.ram_used > b.ram_limit:
+        raise TinyDeployError("does_not_fit", what=f"model {facts.name}", board=board.id,
+                              detail=b.ram_detail(),
+                              fix="use a smaller --arena / model, or a board with more RAM")
+    return b
+
+
+# --- arena -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArenaPlan:
+    size: int
+    predicted: int | None  # cortex-m prediction (None for an explicit --arena N)
+    margin: int
+    note: str
+
+
+_PREDICTIONS: dict[str, int] = {}
+
+
+def predict_arena(facts: ModelFacts) -> int:
+    """Cortex-M arena prediction of :mod:`tinydeploy.arena` (cached per model hash)."""
+    if facts.sha256 not in _PREDICTIONS:
+        from .arena import arena as run
+
+        _PREDICTIONS[facts.sha256] = int(run(facts, target="cortex-m").arena_bytes)
+    return _PREDICTIONS[facts.sha256]
+
+
+def plan_arena(facts: ModelFacts, arena: str | int) -> ArenaPlan:
+    text = str(arena).strip().lower()
+    if text == "auto":
+        predicted = predict_arena(facts)
+        margin = max(ARENA_MARGIN_MIN, math.ceil(predicted * ARENA_MARGIN_FRACTION))
+        size = -(-(predicted + margin) // 16) * 16
+        note = (f"Cortex-M prediction {predicted} B + margin {size - predicted} B "
+                f"(max({ARENA_MARGIN_MIN} B, {ARENA_MARGIN_FRACTION:.0%}), rounded up to 16 B)")
+        return ArenaPlan(size, predicted, size - predicted, note)
+    try:
+        size = int(text, 0)
+    except ValueError:
+        size = -1
+    if size <= 0:
+        raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
+                              fix="pass --arena auto or a positive number of bytes")
+    return ArenaPlan(size, None, 0, f"{size} B as given with --arena (no margin added)")
+
+
+# --- context -----------------------------------------------------------------------------
+def _float(x: float | None) -> str:
+    text = repr(float(x if x is not None else 0.0))
+    return text + ("f" if any(c in text for c in ".en") else ".0f")
+
+
+def tensor_context(t: TensorFacts, facts: ModelFacts, side: str) -> dict[str, Any]:
+    if t.dtype not in _DTYPES:
+        raise TinyDeployError("model_rejected", path=facts.path,
+                              problem=f"{side} tensor has type {t.dtype}",
+                              fix="quantize the model to int8 input/output")
+    if len(t.shape) > 6:
+        raise TinyDeployError("model_rejected", path=facts.path,
+                              problem=f"{side} tensor has {len(t.shape)} dimensions (max 6)",
+                              fix="reshape the model input/output")
+    limit = TD_MAX_PAYLOAD - (RESULT_HEADER if side == "output" else 0)
+    if t.nbytes > limit:
+        raise TinyDeployError("does_not_fit", what=f"the {side} tensor ({t.nbytes} B)",
+                              board="the device protocol",
+                              detail=f"one frame carries at most {limit} B",
+                              fix="use a smaller model input/output")
+    return {"name": t.name, "dtype": _DTYPES[t.dtype], "dtype_name": t.dtype,
+            "ndims": len(t.shape), "dims": ", ".join(str(d) for d in t.shape) or "0",
+            "shape": list(t.shape), "scale": _float(t.scale),
+            "scale_text": f"{t.scale:.8g}" if t.scale is not None else "-",
+            "zero_point": int(t.zero_point or 0), "bytes": t.nbytes}
+
+
+def resolver_ops(facts: ModelFacts) -> list[dict[str, Any]]:
+    """The model's distinct ops with their resolver call; refuses any op TFLM lacks."""
+    missing = [n for n in facts.op_names if n not in TFLM_OPS]
+    if missing:
+        raise TinyDeployError("unsupported_op", path=facts.path, op=", ".join(missing),
+                              runtime="TFLite Micro (tinydeploy op table)",
+                              fix="replace the layer with a supported one (see tinydeploy.ops)")
+    return [{"name": o.name, "resolver": TFLM_OPS[o.name].resolver, "count": o.count,
+             "version": o.version} for o in facts.ops]
+
+
+def _lib_macro(header: str) -> str:
+    stem = header.rsplit(".", 1)[0]
+    return "TD_TFLM_" + "".join(c if c.isalnum() else "_" for c in stem).upper()
+
+
+def board_context(board: Board, b: Budget) -> dict[str, Any]:
+    cond = " || ".join(f"defined({m})" for m in (board.define, *board.arduino_macros))
+    return {"id": board.id, "name": board.name, "define": board.define, "condition": cond,
+            "cpu_hz": board.clock_hz, "cycles": _CYCLES[board.cycle_counter],
+            "cycle_counter": board.cycle_counter, "mcu": board.mcu, "core": board.core,
+            "lib_macro": _lib_macro(board.tflm_header or "none"),
+            "tflm_header": board.tflm_header, "tflm_lib_deps": board.tflm_lib_deps,
+            "tflm_arduino_lib": board.tflm_arduino_lib, "pio_platform": board.pio_platform,
+            "pio_board": board.pio_board, "pio_framework": board.pio_framework,
+            "fqbn": board.arduino_fqbn, "monitor_speed": board.monitor_speed,
+            "budget": b, "flash_used": b.flash_used, "ram_used": b.ram_used}
+
+
+def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketch: str,
+                  budgets: list[Budget], fmt: str = "both") -> dict[str, Any]:
+    ops = resolver_ops(facts)
+    libs: dict[str, dict[str, Any]] = {}
+    for bd in boards:
+        if bd.tflm_header:
+            libs.setdefault(bd.tflm_header, {"header": bd.tflm_header,
+                                             "macro": _lib_macro(bd.tflm_header),
+                                             "arduino": bd.tflm_arduino_lib,
+                                             "lib_deps": bd.tflm_lib_deps, "boards": []})
+            libs[bd.tflm_header]["boards"].append(bd.id)
+    sha = bytes.fromhex(facts.sha256)
+    return {
+        "version": __version__, "firmware_version": f"tinydeploy {__version__}",
+        "model": {"name": facts.name, "file": Path(facts.path).name, "sha256": facts.sha256,
+                  "bytes": facts.size_bytes, "schema_version": facts.schema_version},
+        "sha_rows": [", ".join(f"0x{x:02x}" for x in sha[i:i + 8]) for i in range(0, 32, 8)],
+        "ops": ops, "num_ops": len(ops), "array": MODEL_ARRAY, "sketch": sketch,
+        "input": tensor_context(facts.inputs[0], facts, "input"),
+        "output": tensor_context(facts.outputs[0], facts, "output"),
+        "arena": plan, "margin_fraction": f"{ARENA_MARGIN_FRACTION:.0%}",
+        "margin_min": ARENA_MARGIN_MIN,
+        "boards": [board_context(bd, b) for bd, b in zip(boards, budgets, strict=True)],
+        "libs": list(libs.values()), "baud": SERIAL_BAUD,
+        "arduino": fmt in ("arduino", "both"), "platformio": fmt in ("platformio", "both"),
+        "estimate": {"base": TFLM_BASE_CODE, "overhead": RAM_OVERHEAD,
+                     "code": tflm_code_estimate(facts.op_names)},
+    }
+
+
+# --- rendering ---------------------------------------------------------------------------
+def _env() -> Any:
+    import jinja2
+
+    from .resources import templates_dir
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def render_tree(env: Any, subdir: str, ctx: dict[str, Any], dest: Path) -> list[Path]:
+    """Render ``templates/<subdir>`` into ``dest``; return the written files."""
+    from .resources import templates_dir
+
+    root = templates_dir() / subdir
+    written: list[Path] = []
+    for src in sorted(root.rglob("*")):
+        rel = src.relative_to(root)
+        if src.is_dir() or any(p.startswith("_") for p in rel.parts):
+            continue
+        rel_out = Path(*(env.from_string(p).render(ctx) for p in rel.parts))
+        target = dest / rel_out
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.name.endswith(".jinja"):
+            target = target.with_name(target.name[: -len(".jinja")])
+            tpl = env.get_template(f"{subdir}/{rel.as_posix()}")
+            target.write_text(tpl.render(ctx), encoding="utf-8")
+        else:
+            shutil.copyfile(src, target)
+        written.append(target)
+    return written
+
+
+def _copy_sources(facts: ModelFacts, dest: Path) -> list[Path]:
+    """Model data (``g_model``) and the protocol firmware, into one source folder."""
+    from .carray import model_source
+    from .resources import firmware_dir
+
+    dest.mkdir(parents=True, exist_ok=True)
+    header, source = model_source(facts.data, MODEL_ARRAY, header_name="model_data.h")
+    written = [dest / "model_data.h", dest / "model_data.cpp"]
+    written[0].write_text(header, encoding="utf-8")
+    written[1].write_text(source, encoding="utf-8")
+    fw = firmware_dir()
+    for name in FIRMWARE_FILES:
+        if not (fw / name).is_file():
+            raise TinyDeployError("tool_missing", tool=f"firmware source {fw / name}",
+                                  fix="reinstall tinydeploy (its firmware/ folder is incomplete)")
+        shutil.copyfile(fw / name, dest / name)
+        written.append(dest / name)
+    return written
+
+
+@dataclass
+class GenerateResult:
+    out: Path
+    boards: list[str]
+    runtime: str
+    fmt: str
+    sketch: str
+    arena: ArenaPlan
+    budgets: list[Budget]
+    files: list[Path] = field(default_factory=list)
+    sketch_dir: Path | None = None
+    platformio_dir: Path | None = None
+    readme: Path | None = None
+
+    @property
+    def arena_size(self) -> int:
+        return self.arena.size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), "boards": self.boards, "runtime": self.runtime,
+                "format": self.fmt, "sketch": self.sketch, "arena_size": self.arena.size,
+                "arena_predicted": self.arena.predicted, "arena_margin": self.arena.margin,
+                "budgets": [{"board": b.board, "flash_used": b.flash_used,
+                             "flash_limit": b.flash_limit, "ram_used": b.ram_used,
+                             "ram_limit": b.ram_limit} for b in self.budgets],
+                "files": [str(f) for f in self.files],
+                "sketch_dir": str(self.sketch_dir) if self.sketch_dir else None,
+                "platformio_dir": str(self.platformio_dir) if self.platformio_dir else None}
+
+    def summary(self) -> str:
+        lines = [f"generated {self.runtime} firmware for {', '.join(self.boards)} in {self.out}"]
+        if self.platformio_dir:
+            lines.append(f"  PlatformIO project: {self.platformio_dir / 'platformio.ini'}")
+        if self.sketch_dir:
+            lines.append(f"  Arduino sketch:     {self.sketch_dir / (self.sketch + '.ino')}")
+        lines.append(f"  tensor arena: {self.arena.size} B ({self.arena.note})")
+        lines += [f"  {b.line()}" for b in self.budgets]
+        if self.readme:
+            lines.append(f"  see {self.readme}")
+        return "\n".join(lines)
+
+
+def _boards(names: list[str] | list[str | Board], runtime: str) -> list[Board]:
+    boards: list[Board] = []
+    for name in names:
+        if isinstance(name, str) and not name.strip():
+            continue
+        b = get_board(name.strip() if isinstance(name, str) else name)
+        if b not in boards:
+            boards.append(b)
+    if not boards:
+        raise TinyDeployError("bad_argument", problem="no board given",
+                              fix="pass --board ID[,ID...] (see `tinydeploy boards`)")
+    for b in boards:
+        if not b.supports(runtime):
+            ok = ", ".join(b.runtimes) or "none: it runs no generated firmware"
+            raise TinyDeployError("bad_argument",
+                                  problem=f"board {b.id} cannot run the {runtime} runtime",
+                                  fix=f"runtimes of {b.id}: {ok}")
+    return boards
+
+
+def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
+             boards: list[str] | list[str | Board], arena: str | int = "auto",
+             fmt: str = "both", runtime: str = "tflm",
+             name: str | None = None) -> GenerateResult | CResult:
+    """Render firmware for ``boards`` into ``out`` (see the module docstring).
+
+    ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
+    type, also with ``summary()``); ``arena`` and ``fmt`` apply to the TFLM runtime.
+
+    ``name`` overrides the sketch name (default: the ``out`` folder's name); it is
+    sanitized with :func:`tinydeploy.carray.c_identifier`.
+    """
+    if fmt not in FORMATS:
+        raise TinyDeployError("bad_argument", problem=f"unknown --format {fmt!r}",
+                              fix=f"choose one of: {', '.join(FORMATS)}")
+    if runtime not in RUNTIMES:
+        raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
+                              fix=f"choose one of: {', '.join(RUNTIMES)}")
+    facts = load(model)
+    board_list = _boards(list(boards), runtime)
+    out_path = Path(out)
+    if out_path.exists() and not out_path.is_dir():
+        raise TinyDeployError("output_exists", path=out_path)
+    if runtime == "c":  # the interpreter-free C runtime plans its own memory
+        from .cruntime import generate_c
+
+        return generate_c(facts, out_path, name=name)
+    from .carray import c_identifier
+
+    sketch = c_identifier(name or out_path.resolve().name)
+    if sketch.lower() in _PIO_FOLDERS:  # the sketch folder sits beside the PlatformIO ones
+        sketch += "_sketch"
+    resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
+    plan = plan_arena(facts, arena)
+    budgets = [check_budget(facts, b, plan.size) for b in board_list]
+    stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "
+                      f"arena {plan.size} B)")
+    ctx = build_context(facts, board_list, plan, sketch, budgets, fmt)
+    result = GenerateResult(out=out_path, boards=[b.id for b in board_list], runtime=runtime,
+                            fmt=fmt, sketch=sketch, arena=plan, budgets=budgets)
+    env = _env()
+    with staging(out_path) as tmp:
+        files = render_tree(env, "common", ctx, tmp)
+        if fmt in ("platformio", "both"):
+            files += render_tree(env, "platformio", ctx, tmp)
+            files += _copy_sources(facts, tmp / "src")
+        if fmt in ("arduino", "both"):
+            files += render_tree(env, "arduino", ctx, tmp)
+            files += _copy_sources(facts, tmp / sketch)
+        result.files = sorted(out_path / f.relative_to(tmp) for f in files)
+    if fmt in ("platformio", "both"):
+        result.platformio_dir = out_path
+    if fmt in ("arduino", "both"):
+        result.sketch_dir = out_path / sketch
+    result.readme = out_path / "README.md"
+    return result
+
+
+@contextlib.contextmanager
+def staging(out: Path) -> Any:
+    """Yield a temp folder beside ``out``; on success move its entries into ``out``
+    (replacing same-named entries), on error remove it and any folder made for it."""
+    created: list[Path] = []
+    parent = out.absolute().parent
+    for p in reversed([parent, *parent.parents]):
+        if not p.exists():
+            created.append(p)
+    tmp = parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for entry in sorted(tmp.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for p in reversed(created):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+
+
+# --- inspect -----------------------------------------------------------------------------
+def _tensor_line(t: TensorFacts) -> str:
+    q = (f"scale {t.scale:.6g}, zero point {t.zero_point}" if t.scale is not None
+         else "not quantized")
+    pc = " (per-channel)" if t.per_channel else ""
+    return f"{t.name}: {t.dtype} {list(t.shape)} {t.nbytes} B, {q}{pc}"
+
+
+def describe(facts: ModelFacts) -> str:
+    """Human-readable facts table (``tinydeploy inspect``)."""
+    ops = []
+    for o in facts.ops:
+        info = TFLM_OPS.get(o.name)
+        where = (f"{info.resolver}()" + ("" if info.int8 else ", no int8 kernel")
+                 if info else "NOT in TFLM")
+        ops.append(f"{o.name} v{o.version} x{o.count}  [{where}]")
+    rows: list[tuple[str, str]] = [
+        ("model", facts.path), ("sha256", facts.sha256),
+        ("size", f"{facts.size_bytes} B (weights {facts.weight_bytes} B)"),
+        ("schema version", str(facts.schema_version)),
+        ("description", facts.description or "-"),
+        ("subgraphs", str(facts.subgraph_count)), ("tensors", str(facts.tensor_count)),
+        ("operators", f"{len(facts.op_sequence)} in the graph, {len(facts.ops)} distinct"),
+    ]
+    rows += [("  op", line) for line in ops]
+    rows += [("input", _tensor_line(t)) for t in facts.inputs]
+    rows += [("output", _tensor_line(t)) for t in facts.outputs]
+    if all(n in TFLM_OPS for n in facts.op_names):
+        rows.append(("TFLM code", f"~{tflm_code_estimate(facts.op_names)} B estimated "
+                                  f"(+ model {facts.size_bytes} B)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

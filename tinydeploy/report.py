@@ -1,0 +1,137 @@
+"""One self-contained HTML report: tables of numbers plus plots embedded as base64 PNG.
+
+Plots use matplotlib's Agg backend (no display needed). The page has no external
+resources, so the single ``report.html`` can be mailed or attached to a CI run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;padding:.25em .6em;
+text-align:left;font-size:.92em} th{background:#f4f4f4}
+.pass{color:#fff;background:#2e7d32;padding:.15em .6em;border-radius:4px}
+.fail{color:#fff;background:#c62828;padding:.15em .6em;border-radius:4px}
+.plots{display:flex;flex-wrap:wrap;gap:1em} .plots figure{margin:0}
+figcaption{font-size:.85em;color:#555;text-align:center}
+"""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "n/a"
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def table(rows: Mapping[str, Any]) -> str:
+    """A two-column HTML table (key, value); values formatted compactly."""
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+                   for k, v in rows.items())
+    return f"<table>{body}</table>"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(png_b64: str, caption: str) -> str:
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png_b64}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray) -> list[str]:
+    """Host-vs-device scatter, |Δ| histogram and latency histogram as <figure> snippets."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    figures: list[str] = []
+    h = np.asarray(host, dtype=np.int32).reshape(-1)
+    d = np.asarray(device, dtype=np.int32).reshape(-1)
+    if h.size:
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        ax.scatter(h, d, s=8, alpha=0.5)
+        lo, hi = int(min(h.min(), d.min())), int(max(h.max(), d.max()))
+        ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls="--")
+        ax.set_xlabel("host output (int8)")
+        ax.set_ylabel("device output (int8)")
+        figures.append(_figure(_png(fig), "host vs device outputs"))
+
+        diff = np.abs(d - h)
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        top = int(diff.max()) if diff.size else 0
+        bins = np.arange(0, top + 2) - 0.5 if top <= 40 else np.linspace(-0.5, top + 0.5, 41)
+        ax.hist(diff, bins=bins, color="#c62828" if top else "#2e7d32")
+        if top:
+            ax.set_yscale("log")
+        ax.set_xlabel("|device - host| (LSB)")
+        ax.set_ylabel("output values")
+        figures.append(_figure(_png(fig), "error histogram"))
+    t = np.asarray(time_us, dtype=np.float64).reshape(-1)
+    if t.size:
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        ax.hist(t, bins=min(30, max(1, len(np.unique(t)))), color="#1565c0")
+        ax.set_xlabel("inference time (µs, device-reported)")
+        ax.set_ylabel("samples")
+        figures.append(_figure(_png(fig), "latency histogram"))
+    return figures
+
+
+def render(title: str, passed: bool | None, sections: Mapping[str, Mapping[str, Any]],
+           figures: list[str]) -> str:
+    """The whole page: a title with PASS/FAIL badge, one table per section, the plots."""
+    badge = ""
+    if passed is not None:
+        badge = '<span class="pass">PASS</span>' if passed else '<span class="fail">FAIL</span>'
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)} {badge}</h1>"]
+    for name, rows in sections.items():
+        if rows:
+            parts.append(f"<h2>{html.escape(name)}</h2>{table(rows)}")
+    if figures:
+        parts.append("<h2>Plots</h2><div class='plots'>" + "".join(figures) + "</div>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write text to ``path`` through a temporary file and a rename."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(p)
+    return p
+
+
+def write_report(path: str | Path, title: str, passed: bool | None,
+                 sections: Mapping[str, Mapping[str, Any]], host: np.ndarray | None = None,
+                 device: np.ndarray | None = None,
+                 time_us: np.ndarray | None = None) -> Path:
+    """Render and atomically write a self-contained HTML report."""
+    figures: list[str] = []
+    if host is not None and device is not None and time_us is not None:
+        figures = validation_plots(host, device, time_us)
+    return write_atomic(path, render(title, passed, sections, figures))
