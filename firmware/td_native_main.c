@@ -8,7 +8,9 @@
  */
 #define _XOPEN_SOURCE 600
 
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,32 @@ static int set_raw(int fd) {
   t.c_cc[VMIN] = 1;
   t.c_cc[VTIME] = 0;
   return tcsetattr(fd, TCSANOW, &t);
+}
+
+/* Like td_posix_serve, but also stop when orphaned (the parent test or CLI died). */
+static int serve_pty(td_device *dev, int fd) {
+  pid_t parent = getppid();
+  uint8_t buf[512];
+  for (;;) {
+    struct pollfd p;
+    ssize_t n;
+    p.fd = fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, 1000) < 0 && errno != EINTR) return 1;
+    if (getppid() != parent) return 0;
+    if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      td_feed_buf(dev, buf, (size_t)n);
+    } else if (n == 0) {
+      return 0;
+    } else if (errno == EIO) {
+      usleep(50000); /* no slave open right now */
+    } else if (errno != EINTR && errno != EAGAIN) {
+      return 1;
+    }
+  }
 }
 
 int main(int argc, char **argv) {
@@ -89,7 +117,7 @@ int main(int argc, char **argv) {
 
   dev = td_posix_attach(master, &info, native_infer, NULL);
   td_announce(dev);
-  rc = td_posix_serve(dev, master);
+  rc = serve_pty(dev, master);
   close(slave);
-  return rc == 0 ? 0 : 1;
+  return rc;
 }

@@ -139,3 +139,15 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
     proc = subprocess.run([*cmd, "check", str(DATA / "sine_mlp.tflite")],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0 and proc.stdout.startswith("ok:")
+
+
+def test_out_is_a_file(capfd, sine_run, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        assert main(["quantize", str(sine_run.model_keras), "--data", str(sine_run.data_npz),
+                     "--out", str(out)]) == 2
+        _one_error_line(capfd, "exists and is not a directory")
+        assert main(["train", "sine", "--out", str(out)]) == 2
+        _one_error_line(capfd, "exists and is not a directory")
+    assert afile.read_text() == "x"

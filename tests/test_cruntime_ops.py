@@ -136,6 +136,28 @@ def _reshape(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     return k.Model(x, k.layers.Dense(3)(y)), ["RESHAPE"]
 
 
+def _chain(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
+    """Several layers in a row: intermediate tensors live in the arena, outputs overlap
+    their dying inputs (exercises the planner's in-place placement)."""
+    x = _img(k, r, (6, 12), (1, 4))
+
+    def pad() -> str:
+        return str(r.choice(["same", "valid"]))
+
+    y = k.layers.Conv2D(int(r.integers(2, 6)), int(r.integers(1, 4)), padding=pad(),
+                        strides=int(r.integers(1, 3)), activation="relu")(x)
+    y = k.layers.DepthwiseConv2D(3, padding="same", dilation_rate=int(r.integers(1, 3)),
+                                 depth_multiplier=int(r.integers(1, 3)))(y)
+    y = k.layers.ZeroPadding2D(((1, int(r.integers(0, 2))), (int(r.integers(0, 2)), 1)))(y)
+    pool = k.layers.MaxPooling2D if r.integers(2) else k.layers.AveragePooling2D
+    y = pool(2, strides=int(r.integers(1, 3)), padding="same")(y)
+    z = k.layers.Conv2D(y.shape[-1], 1)(y)
+    y = k.layers.Add()([y, z])
+    y = k.layers.Activation("tanh")(y)
+    y = k.layers.Conv2D(int(r.integers(2, 6)), 2, padding="same")(y)
+    return k.Model(x, y), ["CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "ADD"]
+
+
 def _leaky(k: Any, r: np.random.Generator) -> Any:
     return k.layers.LeakyReLU(negative_slope=float(r.uniform(0.05, 0.5)))
 
@@ -161,6 +183,7 @@ CASES: dict[str, tuple[Builder, int]] = {
     "relu6": (_input_act("RELU6", lambda k, r: k.layers.ReLU(max_value=6.0)), 1),
     "leaky_relu": (_act("LEAKY_RELU", _leaky), 2),
     "hard_swish": (_act("HARD_SWISH", lambda k, r: k.layers.Activation("hard_swish")), 2),
+    "chain": (_chain, 4),
 }
 PARAMS = [(case, seed) for case, (_, n) in CASES.items() for seed in range(n)]
 

@@ -132,3 +132,17 @@ def test_failed_validation_still_writes_the_report(
     assert doc["passed"] is False and doc["validation"]["differing"] == 8
     assert set(doc["stages_s"]) >= {"check", "generate", "flash", "validate"}
     assert "FAIL" in (out / "report.html").read_text()
+
+
+def test_deploy_tflite_to_native(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images[:120] / 16.0).astype(np.float32)[..., None]
+    y = d.target[:120].astype(np.float32)
+    npz = Dataset(x[:60], y[:60], x[60:90], y[60:90], x[90:], y[90:]).save(tmp_path / "d.npz")
+    res = dp.deploy(DATA / "digits_cnn.tflite", tmp_path / "n", board="native", data=npz)
+    assert res.passed and res.validation.samples == 30
+    assert res.validation.metrics["top1_agreement"] == 1.0
+    assert "build" in res.stages and (tmp_path / "n" / "device").is_dir()
+    assert res.validation.device["runtime"] == "c"

@@ -3,49 +3,26 @@
 Two targets:
 
 * ``host64`` -- *measured*: the smallest ``arena_size`` for which the TFLM Python runtime
-  (64-bit host, ``runtime.Interpreter.from_bytes``) both allocates and invokes the model.
-  Some sizes just below the minimum crash the runtime instead of raising, so every trial
-  runs in a child worker process that reads sizes on stdin and answers ``ok``/``fail``;
-  a crashed worker is restarted and the size counts as failed. Search: exponential probe
-  up from the simulated 64-bit size, binary search, then a byte-exact downward scan near
-  the edge (the feasible set is not monotone: alignment of persistent allocations depends
-  on the arena end address), and a final check that ``min`` works and ``min - 1`` fails.
+  (64-bit host, ``runtime.Interpreter.from_bytes``) both allocates and invokes the model
+  (zero input). Some sizes just below the minimum segfault the runtime instead of
+  raising, so no trial runs in this process: a worker child imports the runtime once and
+  forks one grandchild per trial, whose exit status is the answer (a signal = crash =
+  fail); if the worker itself dies it is restarted. Search: doubling up / halving down
+  from the used-bytes figure, bisection on 16-byte steps, then a byte-exact scan of the
+  64 bytes below the edge (the feasible set is not monotone: persistent allocations are
+  aligned relative to the arena end), and finally ``min`` works and ``min - 1`` fails.
 
-* ``cortex-m`` (default) -- *predicted* for a 32-bit Cortex-M running TFLM's reference
-  kernels, by replaying TFLM's arena allocation sequence with 32-bit struct sizes.
+* ``cortex-m`` (default) -- *predicted* for a 32-bit Cortex-M with TFLM's reference
+  kernels: :mod:`tinydeploy.arena_model` replays TFLM's allocation sequence with 32-bit
+  struct sizes (see there for the allocator model). The planned head (activation
+  tensors + kernel scratch buffers, the same on every ABI) is taken from one 1 MiB run
+  of the host runtime (``RecordingMicroAllocator`` "head"); when it exceeds the replayed
+  plan, one unknown scratch request per node is assumed for the planning-phase need.
+  The prediction is the smallest size from which 64 consecutive sizes all fit.
 
-The allocator model (``MicroAllocator`` on one ``SingleArenaBufferAllocator``):
-
-* The arena is one buffer. *Persistent* allocations grow down from the end (the *tail*;
-  each is placed at ``align_down(tail - size, alignment)``, so the arena end address
-  matters); the *head* grows up from the 16-byte aligned start; *temp* allocations are
-  stacked above the head and released together.
-* Tail, in order: the allocator, the greedy planner and ``MicroAllocator`` objects, the
-  builtin-data allocator, ``SubgraphAllocations``, one ``TfLiteEvalTensor`` per tensor
-  (pointer, pointer, enum: 12 B on 32-bit, 24 B on 64-bit), one ``NodeAndRegistration``
-  per operator (TfLiteNode of 6 pointers + int, plus a registration pointer: 32/64 B), the
-  parsed builtin options of each operator, each kernel's ``OpData`` from ``Init`` (16-byte
-  aligned; e.g. ``OpDataConv`` holds two pointers), per-channel multiplier/shift arrays
-  from ``Prepare`` (4 B per output channel each), scratch-buffer handles, and -- after
-  planning -- the input/output ``TfLiteTensor`` pointer arrays, persistent
-  ``TfLiteTensor`` structs (40/64 B) and their quantization (``TfLiteAffineQuantization``
-  12/24 B + zero-point array).
-* Head during ``Prepare``: room for ``ScratchBufferRequest`` structs (12/16 B each,
-  ``count + 12``), and above it the temp ``TfLiteTensor`` copies (+ quantization, whose
-  zero-point arrays are per channel) that a kernel's ``Prepare`` creates.
-* Planning (``CommitStaticMemoryPlan``): temp ``AllocationInfo`` per tensor and scratch
-  buffer (24/32 B), then *all* remaining memory goes to the greedy planner, which needs
-  40 B per planned buffer. This transient need is why the minimum arena can exceed
-  ``arena_used_bytes()`` by hundreds of bytes for small models.
-* Final head: the greedy plan's high-water mark over the non-constant tensors (sizes
-  aligned to 16, lifetimes from first producer to last consumer; graph inputs/outputs
-  live for the whole run) and scratch buffers -- identical on 32- and 64-bit.
-
-The minimum is the smallest arena for which every step of that sequence fits; the
-prediction is the smallest size from which on 64 consecutive sizes all fit (robust
-against the alignment effects). Struct sizes come from TFLM's public headers (pointer
-size 4 vs 8, ``size_t`` likewise); kernel ``OpData`` layouts cover the built-in
-operators in ``KERNELS``; others get a conservative estimate and are flagged.
+Checked against native TFLM ground truth in ``tests/data``: the replay with 8-byte
+pointers reproduces x86-64 ``arena_used_bytes`` exactly (up to one kernel's scratch
+handles), and the 32-bit prediction lies within [min, 1.05 * min + 32] on a Cortex-M4.
 """
 
 from __future__ import annotations
@@ -58,382 +35,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .arena_model import (
+    ALIGN,
+    CORTEX_M,
+    HOST64_NATIVE,
+    KERNELS,
+    ROBUST_WINDOW,
+    Abi,
+    Graph,
+    OutOfArena,
+    align_up,
+    greedy_plan,
+    planned_buffers,
+    predict,
+    simulate,
+)
 from .errors import TinyDeployError
 from .facts import ModelFacts, load
 
 TARGETS = ("cortex-m", "host64")
-ALIGN = 16  # MicroArenaBufferAlignment()
-MAX_SCRATCH_PER_OP = 12  # kMaxScratchBuffersPerOp
-PLANNER_BYTES_PER_BUFFER = 40  # GreedyMemoryPlanner::per_buffer_size()
-ROBUST_WINDOW = 64
-_DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4, 17: 1}
-
-
-# --- ABI: struct sizes ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Abi:
-    name: str
-    ptr: int  # sizeof(void*) == sizeof(size_t)
-    compression: bool = False  # USE_TFLM_COMPRESSION adds scratch indices to OpData
-
-    def struct(self, *fields: str) -> int:
-        """sizeof a C struct of fields: i (int32/enum/float), p (pointer/size_t), d
-        (double), b (bool/int8), h (int16); natural alignment, padded to the largest."""
-        sizes = {"i": 4, "p": self.ptr, "d": 8, "b": 1, "h": 2}
-        off, big = 0, 1
-        for f in fields:
-            n = sizes[f]
-            off = -(-off // n) * n + n
-            big = max(big, n)
-        return -(-off // big) * big
-
-    @property
-    def eval_tensor(self) -> int:
-        return self.struct("p", "p", "i")
-
-    @property
-    def node_and_registration(self) -> int:
-        return self.struct(*"pppppp", "i", "p")
-
-    @property
-    def tflite_tensor(self) -> int:  # TF_LITE_STATIC_MEMORY layout
-        return self.struct("i", "p", "i", "i", "p", "p", "p", "i", "i", "b")
-
-    @property
-    def affine_quant(self) -> int:
-        return self.struct("p", "p", "i")
-
-    @property
-    def scratch_request(self) -> int:
-        return self.struct("p", "i", "i")
-
-    @property
-    def allocation_info(self) -> int:
-        return self.struct("p", "p", "i", "i", "i", "b")
-
-    @property
-    def fixed_objects(self) -> list[tuple[str, int]]:
-        """Objects TFLM places at the arena end before anything model-specific."""
-        return [
-            # two interface vtables, head/tail/temp + buffer bounds, temp bookkeeping
-            ("SingleArenaBufferAllocator", self.struct(*"ppppppppp")),
-            # vtable, counts, 5 working-array pointers, indices, flag
-            ("GreedyMemoryPlanner", self.struct("p", "i", "i", "p", "p", "p", "p", "i",
-                                                "i", "p", "b")),
-            # vtable, 4 allocator/planner pointers, flag, request count, head ptr, max head
-            ("MicroAllocator", self.struct("p", "p", "p", "p", "p", "b", "p", "p", "p")),
-        ]
-
-
-CORTEX_M = Abi("cortex-m", 4)
-HOST64_NATIVE = Abi("host64-native", 8)
-
-
-# --- per-operator kernel facts (TFLM reference kernels) ---------------------------------
-def _opdata(op: str, abi: Abi) -> int:
-    """sizeof the struct a kernel's Init allocates (0: none)."""
-    s = abi.struct
-    comp = ("i", "i") if abi.compression else ()
-    padding = ("i",) * 4  # TfLitePaddingValues
-    table: dict[str, tuple[str, ...]] = {
-        "FULLY_CONNECTED": ("i",) * 9 + ("p", "p", "b") + comp,
-        "CONV_2D": padding + ("i",) * 5 + ("p", "p") + ("i",) * 3 + comp,
-        "DEPTHWISE_CONV_2D": padding + ("i",) * 5 + ("p", "p") + ("i",) * 3 + comp,
-        "MAX_POOL_2D": padding + ("i",) * 4,
-        "AVERAGE_POOL_2D": padding + ("i",) * 4,
-        "SOFTMAX": ("d",) + ("i",) * 7 + ("p",) * 5,
-        "MEAN": ("i",) * 11,
-        "SUM": ("i",) * 11,
-        "ADD": ("b",) + ("i",) * 14,
-        "SUB": ("b",) + ("i",) * 14,
-        "LOGISTIC": ("i",) * 4,
-        "TANH": ("i",) * 4,
-        "CONCATENATION": ("b", "p", "p", "h", "i", "i") + (("i",) * 10 if abi.compression
-                                                          else ()),
-        "PAD": ("b",) + ("i",) * 5 + ("b",) + ("i",) * 5 + ("i", "i"),
-        "RELU": ("i",) * 7,
-        "RELU6": ("i",) * 7,
-        "QUANTIZE": ("i",) * 4 + ("p",),
-        "DEQUANTIZE": ("i",) * 4 + ("p",),
-        "MUL": ("b",) + ("i",) * 8 + ("i", "i"),
-    }
-    if op in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
-        return 0
-    fields_ = table.get(op)
-    return s(*fields_) if fields_ else s(*("i",) * 16, *("p",) * 4)  # unknown: generous
-
-
-_BUILTIN_DATA = {  # sizeof the parsed builtin options (no pointers; same on every ABI)
-    "FULLY_CONNECTED": (16, 4), "CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4),
-    "MAX_POOL_2D": (40, 4), "AVERAGE_POOL_2D": (40, 4), "RESHAPE": (36, 4),
-    "SOFTMAX": (4, 4), "MEAN": (1, 1), "SUM": (1, 1), "ADD": (8, 4), "SUB": (8, 4),
-    "MUL": (4, 4), "CONCATENATION": (8, 4), "SQUEEZE": (36, 4),
-}
-KERNELS = frozenset(["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D",
-                     "AVERAGE_POOL_2D", "SOFTMAX", "MEAN", "SUM", "ADD", "SUB", "LOGISTIC",
-                     "TANH", "CONCATENATION", "PAD", "RELU", "RELU6", "RESHAPE", "QUANTIZE",
-                     "DEQUANTIZE", "MUL", "SQUEEZE", "EXPAND_DIMS"])
-
-
-@dataclass
-class _Tensor:
-    nbytes: int
-    const: bool
-    channels: int  # quantization scale count (0: not quantized)
-    variable: bool = False
-
-
-@dataclass
-class _Op:
-    name: str
-    inputs: list[int]
-    outputs: list[int]
-
-
-@dataclass
-class Graph:
-    """What the allocator sees of a model: tensors, operators, graph inputs/outputs."""
-
-    tensors: list[_Tensor]
-    ops: list[_Op]
-    inputs: list[int]
-    outputs: list[int]
-    offline_planned: bool = False
-
-    @classmethod
-    def from_facts(cls, facts: ModelFacts) -> Graph:
-        from .facts import op_name
-
-        model = facts.model
-        assert model is not None
-        sub = model.subgraphs[0]
-        tensors = []
-        for t in sub.tensors or []:
-            buf = model.buffers[t.buffer] if model.buffers else None
-            const = buf is not None and buf.data is not None and len(buf.data) > 0
-            n = _DTYPE_BYTES.get(int(t.type), 4)
-            for d in (t.shape if t.shape is not None else []):
-                n *= max(int(d), 0)
-            q = t.quantization
-            ch = len(q.scale) if (q is not None and q.scale is not None
-                                  and q.zeroPoint is not None and len(q.zeroPoint)) else 0
-            tensors.append(_Tensor(n, const, ch, bool(t.isVariable)))
-        ops = [_Op(op_name(model.operatorCodes[o.opcodeIndex]),
-                   [int(i) for i in (o.inputs if o.inputs is not None else [])],
-                   [int(i) for i in (o.outputs if o.outputs is not None else [])])
-               for o in sub.operators or []]
-        offline = any((m.name or b"") in (b"OfflineMemoryAllocation", "OfflineMemoryAllocation")
-                      for m in (model.metadata or []))
-        return cls(tensors, ops, [int(i) for i in sub.inputs], [int(i) for i in sub.outputs],
-                   offline)
-
-    def scratch_requests(self) -> list[tuple[int, int]]:
-        """(node index, bytes) of RequestScratchBufferInArena calls of the kernels."""
-        out = []
-        for k, op in enumerate(self.ops):
-            if op.name in ("MEAN", "SUM") and self.tensors[op.inputs[0]].channels:
-                out.append((k, max(self.tensors[op.outputs[0]].nbytes, 1) * 4))
-        return out
-
-    def kernel_persistent(self, k: int, abi: Abi) -> list[int]:
-        """Sizes a kernel allocates with AllocatePersistentBuffer during Prepare."""
-        op = self.ops[k]
-        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 1:
-            w = self.tensors[op.inputs[1]]
-            if op.name == "FULLY_CONNECTED" and w.channels <= 1:
-                return []
-            return [4 * max(w.channels, 1)] * 2
-        return []
-
-
-# --- greedy memory planner (the algorithm TFLM documents in greedy_memory_planner.h) -----
-def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
-    """Largest end offset of a greedy first-fit placement of (size, first, last) buffers,
-    taken in descending size (stable), each at the lowest gap among simultaneously
-    live, already placed buffers."""
-    order = sorted(range(len(buffers)), key=lambda i: -buffers[i][0])
-    placed: list[tuple[int, int]] = []  # (offset, index) sorted by offset
-    high = 0
-    for n, i in enumerate(order):
-        size, first, last = buffers[i]
-        offset = 0
-        if n:
-            for off, j in placed:
-                _, f2, l2 = buffers[j]
-                if f2 > last or first > l2:
-                    continue
-                if off - offset >= size:
-                    break
-                offset = max(offset, off + buffers[j][0])
-        placed.append((offset, i))
-        placed.sort(key=lambda e: e[0])
-        high = max(high, offset + size)
-    return high
-
-
-def planned_buffers(g: Graph) -> list[tuple[int, int, int]]:
-    """(aligned size, first, last) per planned tensor and scratch buffer, in TFLM order."""
-    first = [-1] * len(g.tensors)
-    last = [-1] * len(g.tensors)
-
-    def create(t: int, s: int) -> None:
-        first[t] = s
-        last[t] = s
-
-    for t in g.inputs + g.outputs:
-        create(t, 0)
-    scratch = g.scratch_requests()
-    scratch_life: list[tuple[int, int, int]] = []
-    for k, op in enumerate(g.ops):
-        s = k + 1
-        for t in op.outputs:
-            create(t, s)
-        for t in op.inputs:
-            if t >= 0:
-                last[t] = s
-        for t in op.outputs:
-            last[t] = s
-        scratch_life += [(_align(b, ALIGN), s, s) for node, b in scratch if node == k]
-    for t in g.outputs:
-        last[t] = len(g.ops)
-    bufs = [(_align(t.nbytes, ALIGN), first[i], last[i]) for i, t in enumerate(g.tensors)
-            if not t.const and not t.variable and t.nbytes > 0]
-    return bufs + scratch_life
-
-
-# --- arena replay ---------------------------------------------------------------------
-def _align(n: int, a: int) -> int:
-    return -(-n // a) * a
-
-
-class _OutOfArena(Exception):
-    pass
-
-
-class _Arena:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.head = self.temp = 0
-        self.tail = size
-        self.log: dict[str, int] = {}
-
-    def persistent(self, what: str, size: int, align: int) -> None:
-        new = (self.tail - size) // align * align
-        if new < self.head:
-            raise _OutOfArena(what)
-        self.log[what] = self.log.get(what, 0) + self.tail - new
-        self.tail = new
-
-    def temp_alloc(self, what: str, size: int, align: int) -> None:
-        start = _align(self.temp, align)
-        if self.tail - start < size:
-            raise _OutOfArena(what)
-        self.temp = start + size
-
-    def resize_head(self, what: str, size: int) -> None:
-        if self.tail < size:
-            raise _OutOfArena(what)
-        self.head = self.temp = size
-
-    def available(self) -> int:
-        return self.tail // ALIGN * ALIGN - _align(self.temp, ALIGN)
-
-
-def _temp_tensor(a: _Arena, t: _Tensor, abi: Abi) -> None:
-    a.temp_alloc("temp TfLiteTensor", abi.tflite_tensor, abi.ptr)
-    if t.channels:
-        a.temp_alloc("temp quantization", abi.affine_quant, abi.ptr)
-        a.temp_alloc("temp zero points", 4 + 4 * t.channels, 4)
-
-
-def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
-             extra_scratch: int = 0) -> dict[str, int]:
-    """Replay TFLM's allocation sequence in an arena of ``size`` bytes (start 16-byte
-    aligned). Returns per-category tail bytes plus ``head``; raises _OutOfArena.
-    ``head_plan`` overrides the planned head (e.g. measured); ``extra_scratch`` adds that
-    many scratch-buffer requests the kernel table does not know about (one per node)."""
-    plan = greedy_plan(planned_buffers(g)) if head_plan is None else head_plan
-    a = _Arena(size)
-    p = abi.ptr
-    for _what, n in abi.fixed_objects:
-        a.persistent("allocator objects", n, p)
-    a.persistent("allocator objects", abi.struct("p", "p"), p)  # MicroBuiltinDataAllocator
-    req = abi.scratch_request
-    a.resize_head("scratch requests", req * MAX_SCRATCH_PER_OP)
-    a.persistent("allocator objects", abi.struct("p", "p"), p)  # SubgraphAllocations
-    a.persistent("TfLiteEvalTensor", abi.eval_tensor * len(g.tensors), p)
-    a.persistent("NodeAndRegistration", abi.node_and_registration * len(g.ops), p)
-    for op in g.ops:
-        if op.name in _BUILTIN_DATA:
-            n, al = _BUILTIN_DATA[op.name]
-            a.persistent("builtin options", n, al)
-    for op in g.ops:
-        n = _opdata(op.name, abi)
-        if n:
-            a.persistent("kernel OpData", n, ALIGN)
-    scratch = g.scratch_requests()
-    count = 0
-    for k, op in enumerate(g.ops):
-        for n in g.kernel_persistent(k, abi):
-            a.persistent("per-channel arrays", n, ALIGN)
-        for t in op.inputs + op.outputs:
-            if t >= 0:
-                _temp_tensor(a, g.tensors[t], abi)
-        count += sum(1 for node, _ in scratch if node == k) + (1 if extra_scratch > k else 0)
-        a.temp = a.head
-        a.resize_head("scratch requests", req * (count + MAX_SCRATCH_PER_OP))
-    if count:
-        a.persistent("scratch handles", p * count, p)
-    n_planned = len(planned_buffers(g)) + min(extra_scratch, len(g.ops))
-    a.temp_alloc("planning", p, p)  # subgraph offsets
-    a.temp_alloc("planning", abi.allocation_info * (len(g.tensors) + count), p)
-    avail = a.available()
-    if avail < 0 or avail // PLANNER_BYTES_PER_BUFFER < n_planned:
-        raise _OutOfArena("planner scratch")
-    a.temp_alloc("planning", avail, ALIGN)
-    a.head = a.temp = 0
-    a.resize_head("planned tensors", plan)
-    for group in (g.inputs, g.outputs):
-        a.persistent("I/O TfLiteTensor", p * len(group), ALIGN)
-        for t in group:
-            a.persistent("I/O TfLiteTensor", abi.tflite_tensor, p)
-            if g.tensors[t].channels:
-                a.persistent("I/O quantization", abi.affine_quant, p)
-                a.persistent("I/O quantization", 4 + 4 * g.tensors[t].channels, 4)
-    out = dict(a.log)
-    out["head (planned tensors)"] = plan
-    out["used"] = plan + size - a.tail
-    return out
-
-
-def predict(g: Graph, abi: Abi = CORTEX_M) -> tuple[int, dict[str, int]]:
-    """Smallest size S such that S .. S+63 all fit; with the breakdown at S."""
-    plan = greedy_plan(planned_buffers(g))
-
-    def fits(n: int) -> bool:
-        try:
-            simulate(g, n, abi, plan)
-            return True
-        except _OutOfArena:
-            return False
-
-    hi = max(256, plan)
-    while not fits(hi):
-        hi *= 2
-    lo = 0
-    while hi - lo > 1:  # roughly monotone: coarse bisection, then exact robust scan
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
-    start = max(0, hi - 4 * ROBUST_WINDOW)
-    run, best = 0, None
-    for n in range(start, hi + 2 * ROBUST_WINDOW):
-        run = run + 1 if fits(n) else 0
-        if run == ROBUST_WINDOW:
-            best = n - ROBUST_WINDOW + 1
-            break
-    assert best is not None
-    return best, simulate(g, best, abi, plan)
-
 
 # --- host64: measured with the TFLM Python runtime, crash-safe --------------------------
 # A "zygote" child imports the runtime once, then forks one grandchild per trial; the
@@ -581,7 +201,7 @@ def parse_allocations(text: str) -> dict[str, int]:
 
 def search_host64(rt: HostRuntime, start: int, limit: int = 1 << 26) -> int:
     """Smallest arena (byte-exact) that allocates and invokes; min works, min-1 fails."""
-    hi = max(64, _align(start, ALIGN))
+    hi = max(64, align_up(start, ALIGN))
     while not rt.ok(hi):
         hi *= 2
         if hi > limit:
@@ -590,7 +210,7 @@ def search_host64(rt: HostRuntime, start: int, limit: int = 1 << 26) -> int:
     while lo > 0 and rt.ok(lo):
         hi, lo = lo, lo // 2
     while hi - lo > ALIGN:  # coarse bisection on 16-byte steps
-        mid = _align((lo + hi) // 2, ALIGN)
+        mid = align_up((lo + hi) // 2, ALIGN)
         if mid in (lo, hi):
             break
         lo, hi = (lo, mid) if rt.ok(mid) else (mid, hi)
@@ -612,9 +232,10 @@ class ArenaResult:
     target: str
     breakdown: dict[str, int]
     model: str = ""
-    host64_bytes: int | None = None  # measured with the TFLM Python runtime
+    cortex_m_bytes: int | None = None  # predicted 32-bit minimum (always computed)
+    host64_bytes: int | None = None  # measured minimum (target host64 only)
     host64_used_bytes: int | None = None  # arena_used (head + tail) at 1 MiB, host64
-    arena_used_bytes: int | None = None  # predicted arena_used_bytes() on the target
+    arena_used_bytes: int | None = None  # arena_used_bytes() on the target (1 MiB arena)
     host64_breakdown: dict[str, int] = field(default_factory=dict)
     approximate_ops: list[str] = field(default_factory=list)
     trials: int = 0
@@ -628,9 +249,9 @@ class ArenaResult:
         lines = [f"{self.model}: tensor arena for {self.target} = {self.arena_bytes} bytes"
                  + (" (measured)" if self.target == "host64" else " (predicted, 32-bit)")]
         for k, v in self.breakdown.items():
-            lines.append(f"  {k:28s} {v:8d}")
-        if self.host64_bytes is not None and self.target != "host64":
-            lines.append(f"  (host64 measured minimum: {self.host64_bytes} bytes)")
+            lines.append(f"  {k:42s} {v:8d}")
+        if self.target == "host64" and self.cortex_m_bytes is not None:
+            lines.append(f"  (cortex-m predicted minimum: {self.cortex_m_bytes} bytes)")
         if self.approximate_ops:
             lines.append("  estimated (no kernel layout known): "
                          + ", ".join(self.approximate_ops))
@@ -664,7 +285,7 @@ def _predict(g: Graph, head: int | None) -> tuple[int, dict[str, int]]:
         try:
             simulate(g, n, CORTEX_M, head, extra)
             return True
-        except _OutOfArena:
+        except OutOfArena:
             return False
 
     n = head
@@ -704,8 +325,9 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> A
         arena_bytes=host64 if host64 is not None else pred,
         target=target, model=name,
         breakdown=measured if target == "host64" else breakdown,
-        host64_bytes=host64, host64_used_bytes=measured.get("total"),
-        arena_used_bytes=bd["used"], host64_breakdown=measured,
+        cortex_m_bytes=pred, host64_bytes=host64, host64_used_bytes=measured.get("total"),
+        arena_used_bytes=measured.get("total") if target == "host64" else bd["used"],
+        host64_breakdown=measured,
         approximate_ops=approx, trials=trials, crashes=crashes,
         seconds=round(time.perf_counter() - t0, 3))
     if target != "host64":
@@ -714,4 +336,5 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> A
 
 
 __all__ = ["ArenaResult", "Graph", "HostRuntime", "arena", "predict_arena", "search_host64",
-           "simulate", "greedy_plan", "parse_allocations", "CORTEX_M", "HOST64_NATIVE", "Abi"]
+           "simulate", "greedy_plan", "parse_allocations", "CORTEX_M", "HOST64_NATIVE", "Abi",
+           "TARGETS"]

@@ -88,13 +88,22 @@ def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> 
     return Dataset(**{k: arrays.get(k) for k in (*REQUIRED, "x_rep")})
 
 
+def check_output_dir(out: str | Path) -> Path:
+    """Fail early (``output_exists``) if ``out`` or one of its parents is not a folder."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise TinyDeployError("output_exists", path=p)
+            break
+    return out
+
+
 @contextlib.contextmanager
 def staged_output(out: str | Path) -> Iterator[Path]:
     """Write into a temporary folder next to ``out``; move its entries into ``out`` only
     when the block succeeds. On error nothing new is left (not even created parents)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TinyDeployError("output_exists", path=out)
+    out = check_output_dir(out)
     created: list[Path] = []
     for parent in reversed([out.parent, *out.parent.parents]):
         if not parent.exists():

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import log as tdlog
-from .data import Dataset, load_data, staged_output
+from .data import Dataset, check_output_dir, load_data, staged_output
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .facts import load as load_facts
@@ -288,6 +288,7 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
     if rep_samples < 1:
         raise TinyDeployError("bad_argument", problem=f"--rep-samples must be >= 1, got "
                               f"{rep_samples}", fix="use e.g. --rep-samples 200")
+    check_output_dir(out)
     if not model_path.is_file():
         raise TinyDeployError("file_not_found", what="Keras model", path=model_path)
     if not data_path.is_file():

@@ -223,10 +223,13 @@ def serve(model: str | Path, faults: Faults, stats_path: str | None = None) -> N
             os.replace(tmp, stats_path)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    parent = os.getppid()
     try:
         write(device.announce())
         while True:
             ready, _, _ = select.select([master], [], [], 1.0)
+            if os.getppid() != parent:
+                return  # orphaned: the test or CLI that started us is gone
             if not ready:
                 continue
             try:

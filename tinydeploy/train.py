@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import log as tdlog
-from .data import Dataset, load_data, staged_output
+from .data import Dataset, check_output_dir, load_data, staged_output
 from .errors import TinyDeployError
 from .resources import examples_dir
 
@@ -205,7 +205,7 @@ def score(task: str, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def train(example: str | Path, out: str | Path, epochs: int | None = None,
           data: str | Path | None = None, seed: int = 0) -> TrainResult:
     """Train an example (name or ``.py`` path) or fine-tune a ``.keras`` model on ``data``."""
-    out = Path(out)
+    out = check_output_dir(out)
     if epochs is not None and epochs < 1:
         raise TinyDeployError("bad_argument", problem=f"--epochs must be >= 1, got {epochs}",
                               fix="pass a positive number of epochs")
