@@ -77,8 +77,8 @@ def build(n):
     it.invoke()
     return it
 
-def probe():
-    it = build(1 << 20)
+def probe(n):
+    it = build(n)
     with tempfile.TemporaryFile() as tmp:
         saved = os.dup(2)
         os.dup2(tmp.fileno(), 2)
@@ -92,9 +92,9 @@ def probe():
 
 for line in sys.stdin:
     cmd = line.strip()
-    if cmd == "probe":
+    if cmd.startswith("probe"):
         try:
-            out = {"ok": True, "text": probe()}
+            out = {"ok": True, "text": probe(int(cmd.split()[1]))}
         except Exception as exc:
             out = {"ok": False, "text": str(exc)}
         sys.stdout.write(json.dumps(out) + "\n")
@@ -166,15 +166,18 @@ class HostRuntime:
     def ok(self, n: int) -> bool:
         return self.trial(n) == "ok"
 
-    def probe(self) -> str:
+    def probe(self, name: str = "model") -> str:
+        """Allocations text of one run with a generous arena (1 MiB, else up to 64 MiB)."""
         import json
 
-        reply = json.loads(self._ask("probe"))
-        if not reply["ok"]:
-            raise TinyDeployError("model_rejected", path="model",
-                                  problem=f"TFLM cannot run it: {reply['text'].strip()}",
-                                  fix="check the model with `tinydeploy check`")
-        return str(reply["text"])
+        for size in (1 << 20, 1 << 24, 1 << 26):
+            reply = json.loads(self._ask(f"probe {size}"))
+            if reply["ok"]:
+                return str(reply["text"])
+        problem = " ".join(reply["text"].split())[:300]
+        raise TinyDeployError("model_rejected", path=name,
+                              problem=f"the TFLM runtime cannot run it ({problem})",
+                              fix="check the model with `tinydeploy check`")
 
     def close_proc(self) -> None:
         if self._proc is not None:
@@ -199,13 +202,14 @@ def parse_allocations(text: str) -> dict[str, int]:
     return out
 
 
-def search_host64(rt: HostRuntime, start: int, limit: int = 1 << 26) -> int:
+def search_host64(rt: HostRuntime, start: int, limit: int = 1 << 27,
+                  name: str = "model") -> int:
     """Smallest arena (byte-exact) that allocates and invokes; min works, min-1 fails."""
     hi = max(64, align_up(start, ALIGN))
     while not rt.ok(hi):
         hi *= 2
         if hi > limit:
-            raise TinyDeployError("arena_not_found", limit=limit, path="model")
+            raise TinyDeployError("arena_not_found", limit=limit, path=name)
     lo = hi // 2
     while lo > 0 and rt.ok(lo):
         hi, lo = lo, lo // 2
@@ -221,7 +225,7 @@ def search_host64(rt: HostRuntime, start: int, limit: int = 1 << 26) -> int:
     while rt.ok(best - 1):  # never report a size whose predecessor works
         best -= 1
     if not rt.ok(best):
-        raise TinyDeployError("arena_not_found", limit=best, path="model")
+        raise TinyDeployError("arena_not_found", limit=best, path=name)
     return best
 
 
@@ -311,11 +315,10 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> A
     g = Graph.from_facts(facts)
     approx = sorted({op.name for op in g.ops if op.name not in KERNELS})
     with HostRuntime(facts.data) as rt:
-        text = rt.probe()
-        measured = parse_allocations(text)
+        measured = parse_allocations(rt.probe(name))
         host64 = None
         if target == "host64":
-            host64 = search_host64(rt, measured.get("total", 1024))
+            host64 = search_host64(rt, measured.get("total", 1024), name=name)
         trials = len(rt.trials)
         crashes = sum(1 for v in rt.trials.values() if v == "crash")
     head = measured.get("head")

@@ -216,30 +216,39 @@ class Link:
     def _await(self, op: int, seq: int, expect: Op | None, deadline: float) -> Frame | None:
         """Wait for the reply to ``seq``; None means resend now (timeout or damage)."""
         while time.monotonic() < deadline:
+            resend = False
             for item in self._read():
                 if isinstance(item, FrameError):
                     if self.trace:
                         log.info("trace RX damaged frame (%s)", item)
-                    return None  # probably our reply, damaged: resend at once
+                    resend = True  # probably our reply, damaged
+                    continue
                 self._trace("RX", item)
                 if self._note_boot(item):
-                    if op == Op.HELLO:
-                        self._handle_reset(op)  # counted; keep waiting for our INFO
-                        continue
-                    self._handle_reset(op)
+                    self._handle_reset(op)  # raises DeviceReset unless op is HELLO
+                    continue
+                code = self._error_code(item)
                 if item.seq != seq:
-                    if item.seq == 0 and item.op == Op.ERROR \
-                            and unpack_error(item.payload)[0] in RETRY_ERRORS:
-                        return None  # a frame too damaged to carry its seq: ours, likely
-                    continue  # stale reply to an earlier attempt
-                if item.op == Op.ERROR:
-                    code = unpack_error(item.payload)[0]
-                    if code in RETRY_ERRORS:
-                        return None
+                    # stale reply to an earlier attempt -- unless it is an error about a
+                    # frame too damaged to carry its seq (seq 0): most likely ours
+                    resend |= item.seq == 0 and code in RETRY_ERRORS
+                    continue
+                if code in RETRY_ERRORS:
+                    resend = True
+                elif code is not None or expect is None or item.op == expect:
                     return item
-                if expect is None or item.op == expect:
-                    return item
+            if resend:
+                return None
         return None
+
+    @staticmethod
+    def _error_code(frame: Frame) -> int | None:
+        if frame.op != Op.ERROR:
+            return None
+        try:
+            return unpack_error(frame.payload)[0]
+        except FrameError:
+            return ErrorCode.BAD_FRAME
 
     def check(self, frame: Frame, expect: int) -> bytes:
         """Payload of ``frame`` if it has op ``expect``; ERROR -> TinyDeployError."""

@@ -109,6 +109,14 @@ class Emitter:
     def _io(self, op: Op) -> tuple[Tensor, Tensor]:
         return self.g.t(op.inputs[0]), self.g.t(op.outputs[0])
 
+    def _need_zp(self, op: Op, zp: int) -> None:
+        """TFLM's int8 kernel assumes this output zero point (its Prepare checks it)."""
+        y = self.g.t(op.outputs[0])
+        if y.zp != zp:
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem=f"{op.name} output zero point {y.zp}, TFLM's int8 "
+                                          f"kernel requires {zp}", fix=FIX_TFLM)
+
     # --- convolutions ----------------------------------------------------------------------
     def _conv_common(self, op: Op, p: str, depthwise: bool) -> dict[str, object]:
         x, y = self._io(op)
@@ -165,6 +173,9 @@ class Emitter:
             raise TinyDeployError("model_rejected", path=self.g.path,
                                   problem=f"FULLY_CONNECTED weights must be constant 2-D int8 "
                                           f"(got {w.dtype} {list(w.shape)})", fix=FIX_TFLM)
+        if int(getattr(op.options, "weightsFormat", 0) or 0) != 0:
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem="shuffled FULLY_CONNECTED weights", fix=FIX_TFLM)
         oc, accum = w.shape
         per_channel = len(w.scales) > 1
         pairs = [quant.quantize_multiplier(x.scale * s / y.scale) for s in w.scales]
@@ -203,6 +214,7 @@ class Emitter:
     # --- activations -------------------------------------------------------------------
     def _softmax(self, op: Op, p: str) -> str:
         x, y = self._io(op)
+        self._need_zp(op, -128)
         depth = x.shape[-1] if x.shape else 1
         mult, shift, diff_min = quant.softmax_params(float(op.options.beta), x.scale)
         fields = {"rows": x.size // depth, "depth": depth, "mult": mult, "left_shift": shift,
@@ -219,9 +231,11 @@ class Emitter:
         return f"{fn}(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
     def _logistic(self, op: Op, p: str) -> str:
+        self._need_zp(op, -128)
         return self._sigmoid(op, p, "td_logistic")
 
     def _tanh(self, op: Op, p: str) -> str:
+        self._need_zp(op, 0)
         return self._sigmoid(op, p, "td_tanh")
 
     def _requant(self, op: Op, p: str, lo: int, hi: int) -> str:

@@ -33,6 +33,7 @@ class Tensor:
     scales: list[float] = field(default_factory=list)
     zero_points: list[int] = field(default_factory=list)
     data: np.ndarray | None = None  # constant tensors only
+    sparse: bool = False
 
     @property
     def scale(self) -> float:
@@ -87,7 +88,7 @@ def _tensor(model: Any, sub: Any, i: int) -> Tensor:
         if shape:
             data = data.reshape(shape)
     name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-    return Tensor(i, name, shape, dtype, scales, zps, data)
+    return Tensor(i, name, shape, dtype, scales, zps, data, t.sparsity is not None)
 
 
 def read_graph(facts: ModelFacts) -> Graph:
@@ -133,6 +134,8 @@ def _check(g: Graph) -> None:
                              "the C runtime takes int8 input and output")
     if not g.ops:
         raise _reject(g, "the model has no operators")
+    if any(t.sparse for t in g.tensors):
+        raise _reject(g, "sparse (compressed) constant tensors")
     for op in g.ops:
         for i in op.outputs:
             t = g.t(i)
