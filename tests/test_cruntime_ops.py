@@ -58,6 +58,13 @@ def _dense(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     return k.Model(x, y), ["FULLY_CONNECTED"]
 
 
+def _dense_3d(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
+    """Dense on a sequence: FULLY_CONNECTED over several rows (batches > 1 in the kernel)."""
+    x = k.Input((int(r.integers(2, 6)), int(r.integers(2, 9))), batch_size=1)
+    y = k.layers.Dense(int(r.integers(1, 8)), activation=ACTS[int(r.integers(3))])(x)
+    return k.Model(x, y), ["FULLY_CONNECTED"]
+
+
 def _pool(kind: str) -> Builder:
     def build(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
         x = _img(k, r)
@@ -166,6 +173,7 @@ CASES: dict[str, tuple[Builder, int]] = {
     "conv": (_conv, 6),
     "dwconv": (_dwconv, 5),
     "dense": (_dense, 3),
+    "dense_3d": (_dense_3d, 2),
     "maxpool": (_pool("MAX_POOL_2D"), 3),
     "avgpool": (_pool("AVERAGE_POOL_2D"), 3),
     "softmax": (_softmax, 2),
@@ -294,12 +302,50 @@ def test_quantize_requantize_bit_exact(scale: float, zp: int, tmp_path: Path) ->
     np.testing.assert_array_equal(y, HostModel(facts).predict(x).reshape(y.shape))
 
 
-def test_float_output_refused(tmp_path: Path) -> None:
-    from tinydeploy.errors import TinyDeployError
-
+def test_dequantized_float_output_bit_exact(tmp_path: Path) -> None:
     base = load(Path(__file__).parent / "data" / "sine_mlp.tflite")
     facts = load(_append_quantize(base, 0.0, 0, out_type=0))  # DEQUANTIZE -> float32
-    assert facts.op_names[-1] == "DEQUANTIZE"
+    assert facts.op_names[-1] == "DEQUANTIZE" and facts.outputs[0].dtype == "FLOAT32"
+    res = generate_c(facts, tmp_path / "c", tflm_arena=False)
+    binary = build_harness(res.out_dir)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(256, 1)
+    y = run_harness(binary, x, facts.outputs[0].shape[1:], "float32")
+    ref = HostModel(facts).predict(x).reshape(y.shape)
+    np.testing.assert_array_equal(y.view(np.uint32), ref.astype(np.float32).view(np.uint32))
+
+
+def test_float_io_model_bit_exact(tmp_path: Path) -> None:
+    import keras
+
+    from tinydeploy.quantize import to_tflite
+
+    rng = np.random.default_rng(5)
+    x_in = keras.Input((6, 5, 2), batch_size=1)
+    y = keras.layers.Conv2D(3, 3, padding="same", activation="relu")(x_in)
+    y = keras.layers.Flatten()(y)
+    model = keras.Model(x_in, keras.layers.Dense(4)(y))
+    _randomize(model, rng)
+    rep = rng.normal(0, 1.5, size=(40, 6, 5, 2)).astype(np.float32)
+    facts = load(to_tflite(model, rep, io_type="float32"))
+    assert facts.inputs[0].dtype == facts.outputs[0].dtype == "FLOAT32"
+    assert {"QUANTIZE", "DEQUANTIZE"} <= set(facts.op_names)
+    res = generate_c(facts, tmp_path / "c", tflm_arena=False)
+    binary = build_harness(res.out_dir)
+    x = rng.normal(0, 2.0, size=(64, 6, 5, 2)).astype(np.float32)
+    x[0] = 0.0
+    x[1, 0, 0, 0] = 1e4  # saturates int8 (beyond int32 TFLM's float->int cast is undefined)
+    x[2, 0, 0, 1] = -1e4
+    y = run_harness(binary, x, facts.outputs[0].shape[1:], "float32")
+    ref = HostModel(facts).predict(x).reshape(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(y.view(np.uint32), ref.view(np.uint32))
+
+
+def test_float_input_into_other_op_refused(tmp_path: Path) -> None:
+    from tinydeploy.errors import TinyDeployError
+
+    facts = load(Path(__file__).parent / "data" / "sine_mlp.tflite")
+    sub = facts.model.subgraphs[0]
+    sub.tensors[int(sub.inputs[0])].type = 0  # FLOAT32 straight into FULLY_CONNECTED
     with pytest.raises(TinyDeployError) as err:
         generate_c(facts, tmp_path / "c", tflm_arena=False)
     assert err.value.code == "model_rejected" and "FLOAT32" in str(err.value)

@@ -38,7 +38,7 @@ def test_chain_reaches_lower_bound() -> None:
     sizes = [100, 300, 50, 400, 20]
     bufs = [Buffer(i, f"t{i}", s, i, i + 1) for i, s in enumerate(sizes)]
     mem = plan(bufs)
-    assert mem.size == mem.lower_bound == max(a + b for a, b in zip(sizes, sizes[1:]))
+    assert mem.size == mem.lower_bound == max(a + b for a, b in zip(sizes, sizes[1:], strict=False))
     assert "arena" in mem.summary() and mem.to_dict()["arena_bytes"] == mem.size
 
 

@@ -145,3 +145,15 @@ def test_name_is_sanitized(tmp_path: Path) -> None:
     text = (res.out_dir / "td_model.c").read_text()
     assert 'td_model_name[] = "_9_bad_name__x"' in text
     build_harness(res.out_dir)
+
+
+def test_cli_generate_runtime_c(tmp_path: Path) -> None:
+    from tinydeploy.cli import main
+
+    out = tmp_path / "gen"
+    assert main(["generate", str(DATA / "tanh_mlp.tflite"), "--runtime", "c",
+                 "--out", str(out)]) == 0
+    assert (out / "td_model.c").is_file() and (out / "memory.json").is_file()
+    mem = json.loads((out / "memory.json").read_text())
+    assert mem["arena_bytes"] > 0 and mem["weight_bytes"] > 0
+    build_harness(out)

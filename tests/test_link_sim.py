@@ -208,7 +208,7 @@ def test_sim_faults_deliver_every_inference_once(reference: tuple[np.ndarray, np
                                                  ) -> None:
     x, y = reference
     with start_sim(MODEL, corrupt=0.002, drop=0.002, split=True, delay=0.005, reset_after=6,
-                   seed=11) as sim, Link(sim.port, timeout=0.3, retries=10) as link:
+                   seed=11) as sim, Link(sim.port, timeout=0.3, retries=8) as link:
         link.hello()
         out, _ = _run_all(link, x)
         sim.stop()

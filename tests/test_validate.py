@@ -138,14 +138,14 @@ def test_hash_mismatch_is_refused(sine_npz: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("faults", [
-    {"corrupt": 0.004, "seed": 5},
-    {"drop": 0.004, "seed": 3},
+    {"corrupt": 0.002, "seed": 5},
+    {"drop": 0.002, "seed": 3},
     {"reset_after": 7},
     {"delay": 0.05, "split": True},
 ], ids=["corrupt", "drop", "reset", "slow"])
 def test_faults_still_validate_every_sample_once(faults: dict[str, float], sine_npz: Path,
                                                   tmp_path: Path) -> None:
-    n = 30 if "reset_after" in faults or "delay" in faults else 40
+    n = 30 if "reset_after" in faults or "delay" in faults else 60
     with start_sim(SINE, **faults) as sim:
         r = validate(SINE, sine_npz, tmp_path, port=sim.port, samples=n)
         sim.stop()

@@ -15,14 +15,17 @@ Two targets:
 * ``cortex-m`` (default) -- *predicted* for a 32-bit Cortex-M with TFLM's reference
   kernels: :mod:`tinydeploy.arena_model` replays TFLM's allocation sequence with 32-bit
   struct sizes (see there for the allocator model). The planned head (activation
-  tensors + kernel scratch buffers, the same on every ABI) is taken from one 1 MiB run
-  of the host runtime (``RecordingMicroAllocator`` "head"); when it exceeds the replayed
-  plan, one unknown scratch request per node is assumed for the planning-phase need.
-  The prediction is the smallest size from which 64 consecutive sizes all fit.
+  tensors + kernel scratch buffers, the same on every ABI) is replayed with TFLM's greedy
+  planner and cross-checked with one 1 MiB run of the host runtime
+  (``RecordingMicroAllocator`` "head"); if the runtime reports more (a kernel with
+  scratch buffers the kernel table does not know), its figure wins and one unknown
+  scratch request per node is assumed for the planning-phase need. The prediction is
+  the smallest size from which 64 consecutive sizes all fit.
 
 Checked against native TFLM ground truth in ``tests/data``: the replay with 8-byte
-pointers reproduces x86-64 ``arena_used_bytes`` exactly (up to one kernel's scratch
-handles), and the 32-bit prediction lies within [min, 1.05 * min + 32] on a Cortex-M4.
+pointers reproduces x86-64 ``arena_used_bytes`` exactly and ``min_arena`` to within
+16 bytes, the replayed head equals the runtime's, and the 32-bit prediction lies within
+[min, 1.05 * min + 32] of the minimum measured on a Cortex-M4.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ TARGETS = ("cortex-m", "host64")
 # A "zygote" child imports the runtime once, then forks one grandchild per trial; the
 # grandchild's exit status is the answer (0 ok, 1 fail, killed by a signal: crash).
 _ZYGOTE = r"""
-import json, os, sys, tempfile
+import json, os, signal, sys, tempfile
 import numpy as np
 from tflite_micro.python.tflite_micro import runtime
 data = open(sys.argv[1], "rb").read()
@@ -78,6 +81,7 @@ def build(n):
     return it
 
 def probe(n):
+    signal.alarm(300)  # a hung runtime kills this worker; the parent restarts it
     it = build(n)
     with tempfile.TemporaryFile() as tmp:
         saved = os.dup(2)
@@ -88,6 +92,7 @@ def probe(n):
             os.dup2(saved, 2)
             os.close(saved)
         tmp.seek(0)
+        signal.alarm(0)
         return tmp.read().decode(errors="replace")
 
 for line in sys.stdin:
@@ -103,6 +108,7 @@ for line in sys.stdin:
     n = int(cmd)
     pid = os.fork()
     if pid == 0:
+        signal.alarm(60)  # a hung trial dies by SIGALRM and counts as a crash
         code = 1
         try:
             build(n)

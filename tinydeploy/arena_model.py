@@ -162,6 +162,7 @@ class _Tensor:
     const: bool
     channels: int  # quantization scale count (0: not quantized)
     variable: bool = False
+    rank: int = 0
 
 
 @dataclass
@@ -198,7 +199,8 @@ class Graph:
             q = t.quantization
             ch = len(q.scale) if (q is not None and q.scale is not None
                                   and q.zeroPoint is not None and len(q.zeroPoint)) else 0
-            tensors.append(_Tensor(n, const, ch, bool(t.isVariable)))
+            rank = len(t.shape) if t.shape is not None else 0
+            tensors.append(_Tensor(n, const, ch, bool(t.isVariable), rank))
         ops = [_Op(op_name(model.operatorCodes[o.opcodeIndex]),
                    [int(i) for i in (o.inputs if o.inputs is not None else [])],
                    [int(i) for i in (o.outputs if o.outputs is not None else [])])
@@ -213,7 +215,12 @@ class Graph:
         out = []
         for k, op in enumerate(self.ops):
             if op.name in ("MEAN", "SUM") and self.tensors[op.inputs[0]].channels:
+                # int32 accumulators per output element, then per-dimension index and
+                # resolved-axis arrays (ints)
                 out.append((k, max(self.tensors[op.outputs[0]].nbytes, 1) * 4))
+                out.append((k, 4 * max(self.tensors[op.inputs[0]].rank, 1)))
+                axes = self.tensors[op.inputs[1]].nbytes // 4 if len(op.inputs) > 1 else 1
+                out.append((k, 4 * max(axes, 1)))
         return out
 
     def kernel_persistent(self, k: int, abi: Abi) -> list[int]:
@@ -224,15 +231,19 @@ class Graph:
             if op.name == "FULLY_CONNECTED" and w.channels <= 1:
                 return []
             return [4 * max(w.channels, 1)] * 2
+        if op.name not in KERNELS:  # unknown kernel: assume per-channel requantization
+            ch = max((self.tensors[t].channels for t in op.inputs if t >= 0), default=0)
+            return [4 * ch] * 2 if ch > 1 else []
         return []
 
 
 # --- greedy memory planner (the algorithm TFLM documents in greedy_memory_planner.h) -----
 def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
     """Largest end offset of a greedy first-fit placement of (size, first, last) buffers,
-    taken in descending size (stable), each at the lowest gap among simultaneously
-    live, already placed buffers."""
-    order = sorted(range(len(buffers)), key=lambda i: -buffers[i][0])
+    taken in descending size, each at the lowest gap among simultaneously live, already
+    placed buffers. Like TFLM, equal sizes are taken in reverse order of addition (the
+    working array is filled from its end, then bubble-sorted, which is stable)."""
+    order = sorted(reversed(range(len(buffers))), key=lambda i: -buffers[i][0])
     placed: list[tuple[int, int]] = []  # (offset, index) sorted by offset
     high = 0
     for n, i in enumerate(order):

@@ -50,6 +50,7 @@ __all__ = ["Link", "DeviceInfo", "TensorInfo", "InferReply", "DeviceReset", "Op"
 RETRY_ERRORS = (ErrorCode.BAD_CRC, ErrorCode.BAD_FRAME)
 REPLY_OPS = {Op.HELLO: Op.INFO, Op.INFER: Op.RESULT}
 READ_SLICE = 0.02  # seconds one serial read may block
+DAMAGE_RESENDS = 4  # resends on damage (no waiting) are bounded by 4x (retries + 1) sends
 REOPEN_ATTEMPTS = 20
 REOPEN_DELAY = 0.25
 
@@ -153,36 +154,46 @@ class Link:
     def command(self, op: int, payload: bytes = b"", reply_bytes: int = 64) -> Frame:
         """Send one request and return its reply frame (the expected reply or an ERROR).
 
-        Resends the same seq on timeout, on a corrupted reply, and on BAD_CRC/BAD_FRAME
-        errors; raises ``DeviceReset`` (after re-handshaking) when the device restarts
-        during a non-HELLO command, and TinyDeployError("device_timeout") after the retries.
+        Resends the same seq on timeout (at most ``retries`` timeouts, each wait doubling),
+        and at once on a corrupted reply or a BAD_CRC/BAD_FRAME error (at most
+        4 x (retries + 1) sends in all). Raises ``DeviceReset`` (after re-handshaking) when
+        the device restarts during a non-HELLO command, and TinyDeployError("device_timeout")
+        when the retries are used up.
         """
         seq = self._next_seq()
         wire = encode_frame(op, seq, payload, lead=True)
         frame = Frame(op, seq, bytes(payload))
         expect = REPLY_OPS.get(op)
         # wait per attempt: size-scaled, at least 1.5x the last round trip (a slow device),
-        # doubled on every retry (up to 8x) so that retries cannot pile up faster than replies drain
+        # doubled on every timeout (up to 8x) so that retries cannot pile up faster than a slow
+        # device drains them
         wait = max(self.wait_seconds(len(wire), reply_bytes + 16), 1.5 * self._last_rtt)
+        timeouts = sends = 0
         try:
             self._absorb_pending(op)
-            for attempt in range(self.retries + 1):
-                if attempt:
+            while True:
+                if sends:
                     self.retransmits += 1
-                    log.debug("retry %d of %s seq=%d", attempt, frame.op_name, seq)
+                    log.debug("resend %d of %s seq=%d", sends, frame.op_name, seq)
                 self._trace("TX", frame, len(wire))
                 self._write(wire)
+                sends += 1
                 sent = time.monotonic()
-                reply = self._await(op, seq, expect, sent + wait * 2 ** min(attempt, 3))
+                deadline = sent + wait * 2 ** min(timeouts, 3)
+                reply = self._await(op, seq, expect, deadline)
                 if reply is not None:
                     self._last_rtt = time.monotonic() - sent
                     return reply
+                if time.monotonic() >= deadline:
+                    timeouts += 1
+                if timeouts > self.retries or sends >= DAMAGE_RESENDS * (self.retries + 1):
+                    break
         except (serial.SerialException, OSError) as exc:
             self._reopen(exc)
             self._reset_seen = True
             self._handle_reset(op)  # raises DeviceReset unless this is a HELLO
             return self.command(op, payload, reply_bytes)
-        raise TinyDeployError("device_timeout", port=self.port, attempts=self.retries + 1)
+        raise TinyDeployError("device_timeout", port=self.port, attempts=sends)
 
     def _absorb_pending(self, op: int) -> None:
         """Read what arrived between commands, so a boot announcement is not missed."""

@@ -29,6 +29,7 @@ from .hostref import HostModel, dequantize, quantize_input
 from .log import log, progress, stage
 
 MAX_RESETS_PER_SAMPLE = 5
+HANDSHAKE_ATTEMPTS = 3
 CSV_NAME = "samples.csv"
 JSON_NAME = "validation.json"
 HTML_NAME = "report.html"
@@ -201,6 +202,19 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
         yield find_port(b)
 
 
+def handshake(link: Any, attempts: int = HANDSHAKE_ATTEMPTS) -> Any:
+    """HELLO, tried a few times: a board that just opened its port may still be booting
+    (or printing its boot banner), which can cost the link all of its retries once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return link.hello()
+        except TinyDeployError as err:
+            if err.code != "device_timeout" or attempt == attempts:
+                raise
+            log.warning("no HELLO reply yet (attempt %d of %d); trying again", attempt, attempts)
+    raise AssertionError("unreachable")
+
+
 def _open_link(port: str, trace: bool) -> Any:
     from .link import Link
 
@@ -256,7 +270,7 @@ def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
                     raise TinyDeployError(
                         "protocol_error",
                         problem=f"device reset {tries} times while running sample {i}") from None
-                check_device(reset.info or link.hello(), facts, port)
+                check_device(reset.info or handshake(link), facts, port)
         got = np.frombuffer(bytes(reply.output), dtype=out.numpy_dtype)
         if got.size != out.elements:
             raise TinyDeployError("protocol_error",
@@ -309,7 +323,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             open_device(facts, port, board, Path(work)) as dev_port:
         stage("validate", f"device on {dev_port}")
         with _open_link(dev_port, trace) as link:
-            info = link.hello()
+            info = handshake(link)
             check_device(info, facts, dev_port)
             device_info = _as_dict(info)
             for stale in (paths["json"], paths["html"]):  # a new run starts: no old verdict

@@ -22,14 +22,16 @@ from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..log import log
 from ..resources import firmware_dir, templates_dir
-from .emit import Emitter
+from .emit import Emitter, _float_lit
 from .graph import Graph, read_graph
 from .overlap import overlap_distance
 from .planner import Buffer, MemoryPlan, plan
 
-KERNEL_FILES = ("td_kernels.h", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c")
+KERNEL_FILES = ("td_kernels.h", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
+                "td_kernels_io.c")
 SUPPORT_FILES = ("td_protocol.h", "td_model_api.h")
-MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c")
+MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
+                 "td_kernels_io.c")
 
 
 @dataclass
@@ -124,11 +126,11 @@ def _tflm_arena(facts: ModelFacts) -> int | None:
         return None
 
 
-def _float_lit(x: float) -> str:
-    s = f"{np.float32(x):.9g}"
-    if "e" not in s and "." not in s and "inf" not in s:
-        s += ".0"
-    return s + "f"
+_DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32"}
+
+
+def _bytes(dtype: str) -> int:
+    return 4 if dtype == "FLOAT32" else 1
 
 
 def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], CResult]:
@@ -159,7 +161,8 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         "n_ops": len(g.ops), "arena": mem.size, "arena_alloc": max(mem.size, 1),
         "lower_bound": mem.lower_bound, "weight_bytes": em.weight_bytes,
         "buffers": mem.buffers, "decls": em.decls, "calls": calls,
-        "input_size": x.size, "output_size": y.size,
+        "input_size": x.size * _bytes(x.dtype), "output_size": y.size * _bytes(y.dtype),
+        "in_dtype": _DTYPES[x.dtype], "out_dtype": _DTYPES[y.dtype],
         "in_dims": list(x.shape) or [1], "out_dims": list(y.shape) or [1],
         "in_scale": _float_lit(x.scale), "in_zp": x.zp,
         "out_scale": _float_lit(y.scale), "out_zp": y.zp,

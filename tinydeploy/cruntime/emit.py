@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import TinyDeployError
 from . import quant
-from .graph import FIX_TFLM, Graph, Op, Tensor
+from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
 
 MAX_RANK = 6
 
@@ -21,9 +21,17 @@ def c_array(name: str, ctype: str, values: Sequence[int] | np.ndarray) -> str:
     vals = [int(v) for v in np.asarray(values).reshape(-1)]
     if not vals:
         vals = [0]
-    rows = [", ".join(str(v) for v in vals[i:i + 20]) for i in range(0, len(vals), 20)]
+    sfx = "u" if ctype.startswith("uint") else ""
+    rows = [", ".join(f"{v}{sfx}" for v in vals[i:i + 20]) for i in range(0, len(vals), 20)]
     body = ",\n  ".join(rows)
     return f"static const {ctype} {name}[{len(vals)}] = {{\n  {body}\n}};"
+
+
+def _float_lit(x: float) -> str:
+    s = f"{np.float32(x):.9g}"
+    if "e" not in s and "." not in s and "inf" not in s:
+        s += ".0"
+    return s + "f"
 
 
 def _struct(ctype: str, name: str, fields: dict[str, object]) -> str:
@@ -247,7 +255,24 @@ class Emitter:
         return f"td_requantize(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
     def _quantize(self, op: Op, p: str) -> str:
+        if float_boundary(self.g, op):  # float32 graph input -> int8 (AffineQuantize)
+            _, y = self._io(op)
+            return (f"td_quantize_f32({y.size}, {_float_lit(y.scale)}, {y.zp}, "
+                    f"(const uint8_t *){self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});")
         return self._requant(op, p, -128, 127)
+
+    def _dequantize(self, op: Op, p: str) -> str:
+        x, _ = self._io(op)
+        if not float_boundary(self.g, op):
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem="DEQUANTIZE inside the graph", fix=FIX_TFLM)
+        # float32(double(scale) * (q - zp)) for every q: a table of float bit patterns
+        q = np.arange(-128, 128, dtype=np.int64)
+        table = (np.float64(np.float32(x.scale)) * (q - x.zp)).astype(np.float32)
+        self.decls.append(c_array(p + "_lut", "uint32_t", table.view(np.uint32)))
+        self.param_bytes += 1024
+        return (f"td_dequantize_lut({x.size}, {p}_lut, {self.ref(op.inputs[0])}, "
+                f"(uint8_t *){self.loc(op.outputs[0])});")
 
     def _relu(self, op: Op, p: str) -> str:
         _, y = self._io(op)
@@ -274,6 +299,10 @@ class Emitter:
     def _hard_swish(self, op: Op, p: str) -> str:
         x, y = self._io(op)
         om, oe, rm, re_ = quant.hard_swish_params(x.scale, y.scale)
+        if oe > 0:  # TFLM's Prepare refuses this too
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem="HARD_SWISH output scale below input scale / 128",
+                                  fix=FIX_TFLM)
         fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp, "out_mult16": om,
                   "out_exp": oe, "relu_mult16": rm, "relu_exp": re_}
         self.decls.append(_struct("td_hard_swish_params", p, fields))

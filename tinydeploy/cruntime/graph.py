@@ -121,22 +121,40 @@ def _reject(g: Graph, problem: str) -> TinyDeployError:
                            fix=FIX_TFLM + ", or re-quantize with int8 input and output")
 
 
+def float_boundary(g: Graph, op: Op) -> bool:
+    """QUANTIZE of the float graph input, or DEQUANTIZE into the float graph output."""
+    if op.name == "QUANTIZE":
+        return g.t(op.inputs[0]).dtype == "FLOAT32" and op.inputs[0] in g.inputs
+    if op.name == "DEQUANTIZE":
+        return g.t(op.outputs[0]).dtype == "FLOAT32" and op.outputs[0] in g.outputs
+    return False
+
+
 def _check(g: Graph) -> None:
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise _reject(g, f"{len(g.inputs)} inputs and {len(g.outputs)} outputs; "
                          "the C runtime supports one of each")
     if g.inputs[0] == g.outputs[0]:
         raise _reject(g, "the input tensor is also the output tensor")
-    for i in g.inputs + g.outputs:
-        t = g.t(i)
-        if t.dtype != "INT8" or not t.scales:
-            raise _reject(g, f"model I/O tensor '{t.name}' is {t.dtype}; "
-                             "the C runtime takes int8 input and output")
     if not g.ops:
         raise _reject(g, "the model has no operators")
     if any(t.sparse for t in g.tensors):
         raise _reject(g, "sparse (compressed) constant tensors")
+    for i in g.inputs + g.outputs:  # float I/O only through QUANTIZE / DEQUANTIZE
+        t = g.t(i)
+        users = [op for op in g.ops if i in op.inputs or i in op.outputs]
+        if t.dtype == "FLOAT32" and users and all(float_boundary(g, op) for op in users):
+            continue
+        if t.dtype != "INT8" or not t.scales:
+            raise _reject(g, f"model I/O tensor '{t.name}' is {t.dtype}; the C runtime takes "
+                             "int8 input and output (float only into QUANTIZE / out of "
+                             "DEQUANTIZE)")
     for op in g.ops:
+        if float_boundary(g, op):
+            inner = g.t(op.outputs[0] if op.name == "QUANTIZE" else op.inputs[0])
+            if inner.dtype != "INT8" or not inner.scales:
+                raise _reject(g, f"{op.name} '{inner.name}' is {inner.dtype}; need int8")
+            continue
         for i in op.outputs:
             t = g.t(i)
             if t.dtype != "INT8":

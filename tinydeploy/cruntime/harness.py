@@ -59,15 +59,19 @@ def build_harness(model_dir: Path, opt: str = "-O1") -> Path:
     model_dir = Path(model_dir)
     main = model_dir / "td_harness_main.c"
     main.write_text(HARNESS_C)
-    sources = [main, *(model_dir / f for f in ("td_model.c", "td_kernels.c",
-                                                "td_kernels_conv.c", "td_kernels_elem.c"))]
+    from .codegen import MODEL_SOURCES
+
+    sources = [main, *(model_dir / f for f in MODEL_SOURCES)]
     return compile_c(sources, model_dir / "td_harness", [model_dir], opt=opt)
 
 
-def run_harness(binary: Path, inputs: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
-    """Run all samples (batch axis first) through the harness; outputs as int8."""
-    x = np.ascontiguousarray(inputs, dtype=np.int8)
+def run_harness(binary: Path, inputs: np.ndarray, out_shape: tuple[int, ...],
+                out_dtype: str = "int8") -> np.ndarray:
+    """Run all samples (batch axis first) through the harness (int8 or float32 tensors)."""
+    x = np.ascontiguousarray(inputs)
+    if x.dtype != np.float32:
+        x = x.astype(np.int8)
     proc = subprocess.run([str(binary)], input=x.tobytes(), capture_output=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"harness exited with {proc.returncode}: {proc.stderr[-300:]!r}")
-    return np.frombuffer(proc.stdout, dtype=np.int8).reshape((len(x), *out_shape))
+    return np.frombuffer(proc.stdout, dtype=out_dtype).reshape((len(x), *out_shape))
