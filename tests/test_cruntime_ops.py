@@ -86,12 +86,14 @@ def _binary(kind: str, broadcast: bool) -> Builder:
     def build(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
         x = _img(k, r, (3, 7))
         a = k.layers.Conv2D(int(r.integers(1, 5)), 1)(x)
-        if broadcast:
-            b = k.layers.Lambda(lambda t: k.ops.mean(t, axis=(1, 2), keepdims=True))(a)
+        if broadcast:  # (1,1,1,C), (1,H,1,C), (1,1,W,C) or (1,H,W,1) against (1,H,W,C)
+            axes = [(1, 2), (2,), (1,), (3,)][int(r.integers(4))]
+            b = k.layers.Lambda(lambda t: k.ops.mean(t, axis=axes, keepdims=True))(a)
         else:
             b = k.layers.Conv2D(a.shape[-1], 3, padding="same")(x)
         layer = k.layers.Add() if kind == "ADD" else k.layers.Multiply()
-        return k.Model(x, layer([a, b])), [kind]
+        pair = [b, a] if r.integers(2) else [a, b]
+        return k.Model(x, layer(pair)), [kind]
     return build
 
 
@@ -178,9 +180,9 @@ CASES: dict[str, tuple[Builder, int]] = {
     "avgpool": (_pool("AVERAGE_POOL_2D"), 3),
     "softmax": (_softmax, 2),
     "add": (_binary("ADD", False), 2),
-    "add_bcast": (_binary("ADD", True), 2),
+    "add_bcast": (_binary("ADD", True), 4),
     "mul": (_binary("MUL", False), 2),
-    "mul_bcast": (_binary("MUL", True), 2),
+    "mul_bcast": (_binary("MUL", True), 3),
     "logistic": (_act("LOGISTIC", lambda k, r: k.layers.Activation("sigmoid")), 2),
     "tanh": (_act("TANH", lambda k, r: k.layers.Activation("tanh")), 2),
     "concat": (_concat, 3),

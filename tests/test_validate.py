@@ -138,7 +138,7 @@ def test_hash_mismatch_is_refused(sine_npz: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("faults", [
-    {"corrupt": 0.002, "seed": 5},
+    {"corrupt": 0.002, "seed": 2},
     {"drop": 0.002, "seed": 3},
     {"reset_after": 7},
     {"delay": 0.05, "split": True},
@@ -235,3 +235,25 @@ def test_trained_examples_are_bit_exact_on_sim(example: str, request: pytest.Fix
     assert doc["passed"] and doc["metrics"]["exact_match_rate"] == 1.0
     assert doc["metrics"]["task"] == run.quant.task
     assert "PASS: 30/30" in capsys.readouterr().out
+
+
+def test_handshake_retries_only_timeouts() -> None:
+    from tinydeploy.validate import handshake
+
+    class Slow:
+        def __init__(self, failures: int, code: str = "device_timeout") -> None:
+            self.failures, self.code, self.calls = failures, code, 0
+
+        def hello(self) -> str:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise TinyDeployError(self.code, port="p", attempts=4, problem="x")
+            return "info"
+
+    assert handshake(Slow(2)) == "info"
+    with pytest.raises(TinyDeployError):
+        handshake(Slow(3))
+    link = Slow(1, code="protocol_error")
+    with pytest.raises(TinyDeployError):
+        handshake(link)
+    assert link.calls == 1

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..log import log
 from ..resources import firmware_dir, templates_dir
-from .emit import Emitter, _float_lit
+from .emit import Emitter, float_lit
 from .graph import Graph, read_graph
 from .overlap import overlap_distance
 from .planner import Buffer, MemoryPlan, plan
@@ -164,8 +163,8 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         "input_size": x.size * _bytes(x.dtype), "output_size": y.size * _bytes(y.dtype),
         "in_dtype": _DTYPES[x.dtype], "out_dtype": _DTYPES[y.dtype],
         "in_dims": list(x.shape) or [1], "out_dims": list(y.shape) or [1],
-        "in_scale": _float_lit(x.scale), "in_zp": x.zp,
-        "out_scale": _float_lit(y.scale), "out_zp": y.zp,
+        "in_scale": float_lit(x.scale), "in_zp": x.zp,
+        "out_scale": float_lit(y.scale), "out_zp": y.zp,
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "c")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,

@@ -27,7 +27,7 @@ def c_array(name: str, ctype: str, values: Sequence[int] | np.ndarray) -> str:
     return f"static const {ctype} {name}[{len(vals)}] = {{\n  {body}\n}};"
 
 
-def _float_lit(x: float) -> str:
+def float_lit(x: float) -> str:
     s = f"{np.float32(x):.9g}"
     if "e" not in s and "." not in s and "inf" not in s:
         s += ".0"
@@ -257,7 +257,7 @@ class Emitter:
     def _quantize(self, op: Op, p: str) -> str:
         if float_boundary(self.g, op):  # float32 graph input -> int8 (AffineQuantize)
             _, y = self._io(op)
-            return (f"td_quantize_f32({y.size}, {_float_lit(y.scale)}, {y.zp}, "
+            return (f"td_quantize_f32({y.size}, {float_lit(y.scale)}, {y.zp}, "
                     f"(const uint8_t *){self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});")
         return self._requant(op, p, -128, 127)
 
