@@ -140,8 +140,10 @@ def test_unsupported_op_refused_before_writing(tmp_path: Path) -> None:
 
 
 def test_name_is_sanitized(tmp_path: Path) -> None:
-    res = generate_c(DATA / "sine_mlp.tflite", tmp_path / "o", name="9 bad-name*/x",
-                     tflm_arena=False)
+    facts = load(DATA / "sine_mlp.tflite")
+    for t in facts.model.subgraphs[0].tensors:
+        t.name = b"evil */ int x = \"\n"
+    res = generate_c(facts, tmp_path / "o", name="9 bad-name*/x", tflm_arena=False)
     text = (res.out_dir / "td_model.c").read_text()
     assert 'td_model_name[] = "_9_bad_name__x"' in text
     build_harness(res.out_dir)

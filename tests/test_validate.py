@@ -257,3 +257,29 @@ def test_handshake_retries_only_timeouts() -> None:
     with pytest.raises(TinyDeployError):
         handshake(link)
     assert link.calls == 1
+
+
+def test_tolerance_lsb_over_the_wire(digits_npz: Path, tmp_path: Path) -> None:
+    with start_sim(DIGITS, wrong_outputs=0.5, seed=2) as sim:
+        r = validate(DIGITS, digits_npz, tmp_path, port=sim.port, samples=20, tolerance_lsb=1)
+    assert r.passed and r.differing == 0
+    assert r.metrics["exact_match_rate"] < 1.0 and r.metrics["max_abs_diff_lsb"] == 1
+    assert "|Δ| <= 1 LSB" in r.summary()
+
+
+def test_device_tensor_mismatch_is_refused() -> None:
+    from tinydeploy.protocol import DeviceInfo, TensorInfo
+    from tinydeploy.validate import check_device
+
+    facts = load(SINE)
+    t_in, t_out = facts.inputs[0], facts.outputs[0]
+    good = TensorInfo("INT8", t_in.shape, t_in.scale, t_in.zero_point)
+    out = TensorInfo("INT8", t_out.shape, t_out.scale, t_out.zero_point)
+    check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, good, out, 1, 1, 0), facts, "p")
+    wide = TensorInfo("INT8", (1, 2), t_in.scale, t_in.zero_point)
+    with pytest.raises(TinyDeployError) as err:
+        check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, wide, out, 1, 1, 0), facts, "p")
+    assert err.value.code == "protocol_error" and "[1, 2]" in str(err.value)
+    i16 = TensorInfo("INT16", t_out.shape, t_out.scale, t_out.zero_point)
+    with pytest.raises(TinyDeployError, match="INT16"):
+        check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, good, i16, 1, 1, 0), facts, "p")

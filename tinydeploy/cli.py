@@ -192,7 +192,9 @@ def deploy(
     epochs: Annotated[int | None, typer.Option(help="override training epochs")] = None,
     port: Annotated[str | None, typer.Option(help="serial port")] = None,
     samples: Annotated[int | None, typer.Option(help="validate the first N test samples")] = None,
-    tune_arena: Annotated[bool, typer.Option("--tune-arena", help="reflash with the measured arena")] = False,
+    tune_arena: Annotated[
+        bool, typer.Option("--tune-arena", help="reflash with the measured arena")
+    ] = False,
 ) -> None:
     """train -> quantize -> check -> generate -> flash -> validate, one report."""
     from .deploy import deploy as run

@@ -309,8 +309,6 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     if samples is not None:
         x, labels = x[:samples], labels[:samples]
     q_in = quantize_input(x, tin)
-    stage("validate", f"{len(q_in)} samples, host reference (TFLM Python runtime)")
-    host = HostModel(facts).predict(q_in)
 
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
@@ -326,6 +324,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             info = handshake(link)
             check_device(info, facts, dev_port)
             device_info = _as_dict(info)
+            stage("validate", f"{len(q_in)} samples, host reference (TFLM Python runtime)")
+            host = HostModel(facts).predict(q_in)
             for stale in (paths["json"], paths["html"]):  # a new run starts: no old verdict
                 stale.unlink(missing_ok=True)
             with paths["csv"].open("w", newline="", encoding="utf-8") as f:

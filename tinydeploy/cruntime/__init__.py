@@ -2,7 +2,14 @@
 
 ``generate_c(facts, out_dir)`` writes ``td_model.h/.c`` (one kernel call per operator, all
 intermediate tensors in one static arena) plus the kernel library from ``firmware/``.
-The kernels reproduce TFLite Micro's reference int8 arithmetic bit for bit.
+The kernels reproduce TFLite Micro's reference int8 arithmetic bit for bit. Floating point
+appears only where a model's input/output is float32 (QUANTIZE of the input, DEQUANTIZE of
+the output, by table); ``td_invoke`` then takes/returns raw float32 bytes.
+
+Modules: ``graph`` (IR + refusal of unsupported models), ``quant`` (multipliers/shifts as
+TFLM's Prepare computes them), ``overlap`` (how far an output may overlap its dying input),
+``planner`` (static arena), ``emit`` (per-op C), ``codegen`` (files), ``harness`` (host
+compile/run for tests and benchmarks).
 """
 
 from __future__ import annotations

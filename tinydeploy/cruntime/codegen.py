@@ -125,6 +125,11 @@ def _tflm_arena(facts: ModelFacts) -> int | None:
         return None
 
 
+def _comment(text: str) -> str:
+    """Text safe inside a C block comment (tensor and file names come from the user)."""
+    return re.sub(r"[^\x20-\x7e]", "?", text).replace("*/", "* /")[:120]
+
+
 _DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32"}
 
 
@@ -154,12 +159,15 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
     from .. import __version__
 
     ctx = {
-        "version": __version__, "source": Path(facts.path).name.replace("*/", "* /"),
+        "version": __version__, "source": _comment(Path(facts.path).name),
         "model_name": model_name, "sha256": facts.sha256,
         "sha256_bytes": ", ".join(str(b) for b in bytes.fromhex(facts.sha256)),
         "n_ops": len(g.ops), "arena": mem.size, "arena_alloc": max(mem.size, 1),
         "lower_bound": mem.lower_bound, "weight_bytes": em.weight_bytes,
-        "buffers": mem.buffers, "decls": em.decls, "calls": calls,
+        "buffers": [{"tensor": b.tensor, "name": _comment(b.name), "size": b.size,
+                     "offset": b.offset, "first": b.first, "last": b.last}
+                    for b in mem.buffers],
+        "decls": em.decls, "calls": calls,
         "input_size": x.size * _bytes(x.dtype), "output_size": y.size * _bytes(y.dtype),
         "in_dtype": _DTYPES[x.dtype], "out_dtype": _DTYPES[y.dtype],
         "in_dims": list(x.shape) or [1], "out_dims": list(y.shape) or [1],
