@@ -118,9 +118,10 @@ def _flashable(board: Any) -> bool:
 
 def _measured_arena(port: str) -> int:
     from .link import Link
+    from .validate import handshake
 
     with Link(port) as link:
-        return int(link.hello().arena_used)
+        return int(handshake(link).arena_used)
 
 
 def deploy(target: str | Path, out: str | Path, board: str = "native",
