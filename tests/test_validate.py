@@ -223,18 +223,25 @@ def test_confirmed_samples_survive_an_abort(exc: BaseException, sine_npz: Path, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("board", ["sim", "native"])
 @pytest.mark.parametrize("example", ["sine", "digits", "vibration"])
-def test_trained_examples_are_bit_exact_on_sim(example: str, request: pytest.FixtureRequest,
-                                               tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_trained_examples_are_bit_exact(example: str, board: str,
+                                        request: pytest.FixtureRequest, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     run = request.getfixturevalue(f"{example}_run")
-    code = cli.main(["validate", str(run.int8_tflite), "--data", str(run.data_npz),
-                     "--board", "sim", "--out", str(tmp_path), "--samples", "30"])
+    samples = "30" if board == "sim" else "all"
+    args = ["validate", str(run.int8_tflite), "--data", str(run.data_npz),
+            "--board", board, "--out", str(tmp_path)]
+    if samples != "all":
+        args += ["--samples", samples]
+    code = cli.main(args)
     assert code == 0
     doc = json.loads((tmp_path / "validation.json").read_text())
     assert doc["passed"] and doc["metrics"]["exact_match_rate"] == 1.0
     assert doc["metrics"]["task"] == run.quant.task
-    assert "PASS: 30/30" in capsys.readouterr().out
+    assert doc["device"]["runtime"] == ("c" if board == "native" else "sim")
+    n = int(samples) if samples != "all" else len(np.load(run.data_npz)["x_test"])
+    assert f"PASS: {n}/{n}" in capsys.readouterr().out
 
 
 def test_handshake_retries_only_timeouts() -> None:
