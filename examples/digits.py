@@ -6,8 +6,6 @@ Run it as a script (``python examples/digits.py runs/digits``) or through the CL
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from tinydeploy.data import Dataset
@@ -26,12 +24,7 @@ def make_data(seed: int = 0) -> Dataset:
     y = digits.target.astype(np.float32)
     order = np.random.default_rng(seed).permutation(len(x))
     x, y = x[order], y[order]
-    n_train, n_val = int(0.6 * len(x)), int(0.2 * len(x))
-    return Dataset(
-        x_train=x[:n_train], y_train=y[:n_train],
-        x_val=x[n_train:n_train + n_val], y_val=y[n_train:n_train + n_val],
-        x_test=x[n_train + n_val:], y_test=y[n_train + n_val:],
-    )
+    return Dataset.split(x, y)  # 60/20/20, in order
 
 
 def build_model():  # -> keras.Model
@@ -52,12 +45,7 @@ def build_model():  # -> keras.Model
     return model
 
 
-if __name__ == "__main__":
-    from tinydeploy.log import setup
-    from tinydeploy.train import train
+if __name__ == "__main__":  # python examples/digits.py [OUT [EPOCHS]]
+    from tinydeploy.train import run_example_script
 
-    setup()  # show training progress
-    # python examples/digits.py [OUT [EPOCHS]]
-    out = sys.argv[1] if len(sys.argv) > 1 else "runs/digits"
-    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else None
-    print(train(__file__, out, epochs=epochs).summary())
+    run_example_script(__file__)

@@ -7,7 +7,6 @@ Run it as a script (``python examples/sine.py runs/sine``) or through the CLI
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 
@@ -24,12 +23,7 @@ def make_data(seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 2.0 * math.pi, size=(SAMPLES, 1)).astype(np.float32)
     y = (np.sin(x) + 0.1 * rng.standard_normal(size=x.shape)).astype(np.float32)
-    n_train, n_val = int(0.6 * SAMPLES), int(0.2 * SAMPLES)
-    return Dataset(
-        x_train=x[:n_train], y_train=y[:n_train],
-        x_val=x[n_train:n_train + n_val], y_val=y[n_train:n_train + n_val],
-        x_test=x[n_train + n_val:], y_test=y[n_train + n_val:],
-    )
+    return Dataset.split(x, y)  # 60/20/20, in order
 
 
 def build_model():  # -> keras.Model
@@ -46,12 +40,7 @@ def build_model():  # -> keras.Model
     return model
 
 
-if __name__ == "__main__":
-    from tinydeploy.log import setup
-    from tinydeploy.train import train
+if __name__ == "__main__":  # python examples/sine.py [OUT [EPOCHS]]
+    from tinydeploy.train import run_example_script
 
-    setup()  # show training progress
-    # python examples/sine.py [OUT [EPOCHS]]
-    out = sys.argv[1] if len(sys.argv) > 1 else "runs/sine"
-    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else None
-    print(train(__file__, out, epochs=epochs).summary())
+    run_example_script(__file__)

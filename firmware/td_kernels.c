@@ -181,7 +181,10 @@ static int32_t td_tanh_q4(int32_t a) {
   return a < 0 ? -t : t;
 }
 
-void td_logistic(const td_sigmoid_params *p, const int8_t *in, int8_t *out) {
+/* LOGISTIC and TANH: inputs beyond +-radius saturate; the others are rescaled to Q4.27,
+ * mapped by f to Q0.31, divided by 2^exponent (rounding) and shifted by `out_zp`. */
+static void td_sigmoid_like(const td_sigmoid_params *p, const int8_t *in, int8_t *out,
+                            int32_t (*f)(int32_t), int32_t exponent, int32_t out_zp) {
   int32_t i;
   for (i = 0; i < p->size; ++i) {
     const int32_t x = (int32_t)in[i] - p->in_zp;
@@ -191,22 +194,15 @@ void td_logistic(const td_sigmoid_params *p, const int8_t *in, int8_t *out) {
       out[i] = 127;
     } else {
       const int32_t q4 = td_mbqm(x, p->mult, p->left_shift);
-      out[i] = td_sat8(td_rdbpot(td_logistic_q4(q4), 23) - 128);
+      out[i] = td_sat8(td_rdbpot(f(q4), exponent) + out_zp);
     }
   }
 }
 
+void td_logistic(const td_sigmoid_params *p, const int8_t *in, int8_t *out) {
+  td_sigmoid_like(p, in, out, td_logistic_q4, 23, -128);
+}
+
 void td_tanh(const td_sigmoid_params *p, const int8_t *in, int8_t *out) {
-  int32_t i;
-  for (i = 0; i < p->size; ++i) {
-    const int32_t x = (int32_t)in[i] - p->in_zp;
-    if (x <= -p->radius) {
-      out[i] = -128;
-    } else if (x >= p->radius) {
-      out[i] = 127;
-    } else {
-      const int32_t q4 = td_mbqm(x, p->mult, p->left_shift);
-      out[i] = td_sat8(td_rdbpot(td_tanh_q4(q4), 24));
-    }
-  }
+  td_sigmoid_like(p, in, out, td_tanh_q4, 24, 0);
 }

@@ -57,7 +57,7 @@ def test_pseudo_boards_are_flags_not_names() -> None:
     assert native.supports("c") and not native.supports("tflm")
     assert not sim.runtimes
     assert sim.pio_platform is None and native.usb_ids == ()
-    assert [b.id for b in BOARDS.values() if b.pty] == ["sim", "native"]
+    assert [b.id for b in BOARDS.values() if b.pty] == ["sim", "native", "qemu-cm4"]
 
 
 def test_get_board_lookup_and_unknown() -> None:

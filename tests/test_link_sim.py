@@ -3,10 +3,17 @@ the simulated board (tinydeploy.sim) with fault injection."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pty
+import select
 import shutil
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +24,26 @@ from tinydeploy.facts import load
 from tinydeploy.hostref import HostModel
 from tinydeploy.link import DeviceReset, Link
 from tinydeploy.log import log
-from tinydeploy.protocol import ErrorCode, Frame, Op, cobs_encode, frame_bytes, unpack_error
-from tinydeploy.sim import read_pty_line, start_sim
+from tinydeploy.protocol import (
+    INFO_FLAG_BOOT,
+    PROTOCOL_VERSION,
+    DeviceInfo,
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    InferReply,
+    Op,
+    TensorInfo,
+    cobs_encode,
+    encode_frame,
+    frame_bytes,
+    pack_error,
+    pack_info,
+    pack_result,
+    unpack_error,
+)
+from tinydeploy.ptyproc import read_pty_line
+from tinydeploy.sim import Faults, SimDevice, start_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 FW = ROOT / "firmware"
@@ -129,8 +154,6 @@ def test_native_retry_is_answered_from_cache(native_port: str) -> None:
 
 
 def _wait_frame(link: Link, seq: int) -> Frame:
-    import time
-
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         for item in link._read():
@@ -254,25 +277,31 @@ def test_sim_wrong_outputs_are_one_lsb(reference: tuple[np.ndarray, np.ndarray])
     assert np.all(np.abs(diff).sum(axis=1)[bad] == 1)
 
 
-def test_trace_logs_hex_dump(reference: tuple[np.ndarray, np.ndarray]) -> None:
-    x, _ = reference
+@contextlib.contextmanager
+def _logged() -> Iterator[list[str]]:
+    """The messages logged (at INFO and up) inside the block."""
     records: list[str] = []
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record.getMessage())
 
-    handler = Collect()
-    old_level = log.level
+    handler, old_level = Collect(), log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        with start_sim(MODEL) as sim, Link(sim.port, timeout=1.0, trace=True) as link:
-            link.hello()
-            link.infer(x[0].tobytes())
+        yield records
     finally:
         log.removeHandler(handler)
         log.setLevel(old_level)
+
+
+def test_trace_logs_hex_dump(reference: tuple[np.ndarray, np.ndarray]) -> None:
+    x, _ = reference
+    with _logged() as records, start_sim(MODEL) as sim, \
+            Link(sim.port, timeout=1.0, trace=True) as link:
+        link.hello()
+        link.infer(x[0].tobytes())
     tx = [r for r in records if r.startswith("trace TX INFER")]
     rx = [r for r in records if r.startswith("trace RX RESULT")]
     assert tx and rx
@@ -284,12 +313,9 @@ def test_link_timeout_and_bad_port(tmp_path: Path) -> None:
     with pytest.raises(TinyDeployError) as exc:
         Link(str(tmp_path / "nope"))
     assert exc.value.code == "port_error"
-    import os
-    import pty
-
     master, slave = pty.openpty()  # nobody answers
     try:
-        with Link(os.ttyname(slave), timeout=0.05, retries=2) as link, \
+        with Link(os.ttyname(slave), timeout=0.05, retries=2, boot_wait=0.0) as link, \
                 pytest.raises(TinyDeployError) as exc:
             link.hello()
         assert exc.value.code == "device_timeout" and link.retransmits == 2
@@ -318,3 +344,267 @@ def test_port_vanishing_reopens_and_raises_device_reset(
         assert link.resets == 1 and link._serial is not lost
         out = np.frombuffer(link.infer(x[0].tobytes()).output, dtype=np.int8)
     np.testing.assert_array_equal(out, y[0])
+
+
+# --- retry rules, against a scripted board on a pty -----------------------------------------
+Step = bytes | float  # bytes to write, or seconds to pause
+
+
+class PtyBoard:
+    """A device played by a thread on a pty: ``respond(bytes received)`` returns the steps
+    to take (bytes to write, float seconds to pause)."""
+
+    def __init__(self, respond: Callable[[bytes], list[Step]], greeting: bytes = b"") -> None:
+        self.master, self.slave = pty.openpty()
+        tty.setraw(self.master)
+        tty.setraw(self.slave)
+        self.port = os.ttyname(self.slave)
+        self.respond = respond
+        self._stop = threading.Event()
+        if greeting:
+            os.write(self.master, greeting)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            if not select.select([self.master], [], [], 0.01)[0]:
+                continue
+            try:
+                for step in self.respond(os.read(self.master, 4096)):
+                    if isinstance(step, float):
+                        time.sleep(step)
+                    elif step:
+                        os.write(self.master, step)
+            except OSError:
+                return
+
+    def __enter__(self) -> PtyBoard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+TENSOR = TensorInfo("INT8", (1, 4), 0.5, 0)
+INFO = DeviceInfo(PROTOCOL_VERSION, "fake 1", "fake", "c", bytes(32).hex(), TENSOR, TENSOR,
+                  100, 90, 0)
+BOOT = encode_frame(Op.INFO, 0, pack_info(INFO, INFO_FLAG_BOOT))
+
+
+def _board(answer: Callable[[Frame, int], list[Step]]) -> PtyBoard:
+    """A board answering the n-th request (0-based) it decodes with ``answer(frame, n)``."""
+    decoder = FrameDecoder()
+    count = [0]
+
+    def respond(data: bytes) -> list[Step]:
+        steps: list[Step] = []
+        for item in decoder.feed(data):
+            if isinstance(item, Frame):
+                steps += answer(item, count[0])
+                count[0] += 1
+        return steps
+
+    return PtyBoard(respond)
+
+
+def info_reply(frame: Frame) -> bytes:
+    return encode_frame(Op.INFO, frame.seq, pack_info(INFO))
+
+
+def result_reply(frame: Frame) -> bytes:
+    return encode_frame(Op.RESULT, frame.seq, pack_result(InferReply(frame.payload, 5, 0)))
+
+
+def damaged(wire: bytes) -> bytes:
+    """The frame with one byte in its second half flipped (never to the 0x00 delimiter)."""
+    bad = bytearray(wire)
+    k = len(bad) * 2 // 3
+    bad[k] = (bad[k] ^ 0x55) or 0x33
+    return bytes(bad)
+
+
+def error(seq: int, code: ErrorCode) -> bytes:
+    return encode_frame(Op.ERROR, seq, pack_error(code, Op.HELLO))
+
+
+def test_stale_frames_are_ignored() -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        if n == 0:
+            return [info_reply(f)]
+        old = (f.seq - 1) or 0xFFFF  # the first HELLO's seq
+        return [encode_frame(Op.INFO, old, pack_info(INFO)),  # a stale reply
+                damaged(encode_frame(Op.INFO, old, pack_info(INFO))),  # stale and damaged
+                error(old, ErrorCode.TOO_LARGE),  # a stale error of another kind
+                0.05, info_reply(f)]
+
+    with _board(answer) as board, Link(board.port, timeout=1.0, retries=0,
+                                       boot_wait=0.0) as link:
+        link.hello()
+        assert link.hello().board_id == "fake"
+    assert link.retransmits == 0  # nothing resent, no retry spent
+
+
+def test_line_noise_spends_no_retry() -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        # a boot banner (text, then a resync), then damaged frames of no known request
+        noise: list[Step] = [b"boot banner\r\n\x00"]
+        for k in (0x1111, 0x2222, 0x3333):
+            noise += [0.02, damaged(encode_frame(Op.RESULT, k, bytes(range(1, 40))))]
+        return [*noise, 0.05, info_reply(f)] if n == 0 else [info_reply(f)]
+
+    with _board(answer) as board, Link(board.port, timeout=1.0, retries=0,
+                                       boot_wait=0.0) as link:
+        assert link.hello().board_id == "fake"
+    # damage that might have been the reply resends at once, but only retries + 1 times
+    assert link.retransmits == 1
+
+
+def test_damaged_reply_resends_at_once_without_counting() -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        return [damaged(info_reply(f)) if n < 3 else info_reply(f)]
+
+    t0 = time.monotonic()
+    with _board(answer) as board, Link(board.port, timeout=2.0, retries=0,
+                                       boot_wait=0.0) as link:
+        assert link.hello().board_id == "fake"
+    assert link.retransmits == 3 and time.monotonic() - t0 < 1.5  # no timeout waited
+
+
+@pytest.mark.parametrize(("retries", "ok"), [(1, False), (2, True)])
+def test_bad_crc_error_for_our_seq_spends_a_retry(retries: int, ok: bool) -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        return [error(f.seq, ErrorCode.BAD_CRC) if n < 2 else info_reply(f)]
+
+    with _board(answer) as board, Link(board.port, timeout=2.0, retries=retries,
+                                       boot_wait=0.0) as link:
+        if ok:
+            link.hello()
+        else:
+            with pytest.raises(TinyDeployError) as exc:
+                link.hello()
+            assert exc.value.code == "device_timeout"
+    assert link.retransmits == (2 if ok else 1)
+
+
+def test_error_about_an_unreadable_seq_resends_without_counting() -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        # our request arrived with its seq cut off, then with its seq damaged
+        steps = {0: [error(0, ErrorCode.BAD_FRAME)],
+                 1: [error(f.seq ^ 0x0101, ErrorCode.BAD_CRC)]}
+        return steps.get(n, [info_reply(f)])
+
+    t0 = time.monotonic()
+    with _board(answer) as board, Link(board.port, timeout=2.0, retries=1,
+                                       boot_wait=0.0) as link:
+        link.hello()
+    assert link.retransmits == 2 and time.monotonic() - t0 < 1.5  # no timeout waited
+
+
+def test_sends_are_bounded_when_every_reply_is_damaged() -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        return [damaged(info_reply(f))]
+
+    t0 = time.monotonic()
+    with _board(answer) as board, Link(board.port, timeout=2.0, retries=1,
+                                       boot_wait=0.0) as link, \
+            pytest.raises(TinyDeployError) as exc:
+        link.hello()
+    assert exc.value.code == "device_timeout" and exc.value.details["attempts"] == 8
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_boot_announcement_during_first_hello_resends_at_once() -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        return [BOOT] if n == 0 else [info_reply(f)]  # the board was booting: request lost
+
+    t0 = time.monotonic()
+    with _board(answer) as board, Link(board.port, timeout=2.0, retries=0) as link:
+        link.hello()
+    assert link.retransmits == 1 and link.resets == 0 and time.monotonic() - t0 < 1.5
+
+
+@pytest.mark.parametrize("boot_wait", [0.0, 1.5])
+def test_first_hello_waits_for_a_booting_board(boot_wait: float) -> None:
+    up = time.monotonic() + 0.5
+
+    def answer(f: Frame, n: int) -> list[Step]:
+        return [info_reply(f)] if time.monotonic() > up else []
+
+    with _board(answer) as board, Link(board.port, timeout=0.05, retries=1,
+                                       boot_wait=boot_wait) as link:
+        if boot_wait:
+            assert link.hello().board_id == "fake"
+        else:
+            with pytest.raises(TinyDeployError, match="no answer"):
+                link.hello()
+
+
+@pytest.mark.parametrize("damage", [False, True], ids=["clean", "damaged"])
+def test_boot_announcement_after_handshake_raises_device_reset(damage: bool) -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        if f.op == Op.INFER and n == 1:  # reboots instead of answering
+            return [damaged(BOOT) if damage else BOOT]
+        return [info_reply(f) if f.op == Op.HELLO else result_reply(f)]
+
+    with _board(answer) as board, Link(board.port, timeout=1.0, retries=0) as link:
+        link.hello()
+        with pytest.raises(DeviceReset) as exc:
+            link.infer(b"\x01\x02\x03\x04")
+        assert exc.value.info == INFO and link.resets == 1
+        assert link.infer(b"\x01\x02\x03\x04").output == b"\x01\x02\x03\x04"
+
+
+def test_hello_survives_corruption_both_ways() -> None:
+    """0.4 % of the bytes flipped in both directions (the simulated board's fault model,
+    in-process): every HELLO succeeds with the default retries, mostly without a timeout."""
+    facts, retransmits = load(DATA / "sine_mlp.tflite"), 0
+    for seed in range(12):
+        dev = SimDevice(facts, Faults(corrupt=0.004, seed=seed))
+
+        def respond(data: bytes, dev: SimDevice = dev) -> list[Step]:
+            return [dev.mangle(r) for r in dev.feed(dev.mangle(data))]
+
+        with PtyBoard(respond, greeting=dev.mangle(dev.announce())) as board, \
+                Link(board.port, timeout=0.5) as link:
+            for _ in range(3):
+                info = link.hello()
+                assert info.model_sha256 == facts.sha256
+            retransmits += link.retransmits
+    assert retransmits > 0  # the corruption did happen
+
+
+def test_seq_wraps_past_zero() -> None:
+    """Requests are numbered 1..65535; 0 stays the boot announcement's."""
+    master, slave = pty.openpty()
+    try:
+        with Link(os.ttyname(slave)) as link:
+            link._seq = 0xFFFE
+            assert [link._next_seq() for _ in range(3)] == [0xFFFF, 1, 2]
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_trace_dumps_damaged_frames_as_received() -> None:
+    def answer(f: Frame, n: int) -> list[Step]:
+        return [damaged(info_reply(f)) if n == 0 else info_reply(f)]
+
+    with _logged() as records, _board(answer) as board, \
+            Link(board.port, timeout=1.0, trace=True) as link:
+        link.hello()
+    bad = [r for r in records if r.startswith("trace RX damaged frame")]
+    assert len(bad) == 1 and f"seq={link._seq}" in bad[0]
+    assert "\n    0000  " in bad[0]  # the bytes as received, hex dumped
+
+
+def test_sim_too_large_is_an_error_reply_not_a_timeout() -> None:
+    with start_sim(MODEL) as sim, Link(sim.port, timeout=1.0) as link:
+        link.hello()
+        t0 = time.monotonic()
+        frame = link.command(Op.INFER, bytes(5000))  # over the sim's 4096-byte limit
+        assert time.monotonic() - t0 < 0.5
+    assert frame.op == Op.ERROR and unpack_error(frame.payload)[0] == ErrorCode.TOO_LARGE

@@ -206,3 +206,26 @@ def test_hexdump_format() -> None:
     assert len(lines) == 2
     assert lines[0].strip().startswith("0000  41 42 00")
     assert "AB.AB" in lines[0]
+
+
+def test_damaged_frames_keep_their_header_when_readable() -> None:
+    wire = bytearray(encode_frame(Op.RESULT, 0x0302, bytes(range(1, 120))))
+    wire[60] ^= 0x20  # CRC error: the stuffing is intact
+    wire2 = bytearray(encode_frame(Op.INFO, 0, bytes(200)))  # many zeros: many code bytes
+    wire2[20] = 0xFE  # a code byte pointing past the end: broken stuffing
+    items = FrameDecoder().feed(bytes(wire) + bytes(wire2))
+    assert all(isinstance(x, FrameError) for x in items) and len(items) == 2
+    assert (items[0].code, items[0].op, items[0].seq) == (ErrorCode.BAD_CRC, Op.RESULT, 0x0302)
+    assert (items[1].code, items[1].op, items[1].seq) == (ErrorCode.BAD_FRAME, Op.INFO, 0)
+    assert items[0].data == bytes(wire[:-1])  # as received, for --trace
+    # too short to carry a seq: none is made up
+    short = FrameDecoder().feed(b"\x02\xee\x00")
+    assert isinstance(short[0], FrameError) and (short[0].op, short[0].seq) == (0xEE, None)
+
+
+def test_too_large_error_keeps_the_seq() -> None:
+    """The device answers TOO_LARGE with the request's seq, so the host sees it as the
+    reply (not a timeout)."""
+    out = FrameDecoder(max_payload=64).feed(encode_frame(Op.INFER, 0x4142, bytes(300)))
+    assert len(out) == 1 and isinstance(out[0], FrameError)
+    assert (out[0].code, out[0].op, out[0].seq) == (ErrorCode.TOO_LARGE, Op.INFER, 0x4142)

@@ -212,8 +212,9 @@ class _DyingLink:
                          ids=["ctrl-c", "disconnect"])
 def test_confirmed_samples_survive_an_abort(exc: BaseException, sine_npz: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import tinydeploy.validate as v
+    import importlib
 
+    v = importlib.import_module("tinydeploy.validate")  # the module, not the function
     link = _DyingLink(load(SINE), exc, die_at=6)
     link.csv_path = tmp_path / "samples.csv"
     monkeypatch.setattr(v, "_open_link", lambda port, trace: link)
@@ -244,26 +245,18 @@ def test_trained_examples_are_bit_exact(example: str, board: str,
     assert f"PASS: {n}/{n}" in capsys.readouterr().out
 
 
-def test_handshake_retries_only_timeouts() -> None:
-    from tinydeploy.validate import handshake
-
-    class Slow:
-        def __init__(self, failures: int, code: str = "device_timeout") -> None:
-            self.failures, self.code, self.calls = failures, code, 0
-
-        def hello(self) -> str:
-            self.calls += 1
-            if self.calls <= self.failures:
-                raise TinyDeployError(self.code, port="p", attempts=4, problem="x")
-            return "info"
-
-    assert handshake(Slow(2)) == "info"
-    with pytest.raises(TinyDeployError):
-        handshake(Slow(3))
-    link = Slow(1, code="protocol_error")
-    with pytest.raises(TinyDeployError):
-        handshake(link)
-    assert link.calls == 1
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_validates_with_0_4_percent_corruption_both_ways(seed: int, sine_npz: Path,
+                                                         tmp_path: Path) -> None:
+    """No retry loop around HELLO in validate: the link's own retries carry the handshake
+    and every sample through damaged frames (damage does not use up its retries)."""
+    with start_sim(SINE, corrupt=0.004, seed=seed) as sim:
+        r = validate(SINE, sine_npz, tmp_path, port=sim.port, samples=25)
+        sim.stop()
+        stats = sim.stats()
+    assert r.passed, r.summary()
+    assert _csv_indices(r.paths["csv"]) == list(range(25))
+    assert stats["invocations"] == 25
 
 
 def test_tolerance_lsb_over_the_wire(digits_npz: Path, tmp_path: Path) -> None:

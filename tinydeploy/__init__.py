@@ -8,29 +8,32 @@ The Python API mirrors the CLI, one function per stage::
     facts = td.check("out/sine/model_int8.tflite")
     td.generate(facts, "out/sine/fw", boards=["nano33ble"])
 
-Stage modules load lazily so that importing tinydeploy does not import TensorFlow.
+Stage modules import TensorFlow only inside the functions that need it, so importing
+tinydeploy stays quick. The functions are bound here explicitly: a stage module shares its
+function's name, and binding after the import keeps ``tinydeploy.train`` the function.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._version import __version__
+from .arena import arena
+from .boards import BOARDS
+from .carray import carray
+from .data import Dataset, load_data
+from .deploy import deploy
 from .errors import TinyDeployError
+from .facts import ModelFacts, load
+from .flash import flash
+from .guard import check
+from .quantize import quantize
+from .render import generate
+from .train import train
+from .validate import validate
 
-__version__ = "0.1.0"
+inspect = load
 
-_API = {
-    "train": "train", "quantize": "quantize", "check": "guard", "inspect": "facts",
-    "load": "facts", "ModelFacts": "facts", "carray": "carray", "arena": "arena",
-    "BOARDS": "boards", "generate": "render", "flash": "flash", "validate": "validate",
-    "deploy": "deploy", "load_data": "data", "Dataset": "data",
-}
-__all__ = ["TinyDeployError", "__version__", *_API]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        module = importlib.import_module(f".{_API[name]}", __name__)
-        return getattr(module, "load" if name == "inspect" else name)
-    raise AttributeError(f"module 'tinydeploy' has no attribute {name!r}")
+__all__ = [
+    "BOARDS", "Dataset", "ModelFacts", "TinyDeployError", "__version__", "arena", "carray",
+    "check", "deploy", "flash", "generate", "inspect", "load", "load_data", "quantize",
+    "train", "validate",
+]

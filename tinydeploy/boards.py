@@ -2,9 +2,10 @@
 
 Every stage asks the table, never a list of names: the renderer reads the PlatformIO
 triple, the TFLM library and the memory budget; ``flash`` finds a port by USB VID/PID;
-``validate`` starts a pseudo-board when ``simulated`` or ``native`` is set; the firmware
-reads the cycle counter kind (``dwt`` = Cortex-M DWT->CYCCNT, ``ccount`` = Xtensa CCOUNT
-through ``ESP.getCycleCount()``, ``none``).
+``validate`` starts a pseudo-board when ``simulated``, ``native`` or ``emulated`` (firmware
+run by QEMU machine ``qemu_machine``) is set; the firmware reads the cycle counter kind
+(``dwt`` = Cortex-M DWT->CYCCNT, ``ccount`` = Xtensa CCOUNT through
+``ESP.getCycleCount()``, ``systick`` = SysTick under QEMU's instruction counting, ``none``).
 
 Memory numbers: ``flash_bytes`` is what the firmware image may use (the application
 partition / maximum sketch size, not the raw chip size), ``ram_bytes`` is the RAM that
@@ -40,7 +41,7 @@ CHIRALE = ("Chirale_TensorFlowLite", "spaziochirale/Chirale_TensorFLowLite@^2.0.
 TFLM_ESP32 = ("TensorFlowLite_ESP32", "tanakamasayuki/TensorFlowLite_ESP32@^1.0.0",
               "TensorFlowLite_ESP32.h")
 
-CYCLE_COUNTERS = ("dwt", "ccount", "none")
+CYCLE_COUNTERS = ("dwt", "ccount", "systick", "none")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class Board:
     uploadable: bool = True  # flashed with PlatformIO over USB
     simulated: bool = False  # the Python simulated board over a pty (no firmware)
     native: bool = False  # generated C runtime built with the host gcc, served on a pty
+    emulated: bool = False  # bare-metal firmware run by QEMU, its UART on a pty
+    qemu_machine: str | None = None  # qemu-system-arm -M MACHINE (emulated boards)
     pty: bool = False  # talks over a pseudo-terminal instead of a USB serial port
     code_in_ram: bool = False  # the core copies code into the same RAM as static data
     # estimates of the Arduino core's own footprint in an empty sketch (budget check)
@@ -88,7 +91,7 @@ class Board:
 
     @property
     def is_mcu(self) -> bool:
-        return not (self.simulated or self.native)
+        return not (self.simulated or self.native or self.emulated)
 
     @property
     def define(self) -> str:
@@ -155,6 +158,13 @@ _BOARDS: tuple[Board, ...] = (
           core="host CPU", clock_hz=0, ram_bytes=0, flash_bytes=0, runtimes=("c",),
           uploadable=False, native=True, pty=True,
           notes="the generated interpreter-free C runtime compiled for this machine"),
+    Board(id="qemu-cm4", name="Emulated Cortex-M4 (QEMU mps2-an386, pseudo-terminal)",
+          mcu="Arm MPS2 AN386 (QEMU)", core="Cortex-M4", clock_hz=25_000_000,
+          ram_bytes=4 * MIB, flash_bytes=4 * MIB, cycle_counter="systick", runtimes=("c",),
+          uploadable=False, emulated=True, qemu_machine="mps2-an386", pty=True,
+          notes="C runtime as bare-metal firmware (arm-none-eabi-gcc, soft-float) in "
+                "qemu-system-arm; code in SSRAM1, data in SSRAM2/3; cycles are emulated "
+                "instruction counts (-icount shift=0), not real timing"),
 )
 
 BOARDS: dict[str, Board] = {b.id: b for b in _BOARDS}
@@ -194,11 +204,12 @@ def table() -> str:
     rows = [head]
     for b in BOARDS.values():
         pio = f"{b.pio_platform}/{b.pio_board}" if b.pio_platform else (
-            "pty (simulated)" if b.simulated else "pty (host gcc)")
+            "pty (simulated)" if b.simulated else
+            f"pty (qemu {b.qemu_machine})" if b.emulated else "pty (host gcc)")
         rows.append((
             b.id, b.mcu, b.core, f"{b.clock_hz // 1_000_000} MHz" if b.clock_hz else "-",
             _size(b.ram_bytes), _size(b.flash_bytes), pio, b.tflm_lib_deps or "-",
-            b.cycle_counter if b.is_mcu else "-", ",".join(b.runtimes) or "-",
+            b.cycle_counter if b.is_mcu or b.emulated else "-", ",".join(b.runtimes) or "-",
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

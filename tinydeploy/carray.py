@@ -30,13 +30,12 @@ strided slice assignment (all loops in C), which is several times faster than ``
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import unicodedata
 from pathlib import Path
 
 from .errors import TinyDeployError
+from .output import write_atomic, write_files
 
 DEFAULT_NAME = "g_model"
 BYTES_PER_LINE = 12
@@ -184,37 +183,8 @@ def carray(model: str | Path, out: str | Path, name: str | None = None,
     if xxd:
         var = c_identifier(name) if name else xxd_name(model)
         target = out_path if as_file else out_path / f"{var}.h"
-        _write_all({target: xxd_source(data, var)})
+        write_atomic(target, xxd_source(data, var))
         return [target]
     folder, stem = (out_path.parent, out_path.stem) if as_file else (out_path, "model_data")
     header, source = model_source(data, name or DEFAULT_NAME, header_name=f"{stem}.h")
-    files = {folder / f"{stem}.h": header.encode(), folder / f"{stem}.cc": source.encode()}
-    _write_all(files)
-    return list(files)
-
-
-def _write_all(files: dict[Path, bytes]) -> None:
-    """Write every file to a temp file beside it, then rename all; clean up on error."""
-    temps: list[tuple[str, Path]] = []
-    try:
-        for target, payload in files.items():
-            if target.exists() and not target.is_file():
-                raise TinyDeployError("io_error", path=target, problem="exists and is not a file",
-                                      fix="remove it or choose another --out")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # honours umask
-            temps.append((tmp, target))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-        for tmp, target in temps:
-            os.replace(tmp, target)
-    except OSError as exc:
-        bad = Path(exc.filename) if exc.filename else next(iter(files))
-        raise TinyDeployError("io_error", path=bad,
-                              problem=f"cannot write ({exc.strerror or exc})",
-                              fix="choose a writable --out folder") from exc
-    finally:
-        for tmp, _ in temps:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    return write_files({folder / f"{stem}.h": header, folder / f"{stem}.cc": source})

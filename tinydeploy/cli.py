@@ -167,7 +167,7 @@ def validate(
     data: Annotated[Path, typer.Option(help=".npz data; x_test is sent")],
     out: Out,
     port: Annotated[str | None, typer.Option(help="serial port of a flashed board")] = None,
-    board: Annotated[str | None, typer.Option(help="sim | native | a board id")] = None,
+    board: Annotated[str | None, typer.Option(help="sim | native | qemu-cm4 | a board id")] = None,
     samples: Annotated[int | None, typer.Option(help="validate the first N test samples")] = None,
     tolerance_lsb: Annotated[int, typer.Option(help="allowed |device-host| in LSB")] = 0,
     trace: Annotated[bool, typer.Option("--trace", help="hex dump of every frame")] = False,
@@ -187,7 +187,7 @@ def validate(
 def deploy(
     target: Annotated[str, typer.Argument(help="example name or .keras/.tflite model")],
     out: Out,
-    board: Annotated[str, typer.Option(help="sim | native | a board id")] = "native",
+    board: Annotated[str, typer.Option(help="sim | native | qemu-cm4 | a board id")] = "native",
     data: Annotated[Path | None, typer.Option(help=".npz data (for a model)")] = None,
     epochs: Annotated[int | None, typer.Option(help="override training epochs")] = None,
     port: Annotated[str | None, typer.Option(help="serial port")] = None,

@@ -8,17 +8,14 @@ targets (regressors).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import TinyDeployError
+from .output import write_atomic
 
 SPLITS = ("train", "val", "test")
 REQUIRED = tuple(f"{p}_{s}" for s in SPLITS for p in ("x", "y"))
@@ -34,6 +31,16 @@ class Dataset:
     y_test: np.ndarray
     x_rep: np.ndarray | None = None
 
+    @classmethod
+    def split(cls, x: np.ndarray, y: np.ndarray, train: float = 0.6,
+              val: float = 0.2) -> Dataset:
+        """Split in order: the first ``train`` fraction trains, the next ``val`` fraction
+        validates, the rest tests (shuffle before if the samples are ordered)."""
+        n_train, n_val = int(train * len(x)), int(val * len(x))
+        return cls(x_train=x[:n_train], y_train=y[:n_train],
+                   x_val=x[n_train:n_train + n_val], y_val=y[n_train:n_train + n_val],
+                   x_test=x[n_train + n_val:], y_test=y[n_train + n_val:])
+
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
@@ -45,10 +52,9 @@ class Dataset:
     def save(self, path: str | Path) -> Path:
         p = Path(path)
         arrays = {k: getattr(self, k) for k in (*REQUIRED, "x_rep") if getattr(self, k) is not None}
-        tmp = p.with_name(p.name + ".part.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(p)
-        return p
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return write_atomic(p, buf.getvalue())
 
 
 def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> Dataset:
@@ -86,47 +92,3 @@ def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> 
                                   problem=f"x_{s} has {nx} samples but y_{s} has {ny}",
                                   fix="give every x split a label row per sample")
     return Dataset(**{k: arrays.get(k) for k in (*REQUIRED, "x_rep")})
-
-
-def check_output_dir(out: str | Path) -> Path:
-    """Fail early (``output_exists``) if ``out`` or one of its parents is not a folder."""
-    out = Path(out)
-    for p in (out, *out.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise TinyDeployError("output_exists", path=p)
-            break
-    return out
-
-
-@contextlib.contextmanager
-def staged_output(out: str | Path) -> Iterator[Path]:
-    """Write into a temporary folder next to ``out``; move its entries into ``out`` only
-    when the block succeeds. On error nothing new is left (not even created parents)."""
-    out = check_output_dir(out)
-    created: list[Path] = []
-    for parent in reversed([out.parent, *out.parent.parents]):
-        if not parent.exists():
-            created.append(parent)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TinyDeployError("bad_argument", problem=f"cannot create {out.parent}: {exc}",
-                              fix="choose a writable --out folder") from exc
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield tmp
-        out.mkdir(exist_ok=True)
-        for entry in sorted(tmp.iterdir()):
-            dest = out / entry.name
-            if dest.is_dir() and not dest.is_symlink():
-                shutil.rmtree(dest)
-            os.replace(entry, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import report
 from .errors import TinyDeployError
 from .log import log, stage
+from .output import write_atomic
 
 
 @dataclass
@@ -237,7 +237,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
                                     if k in ("task", "metric", "sizes_bytes", "representative")}),
              "Arena tuning": arena_info, "Flash": flash_info}
     write_html(result, facts, extra=extra, title=f"tinydeploy deploy: {target} on {board}")
-    report.write_atomic(res.json_path, json.dumps(res.to_dict(), indent=2, default=str) + "\n")
+    write_atomic(res.json_path, json.dumps(res.to_dict(), indent=2, default=str) + "\n")
     log.info("deploy: %s", "PASS" if res.passed else "FAIL")
     return res
 

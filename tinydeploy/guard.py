@@ -14,7 +14,7 @@ from pathlib import Path
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from .errors import TinyDeployError
-from .facts import ModelFacts, load
+from .facts import ModelFacts, TensorFacts, load
 from .ops import TFLM_OPS
 
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -22,6 +22,8 @@ _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startsw
 RUNTIME = "TensorFlow Lite Micro"
 REQUANTIZE_FIX = ("re-quantize to full int8 with a representative dataset: "
                   "`tinydeploy quantize MODEL.keras --data DATA.npz --out DIR`")
+INT8_IO_FIX = ("convert with inference_input_type=tf.int8 and "
+               "inference_output_type=tf.int8, e.g. `tinydeploy quantize`")
 
 
 def _type_name(code: int) -> str:
@@ -52,6 +54,14 @@ def _reject(path: str, problem: str, fix: str = REQUANTIZE_FIX) -> TinyDeployErr
     return TinyDeployError("model_rejected", path=path, problem=problem, fix=fix)
 
 
+def _check_int8_io(path: str, io: list[tuple[str, TensorFacts]]) -> None:
+    """Reject the first input or output that is not int8."""
+    for role, t in io:
+        if t.dtype != "INT8":
+            raise _reject(path, f"{role} '{t.name}' is {t.dtype}; tinydeploy needs int8 "
+                                "inputs and outputs", INT8_IO_FIX)
+
+
 def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
     """Return the model's facts if it is full int8 and every op runs on TFLM; else raise."""
     facts = load(model)  # file_not_found / bad_flatbuffer
@@ -67,8 +77,7 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
         where = next((f"{role} '{t.name}'" for role, t in io if t.dtype == "UINT8"),
                      "its activations")
         raise _reject(path, f"uint8 model ({where} is uint8); tinydeploy needs int8",
-                      "convert with inference_input_type=tf.int8 and "
-                      "inference_output_type=tf.int8, e.g. `tinydeploy quantize`")
+                      INT8_IO_FIX)
     if "FLOAT32" in activations or "FLOAT32" in io_types:
         int8_weights = "INT8" in constants
         int8_acts = "INT8" in activations
@@ -78,24 +87,15 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
         if not int8_weights and not int8_acts:
             kind = "float16-weight" if "FLOAT16" in constants else "float32"
             raise _reject(path, f"{kind} model: it is not quantized")
-        for role, t in io:
-            if t.dtype != "INT8":
-                raise _reject(path, f"{role} '{t.name}' is {t.dtype}; tinydeploy needs int8 "
-                                    "inputs and outputs",
-                              "convert with inference_input_type=tf.int8 and "
-                              "inference_output_type=tf.int8, e.g. `tinydeploy quantize`")
+        _check_int8_io(path, io)
         raise _reject(path, f"partially quantized: tensor '{first_float}' is float32",
                       "convert with supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8] so "
                       "every op is int8 (replace layers that fail to convert)")
     if "INT16" in activations:
         raise _reject(path, "int16 activations (16x8 quantization); tinydeploy needs int8",
                       REQUANTIZE_FIX)
+    _check_int8_io(path, io)
     for role, t in io:
-        if t.dtype != "INT8":
-            raise _reject(path, f"{role} '{t.name}' is {t.dtype}; tinydeploy needs int8 "
-                                "inputs and outputs",
-                          "convert with inference_input_type=tf.int8 and "
-                          "inference_output_type=tf.int8, e.g. `tinydeploy quantize`")
         if t.scale is None or t.zero_point is None:
             raise _reject(path, f"{role} '{t.name}' has no quantization parameters")
     for name in dict.fromkeys(facts.op_sequence):

@@ -7,6 +7,9 @@
 ``command()`` sends one frame and waits for its reply with bounded retries; the wait is
 scaled by the bytes on the wire and the baud rate. A retry resends the same sequence
 number, and the device answers a repeated INFER from its cache, so no sample runs twice.
+Only a failure of the request itself spends a retry (a timeout, or a BAD_CRC/BAD_FRAME
+error for its seq); damaged, stale or unrelated frames on the line do not. The first
+HELLO keeps trying for at least ``boot_wait`` seconds, for a board that is still booting.
 A device reset (an unsolicited boot HELLO, or the port vanishing and coming back) raises
 ``DeviceReset`` (a ``TinyDeployError``) from ``infer()`` after a fresh handshake: that
 sample did not produce a result, call ``infer()`` again.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections import deque
 from types import TracebackType
 
 import serial
@@ -26,6 +30,7 @@ from .log import log
 from .protocol import (
     HEADER_BYTES,
     INFO_FLAG_BOOT,
+    MAX_PAYLOAD,
     PROTOCOL_VERSION,
     RESULT_HEADER,
     DeviceInfo,
@@ -36,6 +41,7 @@ from .protocol import (
     InferReply,
     Op,
     TensorInfo,
+    cobs_max_len,
     encode_frame,
     error_name,
     frame_bytes,
@@ -50,9 +56,23 @@ __all__ = ["Link", "DeviceInfo", "TensorInfo", "InferReply", "DeviceReset", "Op"
 RETRY_ERRORS = (ErrorCode.BAD_CRC, ErrorCode.BAD_FRAME)
 REPLY_OPS = {Op.HELLO: Op.INFO, Op.INFER: Op.RESULT}
 READ_SLICE = 0.02  # seconds one serial read may block
-DAMAGE_RESENDS = 4  # resends on damage (no waiting) are bounded by 4x (retries + 1) sends
+SEND_FACTOR = 4  # at most 4 x (retries + 1) sends per command, counted or not
+MAX_BACKOFF = 3  # the wait doubles on every counted failure, up to 2**3 = 8x
+BOOT_WAIT = 5.0  # the first HELLO does not give up before this many seconds
+ABSORB_LIMIT = 0.2  # seconds spent draining unsolicited bytes before a command
 REOPEN_ATTEMPTS = 20
 REOPEN_DELAY = 0.25
+PORT_LOSSES = 2  # a command gives up when the port vanishes this often
+MAX_FRAME_PAYLOAD = 0xFFFF  # the frame's u16 length field
+RECENT_SEQS = 16  # seqs of the last requests: replies carrying them may still be in flight
+
+# what one wait for a reply ended with (besides the reply itself)
+TIMEOUT = "timeout"  # no reply in time: counted
+REJECTED = "rejected"  # BAD_CRC/BAD_FRAME error for this seq (the request arrived damaged): counted
+DAMAGED = "damaged"  # a damaged frame with this seq (our reply, damaged): not counted
+SUSPECT = "suspect"  # damage that may concern this request: not counted, retries + 1 at most
+REBOOTED = "rebooted"  # a boot announcement during a HELLO: the request was lost, not counted
+COUNTED = (TIMEOUT, REJECTED)
 
 
 class DeviceReset(TinyDeployError):
@@ -67,29 +87,34 @@ class Link:
     """A framed, retrying connection to a tinydeploy device on a serial port."""
 
     def __init__(self, port: str, baudrate: int = 115200, timeout: float = 2.0,
-                 retries: int = 3, trace: bool = False) -> None:
+                 retries: int = 3, trace: bool = False, boot_wait: float = BOOT_WAIT) -> None:
         self.port = port
         self.baudrate = baudrate
         self.timeout = timeout
         self.retries = retries
         self.trace = trace
+        self.boot_wait = boot_wait
         self.resets = 0
         self.retransmits = 0
         self.bytes_sent = 0
         self.bytes_received = 0
         self.info: DeviceInfo | None = None
         self._seq = random.randrange(1, 0xFFFF)
-        self._decoder = FrameDecoder(max_payload=0xFFFF)
+        self._recent: deque[int] = deque(maxlen=RECENT_SEQS)
+        self._decoder = FrameDecoder(max_payload=MAX_FRAME_PAYLOAD)
         self._serial: serial.Serial | None = None
         self._reset_seen = False
+        self._booting = True  # no HELLO answered since the port opened or the device reset
         self._last_rtt = 0.0
         self.open()
 
     # --- port ---------------------------------------------------------------------------
     def open(self) -> None:
         try:
-            self._serial = serial.Serial(self.port, self.baudrate, timeout=READ_SLICE,
-                                         write_timeout=max(self.timeout, 1.0))
+            # the write timeout covers a full default-size frame; _write raises it for more
+            self._serial = serial.Serial(
+                self.port, self.baudrate, timeout=READ_SLICE,
+                write_timeout=self.wait_seconds(cobs_max_len(MAX_PAYLOAD + 16), 0))
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TinyDeployError("port_error", port=self.port, problem=exc) from exc
         self._decoder.reset()
@@ -124,6 +149,9 @@ class Link:
     # --- bytes --------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
         assert self._serial is not None
+        need = self.wait_seconds(len(data), 0)  # a big frame on a slow UART takes a while
+        if (self._serial.write_timeout or 0.0) < need:
+            self._serial.write_timeout = need
         self._serial.write(data)
         self.bytes_sent += len(data)
 
@@ -141,6 +169,12 @@ class Link:
         log.info("trace %s %s seq=%d len=%d%s\n%s", direction, frame.op_name, frame.seq,
                  len(frame.payload), extra, hexdump(raw))
 
+    def _trace_damaged(self, err: FrameError) -> None:
+        if self.trace:
+            seq = "?" if err.seq is None else str(err.seq)
+            log.info("trace RX damaged frame (%s) seq=%s, %d bytes as received (COBS)\n%s",
+                     err, seq, len(err.data), hexdump(err.data))
+
     def wait_seconds(self, out_bytes: int, in_bytes: int) -> float:
         """First wait for a reply: the base timeout plus twice the transfer time at the baud
         rate (10 bits per byte). Each retry doubles it (up to 8x)."""
@@ -154,63 +188,111 @@ class Link:
     def command(self, op: int, payload: bytes = b"", reply_bytes: int = 64) -> Frame:
         """Send one request and return its reply frame (the expected reply or an ERROR).
 
-        Resends the same seq on timeout (at most ``retries`` timeouts, each wait doubling),
-        and at once on a corrupted reply or a BAD_CRC/BAD_FRAME error (at most
-        4 x (retries + 1) sends in all). Raises ``DeviceReset`` (after re-handshaking) when
-        the device restarts during a non-HELLO command, and TinyDeployError("device_timeout")
-        when the retries are used up.
+        Counted failures -- a timeout, or a BAD_CRC/BAD_FRAME error for this seq -- resend
+        the same seq; the one after ``retries`` of them gives up with
+        TinyDeployError("device_timeout"). Every counted failure doubles the wait (up to
+        8x). Resent at once without counting: on a damaged frame carrying this seq (the
+        reply, damaged), a boot announcement during a HELLO, and -- at most retries + 1
+        times -- on a damaged frame with a seq no recent request used or a BAD_CRC/BAD_FRAME
+        error for another seq. Stale replies and damaged stale frames are ignored. Bounds:
+        at most 4 x (retries + 1) sends and the time ``retries + 1`` waits take; the first
+        HELLO after opening or a reset keeps trying for at least ``boot_wait`` seconds.
+        Raises ``DeviceReset`` (after re-handshaking) when the device restarts during a
+        non-HELLO command.
         """
+        lost: BaseException | None = None
+        for _ in range(PORT_LOSSES):
+            try:
+                return self._exchange(op, payload, reply_bytes)
+            except (serial.SerialException, OSError) as exc:
+                lost = exc
+                self._reopen(exc)
+                self._reset_seen = True
+                self._booting = True
+                self._handle_reset(op)  # raises DeviceReset unless this is a HELLO
+        raise TinyDeployError("port_error", port=self.port,
+                              problem=f"it vanished {PORT_LOSSES} times during one command "
+                                      f"({lost})")
+
+    def _exchange(self, op: int, payload: bytes, reply_bytes: int) -> Frame:
         seq = self._next_seq()
+        self._recent.append(seq)
         wire = encode_frame(op, seq, payload, lead=True)
         frame = Frame(op, seq, bytes(payload))
         expect = REPLY_OPS.get(op)
         # wait per attempt: size-scaled, at least 1.5x the last round trip (a slow device),
-        # doubled on every timeout (up to 8x) so that retries cannot pile up faster than a slow
-        # device drains them
+        # doubled on every counted failure so that retries cannot pile up faster than a
+        # slow device drains them
         wait = max(self.wait_seconds(len(wire), reply_bytes + 16), 1.5 * self._last_rtt)
-        timeouts = sends = 0
-        try:
-            self._absorb_pending(op)
-            while True:
-                if sends:
-                    self.retransmits += 1
-                    log.debug("resend %d of %s seq=%d", sends, frame.op_name, seq)
-                self._trace("TX", frame, len(wire))
+        budget = sum(wait * 2 ** min(k, MAX_BACKOFF) for k in range(self.retries + 1))
+        max_sends = SEND_FACTOR * (self.retries + 1)
+        self._absorb_pending(op)
+        floor = self.boot_wait if op == Op.HELLO and self._booting else 0.0
+        start = time.monotonic()
+        end = start + max(budget, floor)
+        failures = sends = guesses = 0
+        exhausted = False
+        while True:
+            if sends:
+                self.retransmits += 1
+                log.debug("resend %d of %s seq=%d", sends, frame.op_name, seq)
+            self._trace("TX", frame, len(wire))
+            sent = time.monotonic()
+            deadline = min(sent + wait * 2 ** min(failures, MAX_BACKOFF), end)
+            sends += 1
+            try:
                 self._write(wire)
-                sends += 1
-                sent = time.monotonic()
-                deadline = sent + wait * 2 ** min(timeouts, 3)
-                reply = self._await(op, seq, expect, deadline)
-                if reply is not None:
-                    self._last_rtt = time.monotonic() - sent
-                    return reply
-                if time.monotonic() >= deadline:
-                    timeouts += 1
-                if timeouts > self.retries or sends >= DAMAGE_RESENDS * (self.retries + 1):
-                    break
-        except (serial.SerialException, OSError) as exc:
-            self._reopen(exc)
-            self._reset_seen = True
-            self._handle_reset(op)  # raises DeviceReset unless this is a HELLO
-            return self.command(op, payload, reply_bytes)
+            except serial.SerialTimeoutException:
+                outcome: Frame | str = TIMEOUT  # the device does not drain its input
+                time.sleep(max(0.0, min(deadline, end) - time.monotonic()))
+            else:
+                # once the budget is spent (only while a booting board gets its floor time)
+                # resend on timeouts only
+                outcome = self._await(op, seq, expect, deadline, fast=not exhausted,
+                                      guess=guesses <= self.retries)
+            if isinstance(outcome, Frame):
+                self._last_rtt = time.monotonic() - sent
+                if op == Op.HELLO:
+                    self._booting = False
+                return outcome
+            if outcome in COUNTED:
+                failures += 1
+            elif outcome == SUSPECT:
+                guesses += 1
+            log.debug("%s seq=%d: %s", frame.op_name, seq, outcome)
+            now = time.monotonic()
+            exhausted = failures > self.retries or sends >= max_sends
+            if now >= end or (exhausted and now - start >= floor):
+                break
         raise TinyDeployError("device_timeout", port=self.port, attempts=sends)
 
     def _absorb_pending(self, op: int) -> None:
-        """Read what arrived between commands, so a boot announcement is not missed."""
+        """Read what arrived between commands, so a boot announcement is not missed (for at
+        most ABSORB_LIMIT seconds: a device that never stops talking cannot stall us)."""
         assert self._serial is not None
-        while self._serial.in_waiting:
+        limit = time.monotonic() + ABSORB_LIMIT
+        while self._serial.in_waiting and time.monotonic() < limit:
             for item in self._read():
-                if isinstance(item, Frame):
+                if isinstance(item, FrameError):
+                    self._trace_damaged(item)
+                else:
                     self._trace("RX", item)
-                    self._note_boot(item)
+                self._note_boot(item)
         if self._reset_seen:
             self._handle_reset(op)
 
-    def _note_boot(self, frame: Frame) -> bool:
-        if frame.op == Op.INFO and len(frame.payload) > 1 and frame.payload[1] & INFO_FLAG_BOOT:
+    def _note_boot(self, item: Frame | FrameError) -> bool:
+        """A boot announcement: INFO with the BOOT flag and seq 0 (host requests never use
+        seq 0), or a damaged frame whose header still reads INFO, seq 0."""
+        if isinstance(item, FrameError):
+            boot = item.op == Op.INFO and item.seq == 0
+        else:
+            boot = (item.op == Op.INFO and len(item.payload) > 1
+                    and bool(item.payload[1] & INFO_FLAG_BOOT))
+        if boot:
             self._reset_seen = True
-            return True
-        return False
+            self._booting = True
+        return boot
 
     def _handle_reset(self, op: int) -> None:
         """Count the reset; for anything but HELLO re-handshake and raise DeviceReset."""
@@ -224,33 +306,48 @@ class Link:
         info = self.hello()
         raise DeviceReset(self.port, self.resets, info)
 
-    def _await(self, op: int, seq: int, expect: Op | None, deadline: float) -> Frame | None:
-        """Wait for the reply to ``seq``; None means resend now (timeout or damage)."""
+    def _await(self, op: int, seq: int, expect: Op | None, deadline: float,
+               fast: bool = True, guess: bool = True) -> Frame | str:
+        """Wait for the reply to ``seq``: the reply frame, or why to resend: ``TIMEOUT``, or
+        with ``fast`` at once ``REJECTED``, ``DAMAGED``, ``REBOOTED`` or (with ``guess``)
+        ``SUSPECT``."""
         while time.monotonic() < deadline:
-            resend = False
+            found: set[str] = set()
             for item in self._read():
                 if isinstance(item, FrameError):
-                    if self.trace:
-                        log.info("trace RX damaged frame (%s)", item)
-                    resend = True  # probably our reply, damaged
-                    continue
+                    self._trace_damaged(item)
+                    if self._note_boot(item):
+                        self._handle_reset(op)  # raises DeviceReset unless op is HELLO
+                        found.add(REBOOTED)
+                    elif item.seq == seq:
+                        found.add(DAMAGED)  # our reply, damaged on the way
+                    elif item.seq is not None and item.seq not in self._recent:
+                        # no stale reply carries that seq: our reply damaged in its seq,
+                        # or line noise
+                        found.add(SUSPECT)
+                    continue  # a damaged stale reply, or a fragment: ignore
                 self._trace("RX", item)
                 if self._note_boot(item):
                     self._handle_reset(op)  # raises DeviceReset unless op is HELLO
+                    found.add(REBOOTED)
                     continue
                 code = self._error_code(item)
                 if item.seq != seq:
-                    # stale reply to an earlier attempt -- unless it is an error about a
-                    # frame too damaged to carry its seq (seq 0): most likely ours
-                    resend |= item.seq == 0 and code in RETRY_ERRORS
+                    # a stale reply to an earlier request: ignored -- but an error about a
+                    # damaged frame is most likely about our request with its seq damaged
+                    # or cut off (only the host sends frames)
+                    if code in RETRY_ERRORS:
+                        found.add(SUSPECT)
                     continue
                 if code in RETRY_ERRORS:
-                    resend = True
+                    found.add(REJECTED)  # our request arrived damaged
                 elif code is not None or expect is None or item.op == expect:
                     return item
-            if resend:
-                return None
-        return None
+            if not guess:
+                found.discard(SUSPECT)
+            if found and fast:
+                return next(o for o in (REJECTED, REBOOTED, DAMAGED, SUSPECT) if o in found)
+        return TIMEOUT
 
     @staticmethod
     def _error_code(frame: Frame) -> int | None:
@@ -264,7 +361,10 @@ class Link:
     def check(self, frame: Frame, expect: int) -> bytes:
         """Payload of ``frame`` if it has op ``expect``; ERROR -> TinyDeployError."""
         if frame.op == Op.ERROR:
-            code, op, detail = unpack_error(frame.payload)
+            try:
+                code, op, detail = unpack_error(frame.payload)
+            except FrameError as exc:
+                raise TinyDeployError("protocol_error", problem=f"bad ERROR reply: {exc}") from exc
             raise TinyDeployError(
                 "protocol_error",
                 problem=f"{error_name(code)} for op 0x{op:02X} (detail {detail})",
@@ -298,9 +398,10 @@ class Link:
                 "bad_argument", problem=f"input is {len(data)} bytes, the device model takes "
                                         f"{info.input.nbytes}",
                 fix="quantize the input to the model's input shape and dtype")
-        if len(data) > info.max_payload:
+        limit = min(info.max_payload, MAX_FRAME_PAYLOAD)  # the u16 length field
+        if len(data) > limit:
             raise TinyDeployError("does_not_fit", what="input tensor", board=info.board_id,
-                                  detail=f"{len(data)} > {info.max_payload} bytes per frame",
+                                  detail=f"{len(data)} > {limit} bytes per frame",
                                   fix="rebuild the firmware with a larger TD_MAX_PAYLOAD")
         frame = self.command(Op.INFER, bytes(data),
                              reply_bytes=HEADER_BYTES + RESULT_HEADER + info.output.nbytes)

@@ -15,13 +15,13 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 from .cruntime import generate_c
 from .cruntime.harness import compile_c
 from .errors import TinyDeployError
 from .facts import ModelFacts, load
 from .log import log
+from .ptyproc import PtyProcess, spawn
 from .resources import firmware_dir
 
 FIRMWARE_SOURCES = ("td_native_main.c", "td_posix.c", "td_protocol.c")
@@ -67,49 +67,17 @@ def build_native(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
     return binary
 
 
-class NativeProcess:
+class NativeProcess(PtyProcess):
     """A running native device program; ``port`` is its pseudo-terminal."""
 
     def __init__(self, proc: subprocess.Popen[bytes], port: str, binary: Path) -> None:
-        self.proc = proc
-        self.port = port
+        super().__init__(proc, port)
         self.binary = binary
-
-    @property
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
-    def __enter__(self) -> NativeProcess:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path) -> NativeProcess:
     """Build (if needed) and start the native device; wait for its ``PTY`` line."""
-    from .sim import read_pty_line
-
     binary = build_native(facts, workdir)
-    proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    port = read_pty_line(proc, START_TIMEOUT)
-    if port is None:
-        with contextlib.suppress(Exception):
-            proc.kill()
-            proc.wait(timeout=5)
-        raise TinyDeployError("port_error", port="native",
-                              problem=f"{binary} did not start (exit {proc.poll()})")
+    proc, port = spawn([str(binary)], START_TIMEOUT, "native", str(binary))
     log.debug("native device on %s (pid %d)", port, proc.pid)
     return NativeProcess(proc, port, binary)

@@ -51,12 +51,19 @@ DTYPE_SIZES = {"FLOAT32": 4, "INT32": 4, "UINT8": 1, "INT16": 2, "INT8": 1}
 
 
 class FrameError(ValueError):
-    """A received frame that cannot be used; ``code`` says why (an ``ErrorCode``)."""
+    """A received frame that cannot be used; ``code`` says why (an ``ErrorCode``).
 
-    def __init__(self, code: ErrorCode, detail: str = "", seq: int | None = None) -> None:
+    ``op`` and ``seq`` are the header fields as far as they could be read (None if not;
+    they may themselves be damaged), ``data`` the bytes received for the frame (for traces).
+    """
+
+    def __init__(self, code: ErrorCode, detail: str = "", seq: int | None = None,
+                 op: int | None = None, data: bytes = b"") -> None:
         super().__init__(f"{code.name}: {detail}" if detail else code.name)
         self.code = code
         self.seq = seq
+        self.op = op
+        self.data = data
 
 
 # --- CRC and COBS -------------------------------------------------------------------------
@@ -138,14 +145,16 @@ def encode_frame(op: int, seq: int, payload: bytes = b"", lead: bool = False) ->
 def parse_frame(raw: bytes) -> Frame:
     """Check a COBS-decoded frame (CRC, length field) and split it."""
     seq = int.from_bytes(raw[1:3], "little") if len(raw) >= 3 else None
+    first = raw[0] if raw else None
     if len(raw) < HEADER_BYTES + CRC_BYTES:
-        raise FrameError(ErrorCode.BAD_FRAME, f"{len(raw)} bytes is shorter than a frame", seq)
+        raise FrameError(ErrorCode.BAD_FRAME, f"{len(raw)} bytes is shorter than a frame", seq,
+                         first)
     (crc,) = struct.unpack_from("<I", raw, len(raw) - CRC_BYTES)
     if crc32(raw[:-CRC_BYTES]) != crc:
-        raise FrameError(ErrorCode.BAD_CRC, "", seq)
+        raise FrameError(ErrorCode.BAD_CRC, "", seq, first)
     op, seq, length = struct.unpack_from("<BHH", raw)
     if length != len(raw) - HEADER_BYTES - CRC_BYTES:
-        raise FrameError(ErrorCode.BAD_LENGTH, f"length field {length}", seq)
+        raise FrameError(ErrorCode.BAD_LENGTH, f"length field {length}", seq, op)
     return Frame(op, seq, bytes(raw[HEADER_BYTES:-CRC_BYTES]))
 
 
@@ -160,10 +169,12 @@ class FrameDecoder:
         self.max_encoded = cobs_max_len(HEADER_BYTES + max_payload + CRC_BYTES)
         self.buf = bytearray()
         self.overflow = False
+        self.head: tuple[int | None, int | None] = (None, None)  # of an oversized frame
 
     def reset(self) -> None:
         self.buf.clear()
         self.overflow = False
+        self.head = (None, None)
 
     def feed(self, data: bytes) -> list[Frame | FrameError]:
         out: list[Frame | FrameError] = []
@@ -175,18 +186,42 @@ class FrameDecoder:
                 self.buf += chunk
                 if len(self.buf) > self.max_encoded:
                     self.overflow = True
+                    self.head = peek_header(bytes(self.buf[:8]))
                     self.buf.clear()
             if end < 0:
                 return out
             if self.overflow:
-                out.append(FrameError(ErrorCode.TOO_LARGE, "frame over the size limit"))
+                op, seq = self.head
+                out.append(FrameError(ErrorCode.TOO_LARGE, "frame over the size limit", seq, op))
             elif self.buf:
+                encoded = bytes(self.buf)
                 try:
-                    out.append(parse_frame(cobs_decode(bytes(self.buf))))
+                    out.append(parse_frame(cobs_decode(encoded)))
                 except FrameError as exc:
+                    if exc.seq is None or exc.op is None:  # broken stuffing: read what we can
+                        exc.op, exc.seq = peek_header(encoded)
+                    exc.data = encoded
                     out.append(exc)
             self.reset()
             start = end + 1
+
+
+def peek_header(encoded: bytes) -> tuple[int | None, int | None]:
+    """(op, seq) from the start of a COBS-encoded frame, even when its stuffing is broken
+    later on; None for a field the bytes do not reach."""
+    head = bytearray()
+    i, n = 0, len(encoded)
+    while i < n and len(head) < 3:
+        code = encoded[i]
+        if code == 0:
+            break
+        head += encoded[i + 1:i + code]
+        i += code
+        if code != 0xFF and i < n:
+            head.append(0)
+    op = head[0] if head else None
+    seq = int.from_bytes(head[1:3], "little") if len(head) >= 3 else None
+    return op, seq
 
 
 def cobs_max_len(n: int) -> int:

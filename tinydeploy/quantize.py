@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from . import log as tdlog
-from .data import Dataset, check_output_dir, load_data, staged_output
+from .data import Dataset, load_data
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .facts import load as load_facts
+from .output import check_output_dir, staged_output
 
 INT8_NAME, FLOAT_NAME = "model_int8.tflite", "model_float.tflite"
 JSON_NAME, MD_NAME = "quantization.json", "quantization.md"

@@ -35,21 +35,19 @@ reports the real ``arena_used_bytes()`` in its HELLO reply.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from ._version import __version__
 from .boards import KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
 from .log import stage
 from .ops import TFLM_OPS
+from .output import check_output_dir, staged_output
 
 if TYPE_CHECKING:
     from .cruntime import CResult
@@ -429,9 +427,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
                               fix=f"choose one of: {', '.join(RUNTIMES)}")
     facts = load(model)
     board_list = _boards(list(boards), runtime)
-    out_path = Path(out)
-    if out_path.exists() and not out_path.is_dir():
-        raise TinyDeployError("output_exists", path=out_path)
+    out_path = check_output_dir(out)
     if runtime == "c":  # the interpreter-free C runtime plans its own memory
         from .cruntime import generate_c
 
@@ -450,7 +446,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     result = GenerateResult(out=out_path, boards=[b.id for b in board_list], runtime=runtime,
                             fmt=fmt, sketch=sketch, arena=plan, budgets=budgets)
     env = _env()
-    with staging(out_path) as tmp:
+    with staged_output(out_path) as tmp:
         files = render_tree(env, "common", ctx, tmp)
         if fmt in ("platformio", "both"):
             files += render_tree(env, "platformio", ctx, tmp)
@@ -465,38 +461,6 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         result.sketch_dir = out_path / sketch
     result.readme = out_path / "README.md"
     return result
-
-
-@contextlib.contextmanager
-def staging(out: Path) -> Any:
-    """Yield a temp folder beside ``out``; on success move its entries into ``out``
-    (replacing same-named entries), on error remove it and any folder made for it."""
-    created: list[Path] = []
-    parent = out.absolute().parent
-    for p in reversed([parent, *parent.parents]):
-        if not p.exists():
-            created.append(p)
-    tmp = parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        tmp.mkdir(parents=True)
-        yield tmp
-        if not out.exists():
-            os.replace(tmp, out)
-            return
-        for entry in sorted(tmp.iterdir()):
-            target = out / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-            os.replace(entry, target)
-        tmp.rmdir()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for p in reversed(created):
-            with contextlib.suppress(OSError):
-                p.rmdir()
-        raise
 
 
 # --- inspect -----------------------------------------------------------------------------

@@ -10,12 +10,13 @@ import base64
 import html
 import io
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .output import write_atomic  # validate.py calls it as report.write_atomic
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -115,15 +116,6 @@ def render(title: str, passed: bool | None, sections: Mapping[str, Mapping[str, 
         parts.append("<h2>Plots</h2><div class='plots'>" + "".join(figures) + "</div>")
     parts.append("</body></html>\n")
     return "".join(parts)
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write text to ``path`` through a temporary file and a rename."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.part")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(p)
-    return p
 
 
 def write_report(path: str | Path, title: str, passed: bool | None,

@@ -11,7 +11,6 @@ prints ``PTY /dev/pts/N`` (like ``td_native_main.c``) and serves until killed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -25,14 +24,14 @@ import time
 import tty
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import TinyDeployError
 from .facts import ModelFacts, load
+from .output import write_atomic
 from .protocol import (
     INFO_FLAG_BOOT,
     MAX_PAYLOAD,
@@ -51,6 +50,7 @@ from .protocol import (
     pack_info,
     pack_result,
 )
+from .ptyproc import PtyProcess, spawn
 
 START_TIMEOUT = 60.0
 
@@ -218,9 +218,7 @@ def serve(model: str | Path, faults: Faults, stats_path: str | None = None) -> N
 
     def save_stats() -> None:
         if stats_path:
-            tmp = stats_path + ".tmp"
-            Path(tmp).write_text(json.dumps(asdict(device.stats)))
-            os.replace(tmp, stats_path)
+            write_atomic(stats_path, json.dumps(asdict(device.stats)))
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     parent = os.getppid()
@@ -264,13 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     serve(a.model, faults, a.stats)
 
 
-class SimProcess:
+class SimProcess(PtyProcess):
     """A running ``python -m tinydeploy.sim`` child; ``port`` is its pseudo-terminal."""
 
     def __init__(self, proc: subprocess.Popen[bytes], port: str, stats_path: str,
                  tmpdir: tempfile.TemporaryDirectory[str]) -> None:
-        self.proc = proc
-        self.port = port
+        super().__init__(proc, port)
         self.stats_path = stats_path
         self._tmpdir = tmpdir
 
@@ -281,27 +278,9 @@ class SimProcess:
         except (OSError, ValueError):
             return asdict(SimStats())
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
     def close(self) -> None:
-        self.stop()
+        super().close()
         self._tmpdir.cleanup()
-
-    def __enter__(self) -> SimProcess:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
@@ -325,37 +304,12 @@ def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
         cmd.append("--split")
     if reset_after is not None:
         cmd += ["--reset-after", str(reset_after)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    port = read_pty_line(proc, START_TIMEOUT)
-    if port is None:
-        with contextlib.suppress(Exception):
-            proc.kill()
-            proc.wait(timeout=5)
+    try:
+        proc, port = spawn(cmd, START_TIMEOUT, "sim", "the simulator")
+    except BaseException:
         tmpdir.cleanup()
-        raise TinyDeployError("port_error", port="sim",
-                              problem=f"the simulator did not start (exit {proc.poll()})")
+        raise
     return SimProcess(proc, port, stats_path, tmpdir)
-
-
-def read_pty_line(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
-    """Wait for ``PTY /dev/...`` on the child's stdout (shared with td_native_main)."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
-    buf = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            chunk = os.read(fd, 256)
-            if not chunk:
-                return None
-            buf += chunk
-            for line in buf.decode(errors="replace").split("\n")[:-1]:
-                if line.startswith("PTY "):
-                    return line[4:].strip()
-        elif proc.poll() is not None:
-            return None
-    return None
 
 
 if __name__ == "__main__":

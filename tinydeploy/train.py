@@ -3,8 +3,9 @@ into ``OUT/model.keras`` + ``OUT/data.npz``.
 
 An example is a small script loaded by file path. It exposes ``make_data(seed) -> Dataset``,
 ``build_model() -> keras.Model`` (compiled), ``EPOCHS``, ``TASK`` and optionally
-``BATCH_SIZE``. Outputs are written to a temporary folder next to ``OUT`` and moved into
-place only when everything succeeded.
+``BATCH_SIZE``; its ``__main__`` calls ``run_example_script(__file__)``. Outputs are
+written to a temporary folder next to ``OUT`` and moved into place only when everything
+succeeded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -20,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from . import log as tdlog
-from .data import Dataset, check_output_dir, load_data, staged_output
+from .data import Dataset, load_data
 from .errors import TinyDeployError
+from .output import check_output_dir, staged_output
 from .resources import examples_dir
 
 USER_EPOCHS = 10  # default for fine-tuning a user model
@@ -82,6 +85,18 @@ def load_example(example: str | Path) -> ModuleType:
             raise TinyDeployError("bad_argument", problem=f"example {path} has no {attr}",
                                   fix="define make_data(seed), build_model(), EPOCHS and TASK")
     return module
+
+
+def run_example_script(script: str | Path, argv: list[str] | None = None) -> TrainResult:
+    """The ``__main__`` of an example: ``python examples/NAME.py [OUT [EPOCHS]]`` trains it
+    into OUT (default ``runs/NAME``) with progress shown, and prints the summary."""
+    args = sys.argv[1:] if argv is None else argv
+    tdlog.setup()  # show training progress
+    out = args[0] if args else f"runs/{Path(script).stem}"
+    epochs = int(args[1]) if len(args) > 1 else None
+    result = train(script, out, epochs=epochs)
+    print(result.summary())
+    return result
 
 
 _TF_READY: list[bool] = []

@@ -29,7 +29,6 @@ from .hostref import HostModel, dequantize, quantize_input
 from .log import log, progress, stage
 
 MAX_RESETS_PER_SAMPLE = 5
-HANDSHAKE_ATTEMPTS = 3
 CSV_NAME = "samples.csv"
 JSON_NAME = "validation.json"
 HTML_NAME = "report.html"
@@ -196,23 +195,22 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
 
         with start_native(facts, workdir) as proc:
             yield proc.port
+    elif b.emulated:
+        from .qemu import start_qemu
+
+        with start_qemu(facts, workdir, b) as proc:
+            yield proc.port
     else:
         from .flash import find_port
 
         yield find_port(b)
 
 
-def handshake(link: Any, attempts: int = HANDSHAKE_ATTEMPTS) -> Any:
-    """HELLO, tried a few times: a board that just opened its port may still be booting
-    (or printing its boot banner), which can cost the link all of its retries once."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return link.hello()
-        except TinyDeployError as err:
-            if err.code != "device_timeout" or attempt == attempts:
-                raise
-            log.warning("no HELLO reply yet (attempt %d of %d); trying again", attempt, attempts)
-    raise AssertionError("unreachable")
+def handshake(link: Any) -> Any:
+    """The device's HELLO. ``Link`` itself retries (damaged or stale frames do not use up
+    its retries) and gives a board that is still booting ``boot_wait`` seconds, so no retry
+    loop is needed here; kept for ``deploy._measured_arena``."""
+    return link.hello()
 
 
 def _open_link(port: str, trace: bool) -> Any:
@@ -270,7 +268,7 @@ def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
                     raise TinyDeployError(
                         "protocol_error",
                         problem=f"device reset {tries} times while running sample {i}") from None
-                check_device(reset.info or handshake(link), facts, port)
+                check_device(reset.info or link.hello(), facts, port)
         got = np.frombuffer(bytes(reply.output), dtype=out.numpy_dtype)
         if got.size != out.elements:
             raise TinyDeployError("protocol_error",
@@ -321,7 +319,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             open_device(facts, port, board, Path(work)) as dev_port:
         stage("validate", f"device on {dev_port}")
         with _open_link(dev_port, trace) as link:
-            info = handshake(link)
+            info = link.hello()
             check_device(info, facts, dev_port)
             device_info = _as_dict(info)
             stage("validate", f"{len(q_in)} samples, host reference (TFLM Python runtime)")

@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..log import log
+from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
 from .emit import Emitter, float_lit
 from .graph import Graph, read_graph
@@ -156,7 +155,7 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
     calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]
     x, y = g.t(g.inputs[0]), g.t(g.outputs[0])
     model_name = c_identifier(name or facts.name)
-    from .. import __version__
+    from .._version import __version__
 
     ctx = {
         "version": __version__, "source": _comment(Path(facts.path).name),
@@ -188,15 +187,11 @@ def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
                name: str | None = None, tflm_arena: bool = True) -> CResult:
     """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan."""
     facts = load(facts)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TinyDeployError("output_exists", path=out_dir)
+    out_dir = check_output_dir(out_dir)
     texts, result = build(facts, name)  # raises before anything is written
     if tflm_arena:
         result.tflm_arena_cortex_m = _tflm_arena(facts)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".td-c-", dir=out_dir.parent))
-    try:
+    with staged_output(out_dir) as tmp:
         for fname, text in texts.items():
             (tmp / fname).write_text(text)
         fw = firmware_dir()
@@ -205,15 +200,6 @@ def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
                 shutil.copy2(fw / fname, tmp / fname)
         (tmp / "memory.json").write_text(json.dumps(result.memory(), indent=2) + "\n")
         names = sorted(p.name for p in tmp.iterdir())
-        if out_dir.exists():
-            for fname in names:
-                (tmp / fname).replace(out_dir / fname)
-            tmp.rmdir()
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result.out_dir = out_dir
     result.files = [out_dir / n for n in names]
     log.info("%s", result.summary())

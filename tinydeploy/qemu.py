@@ -1,0 +1,231 @@
+"""Board ``qemu-cm4``: the generated C runtime + the protocol core as bare-metal Cortex-M4
+firmware, run by QEMU (machine ``mps2-an386``) with its UART on a pseudo-terminal.
+
+``build_qemu(facts, workdir)`` generates ``workdir/model/`` (td_model.c + kernels) and
+cross-compiles it with ``firmware/td_protocol.c`` and the board support in
+``firmware/cm4/`` (vector table and reset code, linker script for the AN386 memory map,
+polled CMSDK UART driver, SysTick timer, main) into ``workdir/td_qemu_cm4.elf``; the
+section sizes from ``arm-none-eabi-size`` go to ``workdir/qemu.json``. A rebuild is skipped
+when the model, the firmware sources and the flags are unchanged.
+
+``start_qemu(facts, workdir)`` builds, starts ``qemu-system-arm -serial pty -icount
+shift=0`` and returns a ``QemuProcess`` (context manager, ``.port``, ``.stop()``).
+Cycles reported by this board are emulated instruction counts (one instruction = 1 ns of
+virtual time), deterministic but not the timing of real silicon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from .boards import Board, get_board
+from .cruntime import generate_c
+from .errors import TinyDeployError
+from .facts import ModelFacts, load
+from .log import log
+from .output import write_atomic
+from .ptyproc import PtyProcess
+from .resources import firmware_dir
+
+BOARD = "qemu-cm4"
+ELF = "td_qemu_cm4.elf"
+STAMP = "qemu.json"
+START_TIMEOUT = 15.0
+BUILD_TIMEOUT = 300.0
+APT_FIX = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+
+CC = "arm-none-eabi-gcc"
+SIZE = "arm-none-eabi-size"
+QEMU = "qemu-system-arm"
+
+CM4_SOURCES = ("cm4_startup.c", "cm4_uart.c", "cm4_timer.c", "cm4_main.c")
+LINKER_SCRIPT = "cm4.ld"
+PROTOCOL_SOURCES = ("td_protocol.c",)
+CPU_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft")
+CFLAGS = ("-std=c99", "-Os", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra",
+          "-Werror")
+LDFLAGS = ("--specs=nano.specs", "-nostartfiles", "-Wl,--gc-sections")
+MIN_PAYLOAD = 64
+RESULT_HEADER = 8  # time_us, cycles ahead of the output tensor in a RESULT
+
+_PTY_LINE = re.compile(r"char device redirected to (/dev/\S+) \(label serial0\)")
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise TinyDeployError("tool_missing", tool=name, fix=APT_FIX)
+    return path
+
+
+def max_payload(facts: ModelFacts) -> int:
+    """TD_MAX_PAYLOAD for this model: its input, or its output plus the RESULT header (the
+    protocol buffers are sized from it, so small models get small buffers)."""
+    need = max(MIN_PAYLOAD, facts.inputs[0].nbytes, facts.outputs[0].nbytes + RESULT_HEADER)
+    return (need + 7) // 8 * 8
+
+
+def _fingerprint(facts: ModelFacts, flags: list[str]) -> str:
+    h = hashlib.sha256(facts.sha256.encode())
+    h.update(" ".join(flags).encode())
+    fw = firmware_dir()
+    for path in sorted([*fw.glob("td_*.[ch]"), *(fw / "cm4").glob("*")]):
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired as err:
+        raise TinyDeployError("build_failed", what=what, rc="timeout",
+                              tail=f"no result after {BUILD_TIMEOUT:.0f} s",
+                              fix="check the machine load and try again") from err
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise TinyDeployError("build_failed", what=what, rc=proc.returncode,
+                              tail=" | ".join(tail), fix="report this model to tinydeploy")
+    return proc
+
+
+def elf_sizes(elf: Path) -> dict[str, int]:
+    """``arm-none-eabi-size`` (Berkeley format) of an ELF: text, data, bss bytes."""
+    out = _run([_tool(SIZE), str(elf)], "arm-none-eabi-size").stdout.splitlines()
+    fields = out[-1].split() if out else []
+    if len(fields) < 3 or not all(f.isdigit() for f in fields[:3]):
+        raise TinyDeployError("build_failed", what="arm-none-eabi-size", rc="?",
+                              tail=" | ".join(out[-2:]), fix="check the binutils install")
+    return {"text": int(fields[0]), "data": int(fields[1]), "bss": int(fields[2])}
+
+
+def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
+    """Generate the C model into ``workdir/model`` and cross-compile the Cortex-M4 firmware;
+    return the ELF path. Sizes and build facts go to ``workdir/qemu.json``."""
+    facts = load(facts)
+    cc = _tool(CC)
+    _tool(SIZE)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    elf = workdir / ELF
+    stamp = workdir / STAMP
+    payload = max_payload(facts)
+    fw = firmware_dir()
+    flags = [*CPU_FLAGS, *CFLAGS, *LDFLAGS, f"-DTD_MAX_PAYLOAD={payload}"]
+    fingerprint = _fingerprint(facts, flags)
+    with contextlib.suppress(OSError, ValueError):
+        if elf.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+            log.debug("qemu-cm4 build up to date: %s", elf)
+            return elf
+    res = generate_c(facts, workdir / "model", tflm_arena=False)  # refuses before writing
+    sources = [*(fw / "cm4" / f for f in CM4_SOURCES), *(fw / f for f in PROTOCOL_SOURCES)]
+    missing = [str(p) for p in [*sources, fw / "cm4" / LINKER_SCRIPT] if not p.is_file()]
+    if missing:
+        raise TinyDeployError("file_not_found", what="qemu-cm4 firmware source",
+                              path=", ".join(missing))
+    tmp = workdir / (ELF + ".tmp")
+    cmd = [cc, *flags, f"-I{res.out_dir}", f"-I{fw}", f"-I{fw / 'cm4'}",
+           "-T", str(fw / "cm4" / LINKER_SCRIPT),
+           *(str(s) for s in [*sources, *res.sources]), "-o", str(tmp)]
+    proc = _run(cmd, "arm-none-eabi-gcc (qemu-cm4 firmware)")
+    sizes = elf_sizes(tmp)
+    tmp.replace(elf)
+    info: dict[str, Any] = {
+        "fingerprint": fingerprint, "model_sha256": facts.sha256, "board": BOARD,
+        "elf": elf.name, **sizes, "flash_bytes": sizes["text"] + sizes["data"],
+        "ram_bytes": sizes["data"] + sizes["bss"], "max_payload": payload,
+        "compiler": _version(cc), "flags": flags, "warnings": proc.stderr.strip(),
+        "memory": res.memory(),
+    }
+    write_atomic(stamp, json.dumps(info, indent=2) + "\n")
+    log.info("qemu-cm4 firmware built: %s (text %d, data %d, bss %d bytes)", elf,
+             sizes["text"], sizes["data"], sizes["bss"])
+    return elf
+
+
+def build_info(workdir: Path) -> dict[str, Any]:
+    """The ``qemu.json`` written by the last ``build_qemu`` in ``workdir``."""
+    return dict(json.loads((Path(workdir) / STAMP).read_text()))
+
+
+def _version(tool: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.splitlines()[0].strip() if out.stdout else ""
+    return ""
+
+
+class QemuProcess(PtyProcess):
+    """A running QEMU; ``port`` is the pseudo-terminal of the board's UART0."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], port: str, elf: Path,
+                 sizes: dict[str, Any]) -> None:
+        super().__init__(proc, port)
+        self.elf = elf
+        self.sizes = sizes
+
+
+def qemu_command(board: Board, elf: Path) -> list[str]:
+    """The QEMU command line: the board's machine, UART0 on a new pty and nothing else on
+    the terminal, deterministic instruction counting (1 instruction = 1 ns virtual)."""
+    cmd = [_tool(QEMU), "-M", str(board.qemu_machine), "-nographic", "-monitor", "none",
+           "-serial", "pty", "-icount", "shift=0", "-kernel", str(elf)]
+    setpriv = shutil.which("setpriv")
+    if setpriv:  # QEMU ends with the Python process that started it (no orphans)
+        cmd = [setpriv, "--pdeathsig", "TERM", "--", *cmd]
+    return cmd
+
+
+def _read_pty(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str | None, str]:
+    """Wait for QEMU's ``char device redirected to /dev/pts/N (label serial0)`` line."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+            m = _PTY_LINE.search(buf.decode(errors="replace"))
+            if m:
+                return m.group(1), ""
+        elif proc.poll() is not None:
+            break
+    return None, buf.decode(errors="replace").strip()
+
+
+def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
+               board: str | Board = BOARD) -> QemuProcess:
+    """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty."""
+    b = get_board(board)
+    _tool(QEMU)  # before a build it could not run
+    elf = build_qemu(facts, workdir)
+    cmd = qemu_command(b, elf)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    port, said = _read_pty(proc, START_TIMEOUT)
+    if port is None:
+        with contextlib.suppress(Exception):
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stdout:
+            proc.stdout.close()
+        raise TinyDeployError("port_error", port=b.id,
+                              problem=f"{QEMU} did not start (exit {proc.poll()}): "
+                                      f"{said[-200:] or 'no output'}")
+    log.debug("qemu-cm4 on %s (pid %d)", port, proc.pid)
+    return QemuProcess(proc, port, elf, build_info(workdir))
