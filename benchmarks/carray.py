@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinydeploy.carray import carray
+from tinydeploy.c_array import carray
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]
@@ -39,7 +39,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "model.bin").write_bytes(os.urandom(args.size))
-        code = ("from tinydeploy.carray import carray; "
+        code = ("from tinydeploy.c_array import carray; "
                 "carray('model.bin', 'py_sub.h', xxd=True)")
 
         def run_xxd() -> None:

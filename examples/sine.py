@@ -41,6 +41,6 @@ def build_model():  # -> keras.Model
 
 
 if __name__ == "__main__":  # python examples/sine.py [OUT [EPOCHS]]
-    from tinydeploy.train import run_example_script
+    from tinydeploy.training import run_example_script
 
     run_example_script(__file__)

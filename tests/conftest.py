@@ -33,8 +33,8 @@ class ExampleRun:
     float_tflite: Path
     report_json: Path
     report_md: Path
-    train: Any  # tinydeploy.train.TrainResult
-    quant: Any  # tinydeploy.quantize.QuantReport
+    train: Any  # tinydeploy.training.TrainResult
+    quant: Any  # tinydeploy.quantization.QuantReport
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.keys():
@@ -49,8 +49,8 @@ class ExampleRun:
 
 
 def run_example(name: str, out: Path, epochs: int | None = None) -> ExampleRun:
-    from tinydeploy.quantize import quantize
-    from tinydeploy.train import train
+    from tinydeploy.quantization import quantize
+    from tinydeploy.training import train
 
     trained = train(name, out, epochs=epochs or TEST_EPOCHS[name], seed=SEED)
     report = quantize(trained.model_path, trained.data_path, out)

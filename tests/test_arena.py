@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tinydeploy.arena import (
+from tinydeploy.arena_model import planned_buffers, predict
+from tinydeploy.arena_search import (
     CORTEX_M,
     HOST64_NATIVE,
     Abi,
@@ -21,7 +22,6 @@ from tinydeploy.arena import (
     predict_arena,
     simulate,
 )
-from tinydeploy.arena_model import planned_buffers, predict
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tinydeploy.carray import c_identifier, carray, model_source, xxd_name
+from tinydeploy.c_array import c_identifier, carray, model_source, xxd_name
 from tinydeploy.errors import TinyDeployError
 
 XXD = shutil.which("xxd")

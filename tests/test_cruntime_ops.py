@@ -208,7 +208,7 @@ def _randomize(model: Any, rng: np.random.Generator) -> None:
 def convert(case: str, seed: int) -> tuple[bytes, list[str]]:
     import keras
 
-    from tinydeploy.quantize import to_tflite
+    from tinydeploy.quantization import to_tflite
 
     rng = np.random.default_rng(1000 * seed + sum(map(ord, case)))
     keras.utils.set_random_seed(seed)
@@ -319,7 +319,7 @@ def test_dequantized_float_output_bit_exact(tmp_path: Path) -> None:
 def test_float_io_model_bit_exact(tmp_path: Path) -> None:
     import keras
 
-    from tinydeploy.quantize import to_tflite
+    from tinydeploy.quantization import to_tflite
 
     rng = np.random.default_rng(5)
     x_in = keras.Input((6, 5, 2), batch_size=1)

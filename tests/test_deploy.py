@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from tinydeploy import cli, render
-from tinydeploy import deploy as dp
-from tinydeploy import flash as fl
+from tinydeploy import flashing as fl
+from tinydeploy import pipeline as dp
 from tinydeploy.data import Dataset
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.sim import start_sim

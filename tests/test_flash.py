@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import serial.tools.list_ports
 
-from tinydeploy import flash as fl
+from tinydeploy import flashing as fl
 from tinydeploy.boards import get_board
 from tinydeploy.errors import TinyDeployError
 

@@ -55,7 +55,7 @@ def test_accepts_quantized_example(digits_run) -> None:
 
 
 def test_rejects_hybrid(dense_model) -> None:
-    from tinydeploy.quantize import to_tflite
+    from tinydeploy.quantization import to_tflite
 
     msg = _rejected(to_tflite(dense_model, rep=None, optimize=True))
     assert "quantized without a representative dataset" in msg
@@ -63,21 +63,21 @@ def test_rejects_hybrid(dense_model) -> None:
 
 
 def test_rejects_float(dense_model) -> None:
-    from tinydeploy.quantize import to_tflite
+    from tinydeploy.quantization import to_tflite
 
     msg = _rejected(to_tflite(dense_model, optimize=False))
     assert "float32 model" in msg and "not quantized" in msg
 
 
 def test_rejects_uint8_io(dense_model, rep) -> None:
-    from tinydeploy.quantize import to_tflite
+    from tinydeploy.quantization import to_tflite
 
     msg = _rejected(to_tflite(dense_model, rep, io_type="uint8"))
     assert "uint8" in msg
 
 
 def test_rejects_float_io(dense_model, rep) -> None:
-    from tinydeploy.quantize import to_tflite
+    from tinydeploy.quantization import to_tflite
 
     msg = _rejected(to_tflite(dense_model, rep, io_type="float32"))
     assert "FLOAT32" in msg and "inference_input_type=tf.int8" in msg

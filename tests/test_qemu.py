@@ -87,7 +87,7 @@ def test_build_is_cached(builds: dict[str, Path]) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_validate_is_bit_exact_with_cm4_and_tflm(name: str, builds: dict[str, Path],
                                                   tmp_path: Path) -> None:
-    from tinydeploy.validate import validate
+    from tinydeploy.validation import validate
 
     facts = load(DATA / f"{name}.tflite")
     cm4 = np.load(DATA / f"{name}.outputs_cm4.npy")

@@ -12,7 +12,7 @@ from tinydeploy.data import Dataset, load_data
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 from tinydeploy.hostref import HostModel, dequantize, quantize_input
-from tinydeploy.quantize import metric, representative, task_of
+from tinydeploy.quantization import metric, representative, task_of
 
 DATA = Path(__file__).parent / "data"
 
@@ -90,7 +90,7 @@ def test_vibration_int8(vibration_run) -> None:
 
 
 def test_fine_tune_user_model(sine_run, tmp_path: Path) -> None:
-    from tinydeploy.train import train
+    from tinydeploy.training import train
 
     result = train(sine_run.model_keras, tmp_path / "ft", epochs=1, data=sine_run.data_npz)
     assert result.task == "regression" and result.epochs == 1
@@ -99,7 +99,7 @@ def test_fine_tune_user_model(sine_run, tmp_path: Path) -> None:
 
 
 def test_unknown_example(tmp_path: Path) -> None:
-    from tinydeploy.train import train
+    from tinydeploy.training import train
 
     with pytest.raises(TinyDeployError) as err:
         train("nope", tmp_path / "x")
@@ -109,7 +109,7 @@ def test_unknown_example(tmp_path: Path) -> None:
 
 def test_rejected_model_leaves_nothing(sine_run, tmp_path: Path, monkeypatch) -> None:
     import tinydeploy.guard as guard
-    from tinydeploy.quantize import quantize
+    from tinydeploy.quantization import quantize
 
     def reject(model):
         raise TinyDeployError("model_rejected", path="m", problem="test", fix="none")

@@ -17,7 +17,7 @@ from tinydeploy.data import Dataset
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 from tinydeploy.sim import start_sim
-from tinydeploy.validate import compute_metrics, validate
+from tinydeploy.validation import compute_metrics, validate
 
 DATA = Path(__file__).parent / "data"
 SINE = DATA / "sine_mlp.tflite"
@@ -214,7 +214,7 @@ def test_confirmed_samples_survive_an_abort(exc: BaseException, sine_npz: Path, 
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    v = importlib.import_module("tinydeploy.validate")  # the module, not the function
+    v = importlib.import_module("tinydeploy.validation")  # the module, not the function
     link = _DyingLink(load(SINE), exc, die_at=6)
     link.csv_path = tmp_path / "samples.csv"
     monkeypatch.setattr(v, "_open_link", lambda port, trace: link)
@@ -269,7 +269,7 @@ def test_tolerance_lsb_over_the_wire(digits_npz: Path, tmp_path: Path) -> None:
 
 def test_device_tensor_mismatch_is_refused() -> None:
     from tinydeploy.protocol import DeviceInfo, TensorInfo
-    from tinydeploy.validate import check_device
+    from tinydeploy.validation import check_device
 
     facts = load(SINE)
     t_in, t_out = facts.inputs[0], facts.outputs[0]

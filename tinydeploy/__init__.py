@@ -8,27 +8,28 @@ The Python API mirrors the CLI, one function per stage::
     facts = td.check("out/sine/model_int8.tflite")
     td.generate(facts, "out/sine/fw", boards=["nano33ble"])
 
-Stage modules import TensorFlow only inside the functions that need it, so importing
-tinydeploy stays quick. The functions are bound here explicitly: a stage module shares its
-function's name, and binding after the import keeps ``tinydeploy.train`` the function.
+Stage modules (``training``, ``quantization``, ``guard``, ``facts``, ``c_array``,
+``arena_search``, ``boards``, ``render``, ``cruntime``, ``flashing``, ``validation``,
+``pipeline``) import TensorFlow only inside the functions that need it, so importing
+tinydeploy stays quick.
 """
 
 from __future__ import annotations
 
 from ._version import __version__
-from .arena import arena
+from .arena_search import arena
 from .boards import BOARDS
-from .carray import carray
+from .c_array import carray
 from .data import Dataset, load_data
-from .deploy import deploy
 from .errors import TinyDeployError
 from .facts import ModelFacts, load
-from .flash import flash
+from .flashing import flash
 from .guard import check
-from .quantize import quantize
+from .pipeline import deploy
+from .quantization import quantize
 from .render import generate
-from .train import train
-from .validate import validate
+from .training import train
+from .validation import validate
 
 inspect = load
 

@@ -1,6 +1,6 @@
 """TFLM's tensor-arena allocator, replayed in Python for any pointer size.
 
-Used by :mod:`tinydeploy.arena` to predict the arena a 32-bit Cortex-M needs.
+Used by :mod:`tinydeploy.arena_search` to predict the arena a 32-bit Cortex-M needs.
 
 The allocator model (``MicroAllocator`` on one ``SingleArenaBufferAllocator``):
 

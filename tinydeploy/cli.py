@@ -48,7 +48,7 @@ def train(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Train an example (or fine-tune a .keras model) into OUT/model.keras + OUT/data.npz."""
-    from .train import train as run
+    from .training import train as run
 
     result = run(example, out, epochs=epochs, data=data, seed=seed)
     typer.echo(result.summary())
@@ -62,7 +62,7 @@ def quantize(
     rep_samples: Annotated[int, typer.Option(help="representative samples")] = 200,
 ) -> None:
     """Full-int8 quantization with a representative dataset; writes a report."""
-    from .quantize import quantize as run
+    from .quantization import quantize as run
 
     report = run(model, data, out, rep_samples=rep_samples)
     typer.echo(report.summary())
@@ -100,7 +100,7 @@ def carray(
     xxd: Annotated[bool, typer.Option("--xxd", help="byte-identical to `xxd -i FILE`")] = False,
 ) -> None:
     """Write the file as C source (model_data.h/.cc, or xxd -i style)."""
-    from .carray import carray as run
+    from .c_array import carray as run
 
     for path in run(model, out, name=name, xxd=xxd):
         typer.echo(str(path))
@@ -113,7 +113,7 @@ def arena(
     as_json: JsonOpt = False,
 ) -> None:
     """Find the smallest tensor arena (host64: measured; cortex-m: predicted for 32-bit)."""
-    from .arena import arena as run
+    from .arena_search import arena as run
 
     result = run(model, target=target)
     if as_json:
@@ -156,7 +156,7 @@ def flash(
     port: Annotated[str | None, typer.Option(help="serial port (default: by USB VID/PID)")] = None,
 ) -> None:
     """Build and upload with PlatformIO."""
-    from .flash import flash as run
+    from .flashing import flash as run
 
     typer.echo(run(project, board=board, port=port).summary())
 
@@ -173,7 +173,7 @@ def validate(
     trace: Annotated[bool, typer.Option("--trace", help="hex dump of every frame")] = False,
 ) -> None:
     """Run the test set on the device and compare with host predictions."""
-    from .validate import validate as run
+    from .validation import validate as run
 
     result = run(model, data, out, port=port, board=board, samples=samples,
                  tolerance_lsb=tolerance_lsb, trace=trace)
@@ -197,7 +197,7 @@ def deploy(
     ] = False,
 ) -> None:
     """train -> quantize -> check -> generate -> flash -> validate, one report."""
-    from .deploy import deploy as run
+    from .pipeline import deploy as run
 
     result = run(target, out, board=board, data=data, epochs=epochs, port=port,
                  samples=samples, tune_arena=tune_arena)

@@ -26,7 +26,7 @@ Budget estimate (per board, documented in the generated README):
   stack reserve) + the core (``Board.framework_ram``), plus code and model on boards that
   run code from the same RAM (``Board.code_in_ram``, Teensy 4).
 
-Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena` plus a
+Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` plus a
 margin of ``ARENA_MARGIN_FRACTION`` (at least ``ARENA_MARGIN_MIN`` bytes), rounded up to
 16 bytes: the board's TFLM library is another TFLM version than the one measured and its
 optimized kernels may ask for scratch buffers the reference kernels do not. The firmware
@@ -177,9 +177,9 @@ _PREDICTIONS: dict[str, int] = {}
 
 
 def predict_arena(facts: ModelFacts) -> int:
-    """Cortex-M arena prediction of :mod:`tinydeploy.arena` (cached per model hash)."""
+    """Cortex-M arena prediction of :mod:`tinydeploy.arena_search` (cached per model hash)."""
     if facts.sha256 not in _PREDICTIONS:
-        from .arena import arena as run
+        from .arena_search import arena as run
 
         _PREDICTIONS[facts.sha256] = int(run(facts, target="cortex-m").arena_bytes)
     return _PREDICTIONS[facts.sha256]
@@ -327,7 +327,7 @@ def render_tree(env: Any, subdir: str, ctx: dict[str, Any], dest: Path) -> list[
 
 def _copy_sources(facts: ModelFacts, dest: Path) -> list[Path]:
     """Model data (``g_model``) and the protocol firmware, into one source folder."""
-    from .carray import model_source
+    from .c_array import model_source
     from .resources import firmware_dir
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -417,7 +417,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     type, also with ``summary()``); ``arena`` and ``fmt`` apply to the TFLM runtime.
 
     ``name`` overrides the sketch name (default: the ``out`` folder's name); it is
-    sanitized with :func:`tinydeploy.carray.c_identifier`.
+    sanitized with :func:`tinydeploy.c_array.c_identifier`.
     """
     if fmt not in FORMATS:
         raise TinyDeployError("bad_argument", problem=f"unknown --format {fmt!r}",
@@ -432,7 +432,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         from .cruntime import generate_c
 
         return generate_c(facts, out_path, name=name)
-    from .carray import c_identifier
+    from .c_array import c_identifier
 
     sketch = c_identifier(name or out_path.resolve().name)
     if sketch.lower() in _PIO_FOLDERS:  # the sketch folder sits beside the PlatformIO ones

@@ -114,7 +114,7 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
 
 def _tflm_arena(facts: ModelFacts) -> int | None:
     try:
-        from ..arena import arena  # helper module; optional
+        from ..arena_search import arena  # helper module; optional
     except ImportError:
         return None
     try:

@@ -118,7 +118,7 @@ def _flashable(board: Any) -> bool:
 
 def _measured_arena(port: str) -> int:
     from .link import Link
-    from .validate import handshake
+    from .validation import handshake
 
     with Link(port) as link:
         return int(handshake(link).arena_used)
@@ -144,7 +144,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
     if data is not None and not Path(data).is_file():
         raise TinyDeployError("file_not_found", what="data file", path=data)
     if kind == "example" and not target.endswith(".py"):
-        from .train import example_names
+        from .training import example_names
 
         if target not in example_names():
             raise TinyDeployError("unknown_example", name=target,
@@ -174,7 +174,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
     model_path = Path(target)
     data_path = Path(data) if data is not None else out / "train" / "data.npz"
     if kind == "example":
-        from .train import train
+        from .training import train
 
         with timer("train"):
             tr = train(target, out / "train", epochs=epochs, data=data)
@@ -182,7 +182,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
         model_path, data_path = Path(tr.model_path), Path(tr.data_path)
     int8_path = model_path
     if kind != "tflite":
-        from .quantize import quantize
+        from .quantization import quantize
 
         with timer("quantize"):
             qr = quantize(model_path, data_path, out / "quantize")
@@ -196,10 +196,10 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
 
     flash_info: dict[str, Any] = {}
     arena_info: dict[str, Any] = {}
-    from .validate import open_device, validate, write_html
+    from .validation import open_device, validate, write_html
 
     if _flashable(b):
-        from .flash import flash
+        from .flashing import flash
         from .render import generate
 
         fw = out / "firmware"
@@ -252,7 +252,7 @@ def tuned_arena(used: int) -> int:
 
 def _tune_arena(facts: Any, fw: Path, b: Any, port: str) -> dict[str, Any]:
     """Read arena_used from the device, regenerate with it plus the margin, reflash."""
-    from .flash import flash
+    from .flashing import flash
     from .render import generate
 
     used = _measured_arena(port)

@@ -211,7 +211,7 @@ def fit_and_score(model: Any, data: Dataset, task: str, epochs: int,
 
 def score(task: str, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """``accuracy`` for classifiers, ``mae`` for regressors (shared with quantize)."""
-    from .quantize import metric
+    from .quantization import metric
 
     name, value = metric(task, pred, y)
     return {name: value}
@@ -231,7 +231,7 @@ def train(example: str | Path, out: str | Path, epochs: int | None = None,
                                   fix="pass --data with the .npz data convention (see README)")
         model = load_keras_model(example)
         dataset = load_data(data, sample_shape=input_shape_of(model, example))
-        from .quantize import task_of
+        from .quantization import task_of
 
         task = task_of(model, dataset.y_train)
         _compile_for(model, task, dataset.y_train)

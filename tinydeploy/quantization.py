@@ -42,7 +42,7 @@ def _final_activation(model_or_facts: Any) -> tuple[int, str | None]:
     if isinstance(model_or_facts, str | Path | bytes | bytearray):
         p = Path(model_or_facts) if not isinstance(model_or_facts, bytes | bytearray) else None
         if p is not None and p.suffix in (".keras", ".h5"):
-            from .train import load_keras_model
+            from .training import load_keras_model
 
             model_or_facts = load_keras_model(p)
         else:
@@ -116,7 +116,7 @@ def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = Tru
     (TFLITE_BUILTINS_INT8, ``io_type`` input/output). ``optimize=True`` without ``rep``:
     dynamic-range ("hybrid") model -- what the guard rejects; used by its tests.
     """
-    from .train import quiet_tensorflow
+    from .training import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf
@@ -283,7 +283,7 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
     """Full-int8 quantize ``model`` (.keras) with ``data`` (.npz); write model_int8.tflite,
     model_float.tflite, quantization.json and quantization.md into ``out``."""
     from .guard import check
-    from .train import input_shape_of, load_keras_model
+    from .training import input_shape_of, load_keras_model
 
     model_path, data_path, out = Path(model), Path(data), Path(out)
     if rep_samples < 1:

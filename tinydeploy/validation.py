@@ -133,7 +133,7 @@ def compute_metrics(host: np.ndarray, device: np.ndarray, out: TensorFacts,
     if np.any(cycles):
         m["cycles"] = _stats(cycles)
     if labels is not None and n:
-        from .quantize import metric, task_of
+        from .quantization import metric, task_of
 
         task = task_of(facts, labels) if facts is not None else "regression"
         m["task"] = task
@@ -201,7 +201,7 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
         with start_qemu(facts, workdir, b) as proc:
             yield proc.port
     else:
-        from .flash import find_port
+        from .flashing import find_port
 
         yield find_port(b)
 
