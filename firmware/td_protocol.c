@@ -326,6 +326,7 @@ void td_feed_buf(td_device *dev, const uint8_t *data, size_t len) {
 void td_announce(td_device *dev) {
   if (dev->busy) return;
   dev->busy = 1;
+  tx_put(dev, 0x00); /* a lead delimiter ends any boot banner bytes before the frame */
   send_info(dev, 0, TD_INFO_FLAG_BOOT);
   dev->busy = 0;
 }

@@ -23,6 +23,9 @@ extern "C" {
 #ifndef TD_MAX_PAYLOAD
 #define TD_MAX_PAYLOAD 4096 /* largest INFER payload / reply payload, bytes */
 #endif
+#if TD_MAX_PAYLOAD > 65535
+#error "TD_MAX_PAYLOAD must fit the 16-bit length field"
+#endif
 
 #define TD_MAX_DIMS 6
 

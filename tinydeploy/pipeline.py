@@ -118,10 +118,9 @@ def _flashable(board: Any) -> bool:
 
 def _measured_arena(port: str) -> int:
     from .link import Link
-    from .validation import handshake
 
     with Link(port) as link:
-        return int(handshake(link).arena_used)
+        return int(link.hello().arena_used)
 
 
 def deploy(target: str | Path, out: str | Path, board: str = "native",

@@ -55,20 +55,24 @@ def read_pty_line(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
     return wait_for_pty(proc, timeout)[0]
 
 
-def spawn(cmd: list[str], timeout: float, name: str, what: str
+def spawn(cmd: list[str], timeout: float, name: str, what: str,
+          pattern: re.Pattern[str] = PTY_LINE, merge_stderr: bool = False,
           ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``cmd`` and wait for its ``PTY`` line; ``port_error`` (port ``name``, saying
-    ``what`` did not start) if it never comes."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    port = read_pty_line(proc, timeout)
+    """Start ``cmd`` and wait for the stdout line ``pattern`` matches (``merge_stderr`` for a
+    program that prints it on stderr); ``port_error`` (port ``name``, saying ``what`` did not
+    start) if it never comes."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if merge_stderr else None)
+    port, said = wait_for_pty(proc, timeout, pattern)
     if port is None:
         with contextlib.suppress(Exception):
             proc.kill()
             proc.wait(timeout=5)
         if proc.stdout:
             proc.stdout.close()
+        tail = said.strip()[-200:] or "no output"
         raise TinyDeployError("port_error", port=name,
-                              problem=f"{what} did not start (exit {proc.poll()})")
+                              problem=f"{what} did not start (exit {proc.poll()}): {tail}")
     return proc, port
 
 

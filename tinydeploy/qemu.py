@@ -19,12 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import select
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,7 @@ from .errors import TinyDeployError
 from .facts import ModelFacts, load
 from .log import log
 from .output import write_atomic
-from .ptyproc import PtyProcess
+from .ptyproc import PtyProcess, spawn
 from .resources import firmware_dir
 
 BOARD = "qemu-cm4"
@@ -187,27 +184,6 @@ def qemu_command(board: Board, elf: Path) -> list[str]:
     return cmd
 
 
-def _read_pty(proc: subprocess.Popen[bytes], timeout: float) -> tuple[str | None, str]:
-    """Wait for QEMU's ``char device redirected to /dev/pts/N (label serial0)`` line."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-            m = _PTY_LINE.search(buf.decode(errors="replace"))
-            if m:
-                return m.group(1), ""
-        elif proc.poll() is not None:
-            break
-    return None, buf.decode(errors="replace").strip()
-
-
 def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
                board: str | Board = BOARD) -> QemuProcess:
     """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty."""
@@ -215,17 +191,7 @@ def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
     _tool(QEMU)  # before a build it could not run
     elf = build_qemu(facts, workdir)
     cmd = qemu_command(b, elf)
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    port, said = _read_pty(proc, START_TIMEOUT)
-    if port is None:
-        with contextlib.suppress(Exception):
-            proc.kill()
-            proc.wait(timeout=5)
-        if proc.stdout:
-            proc.stdout.close()
-        raise TinyDeployError("port_error", port=b.id,
-                              problem=f"{QEMU} did not start (exit {proc.poll()}): "
-                                      f"{said[-200:] or 'no output'}")
+    proc, port = spawn(cmd, START_TIMEOUT, b.id, QEMU, pattern=_PTY_LINE,
+                       merge_stderr=True)
     log.debug("qemu-cm4 on %s (pid %d)", port, proc.pid)
     return QemuProcess(proc, port, elf, build_info(workdir))

@@ -130,7 +130,7 @@ class SimDevice:
 
     # --- protocol -----------------------------------------------------------------------
     def announce(self) -> bytes:
-        return encode_frame(Op.INFO, 0, pack_info(self.info, INFO_FLAG_BOOT))
+        return encode_frame(Op.INFO, 0, pack_info(self.info, INFO_FLAG_BOOT), lead=True)
 
     def reboot(self) -> bytes:
         """Forget everything in flight, as a power cycle would, and announce again."""
@@ -145,7 +145,8 @@ class SimDevice:
         for item in self.decoder.feed(data):
             if isinstance(item, FrameError):
                 self.stats.errors_sent += 1
-                replies.append(encode_frame(Op.ERROR, item.seq or 0, pack_error(item.code)))
+                replies.append(encode_frame(Op.ERROR, item.seq or 0,
+                                            pack_error(item.code, item.op or 0)))
                 continue
             reply = self.handle(item)
             if reply == b"REBOOT":

@@ -206,13 +206,6 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
         yield find_port(b)
 
 
-def handshake(link: Any) -> Any:
-    """The device's HELLO. ``Link`` itself retries (damaged or stale frames do not use up
-    its retries) and gives a board that is still booting ``boot_wait`` seconds, so no retry
-    loop is needed here; kept for ``deploy._measured_arena``."""
-    return link.hello()
-
-
 def _open_link(port: str, trace: bool) -> Any:
     from .link import Link
 

@@ -112,6 +112,10 @@ static int tu_parse_output(const uint8_t *out, size_t n, tu_reply *replies, int 
     long m;
     uint32_t crc;
     if (out[i] != 0) continue;
+    if (i == start) { /* an empty segment: a lead delimiter (boot announcement) */
+      start = i + 1;
+      continue;
+    }
     m = tu_cobs_decode(out + start, i - start, raw, sizeof raw);
     if (m < 9) {
       fprintf(stderr, "device sent a malformed frame (%ld bytes)\n", m);
