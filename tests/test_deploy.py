@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,7 @@ from tinydeploy import flashing as fl
 from tinydeploy import pipeline as dp
 from tinydeploy.data import Dataset
 from tinydeploy.errors import TinyDeployError
+from tinydeploy.facts import load
 from tinydeploy.sim import start_sim
 
 DATA = Path(__file__).parent / "data"
@@ -134,15 +136,22 @@ def test_failed_validation_still_writes_the_report(
     assert "FAIL" in (out / "report.html").read_text()
 
 
-def test_deploy_tflite_to_native(tmp_path: Path) -> None:
+@pytest.mark.parametrize("board", ["native", "qemu-cm4"])
+def test_deploy_tflite_to_compiled_board(board: str, tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
 
+    if board == "qemu-cm4" and not (shutil.which("arm-none-eabi-gcc")
+                                    and shutil.which("qemu-system-arm")):
+        pytest.skip("ARM toolchain / QEMU not installed (scripts/setup installs them)")
     d = load_digits()
     x = (d.images[:120] / 16.0).astype(np.float32)[..., None]
     y = d.target[:120].astype(np.float32)
     npz = Dataset(x[:60], y[:60], x[60:90], y[60:90], x[90:], y[90:]).save(tmp_path / "d.npz")
-    res = dp.deploy(DATA / "digits_cnn.tflite", tmp_path / "n", board="native", data=npz)
+    res = dp.deploy(DATA / "digits_cnn.tflite", tmp_path / "n", board=board, data=npz)
     assert res.passed and res.validation.samples == 30
     assert res.validation.metrics["top1_agreement"] == 1.0
     assert "build" in res.stages and (tmp_path / "n" / "device").is_dir()
     assert res.validation.device["runtime"] == "c"
+    doc = json.loads((tmp_path / "n" / "deploy.json").read_text())
+    build = doc["device_build"]["native" if board == "native" else "qemu"]
+    assert build["model_sha256"] == load(DATA / "digits_cnn.tflite").sha256

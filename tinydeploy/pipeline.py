@@ -43,6 +43,7 @@ class DeployResult:
     training: dict[str, Any] = field(default_factory=dict)
     flash: dict[str, Any] = field(default_factory=dict)
     arena: dict[str, Any] = field(default_factory=dict)
+    device_build: dict[str, Any] = field(default_factory=dict)  # native.json / qemu.json
 
     @property
     def failure(self) -> str:
@@ -61,7 +62,7 @@ class DeployResult:
                 "model": str(self.model_path), "data": str(self.data_path),
                 "int8_model": str(self.int8_path), "stages_s": self.stages,
                 "training": self.training, "quantization": self.quantization,
-                "flash": self.flash, "arena": self.arena,
+                "flash": self.flash, "arena": self.arena, "device_build": self.device_build,
                 "validation": self.validation.to_dict(), "report": str(self.report)}
 
 
@@ -195,6 +196,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
 
     flash_info: dict[str, Any] = {}
     arena_info: dict[str, Any] = {}
+    device_build: dict[str, Any] = {}
     from .validation import open_device, validate, write_html
 
     if _flashable(b):
@@ -218,16 +220,19 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
         stage("deploy", f"{board}: serving the model on a pseudo-terminal")
         start = time.monotonic()
         with open_device(facts, port, board, out / "device") as dev_port:
-            # native: compiling the C runtime; sim: starting the simulator
-            timer.stages["build" if b.native else "start"] = round(time.monotonic() - start, 3)
+            # native / emulated: compiling the C runtime; sim: starting the simulator
+            compiled = b.native or b.emulated
+            timer.stages["build" if compiled else "start"] = round(time.monotonic() - start, 3)
             with timer("validate"):
                 result = validate(facts, data_path, out, port=dev_port, samples=samples)
+        device_build = {p.stem: json.loads(p.read_text())
+                        for p in sorted((out / "device").glob("*.json"))}
 
     res = DeployResult(out=out, board=board, passed=result.passed, model_path=model_path,
                        data_path=data_path, int8_path=int8_path, stages=dict(timer.stages),
                        validation=result, report=result.paths["html"],
                        json_path=out / "deploy.json", quantization=quant, training=training,
-                       flash=flash_info, arena=arena_info)
+                       flash=flash_info, arena=arena_info, device_build=device_build)
     extra = {"Deploy": {"target": target, "board": board, "int8 model": str(int8_path),
                         "data": str(data_path)},
              "Stage timings (s)": res.stages,

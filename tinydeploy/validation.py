@@ -181,7 +181,8 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
         return
     if not board:
         raise TinyDeployError("bad_argument", problem="no device given",
-                              fix="pass --port PORT of a flashed board, or --board sim|native")
+                              fix="pass --port PORT of a flashed board, "
+                                  "or --board sim|native|qemu-cm4")
     from .boards import get_board
 
     b = get_board(board)
