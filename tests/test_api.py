@@ -23,3 +23,14 @@ def test_import_and_quick_commands_do_not_load_tensorflow() -> None:
             "rc = cli.main(['boards']); "
             "assert rc == 0 and 'tensorflow' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+def test_api_names_stay_functions_after_stage_modules_load() -> None:
+    import importlib
+
+    for module in ("training", "quantization", "c_array", "arena_search", "flashing",
+                   "validation", "pipeline"):
+        importlib.import_module(f"tinydeploy.{module}")
+    assert tinydeploy.train.__module__ == "tinydeploy.training"
+    assert tinydeploy.flash.__module__ == "tinydeploy.flashing"
+    assert tinydeploy.deploy.__module__ == "tinydeploy.pipeline"

@@ -10,31 +10,35 @@ The Python API mirrors the CLI, one function per stage::
 
 Stage modules (``training``, ``quantization``, ``guard``, ``facts``, ``c_array``,
 ``arena_search``, ``boards``, ``render``, ``cruntime``, ``flashing``, ``validation``,
-``pipeline``) import TensorFlow only inside the functions that need it, so importing
-tinydeploy stays quick.
+``pipeline``) load on first use, and import TensorFlow only inside the functions that need
+it, so importing tinydeploy (and quick commands such as ``carray``) stays fast. No module
+shares a name with an API function, so ``tinydeploy.train`` is always the function.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from ._version import __version__
-from .arena_search import arena
-from .boards import BOARDS
-from .c_array import carray
-from .data import Dataset, load_data
 from .errors import TinyDeployError
-from .facts import ModelFacts, load
-from .flashing import flash
-from .guard import check
-from .pipeline import deploy
-from .quantization import quantize
-from .render import generate
-from .training import train
-from .validation import validate
 
-inspect = load
+_API = {  # API name -> (module, attribute)
+    "train": ("training", "train"), "quantize": ("quantization", "quantize"),
+    "check": ("guard", "check"), "inspect": ("facts", "load"), "load": ("facts", "load"),
+    "ModelFacts": ("facts", "ModelFacts"), "carray": ("c_array", "carray"),
+    "arena": ("arena_search", "arena"), "BOARDS": ("boards", "BOARDS"),
+    "generate": ("render", "generate"), "flash": ("flashing", "flash"),
+    "validate": ("validation", "validate"), "deploy": ("pipeline", "deploy"),
+    "load_data": ("data", "load_data"), "Dataset": ("data", "Dataset"),
+}
+__all__ = ["TinyDeployError", "__version__", *_API]
 
-__all__ = [
-    "BOARDS", "Dataset", "ModelFacts", "TinyDeployError", "__version__", "arena", "carray",
-    "check", "deploy", "flash", "generate", "inspect", "load", "load_data", "quantize",
-    "train", "validate",
-]
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'tinydeploy' has no attribute {name!r}")
+    module, attr = _API[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
