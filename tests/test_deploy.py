@@ -81,6 +81,15 @@ def test_deploy_model_needs_data(tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists()
 
 
+def test_missing_board_fails_before_training(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [])
+    trained: list[str] = []
+    monkeypatch.setattr("tinydeploy.training.train", lambda *a, **k: trained.append("x"))
+    code = cli.main(["deploy", "sine", "--board", "nano33ble", "--out", str(tmp_path / "d")])
+    assert code == 5 and not trained and not (tmp_path / "d").exists()
+
+
 def test_tune_arena_reflashes_with_the_measured_arena(
         sine_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     generated: list[dict[str, Any]] = []
@@ -103,6 +112,7 @@ def test_tune_arena_reflashes_with_the_measured_arena(
 
         monkeypatch.setattr(render, "generate", fake_generate)
         monkeypatch.setattr(fl, "flash", fake_flash)
+        monkeypatch.setattr(fl, "find_port", lambda board: sim.port)
         res = dp.deploy(SINE, tmp_path / "d", board="nano33ble", data=sine_npz, samples=5,
                         tune_arena=True)
     assert res.passed and len(flashed) == 2
@@ -127,6 +137,7 @@ def test_failed_validation_still_writes_the_report(
         monkeypatch.setattr(render, "generate", fake_generate)
         monkeypatch.setattr(fl, "flash", lambda project, board, port=None: fl.FlashResult(
             Path(project), "rpipico", "rpipico", sim.port, ["pio"], 0.0))
+        monkeypatch.setattr(fl, "find_port", lambda board: sim.port)
         code = cli.main(["deploy", str(SINE), "--board", "rpipico", "--data", str(sine_npz),
                          "--out", str(out), "--samples", "8"])
     assert code == 6

@@ -153,6 +153,12 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
         raise TinyDeployError("bad_argument",
                               problem=f"--tune-arena reflashes a board; {board} is not flashed",
                               fix="drop --tune-arena, or deploy to a physical board")
+    if _flashable(b) and port is None:
+        # Before minutes of training: PlatformIO and the board must be reachable.
+        from .flashing import find_port, pio_command
+
+        pio_command()
+        port = find_port(b)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
