@@ -79,12 +79,16 @@ def test_not_a_keras_file(capfd, sine_run, tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("case", ["missing_keys", "bad_shape", "count_mismatch", "not_npz"])
+@pytest.mark.parametrize("case", ["missing_keys", "bad_shape", "count_mismatch", "not_npz",
+                                  "strings", "nan", "label_shapes", "scalar"])
 def test_bad_npz(capfd, sine_run, tmp_path: Path, case: str) -> None:
     arrays = _splits((1,))
     expected = {"missing_keys": "missing keys y_test", "bad_shape": "x_test samples have shape",
                 "count_mismatch": "x_val has 8 samples but y_val has 3",
-                "not_npz": "not a readable .npz"}[case]
+                "not_npz": "not a readable .npz", "strings": "y_test holds <U3 values",
+                "nan": "x_train contains NaN or inf",
+                "label_shapes": "label rows differ between splits",
+                "scalar": "y_val is a single number"}[case]
     path = tmp_path / "d.npz"
     if case == "missing_keys":
         del arrays["y_test"]
@@ -92,6 +96,14 @@ def test_bad_npz(capfd, sine_run, tmp_path: Path, case: str) -> None:
         arrays["x_test"] = np.zeros((8, 2), np.float32)
     elif case == "count_mismatch":
         arrays["y_val"] = arrays["y_val"][:3]
+    elif case == "strings":
+        arrays["y_test"] = np.array(["cat"] * 8)
+    elif case == "nan":
+        arrays["x_train"][2, 0] = np.nan
+    elif case == "label_shapes":
+        arrays["y_train"] = arrays["y_train"][:, 0]
+    elif case == "scalar":
+        arrays["y_val"] = np.float32(1)
     if case == "not_npz":
         path.write_text("garbage")
     else:
@@ -151,3 +163,50 @@ def test_out_is_a_file(capfd, sine_run, tmp_path: Path) -> None:
         assert main(["train", "sine", "--out", str(out)]) == 2
         _one_error_line(capfd, "exists and is not a directory")
     assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize("labels, needle", [
+    (np.zeros((8, 2), np.float32), "must have rank"),  # 2 columns, the model has 10 outputs
+    (np.full(8, 12, np.float32), "label value of 12"),  # class 12 of 10
+])
+def test_labels_that_do_not_fit_the_model(capfd, monkeypatch, digits_run, tmp_path: Path,
+                                          labels: np.ndarray, needle: str) -> None:
+    from tinydeploy import log as tdlog
+
+    monkeypatch.setattr(tdlog.log, "handlers", [])  # log to this test's stderr
+    arrays = _splits((8, 8, 1))
+    for s in ("train", "val", "test"):
+        arrays[f"y_{s}"] = labels
+    path = _npz(tmp_path / "d.npz", **arrays)
+    out = tmp_path / "o"
+    assert main(["train", str(digits_run.model_keras), "--data", str(path), "--out", str(out),
+                 "--epochs", "1"]) == 2
+    _, err = capfd.readouterr()
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert "Traceback" not in err and len(errors) == 1
+    assert "the labels do not fit the model" in errors[0] and needle in errors[0]
+    assert not out.exists()
+
+
+def test_lambda_layer_model(capfd, sine_run, tmp_path: Path) -> None:
+    import keras
+
+    inp = keras.Input((1,))
+    model = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0)(inp))
+    model.save(tmp_path / "lam.keras")
+    assert main(["quantize", str(tmp_path / "lam.keras"), "--data", str(sine_run.data_npz),
+                 "--out", str(tmp_path / "o")]) == 3
+    _one_error_line(capfd, "Lambda layer", "replace the Lambda layer")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "sine", "--out", "o", "--epochs", "abc"], "Invalid value for '--epochs'"),
+    (["quantize", "m.keras", "--out", "o", "--rep-samples", "x", "--data", "d.npz"],
+     "Invalid value for '--rep-samples'"),
+    (["nosuchcmd"], "No such command"),
+    (["generate"], "Missing argument"),
+])
+def test_usage_errors_are_one_line(capfd, argv: list[str], needle: str) -> None:
+    assert main(argv) == 2
+    _one_error_line(capfd, needle, "--help")

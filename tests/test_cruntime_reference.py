@@ -149,6 +149,17 @@ def test_name_is_sanitized(tmp_path: Path) -> None:
     build_harness(res.out_dir)
 
 
+
+def test_tensor_names_with_slash_star_compile_strictly(tmp_path: Path) -> None:
+    # Keras allows "*" in a layer name; the converter joins scopes with "/" -> "/*" in a
+    # memory-plan comment is -Wcomment, an error with -Werror
+    facts = load(DATA / "sine_mlp.tflite")
+    for t in facts.model.subgraphs[0].tensors:
+        t.name = b"model/*dense/MatMul"
+    res = generate_c(facts, tmp_path / "o", tflm_arena=False)
+    assert "/*dense" not in (res.out_dir / "td_model.c").read_text()
+    build_harness(res.out_dir)
+
 def test_cli_generate_runtime_c(tmp_path: Path) -> None:
     from tinydeploy.cli import main
 

@@ -166,3 +166,22 @@ def test_deploy_tflite_to_compiled_board(board: str, tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "n" / "deploy.json").read_text())
     build = doc["device_build"]["native" if board == "native" else "qemu"]
     assert build["model_sha256"] == load(DATA / "digits_cnn.tflite").sha256
+
+
+def test_wrong_port_fails_before_training(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    trained: list[str] = []
+    monkeypatch.setattr("tinydeploy.training.train", lambda *a, **k: trained.append("x"))
+    bad = str(tmp_path / "no-such-tty")
+    code = cli.main(["deploy", "sine", "--board", "nano33ble", "--port", bad,
+                     "--out", str(tmp_path / "d")])
+    assert code == 5 and not trained and not (tmp_path / "d").exists()
+
+
+def test_out_below_a_file_fails_before_training(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    trained: list[str] = []
+    monkeypatch.setattr("tinydeploy.training.train", lambda *a, **k: trained.append("x"))
+    (tmp_path / "afile").write_text("x")
+    code = cli.main(["deploy", "sine", "--board", "sim", "--out", str(tmp_path / "afile" / "d")])
+    assert code == 2 and not trained

@@ -129,3 +129,48 @@ def test_cli_check(capfd, tmp_path: Path) -> None:
     out, err = capfd.readouterr()
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err
+
+
+def test_partially_quantized_names_the_float_operator() -> None:
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    data = (DATA / "digits_cnn.tflite").read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+    sub = model.subgraphs[0]
+    reshape = next(op for op in sub.operators
+                   if model.operatorCodes[op.opcodeIndex].builtinCode
+                   == schema.BuiltinOperator.RESHAPE)
+    sub.tensors[reshape.outputs[0]].type = schema.TensorType.FLOAT32  # as the converter
+    builder = flatbuffers.Builder(len(data) + 1024)  # leaves an op without int8 kernel
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    msg = _rejected(bytes(builder.Output()))
+    assert "partially quantized: operator RESHAPE runs in float32" in msg
+    assert "replace the layer that produces RESHAPE" in msg
+
+
+def test_corrupt_indices_and_names_give_one_error() -> None:
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    data = (DATA / "sine_mlp.tflite").read_bytes()
+
+    def edited(edit) -> bytes:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+        edit(model.subgraphs[0])
+        builder = flatbuffers.Builder(len(data) + 1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    def bad_opcode(sub) -> None:
+        sub.operators[0].opcodeIndex = 99
+
+    def bad_tensor(sub) -> None:
+        sub.operators[-1].outputs[0] = 999
+
+    def odd_name(sub) -> None:
+        sub.tensors[sub.inputs[0]].name = b"\xff\xfe in"
+
+    for edit in (bad_opcode, bad_tensor):
+        assert "corrupt" in _rejected(edited(edit), "bad_flatbuffer")
+    assert check(edited(odd_name)).inputs[0].name.endswith(" in")  # not valid UTF-8: kept

@@ -608,3 +608,22 @@ def test_sim_too_large_is_an_error_reply_not_a_timeout() -> None:
         frame = link.command(Op.INFER, bytes(5000))  # over the sim's 4096-byte limit
         assert time.monotonic() - t0 < 0.5
     assert frame.op == Op.ERROR and unpack_error(frame.payload)[0] == ErrorCode.TOO_LARGE
+
+
+def test_sim_exits_quietly_on_ctrl_c() -> None:
+    # Ctrl-C in a terminal reaches the validate process and its simulator child alike: the
+    # child must stop without a traceback on the user's terminal
+    import signal
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "tinydeploy.sim", str(MODEL)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert read_pty_line(proc, 60.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode(errors="replace")

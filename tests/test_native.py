@@ -46,6 +46,25 @@ def test_native_build_is_cached(tmp_path: Path) -> None:
     assert (tmp_path / "model" / "td_model.c").is_file()
 
 
+
+def test_native_rebuilds_when_the_c_generator_changes(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # deploy keeps OUT/device between runs: a newer tinydeploy must not reuse an old build
+    import shutil
+
+    from tinydeploy.cruntime import codegen
+    from tinydeploy.resources import templates_dir
+
+    tpl = tmp_path / "templates"
+    shutil.copytree(templates_dir() / "c", tpl / "c")
+    monkeypatch.setattr(codegen, "templates_dir", lambda: tpl)
+    facts = load(DATA / "sine_mlp.tflite")
+    build_native(facts, tmp_path / "w")
+    with (tpl / "c" / "td_model.c.jinja").open("a") as f:
+        f.write("/* generator changed */\n")
+    build_native(facts, tmp_path / "w")
+    assert "/* generator changed */" in (tmp_path / "w" / "model" / "td_model.c").read_text()
+
 def test_native_refuses_unsupported_model(tmp_path: Path) -> None:
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 

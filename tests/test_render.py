@@ -83,6 +83,28 @@ def test_generated_cpp_compiles_for_every_board(tmp_path: Path, model: str) -> N
     _compile(ino[1:], sketch, [BOARDS["esp32-s3"].arduino_macros[0]])
 
 
+def test_odd_tensor_names_stay_inside_comments(tmp_path: Path) -> None:
+    """Tensor names come from the model file: comment delimiters, line splices and
+    newlines in them must not break the generated C++."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    data = (DATA / "sine_mlp.tflite").read_bytes()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+    sub = m.subgraphs[0]
+    sub.tensors[sub.inputs[0]].name = b'in */ put "\\ \nx'
+    sub.tensors[sub.outputs[0]].name = "out ??/ ä\\".encode()
+    b = flatbuffers.Builder(0)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    model = tmp_path / "odd*name\\.tflite"
+    model.write_bytes(bytes(b.Output()))
+    res = render.generate(model, tmp_path / "fw", boards=["nano33ble"], arena=4096)
+    src = tmp_path / "fw" / "src"
+    _compile([src / "td_tflm_app.cpp", src / "main.cpp"], src, [BOARDS["nano33ble"].define])
+    assert res.sketch_dir is not None
+    _compile([res.sketch_dir / "td_tflm_app.cpp"], res.sketch_dir, [])
+
+
 def test_cycle_counter_per_board(tmp_path: Path) -> None:
     gen(tmp_path, "sine_mlp", boards=MCU, fmt="platformio")
     settings = (tmp_path / "fw" / "src" / "model_settings.h").read_text()
@@ -255,6 +277,30 @@ def test_unsupported_op_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(TinyDeployError) as exc:
         render.generate(bad, tmp_path / "fw", boards=["nano33ble"], arena=4096)
     assert exc.value.code == "unsupported_op" and "CUSTOM:MyOp" in str(exc.value)
+    assert leftovers(tmp_path) == []
+
+
+def _uint8_io(model: str) -> bytes:
+    """The reference model with uint8 input/output tensors (a model TFLM cannot run)."""
+    import copy
+
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    m = copy.deepcopy(load(DATA / f"{model}.tflite").model)
+    sub = m.subgraphs[0]
+    for i in [*sub.inputs, *sub.outputs]:
+        sub.tensors[i].type = schema.TensorType.UINT8
+    b = flatbuffers.Builder(0)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_model_the_guard_rejects_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(TinyDeployError) as exc:
+        render.generate(_uint8_io("sine_mlp"), tmp_path / "fw", boards=["nano33ble"],
+                        arena=4096)
+    assert exc.value.code == "model_rejected" and "uint8" in str(exc.value)
     assert leftovers(tmp_path) == []
 
 

@@ -283,3 +283,48 @@ def test_device_tensor_mismatch_is_refused() -> None:
     i16 = TensorInfo("INT16", t_out.shape, t_out.scale, t_out.zero_point)
     with pytest.raises(TinyDeployError, match="INT16"):
         check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, good, i16, 1, 1, 0), facts, "p")
+
+
+def test_more_samples_than_x_test_warns(sine_npz: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import logging
+
+    v = importlib.import_module("tinydeploy.validation")
+    link = _DyingLink(load(SINE), KeyboardInterrupt(), die_at=10**6)
+    monkeypatch.setattr(v, "_open_link", lambda port, trace: link)
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    v.log.addHandler(handler)
+    try:
+        r = validate(SINE, sine_npz, tmp_path, port="/dev/unused", samples=10**5)
+    finally:
+        v.log.removeHandler(handler)
+    have = len(np.load(sine_npz)["x_test"])
+    assert r.samples == have and r.passed
+    assert any(f"--samples {10**5} but x_test has {have}" in m for m in records), records
+
+
+def test_report_tables_keep_every_digit_of_large_numbers() -> None:
+    from tinydeploy.report import table
+
+    page = table({"median": 1410080.0, "mean": 1410061.889, "rate": 0.9388888, "n": 7})
+    assert "1410080<" in page and "1410061.9<" in page and "0.938889<" in page
+    assert "e+06" not in page
+
+
+def test_no_device_leaves_no_output_folder(sine_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "v"
+    with pytest.raises(TinyDeployError) as err:
+        validate(SINE, sine_npz, out, port=str(tmp_path / "no-such-tty"))
+    assert err.value.code == "port_error"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_out_below_a_file_is_one_error(sine_npz: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with start_sim(SINE) as sim:
+        code = cli.main(["validate", str(SINE), "--data", str(sine_npz), "--out",
+                         str(tmp_path / "afile" / "v"), "--port", sim.port])
+    assert code == 2

@@ -220,12 +220,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer/click exits (e.g. --help)
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # usage errors: typer's own click copy, or click itself
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        if isinstance(exc, typer.TyperException | click.ClickException) and hasattr(
+                exc, "format_message"):
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "tinydeploy"
+            if exc.format_message():  # empty: the help was shown (no arguments given)
+                tdlog.console.print(f"error: {exc.format_message()} — see `{where} --help`",
+                                    markup=False, highlight=False, soft_wrap=True)
+            return int(getattr(exc, "exit_code", 2))
         if isinstance(exc, click.exceptions.Abort):
             return 130
         raise

@@ -72,6 +72,15 @@ def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> 
     if missing:
         raise TinyDeployError("bad_data", path=p, problem=f"missing keys {', '.join(missing)}",
                               fix=f"the .npz needs {', '.join(REQUIRED)} (optional x_rep)")
+    for key in (*REQUIRED, "x_rep"):
+        if key in arrays and not (np.issubdtype(arrays[key].dtype, np.number)
+                                  or arrays[key].dtype == np.bool_):
+            raise TinyDeployError("bad_data", path=p,
+                                  problem=f"{key} holds {arrays[key].dtype} values, not numbers",
+                                  fix="store numeric (float32) arrays")
+        if key in arrays and arrays[key].ndim == 0:
+            raise TinyDeployError("bad_data", path=p, problem=f"{key} is a single number",
+                                  fix="store one row per sample ([N, ...] arrays)")
     shape = sample_shape or tuple(arrays["x_train"].shape[1:])
     for key in ("x_train", "x_val", "x_test", "x_rep"):
         if key in arrays:
@@ -85,6 +94,16 @@ def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> 
                 raise TinyDeployError("bad_data", path=p, problem=f"{key} is empty",
                                       fix="provide at least one sample per split")
             arrays[key] = arrays[key].astype(np.float32)
+    for key in (*REQUIRED, "x_rep"):
+        if key in arrays and not np.all(np.isfinite(arrays[key])):
+            raise TinyDeployError("bad_data", path=p, problem=f"{key} contains NaN or inf",
+                                  fix="remove or replace the non-finite values")
+    label_shapes = {s: tuple(np.shape(arrays[f"y_{s}"])[1:]) for s in SPLITS}
+    if len(set(label_shapes.values())) > 1:
+        shown = ", ".join(f"y_{s} {v}" for s, v in label_shapes.items())
+        raise TinyDeployError("bad_data", path=p,
+                              problem=f"label rows differ between splits ({shown})",
+                              fix="give every y split the same label shape ([N] or [N, k])")
     for s in SPLITS:
         nx, ny = len(arrays[f"x_{s}"]), len(arrays[f"y_{s}"])
         if nx != ny:

@@ -84,6 +84,15 @@ class ModelFacts:
     @classmethod
     def from_bytes(cls, data: bytes, path: str = "<bytes>") -> ModelFacts:
         model = read_model(data, path)
+        try:
+            return cls._from_model(model, data, path)
+        except (IndexError, TypeError, ValueError) as exc:  # e.g. an index out of range
+            raise TinyDeployError("bad_flatbuffer", path=path,
+                                  problem=f"corrupt ({type(exc).__name__})") from exc
+
+    @classmethod
+    def _from_model(cls, model: schema.ModelT, data: bytes, path: str) -> ModelFacts:
+        _check_indices(model)  # later stages index tensors, codes and buffers freely
         sub = model.subgraphs[0]
         tensors = sub.tensors or []
         codes = model.operatorCodes or []
@@ -104,7 +113,7 @@ class ModelFacts:
             sha256=hashlib.sha256(data).hexdigest(),
             size_bytes=len(data),
             schema_version=int(model.version),
-            description=desc.decode() if isinstance(desc, bytes) else (desc or ""),
+            description=_text(desc),
             ops=[OpFacts(n, versions[n], counts[n]) for n in counts],
             op_sequence=op_names,
             inputs=[tensor_facts(tensors, int(i)) for i in _ints(sub.inputs)],
@@ -134,6 +143,34 @@ class ModelFacts:
         return d
 
 
+def _text(value: Any) -> str:
+    """A flatbuffer string (bytes, maybe not valid UTF-8) as ``str``."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
+
+
+def tensor_name(t: schema.TensorT) -> str:
+    return _text(t.name)
+
+
+def _check_indices(model: schema.ModelT) -> None:
+    """Raise IndexError if an operator, tensor or buffer index points outside its table."""
+    n_codes, n_buffers = len(model.operatorCodes or []), len(model.buffers or [])
+    for sub in model.subgraphs:
+        n_tensors = len(sub.tensors or [])
+        for t in sub.tensors or []:
+            if not 0 <= t.buffer < max(n_buffers, 1):
+                raise IndexError("tensor buffer")
+        if any(not 0 <= i < n_tensors for i in [*_ints(sub.inputs), *_ints(sub.outputs)]):
+            raise IndexError("subgraph input/output tensor")
+        for op in sub.operators or []:
+            if not 0 <= op.opcodeIndex < n_codes:
+                raise IndexError("operator code")
+            if any(not -1 <= i < n_tensors for i in _ints(op.inputs) + _ints(op.outputs)):
+                raise IndexError("operator tensor")  # -1: an omitted optional input
+
+
 def _ints(values: Any) -> list[int]:
     return [] if values is None else [int(v) for v in values]
 
@@ -142,7 +179,7 @@ def op_name(code: schema.OperatorCodeT) -> str:
     builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
     if builtin == schema.BuiltinOperator.CUSTOM:
         custom = code.customCode
-        return "CUSTOM:" + (custom.decode() if isinstance(custom, bytes) else str(custom))
+        return "CUSTOM:" + _text(custom)
     return _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
 
 
@@ -151,7 +188,7 @@ def tensor_facts(tensors: list[schema.TensorT], index: int) -> TensorFacts:
     q = t.quantization
     scales = list(q.scale) if q is not None and q.scale is not None else []
     zps = list(q.zeroPoint) if q is not None and q.zeroPoint is not None else []
-    name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+    name = tensor_name(t)
     shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
     return TensorFacts(
         index=index,

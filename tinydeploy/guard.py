@@ -14,7 +14,7 @@ from pathlib import Path
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from .errors import TinyDeployError
-from .facts import ModelFacts, TensorFacts, load
+from .facts import ModelFacts, TensorFacts, load, tensor_name
 from .ops import TFLM_OPS
 
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -46,8 +46,23 @@ def _tensor_kinds(facts: ModelFacts) -> tuple[set[str], set[str], str | None]:
             dtype = _type_name(t.type)
             (constants if is_const else activations).add(dtype)
             if not is_const and dtype == "FLOAT32" and first_float is None:
-                first_float = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+                first_float = tensor_name(t)
     return activations, constants, first_float
+
+
+def _first_float_op(facts: ModelFacts) -> str | None:
+    """The first operator (other than (DE)QUANTIZE) reading or writing a float32 tensor."""
+    assert facts.model is not None
+    sub = facts.model.subgraphs[0]
+    tensors = sub.tensors or []
+    for op, name in zip(sub.operators or [], facts.op_sequence, strict=False):
+        if name in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        used = [int(i) for i in [*(op.inputs if op.inputs is not None else []),
+                                 *(op.outputs if op.outputs is not None else [])] if i >= 0]
+        if any(tensors[i].type == schema.TensorType.FLOAT32 for i in used):
+            return name
+    return None
 
 
 def _reject(path: str, problem: str, fix: str = REQUANTIZE_FIX) -> TinyDeployError:
@@ -88,6 +103,12 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
             kind = "float16-weight" if "FLOAT16" in constants else "float32"
             raise _reject(path, f"{kind} model: it is not quantized")
         _check_int8_io(path, io)
+        op = _first_float_op(facts)
+        if op is not None:
+            raise _reject(path, f"partially quantized: operator {op} runs in float32 (the "
+                                "converter found no int8 kernel for it)",
+                          f"replace the layer that produces {op} with layers that have int8 "
+                          "kernels")
         raise _reject(path, f"partially quantized: tensor '{first_float}' is float32",
                       "convert with supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8] so "
                       "every op is int8 (replace layers that fail to convert)")

@@ -24,9 +24,15 @@ T = TypeVar("T")
 def setup(verbose: bool = False) -> None:
     """Attach one handler to the tinydeploy logger (idempotent)."""
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not any(isinstance(h, RichHandler) for h in log.handlers):
-        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+    if not log.handlers:
+        handler: logging.Handler
+        if console.is_terminal:
+            handler = RichHandler(console=console, show_time=False, show_path=False,
+                                  markup=False)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        else:  # logs, CI, pipes: one unwrapped line per record
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
         log.addHandler(handler)
         log.propagate = False
 

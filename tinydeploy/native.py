@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from .cruntime import generate_c
+from .cruntime.codegen import generator_digest
 from .cruntime.harness import compile_c
 from .errors import TinyDeployError
 from .facts import ModelFacts, load
@@ -32,6 +33,7 @@ NATIVE_FLAGS = ("-std=c99", "-Wall", "-Wextra")
 
 def _fingerprint(facts: ModelFacts) -> str:
     h = hashlib.sha256(facts.sha256.encode())
+    h.update(generator_digest().encode())
     fw = firmware_dir()
     for path in sorted(fw.glob("td_*.[ch]")):
         h.update(path.name.encode())

@@ -24,7 +24,7 @@ from typing import Any
 
 from .errors import TinyDeployError
 from .log import log, stage
-from .output import write_atomic
+from .output import check_output_dir, write_atomic
 
 
 @dataclass
@@ -133,9 +133,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
     b = get_board(board)
     target = str(target)
     kind = _kind(target)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TinyDeployError("output_exists", path=out)
+    out = check_output_dir(out)  # it, or its nearest existing parent, is a folder
     if kind != "example" and data is None:
         raise TinyDeployError("bad_argument", problem=f"deploying {target} needs --data DATA.npz",
                               fix="pass --data with the .npz data convention (see README)")
@@ -153,12 +151,15 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
         raise TinyDeployError("bad_argument",
                               problem=f"--tune-arena reflashes a board; {board} is not flashed",
                               fix="drop --tune-arena, or deploy to a physical board")
-    if _flashable(b) and port is None:
+    if _flashable(b):
         # Before minutes of training: PlatformIO and the board must be reachable.
-        from .flashing import find_port, pio_command
+        from .flashing import check_port, find_port, pio_command
 
         pio_command()
-        port = find_port(b)
+        if port is None:
+            port = find_port(b)
+        else:
+            check_port(port)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:

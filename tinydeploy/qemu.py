@@ -27,6 +27,7 @@ from typing import Any
 
 from .boards import Board, get_board
 from .cruntime import generate_c
+from .cruntime.codegen import generator_digest
 from .errors import TinyDeployError
 from .facts import ModelFacts, load
 from .log import log
@@ -75,6 +76,7 @@ def max_payload(facts: ModelFacts) -> int:
 def _fingerprint(facts: ModelFacts, flags: list[str]) -> str:
     h = hashlib.sha256(facts.sha256.encode())
     h.update(" ".join(flags).encode())
+    h.update(generator_digest().encode())
     fw = firmware_dir()
     for path in sorted([*fw.glob("td_*.[ch]"), *(fw / "cm4").glob("*")]):
         if path.is_file():

@@ -210,6 +210,16 @@ def _float(x: float | None) -> str:
     return text + ("f" if any(c in text for c in ".en") else ".0f")
 
 
+def comment_text(text: str) -> str:
+    """``text`` safe inside a C/C++ comment and on one line of any generated file: printable
+    ASCII only, no comment delimiters, trigraphs or line splices."""
+    out = "".join(c if " " <= c <= "~" else "_" for c in " ".join(str(text).split()))
+    for bad, good in (("*/", "*_/"), ("/*", "/_*"), ("//", "/_/"), ("??", "?_"),
+                      ("\\", "_")):
+        out = out.replace(bad, good)
+    return out
+
+
 def tensor_context(t: TensorFacts, facts: ModelFacts, side: str) -> dict[str, Any]:
     if t.dtype not in _DTYPES:
         raise TinyDeployError("model_rejected", path=facts.path,
@@ -225,7 +235,7 @@ def tensor_context(t: TensorFacts, facts: ModelFacts, side: str) -> dict[str, An
                               board="the device protocol",
                               detail=f"one frame carries at most {limit} B",
                               fix="use a smaller model input/output")
-    return {"name": t.name, "dtype": _DTYPES[t.dtype], "dtype_name": t.dtype,
+    return {"name": comment_text(t.name), "dtype": _DTYPES[t.dtype], "dtype_name": t.dtype,
             "ndims": len(t.shape), "dims": ", ".join(str(d) for d in t.shape) or "0",
             "shape": list(t.shape), "scale": _float(t.scale),
             "scale_text": f"{t.scale:.8g}" if t.scale is not None else "-",
@@ -275,8 +285,9 @@ def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketc
     sha = bytes.fromhex(facts.sha256)
     return {
         "version": __version__, "firmware_version": f"tinydeploy {__version__}",
-        "model": {"name": facts.name, "file": Path(facts.path).name, "sha256": facts.sha256,
-                  "bytes": facts.size_bytes, "schema_version": facts.schema_version},
+        "model": {"name": comment_text(facts.name), "file": comment_text(Path(facts.path).name),
+                  "sha256": facts.sha256, "bytes": facts.size_bytes,
+                  "schema_version": facts.schema_version},
         "sha_rows": [", ".join(f"0x{x:02x}" for x in sha[i:i + 8]) for i in range(0, 32, 8)],
         "ops": ops, "num_ops": len(ops), "array": MODEL_ARRAY, "sketch": sketch,
         "input": tensor_context(facts.inputs[0], facts, "input"),
@@ -437,6 +448,9 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     sketch = c_identifier(name or out_path.resolve().name)
     if sketch.lower() in _PIO_FOLDERS:  # the sketch folder sits beside the PlatformIO ones
         sketch += "_sketch"
+    from .guard import check
+
+    check(facts)  # full int8 on TFLM only (float, hybrid, uint8 models fail on the device)
     resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
     plan = plan_arena(facts, arena)
     budgets = [check_budget(facts, b, plan.size) for b in board_list]

@@ -34,6 +34,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
             return "n/a"
+        if abs(value) < 1e15 and value.is_integer():
+            return str(int(value))  # a median of cycles, not 1.41008e+06
+        if abs(value) >= 1e5:
+            return f"{value:.1f}"
         return f"{value:.6g}"
     if isinstance(value, list | tuple | dict):
         return json.dumps(value, default=str)
@@ -84,9 +88,11 @@ def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray) 
         fig, ax = plt.subplots(figsize=(4.2, 4))
         top = int(diff.max()) if diff.size else 0
         bins = np.arange(0, top + 2) - 0.5 if top <= 40 else np.linspace(-0.5, top + 0.5, 41)
-        ax.hist(diff, bins=bins, color="#c62828" if top else "#2e7d32")
+        ax.hist(diff, bins=bins, color="#c62828" if top else "#2e7d32", rwidth=0.9)
         if top:
             ax.set_yscale("log")
+        if top <= 40:  # whole LSB ticks, not -0.4 ... 0.4
+            ax.set_xticks(np.arange(0, top + 1, max(1, -(-(top + 1) // 10))))
         ax.set_xlabel("|device - host| (LSB)")
         ax.set_ylabel("output values")
         figures.append(_figure(_png(fig), "error histogram"))

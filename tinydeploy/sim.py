@@ -221,7 +221,9 @@ def serve(model: str | Path, faults: Faults, stats_path: str | None = None) -> N
         if stats_path:
             write_atomic(stats_path, json.dumps(asdict(device.stats)))
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM from the parent, Ctrl-C (it reaches the whole process group): a quiet exit
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     parent = os.getppid()
     try:
         write(device.announce())

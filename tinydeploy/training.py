@@ -14,6 +14,7 @@ import importlib.util
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -134,8 +135,16 @@ def load_keras_model(path: str | Path) -> Any:
     import keras
 
     try:
-        return keras.models.load_model(p, compile=True)
+        with warnings.catch_warnings():  # e.g. "Skipping variable loading for optimizer"
+            warnings.simplefilter("ignore")
+            return keras.models.load_model(p, compile=True)
     except Exception as exc:
+        if "`Lambda` layer" in str(exc):
+            raise TinyDeployError("model_rejected", path=p,
+                                  problem="it has a Lambda layer (Python code that Keras "
+                                          "refuses to load in safe mode)",
+                                  fix="replace the Lambda layer with built-in Keras layers"
+                                  ) from exc
         problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TinyDeployError("bad_model_file", path=p, problem=problem[:200]) from exc
 
@@ -254,7 +263,22 @@ def train(example: str | Path, out: str | Path, epochs: int | None = None,
                 fix="reshape the data to the model's input shape (without the batch axis)")
 
     tdlog.stage("train", f"{name}: {len(dataset.x_train)} training samples, {n_epochs} epochs")
-    metrics, history = fit_and_score(model, dataset, task, n_epochs, batch)
+    try:
+        metrics, history = fit_and_score(model, dataset, task, n_epochs, batch)
+    except Exception as exc:
+        import tensorflow as tf
+
+        if data is None or not isinstance(exc, ValueError | tf.errors.InvalidArgumentError):
+            raise  # the example's own data, or not a data problem: a bug
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "label value" in ln), lines[0] if lines else "")
+        why = why.split("  Label values")[0]
+        raise TinyDeployError("bad_data", path=data,
+                              problem=f"the labels do not fit the model "
+                                      f"({why[:200] or type(exc).__name__})",
+                              fix="give y one class index per sample, one-hot rows as wide "
+                                  "as the model's output, or regression targets of its shape"
+                              ) from exc
     with staged_output(out) as tmp:
         model.save(tmp / "model.keras")
         dataset.save(tmp / "data.npz")

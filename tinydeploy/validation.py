@@ -27,6 +27,7 @@ from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
 from .hostref import HostModel, dequantize, quantize_input
 from .log import log, progress, stage
+from .output import check_output_dir
 
 MAX_RESETS_PER_SAMPLE = 5
 CSV_NAME = "samples.csv"
@@ -299,13 +300,13 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     x = _input_samples(dataset.x_test, tin, Path(data))
     labels = dataset.y_test
     if samples is not None:
+        if samples > len(x):
+            log.warning("--samples %d but x_test has %d samples: validating all %d", samples,
+                        len(x), len(x))
         x, labels = x[:samples], labels[:samples]
     q_in = quantize_input(x, tin)
 
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TinyDeployError("output_exists", path=out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_dir(out)  # it, or its nearest existing parent, is a folder
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME, "html": out_dir / HTML_NAME}
     header = ["index", "host", "device", "max_abs_diff_lsb", "exact", "time_us", "cycles",
               "label"]
@@ -318,6 +319,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             device_info = _as_dict(info)
             stage("validate", f"{len(q_in)} samples, host reference (TFLM Python runtime)")
             host = HostModel(facts).predict(q_in)
+            out_dir.mkdir(parents=True, exist_ok=True)  # not before a device answered
             for stale in (paths["json"], paths["html"]):  # a new run starts: no old verdict
                 stale.unlink(missing_ok=True)
             with paths["csv"].open("w", newline="", encoding="utf-8") as f:

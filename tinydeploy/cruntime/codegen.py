@@ -7,6 +7,7 @@ before writing anything, plans the arena, emits one kernel call per operator, re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -124,9 +125,23 @@ def _tflm_arena(facts: ModelFacts) -> int | None:
         return None
 
 
+
+def generator_digest() -> str:
+    """SHA-256 of what turns a model into C here (these modules, ``templates/c``): a cached
+    build made by another tinydeploy version must not pass for this one's."""
+    h = hashlib.sha256()
+    for path in [*sorted(Path(__file__).parent.glob("*.py")),
+                 *sorted((templates_dir() / "c").glob("*.jinja"))]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
 def _comment(text: str) -> str:
     """Text safe inside a C block comment (tensor and file names come from the user)."""
-    return re.sub(r"[^\x20-\x7e]", "?", text).replace("*/", "* /")[:120]
+    # no "*/" (ends the comment) and no "/*" (-Wcomment, an error with -Werror): Keras
+    # allows "*" in layer names, and tensor names join them with "/"
+    safe = re.sub(r"[^\x20-\x7e]", "?", text).replace("*/", "* /").replace("/*", "/ *")
+    return safe[:120]
 
 
 _DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32"}
