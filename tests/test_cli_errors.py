@@ -210,3 +210,16 @@ def test_lambda_layer_model(capfd, sine_run, tmp_path: Path) -> None:
 def test_usage_errors_are_one_line(capfd, argv: list[str], needle: str) -> None:
     assert main(argv) == 2
     _one_error_line(capfd, needle, "--help")
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capfd) -> None:  # type: ignore[no-untyped-def]
+    import tinydeploy.guard as guard_module
+    from tinydeploy import cli
+
+    def interrupted(model):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(guard_module, "check", interrupted)
+    assert cli.main(["check", "any.tflite"]) == 130
+    err = capfd.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err

@@ -209,7 +209,7 @@ def deploy(
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except TinyDeployError as err:
         if _state["debug"]:
             raise
@@ -236,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 130
         raise
-    return 0
+    if rv == 130:  # click turns Ctrl-C into an exit code when not standalone
+        tdlog.console.print("interrupted", markup=False)
+        return 130
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ partials that are included, never written. Layout of ``--out DIR``::
     DIR/platformio.ini, DIR/src/...        --format platformio|both (one [env:BOARD] each)
     DIR/SKETCH/SKETCH.ino + sources        --format arduino|both (SKETCH = DIR's name)
 
-Everything is checked before anything is written (unknown board, an operator TFLM lacks,
-a model or arena that does not fit a board); the tree is rendered into a temporary folder
+Everything is checked before anything is written (unknown board, a model the guard
+rejects -- float, hybrid, uint8, an operator TFLM lacks --, a model or arena that does not
+fit a board); the tree is rendered into a temporary folder
 beside ``DIR`` and moved into place at the end, so an error leaves nothing half-written.
 
 Budget estimate (per board, documented in the generated README):
