@@ -14,7 +14,6 @@ Layout of ``OUT``: ``train/``, ``quantize/``, ``firmware/`` (flashable boards),
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -255,10 +254,9 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
 
 def tuned_arena(used: int) -> int:
     """The measured arena plus the renderer's margin, rounded up to 16 bytes."""
-    from .render import ARENA_MARGIN_FRACTION, ARENA_MARGIN_MIN
+    from .render import with_margin
 
-    margin = max(ARENA_MARGIN_MIN, math.ceil(used * ARENA_MARGIN_FRACTION))
-    return (used + margin + 15) // 16 * 16
+    return with_margin(used)
 
 
 def _tune_arena(facts: Any, fw: Path, b: Any, port: str) -> dict[str, Any]:

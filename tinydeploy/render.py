@@ -186,12 +186,17 @@ def predict_arena(facts: ModelFacts) -> int:
     return _PREDICTIONS[facts.sha256]
 
 
+def with_margin(arena_bytes: int) -> int:
+    """An arena figure plus the documented margin, rounded up to 16 bytes."""
+    margin = max(ARENA_MARGIN_MIN, math.ceil(arena_bytes * ARENA_MARGIN_FRACTION))
+    return -(-(arena_bytes + margin) // 16) * 16
+
+
 def plan_arena(facts: ModelFacts, arena: str | int) -> ArenaPlan:
     text = str(arena).strip().lower()
     if text == "auto":
         predicted = predict_arena(facts)
-        margin = max(ARENA_MARGIN_MIN, math.ceil(predicted * ARENA_MARGIN_FRACTION))
-        size = -(-(predicted + margin) // 16) * 16
+        size = with_margin(predicted)
         note = (f"Cortex-M prediction {predicted} B + margin {size - predicted} B "
                 f"(max({ARENA_MARGIN_MIN} B, {ARENA_MARGIN_FRACTION:.0%}), rounded up to 16 B)")
         return ArenaPlan(size, predicted, size - predicted, note)
