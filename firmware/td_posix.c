@@ -14,6 +14,15 @@
 static TD_DEVICE_STORAGE(td_posix_storage);
 static int td_posix_out_fd = -1;
 
+/* Wait up to timeout_ms for a non-blocking fd to become ready (EAGAIN). */
+static void wait_fd(int fd, short events, int timeout_ms) {
+  struct pollfd p;
+  p.fd = fd;
+  p.events = events;
+  p.revents = 0;
+  (void)poll(&p, 1, timeout_ms);
+}
+
 void td_posix_write(void *ctx, const uint8_t *data, size_t len) {
   int fd = *(const int *)ctx;
   while (len > 0) {
@@ -21,11 +30,7 @@ void td_posix_write(void *ctx, const uint8_t *data, size_t len) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        struct pollfd p;
-        p.fd = fd;
-        p.events = POLLOUT;
-        p.revents = 0;
-        (void)poll(&p, 1, 100);
+        wait_fd(fd, POLLOUT, 100);
         continue;
       }
       return; /* the peer is gone: drop the frame, the host retries */
@@ -48,11 +53,7 @@ int td_posix_serve(td_device *dev, int in_fd) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        struct pollfd p;
-        p.fd = in_fd;
-        p.events = POLLIN;
-        p.revents = 0;
-        (void)poll(&p, 1, 1000);
+        wait_fd(in_fd, POLLIN, 1000);
         continue;
       }
       return -1;
