@@ -30,7 +30,7 @@ TARGET = 0.5
 
 def _firmware_sizes(rows: list[dict], gt: dict, data: Path, tmp: Path) -> None:
     """Add the C-runtime Cortex-M4 firmware's text/bss (qemu-cm4 build) vs TFLM's to rows."""
-    from tinydeploy.qemu import build_info, build_qemu
+    from tinydeploy.device.qemu import build_info, build_qemu
 
     print(f"\n{'model':18} {'c_text':>7} {'tflm_text':>9} {'ratio':>6} {'c_bss':>7} "
           f"{'tflm_bss':>8} {'ratio':>6}")

@@ -28,9 +28,9 @@ def test_import_and_quick_commands_do_not_load_tensorflow() -> None:
 def test_api_names_stay_functions_after_stage_modules_load() -> None:
     import importlib
 
-    for module in ("training", "quantization", "c_array", "arena_search", "flashing",
+    for module in ("training", "quantization", "c_array", "arena_search", "device.flashing",
                    "validation", "pipeline"):
         importlib.import_module(f"tinydeploy.{module}")
     assert tinydeploy.train.__module__ == "tinydeploy.training"
-    assert tinydeploy.flash.__module__ == "tinydeploy.flashing"
+    assert tinydeploy.flash.__module__ == "tinydeploy.device.flashing"
     assert tinydeploy.deploy.__module__ == "tinydeploy.pipeline"

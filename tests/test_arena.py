@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from models import GENERATED
 
 from tinydeploy.arena_model import planned_buffers, predict
 from tinydeploy.arena_search import (
@@ -27,7 +28,7 @@ from tinydeploy.facts import load
 
 DATA = Path(__file__).parent / "data"
 TRUTH = json.loads((DATA / "ground_truth.json").read_text())
-MODELS = sorted(TRUTH)
+MODELS = GENERATED  # the zoo: tests/test_zoo*.py
 
 _CHILD = r"""
 import sys, numpy as np

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models import GENERATED
 
 from tinydeploy.cruntime import generate_c
 from tinydeploy.cruntime.harness import STRICT_FLAGS, build_harness, compile_c, run_harness
@@ -18,7 +19,7 @@ from tinydeploy.facts import load
 from tinydeploy.hostref import HostModel
 
 DATA = Path(__file__).parent / "data"
-MODELS = sorted(p.stem for p in DATA.glob("*.tflite"))
+MODELS = GENERATED  # the zoo: tests/test_zoo*.py
 GT = json.loads((DATA / "ground_truth.json").read_text())
 
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from tinydeploy import cli, render
-from tinydeploy import flashing as fl
 from tinydeploy import pipeline as dp
 from tinydeploy.data import Dataset
+from tinydeploy.device import flashing as fl
+from tinydeploy.device.sim import start_sim
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
-from tinydeploy.sim import start_sim
 
 DATA = Path(__file__).parent / "data"
 SINE = DATA / "sine_mlp.tflite"

@@ -82,7 +82,7 @@ def test_libfuzzer_short_run(tmp_path: Path) -> None:
          "-I", FW, CDIR / "td_libfuzzer.c", FW / "td_protocol.c", "-o", exe])
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    from tinydeploy.protocol import Op, encode_frame
+    from tinydeploy.device.protocol import Op, encode_frame
 
     seeds = [encode_frame(Op.HELLO, 1), encode_frame(Op.INFER, 2, b"\x01\x02\x03\x04"),
              encode_frame(Op.INFER, 3, b"\x42\x00\x00\x00"), encode_frame(Op.INFER, 4, bytes(300)),

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 import serial.tools.list_ports
 
-from tinydeploy import flashing as fl
 from tinydeploy.boards import get_board
+from tinydeploy.device import flashing as fl
 from tinydeploy.errors import TinyDeployError
 
 

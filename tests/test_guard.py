@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from models import GENERATED
 
 from tinydeploy.cli import main
 from tinydeploy.errors import TinyDeployError
@@ -14,7 +15,7 @@ from tinydeploy.guard import check
 from tinydeploy.ops import TFLM_OPS
 
 DATA = Path(__file__).parent / "data"
-REFERENCE = sorted(json.loads((DATA / "ground_truth.json").read_text()))
+REFERENCE = GENERATED  # the zoo: tests/test_zoo*.py
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Link against real pseudo-terminals: the C core (td_native_main.c with a fake model) and
-the simulated board (tinydeploy.sim) with fault injection."""
+the simulated board (tinydeploy.device.sim) with fault injection."""
 
 from __future__ import annotations
 
@@ -19,12 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinydeploy.errors import TinyDeployError
-from tinydeploy.facts import load
-from tinydeploy.hostref import HostModel
-from tinydeploy.link import DeviceReset, Link
-from tinydeploy.log import log
-from tinydeploy.protocol import (
+from tinydeploy.device.link import DeviceReset, Link
+from tinydeploy.device.protocol import (
     INFO_FLAG_BOOT,
     PROTOCOL_VERSION,
     DeviceInfo,
@@ -42,8 +38,12 @@ from tinydeploy.protocol import (
     pack_result,
     unpack_error,
 )
-from tinydeploy.ptyproc import read_pty_line
-from tinydeploy.sim import Faults, SimDevice, start_sim
+from tinydeploy.device.ptyproc import read_pty_line
+from tinydeploy.device.sim import Faults, SimDevice, start_sim
+from tinydeploy.errors import TinyDeployError
+from tinydeploy.facts import load
+from tinydeploy.hostref import HostModel
+from tinydeploy.log import log
 
 ROOT = Path(__file__).resolve().parents[1]
 FW = ROOT / "firmware"
@@ -616,7 +616,7 @@ def test_sim_exits_quietly_on_ctrl_c() -> None:
     import signal
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "tinydeploy.sim", str(MODEL)],
+    proc = subprocess.Popen([sys.executable, "-m", "tinydeploy.device.sim", str(MODEL)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert read_pty_line(proc, 60.0)

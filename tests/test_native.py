@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinydeploy.device.native import build_native, start_native
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
-from tinydeploy.native import build_native, start_native
 
 DATA = Path(__file__).parent / "data"
 
 
 def test_native_serves_bit_exact_outputs(tmp_path: Path) -> None:
-    from tinydeploy.link import Link
+    from tinydeploy.device.link import Link
 
     facts = load(DATA / "digits_cnn.tflite")
     x = np.load(DATA / "digits_cnn.inputs.npy")

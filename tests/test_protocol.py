@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tinydeploy.protocol import (
+from tinydeploy.device.protocol import (
     CRC_BYTES,
     HEADER_BYTES,
     INFO_FLAG_BOOT,

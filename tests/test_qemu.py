@@ -23,7 +23,7 @@ for _tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
         pytest.skip(f"{_tool} not installed (apt-get install gcc-arm-none-eabi "
                     "libnewlib-arm-none-eabi qemu-system-arm)", allow_module_level=True)
 
-from tinydeploy.qemu import build_info, build_qemu, start_qemu  # noqa: E402
+from tinydeploy.device.qemu import build_info, build_qemu, start_qemu  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 MODELS = ("sine_mlp", "digits_cnn")
@@ -106,7 +106,7 @@ def test_validate_is_bit_exact_with_cm4_and_tflm(name: str, builds: dict[str, Pa
     assert all(int(row["time_us"]) == c // 1000 for row, c in zip(rows, cycles, strict=True))
 
     # the same inputs in another build, freshly booted: the same instruction counts
-    from tinydeploy.link import Link
+    from tinydeploy.device.link import Link
 
     q = np.load(DATA / f"{name}.inputs.npy")
     with start_qemu(facts, builds[name]) as proc, Link(proc.port) as link:
@@ -118,7 +118,7 @@ def test_validate_is_bit_exact_with_cm4_and_tflm(name: str, builds: dict[str, Pa
 
 def test_missing_tools_name_the_apt_packages(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import tinydeploy.qemu as q
+    import tinydeploy.device.qemu as q
 
     monkeypatch.setattr(q.shutil, "which", lambda name: None)
     with pytest.raises(TinyDeployError) as err:

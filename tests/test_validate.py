@@ -14,9 +14,9 @@ import pytest
 
 from tinydeploy import cli
 from tinydeploy.data import Dataset
+from tinydeploy.device.sim import start_sim
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
-from tinydeploy.sim import start_sim
 from tinydeploy.validation import compute_metrics, validate
 
 DATA = Path(__file__).parent / "data"
@@ -175,8 +175,8 @@ class _DyingLink:
     """A link that answers like the host and then fails at sample ``die_at``."""
 
     def __init__(self, facts: object, exc: BaseException, die_at: int) -> None:
+        from tinydeploy.device.protocol import DeviceInfo, TensorInfo
         from tinydeploy.hostref import HostModel
-        from tinydeploy.protocol import DeviceInfo, TensorInfo
 
         self.facts, self.exc, self.die_at, self.calls = facts, exc, die_at, 0
         self.csv_path: Path | None = None
@@ -196,7 +196,7 @@ class _DyingLink:
         return self.info
 
     def infer(self, data: bytes) -> object:
-        from tinydeploy.protocol import InferReply
+        from tinydeploy.device.protocol import InferReply
 
         if self.csv_path is not None:  # every confirmed row is on disk before the next send
             assert len(_csv_indices(self.csv_path)) == self.calls
@@ -268,7 +268,7 @@ def test_tolerance_lsb_over_the_wire(digits_npz: Path, tmp_path: Path) -> None:
 
 
 def test_device_tensor_mismatch_is_refused() -> None:
-    from tinydeploy.protocol import DeviceInfo, TensorInfo
+    from tinydeploy.device.protocol import DeviceInfo, TensorInfo
     from tinydeploy.validation import check_device
 
     facts = load(SINE)

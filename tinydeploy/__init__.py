@@ -28,7 +28,7 @@ _API = {  # API name -> (module, attribute)
     "check": ("guard", "check"), "inspect": ("facts", "load"), "load": ("facts", "load"),
     "ModelFacts": ("facts", "ModelFacts"), "carray": ("c_array", "carray"),
     "arena": ("arena_search", "arena"), "BOARDS": ("boards", "BOARDS"),
-    "generate": ("render", "generate"), "flash": ("flashing", "flash"),
+    "generate": ("render", "generate"), "flash": ("device.flashing", "flash"),
     "validate": ("validation", "validate"), "deploy": ("pipeline", "deploy"),
     "load_data": ("data", "load_data"), "Dataset": ("data", "Dataset"),
 }

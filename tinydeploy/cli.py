@@ -156,7 +156,7 @@ def flash(
     port: Annotated[str | None, typer.Option(help="serial port (default: by USB VID/PID)")] = None,
 ) -> None:
     """Build and upload with PlatformIO."""
-    from .flashing import flash as run
+    from .device.flashing import flash as run
 
     typer.echo(run(project, board=board, port=port).summary())
 

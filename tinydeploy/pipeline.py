@@ -117,7 +117,7 @@ def _flashable(board: Any) -> bool:
 
 
 def _measured_arena(port: str) -> int:
-    from .link import Link
+    from .device.link import Link
 
     with Link(port) as link:
         return int(link.hello().arena_used)
@@ -152,7 +152,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
                               fix="drop --tune-arena, or deploy to a physical board")
     if _flashable(b):
         # Before minutes of training: PlatformIO and the board must be reachable.
-        from .flashing import check_port, find_port, pio_command
+        from .device.flashing import check_port, find_port, pio_command
 
         pio_command()
         if port is None:
@@ -206,7 +206,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
     from .validation import open_device, validate, write_html
 
     if _flashable(b):
-        from .flashing import flash
+        from .device.flashing import flash
         from .render import generate
 
         fw = out / "firmware"
@@ -261,7 +261,7 @@ def tuned_arena(used: int) -> int:
 
 def _tune_arena(facts: Any, fw: Path, b: Any, port: str) -> dict[str, Any]:
     """Read arena_used from the device, regenerate with it plus the margin, reflash."""
-    from .flashing import flash
+    from .device.flashing import flash
     from .render import generate
 
     used = _measured_arena(port)

@@ -188,28 +188,28 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
 
     b = get_board(board)
     if b.simulated:
-        from .sim import start_sim
+        from .device.sim import start_sim
 
         with start_sim(facts) as proc:
             yield proc.port
     elif b.native:
-        from .native import start_native
+        from .device.native import start_native
 
         with start_native(facts, workdir) as proc:
             yield proc.port
     elif b.emulated:
-        from .qemu import start_qemu
+        from .device.qemu import start_qemu
 
         with start_qemu(facts, workdir, b) as proc:
             yield proc.port
     else:
-        from .flashing import find_port
+        from .device.flashing import find_port
 
         yield find_port(b)
 
 
 def _open_link(port: str, trace: bool) -> Any:
-    from .link import Link
+    from .device.link import Link
 
     return Link(port, trace=trace)
 
@@ -239,7 +239,7 @@ def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
                 writer: Any, csv_file: Any, host: np.ndarray, labels: np.ndarray | None,
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Send every sample once; on a device reset re-check HELLO and resend the last one."""
-    from .link import DeviceReset
+    from .device.link import DeviceReset
 
     out = facts.outputs[0]
     n = len(q_in)

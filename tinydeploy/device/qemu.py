@@ -25,15 +25,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .boards import Board, get_board
-from .cruntime import generate_c
-from .cruntime.codegen import generator_digest
-from .errors import TinyDeployError
-from .facts import ModelFacts, load
-from .log import log
-from .output import write_atomic
+from ..boards import Board, get_board
+from ..cruntime import generate_c
+from ..cruntime.codegen import generator_digest
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, load
+from ..log import log
+from ..output import write_atomic
+from ..resources import firmware_dir
 from .ptyproc import PtyProcess, spawn
-from .resources import firmware_dir
 
 BOARD = "qemu-cm4"
 ELF = "td_qemu_cm4.elf"

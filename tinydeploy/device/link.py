@@ -25,8 +25,8 @@ from types import TracebackType
 
 import serial
 
-from .errors import TinyDeployError
-from .log import log
+from ..errors import TinyDeployError
+from ..log import log
 from .protocol import (
     HEADER_BYTES,
     INFO_FLAG_BOOT,

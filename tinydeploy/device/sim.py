@@ -1,7 +1,7 @@
 """Simulated board: the device protocol on a pseudo-terminal, the model in the TFLM Python
 runtime, with fault injection for testing the link.
 
-    python -m tinydeploy.sim MODEL.tflite [--corrupt P] [--drop P] [--split] \
+    python -m tinydeploy.device.sim MODEL.tflite [--corrupt P] [--drop P] [--split] \
         [--reset-after K] [--delay S] [--wrong-outputs F] [--seed N] [--stats FILE]
 
 prints ``PTY /dev/pts/N`` (like ``td_native_main.c``) and serves until killed.
@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .errors import TinyDeployError
-from .facts import ModelFacts, load
-from .output import write_atomic
+from .._version import __version__
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, load
+from ..output import write_atomic
 from .protocol import (
     INFO_FLAG_BOOT,
     MAX_PAYLOAD,
@@ -94,7 +94,7 @@ class SimDevice:
     """The device-side protocol in Python: bytes in -> bytes out, faults applied."""
 
     def __init__(self, facts: ModelFacts, faults: Faults | None = None) -> None:
-        from .hostref import DEFAULT_ARENA, HostModel
+        from ..hostref import DEFAULT_ARENA, HostModel
 
         self.facts = facts
         self.faults = faults or Faults()
@@ -248,7 +248,7 @@ def serve(model: str | Path, faults: Faults, stats_path: str | None = None) -> N
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m tinydeploy.sim",
+    p = argparse.ArgumentParser(prog="python -m tinydeploy.device.sim",
                                 description="Simulated tinydeploy board on a pseudo-terminal")
     p.add_argument("model", help=".tflite model the board runs")
     p.add_argument("--corrupt", type=float, default=0.0, help="P(byte flipped), both ways")
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 class SimProcess(PtyProcess):
-    """A running ``python -m tinydeploy.sim`` child; ``port`` is its pseudo-terminal."""
+    """A running ``python -m tinydeploy.device.sim`` child; ``port`` is its pseudo-terminal."""
 
     def __init__(self, proc: subprocess.Popen[bytes], port: str, stats_path: str,
                  tmpdir: tempfile.TemporaryDirectory[str]) -> None:
@@ -300,7 +300,7 @@ def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
         path = os.path.join(tmpdir.name, "model.tflite")
         Path(path).write_bytes(load(model).data)
     stats_path = os.path.join(tmpdir.name, "stats.json")
-    cmd = [sys.executable, "-m", "tinydeploy.sim", path, "--corrupt", str(corrupt),
+    cmd = [sys.executable, "-m", "tinydeploy.device.sim", path, "--corrupt", str(corrupt),
            "--drop", str(drop), "--delay", str(delay), "--wrong-outputs", str(wrong_outputs),
            "--seed", str(seed), "--stats", stats_path]
     if split:

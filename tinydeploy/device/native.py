@@ -16,14 +16,14 @@ import json
 import subprocess
 from pathlib import Path
 
-from .cruntime import generate_c
-from .cruntime.codegen import generator_digest
-from .cruntime.harness import compile_c
-from .errors import TinyDeployError
-from .facts import ModelFacts, load
-from .log import log
+from ..cruntime import generate_c
+from ..cruntime.codegen import generator_digest
+from ..cruntime.harness import compile_c
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, load
+from ..log import log
+from ..resources import firmware_dir
 from .ptyproc import PtyProcess, spawn
-from .resources import firmware_dir
 
 FIRMWARE_SOURCES = ("td_native_main.c", "td_posix.c", "td_protocol.c")
 BINARY = "td_native"

@@ -1,6 +1,6 @@
 """A child program serving the device protocol on a pseudo-terminal.
 
-The simulated board (``python -m tinydeploy.sim``) and the native board (``td_native``)
+The simulated board (``python -m tinydeploy.device.sim``) and the native board (``td_native``)
 both open a pty and print ``PTY /dev/pts/N`` on stdout; ``wait_for_pty`` also takes another
 line pattern (e.g. QEMU's). ``spawn(cmd, ...)`` starts such a program and waits for that
 line; ``PtyProcess`` is the running child (``.port``, ``.running``, ``.stop()``, context
@@ -18,7 +18,7 @@ import time
 from types import TracebackType
 from typing import TypeVar
 
-from .errors import TinyDeployError
+from ..errors import TinyDeployError
 
 _P = TypeVar("_P", bound="PtyProcess")
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .boards import Board, get_board
-from .errors import TinyDeployError
-from .log import log, stage
+from ..boards import Board, get_board
+from ..errors import TinyDeployError
+from ..log import log, stage
 
 UPLOAD_TIMEOUT_S = 900.0  # a first build downloads toolchains + compiles TFLM
 TAIL_LINES = 15
