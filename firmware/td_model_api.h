@@ -17,8 +17,14 @@ extern "C" {
  * defaults that the function may overwrite. */
 void td_model_describe(td_info *info);
 
-/* Run one inference on int8 tensors sized as described. Return 0 on success. */
+/* Run one inference: `in` holds all input tensors' bytes concatenated in model order,
+ * `out` receives all outputs' likewise. Return 0 on success. */
 int td_invoke(const int8_t *in, int8_t *out);
+
+#ifdef TD_HAS_RESET
+/* Reset the model's state (variable tensors of stateful models) to its initial values. */
+void td_reset(void);
+#endif
 
 #ifdef __cplusplus
 }

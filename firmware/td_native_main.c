@@ -4,7 +4,10 @@
  *   ./device            -> prints "PTY /dev/pts/N", serves until killed
  *   ./device --stdio    -> serves on stdin/stdout instead (pipes)
  *
- * The model comes from td_model_describe()/td_invoke() (td_model_api.h).
+ * The model comes from td_model_describe()/td_invoke() (td_model_api.h). Its input and
+ * output tensors live in two buffers of their total sizes (td_bind_buffer): DATA/INFER
+ * chunks are written straight into the input buffer that td_invoke() reads.
+ * Build with -DTD_HAS_RESET when the model provides td_reset() (stateful models).
  */
 #define _XOPEN_SOURCE 600
 
@@ -24,14 +27,19 @@
 #define TD_FIRMWARE_VERSION "tinydeploy-native 0.1.0"
 #endif
 
-static int native_infer(void *ctx, const uint8_t *in, uint32_t in_len, uint8_t *out,
-                        uint32_t out_len, td_timing *timing) {
-  uint32_t t0 = td_posix_micros();
+static uint8_t *in_buf, *out_buf;
+
+static int native_infer(void *ctx, uint32_t flags, td_timing *timing) {
+  uint32_t t0;
   int rc;
   (void)ctx;
-  (void)in_len;
-  (void)out_len;
-  rc = td_invoke((const int8_t *)in, (int8_t *)out);
+#ifdef TD_HAS_RESET
+  if (flags & TD_INFER_RESET) td_reset();
+#else
+  (void)flags;
+#endif
+  t0 = td_posix_micros();
+  rc = td_invoke((const int8_t *)in_buf, (int8_t *)out_buf);
   timing->time_us = td_posix_micros() - t0;
   timing->cycles = 0;
   return rc;
@@ -87,6 +95,17 @@ int main(int argc, char **argv) {
   info.board_id = "native";
   info.runtime = "c";
   td_model_describe(&info);
+  {
+    uint32_t in_bytes = td_tensors_bytes(&info, 0), out_bytes = td_tensors_bytes(&info, 1);
+    in_buf = (uint8_t *)calloc(in_bytes ? in_bytes : 1u, 1);
+    out_buf = (uint8_t *)calloc(out_bytes ? out_bytes : 1u, 1);
+    if (in_buf == NULL || out_buf == NULL || td_bind_buffer(&info, 0, in_buf, in_bytes) != 0 ||
+        td_bind_buffer(&info, 1, out_buf, out_bytes) != 0) {
+      fprintf(stderr, "td_native: bad tensor sizes (%lu in, %lu out bytes)\n",
+              (unsigned long)in_bytes, (unsigned long)out_bytes);
+      return 1;
+    }
+  }
 
   if (argc > 1 && strcmp(argv[1], "--stdio") == 0) {
     dev = td_posix_attach(STDOUT_FILENO, &info, native_infer, NULL);

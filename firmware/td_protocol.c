@@ -1,16 +1,21 @@
-/* tinydeploy serial protocol, device side: COBS framing, CRC-32, HELLO/INFER/ERROR.
+/* tinydeploy serial protocol, device side: COBS framing, CRC-32, HELLO/DATA/INFER/READ/ERROR.
  * Portable C99, no allocation, no OS or Arduino headers. See docs/protocol.md.
+ *
+ * Inputs and outputs larger than one frame travel in chunks: DATA frames write parts of the
+ * concatenated input straight into the model's input tensors (no second copy), INFER
+ * writes the last part, checks the CRC of the whole input and runs the model; RESULT
+ * carries the first output bytes and READ fetches the rest from the output tensors.
  */
 #include "td_protocol.h"
 
 #include <string.h>
 
-#define TD_TX_CHUNK 64
-#define TD_INFO_MAX 256
-#define TD_RESULT_HEADER 8 /* time_us, cycles */
+#define TD_TX_BUF 256 /* COBS output staging: one whole block (code + 254) always fits */
 #define TD_STR_FW_MAX 48
 #define TD_STR_BOARD_MAX 32
 #define TD_STR_RUNTIME_MAX 16
+#define TD_TENSOR_WIRE 34
+#define TD_INFO_HEAD 54 /* fixed INFO fields up to and including the tensor counts */
 
 struct td_device {
   const td_info *info;
@@ -19,26 +24,27 @@ struct td_device {
   td_write_fn write;
   void *write_ctx;
   uint32_t rx_len;     /* decoded bytes of the current frame (stored while <= TD_MAX_FRAME) */
-  uint32_t cache_crc;  /* frame CRC of the INFER whose RESULT is cached */
-  uint32_t cache_len;  /* RESULT payload bytes cached */
+  uint32_t cache_crc;  /* frame CRC of the INFER whose result the output tensors hold */
+  uint32_t out_crc;    /* CRC-32 of that output */
+  td_timing timing;    /* and its timing */
+  uint32_t tx_crc;     /* CRC of the frame being sent */
   uint16_t cache_seq;
+  uint16_t tx_len;     /* bytes staged in tx */
+  uint16_t tx_code_at; /* index of the current block's code byte in tx */
+  uint8_t tx_code;     /* 1 + data bytes in the current block */
+  uint8_t tx_full;     /* the current block has 254 bytes: the next byte opens a new one */
   uint8_t cobs_code;   /* code byte of the current COBS block, 0 before the first */
   uint8_t cobs_left;   /* data bytes still expected in the current block */
   uint8_t overflow;    /* frame longer than TD_MAX_FRAME: wait for the delimiter */
-  uint8_t have_cache;
+  uint8_t have_result; /* the output tensors hold the result of INFER cache_seq/cache_crc */
   uint8_t busy;
   uint8_t reentered;
-  uint8_t tx_len;
-  uint8_t tx[TD_TX_CHUNK];
+  uint8_t tx[TD_TX_BUF];
   /* rx.b + 3 is the frame start, so the payload (frame offset 5) is 8-byte aligned */
   union {
     uint64_t align;
     uint8_t b[3 + TD_MAX_FRAME];
   } rx;
-  union {
-    uint64_t align;
-    uint8_t b[TD_RESULT_HEADER + TD_MAX_PAYLOAD];
-  } cache;
 };
 
 /* compile-time check: the static storage macro is large enough */
@@ -98,62 +104,151 @@ uint32_t td_tensor_bytes(const td_tensor_info *t) {
   return n * size;
 }
 
-/* ---- output: COBS-encode header | payload | crc in chunks, then the 0x00 delimiter ---- */
-typedef struct {
-  uint8_t hdr[TD_HEADER_BYTES];
-  const uint8_t *payload;
-  size_t len;
-  uint8_t crc[TD_CRC_BYTES];
-} td_seg;
-
-static uint8_t seg_at(const td_seg *s, size_t i) {
-  if (i < TD_HEADER_BYTES) return s->hdr[i];
-  i -= TD_HEADER_BYTES;
-  if (i < s->len) return s->payload[i];
-  return s->crc[i - s->len];
+td_tensor_info *td_tensors(td_info *info, int output, uint32_t *count) {
+  if (output) {
+    *count = info->num_outputs ? info->num_outputs : 1u;
+    return info->num_outputs ? info->outputs : &info->output;
+  }
+  *count = info->num_inputs ? info->num_inputs : 1u;
+  return info->num_inputs ? info->inputs : &info->input;
 }
 
-static void tx_flush(td_device *dev) {
-  if (dev->tx_len) dev->write(dev->write_ctx, dev->tx, dev->tx_len);
-  dev->tx_len = 0;
+/* const view of td_tensors (the core never changes the tensors it is given) */
+static const td_tensor_info *tensors(const td_info *info, int output, uint32_t *count) {
+  return td_tensors((td_info *)(uintptr_t)info, output, count);
 }
 
-static void tx_put(td_device *dev, uint8_t b) {
+uint32_t td_tensors_bytes(const td_info *info, int output) {
+  uint32_t n, i, total = 0, b;
+  const td_tensor_info *t = tensors(info, output, &n);
+  if (t == 0) return 0;
+  for (i = 0; i < n; i++) {
+    b = td_tensor_bytes(&t[i]);
+    if (b == 0 || b > 0xFFFFFFu - total) return 0;
+    total += b;
+  }
+  return total;
+}
+
+int td_bind_buffer(td_info *info, int output, uint8_t *buf, uint32_t cap) {
+  uint32_t n, i, off = 0;
+  td_tensor_info *t = td_tensors(info, output, &n);
+  uint32_t total = td_tensors_bytes(info, output);
+  if (t == 0 || total == 0 || total > cap || buf == 0) return -1;
+  for (i = 0; i < n; i++) {
+    t[i].data = buf + off;
+    off += td_tensor_bytes(&t[i]);
+  }
+  return 0;
+}
+
+/* Are all tensors of one side bound (non-NULL data, valid sizes)? */
+static int tensors_ready(const td_info *info, int output) {
+  uint32_t n, i;
+  const td_tensor_info *t = tensors(info, output, &n);
+  if (t == 0 || td_tensors_bytes(info, output) == 0) return 0;
+  for (i = 0; i < n; i++)
+    if (t[i].data == 0) return 0;
+  return 1;
+}
+
+/* Copy `len` bytes at offset `off` of the concatenated tensors to (to_tensors) or from
+ * `buf`. The caller has checked off + len <= total and that the tensors are bound. */
+static void scatter(const td_info *info, int output, uint32_t off, uint8_t *buf, uint32_t len,
+                    int to_tensors) {
+  uint32_t n, i, b, k;
+  const td_tensor_info *t = tensors(info, output, &n);
+  for (i = 0; i < n && len > 0; i++) {
+    b = td_tensor_bytes(&t[i]);
+    if (off >= b) {
+      off -= b;
+      continue;
+    }
+    k = b - off < len ? b - off : len;
+    if (to_tensors) memcpy(t[i].data + off, buf, k);
+    else memcpy(buf, t[i].data + off, k);
+    buf += k;
+    len -= k;
+    off = 0;
+  }
+}
+
+static uint32_t tensors_crc(const td_info *info, int output) {
+  uint32_t n, i, crc = 0;
+  const td_tensor_info *t = tensors(info, output, &n);
+  for (i = 0; i < n; i++) crc = td_crc32(crc, t[i].data, td_tensor_bytes(&t[i]));
+  return crc;
+}
+
+/* ---- output: frames are COBS-encoded on the fly into a small staging buffer ---- */
+static void tx_flush(td_device *dev, uint16_t upto) {
+  if (upto == 0) return;
+  dev->write(dev->write_ctx, dev->tx, upto);
+  memmove(dev->tx, dev->tx + upto, (size_t)(dev->tx_len - upto));
+  dev->tx_len = (uint16_t)(dev->tx_len - upto);
+  dev->tx_code_at = (uint16_t)(dev->tx_code_at - upto);
+}
+
+/* Room for one more byte: send the finished blocks ahead of the current one. */
+static void tx_room(td_device *dev) {
+  if (dev->tx_len == TD_TX_BUF) tx_flush(dev, dev->tx_code_at);
+}
+
+static void tx_open_block(td_device *dev) {
+  tx_room(dev);
+  dev->tx_code_at = dev->tx_len++;
+  dev->tx_code = 1;
+  dev->tx_full = 0;
+}
+
+static void cobs_put(td_device *dev, uint8_t b) {
+  if (dev->tx_full) { /* a full block ends without an implied zero */
+    dev->tx[dev->tx_code_at] = 0xFF;
+    tx_open_block(dev);
+  }
+  if (b == 0) {
+    dev->tx[dev->tx_code_at] = dev->tx_code;
+    tx_open_block(dev);
+    return;
+  }
+  tx_room(dev);
   dev->tx[dev->tx_len++] = b;
-  if (dev->tx_len == TD_TX_CHUNK) tx_flush(dev);
+  if (++dev->tx_code == 0xFF) dev->tx_full = 1;
+}
+
+static void frame_put(td_device *dev, const uint8_t *p, size_t n) {
+  size_t i;
+  dev->tx_crc = td_crc32(dev->tx_crc, p, n);
+  for (i = 0; i < n; i++) cobs_put(dev, p[i]);
+}
+
+static void frame_begin(td_device *dev, uint8_t op, uint16_t seq, uint32_t len) {
+  uint8_t h[TD_HEADER_BYTES];
+  h[0] = op;
+  put_u16(h + 1, seq);
+  put_u16(h + 3, len);
+  dev->tx_crc = 0;
+  tx_open_block(dev);
+  frame_put(dev, h, sizeof h);
+}
+
+static void frame_end(td_device *dev) {
+  uint8_t c[TD_CRC_BYTES];
+  size_t i;
+  put_u32(c, dev->tx_crc);
+  for (i = 0; i < sizeof c; i++) cobs_put(dev, c[i]);
+  dev->tx[dev->tx_code_at] = dev->tx_full ? 0xFF : dev->tx_code;
+  tx_room(dev);
+  dev->tx[dev->tx_len++] = 0; /* delimiter */
+  dev->tx_code_at = dev->tx_len;
+  tx_flush(dev, dev->tx_len);
 }
 
 static void send_frame(td_device *dev, uint8_t op, uint16_t seq, const uint8_t *payload,
                        size_t len) {
-  td_seg s;
-  size_t total, i = 0, n, k;
-  uint32_t crc;
-  s.hdr[0] = op;
-  put_u16(s.hdr + 1, seq);
-  put_u16(s.hdr + 3, (uint32_t)len);
-  s.payload = payload;
-  s.len = len;
-  crc = td_crc32(0, s.hdr, TD_HEADER_BYTES);
-  crc = td_crc32(crc, payload, len);
-  put_u32(s.crc, crc);
-  total = TD_HEADER_BYTES + len + TD_CRC_BYTES;
-  for (;;) {
-    n = 0;
-    while (i + n < total && n < 254 && seg_at(&s, i + n) != 0) n++;
-    tx_put(dev, (uint8_t)(n + 1));
-    for (k = 0; k < n; k++) tx_put(dev, seg_at(&s, i + k));
-    i += n;
-    if (i == total) break;
-    if (n < 254) { /* stopped at a zero byte: it is implied by the block */
-      i++;
-      if (i == total) {
-        tx_put(dev, 1);
-        break;
-      }
-    }
-  }
-  tx_put(dev, 0);
-  tx_flush(dev);
+  frame_begin(dev, op, seq, (uint32_t)len);
+  frame_put(dev, payload, len);
+  frame_end(dev);
 }
 
 static void send_error(td_device *dev, uint16_t seq, uint8_t code, uint8_t op, uint32_t detail) {
@@ -166,7 +261,7 @@ static void send_error(td_device *dev, uint16_t seq, uint8_t code, uint8_t op, u
   send_frame(dev, TD_OP_ERROR, seq, p, sizeof p);
 }
 
-static size_t put_tensor(uint8_t *p, const td_tensor_info *t) {
+static void put_tensor(uint8_t *p, const td_tensor_info *t) {
   uint32_t bits;
   int i;
   p[0] = t->dtype;
@@ -175,23 +270,31 @@ static size_t put_tensor(uint8_t *p, const td_tensor_info *t) {
   memcpy(&bits, &t->scale, sizeof bits);
   put_u32(p + 2 + 4 * TD_MAX_DIMS, bits);
   put_u32(p + 6 + 4 * TD_MAX_DIMS, (uint32_t)t->zero_point);
-  return 10 + 4 * TD_MAX_DIMS;
 }
 
-static size_t put_str(uint8_t *p, const char *s, size_t max) {
+static size_t str_len(const char *s, size_t max) {
   size_t n = 0;
-  if (s) {
+  if (s)
     while (n < max && s[n]) n++;
-    memcpy(p + 1, s, n);
-  }
-  p[0] = (uint8_t)n;
-  return n + 1;
+  return n;
+}
+
+static void put_str(td_device *dev, const char *s, size_t max) {
+  uint8_t n = (uint8_t)str_len(s, max);
+  frame_put(dev, &n, 1);
+  frame_put(dev, (const uint8_t *)s, n);
 }
 
 static void send_info(td_device *dev, uint16_t seq, uint8_t flags) {
-  uint8_t p[TD_INFO_MAX];
+  uint8_t p[TD_INFO_HEAD];
+  uint8_t t[TD_TENSOR_WIRE];
   const td_info *info = dev->info;
-  size_t n = 20;
+  const td_tensor_info *ins, *outs;
+  uint32_t n_in, n_out, i, len;
+  ins = tensors(info, 0, &n_in);
+  outs = tensors(info, 1, &n_out);
+  if (n_in > 255) n_in = 255;
+  if (n_out > 255) n_out = 255;
   p[0] = TD_PROTOCOL_VERSION;
   p[1] = flags;
   p[2] = 0;
@@ -200,52 +303,157 @@ static void send_info(td_device *dev, uint16_t seq, uint8_t flags) {
   put_u32(p + 8, info->cpu_hz);
   put_u32(p + 12, info->arena_size);
   put_u32(p + 16, info->arena_used);
-  memcpy(p + n, info->model_sha256, 32);
-  n += 32;
-  n += put_tensor(p + n, &info->input);
-  n += put_tensor(p + n, &info->output);
-  n += put_str(p + n, info->firmware_version, TD_STR_FW_MAX);
-  n += put_str(p + n, info->board_id, TD_STR_BOARD_MAX);
-  n += put_str(p + n, info->runtime, TD_STR_RUNTIME_MAX);
-  send_frame(dev, TD_OP_INFO, seq, p, n);
+  memcpy(p + 20, info->model_sha256, 32);
+  p[52] = (uint8_t)n_in;
+  p[53] = (uint8_t)n_out;
+  len = TD_INFO_HEAD + TD_TENSOR_WIRE * (n_in + n_out) + 3 +
+        (uint32_t)str_len(info->firmware_version, TD_STR_FW_MAX) +
+        (uint32_t)str_len(info->board_id, TD_STR_BOARD_MAX) +
+        (uint32_t)str_len(info->runtime, TD_STR_RUNTIME_MAX);
+  frame_begin(dev, TD_OP_INFO, seq, len);
+  frame_put(dev, p, sizeof p);
+  for (i = 0; i < n_in + n_out; i++) {
+    put_tensor(t, i < n_in ? &ins[i] : &outs[i - n_in]);
+    frame_put(dev, t, sizeof t);
+  }
+  put_str(dev, info->firmware_version, TD_STR_FW_MAX);
+  put_str(dev, info->board_id, TD_STR_BOARD_MAX);
+  put_str(dev, info->runtime, TD_STR_RUNTIME_MAX);
+  frame_end(dev);
 }
 
-/* ---- input: one complete, COBS-decoded frame ---- */
-static void handle_infer(td_device *dev, uint16_t seq, const uint8_t *payload, uint32_t len,
+/* RESULT from the output tensors: timing, output size and CRC, then the first bytes. */
+static void send_result(td_device *dev, uint16_t seq) {
+  uint8_t h[TD_RESULT_HEADER];
+  uint8_t buf[32];
+  uint32_t total = td_tensors_bytes(dev->info, 1), first, off, k;
+  first = total < TD_MAX_PAYLOAD - TD_RESULT_HEADER ? total : TD_MAX_PAYLOAD - TD_RESULT_HEADER;
+  put_u32(h, dev->timing.time_us);
+  put_u32(h + 4, dev->timing.cycles);
+  put_u32(h + 8, total);
+  put_u32(h + 12, dev->out_crc);
+  frame_begin(dev, TD_OP_RESULT, seq, TD_RESULT_HEADER + first);
+  frame_put(dev, h, sizeof h);
+  for (off = 0; off < first; off += k) {
+    k = first - off < sizeof buf ? first - off : (uint32_t)sizeof buf;
+    scatter(dev->info, 1, off, buf, k, 0);
+    frame_put(dev, buf, k);
+  }
+  frame_end(dev);
+}
+
+/* ---- requests: one complete, CRC-checked frame ---- */
+
+/* The model cannot take data: ERROR MODEL with the app's status (or 0xFFFFFFFF for
+ * unbound tensors). Returns 1 if an error was sent. */
+static int refuse_model(td_device *dev, uint16_t seq, uint8_t op, int output) {
+  if (dev->info->model_status != 0) {
+    send_error(dev, seq, TD_ERR_MODEL, op, (uint32_t)dev->info->model_status);
+    return 1;
+  }
+  if (!tensors_ready(dev->info, 0) || (output && !tensors_ready(dev->info, 1))) {
+    send_error(dev, seq, TD_ERR_MODEL, op, 0xFFFFFFFFu);
+    return 1;
+  }
+  return 0;
+}
+
+/* Write `len` input bytes at `off`; returns 0, or 1 after sending an error. */
+static int write_input(td_device *dev, uint16_t seq, uint8_t op, uint32_t off,
+                       const uint8_t *data, uint32_t len) {
+  uint32_t total = td_tensors_bytes(dev->info, 0);
+  if (off > total || len > total - off) {
+    send_error(dev, seq, TD_ERR_BAD_OFFSET, op, total);
+    return 1;
+  }
+  if (len == 0) return 0;
+  dev->have_result = 0; /* the input may share memory with the output (TFLM arena) */
+  scatter(dev->info, 0, off, (uint8_t *)(uintptr_t)data, len, 1);
+  return 0;
+}
+
+static void handle_data(td_device *dev, uint16_t seq, const uint8_t *p, uint32_t len) {
+  uint8_t ack[8];
+  uint32_t off;
+  if (len < TD_DATA_HEADER) {
+    send_error(dev, seq, TD_ERR_BAD_LENGTH, TD_OP_DATA, TD_DATA_HEADER);
+    return;
+  }
+  if (refuse_model(dev, seq, TD_OP_DATA, 0)) return;
+  off = get_u32(p);
+  if (write_input(dev, seq, TD_OP_DATA, off, p + TD_DATA_HEADER, len - TD_DATA_HEADER)) return;
+  put_u32(ack, off);
+  put_u32(ack + 4, len - TD_DATA_HEADER);
+  send_frame(dev, TD_OP_ACK, seq, ack, sizeof ack);
+}
+
+static void handle_infer(td_device *dev, uint16_t seq, const uint8_t *p, uint32_t len,
                          uint32_t frame_crc) {
-  uint32_t in_len = td_tensor_bytes(&dev->info->input);
-  uint32_t out_len = td_tensor_bytes(&dev->info->output);
-  td_timing timing;
+  uint32_t crc;
   int rc;
-  if (len != in_len) {
-    send_error(dev, seq, TD_ERR_BAD_LENGTH, TD_OP_INFER, in_len);
+  if (len < TD_INFER_HEADER) {
+    send_error(dev, seq, TD_ERR_BAD_LENGTH, TD_OP_INFER, TD_INFER_HEADER);
     return;
   }
-  if (dev->have_cache && dev->cache_seq == seq && dev->cache_crc == frame_crc) {
-    /* a retry of the last request: answer again without running the model twice */
-    send_frame(dev, TD_OP_RESULT, seq, dev->cache.b, dev->cache_len);
+  if (dev->have_result && dev->cache_seq == seq && dev->cache_crc == frame_crc) {
+    /* a retry of the last request: answer again without running the model twice (and
+     * without writing its bytes again: they may overwrite the output) */
+    send_result(dev, seq);
     return;
   }
-  dev->have_cache = 0;
-  if (out_len == 0 || out_len > TD_MAX_PAYLOAD - TD_RESULT_HEADER || dev->infer == 0) {
-    send_error(dev, seq, TD_ERR_MODEL, TD_OP_INFER, out_len);
+  if (refuse_model(dev, seq, TD_OP_INFER, 1)) return;
+  if (write_input(dev, seq, TD_OP_INFER, get_u32(p + 4), p + TD_INFER_HEADER,
+                  len - TD_INFER_HEADER))
+    return;
+  dev->have_result = 0;
+  crc = tensors_crc(dev->info, 0);
+  if (crc != get_u32(p + 8)) {
+    send_error(dev, seq, TD_ERR_INPUT_CRC, TD_OP_INFER, crc);
     return;
   }
-  timing.time_us = 0;
-  timing.cycles = 0;
-  rc = dev->infer(dev->infer_ctx, payload, len, dev->cache.b + TD_RESULT_HEADER, out_len,
-                  &timing);
+  dev->timing.time_us = 0;
+  dev->timing.cycles = 0;
+  rc = dev->infer == 0 ? -1 : dev->infer(dev->infer_ctx, p[0], &dev->timing);
   if (rc != 0) {
     send_error(dev, seq, TD_ERR_MODEL, TD_OP_INFER, (uint32_t)rc);
     return;
   }
-  put_u32(dev->cache.b, timing.time_us);
-  put_u32(dev->cache.b + 4, timing.cycles);
-  dev->cache_len = TD_RESULT_HEADER + out_len;
+  dev->out_crc = tensors_crc(dev->info, 1);
   dev->cache_seq = seq;
   dev->cache_crc = frame_crc;
-  dev->have_cache = 1;
-  send_frame(dev, TD_OP_RESULT, seq, dev->cache.b, dev->cache_len);
+  dev->have_result = 1;
+  send_result(dev, seq);
+}
+
+static void handle_read(td_device *dev, uint16_t seq, const uint8_t *p, uint32_t len) {
+  uint8_t h[TD_DATA_HEADER], buf[32];
+  uint32_t total, off, want, pos, k;
+  if (len < 8) {
+    send_error(dev, seq, TD_ERR_BAD_LENGTH, TD_OP_READ, 8);
+    return;
+  }
+  if (!dev->have_result) {
+    send_error(dev, seq, TD_ERR_NO_RESULT, TD_OP_READ, 0);
+    return;
+  }
+  total = td_tensors_bytes(dev->info, 1);
+  off = get_u32(p);
+  want = get_u32(p + 4);
+  if (off > total) {
+    send_error(dev, seq, TD_ERR_BAD_OFFSET, TD_OP_READ, total);
+    return;
+  }
+  if (want > total - off) want = total - off;
+  if (want > TD_MAX_PAYLOAD - TD_DATA_HEADER) want = TD_MAX_PAYLOAD - TD_DATA_HEADER;
+  put_u32(h, off);
+  frame_begin(dev, TD_OP_OUTPUT, seq, TD_DATA_HEADER + want);
+  frame_put(dev, h, sizeof h);
+  for (pos = 0; pos < want; pos += k) {
+    k = want - pos < sizeof buf ? want - pos : (uint32_t)sizeof buf;
+    scatter(dev->info, 1, off + pos, buf, k, 0);
+    frame_put(dev, buf, k);
+  }
+  frame_end(dev);
 }
 
 static void handle_frame(td_device *dev) {
@@ -274,10 +482,11 @@ static void handle_frame(td_device *dev) {
   switch (op) {
     case TD_OP_HELLO: send_info(dev, seq, 0); break;
     case TD_OP_INFER: handle_infer(dev, seq, f + TD_HEADER_BYTES, len, crc); break;
+    case TD_OP_DATA: handle_data(dev, seq, f + TD_HEADER_BYTES, len); break;
+    case TD_OP_READ: handle_read(dev, seq, f + TD_HEADER_BYTES, len); break;
     default: send_error(dev, seq, TD_ERR_BAD_COMMAND, op, 0); break;
   }
 }
-
 static void rx_reset(td_device *dev) {
   dev->rx_len = 0;
   dev->cobs_code = 0;
@@ -326,7 +535,10 @@ void td_feed_buf(td_device *dev, const uint8_t *data, size_t len) {
 void td_announce(td_device *dev) {
   if (dev->busy) return;
   dev->busy = 1;
-  tx_put(dev, 0x00); /* a lead delimiter ends any boot banner bytes before the frame */
+  dev->tx[0] = 0x00; /* a lead delimiter ends any boot banner bytes before the frame */
+  dev->tx_len = 1;
+  dev->tx_code_at = 1;
+  tx_flush(dev, 1);
   send_info(dev, 0, TD_INFO_FLAG_BOOT);
   dev->busy = 0;
 }

@@ -21,22 +21,27 @@ import pytest
 
 from tinydeploy.device.link import DeviceReset, Link
 from tinydeploy.device.protocol import (
+    INFER_RESET,
     INFO_FLAG_BOOT,
     PROTOCOL_VERSION,
+    RESULT_HEADER,
     DeviceInfo,
     ErrorCode,
     Frame,
     FrameDecoder,
-    InferReply,
     Op,
+    ResultHead,
     TensorInfo,
     cobs_encode,
+    crc32,
     encode_frame,
     frame_bytes,
     pack_error,
+    pack_infer,
     pack_info,
     pack_result,
     unpack_error,
+    unpack_infer,
 )
 from tinydeploy.device.ptyproc import read_pty_line
 from tinydeploy.device.sim import Faults, SimDevice, start_sim
@@ -90,7 +95,7 @@ def native_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("native")
     (tmp / "fake_model.c").write_text(FAKE_MODEL)
     exe = tmp / "device"
-    cmd = [GCC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(FW),
+    cmd = [GCC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-DTD_MAX_PAYLOAD=2048", "-I", str(FW),
            str(FW / "td_native_main.c"), str(FW / "td_posix.c"), str(FW / "td_protocol.c"),
            str(tmp / "fake_model.c"), "-o", str(exe)]
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -110,7 +115,7 @@ def native_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_native_hello_fields(native_port: str) -> None:
     with Link(native_port, timeout=1.0) as link:
         info = link.hello()
-    assert info.protocol_version == 1
+    assert info.protocol_version == PROTOCOL_VERSION
     assert info.board_id == "native" and info.runtime == "c"
     assert info.firmware_version.startswith("tinydeploy-native")
     assert info.model_sha256 == bytes(range(32)).hex()
@@ -118,7 +123,7 @@ def test_native_hello_fields(native_port: str) -> None:
     assert (info.input.scale, info.input.zero_point) == (0.5, -3)
     assert (info.output.scale, info.output.zero_point) == (0.25, 7)
     assert (info.arena_size, info.arena_used) == (2048, 1500)
-    assert info.max_payload == 4096
+    assert info.max_payload == 2048  # -DTD_MAX_PAYLOAD: the 1 KB tensors take one frame
 
 
 def test_native_infer_and_wire_efficiency(native_port: str) -> None:
@@ -142,14 +147,15 @@ def test_native_retry_is_answered_from_cache(native_port: str) -> None:
     with Link(native_port, timeout=1.0) as link:
         link.hello()
         first = link.infer(x).output[0]
-        wire = b"\x00" + cobs_encode(frame_bytes(Op.INFER, 4242, x)) + b"\x00"
+        payload = pack_infer(INFER_RESET, 0, crc32(x), x)
+        wire = b"\x00" + cobs_encode(frame_bytes(Op.INFER, 4242, payload)) + b"\x00"
         replies = []
         for _ in range(2):  # the same seq twice: the second is a retry
             link._write(wire)
             replies.append(_wait_frame(link, 4242))
         again = link.infer(x).output[0]
     assert replies[0] == replies[1]
-    assert replies[0].payload[8] == (first + 1) % 256
+    assert replies[0].payload[RESULT_HEADER] == (first + 1) % 256
     assert again == (first + 2) % 256
 
 
@@ -390,8 +396,8 @@ class PtyBoard:
 
 
 TENSOR = TensorInfo("INT8", (1, 4), 0.5, 0)
-INFO = DeviceInfo(PROTOCOL_VERSION, "fake 1", "fake", "c", bytes(32).hex(), TENSOR, TENSOR,
-                  100, 90, 0)
+INFO = DeviceInfo(PROTOCOL_VERSION, "fake 1", "fake", "c", bytes(32).hex(), (TENSOR,),
+                  (TENSOR,), 100, 90, 0)
 BOOT = encode_frame(Op.INFO, 0, pack_info(INFO, INFO_FLAG_BOOT))
 
 
@@ -416,7 +422,9 @@ def info_reply(frame: Frame) -> bytes:
 
 
 def result_reply(frame: Frame) -> bytes:
-    return encode_frame(Op.RESULT, frame.seq, pack_result(InferReply(frame.payload, 5, 0)))
+    data = unpack_infer(frame.payload)[3]
+    return encode_frame(Op.RESULT, frame.seq,
+                        pack_result(ResultHead(5, 0, len(data), crc32(data), data)))
 
 
 def damaged(wire: bytes) -> bytes:
@@ -605,7 +613,7 @@ def test_sim_too_large_is_an_error_reply_not_a_timeout() -> None:
     with start_sim(MODEL) as sim, Link(sim.port, timeout=1.0) as link:
         link.hello()
         t0 = time.monotonic()
-        frame = link.command(Op.INFER, bytes(5000))  # over the sim's 4096-byte limit
+        frame = link.command(Op.INFER, bytes(5000))  # over the sim's 1024-byte limit
         assert time.monotonic() - t0 < 0.5
     assert frame.op == Op.ERROR and unpack_error(frame.payload)[0] == ErrorCode.TOO_LARGE
 

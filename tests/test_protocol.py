@@ -10,16 +10,21 @@ import pytest
 
 from tinydeploy.device.protocol import (
     CRC_BYTES,
+    DATA_HEADER,
     HEADER_BYTES,
+    INFER_HEADER,
+    INFER_RESET,
     INFO_FLAG_BOOT,
+    MAX_PAYLOAD,
     PROTOCOL_VERSION,
+    RESULT_HEADER,
     DeviceInfo,
     ErrorCode,
     Frame,
     FrameDecoder,
     FrameError,
-    InferReply,
     Op,
+    ResultHead,
     TensorInfo,
     cobs_decode,
     cobs_encode,
@@ -27,13 +32,20 @@ from tinydeploy.device.protocol import (
     encode_frame,
     frame_bytes,
     hexdump,
+    info_version,
+    pack_chunk,
     pack_error,
+    pack_infer,
     pack_info,
     pack_result,
+    pack_span,
     parse_frame,
+    unpack_chunk,
     unpack_error,
+    unpack_infer,
     unpack_info,
     unpack_result,
+    unpack_span,
     wire_ratio,
 )
 
@@ -158,8 +170,10 @@ def _info() -> DeviceInfo:
     return DeviceInfo(
         protocol_version=PROTOCOL_VERSION, firmware_version="tinydeploy 0.1.0",
         board_id="nano33ble", runtime="tflm", model_sha256=bytes(range(32)).hex(),
-        input=TensorInfo("INT8", (1, 49, 10, 1), 0.5, -3),
-        output=TensorInfo("INT8", (1, 12), 0.00390625, -128),
+        inputs=(TensorInfo("INT8", (1, 49, 10, 1), 0.5, -3),
+                TensorInfo("INT16", (1, 7), 0.25, 0), TensorInfo("INT32", (1, 3), 0.0, 0)),
+        outputs=(TensorInfo("INT8", (1, 12), 0.00390625, -128),
+                 TensorInfo("INT16", (1, 2), 0.125, 0)),
         arena_size=40_000, arena_used=31_234, cpu_hz=64_000_000, max_payload=4096)
 
 
@@ -167,25 +181,38 @@ def test_info_round_trip() -> None:
     info = _info()
     got, flags = unpack_info(pack_info(info, INFO_FLAG_BOOT))
     assert got == info and flags == INFO_FLAG_BOOT
-    assert got.input.nbytes == 490
+    assert got.input.nbytes == 490 and got.input_bytes == 490 + 14 + 12
+    assert got.output_bytes == 12 + 4 and len(got.outputs) == 2
+    assert info_version(pack_info(info)) == PROTOCOL_VERSION
     with pytest.raises(FrameError):
         unpack_info(pack_info(info)[:60])
 
 
-def test_result_and_error_round_trip() -> None:
-    reply = InferReply(bytes(range(10)), 1234, 98765)
-    assert unpack_result(pack_result(reply)) == reply
+def test_result_chunk_and_error_round_trip() -> None:
+    head = ResultHead(1234, 98765, 5000, 0xDEADBEEF, bytes(range(10)))
+    assert unpack_result(pack_result(head)) == head
+    assert unpack_infer(pack_infer(INFER_RESET, 9000, 0x12345678, b"ab")) == \
+        (INFER_RESET, 9000, 0x12345678, b"ab")
+    assert unpack_chunk(pack_chunk(70_000, b"xyz")) == (70_000, b"xyz")
+    assert unpack_span(pack_span(1, 2)) == (1, 2)
     assert unpack_error(pack_error(ErrorCode.TOO_LARGE, Op.INFER, 4096)) == (3, 2, 4096)
+    for bad in (lambda: unpack_infer(b"\x01" * 11), lambda: unpack_chunk(b"\x00" * 3),
+                lambda: unpack_result(bytes(15)), lambda: unpack_span(bytes(7))):
+        with pytest.raises(FrameError):
+            bad()
 
 
 def test_wire_efficiency_both_directions() -> None:
-    """payload / bytes on the wire >= 0.95 for 1 KB tensors, worst-case data."""
+    """payload / bytes on the wire >= 0.95 for 1 KB tensors (a default-size chunk, headers
+    included), worst-case data."""
     assert wire_ratio(1024, Op.INFER) >= 0.95
-    for data in (bytes(1024), bytes(range(256)) * 4, b"\xff" * 1024):
-        up = encode_frame(Op.INFER, 9, data, lead=True)
-        down = encode_frame(Op.RESULT, 9, pack_result(InferReply(data, 1, 2)))
-        assert len(data) / len(up) >= 0.95, len(up)
-        assert len(data) / len(down) >= 0.95, len(down)
+    for data in (bytes(1012), bytes(range(256)) * 4, b"\xff" * 1012):
+        data = data[:MAX_PAYLOAD - INFER_HEADER]
+        up = encode_frame(Op.INFER, 9, pack_infer(INFER_RESET, 0, 0, data), lead=True)
+        down = encode_frame(Op.RESULT, 9, pack_result(ResultHead(1, 2, 1, 0, data)))
+        chunk = encode_frame(Op.DATA, 9, pack_chunk(0, data), lead=True)
+        for wire in (up, down, chunk):
+            assert len(data) / len(wire) >= 0.95, len(wire)
 
 
 def test_c_header_matches_python_constants() -> None:
@@ -198,6 +225,12 @@ def test_c_header_matches_python_constants() -> None:
     for code in ErrorCode:
         assert defines[f"TD_ERR_{code.name}"] == code.value, code
     assert defines["TD_INFO_FLAG_BOOT"] == INFO_FLAG_BOOT
+    assert defines["TD_INFER_RESET"] == INFER_RESET
+    assert defines["TD_INFER_HEADER"] == INFER_HEADER
+    assert defines["TD_RESULT_HEADER"] == RESULT_HEADER
+    assert defines["TD_DATA_HEADER"] == DATA_HEADER
+    assert defines["TD_MAX_PAYLOAD"] == MAX_PAYLOAD
+    assert defines["TD_ERR_LAST"] == max(ErrorCode)
 
 
 def test_hexdump_format() -> None:

@@ -13,7 +13,18 @@
 #include <stdint.h>
 
 #include "cm4.h"
+#include "td_model.h"
 #include "td_model_api.h"
+
+/* The model's input and output buffers: DATA/INFER chunks land straight in td_in. */
+#ifndef TD_INPUT_BYTES
+#define TD_INPUT_BYTES TD_MODEL_INPUT_SIZE
+#endif
+#ifndef TD_OUTPUT_BYTES
+#define TD_OUTPUT_BYTES TD_MODEL_OUTPUT_SIZE
+#endif
+static uint64_t td_in[(TD_INPUT_BYTES + 7) / 8];
+static uint64_t td_out[(TD_OUTPUT_BYTES + 7) / 8];
 
 #ifndef TD_FIRMWARE_VERSION
 #define TD_FIRMWARE_VERSION "tinydeploy-qemu-cm4 0.1.0"
@@ -22,15 +33,17 @@
 static TD_DEVICE_STORAGE(device_storage);
 static td_info info;
 
-static int cm4_infer(void *ctx, const uint8_t *in, uint32_t in_len, uint8_t *out,
-                     uint32_t out_len, td_timing *timing) {
+static int cm4_infer(void *ctx, uint32_t flags, td_timing *timing) {
   uint32_t ticks;
   int rc;
   (void)ctx;
-  (void)in_len;
-  (void)out_len;
+#ifdef TD_HAS_RESET
+  if (flags & TD_INFER_RESET) td_reset();
+#else
+  (void)flags;
+#endif
   cm4_timer_restart();
-  rc = td_invoke((const int8_t *)in, (int8_t *)out);
+  rc = td_invoke((const int8_t *)td_in, (int8_t *)td_out);
   ticks = cm4_timer_ticks();
   SYST_CSR = 0; /* no SysTick interrupts while idle */
   timing->cycles = ticks * TD_CM4_NS_PER_TICK;
@@ -51,6 +64,10 @@ int main(void) {
   info.runtime = "c";
   info.cpu_hz = TD_CM4_VIRTUAL_HZ;
   td_model_describe(&info);
+  if (td_bind_buffer(&info, 0, (uint8_t *)td_in, sizeof td_in) != 0 ||
+      td_bind_buffer(&info, 1, (uint8_t *)td_out, sizeof td_out) != 0) {
+    info.model_status = -1; /* sizes disagree with td_model.h: INFER answers ERROR MODEL */
+  }
   dev = td_init(device_storage, &info, cm4_infer, 0, cm4_write, 0);
   td_announce(dev);
   for (;;) td_feed(dev, cm4_uart_getc());

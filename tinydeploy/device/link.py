@@ -2,7 +2,7 @@
 
     with Link("/dev/ttyACM0") as link:
         info = link.hello()
-        reply = link.infer(input_bytes)
+        reply = link.infer(input_bytes)   # all inputs' bytes concatenated in model order
 
 ``command()`` sends one frame and waits for its reply with bounded retries; the wait is
 scaled by the bytes on the wire and the baud rate. A retry resends the same sequence
@@ -12,7 +12,8 @@ error for its seq); damaged, stale or unrelated frames on the line do not. The f
 HELLO keeps trying for at least ``boot_wait`` seconds, for a board that is still booting.
 A device reset (an unsolicited boot HELLO, or the port vanishing and coming back) raises
 ``DeviceReset`` (a ``TinyDeployError``) from ``infer()`` after a fresh handshake: that
-sample did not produce a result, call ``infer()`` again.
+sample did not produce a result, call ``infer()`` again. ``infer()`` moves inputs and
+outputs larger than one frame in chunks (DATA/READ), each its own retried request.
 """
 
 from __future__ import annotations
@@ -22,15 +23,20 @@ import random
 import time
 from collections import deque
 from types import TracebackType
+from typing import Any
 
 import serial
 
 from ..errors import TinyDeployError
 from ..log import log
 from .protocol import (
+    DATA_HEADER,
     HEADER_BYTES,
+    INFER_HEADER,
+    INFER_RESET,
     INFO_FLAG_BOOT,
     MAX_PAYLOAD,
+    MIN_PAYLOAD,
     PROTOCOL_VERSION,
     RESULT_HEADER,
     DeviceInfo,
@@ -40,21 +46,30 @@ from .protocol import (
     FrameError,
     InferReply,
     Op,
+    ResultHead,
     TensorInfo,
     cobs_max_len,
+    crc32,
     encode_frame,
     error_name,
     frame_bytes,
     hexdump,
+    info_version,
+    pack_chunk,
+    pack_infer,
+    pack_span,
+    unpack_chunk,
     unpack_error,
     unpack_info,
     unpack_result,
+    unpack_span,
 )
 
 __all__ = ["Link", "DeviceInfo", "TensorInfo", "InferReply", "DeviceReset", "Op", "ErrorCode"]
 
 RETRY_ERRORS = (ErrorCode.BAD_CRC, ErrorCode.BAD_FRAME)
-REPLY_OPS = {Op.HELLO: Op.INFO, Op.INFER: Op.RESULT}
+REPLY_OPS = {Op.HELLO: Op.INFO, Op.INFER: Op.RESULT, Op.DATA: Op.ACK, Op.READ: Op.OUTPUT}
+RESTART_ERRORS = (ErrorCode.INPUT_CRC, ErrorCode.NO_RESULT)  # chunks lost: send all again
 READ_SLICE = 0.02  # seconds one serial read may block
 SEND_FACTOR = 4  # at most 4 x (retries + 1) sends per command, counted or not
 MAX_BACKOFF = 3  # the wait doubles on every counted failure, up to 2**3 = 8x
@@ -81,6 +96,10 @@ class DeviceReset(TinyDeployError):
     def __init__(self, port: str, count: int, info: DeviceInfo | None) -> None:
         super().__init__("device_reset", port=port, count=count)
         self.info = info
+
+
+class _Restart(Exception):
+    """The device lost the chunks of this sample (an unnoticed reset): send them again."""
 
 
 class Link:
@@ -377,40 +396,101 @@ class Link:
     # --- API ------------------------------------------------------------------------------
     def hello(self) -> DeviceInfo:
         """Handshake: the device's firmware, model and tensor description."""
-        frame = self.command(Op.HELLO, bytes([PROTOCOL_VERSION]), reply_bytes=256)
-        try:
-            info, _flags = unpack_info(self.check(frame, Op.INFO))
-        except FrameError as exc:
-            raise TinyDeployError("protocol_error", problem=f"bad INFO reply: {exc}") from exc
-        if info.protocol_version != PROTOCOL_VERSION:
+        frame = self.command(Op.HELLO, bytes([PROTOCOL_VERSION]), reply_bytes=512)
+        payload = self.check(frame, Op.INFO)
+        version = info_version(payload)
+        if version != PROTOCOL_VERSION:
             raise TinyDeployError(
                 "protocol_error",
-                problem=f"device speaks protocol {info.protocol_version}, host "
-                        f"{PROTOCOL_VERSION}")
+                problem=f"the device firmware speaks protocol {version}, this tinydeploy "
+                        f"speaks {PROTOCOL_VERSION} (firmware from another tinydeploy version)")
+        try:
+            info, _flags = unpack_info(payload)
+        except FrameError as exc:
+            raise TinyDeployError("protocol_error", problem=f"bad INFO reply: {exc}") from exc
+        if info.max_payload < MIN_PAYLOAD:
+            raise TinyDeployError("protocol_error",
+                                  problem=f"device frames of {info.max_payload} bytes are "
+                                          f"below the minimum {MIN_PAYLOAD}")
         self.info = info
         return info
 
-    def infer(self, data: bytes) -> InferReply:
-        """Run one inference on the device: input tensor bytes -> output bytes and timing."""
+    def infer(self, data: bytes, reset: bool = True) -> InferReply:
+        """Run one inference on the device: all input tensors' bytes concatenated in model
+        order -> all outputs' bytes (concatenated) and the timing.
+
+        Inputs larger than one frame go in DATA chunks written straight into the device's
+        input tensors, the last chunk rides on the INFER, which checks the CRC of the whole
+        input before running; outputs larger than the RESULT frame are fetched with READ.
+        Every frame is its own retried request. ``reset`` (default) asks the device to reset
+        the model's state first; pass False to run a sequence through a stateful model.
+        Raises DeviceReset when the device restarted (call again), TinyDeployError else.
+        """
         info = self.info or self.hello()
-        if len(data) != info.input.nbytes:
+        data = bytes(data)
+        if len(data) != info.input_bytes:
             raise TinyDeployError(
                 "bad_argument", problem=f"input is {len(data)} bytes, the device model takes "
-                                        f"{info.input.nbytes}",
-                fix="quantize the input to the model's input shape and dtype")
-        limit = min(info.max_payload, MAX_FRAME_PAYLOAD)  # the u16 length field
-        if len(data) > limit:
-            raise TinyDeployError("does_not_fit", what="input tensor", board=info.board_id,
-                                  detail=f"{len(data)} > {limit} bytes per frame",
-                                  fix="rebuild the firmware with a larger TD_MAX_PAYLOAD")
-        frame = self.command(Op.INFER, bytes(data),
-                             reply_bytes=HEADER_BYTES + RESULT_HEADER + info.output.nbytes)
-        try:
-            reply = unpack_result(self.check(frame, Op.RESULT))
-        except FrameError as exc:
-            raise TinyDeployError("protocol_error", problem=f"bad RESULT reply: {exc}") from exc
-        if len(reply.output) != info.output.nbytes:
+                                        f"{info.input_bytes}",
+                fix="quantize the input to the model's input shapes and dtypes")
+        flags = INFER_RESET if reset else 0
+        for _ in range(self.retries + 1):
+            try:
+                return self._infer_once(info, data, flags)
+            except _Restart as why:
+                log.warning("device on %s lost the chunks of this sample (%s); sending it "
+                            "again", self.port, why)
+        raise TinyDeployError("protocol_error",
+                              problem=f"the device lost the chunks of one sample "
+                                      f"{self.retries + 1} times")
+
+    def _chunk(self, info: DeviceInfo) -> int:
+        """Input/output bytes per frame: the device's payload limit minus the headers."""
+        return min(info.max_payload, MAX_FRAME_PAYLOAD) - INFER_HEADER
+
+    def _infer_once(self, info: DeviceInfo, data: bytes, flags: int) -> InferReply:
+        chunk = self._chunk(info)
+        last = 0 if len(data) <= chunk else (len(data) - 1) // chunk * chunk
+        for off in range(0, last, chunk):
+            piece = data[off:off + chunk]
+            frame = self.command(Op.DATA, pack_chunk(off, piece), reply_bytes=HEADER_BYTES + 8)
+            got = self._payload(frame, Op.ACK, "ACK", unpack_span)
+            if got != (off, len(piece)):
+                raise TinyDeployError("protocol_error",
+                                      problem=f"ACK for {got}, sent offset {off} + {len(piece)}")
+        frame = self.command(Op.INFER, pack_infer(flags, last, crc32(data), data[last:]),
+                             reply_bytes=HEADER_BYTES + RESULT_HEADER + min(
+                                 info.output_bytes, info.max_payload))
+        head: ResultHead = self._payload(frame, Op.RESULT, "RESULT", unpack_result)
+        if head.total != info.output_bytes or len(head.data) > head.total:
             raise TinyDeployError(
-                "protocol_error", problem=f"RESULT has {len(reply.output)} output bytes, "
-                                          f"expected {info.output.nbytes}")
-        return reply
+                "protocol_error", problem=f"RESULT announces {head.total} output bytes "
+                                          f"(carrying {len(head.data)}), expected "
+                                          f"{info.output_bytes}")
+        out = bytearray(head.data)
+        while len(out) < head.total:
+            want = min(head.total - len(out), chunk)
+            frame = self.command(Op.READ, pack_span(len(out), want),
+                                 reply_bytes=HEADER_BYTES + DATA_HEADER + want)
+            off, piece = self._payload(frame, Op.OUTPUT, "OUTPUT", unpack_chunk)
+            if off != len(out) or not piece or len(piece) > want:
+                raise TinyDeployError("protocol_error",
+                                      problem=f"OUTPUT of {len(piece)} bytes at {off}, asked "
+                                              f"for {want} at {len(out)}")
+            out += piece
+        if crc32(bytes(out)) != head.crc:
+            raise TinyDeployError("protocol_error",
+                                  problem="the output's CRC differs from the RESULT's")
+        return InferReply(bytes(out), head.time_us, head.cycles)
+
+    def _payload(self, frame: Frame, expect: int, what: str, parse: Any) -> Any:
+        """Parse the payload of the reply ``frame`` (op ``expect``); an INPUT_CRC/NO_RESULT
+        error raises _Restart, other errors TinyDeployError."""
+        if frame.op == Op.ERROR:
+            code = self._error_code(frame)
+            if code in RESTART_ERRORS:
+                raise _Restart(error_name(code or 0))
+        try:
+            return parse(self.check(frame, expect))
+        except FrameError as exc:
+            raise TinyDeployError("protocol_error", problem=f"bad {what} reply: {exc}") from exc

@@ -31,6 +31,17 @@ START_TIMEOUT = 15.0
 NATIVE_FLAGS = ("-std=c99", "-Wall", "-Wextra")
 
 
+def model_flags(model_dir: Path) -> list[str]:
+    """Compiler flags the generated model needs: ``-DTD_HAS_RESET`` when its ``td_model.h``
+    declares ``td_reset()`` (stateful models; the firmware then honours the INFER reset
+    flag)."""
+    header = Path(model_dir) / "td_model.h"
+    with contextlib.suppress(OSError):
+        if "td_reset" in header.read_text():
+            return ["-DTD_HAS_RESET"]
+    return []
+
+
 def _fingerprint(facts: ModelFacts) -> str:
     h = hashlib.sha256(facts.sha256.encode())
     h.update(generator_digest().encode())
@@ -61,7 +72,8 @@ def build_native(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
                               path=", ".join(str(fw / f) for f in missing))
     sources = [*(fw / f for f in FIRMWARE_SOURCES), *res.sources]
     tmp = workdir / (BINARY + ".tmp")
-    compile_c(sources, tmp, [res.out_dir, fw], flags=NATIVE_FLAGS, opt="-O2")
+    compile_c(sources, tmp, [res.out_dir, fw],
+              flags=(*NATIVE_FLAGS, *model_flags(res.out_dir)), opt="-O2")
     tmp.replace(binary)
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "model_sha256": facts.sha256,
                                  "memory": res.memory()}, indent=2) + "\n")

@@ -2,7 +2,9 @@
 
 A frame is ``COBS(op u8 | seq u16 | len u16 | payload | crc32) 0x00`` with little-endian
 integers and the zlib CRC-32 over op..payload. ``firmware/td_protocol.h`` is the C twin of
-the constants here; keep the two in step.
+the constants here; keep the two in step. Inputs/outputs larger than one frame travel in
+chunks (DATA + INFER, RESULT + READ); the payload is every tensor's raw bytes concatenated
+in model order.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-PROTOCOL_VERSION = 1
-MAX_PAYLOAD = 4096  # default device limit (TD_MAX_PAYLOAD); INFO reports the real one
+PROTOCOL_VERSION = 2
+MAX_PAYLOAD = 1024  # default device limit (TD_MAX_PAYLOAD); INFO reports the real one
 HEADER_BYTES = 5
 CRC_BYTES = 4
-RESULT_HEADER = 8  # time_us u32, cycles u32
+INFER_HEADER = 12  # flags u8, reserved u8 + u16, offset u32, input crc32 u32
+DATA_HEADER = 4  # offset u32 (DATA and OUTPUT)
+READ_BYTES = 8  # offset u32, length u32
+RESULT_HEADER = 16  # time_us u32, cycles u32, output bytes u32, output crc32 u32
+INFER_RESET = 0x01  # INFER flag: reset the model's state before running
+MIN_PAYLOAD = 64  # smallest TD_MAX_PAYLOAD a device may have
 INFO_FLAG_BOOT = 0x01
 MAX_DIMS = 6
 DELIMITER = b"\x00"
@@ -26,9 +33,13 @@ class Op(IntEnum):
     """Op codes (C: ``TD_OP_*``)."""
 
     HELLO = 0x01  # host -> device: optional protocol version byte
-    INFER = 0x02  # host -> device: input tensor bytes
+    INFER = 0x02  # host -> device: flags, offset, input crc32, last input bytes -> RESULT
+    DATA = 0x03  # host -> device: offset u32, input bytes -> ACK
+    READ = 0x04  # host -> device: offset u32, length u32 -> OUTPUT
     INFO = 0x81  # device -> host: reply to HELLO, or unsolicited at boot (seq 0, flag)
-    RESULT = 0x82  # device -> host: time_us u32, cycles u32, output tensor bytes
+    RESULT = 0x82  # device -> host: timing, output size + crc32, first output bytes
+    ACK = 0x83  # device -> host: offset u32, length u32 of the DATA written
+    OUTPUT = 0x84  # device -> host: offset u32, output bytes
     ERROR = 0xEE  # device -> host: code u8, op u8, reserved u16, detail u32
 
 
@@ -42,6 +53,9 @@ class ErrorCode(IntEnum):
     BUSY = 5
     MODEL = 6
     BAD_FRAME = 7
+    BAD_OFFSET = 8
+    INPUT_CRC = 9
+    NO_RESULT = 10
 
 
 # TFLite schema TensorType numbering (C: TD_DTYPE_*)
@@ -252,12 +266,32 @@ class DeviceInfo:
     board_id: str
     runtime: str
     model_sha256: str  # hex
-    input: TensorInfo
-    output: TensorInfo
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
     arena_size: int
     arena_used: int
     cpu_hz: int
     max_payload: int = MAX_PAYLOAD
+
+    @property
+    def input(self) -> TensorInfo:
+        """The first input tensor."""
+        return self.inputs[0]
+
+    @property
+    def output(self) -> TensorInfo:
+        """The first output tensor."""
+        return self.outputs[0]
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes of all inputs concatenated (an INFER's whole input)."""
+        return sum(t.nbytes for t in self.inputs)
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes of all outputs concatenated (a RESULT's whole output)."""
+        return sum(t.nbytes for t in self.outputs)
 
 
 @dataclass(frozen=True)
@@ -267,8 +301,21 @@ class InferReply:
     cycles: int
 
 
+@dataclass(frozen=True)
+class ResultHead:
+    """A RESULT payload: timing, the whole output's size and CRC, its first bytes."""
+
+    time_us: int
+    cycles: int
+    total: int
+    crc: int
+    data: bytes
+
+
 _TENSOR = struct.Struct("<BB6ifi")
-_INFO_HEAD = struct.Struct("<BBHIIII32s")
+_INFO_HEAD = struct.Struct("<BBHIIII32sBB")
+_INFER_HEAD = struct.Struct("<BBHII")
+_RESULT_HEAD = struct.Struct("<IIII")
 
 
 def _pack_tensor(t: TensorInfo) -> bytes:
@@ -292,20 +339,28 @@ def _pack_str(s: str, limit: int) -> bytes:
 
 def pack_info(info: DeviceInfo, flags: int = 0) -> bytes:
     head = _INFO_HEAD.pack(info.protocol_version, flags, 0, info.max_payload, info.cpu_hz,
-                           info.arena_size, info.arena_used, bytes.fromhex(info.model_sha256))
-    return (head + _pack_tensor(info.input) + _pack_tensor(info.output)
+                           info.arena_size, info.arena_used, bytes.fromhex(info.model_sha256),
+                           len(info.inputs), len(info.outputs))
+    return (head + b"".join(_pack_tensor(t) for t in (*info.inputs, *info.outputs))
             + _pack_str(info.firmware_version, 48) + _pack_str(info.board_id, 32)
             + _pack_str(info.runtime, 16))
 
 
+def info_version(payload: bytes) -> int | None:
+    """The protocol version an INFO payload announces (its first byte; every version keeps
+    it there), None if empty."""
+    return payload[0] if payload else None
+
+
 def unpack_info(payload: bytes) -> tuple[DeviceInfo, int]:
-    """INFO payload -> (DeviceInfo, flags); raises FrameError(BAD_LENGTH) when short."""
+    """INFO payload -> (DeviceInfo, flags); raises FrameError(BAD_LENGTH) when short.
+    Check ``info_version`` first: other versions have another layout."""
     try:
-        ver, flags, _, max_payload, cpu_hz, arena, used, sha = _INFO_HEAD.unpack_from(payload)
+        ver, flags, _, max_payload, cpu_hz, arena, used, sha, n_in, n_out = \
+            _INFO_HEAD.unpack_from(payload)
         off = _INFO_HEAD.size
-        t_in = _unpack_tensor(payload, off)
-        t_out = _unpack_tensor(payload, off + _TENSOR.size)
-        off += 2 * _TENSOR.size
+        tensors = [_unpack_tensor(payload, off + k * _TENSOR.size) for k in range(n_in + n_out)]
+        off += (n_in + n_out) * _TENSOR.size
         strings = []
         for _ in range(3):
             n = payload[off]
@@ -315,20 +370,60 @@ def unpack_info(payload: bytes) -> tuple[DeviceInfo, int]:
             off += 1 + n
     except (struct.error, IndexError) as exc:
         raise FrameError(ErrorCode.BAD_LENGTH, f"INFO payload of {len(payload)} bytes") from exc
-    info = DeviceInfo(ver, strings[0], strings[1], strings[2], sha.hex(), t_in, t_out, arena,
-                      used, cpu_hz, max_payload)
+    if n_in < 1 or n_out < 1:
+        raise FrameError(ErrorCode.BAD_LENGTH, f"INFO with {n_in} inputs, {n_out} outputs")
+    info = DeviceInfo(ver, strings[0], strings[1], strings[2], sha.hex(), tuple(tensors[:n_in]),
+                      tuple(tensors[n_in:]), arena, used, cpu_hz, max_payload)
     return info, flags
 
 
-def pack_result(reply: InferReply) -> bytes:
-    return struct.pack("<II", reply.time_us & 0xFFFFFFFF, reply.cycles & 0xFFFFFFFF) + reply.output
+def pack_infer(flags: int, offset: int, input_crc: int, data: bytes = b"") -> bytes:
+    """INFER: write ``data`` at ``offset`` of the input, check the whole input's CRC, run."""
+    return _INFER_HEAD.pack(flags, 0, 0, offset, input_crc & 0xFFFFFFFF) + bytes(data)
 
 
-def unpack_result(payload: bytes) -> InferReply:
+def unpack_infer(payload: bytes) -> tuple[int, int, int, bytes]:
+    """INFER payload -> (flags, offset, input crc, data)."""
+    if len(payload) < INFER_HEADER:
+        raise FrameError(ErrorCode.BAD_LENGTH, f"INFER payload of {len(payload)} bytes")
+    flags, _, _, offset, crc = _INFER_HEAD.unpack_from(payload)
+    return flags, offset, crc, bytes(payload[INFER_HEADER:])
+
+
+def pack_chunk(offset: int, data: bytes) -> bytes:
+    """DATA (host -> device) or OUTPUT (device -> host): offset u32, bytes."""
+    return struct.pack("<I", offset) + bytes(data)
+
+
+def unpack_chunk(payload: bytes) -> tuple[int, bytes]:
+    """DATA/OUTPUT payload -> (offset, bytes)."""
+    if len(payload) < DATA_HEADER:
+        raise FrameError(ErrorCode.BAD_LENGTH, f"chunk payload of {len(payload)} bytes")
+    return struct.unpack_from("<I", payload)[0], bytes(payload[DATA_HEADER:])
+
+
+def pack_span(offset: int, length: int) -> bytes:
+    """READ (host -> device) or ACK (device -> host): offset u32, length u32."""
+    return struct.pack("<II", offset, length)
+
+
+def unpack_span(payload: bytes) -> tuple[int, int]:
+    """READ/ACK payload -> (offset, length)."""
+    if len(payload) < READ_BYTES:
+        raise FrameError(ErrorCode.BAD_LENGTH, f"payload of {len(payload)} bytes")
+    return struct.unpack_from("<II", payload)  # type: ignore[return-value]
+
+
+def pack_result(head: ResultHead) -> bytes:
+    return _RESULT_HEAD.pack(head.time_us & 0xFFFFFFFF, head.cycles & 0xFFFFFFFF, head.total,
+                             head.crc & 0xFFFFFFFF) + head.data
+
+
+def unpack_result(payload: bytes) -> ResultHead:
     if len(payload) < RESULT_HEADER:
         raise FrameError(ErrorCode.BAD_LENGTH, f"RESULT payload of {len(payload)} bytes")
-    time_us, cycles = struct.unpack_from("<II", payload)
-    return InferReply(bytes(payload[RESULT_HEADER:]), time_us, cycles)
+    time_us, cycles, total, crc = _RESULT_HEAD.unpack_from(payload)
+    return ResultHead(time_us, cycles, total, crc, bytes(payload[RESULT_HEADER:]))
 
 
 def pack_error(code: int, op: int = 0, detail: int = 0) -> bytes:

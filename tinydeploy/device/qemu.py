@@ -33,6 +33,8 @@ from ..facts import ModelFacts, load
 from ..log import log
 from ..output import write_atomic
 from ..resources import firmware_dir
+from .native import model_flags
+from .protocol import INFER_HEADER, RESULT_HEADER
 from .ptyproc import PtyProcess, spawn
 
 BOARD = "qemu-cm4"
@@ -54,7 +56,7 @@ CFLAGS = ("-std=c99", "-Os", "-ffunction-sections", "-fdata-sections", "-Wall", 
           "-Werror")
 LDFLAGS = ("--specs=nano.specs", "-nostartfiles", "-Wl,--gc-sections")
 MIN_PAYLOAD = 64
-RESULT_HEADER = 8  # time_us, cycles ahead of the output tensor in a RESULT
+MAX_PAYLOAD = 1024  # larger inputs/outputs travel in chunks of this size
 
 _PTY_LINE = re.compile(r"char device redirected to (/dev/\S+) \(label serial0\)")
 
@@ -67,10 +69,12 @@ def _tool(name: str) -> str:
 
 
 def max_payload(facts: ModelFacts) -> int:
-    """TD_MAX_PAYLOAD for this model: its input, or its output plus the RESULT header (the
-    protocol buffers are sized from it, so small models get small buffers)."""
-    need = max(MIN_PAYLOAD, facts.inputs[0].nbytes, facts.outputs[0].nbytes + RESULT_HEADER)
-    return (need + 7) // 8 * 8
+    """TD_MAX_PAYLOAD for this model: its whole input plus the INFER header, or its output
+    plus the RESULT header, up to ``MAX_PAYLOAD`` (more travels in chunks); the protocol's
+    receive buffer is sized from it, so small models get small buffers."""
+    need = max(MIN_PAYLOAD, sum(t.nbytes for t in facts.inputs) + INFER_HEADER,
+               sum(t.nbytes for t in facts.outputs) + RESULT_HEADER)
+    return min((need + 7) // 8 * 8, MAX_PAYLOAD)
 
 
 def _fingerprint(facts: ModelFacts, flags: list[str]) -> str:
@@ -134,7 +138,8 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
         raise TinyDeployError("file_not_found", what="qemu-cm4 firmware source",
                               path=", ".join(missing))
     tmp = workdir / (ELF + ".tmp")
-    cmd = [cc, *flags, f"-I{res.out_dir}", f"-I{fw}", f"-I{fw / 'cm4'}",
+    cmd = [cc, *flags, *model_flags(res.out_dir), f"-I{res.out_dir}", f"-I{fw}",
+           f"-I{fw / 'cm4'}",
            "-T", str(fw / "cm4" / LINKER_SCRIPT),
            *(str(s) for s in [*sources, *res.sources]), "-o", str(tmp)]
     proc = _run(cmd, "arm-none-eabi-gcc (qemu-cm4 firmware)")

@@ -2,7 +2,8 @@
 runtime, with fault injection for testing the link.
 
     python -m tinydeploy.device.sim MODEL.tflite [--corrupt P] [--drop P] [--split] \
-        [--reset-after K] [--delay S] [--wrong-outputs F] [--seed N] [--stats FILE]
+        [--reset-after K] [--delay S] [--wrong-outputs F] [--seed N] [--stats FILE] \
+        [--max-payload BYTES]
 
 prints ``PTY /dev/pts/N`` (like ``td_native_main.c``) and serves until killed.
 ``start_sim(model, **faults)`` runs it as a child process (a context manager with ``.port``).
@@ -33,8 +34,11 @@ from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..output import write_atomic
 from .protocol import (
+    DATA_HEADER,
+    INFER_RESET,
     INFO_FLAG_BOOT,
     MAX_PAYLOAD,
+    MIN_PAYLOAD,
     PROTOCOL_VERSION,
     RESULT_HEADER,
     DeviceInfo,
@@ -44,11 +48,18 @@ from .protocol import (
     FrameError,
     InferReply,
     Op,
+    ResultHead,
     TensorInfo,
+    crc32,
     encode_frame,
+    pack_chunk,
     pack_error,
     pack_info,
     pack_result,
+    pack_span,
+    unpack_chunk,
+    unpack_infer,
+    unpack_span,
 )
 from .ptyproc import PtyProcess, spawn
 
@@ -91,25 +102,30 @@ def _arena_used(model: Any) -> int:
 
 
 class SimDevice:
-    """The device-side protocol in Python: bytes in -> bytes out, faults applied."""
+    """The device-side protocol in Python: bytes in -> bytes out, faults applied. Like the C
+    core it assembles DATA/INFER chunks into one input buffer and serves the output from
+    one buffer (RESULT + READ), with frames of at most ``max_payload`` bytes."""
 
-    def __init__(self, facts: ModelFacts, faults: Faults | None = None) -> None:
+    def __init__(self, facts: ModelFacts, faults: Faults | None = None,
+                 max_payload: int = MAX_PAYLOAD) -> None:
         from ..hostref import DEFAULT_ARENA, HostModel
 
         self.facts = facts
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
         self.model = HostModel(facts)
-        t_in, t_out = facts.inputs[0], facts.outputs[0]
-        self.in_dtype, self.in_shape = t_in.numpy_dtype, t_in.shape
-        max_payload = max(MAX_PAYLOAD, t_in.nbytes, t_out.nbytes + RESULT_HEADER)
+        self.max_payload = max(MIN_PAYLOAD, min(int(max_payload), 0xFFFF))
         self.info = DeviceInfo(
             protocol_version=PROTOCOL_VERSION, firmware_version=f"tinydeploy-sim {__version__}",
-            board_id="sim", runtime="sim", model_sha256=facts.sha256, input=_tensor(t_in),
-            output=_tensor(t_out), arena_size=DEFAULT_ARENA, arena_used=_arena_used(self.model),
-            cpu_hz=0, max_payload=max_payload)
-        self.decoder = FrameDecoder(max_payload)
-        self.cache: tuple[int, bytes, bytes] | None = None  # seq, input, RESULT payload
+            board_id="sim", runtime="sim", model_sha256=facts.sha256,
+            inputs=tuple(_tensor(t) for t in facts.inputs),
+            outputs=tuple(_tensor(t) for t in facts.outputs), arena_size=DEFAULT_ARENA,
+            arena_used=_arena_used(self.model), cpu_hz=0, max_payload=self.max_payload)
+        self.decoder = FrameDecoder(self.max_payload)
+        self.input = bytearray(self.info.input_bytes)  # the model's input buffer
+        self.output = b""  # the output of the last run
+        self.head: ResultHead | None = None  # its RESULT header (None: no result held)
+        self.cache: tuple[int, bytes] | None = None  # seq, payload of the INFER it answers
         self.stats = SimStats()
         self.reset_done = False
 
@@ -136,6 +152,9 @@ class SimDevice:
         """Forget everything in flight, as a power cycle would, and announce again."""
         self.decoder.reset()
         self.cache = None
+        self.head = None
+        self.input = bytearray(len(self.input))
+        self.model.interpreter.reset()
         self.stats.resets += 1
         return self.announce()
 
@@ -155,36 +174,88 @@ class SimDevice:
                 replies.append(reply)
         return replies
 
+    def _error(self, frame: Frame, code: ErrorCode, detail: int = 0) -> bytes:
+        self.stats.errors_sent += 1
+        return encode_frame(Op.ERROR, frame.seq, pack_error(code, frame.op, detail))
+
+    def _write(self, offset: int, data: bytes) -> bool:
+        if offset > len(self.input) or len(data) > len(self.input) - offset:
+            return False
+        if data:
+            self.head = None  # the input may share memory with the output (TFLM)
+            self.input[offset:offset + len(data)] = data
+        return True
+
+    def _result(self, seq: int) -> bytes:
+        assert self.head is not None
+        first = self.output[:self.max_payload - RESULT_HEADER]
+        head = ResultHead(self.head.time_us, self.head.cycles, len(self.output),
+                          self.head.crc, first)
+        return encode_frame(Op.RESULT, seq, pack_result(head))
+
     def handle(self, frame: Frame) -> bytes:
         if frame.op == Op.HELLO:
             return encode_frame(Op.INFO, frame.seq, pack_info(self.info))
+        if frame.op == Op.DATA:
+            if len(frame.payload) < DATA_HEADER:
+                return self._error(frame, ErrorCode.BAD_LENGTH, DATA_HEADER)
+            offset, data = unpack_chunk(frame.payload)
+            if not self._write(offset, data):
+                return self._error(frame, ErrorCode.BAD_OFFSET, len(self.input))
+            return encode_frame(Op.ACK, frame.seq, pack_span(offset, len(data)))
+        if frame.op == Op.READ:
+            if len(frame.payload) < 8:
+                return self._error(frame, ErrorCode.BAD_LENGTH, 8)
+            if self.head is None:
+                return self._error(frame, ErrorCode.NO_RESULT)
+            offset, want = unpack_span(frame.payload)
+            if offset > len(self.output):
+                return self._error(frame, ErrorCode.BAD_OFFSET, len(self.output))
+            want = min(want, len(self.output) - offset, self.max_payload - DATA_HEADER)
+            return encode_frame(Op.OUTPUT, frame.seq,
+                                pack_chunk(offset, self.output[offset:offset + want]))
         if frame.op != Op.INFER:
-            self.stats.errors_sent += 1
-            return encode_frame(Op.ERROR, frame.seq, pack_error(ErrorCode.BAD_COMMAND, frame.op))
-        if len(frame.payload) != self.info.input.nbytes:
-            self.stats.errors_sent += 1
-            return encode_frame(Op.ERROR, frame.seq, pack_error(
-                ErrorCode.BAD_LENGTH, frame.op, self.info.input.nbytes))
-        if self.cache and self.cache[0] == frame.seq and self.cache[1] == frame.payload:
+            return self._error(frame, ErrorCode.BAD_COMMAND)
+        try:
+            flags, offset, crc, data = unpack_infer(frame.payload)
+        except FrameError:
+            return self._error(frame, ErrorCode.BAD_LENGTH, 12)
+        if self.head is not None and self.cache == (frame.seq, frame.payload):
             self.stats.cached_replies += 1
-            return encode_frame(Op.RESULT, frame.seq, self.cache[2])
+            return self._result(frame.seq)
+        if not self._write(offset, data):
+            return self._error(frame, ErrorCode.BAD_OFFSET, len(self.input))
+        self.head = None
+        got = crc32(bytes(self.input))
+        if got != crc:
+            return self._error(frame, ErrorCode.INPUT_CRC, got)
         f = self.faults
         if f.reset_after is not None and not self.reset_done \
                 and self.stats.invocations >= f.reset_after:
             self.reset_done = True
             return b"REBOOT"
-        payload = pack_result(self.run(frame.payload))
-        self.cache = (frame.seq, frame.payload, payload)
-        return encode_frame(Op.RESULT, frame.seq, payload)
+        reply = self.run(bytes(self.input), reset=bool(flags & INFER_RESET))
+        self.output = reply.output
+        self.head = ResultHead(reply.time_us, reply.cycles, len(reply.output),
+                               crc32(reply.output), b"")
+        self.cache = (frame.seq, frame.payload)
+        return self._result(frame.seq)
 
-    def run(self, data: bytes) -> InferReply:
-        x = np.frombuffer(data, dtype=self.in_dtype).reshape(self.in_shape)
+    def run(self, data: bytes, reset: bool = True) -> InferReply:
+        """All inputs' bytes concatenated -> all outputs' bytes, the model timed."""
+        xs, off = [], 0
+        for t in self.facts.inputs:
+            xs.append(np.frombuffer(data, dtype=t.numpy_dtype, count=t.elements,
+                                    offset=off).reshape(t.shape))
+            off += t.nbytes
         t0 = time.perf_counter()
-        y = np.array(self.model.predict_one(x))
+        ys = [np.array(y) for y in self.model.run(xs, reset=reset)]
         time_us = int((time.perf_counter() - t0) * 1e6)
         index = self.stats.invocations
         self.stats.invocations += 1
         if self.faults.wrong_outputs and self.rng.random() < self.faults.wrong_outputs:
+            j = self.rng.randrange(len(ys))
+            y = ys[j]
             flat = y.reshape(-1).astype(np.int64)
             k = self.rng.randrange(flat.size)
             info = np.iinfo(y.dtype) if np.issubdtype(y.dtype, np.integer) else None
@@ -192,14 +263,15 @@ class SimDevice:
             if info is not None and not info.min <= flat[k] + step <= info.max:
                 step = -step
             flat[k] += step
-            y = flat.astype(y.dtype).reshape(y.shape)
+            ys[j] = flat.astype(y.dtype).reshape(y.shape)
             self.stats.wrong.append(index)
-        return InferReply(y.tobytes(), time_us, 0)
+        return InferReply(b"".join(y.tobytes() for y in ys), time_us, 0)
 
 
 # --- the process: a pty served by SimDevice -----------------------------------------------
-def serve(model: str | Path, faults: Faults, stats_path: str | None = None) -> None:
-    device = SimDevice(load(model), faults)
+def serve(model: str | Path, faults: Faults, stats_path: str | None = None,
+          max_payload: int = MAX_PAYLOAD) -> None:
+    device = SimDevice(load(model), faults, max_payload)
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)  # keep the slave open: reads never EIO while the host reconnects
@@ -260,9 +332,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="fraction of samples with one output off by 1 LSB")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", default=None, help="write counters (JSON) to this file")
+    p.add_argument("--max-payload", type=int, default=MAX_PAYLOAD,
+                   help="largest frame payload (bytes) the board takes and sends")
     a = p.parse_args(argv)
     faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.wrong_outputs, a.seed)
-    serve(a.model, faults, a.stats)
+    serve(a.model, faults, a.stats, a.max_payload)
 
 
 class SimProcess(PtyProcess):
@@ -288,7 +362,8 @@ class SimProcess(PtyProcess):
 
 def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
               drop: float = 0.0, split: bool = False, reset_after: int | None = None,
-              delay: float = 0.0, wrong_outputs: float = 0.0, seed: int = 0) -> SimProcess:
+              delay: float = 0.0, wrong_outputs: float = 0.0, seed: int = 0,
+              max_payload: int = MAX_PAYLOAD) -> SimProcess:
     """Launch the simulated board and wait for its ``PTY`` line."""
     tmpdir = tempfile.TemporaryDirectory(prefix="tinydeploy-sim-")
     if isinstance(model, str | Path):
@@ -302,7 +377,7 @@ def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
     stats_path = os.path.join(tmpdir.name, "stats.json")
     cmd = [sys.executable, "-m", "tinydeploy.device.sim", path, "--corrupt", str(corrupt),
            "--drop", str(drop), "--delay", str(delay), "--wrong-outputs", str(wrong_outputs),
-           "--seed", str(seed), "--stats", stats_path]
+           "--seed", str(seed), "--stats", stats_path, "--max-payload", str(max_payload)]
     if split:
         cmd.append("--split")
     if reset_after is not None:
