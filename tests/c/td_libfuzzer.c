@@ -13,14 +13,15 @@ static void capture(void *ctx, const uint8_t *data, size_t len) {
   out_len += len;
 }
 
-static int fake_infer(void *ctx, const uint8_t *in, uint32_t in_len, uint8_t *out,
-                      uint32_t out_len_, td_timing *t) {
+static uint8_t in_buf[300], out_buf2[300];
+
+static int fake_infer(void *ctx, uint32_t flags, td_timing *t) {
   uint32_t i;
   (void)ctx;
-  for (i = 0; i < out_len_; i++) out[i] = (uint8_t)(in[i % in_len] + 1);
+  for (i = 0; i < sizeof out_buf2; i++) out_buf2[i] = (uint8_t)(in_buf[i] + flags);
   t->time_us = 1;
   t->cycles = 2;
-  return in[0] == 0x42 ? 7 : 0; /* sometimes a model error */
+  return in_buf[0] == 0x42 ? 7 : 0; /* sometimes a model error */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -31,10 +32,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   td_device *dev;
   size_t n;
   int r;
-  info.input.dtype = TD_DTYPE_INT8;
+  info.input.dtype = TD_DTYPE_INT8; /* 300 bytes: chunked at TD_MAX_PAYLOAD 256 */
   info.input.ndims = 1;
-  info.input.dims[0] = 4;
+  info.input.dims[0] = 300;
+  info.input.data = in_buf;
   info.output = info.input;
+  info.output.data = out_buf2;
   info.firmware_version = "fuzz";
   dev = td_init(storage, &info, fake_infer, NULL, capture, NULL);
   out_len = 0;

@@ -97,7 +97,7 @@ typedef struct {
   uint8_t op;
   uint16_t seq;
   uint16_t len;
-  uint8_t payload[TD_MAX_PAYLOAD + 16];
+  uint8_t payload[TD_MAX_PAYLOAD + 600]; /* INFO may exceed TD_MAX_PAYLOAD */
 } tu_reply;
 
 #define TU_MAX_REPLIES 64
@@ -105,7 +105,7 @@ typedef struct {
 /* Split captured device output into replies; every one must be a well-formed frame.
  * Returns the number of replies, or -1 (with a message) for a malformed one. */
 static int tu_parse_output(const uint8_t *out, size_t n, tu_reply *replies, int max) {
-  static uint8_t raw[TD_MAX_PAYLOAD + 64];
+  static uint8_t raw[TD_MAX_PAYLOAD + 640];
   size_t start = 0, i;
   int count = 0;
   for (i = 0; i < n; i++) {
@@ -131,11 +131,12 @@ static int tu_parse_output(const uint8_t *out, size_t n, tu_reply *replies, int 
       fprintf(stderr, "device sent a frame with a wrong length field\n");
       return -1;
     }
-    if (raw[0] != TD_OP_INFO && raw[0] != TD_OP_RESULT && raw[0] != TD_OP_ERROR) {
+    if (raw[0] != TD_OP_INFO && raw[0] != TD_OP_RESULT && raw[0] != TD_OP_ERROR &&
+        raw[0] != TD_OP_ACK && raw[0] != TD_OP_OUTPUT) {
       fprintf(stderr, "device sent unknown op 0x%02X\n", raw[0]);
       return -1;
     }
-    if (raw[0] == TD_OP_ERROR && (m - 9 != 8 || raw[5] < 1 || raw[5] > 7)) {
+    if (raw[0] == TD_OP_ERROR && (m - 9 != 8 || raw[5] < 1 || raw[5] > TD_ERR_LAST)) {
       fprintf(stderr, "device sent a malformed ERROR\n");
       return -1;
     }
@@ -153,6 +154,18 @@ static int tu_parse_output(const uint8_t *out, size_t n, tu_reply *replies, int 
     return -1;
   }
   return count;
+}
+
+
+static void tu_put_u32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t tu_get_u32(const uint8_t *p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 #endif /* TD_TEST_UTIL_H */
