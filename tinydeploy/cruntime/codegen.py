@@ -187,6 +187,11 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         "in_dims": list(x.shape) or [1], "out_dims": list(y.shape) or [1],
         "in_scale": float_lit(x.scale), "in_zp": x.zp,
         "out_scale": float_lit(y.scale), "out_zp": y.zp,
+        # every input/output tensor, for td_model_describe (the protocol's HELLO)
+        "io": {side: [{"dtype": _DTYPES[t.dtype], "dims": list(t.shape) or [1],
+                       "scale": float_lit(t.scale), "zp": t.zp}
+                      for t in (g.t(i) for i in ids)]
+               for side, ids in (("inputs", g.inputs), ("outputs", g.outputs))},
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "c")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
