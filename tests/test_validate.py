@@ -184,7 +184,7 @@ class _DyingLink:
         t = [TensorInfo(x.dtype, x.shape, x.scale, x.zero_point)
              for x in (facts.inputs[0], facts.outputs[0])]  # type: ignore[attr-defined]
         self.info = DeviceInfo(1, "fake", "fake", "tflm", facts.sha256,  # type: ignore[attr-defined]
-                               t[0], t[1], 4096, 1000, 0)
+                               (t[0],), (t[1],), 4096, 1000, 0)
 
     def __enter__(self) -> _DyingLink:
         return self
@@ -195,7 +195,7 @@ class _DyingLink:
     def hello(self) -> object:
         return self.info
 
-    def infer(self, data: bytes) -> object:
+    def infer(self, data: bytes, reset: bool = True) -> object:
         from tinydeploy.device.protocol import InferReply
 
         if self.csv_path is not None:  # every confirmed row is on disk before the next send
@@ -275,14 +275,16 @@ def test_device_tensor_mismatch_is_refused() -> None:
     t_in, t_out = facts.inputs[0], facts.outputs[0]
     good = TensorInfo("INT8", t_in.shape, t_in.scale, t_in.zero_point)
     out = TensorInfo("INT8", t_out.shape, t_out.scale, t_out.zero_point)
-    check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, good, out, 1, 1, 0), facts, "p")
+    check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, (good,), (out,), 1, 1, 0), facts, "p")
     wide = TensorInfo("INT8", (1, 2), t_in.scale, t_in.zero_point)
     with pytest.raises(TinyDeployError) as err:
-        check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, wide, out, 1, 1, 0), facts, "p")
+        check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, (wide,), (out,), 1, 1, 0),
+                     facts, "p")
     assert err.value.code == "protocol_error" and "[1, 2]" in str(err.value)
     i16 = TensorInfo("INT16", t_out.shape, t_out.scale, t_out.zero_point)
     with pytest.raises(TinyDeployError, match="INT16"):
-        check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, good, i16, 1, 1, 0), facts, "p")
+        check_device(DeviceInfo(1, "f", "b", "c", facts.sha256, (good,), (i16,), 1, 1, 0),
+                     facts, "p")
 
 
 def test_more_samples_than_x_test_warns(sine_npz: Path, tmp_path: Path,

@@ -164,19 +164,22 @@ def flash(
 @app.command()
 def validate(
     model: ModelArg,
-    data: Annotated[Path, typer.Option(help=".npz data; x_test is sent")],
+    data: Annotated[Path, typer.Option(help=".npz data; x_test (x_test_K per input) is sent")],
     out: Out,
     port: Annotated[str | None, typer.Option(help="serial port of a flashed board")] = None,
     board: Annotated[str | None, typer.Option(help="sim | native | qemu-cm4 | a board id")] = None,
     samples: Annotated[int | None, typer.Option(help="validate the first N test samples")] = None,
     tolerance_lsb: Annotated[int, typer.Option(help="allowed |device-host| in LSB")] = 0,
     trace: Annotated[bool, typer.Option("--trace", help="hex dump of every frame")] = False,
+    stateful: Annotated[bool, typer.Option(
+        "--stateful", help="send the samples as one sequence (no state reset between them)")
+    ] = False,
 ) -> None:
     """Run the test set on the device and compare with host predictions."""
     from .validation import validate as run
 
     result = run(model, data, out, port=port, board=board, samples=samples,
-                 tolerance_lsb=tolerance_lsb, trace=trace)
+                 tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful)
     typer.echo(result.summary())
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.paths["html"],

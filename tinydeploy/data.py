@@ -1,9 +1,12 @@
-"""The data convention: one ``.npz`` with float32 splits.
+"""The data convention: one ``.npz`` with float32 splits (``load_data``), or just the split a
+stage needs (``load_split``: ``validate`` reads only ``x_test`` and, if present, ``y_test``).
 
 Required keys: ``x_train, y_train, x_val, y_val, x_test, y_test``; optional ``x_rep``
 (representative samples for quantization). ``x_*`` arrays share one sample shape; each
 ``y_*`` has as many rows as its ``x_*``. Labels are class indices (classifiers) or float
-targets (regressors).
+targets (regressors). A model with several inputs takes one array per input in model input
+order: ``x_test_0``, ``x_test_1``, ... (likewise ``x_train_K``, ``x_rep_K``); a single-input
+model keeps ``x_test``.
 """
 
 from __future__ import annotations
@@ -111,3 +114,63 @@ def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> 
                                   problem=f"x_{s} has {nx} samples but y_{s} has {ny}",
                                   fix="give every x split a label row per sample")
     return Dataset(**{k: arrays.get(k) for k in (*REQUIRED, "x_rep")})
+
+
+def input_keys(split: str, n_inputs: int) -> list[str]:
+    """Keys of one split's input arrays: ``x_test`` for a single-input model, ``x_test_0``,
+    ``x_test_1``, ... (model input order) for several inputs; likewise ``x_train_K``,
+    ``x_rep_K``."""
+    return [f"x_{split}"] if n_inputs == 1 else [f"x_{split}_{k}" for k in range(n_inputs)]
+
+
+def load_split(path: str | Path, split: str = "test",
+               n_inputs: int = 1) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """One split of an ``.npz`` without demanding the others: its inputs (one array per model
+    input, see ``input_keys``; dtypes kept, so int8/int16 data already quantized stays as
+    is) and its labels ``y_<split>`` when present (else None).
+
+    Raises ``TinyDeployError("bad_data")`` naming the missing key, empty or non-numeric
+    array, NaN/inf, or differing sample counts; ``file_not_found`` for a missing file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise TinyDeployError("file_not_found", what="data file", path=p)
+    keys = input_keys(split, n_inputs)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if n_inputs == 1 and keys[0] not in z.files and f"x_{split}_0" in z.files:
+                keys = [f"x_{split}_0"]
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                many = f" (one array per model input: {', '.join(keys)})" if n_inputs > 1 else ""
+                raise TinyDeployError("bad_data", path=p,
+                                      problem=f"missing key {', '.join(missing)}{many}",
+                                      fix=f"save the inputs as {', '.join(keys)} "
+                                          f"(labels y_{split} optional)")
+            xs = [z[k] for k in keys]
+            y = z[f"y_{split}"] if f"y_{split}" in z.files else None
+    except TinyDeployError:
+        raise
+    except Exception as exc:
+        raise TinyDeployError("bad_data", path=p, problem=f"not a readable .npz ({exc})",
+                              fix="save it with numpy.savez(path, x_test=..., ...)") from exc
+    for key, x in zip(keys, xs, strict=True):
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or x.ndim == 0:
+            raise TinyDeployError("bad_data", path=p,
+                                  problem=f"{key} holds {x.dtype} {x.shape}, not numbers per "
+                                          "sample",
+                                  fix="store one numeric row per sample ([N, ...] arrays)")
+        if len(x) == 0:
+            raise TinyDeployError("bad_data", path=p, problem=f"{key} is empty",
+                                  fix="provide at least one sample")
+        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+            raise TinyDeployError("bad_data", path=p, problem=f"{key} contains NaN or inf",
+                                  fix="remove or replace the non-finite values")
+    counts = {k: len(x) for k, x in zip(keys, xs, strict=True)}
+    if y is not None:
+        counts[f"y_{split}"] = len(y) if y.ndim else 0
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"{k} {n}" for k, n in counts.items())
+        raise TinyDeployError("bad_data", path=p, problem=f"sample counts differ ({shown})",
+                              fix="give every array one row per sample")
+    return xs, y

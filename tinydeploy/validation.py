@@ -1,8 +1,12 @@
 """Validate a model on a device: send the test set over serial, compare with the host.
 
-The host side runs the same int8 model in the TFLM Python runtime on the same quantized
-inputs (``hostref.quantize_input``), so a correct device is bit-exact. Before any sample is
-sent the device's HELLO is checked (model hash, input/output shapes and dtypes). Each
+The host side runs the same quantized model in the TFLM Python runtime on the same
+quantized inputs (``hostref.quantize_input``; int8/int16 data of the input's dtype is sent
+as is), so a correct device is bit-exact. Only ``x_test`` is needed (``x_test_0``,
+``x_test_1``, ... for several inputs; ``y_test`` optional, for accuracy). Every sample
+starts from a fresh model state unless ``stateful``: then the samples are one sequence, on
+the device and on the host. Before any sample is sent the device's HELLO is checked (model
+hash, every input/output shape and dtype). Each
 confirmed sample is appended to ``samples.csv`` and flushed at once; a device reset makes
 the link re-handshake and the run resumes at the first unconfirmed sample, so every sample
 is validated exactly once. Results: ``validation.json``, ``samples.csv``, ``report.html``.
@@ -22,14 +26,15 @@ from typing import Any
 import numpy as np
 
 from . import report
-from .data import load_data
+from .data import input_keys, load_split
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
-from .hostref import HostModel, dequantize, quantize_input
+from .hostref import HostModel, dequantize, quantize_input, saturation
 from .log import log, progress, stage
 from .output import check_output_dir
 
 MAX_RESETS_PER_SAMPLE = 5
+SATURATION_WARN = 0.01  # warn when more than 1 % of the quantized input values clip
 CSV_NAME = "samples.csv"
 JSON_NAME = "validation.json"
 HTML_NAME = "report.html"
@@ -162,8 +167,18 @@ def check_device(info: Any, facts: ModelFacts, port: str) -> None:
     if device_hash != facts.sha256:
         raise TinyDeployError("hash_mismatch", device=device_hash[:16] or "?",
                               path=facts.path, host=facts.sha256[:16], port=port)
-    for side, dev, host in (("input", info.input, facts.inputs[0]),
-                            ("output", info.output, facts.outputs[0])):
+    dev_in = tuple(getattr(info, "inputs", None) or (info.input,))
+    dev_out = tuple(getattr(info, "outputs", None) or (info.output,))
+    for side, devs, hosts in (("inputs", dev_in, facts.inputs),
+                              ("outputs", dev_out, facts.outputs)):
+        if len(devs) != len(hosts):
+            raise TinyDeployError("protocol_error",
+                                  problem=f"the device model has {len(devs)} {side}, the "
+                                          f"model {len(hosts)}")
+    for side, dev, host in [*(("input", d, h) for d, h in zip(dev_in, facts.inputs,
+                                                              strict=True)),
+                            *(("output", d, h) for d, h in zip(dev_out, facts.outputs,
+                                                               strict=True))]:
         dev_shape = tuple(int(d) for d in dev.shape)
         if dev_shape != tuple(host.shape) or str(dev.dtype).upper() != host.dtype:
             raise TinyDeployError(
@@ -223,27 +238,69 @@ def _label(values: np.ndarray) -> str:
     return " ".join(f"{float(v):.6g}" for v in np.asarray(values).reshape(-1))
 
 
-def _input_samples(x: np.ndarray, t: TensorFacts, data: Path) -> np.ndarray:
+def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test"
+                   ) -> np.ndarray:
     want = tuple(t.shape[1:])
     if tuple(x.shape[1:]) == want:
         return x
     if int(np.prod(x.shape[1:])) == int(np.prod(want)):
         return x.reshape((len(x), *want))
     raise TinyDeployError("bad_data", path=data,
-                          problem=f"x_test samples have shape {tuple(x.shape[1:])}, the model "
+                          problem=f"{key} samples have shape {tuple(x.shape[1:])}, the model "
                                   f"takes {want}",
                           fix="pass the data the model was trained on")
 
 
-def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
-                writer: Any, csv_file: Any, host: np.ndarray, labels: np.ndarray | None,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Send every sample once; on a device reset re-check HELLO and resend the last one."""
+def quantize_inputs(xs: list[np.ndarray], facts: ModelFacts, keys: list[str]
+                    ) -> list[np.ndarray]:
+    """Quantize each input like the firmware expects it (arrays already of the tensor's
+    int8/int16 dtype are taken as is); log one warning when more than 1 % of the values of
+    an input clip to its dtype's range."""
+    q, clipped = [], []
+    for key, x, t in zip(keys, xs, facts.inputs, strict=True):
+        frac = saturation(x, t)
+        if frac > SATURATION_WARN:
+            clipped.append(f"{key} {frac * 100:.1f} %")
+        q.append(quantize_input(x, t))
+    if clipped:
+        log.warning("quantized inputs saturate (values clipped to the dtype range): %s; "
+                    "check the data's scaling against the model's input scale",
+                    ", ".join(clipped))
+    return q
+
+
+def _split_outputs(data: bytes, facts: ModelFacts, i: int) -> list[np.ndarray]:
+    outs, off = [], 0
+    for t in facts.outputs:
+        if off + t.nbytes > len(data):
+            break
+        outs.append(np.frombuffer(data, dtype=t.numpy_dtype, count=t.elements,
+                                  offset=off).reshape(t.shape[1:]))
+        off += t.nbytes
+    if off != len(data) or len(outs) != len(facts.outputs):
+        raise TinyDeployError("protocol_error",
+                              problem=f"sample {i}: {len(data)} output bytes, expected "
+                                      f"{sum(t.nbytes for t in facts.outputs)}")
+    return outs
+
+
+def _flat(arrays: list[np.ndarray]) -> np.ndarray:
+    """One row per sample: every output's values, int32, concatenated."""
+    return np.concatenate([a.reshape(len(a), -1).astype(np.int32) for a in arrays], axis=1)
+
+
+def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
+                writer: Any, csv_file: Any, host: list[np.ndarray], labels: np.ndarray | None,
+                stateful: bool = False,
+                ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, int]:
+    """Send every sample once (all inputs' bytes concatenated); on a device reset re-check
+    HELLO and resend the last one. ``stateful``: one sequence, the model state is reset
+    only before the first sample (a device reset then ends the run: its state is lost)."""
     from .device.link import DeviceReset
 
-    out = facts.outputs[0]
-    n = len(q_in)
-    device = np.zeros((n, *out.shape[1:]), dtype=out.numpy_dtype)
+    n = len(q_in[0])
+    device = [np.zeros((n, *t.shape[1:]), dtype=t.numpy_dtype) for t in facts.outputs]
+    host_flat = _flat(host)
     times = np.zeros(n, dtype=np.int64)
     cycles = np.zeros(n, dtype=np.int64)
     resets = 0
@@ -251,11 +308,17 @@ def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
         tries = 0
         while True:
             try:
-                reply = link.infer(q_in[i].tobytes())
+                reply = link.infer(b"".join(x[i].tobytes() for x in q_in),
+                                   reset=not stateful or i == 0)
                 break
             except DeviceReset as reset:
                 # the link re-handshook; the sample in flight produced nothing: check the
                 # model again (a reset may have booted other firmware) and resend it
+                if stateful:
+                    raise TinyDeployError(
+                        "protocol_error",
+                        problem=f"the device reset at sample {i} of a stateful sequence "
+                                "(its state is lost)") from None
                 tries += 1
                 resets += 1
                 log.warning("device reset during sample %d; re-checking and resuming", i)
@@ -264,16 +327,13 @@ def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
                         "protocol_error",
                         problem=f"device reset {tries} times while running sample {i}") from None
                 check_device(reset.info or link.hello(), facts, port)
-        got = np.frombuffer(bytes(reply.output), dtype=out.numpy_dtype)
-        if got.size != out.elements:
-            raise TinyDeployError("protocol_error",
-                                  problem=f"sample {i}: {got.size} output values, "
-                                          f"expected {out.elements}")
-        device[i] = got.reshape(out.shape[1:])
+        for k, got in enumerate(_split_outputs(bytes(reply.output), facts, i)):
+            device[k][i] = got
         times[i], cycles[i] = int(reply.time_us), int(reply.cycles)
-        delta = int(np.max(np.abs(device[i].astype(np.int32) - host[i].astype(np.int32))))
+        dev_row = _flat([d[i:i + 1] for d in device])[0]
+        delta = int(np.max(np.abs(dev_row - host_flat[i])))
         label = "" if labels is None else _label(labels[i])
-        writer.writerow([i, _hex(host[i]), _hex(device[i]), delta, int(delta == 0),
+        writer.writerow([i, _hex(host_flat[i]), _hex(dev_row), delta, int(delta == 0),
                          times[i], cycles[i], label])
         csv_file.flush()
     return device, times, cycles, resets
@@ -281,30 +341,36 @@ def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
 
 def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              port: str | None = None, board: str | None = None, samples: int | None = None,
-             tolerance_lsb: int = 0, trace: bool = False) -> ValidationResult:
-    """Run ``x_test`` on the device, compare with the host, write the three result files."""
+             tolerance_lsb: int = 0, trace: bool = False,
+             stateful: bool = False) -> ValidationResult:
+    """Run ``x_test`` on the device, compare with the host, write the three result files.
+
+    Args: the model, the ``.npz`` (only ``x_test``, or ``x_test_K`` per input, is needed;
+    ``y_test`` optional), the output folder, a port or a board (sim/native/qemu-cm4 start
+    one), the first ``samples`` only, the allowed |device - host| in LSB, ``trace`` (hex
+    dumps), ``stateful`` (the samples are one sequence through a stateful model).
+    Returns the ValidationResult. Raises TinyDeployError (bad data, device/link errors).
+    """
     facts = load(model)
-    if len(facts.inputs) != 1 or len(facts.outputs) != 1:
-        raise TinyDeployError("model_rejected", path=facts.path,
-                              problem=f"{len(facts.inputs)} inputs / {len(facts.outputs)} "
-                                      "outputs; the serial protocol carries one of each",
-                              fix="export a model with one input and one output tensor")
     if tolerance_lsb < 0:
         raise TinyDeployError("bad_argument", problem="--tolerance-lsb must be >= 0",
                               fix="pass 0 for bit-exact or a positive LSB count")
     if samples is not None and samples < 1:
         raise TinyDeployError("bad_argument", problem="--samples must be >= 1",
                               fix="pass a positive sample count or omit it")
-    tin, tout = facts.inputs[0], facts.outputs[0]
-    dataset = load_data(data)
-    x = _input_samples(dataset.x_test, tin, Path(data))
-    labels = dataset.y_test
+    tout = facts.outputs[0]
+    keys = input_keys("test", len(facts.inputs))
+    xs, labels = load_split(data, "test", len(facts.inputs))
+    xs = [_input_samples(x, t, Path(data), k) for x, t, k in zip(xs, facts.inputs, keys,
+                                                                  strict=True)]
     if samples is not None:
-        if samples > len(x):
+        if samples > len(xs[0]):
             log.warning("--samples %d but x_test has %d samples: validating all %d", samples,
-                        len(x), len(x))
-        x, labels = x[:samples], labels[:samples]
-    q_in = quantize_input(x, tin)
+                        len(xs[0]), len(xs[0]))
+        xs = [x[:samples] for x in xs]
+        labels = None if labels is None else labels[:samples]
+    q_in = quantize_inputs(xs, facts, keys)
+    n = len(q_in[0])
 
     out_dir = check_output_dir(out)  # it, or its nearest existing parent, is a folder
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME, "html": out_dir / HTML_NAME}
@@ -317,8 +383,9 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             info = link.hello()
             check_device(info, facts, dev_port)
             device_info = _as_dict(info)
-            stage("validate", f"{len(q_in)} samples, host reference (TFLM Python runtime)")
-            host = HostModel(facts).predict(q_in)
+            stage("validate", f"{n} samples{', one stateful sequence' if stateful else ''}"
+                              ", host reference (TFLM Python runtime)")
+            host = HostModel(facts).predict_all(q_in, stateful=stateful)
             out_dir.mkdir(parents=True, exist_ok=True)  # not before a device answered
             for stale in (paths["json"], paths["html"]):  # a new run starts: no old verdict
                 stale.unlink(missing_ok=True)
@@ -328,18 +395,30 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                 f.flush()
                 try:
                     device, times, cycles, resets = run_samples(
-                        link, facts, q_in, dev_port, writer, f, host, labels)
+                        link, facts, q_in, dev_port, writer, f, host, labels, stateful)
                 except (TinyDeployError, KeyboardInterrupt):
                     log.warning("validation stopped; every confirmed sample is in %s",
                                 paths["csv"])
                     raise
             device_info["resets"] = resets
-    metrics = compute_metrics(host, device, tout, labels, times, cycles, tolerance_lsb,
+    metrics = compute_metrics(host[0], device[0], tout, labels, times, cycles, tolerance_lsb,
                               facts)
+    if len(facts.outputs) > 1:  # the verdict covers every output; labels go with the first
+        per = [compute_metrics(h, d, t, None, times, cycles, tolerance_lsb, facts)
+               for h, d, t in zip(host, device, facts.outputs, strict=True)]
+        worst = np.abs(_flat(device) - _flat(host)).max(axis=1)
+        metrics["samples_differing"] = int(np.sum(worst > tolerance_lsb))
+        metrics["samples_within_tolerance"] = int(np.sum(worst <= tolerance_lsb))
+        metrics["outputs"] = [{k: v for k, v in m.items() if k not in ("latency_us", "cycles")}
+                              for m in per]
+    if stateful:
+        metrics["stateful"] = True
     differing = metrics["samples_differing"]
-    result = ValidationResult(passed=differing == 0, samples=len(q_in), differing=differing,
+    result = ValidationResult(passed=differing == 0, samples=n, differing=differing,
                               tolerance_lsb=tolerance_lsb, metrics=metrics, device=device_info,
-                              paths=paths, host=host, device_out=device, time_us=times)
+                              paths=paths, time_us=times,
+                              host=host[0] if len(host) == 1 else _flat(host),
+                              device_out=device[0] if len(device) == 1 else _flat(device))
     doc = result.to_dict()
     doc["model"] = {"path": facts.path, "sha256": facts.sha256}
     doc["data"] = str(data)
@@ -366,8 +445,8 @@ def write_html(result: ValidationResult, facts: ModelFacts,
     sections: dict[str, dict[str, Any]] = {"Verdict": verdict, **(extra or {})}
     sections["Model"] = {"path": facts.path, "sha256": facts.sha256,
                          "ops": ", ".join(facts.op_names),
-                         "input": _tensor_text(facts.inputs[0]),
-                         "output": _tensor_text(facts.outputs[0])}
+                         "input": "; ".join(_tensor_text(t) for t in facts.inputs),
+                         "output": "; ".join(_tensor_text(t) for t in facts.outputs)}
     sections["Device"] = {k: v for k, v in result.device.items()}
     sections["Metrics"] = m
     sections["Latency (µs, device-reported)"] = latency
