@@ -70,14 +70,14 @@ OP_CODE: dict[str, int] = {
     "CONCATENATION": 4 * KIB, "RELU": 4 * KIB, "RELU6": 4 * KIB, "QUANTIZE": 4 * KIB,
     "DEQUANTIZE": 4 * KIB, "UNIDIRECTIONAL_SEQUENCE_LSTM": 24 * KIB, "SVDF": 12 * KIB,
 }
-# TD_DEVICE_STORAGE_BYTES of td_protocol.h (2 * TD_MAX_PAYLOAD + 256) + interpreter and
-# resolver objects + a stack reserve for Invoke()
-TD_MAX_PAYLOAD = 4096
-PROTOCOL_RAM = 2 * TD_MAX_PAYLOAD + 256
+# TD_DEVICE_STORAGE_BYTES of td_protocol.h (TD_MAX_PAYLOAD + 512; inputs and outputs travel
+# in chunks straight into/out of the arena's tensors) + interpreter and resolver objects + a
+# stack reserve for Invoke()
+TD_MAX_PAYLOAD = 1024
+PROTOCOL_RAM = TD_MAX_PAYLOAD + 512
 INTERPRETER_RAM = 2 * KIB
 STACK_RESERVE = 8 * KIB
 RAM_OVERHEAD = PROTOCOL_RAM + INTERPRETER_RAM + STACK_RESERVE
-RESULT_HEADER = 8  # time_us + cycles before the output bytes of a RESULT frame
 
 FIRMWARE_FILES = ("td_protocol.h", "td_protocol.c", "td_arduino.h", "td_arduino.cpp",
                   "td_tflm_app.h")
@@ -235,12 +235,6 @@ def tensor_context(t: TensorFacts, facts: ModelFacts, side: str) -> dict[str, An
         raise TinyDeployError("model_rejected", path=facts.path,
                               problem=f"{side} tensor has {len(t.shape)} dimensions (max 6)",
                               fix="reshape the model input/output")
-    limit = TD_MAX_PAYLOAD - (RESULT_HEADER if side == "output" else 0)
-    if t.nbytes > limit:
-        raise TinyDeployError("does_not_fit", what=f"the {side} tensor ({t.nbytes} B)",
-                              board="the device protocol",
-                              detail=f"one frame carries at most {limit} B",
-                              fix="use a smaller model input/output")
     return {"name": comment_text(t.name), "dtype": _DTYPES[t.dtype], "dtype_name": t.dtype,
             "ndims": len(t.shape), "dims": ", ".join(str(d) for d in t.shape) or "0",
             "shape": list(t.shape), "scale": _float(t.scale),
@@ -298,6 +292,8 @@ def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketc
         "ops": ops, "num_ops": len(ops), "array": MODEL_ARRAY, "sketch": sketch,
         "input": tensor_context(facts.inputs[0], facts, "input"),
         "output": tensor_context(facts.outputs[0], facts, "output"),
+        "inputs": [tensor_context(t, facts, "input") for t in facts.inputs],
+        "outputs": [tensor_context(t, facts, "output") for t in facts.outputs],
         "arena": plan, "margin_fraction": f"{ARENA_MARGIN_FRACTION:.0%}",
         "margin_min": ARENA_MARGIN_MIN,
         "boards": [board_context(bd, b) for bd, b in zip(boards, budgets, strict=True)],

@@ -21,6 +21,10 @@ class MicroInterpreter {
   TfLiteStatus Invoke();
   TfLiteTensor *input(size_t index);
   TfLiteTensor *output(size_t index);
+  size_t inputs_size() const;
+  size_t outputs_size() const;
+  TfLiteStatus Reset();                /* newer TFLM (Chirale) */
+  TfLiteStatus ResetVariableTensors(); /* older TFLM (TensorFlowLite_ESP32) */
   size_t arena_used_bytes() const;
 };
 
