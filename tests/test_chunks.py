@@ -237,6 +237,41 @@ def test_person_detect_on_native_matches_cortex_m4(
     np.testing.assert_array_equal(out, y.reshape(len(y), -1))
 
 
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm")),
+                    reason="arm-none-eabi-gcc or qemu-system-arm not installed")
+def test_person_detect_on_qemu_cm4_matches_cortex_m4(
+        person: tuple[ModelFacts, list[np.ndarray], np.ndarray], tmp_path: Path) -> None:
+    """9,216 input bytes in 10 chunks into the firmware's input buffer (TD_MAX_PAYLOAD
+    1024); the same outputs as TFLM on the Cortex-M4."""
+    from tinydeploy.device.qemu import start_qemu
+
+    facts, xs, y = person
+    with start_qemu(facts, tmp_path / "dev") as proc, Link(proc.port, timeout=20.0) as link:
+        info = link.hello()
+        assert info.max_payload == 1024 and info.input_bytes == 9_216
+        (out,) = _infer_all(link, [xs[0][:1]], ["int8"])
+    np.testing.assert_array_equal(out, y[:1].reshape(1, -1))
+
+
+def test_old_firmware_is_refused_with_a_clear_message() -> None:
+    """A protocol-1 device (INFO byte 0 = 1, another layout) is refused at HELLO."""
+    from test_link_sim import PtyBoard
+
+    decoder = FrameDecoder()
+    old_info = bytes([1, 0, 0, 0]) + bytes(150)
+
+    def respond(data: bytes) -> list[bytes | float]:
+        return [encode_frame(Op.INFO, f.seq, old_info) for f in decoder.feed(data)
+                if isinstance(f, Frame)]
+
+    with PtyBoard(respond) as board, Link(board.port, timeout=0.5) as link, \
+            pytest.raises(TinyDeployError) as err:
+        link.hello()
+    assert err.value.code == "protocol_error"
+    assert "speaks protocol 1, this tinydeploy speaks 2" in str(err.value)
+    assert "reflash" in str(err.value)
+
+
 def test_two_input_model_on_sim() -> None:
     facts, xs, y = _zoo("simple_add_model")
     with start_sim(facts) as sim, Link(sim.port, timeout=2.0) as link:

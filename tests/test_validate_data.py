@@ -128,3 +128,18 @@ def test_sine_float_data_still_quantized(tmp_path: Path) -> None:
     assert saturation(x, t) == pytest.approx(1 / 3)
     assert saturation(q, t) == 0.0 and quantize_input(q, t) is not None
     np.testing.assert_array_equal(quantize_input(q, t), q)
+
+
+def test_device_with_another_tensor_count_is_refused() -> None:
+    from tinydeploy.device.protocol import DeviceInfo, TensorInfo
+    from tinydeploy.facts import load
+    from tinydeploy.validation import check_device
+
+    facts = load(DATA / "simple_add_model.tflite")
+    ts = [TensorInfo(t.dtype, t.shape, t.scale or 0.0, t.zero_point or 0)
+          for t in (*facts.inputs, *facts.outputs)]
+    check_device(DeviceInfo(2, "f", "b", "c", facts.sha256, tuple(ts[:2]), (ts[2],), 1, 1, 0),
+                 facts, "p")
+    with pytest.raises(TinyDeployError, match="has 1 inputs, the model 2"):
+        check_device(DeviceInfo(2, "f", "b", "c", facts.sha256, (ts[0],), (ts[2],), 1, 1, 0),
+                     facts, "p")
