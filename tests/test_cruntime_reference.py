@@ -104,9 +104,10 @@ def test_describe_info(built: dict, tmp_path: Path) -> None:
     main.write_text(
         '#include <stdio.h>\n#include "td_model.h"\n'
         "int main(void) { td_info i; int k; td_model_describe(&i);\n"
-        ' printf("%s %u %u %d %d %d %d %.9g\\n", i.runtime, (unsigned)i.arena_size,'
-        " (unsigned)i.arena_used, (int)i.input.ndims, (int)i.input.dims[1],"
-        " (int)i.input.zero_point, (int)i.output.dims[1], (double)i.output.scale);\n"
+        ' printf("%s %u %u %d %d %d %d %.9g %d %d\\n", i.runtime, (unsigned)i.arena_size,'
+        " (unsigned)i.arena_used, (int)i.inputs[0].ndims, (int)i.inputs[0].dims[1],"
+        " (int)i.inputs[0].zero_point, (int)i.outputs[0].dims[1],"
+        " (double)i.outputs[0].scale, (int)i.num_inputs, (int)i.num_outputs);\n"
         ' for (k = 0; k < 32; ++k) printf("%02x", i.model_sha256[k]);\n'
         ' printf("\\n"); return 0; }\n')
     exe = compile_c([main, *res.sources], tmp_path / "describe", [res.out_dir])
@@ -118,6 +119,7 @@ def test_describe_info(built: dict, tmp_path: Path) -> None:
     assert parts[:7] == ["c", str(res.plan.size), str(res.plan.size), str(len(t_in.shape)),
                          str(t_in.shape[1]), str(t_in.zero_point), str(t_out.shape[1])]
     assert float(parts[7]) == pytest.approx(t_out.scale, rel=1e-7)
+    assert parts[8:] == ["1", "1"]  # every tensor, as arrays (td_info.inputs/outputs)
     assert lines[1] == facts.sha256
 
 
