@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..c_names import reserved_safe
 from ..errors import TinyDeployError
 from . import quant
-from .c_names import reserved_safe
 from .graph import FIX_TFLM, Graph, Op, Tensor
 
 if TYPE_CHECKING:

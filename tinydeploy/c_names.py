@@ -1,13 +1,12 @@
 """C identifiers that never collide with C/C++ keywords or standard-library names.
 
-Names made from user input (``carray --name``, generated model names) pass through
-``reserved_safe``: a keyword, a standard macro/type/function name (``NULL``, ``EOF``,
-``errno``, ``size_t``, ``INT8_MAX``, ``printf``...), a name ending in ``_t`` (POSIX reserves
-them), starting with ``__`` or ``_`` + capital letter (reserved to the implementation), or
-starting with ``td_``/``TD_`` standard prefixes (``E``+digit/capital: errno.h, ``is``/``to``
-+lowercase: ctype.h, ``str``/``mem``/``wcs``+lowercase: string.h, ``SIG``/``LC_``,
-``INT``/``UINT``+...``_MAX/_MIN/_C``, ``PRI``/``SCN``) gets a ``_v`` suffix or ``v_``
-prefix so that the result is always a legal, non-reserved identifier.
+Names made from user input (``carray --name``, sketch names, generated model names) are
+checked with ``is_reserved``: a C/C++ keyword, a standard macro/type/function name
+(``NULL``, ``EOF``, ``errno``, ``size_t``, ``INT8_MAX``, ``printf``, ``main``...), a name
+ending in ``_t`` (POSIX reserves them), starting with ``__`` or ``_`` + capital letter
+(reserved to the implementation) or an ``INT...``/``UINT...`` name ending in ``_MAX``,
+``_MIN``, ``_C`` or ``_WIDTH`` (stdint.h). ``reserved_safe`` turns such a name into a legal,
+non-reserved one.
 """
 
 from __future__ import annotations
@@ -53,19 +52,15 @@ uint8_t uint16_t uint32_t uint64_t intptr_t uintptr_t intmax_t uintmax_t float_t
 complex imaginary I noreturn static_assert unreachable std
 """)
 
-_RESERVED_PATTERNS = (
-    re.compile(r"^__"),                  # implementation
-    re.compile(r"^_[A-Z]"),              # implementation
-    re.compile(r"_t$"),                  # POSIX types
-    re.compile(r"^E[0-9A-Z]"),           # errno.h macros
-    re.compile(r"^(is|to)[a-z]"),        # ctype.h
-    re.compile(r"^(str|mem|wcs)[a-z]"),  # string.h / stdlib.h
-    re.compile(r"^(SIG|SIG_)[A-Z]"),     # signal.h
-    re.compile(r"^LC_[A-Z]"),            # locale.h
-    re.compile(r"^U?INT(8|16|32|64|MAX|PTR|_LEAST|_FAST)"),  # stdint.h limits/macros
-    re.compile(r"^(PRI|SCN)[a-zX]"),     # inttypes.h
-    re.compile(r"^(FLT|DBL|LDBL)_"),     # float.h
-    re.compile(r"^(ATOMIC|atomic)_"),    # stdatomic.h
+# prefixes that stay reserved whatever follows: fixed by a "v" in front
+_PREFIX_PATTERNS = (
+    re.compile(r"^__"),     # implementation
+    re.compile(r"^_[A-Z]"),  # implementation
+)
+# whole-name patterns: fixed by a trailing "_"
+_NAME_PATTERNS = (
+    re.compile(r"_t$"),                               # POSIX types
+    re.compile(r"^U?INT\w*_(MAX|MIN|C|WIDTH)$"),      # stdint.h limits / constant macros
 )
 
 RESERVED = C_KEYWORDS | CPP_KEYWORDS | STD_NAMES
@@ -73,20 +68,16 @@ RESERVED = C_KEYWORDS | CPP_KEYWORDS | STD_NAMES
 
 def is_reserved(name: str) -> bool:
     """True if ``name`` is a keyword, a standard-library name or in a reserved pattern."""
-    return name in RESERVED or any(p.search(name) for p in _RESERVED_PATTERNS)
+    return (name in RESERVED or any(p.search(name) for p in _PREFIX_PATTERNS)
+            or any(p.search(name) for p in _NAME_PATTERNS))
 
 
 def reserved_safe(name: str) -> str:
-    """``name`` (already a syntactically valid identifier) made non-reserved."""
-    if not is_reserved(name):
-        return name
-    s = name.lstrip("_") or "v"
-    if s[0].isdigit():
-        s = "v_" + s
-    if is_reserved(s):
-        s = "v_" + s
-    if s.endswith("_t"):
-        s += "_v"
-    if is_reserved(s):  # pragma: no cover - v_ prefix and _v suffix leave no pattern
-        s = "v_" + s + "_v"
-    return s
+    """``name`` (a syntactically valid identifier) made non-reserved: ``v`` in front of a
+    reserved prefix (``__x`` -> ``v__x``), ``_`` after a reserved name (``NULL`` ->
+    ``NULL_``, ``size_t`` -> ``size_t_``). Idempotent."""
+    if any(p.search(name) for p in _PREFIX_PATTERNS):
+        name = "v" + name
+    if name in RESERVED or any(p.search(name) for p in _NAME_PATTERNS):
+        name += "_"
+    return name
