@@ -228,6 +228,8 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
                      "offset": b.offset, "first": b.first, "last": b.last}
                     for b in mem.buffers],
         "decls": em.decls, "calls": calls, "inputs": inputs, "outputs": outputs,
+        # every input/output tensor (also the protocol helper's template key)
+        "io": {"inputs": inputs, "outputs": outputs},
         "states": states, "stateful": bool(states),
         "has_lstm": any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops),
         "input_size": sum(t["bytes"] for t in inputs),
