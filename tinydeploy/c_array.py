@@ -34,6 +34,7 @@ import os
 import unicodedata
 from pathlib import Path
 
+from .c_names import reserved_safe
 from .errors import TinyDeployError
 from .output import write_atomic, write_files
 
@@ -68,8 +69,10 @@ def c_identifier(name: str) -> str:
 
     Accents are folded to ASCII (``héllo`` -> ``hello``), every other character outside
     ``[A-Za-z0-9_]`` becomes ``_``; an empty result becomes ``unnamed``; a leading digit or
-    a reserved ``__x``/``_X`` start gets a ``v`` prefix; C/C++ keywords (and ``main``) get a
-    trailing ``_``. Idempotent: ``c_identifier(c_identifier(s)) == c_identifier(s)``.
+    a reserved ``__x``/``_X`` start gets a ``v`` prefix; C/C++ keywords, standard-library
+    names (``NULL``, ``EOF``, ``errno``, ``size_t``, ``INT8_MAX``... see
+    :mod:`tinydeploy.c_names`) and ``*_t`` names get a trailing ``_``.
+    Idempotent: ``c_identifier(c_identifier(s)) == c_identifier(s)``.
     """
     folded = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
     ident = "".join(c if (c.isascii() and (c.isalnum() or c == "_")) else "_" for c in folded)
@@ -80,7 +83,7 @@ def c_identifier(name: str) -> str:
         ident = "v" + ident
     if ident in C_KEYWORDS:
         ident += "_"
-    return ident
+    return reserved_safe(ident)  # NULL, EOF, errno, size_t, INT8_MAX, x_t, ... (c_names.py)
 
 
 def hex_lines(data: bytes, per_line: int = BYTES_PER_LINE, indent: str = "  ",

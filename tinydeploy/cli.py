@@ -70,11 +70,14 @@ def quantize(
 
 @app.command()
 def check(model: ModelArg) -> None:
-    """Accept a model only if TFLM runs every op in int8 with int8 I/O."""
+    """Accept a model only if TFLM runs it quantized (full int8, or 16x8)."""
     from .guard import check as run
 
     facts = run(model)
-    typer.echo(f"ok: {model} is full-int8 and runs on TFLM ({', '.join(facts.op_names)})")
+    scheme = "16x8 (int16 activations, int8 weights)" if facts.quantization == "16x8" \
+        else "full-int8"
+    state = ", stateful" if facts.stateful else ""
+    typer.echo(f"ok: {model} is {scheme}{state} and runs on TFLM ({', '.join(facts.op_names)})")
 
 
 @app.command()

@@ -72,6 +72,17 @@ class ModelFacts:
     subgraph_count: int
     data: bytes = field(repr=False, default=b"")
     model: schema.ModelT | None = field(repr=False, default=None, compare=False)
+    # quantization facts (see ``tensor_kinds``): "int8", "16x8", "float", "hybrid", "mixed"
+    quantization: str = "int8"
+    activation_dtypes: dict[str, int] = field(default_factory=dict)  # dtype -> tensors
+    constant_dtypes: dict[str, int] = field(default_factory=dict)
+    variables: list[TensorFacts] = field(default_factory=list)  # state tensors (LSTM)
+    placeholders: list[str] = field(default_factory=list)  # LSTM float "intermediates"
+
+    @property
+    def stateful(self) -> bool:
+        """True if the model keeps state between invocations (variable tensors)."""
+        return bool(self.variables)
 
     # --- construction -----------------------------------------------------------------
     @classmethod
@@ -108,6 +119,7 @@ class ModelFacts:
             if i in const_buffers and b.data is not None
         )
         desc = model.description
+        kinds = tensor_kinds(model)
         return cls(
             path=path,
             sha256=hashlib.sha256(data).hexdigest(),
@@ -123,6 +135,11 @@ class ModelFacts:
             subgraph_count=len(model.subgraphs),
             data=data,
             model=model,
+            quantization=kinds["quantization"],
+            activation_dtypes=kinds["activations"],
+            constant_dtypes=kinds["constants"],
+            variables=[tensor_facts(tensors, i) for i in kinds["variables"]],
+            placeholders=[tensor_name(tensors[i]) for i in kinds["placeholders"]],
         )
 
     # --- views ------------------------------------------------------------------------
@@ -139,7 +156,9 @@ class ModelFacts:
         d["ops"] = [asdict(o) for o in self.ops]
         d["inputs"] = [asdict(t) for t in self.inputs]
         d["outputs"] = [asdict(t) for t in self.outputs]
+        d["variables"] = [asdict(t) for t in self.variables]
         d["op_names"] = self.op_names
+        d["stateful"] = self.stateful
         return d
 
 
@@ -148,6 +167,58 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", errors="replace")
     return "" if value is None else str(value)
+
+
+def _is_constant(model: schema.ModelT, t: schema.TensorT) -> bool:
+    buffers = model.buffers or []
+    buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
+    return buf is not None and ((buf.data is not None and len(buf.data) > 0) or bool(buf.size))
+
+
+def tensor_kinds(model: schema.ModelT) -> dict[str, Any]:
+    """Dtype census of the main subgraph, the quantization scheme and special tensors.
+
+    * placeholders: float32 tensors without data listed as an operator's ``intermediates``
+      (a quantized LSTM's unused "intermediate" slots) - not activations.
+    * variables: state tensors (``isVariable``, e.g. LSTM hidden/cell state): int16 cell
+      state belongs to an int8 LSTM and does not make a model 16x8.
+    * quantization: "16x8" if an activation is int16, "int8" if they are int8, "float" if
+      float32 without int8 weights, "hybrid" if float32 activations with int8 weights,
+      "mixed" for float32 next to int8/int16 activations.
+    """
+    sub = model.subgraphs[0]
+    tensors = sub.tensors or []
+    placeholders: set[int] = set()
+    for op in sub.operators or []:
+        for i in _ints(op.intermediates):
+            if 0 <= i < len(tensors):
+                t = tensors[i]
+                empty = t.shape is None or len(t.shape) == 0 or 0 in list(t.shape)
+                if not _is_constant(model, t) and (empty or t.type == schema.TensorType.FLOAT32):
+                    placeholders.add(i)
+    activations: dict[str, int] = {}
+    constants: dict[str, int] = {}
+    variables: list[int] = []
+    for i, t in enumerate(tensors):
+        if i in placeholders:
+            continue
+        dtype = _TYPE_NAMES.get(t.type, f"TYPE_{t.type}")
+        if t.isVariable:
+            variables.append(i)
+            continue
+        table = constants if _is_constant(model, t) else activations
+        table[dtype] = table.get(dtype, 0) + 1
+    has_float = "FLOAT32" in activations
+    if "INT16" in activations and not has_float:
+        scheme = "16x8"
+    elif has_float and ("INT8" in activations or "INT16" in activations):
+        scheme = "mixed"
+    elif has_float:
+        scheme = "hybrid" if "INT8" in constants else "float"
+    else:
+        scheme = "int8"
+    return {"quantization": scheme, "activations": activations, "constants": constants,
+            "variables": variables, "placeholders": sorted(placeholders)}
 
 
 def tensor_name(t: schema.TensorT) -> str:

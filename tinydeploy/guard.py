@@ -1,10 +1,14 @@
-"""Stage 3, check: accept a ``.tflite`` model only if TFLite Micro runs it in full int8.
+"""Stage 3, check: accept a ``.tflite`` model only if TFLite Micro runs it quantized.
 
-Accepted: every operator is in ``ops.TFLM_OPS`` with an int8 kernel, every activation
-tensor is int8 (int32 only for biases/indices), and the model's inputs and outputs are int8.
-Anything else raises one ``TinyDeployError`` whose message names the problem and the fix:
-``bad_flatbuffer`` (unreadable/truncated), ``model_rejected`` (float, hybrid/dynamic-range,
-uint8, float I/O, int16 activations) or ``unsupported_op`` (an operator TFLM lacks).
+Accepted: full int8 (every activation int8, int32 only for biases/indices; an int8 LSTM's
+int16 cell state and float32 "intermediate" placeholders included) and 16x8 (int16
+activations, int8 weights, int64/int32 bias: TFLM's EXPERIMENTAL 16x8 scheme), with every
+operator in ``ops.TFLM_OPS`` having a kernel for that scheme (``int8`` / ``int16`` flags),
+and int8 (or, for 16x8, int16) inputs and outputs. Anything else raises one
+``TinyDeployError`` whose message names the real cause and the fix: ``bad_flatbuffer``
+(unreadable/truncated), ``model_rejected`` (float, hybrid/dynamic-range, uint8, float I/O,
+int16 I/O without int16 activations, int32 outputs) or ``unsupported_op`` (a custom op, by
+name, or an operator TFLM lacks for the scheme).
 """
 
 from __future__ import annotations
@@ -31,23 +35,20 @@ def _type_name(code: int) -> str:
 
 
 def _tensor_kinds(facts: ModelFacts) -> tuple[set[str], set[str], str | None]:
-    """(activation dtypes, constant dtypes, name of the first float activation)."""
+    """(activation dtypes, constant dtypes, name of the first float activation); LSTM
+    placeholders and state tensors are not activations (facts.tensor_kinds)."""
     model = facts.model
     assert model is not None
-    buffers = model.buffers or []
-    activations: set[str] = set()
-    constants: set[str] = set()
+    skip = set(facts.placeholders) | {t.name for t in facts.variables}
     first_float: str | None = None
-    for sub in model.subgraphs or []:
-        for t in sub.tensors or []:
+    for t in model.subgraphs[0].tensors or []:
+        if t.type == schema.TensorType.FLOAT32 and tensor_name(t) not in skip \
+                and not t.isVariable and first_float is None:
+            buffers = model.buffers or []
             buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
-            is_const = buf is not None and (
-                (buf.data is not None and len(buf.data) > 0) or bool(buf.size))
-            dtype = _type_name(t.type)
-            (constants if is_const else activations).add(dtype)
-            if not is_const and dtype == "FLOAT32" and first_float is None:
+            if buf is None or not ((buf.data is not None and len(buf.data) > 0) or buf.size):
                 first_float = tensor_name(t)
-    return activations, constants, first_float
+    return set(facts.activation_dtypes), set(facts.constant_dtypes), first_float
 
 
 def _first_float_op(facts: ModelFacts) -> str | None:
@@ -69,16 +70,61 @@ def _reject(path: str, problem: str, fix: str = REQUANTIZE_FIX) -> TinyDeployErr
     return TinyDeployError("model_rejected", path=path, problem=problem, fix=fix)
 
 
-def _check_int8_io(path: str, io: list[tuple[str, TensorFacts]]) -> None:
-    """Reject the first input or output that is not int8."""
+IO_DTYPES = {"int8": ("INT8",), "16x8": ("INT8", "INT16")}
+INT16_FIX = ("convert with supported_ops=[tf.lite.OpsSet."
+             "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8] for 16x8, or to full "
+             "int8 with `tinydeploy quantize`")
+
+
+def _check_io(path: str, io: list[tuple[str, TensorFacts]], scheme: str) -> None:
+    """Reject the first input or output whose dtype the scheme's TFLM kernels do not take."""
     for role, t in io:
-        if t.dtype != "INT8":
-            raise _reject(path, f"{role} '{t.name}' is {t.dtype}; tinydeploy needs int8 "
-                                "inputs and outputs", INT8_IO_FIX)
+        if t.dtype in IO_DTYPES[scheme]:
+            continue
+        if t.dtype == "INT16":
+            raise _reject(path, f"{role} '{t.name}' is int16 but the model's activations are "
+                                "int8 (no int16 activations): TFLM needs 16x8 quantization "
+                                "for int16 I/O", INT16_FIX)
+        if t.dtype in ("INT32", "INT64"):
+            raise _reject(path, f"{role} '{t.name}' is {t.dtype.lower()} (e.g. an ARG_MAX "
+                                "index or a shape); tinydeploy needs quantized int8/int16 "
+                                "inputs and outputs",
+                          "end the model with the quantized layer before it (compute the "
+                          "index on the host) and convert with int8 I/O")
+        raise _reject(path, f"{role} '{t.name}' is {t.dtype}; tinydeploy needs int8 "
+                            "inputs and outputs", INT8_IO_FIX)
+
+
+def _check_ops(path: str, facts: ModelFacts, scheme: str) -> None:
+    for name in dict.fromkeys(facts.op_sequence):
+        if name.startswith("CUSTOM:"):
+            raise TinyDeployError(
+                "unsupported_op", path=path, op=f"custom operator '{name[7:]}'",
+                runtime=RUNTIME,
+                fix="custom ops need your own TFLM kernel: rebuild without it (e.g. "
+                    "converter.allow_custom_ops=False) or register the kernel yourself")
+        info = TFLM_OPS.get(name)
+        if info is None:
+            raise TinyDeployError(
+                "unsupported_op", path=path, op=name, runtime=RUNTIME,
+                fix="replace the layer that produces it with TFLM-supported layers "
+                    "(list: tinydeploy/ops.py TFLM_OPS)")
+        if scheme == "16x8" and not info.int16:
+            raise TinyDeployError(
+                "unsupported_op", path=path, op=f"{name} (in int16, 16x8)", runtime=RUNTIME,
+                fix=f"TFLM has no int16 {name} kernel: quantize to full int8 instead "
+                    "(`tinydeploy quantize`) or replace that layer")
+        if not info.int8:
+            raise TinyDeployError(
+                "unsupported_op", path=path, op=f"{name} (in int8)", runtime=RUNTIME,
+                fix=f"TFLM has no int8 {name} kernel: replace that layer or compute it "
+                    "outside the model")
 
 
 def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
-    """Return the model's facts if it is full int8 and every op runs on TFLM; else raise."""
+    """Return the model's facts if TFLM runs it quantized (full int8, or 16x8: int16
+    activations with int8 weights; int8 LSTMs with their int16 cell state included); else
+    raise ``TinyDeployError`` naming the cause."""
     facts = load(model)  # file_not_found / bad_flatbuffer
     path = facts.path
     activations, constants, first_float = _tensor_kinds(facts)
@@ -88,21 +134,24 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
     if not facts.op_sequence:
         raise _reject(path, "the model has no operators",
                       "export a model with at least one layer")
+    custom = next((n for n in facts.op_sequence if n.startswith("CUSTOM:")), None)
+    if custom is not None:
+        _check_ops(path, facts, "int8")  # names the custom op
     if "UINT8" in io_types or "UINT8" in activations:
         where = next((f"{role} '{t.name}'" for role, t in io if t.dtype == "UINT8"),
                      "its activations")
         raise _reject(path, f"uint8 model ({where} is uint8); tinydeploy needs int8",
                       INT8_IO_FIX)
-    if "FLOAT32" in activations or "FLOAT32" in io_types:
+    if first_float is not None or "FLOAT32" in io_types:
         int8_weights = "INT8" in constants
-        int8_acts = "INT8" in activations
+        int8_acts = "INT8" in activations or "INT16" in activations
         if int8_weights and not int8_acts:
             raise _reject(path, "hybrid (dynamic-range) model: int8 weights with float32 "
                                 "activations, i.e. quantized without a representative dataset")
         if not int8_weights and not int8_acts:
             kind = "float16-weight" if "FLOAT16" in constants else "float32"
             raise _reject(path, f"{kind} model: it is not quantized")
-        _check_int8_io(path, io)
+        _check_io(path, io, "16x8" if "INT16" in activations else "int8")
         op = _first_float_op(facts)
         if op is not None:
             raise _reject(path, f"partially quantized: operator {op} runs in float32 (the "
@@ -112,23 +161,30 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
         raise _reject(path, f"partially quantized: tensor '{first_float}' is float32",
                       "convert with supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8] so "
                       "every op is int8 (replace layers that fail to convert)")
-    if "INT16" in activations:
-        raise _reject(path, "int16 activations (16x8 quantization); tinydeploy needs int8",
-                      REQUANTIZE_FIX)
-    _check_int8_io(path, io)
+    # int16 I/O tensors count as activations: 16x8 needs int16 beyond the inputs
+    io_names = {t.index for _, t in io}
+    inner16 = _inner_int16(facts, io_names)
+    scheme = "16x8" if inner16 or ("INT16" in activations and
+                                   all(t.dtype == "INT16" for _, t in io)) else "int8"
+    _check_io(path, io, scheme)
     for role, t in io:
         if t.scale is None or t.zero_point is None:
             raise _reject(path, f"{role} '{t.name}' has no quantization parameters")
-    for name in dict.fromkeys(facts.op_sequence):
-        info = TFLM_OPS.get(name)
-        if info is None:
-            raise TinyDeployError(
-                "unsupported_op", path=path, op=name, runtime=RUNTIME,
-                fix="replace the layer that produces it with TFLM-supported layers "
-                    "(list: tinydeploy/ops.py TFLM_OPS)")
-        if not info.int8:
-            raise TinyDeployError(
-                "unsupported_op", path=path, op=f"{name} (in int8)", runtime=RUNTIME,
-                fix=f"TFLM has no int8 {name} kernel: replace that layer or compute it "
-                    "outside the model")
+    _check_ops(path, facts, scheme)
     return facts
+
+
+def _inner_int16(facts: ModelFacts, io: set[int]) -> bool:
+    """True if an int16 activation exists that is not a model input or output."""
+    assert facts.model is not None
+    sub = facts.model.subgraphs[0]
+    skip = set(facts.placeholders)
+    buffers = facts.model.buffers or []
+    for i, t in enumerate(sub.tensors or []):
+        if i in io or t.isVariable or t.type != schema.TensorType.INT16 \
+                or tensor_name(t) in skip:
+            continue
+        buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
+        if buf is None or not ((buf.data is not None and len(buf.data) > 0) or buf.size):
+            return True
+    return False

@@ -15,10 +15,25 @@ class OpInfo:
     name: str  # schema BuiltinOperator name, e.g. "FULLY_CONNECTED"
     resolver: str  # MicroMutableOpResolver method, e.g. "AddFullyConnected"
     int8: bool = True  # TFLM has an int8 kernel for it
+    int16: bool = False  # TFLM has an int16 (16x8) kernel for it (INT16_OPS below)
+
+
+# Operators whose TFLM kernel (90b983c2) takes int16 activations (16x8 models): the
+# kernels that handle kTfLiteInt16, plus the type-agnostic data-movement ops.
+INT16_OPS: frozenset[str] = frozenset({
+    "ABS", "ADD", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CAST", "CONCATENATION", "CONV_2D",
+    "DEPTHWISE_CONV_2D", "DEQUANTIZE", "EQUAL", "EXPAND_DIMS", "FILL", "FULLY_CONNECTED",
+    "GREATER", "GREATER_EQUAL", "LEAKY_RELU", "LESS", "LESS_EQUAL", "LOGISTIC", "MAXIMUM",
+    "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL", "NOT_EQUAL", "PACK", "PAD", "PADV2", "PRELU",
+    "QUANTIZE", "REDUCE_MAX", "RELU", "RELU6", "RESHAPE", "RESIZE_NEAREST_NEIGHBOR",
+    "REVERSE_V2", "RSQRT", "SELECT_V2", "SHAPE", "SLICE", "SOFTMAX", "SPLIT", "SPLIT_V",
+    "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "SVDF", "TANH",
+    "TRANSPOSE", "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNPACK",
+})
 
 
 def _table(*rows: tuple[str, str] | tuple[str, str, bool]) -> dict[str, OpInfo]:
-    return {r[0]: OpInfo(*r) for r in rows}
+    return {r[0]: OpInfo(*r, int16=r[0] in INT16_OPS) for r in rows}  # type: ignore[misc]
 
 
 TFLM_OPS: dict[str, OpInfo] = _table(

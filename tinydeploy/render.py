@@ -504,6 +504,8 @@ def describe(facts: ModelFacts) -> str:
         ("operators", f"{len(facts.op_sequence)} in the graph, {len(facts.ops)} distinct"),
     ]
     rows += [("  op", line) for line in ops]
+    rows.append(("quantization", facts.quantization + (", stateful" if facts.stateful else "")))
+    rows += [("  state", _tensor_line(t)) for t in facts.variables]
     rows += [("input", _tensor_line(t)) for t in facts.inputs]
     rows += [("output", _tensor_line(t)) for t in facts.outputs]
     if all(n in TFLM_OPS for n in facts.op_names):

@@ -17,20 +17,31 @@ from typing import Any
 
 import jinja2
 
+from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
 from .emit import Emitter, float_lit
+from .emit_ext import (
+    ALIAS_OPS,
+    EXT_KERNEL_FILES,
+    EXT_KERNEL_SOURCES,
+    ext_reason,
+    reserved_safe,
+    scratch_bytes,
+    sigmoid_table_decl,
+    state_decls,
+)
 from .graph import Graph, read_graph
 from .overlap import overlap_distance
 from .planner import Buffer, MemoryPlan, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
-                "td_kernels_io.c")
+                "td_kernels_io.c", *EXT_KERNEL_FILES)
 SUPPORT_FILES = ("td_protocol.h", "td_model_api.h")
 MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
-                 "td_kernels_io.c")
+                 "td_kernels_io.c", *EXT_KERNEL_SOURCES)
 
 
 @dataclass
@@ -69,9 +80,10 @@ class CResult:
 
 
 def c_identifier(name: str) -> str:
-    """A valid C identifier from any string (used for names derived from user input)."""
+    """A valid C identifier from any string (used for names derived from user input) that
+    is no C/C++ keyword or standard-library name (see ``emit_ext.reserved_safe``)."""
     s = re.sub(r"[^0-9A-Za-z_]", "_", name) or "model"
-    return "_" + s if s[0].isdigit() else s
+    return reserved_safe("_" + s if s[0].isdigit() else s)
 
 
 def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
@@ -79,7 +91,7 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
     alias: dict[int, int] = {}
     external = set(g.inputs) | set(g.outputs)
     for op in g.ops:
-        if op.name == "RESHAPE" and op.outputs[0] not in external:
+        if op.name in ALIAS_OPS and op.outputs[0] not in external:
             src = op.inputs[0]
             if not g.t(src).is_const:
                 alias[op.outputs[0]] = alias.get(src, src)
@@ -95,11 +107,17 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
                 continue
             r = alias.get(i, i)
             last[r] = max(last.get(r, op.index), op.index)
-    buffers = {r: Buffer(r, g.t(r).name, g.t(r).size, first[r], last[r])
-               for r in sorted(first) if r not in external}
+    buffers = {r: Buffer(r, g.t(r).name, g.t(r).nbytes, first[r], last[r])
+               for r in sorted(first) if r not in external and not g.t(r).variable}
+    for op in g.ops:  # per-operator scratch (emit_ext.scratch_bytes), id SCRATCH_ID + op
+        n = scratch_bytes(g, op)
+        if n:
+            buffers[SCRATCH_ID + op.index] = Buffer(SCRATCH_ID + op.index,
+                                                    f"scratch of op {op.index}", n,
+                                                    op.index, op.index)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
-        if y not in buffers or y in alias:
+        if y not in buffers or y in alias or ext_reason(g, op) is None:
             continue
         candidates = op.inputs[:2] if op.name in ("ADD", "MUL") else op.inputs[:1]
         for i in candidates:
@@ -111,6 +129,9 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
                     buffers[y].pin = (r, d)
                 break
     return alias, list(buffers.values())
+
+
+SCRATCH_ID = 1 << 24  # buffer ids above the tensor indices
 
 
 def _tflm_arena(facts: ModelFacts) -> int | None:
@@ -144,30 +165,55 @@ def _comment(text: str) -> str:
     return safe[:120]
 
 
-_DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32"}
+_DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32", "INT16": "TD_DTYPE_INT16"}
 
 
-def _bytes(dtype: str) -> int:
-    return 4 if dtype == "FLOAT32" else 1
+def _io_tensors(g: Graph, indices: list[int]) -> list[dict[str, Any]]:
+    """Per-tensor facts for td_model.h/.c: offset and bytes inside the concatenated I/O."""
+    out, off = [], 0
+    for k, i in enumerate(indices):
+        t = g.t(i)
+        if off % t.itemsize:
+            raise TinyDeployError(
+                "model_rejected", path=g.path,
+                problem=f"I/O tensor '{t.name}' ({t.dtype}) would start at byte {off} of the "
+                        "concatenated tensors, not aligned to its element size",
+                fix="reorder the model inputs/outputs (wider dtypes first) or use the TFLM "
+                    "runtime")
+        out.append({"k": k, "index": i, "offset": off, "bytes": t.nbytes,
+                    "dtype": _DTYPES[t.dtype], "dims": list(t.shape) or [1],
+                    "scale": float_lit(t.scale), "zp": t.zp})
+        off += t.nbytes
+    return out
 
 
 def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
     g = read_graph(facts)
     alias, buffers = _storage(g)
-    mem = plan(buffers)
+    wide = any(b.tensor >= SCRATCH_ID or g.t(b.tensor).itemsize > 1 for b in buffers)
+    mem = plan(buffers, alignment=8 if wide else 1)  # int16/int64 data stays aligned
     offsets = {b.tensor: b.offset for b in mem.buffers}
+    inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
+    io_loc = {t["index"]: f"(in + {t['offset']})" if t["offset"] else "in" for t in inputs}
+    io_loc.update({t["index"]: f"(out + {t['offset']})" if t["offset"] else "out"
+                   for t in outputs})
 
     def loc(i: int) -> str:
         r = alias.get(i, i)
-        if r in g.inputs:
-            return "in"
-        if r in g.outputs:
-            return "out"
+        if r in io_loc:
+            return io_loc[r]
+        if i >= SCRATCH_ID:
+            return f"(td_arena + {offsets[i]})"
+        if g.t(r).variable:
+            return f"((int8_t *)(void *)td_var{r})"
         return f"(td_arena + {offsets[r]})"
 
     em = Emitter(g, loc)
     calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]
+    states = state_decls(g)
+    if any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops):
+        em.decls.insert(0, sigmoid_table_decl())
     x, y = g.t(g.inputs[0]), g.t(g.outputs[0])
     model_name = c_identifier(name or facts.name)
     from .._version import __version__
@@ -181,8 +227,11 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         "buffers": [{"tensor": b.tensor, "name": _comment(b.name), "size": b.size,
                      "offset": b.offset, "first": b.first, "last": b.last}
                     for b in mem.buffers],
-        "decls": em.decls, "calls": calls,
-        "input_size": x.size * _bytes(x.dtype), "output_size": y.size * _bytes(y.dtype),
+        "decls": em.decls, "calls": calls, "inputs": inputs, "outputs": outputs,
+        "states": states, "stateful": bool(states),
+        "has_lstm": any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops),
+        "input_size": sum(t["bytes"] for t in inputs),
+        "output_size": sum(t["bytes"] for t in outputs),
         "in_dtype": _DTYPES[x.dtype], "out_dtype": _DTYPES[y.dtype],
         "in_dims": list(x.shape) or [1], "out_dims": list(y.shape) or [1],
         "in_scale": float_lit(x.scale), "in_zp": x.zp,

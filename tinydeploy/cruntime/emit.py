@@ -108,6 +108,11 @@ class Emitter:
                                   problem=f"{op.name}: {exc}", fix=FIX_TFLM) from exc
 
     def emit(self, op: Op) -> str:
+        from .emit_ext import emit as emit_ext  # extension kernels (emit_ext.py) first
+
+        ext = emit_ext(self, op, f"td_p{op.index}")
+        if ext is not None:
+            return ext
         fn = getattr(self, "_" + op.name.lower(), None)
         if fn is None:
             raise TinyDeployError("unsupported_op", path=self.g.path, op=op.name,

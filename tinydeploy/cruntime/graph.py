@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TinyDeployError
-from ..facts import ModelFacts, op_name
+from ..facts import ModelFacts, op_name, tensor_name
 from ..ops import C_RUNTIME_OPS
 
 _TYPES = {9: ("INT8", np.int8), 2: ("INT32", np.int32), 0: ("FLOAT32", np.float32),
@@ -34,6 +34,7 @@ class Tensor:
     zero_points: list[int] = field(default_factory=list)
     data: np.ndarray | None = None  # constant tensors only
     sparse: bool = False
+    variable: bool = False  # state tensor (LSTM hidden/cell state): lives across invokes
 
     @property
     def scale(self) -> float:
@@ -49,7 +50,15 @@ class Tensor:
 
     @property
     def is_const(self) -> bool:
-        return self.data is not None
+        return self.data is not None and not self.variable
+
+    @property
+    def itemsize(self) -> int:
+        return {"INT16": 2, "INT32": 4, "FLOAT32": 4, "INT64": 8}.get(self.dtype, 1)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.itemsize
 
 
 @dataclass
@@ -87,8 +96,8 @@ def _tensor(model: Any, sub: Any, i: int) -> Tensor:
         data = np.frombuffer(raw, dtype=np.dtype(np_type).newbyteorder("<")).astype(np_type)
         if shape:
             data = data.reshape(shape)
-    name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-    return Tensor(i, name, shape, dtype, scales, zps, data, t.sparsity is not None)
+    return Tensor(i, tensor_name(t), shape, dtype, scales, zps, data, t.sparsity is not None,
+                  bool(t.isVariable))
 
 
 def read_graph(facts: ModelFacts) -> Graph:
@@ -99,8 +108,10 @@ def read_graph(facts: ModelFacts) -> Graph:
         raise TinyDeployError("bad_flatbuffer", path=path, problem="no parsed model")
     sub = model.subgraphs[0]
     names = [op_name(model.operatorCodes[op.opcodeIndex]) for op in (sub.operators or [])]
+    from .emit_ext import EXT_OPS
+
     for name in names:
-        if name not in C_RUNTIME_OPS:
+        if name not in C_RUNTIME_OPS and name not in EXT_OPS:
             raise TinyDeployError("unsupported_op", path=path, op=name, runtime=RUNTIME_NAME,
                                   fix=FIX_TFLM)
     if facts.subgraph_count != 1:
@@ -130,12 +141,19 @@ def float_boundary(g: Graph, op: Op) -> bool:
     return False
 
 
+IO_DTYPES = ("INT8", "INT16")
+INT8_OPS = C_RUNTIME_OPS  # the original int8 kernels (emit.py)
+
+
 def _check(g: Graph) -> None:
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise _reject(g, f"{len(g.inputs)} inputs and {len(g.outputs)} outputs; "
-                         "the C runtime supports one of each")
-    if g.inputs[0] == g.outputs[0]:
-        raise _reject(g, "the input tensor is also the output tensor")
+    from .emit_ext import ext_reason
+
+    if not g.inputs or not g.outputs:
+        raise _reject(g, f"{len(g.inputs)} inputs and {len(g.outputs)} outputs")
+    if set(g.inputs) & set(g.outputs):
+        raise _reject(g, "an input tensor is also an output tensor")
+    if len(set(g.outputs)) != len(g.outputs) or len(set(g.inputs)) != len(g.inputs):
+        raise _reject(g, "a tensor is listed twice among the model inputs or outputs")
     if not g.ops:
         raise _reject(g, "the model has no operators")
     if any(t.sparse for t in g.tensors):
@@ -145,24 +163,33 @@ def _check(g: Graph) -> None:
         users = [op for op in g.ops if i in op.inputs or i in op.outputs]
         if t.dtype == "FLOAT32" and users and all(float_boundary(g, op) for op in users):
             continue
-        if t.dtype != "INT8" or not t.scales:
+        if t.dtype not in IO_DTYPES or not t.scales:
             raise _reject(g, f"model I/O tensor '{t.name}' is {t.dtype}; the C runtime takes "
-                             "int8 input and output (float only into QUANTIZE / out of "
-                             "DEQUANTIZE)")
+                             "int8 or int16 (quantized) input and output (float only into "
+                             "QUANTIZE / out of DEQUANTIZE)")
     for op in g.ops:
         if float_boundary(g, op):
             inner = g.t(op.outputs[0] if op.name == "QUANTIZE" else op.inputs[0])
             if inner.dtype != "INT8" or not inner.scales:
                 raise _reject(g, f"{op.name} '{inner.name}' is {inner.dtype}; need int8")
             continue
+        reason = ext_reason(g, op)
+        if reason is None:
+            continue  # an extension kernel (emit_ext.py) runs it
+        if op.name not in INT8_OPS:
+            raise TinyDeployError("unsupported_op", path=g.path, op=f"{op.name} ({reason})",
+                                  runtime=RUNTIME_NAME, fix=FIX_TFLM)
         for i in op.outputs:
             t = g.t(i)
             if t.dtype != "INT8":
-                raise _reject(g, f"{op.name} output '{t.name}' is {t.dtype}; "
-                                 "the C runtime is int8 only")
+                raise TinyDeployError("unsupported_op", path=g.path,
+                                      op=f"{op.name} with {t.dtype} output '{t.name}'",
+                                      runtime=RUNTIME_NAME, fix=FIX_TFLM)
         data_inputs = op.inputs[:1] if op.name not in ("ADD", "MUL", "CONCATENATION") \
             else op.inputs
         for i in data_inputs:
             if i >= 0 and g.t(i).dtype != "INT8":
-                raise _reject(g, f"{op.name} input '{g.t(i).name}' is {g.t(i).dtype}; "
-                                 "the C runtime is int8 only")
+                raise TinyDeployError("unsupported_op", path=g.path,
+                                      op=f"{op.name} with {g.t(i).dtype} input "
+                                         f"'{g.t(i).name}'",
+                                      runtime=RUNTIME_NAME, fix=FIX_TFLM)

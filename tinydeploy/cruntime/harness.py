@@ -18,12 +18,16 @@ HARNESS_C = r"""/* tinydeploy test harness: raw int8 samples on stdin -> raw out
 #include <stdio.h>
 #include "td_model.h"
 
-int main(void) {
-  static int8_t in[TD_MODEL_INPUT_SIZE];
-  static int8_t out[TD_MODEL_OUTPUT_SIZE];
-  while (fread(in, 1, sizeof in, stdin) == sizeof in) {
+/* any argument: td_reset() before every sample (stateful models, as TFLM's Reset()) */
+int main(int argc, char **argv) {
+  static int64_t in_store[(TD_MODEL_INPUT_SIZE + 7) / 8];
+  static int64_t out_store[(TD_MODEL_OUTPUT_SIZE + 7) / 8];
+  int8_t *in = (int8_t *)in_store, *out = (int8_t *)out_store;
+  (void)argv;
+  while (fread(in, 1, TD_MODEL_INPUT_SIZE, stdin) == TD_MODEL_INPUT_SIZE) {
+    if (argc > 1) td_reset();
     if (td_invoke(in, out) != 0) return 2;
-    if (fwrite(out, 1, sizeof out, stdout) != sizeof out) return 3;
+    if (fwrite(out, 1, TD_MODEL_OUTPUT_SIZE, stdout) != TD_MODEL_OUTPUT_SIZE) return 3;
   }
   return 0;
 }
@@ -75,3 +79,31 @@ def run_harness(binary: Path, inputs: np.ndarray, out_shape: tuple[int, ...],
     if proc.returncode != 0:
         raise RuntimeError(f"harness exited with {proc.returncode}: {proc.stderr[-300:]!r}")
     return np.frombuffer(proc.stdout, dtype=out_dtype).reshape((len(x), *out_shape))
+
+
+def run_harness_bytes(binary: Path, samples: list[list[np.ndarray]],
+                      outputs: list[tuple[tuple[int, ...], str]],
+                      reset: bool = False) -> list[list[np.ndarray]]:
+    """Run samples of several tensors each (any dtypes: their raw bytes are concatenated in
+    model input order) and split every output back into its tensors (shape, dtype).
+    ``reset``: td_reset() before each sample (else a stateful model runs them as one
+    sequence)."""
+    blob = b"".join(b"".join(np.ascontiguousarray(t).tobytes() for t in s) for s in samples)
+    cmd = [str(binary), "--reset"] if reset else [str(binary)]
+    proc = subprocess.run(cmd, input=blob, capture_output=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"harness exited with {proc.returncode}: {proc.stderr[-300:]!r}")
+    sizes = [int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
+             for shape, dt in outputs]
+    step = sum(sizes)
+    if len(proc.stdout) != step * len(samples):
+        raise RuntimeError(f"harness wrote {len(proc.stdout)} bytes, expected "
+                           f"{step * len(samples)}")
+    result = []
+    for k in range(len(samples)):
+        off, row = k * step, []
+        for (shape, dt), n in zip(outputs, sizes, strict=True):
+            row.append(np.frombuffer(proc.stdout[off:off + n], dtype=dt).reshape(shape))
+            off += n
+        result.append(row)
+    return result

@@ -1,0 +1,130 @@
+/* tinydeploy extension kernels: element-wise ADD/SUB/MUL/MAXIMUM/MINIMUM on int8 or int16,
+ * STRIDED_SLICE and TRANSPOSE_CONV (see td_kernels_ext.h).
+ */
+#include <string.h>
+
+#include "td_kernels_ext.h"
+
+static int32_t td_ld(const void *p, int32_t i, int32_t es) {
+  return es == 2 ? (int32_t)((const int16_t *)p)[i] : (int32_t)((const int8_t *)p)[i];
+}
+
+static void td_st(void *p, int32_t i, int32_t es, int32_t v) {
+  if (es == 2) {
+    ((int16_t *)p)[i] = (int16_t)v;
+  } else {
+    ((int8_t *)p)[i] = (int8_t)v;
+  }
+}
+
+static int32_t td_bin_one(const td_binary_params *p, int32_t kind, int32_t a, int32_t b) {
+  int32_t v;
+  if (kind == TD_BIN_MAX) return a > b ? a : b;
+  if (kind == TD_BIN_MIN) return a < b ? a : b;
+  if (kind == TD_BIN_MUL) {
+    v = td_mbqm((a + p->in1_offset) * (b + p->in2_offset), p->out_mult, p->out_shift) +
+        p->out_offset;
+  } else {
+    const int32_t x1 = td_mbqm((a + p->in1_offset) * (1 << p->left_shift), p->in1_mult,
+                               p->in1_shift);
+    const int32_t x2 = td_mbqm((b + p->in2_offset) * (1 << p->left_shift), p->in2_mult,
+                               p->in2_shift);
+    v = td_mbqm(kind == TD_BIN_SUB ? x1 - x2 : x1 + x2, p->out_mult, p->out_shift) +
+        p->out_offset;
+  }
+  if (v < p->act_min) v = p->act_min;
+  if (v > p->act_max) v = p->act_max;
+  return v;
+}
+
+void td_binary_ext(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,
+                   const void *in2, void *out) {
+  int32_t i;
+  if (!p->broadcast) {
+    for (i = 0; i < p->size; ++i) {
+      td_st(out, i, es, td_bin_one(p, kind, td_ld(in1, i, es), td_ld(in2, i, es)));
+    }
+  } else {
+    int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+    for (i = 0; i < p->size; ++i) {
+      int32_t a = 0, b = 0, d;
+      for (d = 0; d < TD_MAX_RANK; ++d) {
+        a += idx[d] * p->stride1[d];
+        b += idx[d] * p->stride2[d];
+      }
+      td_st(out, i, es, td_bin_one(p, kind, td_ld(in1, a, es), td_ld(in2, b, es)));
+      for (d = TD_MAX_RANK - 1; d >= 0; --d) {
+        if (++idx[d] < p->dims[d]) break;
+        idx[d] = 0;
+      }
+    }
+  }
+}
+
+void td_strided_slice(const td_strided_slice_params *p, const void *in, void *out) {
+  int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+  int32_t total = 1, i, d;
+  const uint8_t *src = (const uint8_t *)in;
+  uint8_t *dst = (uint8_t *)out;
+  for (d = 0; d < TD_MAX_RANK; ++d) total *= p->count[d];
+  for (i = 0; i < total; ++i) {
+    int32_t off = 0;
+    for (d = 0; d < TD_MAX_RANK; ++d) off += (p->start[d] + idx[d] * p->step[d]) * p->in_strides[d];
+    memcpy(dst + (size_t)i * (size_t)p->es, src + (size_t)off * (size_t)p->es, (size_t)p->es);
+    for (d = TD_MAX_RANK - 1; d >= 0; --d) {
+      if (++idx[d] < p->count[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+void td_transpose_conv(const td_tconv_params *p, const void *in, void *out, int64_t *scratch) {
+  const int32_t es = p->in16 ? 2 : 1;
+  const int32_t n_out = p->batches * p->out_h * p->out_w * p->out_c;
+  int32_t b, y, x, ic, fy, fx, oc, i;
+  for (i = 0; i < n_out; ++i) scratch[i] = 0;
+  for (b = 0; b < p->batches; ++b) {
+    for (y = 0; y < p->in_h; ++y) {
+      for (x = 0; x < p->in_w; ++x) {
+        for (ic = 0; ic < p->in_c; ++ic) {
+          const int32_t v =
+              td_ld(in, ((b * p->in_h + y) * p->in_w + x) * p->in_c + ic, es) + p->in_offset;
+          const int32_t oy0 = y * p->stride_h - p->pad_h;
+          const int32_t ox0 = x * p->stride_w - p->pad_w;
+          for (fy = 0; fy < p->f_h; ++fy) {
+            const int32_t oy = oy0 + fy;
+            if (oy < 0 || oy >= p->out_h) continue;
+            for (fx = 0; fx < p->f_w; ++fx) {
+              const int32_t ox = ox0 + fx;
+              int64_t *acc;
+              if (ox < 0 || ox >= p->out_w) continue;
+              acc = scratch + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c;
+              for (oc = 0; oc < p->out_c; ++oc) {
+                const int32_t w = p->filter[((oc * p->f_h + fy) * p->f_w + fx) * p->in_c + ic];
+                acc[oc] += (int64_t)v * w;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  for (i = 0; i < n_out; ++i) {
+    const int32_t c = i % p->out_c;
+    int32_t v;
+    if (p->in16) {
+      int64_t acc = scratch[i];
+      if (p->bias) acc += ((const int64_t *)p->bias)[c];
+      v = td_mbqm64(acc, p->mult[c], p->shift[c]);
+    } else {
+      /* TFLM accumulates in int32 (wrapping); the low 32 bits are the same */
+      uint32_t acc = (uint32_t)scratch[i];
+      if (p->bias) acc += (uint32_t)((const int32_t *)p->bias)[c];
+      v = td_mbqm((int32_t)acc, p->mult[c], p->shift[c]);
+    }
+    v += p->out_offset;
+    if (v < p->act_min) v = p->act_min;
+    if (v > p->act_max) v = p->act_max;
+    td_st(out, i, es, v);
+  }
+}

@@ -1,0 +1,101 @@
+/* tinydeploy extension kernels: SUB, MAXIMUM/MINIMUM, STRIDED_SLICE, TRANSPOSE_CONV,
+ * 16x8 variants (int16 activations, int8 weights) and UNIDIRECTIONAL_SEQUENCE_LSTM (int8).
+ *
+ * Same rules as td_kernels.h: integer arithmetic reproducing TFLite Micro's reference
+ * kernels bit for bit, every parameter computed offline by tinydeploy.cruntime.emit_ext.
+ * int16 tensors are 2-byte aligned (the generated arena is aligned for them).
+ */
+#ifndef TD_KERNELS_EXT_H
+#define TD_KERNELS_EXT_H
+
+#include <stdint.h>
+
+#include "td_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- element-wise binary ops, int8 or int16 (td_kernels_ext.c) -------------------- */
+#define TD_BIN_ADD 0
+#define TD_BIN_SUB 1
+#define TD_BIN_MUL 2
+#define TD_BIN_MAX 3
+#define TD_BIN_MIN 4
+/* es: element size in bytes (1 = int8, 2 = int16); td_binary_params as for td_add/td_mul */
+void td_binary_ext(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,
+                   const void *in2, void *out);
+
+/* ---- strided slice (any element size) --------------------------------------------- */
+typedef struct {
+  int32_t es;                    /* element size, bytes */
+  int32_t in_strides[TD_MAX_RANK]; /* input element strides, padded to TD_MAX_RANK */
+  int32_t start[TD_MAX_RANK];
+  int32_t count[TD_MAX_RANK];    /* output extent per axis (leading 1s) */
+  int32_t step[TD_MAX_RANK];
+} td_strided_slice_params;
+void td_strided_slice(const td_strided_slice_params *p, const void *in, void *out);
+
+/* ---- transpose convolution (int8 and 16x8) ----------------------------------------- */
+typedef struct {
+  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;
+  int32_t stride_h, stride_w, pad_h, pad_w;
+  int32_t in_offset, out_offset, act_min, act_max;
+  int32_t in16;          /* 1: int16 input/output, int64 bias */
+  const int8_t *filter;  /* [out_c][f_h][f_w][in_c] */
+  const void *bias;      /* int32 (int8) or int64 (16x8); may be 0 */
+  const int32_t *mult;
+  const int32_t *shift;
+} td_tconv_params;
+/* scratch: out_h * out_w * out_c * batches int64 accumulators */
+void td_transpose_conv(const td_tconv_params *p, const void *in, void *out, int64_t *scratch);
+
+/* ---- 16x8 kernels (td_kernels_int16.c) --------------------------------------------- */
+/* int64 x (multiplier, shift) as TFLM's 64-bit MultiplyByQuantizedMultiplier */
+int32_t td_mbqm64(int64_t x, int32_t mult, int32_t shift);
+/* conv / depthwise with int16 input and output, int8 weights; bias int64 (bias64 = 1) or
+ * int32 (accumulator wraps like TFLM's int32 AccumScalar) */
+void td_conv2d_16(const td_conv_params *p, int32_t bias64, const int16_t *in, int16_t *out);
+void td_depthwise_conv2d_16(const td_conv_params *p, int32_t bias64, const int16_t *in,
+                            int16_t *out);
+void td_fully_connected_16(const td_fc_params *p, int32_t bias64, const int16_t *in,
+                           int16_t *out);
+/* requantize between int8/int16 (QUANTIZE); es_in/es_out element sizes */
+void td_requantize_ext(const td_requant_params *p, int32_t es_in, int32_t es_out,
+                       const void *in, void *out);
+void td_leaky_relu_16(const td_leaky_relu_params *p, const int16_t *in, int16_t *out);
+/* generic PAD on elements of es bytes */
+void td_pad_ext(const td_pad_params *p, int32_t es, const void *in, void *out);
+
+/* sigmoid(i / 24) in unsigned 0.16 fixed point: the table TFLM's int16 LOGISTIC/TANH
+ * interpolate in. Defined in the generated td_model.c of models that need it. */
+extern const uint16_t td_sigmoid_table[256];
+
+/* ---- UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations x int8 weights (td_kernels_lstm.c) */
+typedef struct {
+  int32_t mult, shift, in_offset; /* one gate's fully connected (output Q3.12, zp 0) */
+  const int8_t *w;                /* [state][in] */
+  const int32_t *bias;            /* may be 0 */
+} td_lstm_fc;
+
+typedef struct {
+  int32_t batches, steps, n_in, n_state, time_major;
+  td_lstm_fc in_fc[4];  /* gates: 0 input, 1 forget, 2 cell, 3 output */
+  td_lstm_fc rec_fc[4];
+  int32_t cell_act;     /* 0: tanh, 1: sigmoid for the cell gate */
+  int32_t fc_mult, fc_shift;       /* forget x cell -> cell */
+  int32_t ic_mult, ic_shift;       /* input x cell gate -> cell */
+  int32_t out_mult, out_shift, hidden_zp; /* tanh(cell) x output gate -> hidden (int8) */
+  int32_t tanh_mult, tanh_shift;   /* Tanh of the cell state (input_multiplier, shift) */
+  int32_t cell_clip;               /* quantized, 0 = no clipping */
+} td_lstm_params;
+/* hidden: int8 [batches][n_state] (state), cell: int16 [batches][n_state] (state),
+ * scratch: 4 * n_state int16 */
+void td_lstm(const td_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t *cell,
+             int8_t *out, int16_t *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_KERNELS_EXT_H */

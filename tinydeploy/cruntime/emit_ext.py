@@ -1,0 +1,600 @@
+"""Extension kernels of the C runtime: SUB, MAXIMUM/MINIMUM, STRIDED_SLICE, TRANSPOSE_CONV,
+EXPAND_DIMS/SQUEEZE, UNIDIRECTIONAL_SEQUENCE_LSTM (int8) and the 16x8 variants (int16
+activations, int8 weights) of FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, ADD, SUB, MUL, PAD,
+LEAKY_RELU, RESHAPE and QUANTIZE.
+
+Hooked into the int8 emitter (``emit.py``) and the graph check (``graph.py``) through three
+functions: ``ext_reason(g, op)`` (None when an extension kernel runs ``op``, else why not),
+``emit(em, op, p)`` (the C statement) and ``scratch_bytes(g, op)`` (arena scratch). Every
+number is computed as TFLite Micro's kernel Prepare computes it; kernels are in
+``firmware/td_kernels_ext.c``, ``td_kernels_int16.c`` and ``td_kernels_lstm.c``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..c_names import reserved_safe
+from ..errors import TinyDeployError
+from . import quant
+from .graph import FIX_TFLM, Graph, Op, Tensor
+
+if TYPE_CHECKING:
+    from .emit import Emitter
+
+__all__ = ["ALIAS_OPS", "EXT_KERNEL_FILES", "EXT_KERNEL_SOURCES", "EXT_OPS", "emit",
+           "ext_reason", "reserved_safe", "scratch_bytes", "sigmoid_table_decl",
+           "state_decls"]
+
+EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_lstm.c")
+EXT_KERNEL_FILES = ("td_kernels_ext.h", *EXT_KERNEL_SOURCES)
+# operators only the extension runs (any dtype it accepts)
+EXT_OPS = frozenset({"SUB", "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV",
+                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM"})
+# int8 operators that also have a 16x8 kernel here
+INT16_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL",
+                       "PAD", "LEAKY_RELU", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "QUANTIZE",
+                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV"})
+ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")  # output = input bytes (may share storage)
+MAX_RANK = 6
+_RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767)}
+_ES = {"INT8": 1, "INT16": 2}
+
+
+def _data_inputs(g: Graph, op: Op) -> list[int]:
+    """The activation (non-constant, non-parameter) inputs whose dtype decides the kernel."""
+    if op.name == "TRANSPOSE_CONV":
+        return [op.inputs[2]]
+    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        return [op.inputs[0]]
+    if op.name in ("ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"):
+        return [i for i in op.inputs[:2] if i >= 0]
+    return [op.inputs[0]] if op.inputs and op.inputs[0] >= 0 else []
+
+
+def _dtypes(g: Graph, op: Op) -> tuple[set[str], set[str]]:
+    ins = {g.t(i).dtype for i in _data_inputs(g, op)}
+    outs = {g.t(i).dtype for i in op.outputs}
+    return ins, outs
+
+
+def _describe(g: Graph, op: Op) -> str:
+    ins, outs = _dtypes(g, op)
+    return f"{'/'.join(sorted(ins)) or '-'} in, {'/'.join(sorted(outs)) or '-'} out"
+
+
+def ext_reason(g: Graph, op: Op) -> str | None:
+    """None if an extension kernel runs ``op``; else a short dtype description for the
+    refusal (the int8 emitter may still run it: graph.py decides)."""
+    ins, outs = _dtypes(g, op)
+    types = ins | outs
+    if op.name == "QUANTIZE":
+        if types <= {"INT8", "INT16"} and types != {"INT8"}:
+            return None
+        return _describe(g, op)
+    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        if types == {"INT8"} and _lstm_problem(g, op) is None:
+            return None
+        return _lstm_problem(g, op) or _describe(g, op)
+    if op.name in EXT_OPS and types == {"INT8"}:
+        return None
+    if op.name in INT16_OPS and types == {"INT16"}:
+        return None
+    return _describe(g, op)
+
+
+def scratch_bytes(g: Graph, op: Op) -> int:
+    """Arena bytes the operator needs for the duration of its call (0: none)."""
+    if ext_reason(g, op) is not None:
+        return 0
+    if op.name == "TRANSPOSE_CONV":
+        return 8 * g.t(op.outputs[0]).size
+    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        return 2 * 4 * g.t(op.inputs[18]).shape[-1]
+    return 0
+
+
+def state_decls(g: Graph) -> list[dict[str, Any]]:
+    """Variable (state) tensors: static arrays that td_reset() sets to TFLM's reset value
+    (the zero point for int8, 0 otherwise)."""
+    out = []
+    for t in g.tensors:
+        if t.variable and any(t.index in op.inputs for op in g.ops):
+            ctype = {"INT8": "int8_t", "INT16": "int16_t"}.get(t.dtype)
+            if ctype is None:
+                raise TinyDeployError("model_rejected", path=g.path,
+                                      problem=f"state tensor '{t.name}' is {t.dtype}",
+                                      fix=FIX_TFLM)
+            out.append({"index": t.index, "name": _safe_comment(t.name), "dtype": t.dtype,
+                        "ctype": ctype, "size": max(t.size, 1),
+                        "reset": t.zp if t.dtype == "INT8" else 0})
+    return out
+
+
+def _safe_comment(text: str) -> str:
+    safe = "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
+    return safe.replace("*/", "* /").replace("/*", "/ *")[:80]
+
+
+def sigmoid_table_decl() -> str:
+    """td_sigmoid_table: the 256-entry table TFLM's int16 LOGISTIC/TANH interpolate in."""
+    path = Path(__file__).with_name("sigmoid_table.json")
+    values = json.loads(path.read_text())["values"]
+    rows = [", ".join(str(v) for v in values[i:i + 16]) for i in range(0, 256, 16)]
+    return ("const uint16_t td_sigmoid_table[256] = {\n  " + ",\n  ".join(rows) + "\n};")
+
+
+# --- helpers ---------------------------------------------------------------------------
+def _reject(g: Graph, problem: str) -> TinyDeployError:
+    return TinyDeployError("model_rejected", path=g.path, problem=problem, fix=FIX_TFLM)
+
+
+def _ptr(em: Emitter, i: int, dtype: str, const: bool) -> str:
+    """Typed pointer expression for tensor i (activations, constants, I/O)."""
+    t = em.g.t(i)
+    if t.is_const:
+        name = _const(em, t)
+        ctype = {"INT8": "int8_t", "INT16": "int16_t", "INT32": "int32_t",
+                 "INT64": "int64_t"}[t.dtype]
+        return name if ctype == dtype else f"(const {dtype} *)(const void *){name}"
+    expr = em.loc(i)
+    if dtype == "int8_t":
+        return expr
+    return f"({'const ' if const else ''}{dtype} *)({'const ' if const else ''}void *){expr}"
+
+
+def _vptr(em: Emitter, i: int, const: bool) -> str:
+    t = em.g.t(i)
+    return _ptr(em, i, {"INT16": "int16_t"}.get(t.dtype, "int8_t"), const)
+
+
+def _const(em: Emitter, t: Tensor) -> str:
+    """A constant tensor as a C array (int8/int32 via the int8 emitter, int16/int64 here)."""
+    if t.dtype in ("INT8", "INT32"):
+        return em.const(t)
+    if t.index not in em.const_names:
+        ctype = {"INT16": "int16_t", "INT64": "int64_t"}.get(t.dtype)
+        if ctype is None or t.data is None:
+            raise _reject(em.g, f"constant '{t.name}' is {t.dtype}")
+        vals = [int(v) for v in np.asarray(t.data).reshape(-1)] or [0]
+        sfx = "LL" if ctype == "int64_t" else ""
+        # INT64_MIN has no literal: write it as an expression
+        lits = [f"({v + 1}{sfx} - 1)" if v == -(1 << 63) else f"{v}{sfx}" for v in vals]
+        rows = [", ".join(lits[k:k + 16]) for k in range(0, len(lits), 16)]
+        name = f"td_w{t.index}"
+        em.decls.append(f"static const {ctype} {name}[{len(vals)}] = {{\n  "
+                        + ",\n  ".join(rows) + "\n};")
+        em.const_names[t.index] = name
+        em.weight_bytes += len(vals) * (2 if ctype == "int16_t" else 8)
+    return em.const_names[t.index]
+
+
+def _struct(ctype: str, name: str, fields: dict[str, object]) -> str:
+    def fmt(v: object) -> str:
+        if isinstance(v, list | tuple):
+            return "{" + ", ".join(str(int(x)) for x in v) + "}"
+        return str(v)
+
+    body = ",\n  ".join(f".{k} = {fmt(v)}" for k, v in fields.items())
+    return f"static const {ctype} {name} = {{\n  {body}\n}};"
+
+
+def _act_range(g: Graph, op: Op, y: Tensor) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for int8 or int16 outputs."""
+    lo, hi = _RANGE[y.dtype]
+    a = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
+    if a == 0:
+        return lo, hi
+
+    def q(v: float) -> int:
+        return quant.quantize_value(v, y.scale, y.zp)
+
+    if a == 1:
+        return max(lo, q(0.0)), hi
+    if a == 3:
+        return max(lo, q(0.0)), min(hi, q(6.0))
+    if a == 2:
+        return max(lo, q(-1.0)), min(hi, q(1.0))
+    raise _reject(g, f"{op.name}: fused activation {a} is not supported")
+
+
+# --- dispatcher ------------------------------------------------------------------------
+def emit(em: Emitter, op: Op, p: str) -> str | None:
+    """The C statement for ``op`` if an extension kernel runs it, else None."""
+    if ext_reason(em.g, op) is not None:
+        return None
+    fn = _EMITTERS.get(op.name)
+    if fn is None:  # pragma: no cover - ext_reason and the table agree
+        return None
+    return str(fn(em, op, p))
+
+
+def _alias(em: Emitter, op: Op, p: str) -> str:
+    x = em.g.t(op.inputs[0])
+    src, dst = em.ref(op.inputs[0]), em.loc(op.outputs[0])
+    if src == dst:
+        return f"/* {op.name} {op.index}: in place */"
+    return f"td_copy({x.nbytes}, {src}, {dst});"
+
+
+def _binary_fields(em: Emitter, op: Op) -> dict[str, object]:
+    return em._binary_shape(op)
+
+
+def _add_sub(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    left_shift = 15 if y.dtype == "INT16" else 20
+    if op.name == "SUB":  # TFLM's SUB computes these in float32
+        f32 = np.float32
+        twice = f32(2) * max(f32(a.scale), f32(b.scale))
+        r1, r2 = float(f32(a.scale) / twice), float(f32(b.scale) / twice)
+        ro = float(twice / (f32(1 << left_shift) * f32(y.scale)))
+    else:
+        twice_d = 2.0 * max(a.scale, b.scale)
+        r1, r2 = a.scale / twice_d, b.scale / twice_d
+        ro = twice_d / ((1 << left_shift) * y.scale)
+    m1, s1 = quant.quantize_multiplier(r1)
+    m2, s2 = quant.quantize_multiplier(r2)
+    mo, so = quant.quantize_multiplier(ro)
+    lo, hi = _act_range(g, op, y)
+    fields = {**_binary_fields(em, op), "in1_offset": -a.zp, "in2_offset": -b.zp,
+              "out_offset": y.zp, "left_shift": left_shift, "in1_mult": m1, "in1_shift": s1,
+              "in2_mult": m2, "in2_shift": s2, "out_mult": mo, "out_shift": so,
+              "act_min": lo, "act_max": hi}
+    return _binary_call(em, op, p, fields, "TD_BIN_SUB" if op.name == "SUB" else "TD_BIN_ADD")
+
+
+def _binary_call(em: Emitter, op: Op, p: str, fields: dict[str, object], kind: str) -> str:
+    em.decls.append(_struct("td_binary_params", p, fields))
+    es = _ES[em.g.t(op.outputs[0]).dtype]
+    return (f"td_binary_ext(&{p}, {kind}, {es}, {em.ref(op.inputs[0])}, "
+            f"{em.ref(op.inputs[1])}, {em.loc(op.outputs[0])});")
+
+
+def _mul16(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    mo, so = quant.quantize_multiplier(a.scale * b.scale / y.scale)
+    lo, hi = _act_range(g, op, y)
+    fields = {**_binary_fields(em, op), "in1_offset": -a.zp, "in2_offset": -b.zp,
+              "out_offset": y.zp, "left_shift": 0, "in1_mult": 0, "in1_shift": 0,
+              "in2_mult": 0, "in2_shift": 0, "out_mult": mo, "out_shift": so,
+              "act_min": lo, "act_max": hi}
+    return _binary_call(em, op, p, fields, "TD_BIN_MUL")
+
+
+def _max_min(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    for t in (a, b):  # TFLM compares raw values: the quantization must agree
+        if (t.scale, t.zp) != (y.scale, y.zp):
+            raise _reject(g, f"{op.name} input '{t.name}' quantization differs from its "
+                             "output's")
+    fields = {**_binary_fields(em, op), "in1_offset": 0, "in2_offset": 0, "out_offset": 0,
+              "left_shift": 0, "in1_mult": 0, "in1_shift": 0, "in2_mult": 0,
+              "in2_shift": 0, "out_mult": 0, "out_shift": 0,
+              "act_min": _RANGE[y.dtype][0], "act_max": _RANGE[y.dtype][1]}
+    return _binary_call(em, op, p, fields,
+                        "TD_BIN_MAX" if op.name == "MAXIMUM" else "TD_BIN_MIN")
+
+
+def _strided_slice(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    begin, end, strides = (g.t(i) for i in op.inputs[1:4])
+    if any(t.data is None for t in (begin, end, strides)):
+        raise _reject(g, "STRIDED_SLICE needs constant begin/end/strides")
+    o = op.options
+    if int(o.ellipsisMask or 0) or int(o.newAxisMask or 0):
+        raise _reject(g, "STRIDED_SLICE with ellipsis_mask or new_axis_mask")
+    rank = len(x.shape)
+    if rank > MAX_RANK:
+        raise _reject(g, f"STRIDED_SLICE rank {rank} > {MAX_RANK}")
+    bv = [int(v) for v in begin.data.reshape(-1)]
+    ev = [int(v) for v in end.data.reshape(-1)]
+    sv = [int(v) for v in strides.data.reshape(-1)]
+    bm, em_, sm = int(o.beginMask or 0), int(o.endMask or 0), int(o.shrinkAxisMask or 0)
+    offset = bool(getattr(o, "offset", False))
+    start, count, step = [], [], []
+    for d in range(rank):
+        n = x.shape[d]
+        b_ = bv[d] if d < len(bv) else 0
+        e_ = ev[d] if d < len(ev) else n
+        s_ = sv[d] if d < len(sv) else 1
+        if s_ == 0:
+            raise _reject(g, "STRIDED_SLICE stride 0")
+        if offset:
+            e_ = b_ + e_
+        if sm >> d & 1:
+            k = b_ + n if b_ < 0 else b_
+            start.append(min(max(k, 0), n - 1))
+            count.append(1)
+            step.append(1)
+            continue
+        lo, hi, st = slice(None if bm >> d & 1 else b_, None if em_ >> d & 1 else e_,
+                           s_).indices(n)
+        start.append(lo)
+        count.append(len(range(lo, hi, st)))
+        step.append(st)
+    if int(np.prod(count)) != y.size:
+        raise _reject(g, f"STRIDED_SLICE output size {y.size} does not match the slice "
+                         f"{count}")
+    strides_in, acc = [0] * rank, 1
+    for d in range(rank - 1, -1, -1):
+        strides_in[d] = acc
+        acc *= x.shape[d]
+    pad = MAX_RANK - rank
+    fields = {"es": _ES[x.dtype], "in_strides": [0] * pad + strides_in,
+              "start": [0] * pad + start, "count": [1] * pad + count,
+              "step": [1] * pad + step}
+    em.decls.append(_struct("td_strided_slice_params", p, fields))
+    return f"td_strided_slice(&{p}, {em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});"
+
+
+def _per_channel(x: Tensor, w: Tensor, y: Tensor, n: int) -> tuple[list[int], list[int]]:
+    """PopulateConvolutionQuantizationParams: double(in) * double(w) / double(out) per
+    output channel."""
+    scales = w.scales if len(w.scales) > 1 else w.scales * n
+    pairs = [quant.quantize_multiplier(x.scale * s / y.scale) for s in scales]
+    return [m for m, _ in pairs], [s for _, s in pairs]
+
+
+def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
+    from .emit import _nhwc, _out_size, _pad_total
+
+    g = em.g
+    w, x = g.t(op.inputs[1]), g.t(op.inputs[2])
+    y = g.t(op.outputs[0])
+    bias = g.t(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] >= 0 else None
+    n, ih, iw, ic = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    woc, fh, fw, wic = _nhwc(w)
+    if w.dtype != "INT8" or w.data is None or woc != oc or wic != ic:
+        raise _reject(g, "TRANSPOSE_CONV needs constant int8 weights [out_c, h, w, in_c]")
+    in16 = x.dtype == "INT16"
+    if bias is not None and bias.dtype != ("INT64" if in16 else "INT32"):
+        raise _reject(g, f"TRANSPOSE_CONV bias is {bias.dtype}")
+    o = op.options
+    sh, sw = int(o.strideH), int(o.strideW)
+    pad = int(o.padding)
+    # TFLM: ComputePaddingHeightWidth with the OUTPUT size as the "input" size
+    pad_h = _pad_total(sh, 1, oh, fh, _out_size(pad, oh, fh, sh, 1))
+    pad_w = _pad_total(sw, 1, ow, fw, _out_size(pad, ow, fw, sw, 1))
+    mults, shifts = _per_channel(x, w, y, oc)
+    lo, hi = _act_range(g, op, y)
+    fields = {"batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
+              "out_c": oc, "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
+              "pad_h": pad_h, "pad_w": pad_w, "in_offset": -x.zp, "out_offset": y.zp,
+              "act_min": lo, "act_max": hi, "in16": int(in16), "filter": _const(em, w),
+              "bias": _const(em, bias) if bias is not None else 0,
+              "mult": em.int_array(p + "_mult", mults),
+              "shift": em.int_array(p + "_shift", shifts)}
+    em.decls.append(_struct("td_tconv_params", p, fields))
+    scratch = f"(int64_t *)(void *){em.loc(_scratch_id(op))}"
+    return (f"td_transpose_conv(&{p}, {em.ref(op.inputs[2])}, {em.loc(op.outputs[0])}, "
+            f"{scratch});")
+
+
+def _scratch_id(op: Op) -> int:
+    from .codegen import SCRATCH_ID
+
+    return SCRATCH_ID + op.index
+
+
+def _conv16(em: Emitter, op: Op, p: str) -> str:
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    fields = _conv16_fields(em, op, p, depthwise)
+    em.decls.append(_struct("td_conv_params", p, fields[0]))
+    fn = "td_depthwise_conv2d_16" if depthwise else "td_conv2d_16"
+    return (f"{fn}(&{p}, {fields[1]}, {_ptr(em, op.inputs[0], 'int16_t', True)}, "
+            f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
+
+
+def _conv16_fields(em: Emitter, op: Op, p: str, depthwise: bool
+                   ) -> tuple[dict[str, object], int]:
+    from .emit import _nhwc, _out_size, _pad_total
+
+    g = em.g
+    x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
+    bias = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    n, ih, iw, ic = _nhwc(x)
+    _, oh, ow, oc = _nhwc(y)
+    _, fh, fw, wc = _nhwc(w)
+    if w.dtype != "INT8" or w.data is None or (bias is not None and
+                                                bias.dtype not in ("INT32", "INT64")):
+        raise _reject(g, f"{op.name} 16x8 needs constant int8 weights, int32/int64 bias")
+    if not depthwise and wc != ic:
+        raise _reject(g, "grouped CONV_2D is not supported")
+    o = op.options
+    sh, sw = int(o.strideH), int(o.strideW)
+    dh, dw = int(o.dilationHFactor or 1), int(o.dilationWFactor or 1)
+    for insz, f, s, d, outsz in ((ih, fh, sh, dh, oh), (iw, fw, sw, dw, ow)):
+        if _out_size(int(o.padding), insz, f, s, d) != outsz:
+            raise _reject(g, f"{op.name} output shape does not match padding")
+    mults, shifts = _per_channel(x, w, y, oc)
+    lo, hi = _act_range(g, op, y)
+    bias64 = int(bias is not None and bias.dtype == "INT64")
+    if bias is None:  # TFLM: quantized_bias_type decides; default int64 accumulation
+        bias64 = 1
+    fields = {"batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
+              "out_c": oc, "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
+              "dil_h": dh, "dil_w": dw,
+              "pad_h": _pad_total(sh, dh, ih, fh, oh), "pad_w": _pad_total(sw, dw, iw, fw, ow),
+              "depth_mult": oc // ic if depthwise else 1,
+              "in_offset": -x.zp, "out_offset": y.zp, "act_min": lo, "act_max": hi,
+              "filter": _const(em, w),
+              "bias": (f"(const int32_t *)(const void *){_const(em, bias)}"
+                       if bias is not None else 0),
+              "mult": em.int_array(p + "_mult", mults),
+              "shift": em.int_array(p + "_shift", shifts)}
+    return fields, bias64
+
+
+def _fc16(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
+    bias = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    if w.dtype != "INT8" or w.data is None or len(w.shape) != 2:
+        raise _reject(g, "FULLY_CONNECTED 16x8 needs constant 2-D int8 weights")
+    if bias is not None and bias.dtype not in ("INT32", "INT64"):
+        raise _reject(g, f"FULLY_CONNECTED bias is {bias.dtype}")
+    oc, accum = w.shape
+    per_channel = len(w.scales) > 1
+    mults, shifts = _per_channel(x, w, y, oc) if per_channel else (
+        [quant.quantize_multiplier(x.scale * w.scale / y.scale)[0]],
+        [quant.quantize_multiplier(x.scale * w.scale / y.scale)[1]])
+    lo, hi = _act_range(g, op, y)
+    fields = {"batches": x.size // accum, "accum": accum, "out_c": oc, "in_offset": -x.zp,
+              "filter_offset": -w.zp, "out_offset": y.zp, "act_min": lo, "act_max": hi,
+              "per_channel": int(per_channel), "filter": _const(em, w),
+              "bias": (f"(const int32_t *)(const void *){_const(em, bias)}"
+                       if bias is not None else 0),
+              "mult": em.int_array(p + "_mult", mults),
+              "shift": em.int_array(p + "_shift", shifts)}
+    em.decls.append(_struct("td_fc_params", p, fields))
+    bias64 = int(bias is None or bias.dtype == "INT64")
+    return (f"td_fully_connected_16(&{p}, {bias64}, {_ptr(em, op.inputs[0], 'int16_t', True)}, "
+            f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
+
+
+def _quantize(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    mult, shift = quant.quantize_multiplier(x.scale / y.scale)
+    lo, hi = _RANGE[y.dtype]
+    fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp, "mult": mult, "shift": shift,
+              "act_min": lo, "act_max": hi}
+    em.decls.append(_struct("td_requant_params", p, fields))
+    return (f"td_requantize_ext(&{p}, {_ES[x.dtype]}, {_ES[y.dtype]}, "
+            f"{em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});")
+
+
+def _pad16(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    pads = g.t(op.inputs[1])
+    if pads.data is None or len(x.shape) > MAX_RANK:
+        raise _reject(g, "PAD needs constant paddings and rank <= 6")
+    before = [int(v) for v in pads.data.reshape(-1, 2)[:, 0]]
+    rank = len(x.shape)
+    fill = [0] * (MAX_RANK - rank)
+    fields = {"rank": rank, "in_dims": list(x.shape) + fill, "before": before + fill,
+              "out_dims": list(y.shape) + fill, "pad_value": y.zp}
+    em.decls.append(_struct("td_pad_params", p, fields))
+    return f"td_pad_ext(&{p}, 2, {em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});"
+
+
+def _leaky16(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    alpha = np.float32(op.options.alpha)
+    ma, sa = quant.quantize_multiplier(
+        quant.f32(np.float32(np.float32(x.scale) * alpha) / np.float32(y.scale)))
+    mi, si = quant.quantize_multiplier(quant.f32(np.float32(x.scale) / np.float32(y.scale)))
+    fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp, "mult_id": mi, "shift_id": si,
+              "mult_alpha": ma, "shift_alpha": sa}
+    em.decls.append(_struct("td_leaky_relu_params", p, fields))
+    return (f"td_leaky_relu_16(&{p}, {_ptr(em, op.inputs[0], 'int16_t', True)}, "
+            f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
+
+
+# --- LSTM ------------------------------------------------------------------------------
+def _lstm_problem(g: Graph, op: Op) -> str | None:
+    """Why TFLM's int8 LSTM layout does not hold (None: it does)."""
+    ins = op.inputs
+    if len(ins) != 24 or len(op.outputs) != 1:
+        return "LSTM with other than 24 inputs / 1 output"
+    if any(ins[k] >= 0 for k in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
+        return "LSTM with peephole, projection or layer-norm tensors"
+    if any(ins[k] < 0 for k in (*range(0, 9), *range(12, 16), 18, 19)):
+        return "LSTM without input-gate tensors (CIFG)"
+    w = [g.t(ins[k]) for k in range(1, 9)]
+    if any(t.dtype != "INT8" or not t.is_const or len(t.scales) != 1 for t in w):
+        return "LSTM weights other than constant per-tensor int8"
+    if any(g.t(ins[k]).dtype != "INT32" or not g.t(ins[k]).is_const for k in range(12, 16)):
+        return "LSTM bias other than constant int32"
+    h, c = g.t(ins[18]), g.t(ins[19])
+    if not (h.variable and c.variable) or h.dtype != "INT8" or c.dtype != "INT16":
+        return "LSTM state other than int8 hidden / int16 cell variable tensors"
+    act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
+    if act not in (4, 6):  # TANH, SIGMOID (TFLM asserts otherwise)
+        return f"LSTM cell activation {act}"
+    x = g.t(ins[0])
+    if len(x.shape) != 3:
+        return "LSTM input of rank other than 3"
+    return None
+
+
+def _lstm(em: Emitter, op: Op, p: str) -> str:
+    g = em.g
+    ins = op.inputs
+    x, y = g.t(ins[0]), g.t(op.outputs[0])
+    h, c = g.t(ins[18]), g.t(ins[19])
+    o = op.options
+    time_major = bool(o.timeMajor)
+    batches = x.shape[1] if time_major else x.shape[0]
+    steps = x.shape[0] if time_major else x.shape[1]
+    n_in, n_state = x.shape[2], h.shape[-1]
+    if y.dtype != "INT8" or y.size != batches * steps * n_state or h.size != batches * n_state:
+        raise _reject(g, "LSTM output/state shapes do not match its input")
+    f32 = np.float32
+    gate_scale = f32(2.0 ** -12)
+
+    def fc(src: Tensor, w: Tensor, bias_idx: int | None) -> str:
+        # GetQuantizedConvolutionMultipler: double(in) * double(w) / double(out)
+        real = float(f32(src.scale)) * float(f32(w.scale)) / float(gate_scale)
+        m, s = quant.quantize_multiplier(real)
+        bias = em.const(g.t(bias_idx)) if bias_idx is not None else "0"
+        return (f"{{ {m}, {s}, {-src.zp}, {em.const(w)}, {bias} }}")
+
+    # gate order here: 0 input, 1 forget, 2 cell, 3 output (schema: weights 1..4 / 5..8,
+    # bias 12..15 in the same order)
+    in_fc = [fc(x, g.t(ins[1 + k]), ins[12 + k]) for k in range(4)]
+    rec_fc = [fc(h, g.t(ins[5 + k]), None) for k in range(4)]
+    cs = float(f32(c.scale))
+    out15 = float(f32(2.0 ** -15))
+
+    def inter(s1: float, s2: float, so: float) -> tuple[int, int]:
+        return quant.quantize_multiplier(s1 * s2 / so)
+
+    fcm, fcs = inter(out15, cs, cs)
+    icm, ics = inter(out15, out15, cs)
+    om, os_ = inter(out15, out15, float(f32(h.scale)))
+    # CheckedLog2 of the cell scale: round(log(x) * (1/log(2))) in float32
+    log2 = f32(math.log(f32(c.scale))) * f32(1.0 / f32(math.log(f32(2.0))))
+    power = quant.tf_round(float(log2))
+    if abs(float(log2) - power) > 1e-3:
+        raise _reject(g, f"LSTM cell state scale {c.scale} is not a power of two")
+    tshift = 15 + power - 3
+    tmult = 0
+    if tshift < 0:
+        tshift, tmult = -tshift, 3
+    if tmult == 0:  # Tanh's power-of-two case
+        tmult, tshift = 3 << tshift, 0
+    clip_f = float(getattr(o, "cellClip", 0.0) or 0.0)
+    clip = int(min(max(clip_f / cs, -32768.0), 32767.0)) if clip_f > 0 else 0
+    cell_act = 0 if int(o.fusedActivationFunction) == 4 else 1
+    fields = (f"{batches}, {steps}, {n_in}, {n_state}, {int(time_major)},\n"
+              f"  {{ {', '.join(in_fc)} }},\n  {{ {', '.join(rec_fc)} }},\n"
+              f"  {cell_act}, {fcm}, {fcs}, {icm}, {ics}, {om}, {os_}, {h.zp}, {tmult}, "
+              f"{tshift}, {clip}")
+    em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
+    scratch = f"(int16_t *)(void *){em.loc(_scratch_id(op))}"
+    return (f"td_lstm(&{p}, {em.ref(ins[0])}, {em.loc(ins[18])}, "
+            f"{_ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])}, {scratch});")
+
+
+_EMITTERS: dict[str, Any] = {
+    "SUB": _add_sub, "ADD": _add_sub, "MUL": _mul16, "MAXIMUM": _max_min,
+    "MINIMUM": _max_min, "STRIDED_SLICE": _strided_slice, "TRANSPOSE_CONV": _transpose_conv,
+    "EXPAND_DIMS": _alias, "SQUEEZE": _alias, "RESHAPE": _alias,
+    "CONV_2D": _conv16, "DEPTHWISE_CONV_2D": _conv16, "FULLY_CONNECTED": _fc16,
+    "QUANTIZE": _quantize, "PAD": _pad16, "LEAKY_RELU": _leaky16,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _lstm,
+}
