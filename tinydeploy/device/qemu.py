@@ -109,9 +109,13 @@ def elf_sizes(elf: Path) -> dict[str, int]:
     return {"text": int(fields[0]), "data": int(fields[1]), "bss": int(fields[2])}
 
 
-def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
+def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
+               defines: tuple[str, ...] = (), profile: bool = False) -> Path:
     """Generate the C model into ``workdir/model`` and cross-compile the Cortex-M4 firmware;
-    return the ELF path. Sizes and build facts go to ``workdir/qemu.json``."""
+    return the ELF path. Sizes and build facts go to ``workdir/qemu.json``.
+
+    ``defines``: extra ``-D`` flags (e.g. ``-DTD_PORTABLE``: plain C kernels instead of the
+    DSP-extension ones). ``profile``: per-layer instruction counts (``-DTD_PROFILE``)."""
     facts = load(facts)
     cc = _tool(CC)
     _tool(SIZE)
@@ -121,7 +125,8 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
     stamp = workdir / STAMP
     payload = max_payload(facts)
     fw = firmware_dir()
-    flags = [*CPU_FLAGS, *CFLAGS, *LDFLAGS, f"-DTD_MAX_PAYLOAD={payload}"]
+    flags = [*CPU_FLAGS, *CFLAGS, *LDFLAGS, f"-DTD_MAX_PAYLOAD={payload}", *defines,
+             *(("-DTD_PROFILE",) if profile else ())]
     fingerprint = _fingerprint(facts, flags)
     with contextlib.suppress(OSError, ValueError):
         if elf.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
@@ -187,11 +192,13 @@ def qemu_command(board: Board, elf: Path) -> list[str]:
 
 
 def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
-               board: str | Board = BOARD) -> QemuProcess:
-    """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty."""
+               board: str | Board = BOARD, defines: tuple[str, ...] = (),
+               profile: bool = False) -> QemuProcess:
+    """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty
+    (``defines``, ``profile``: see ``build_qemu``)."""
     b = get_board(board)
     _tool(QEMU)  # before a build it could not run
-    elf = build_qemu(facts, workdir)
+    elf = build_qemu(facts, workdir, defines, profile)
     cmd = qemu_command(b, elf)
     proc, port = spawn(cmd, START_TIMEOUT, b.id, QEMU, pattern=_PTY_LINE,
                        merge_stderr=True)
