@@ -33,6 +33,11 @@ typedef struct {
   const int32_t *bias;   /* may be 0 */
   const int32_t *mult;   /* one per output channel */
   const int32_t *shift;
+  /* fast path (0: the plain reference loops): bias + in_offset * sum of the channel's
+   * weights (conv; depthwise: unused), and 2 * f_h * f_w * in_c bytes of im2col scratch
+   * (0 allowed for an unpadded 1x1 conv, which reads its input directly) */
+  const int32_t *bias_eff;
+  int8_t *scratch;
 } td_conv_params;
 
 typedef struct {
@@ -43,6 +48,7 @@ typedef struct {
   const int32_t *bias;   /* may be 0 */
   const int32_t *mult;
   const int32_t *shift;
+  const int32_t *bias_eff; /* bias + in_offset * row sum (0: the reference loop) */
 } td_fc_params;
 
 typedef struct {

@@ -21,12 +21,12 @@ from ..facts import ModelFacts, load
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
-from .emit import Emitter, float_lit
+from .emit import Emitter, float_lit, scratch_bytes
 from .graph import Graph, read_graph
 from .overlap import overlap_distance
 from .planner import Buffer, MemoryPlan, plan
 
-KERNEL_FILES = ("td_kernels.h", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
+KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
                 "td_kernels_io.c")
 SUPPORT_FILES = ("td_protocol.h", "td_model_api.h")
 MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
@@ -155,6 +155,9 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
     """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
     g = read_graph(facts)
     alias, buffers = _storage(g)
+    scratch = {op.index: -(op.index + 1) for op in g.ops if scratch_bytes(op, g) > 0}
+    buffers += [Buffer(sid, f"op {i} scratch", scratch_bytes(g.ops[i], g), i, i)
+                for i, sid in scratch.items()]
     mem = plan(buffers)
     offsets = {b.tensor: b.offset for b in mem.buffers}
 
@@ -166,7 +169,11 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
             return "out"
         return f"(td_arena + {offsets[r]})"
 
-    em = Emitter(g, loc)
+    def scratch_loc(op_index: int) -> str | None:
+        sid = scratch.get(op_index)
+        return None if sid is None else f"(td_arena + {offsets[sid]})"
+
+    em = Emitter(g, loc, scratch_loc)
     calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]
     x, y = g.t(g.inputs[0]), g.t(g.outputs[0])
     model_name = c_identifier(name or facts.name)

@@ -63,12 +63,47 @@ def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
     return s[0], s[1], s[2], s[3]
 
 
-class Emitter:
-    """Collects declarations; ``emit(op)`` returns the C statement for one operator."""
+def scratch_bytes(op: Op, g: Graph) -> int:
+    """Arena bytes an operator's kernel needs besides its tensors (the static memory plan
+    reserves them for the operator alone): CONV_2D gathers two output pixels' receptive
+    fields (im2col) unless it is an unpadded 1x1 convolution."""
+    if op.name != "CONV_2D":
+        return 0
+    x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
+    if len(w.shape) != 4 or len(x.shape) != 4 or len(y.shape) != 4:
+        return 0
+    _, fh, fw, ic = w.shape
+    if fh == 1 and fw == 1:  # never padded: reads its input directly
+        return 0
+    return 2 * fh * fw * ic
 
-    def __init__(self, g: Graph, loc: Callable[[int], str]) -> None:
+
+def folded_bias(w: Tensor, bias: Tensor | None, in_offset: int) -> np.ndarray | None:
+    """bias + in_offset * (sum of each output channel's weights): the kernels' fast paths
+    then accumulate plain input * weight products (the same integer sums). None when the
+    weights are not constant or a sum leaves int32 (the kernel keeps its reference loop)."""
+    if w.data is None:
+        return None
+    rows = w.data.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
+    b = (np.zeros(w.shape[0], np.int64) if bias is None or bias.data is None
+         else bias.data.astype(np.int64).reshape(-1))
+    out = b + in_offset * rows
+    if np.any(np.abs(out) >= 2 ** 31):
+        return None
+    return out
+
+
+class Emitter:
+    """Collects declarations; ``emit(op)`` returns the C statement for one operator.
+
+    ``loc(i)``: the C expression of tensor i's storage; ``scratch(op_index)``: that of the
+    operator's scratch bytes (``scratch_bytes``), None when the plan has none."""
+
+    def __init__(self, g: Graph, loc: Callable[[int], str],
+                 scratch: Callable[[int], str | None] | None = None) -> None:
         self.g = g
         self.loc = loc
+        self.scratch = scratch or (lambda _i: None)
         self.decls: list[str] = []
         self.const_names: dict[int, str] = {}
         self.weight_bytes = 0  # constant tensor data
@@ -166,7 +201,15 @@ class Emitter:
         }
 
     def _conv_2d(self, op: Op, p: str) -> str:
-        self.decls.append(_struct("td_conv_params", p, self._conv_common(op, p, False)))
+        fields = self._conv_common(op, p, False)
+        w = self.g.t(op.inputs[1])
+        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        scratch = self.scratch(op.index)
+        folded = folded_bias(w, bias, int(str(fields["in_offset"])))
+        if folded is not None and (scratch is not None or scratch_bytes(op, self.g) == 0):
+            fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
+            fields["scratch"] = scratch or 0
+        self.decls.append(_struct("td_conv_params", p, fields))
         return f"td_conv2d(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
     def _depthwise_conv_2d(self, op: Op, p: str) -> str:
@@ -196,6 +239,9 @@ class Emitter:
             "mult": self.int_array(p + "_mult", [m for m, _ in pairs]),
             "shift": self.int_array(p + "_shift", [s for _, s in pairs]),
         }
+        folded = folded_bias(w, bias, -x.zp) if w.zp == 0 else None
+        if folded is not None:
+            fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
         self.decls.append(_struct("td_fc_params", p, fields))
         return f"td_fully_connected(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
