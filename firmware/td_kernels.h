@@ -33,9 +33,11 @@ typedef struct {
   const int32_t *bias;   /* may be 0 */
   const int32_t *mult;   /* one per output channel */
   const int32_t *shift;
-  /* fast path (0: the plain reference loops): bias + in_offset * sum of the channel's
-   * weights (conv; depthwise: unused), and 2 * f_h * f_w * in_c bytes of im2col scratch
-   * (0 allowed for an unpadded 1x1 conv, which reads its input directly) */
+  /* CONV_2D fast path (0: the plain reference loops): bias + in_offset * sum of the
+   * channel's weights, and f_h * f_w * in_c bytes of im2col scratch (0 allowed for an
+   * unpadded 1x1 conv, which reads its input directly). With bias_eff, `filter` is in the
+   * interleaved layout: rows in groups of four, per group for each 4 k the 4 bytes of each
+   * row, then each row's K % 4 tail; the out_c % 4 last rows plain. Depthwise: unused. */
   const int32_t *bias_eff;
   int8_t *scratch;
 } td_conv_params;
@@ -48,7 +50,8 @@ typedef struct {
   const int32_t *bias;   /* may be 0 */
   const int32_t *mult;
   const int32_t *shift;
-  const int32_t *bias_eff; /* bias + in_offset * row sum (0: the reference loop) */
+  const int32_t *bias_eff; /* bias + in_offset * row sum (0: the reference loop); with it,
+                            * `filter` is interleaved as for td_conv_params */
 } td_fc_params;
 
 typedef struct {

@@ -6,13 +6,14 @@
  *
  * Fast paths (same integer sums, so bit-identical to the reference loops kept below):
  * - CONV_2D: the generator folds input_offset * sum(weights) into the bias (bias_eff), so
- *   the inner loop is a plain int8 dot product. Two output pixels at a time are gathered
- *   (im2col) into the scratch buffer, padding filled with the input zero point (whose
- *   offset-corrected value is 0); an unpadded 1x1 convolution reads its input directly.
- *   2 pixels x 2 output channels per inner loop (SXTB16 + SMLAD with the DSP extension).
+ *   the inner loop is a plain int8 dot product, and interleaves the filter rows by four.
+ *   Each output pixel's receptive field is gathered (im2col) into the scratch buffer,
+ *   padding filled with the input zero point (whose offset-corrected value is 0); an
+ *   unpadded 1x1 convolution reads its input directly (a matrix product). 4 output
+ *   channels per input read (SXTB16 + SMLAD with the DSP extension).
  * - DEPTHWISE_CONV_2D (depth multiplier 1): 4 channels at a time, taps clipped to the
  *   input, offset added while sign-extending (SXTAB16).
- * - FULLY_CONNECTED (filter offset 0): folded bias, 4 output channels per input read.
+ * - FULLY_CONNECTED (filter offset 0): the same dot products as CONV_2D.
  */
 #include "td_kernels.h"
 #include "td_simd.h"
@@ -21,6 +22,15 @@
 #define TD_ALWAYS_INLINE static inline __attribute__((always_inline))
 #else
 #define TD_ALWAYS_INLINE static inline
+#endif
+/* the inner loops: a function of their own (registers), optimized for speed even in a
+ * size-optimized (-Os) build */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TD_HOT static __attribute__((noinline, optimize("O2")))
+#elif defined(__GNUC__)
+#define TD_HOT static __attribute__((noinline))
+#else
+#define TD_HOT static
 #endif
 
 TD_ALWAYS_INLINE int8_t td_out8(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
@@ -94,63 +104,101 @@ static void td_depthwise_ref(const td_conv_params *p, const int8_t *in, int8_t *
   }
 }
 
-/* ---- CONV_2D fast path ------------------------------------------------------------- */
+/* ---- CONV_2D / FULLY_CONNECTED fast path ------------------------------------------ */
 
-/* acc[r][c] += sum_k w_r[k] * col_c[k] for two filter rows and two columns of n int8. */
-TD_ALWAYS_INLINE void td_dot_2x2(const int8_t *w0, const int8_t *w1, const int8_t *c0,
-                                 const int8_t *c1, int32_t n, int32_t *a) {
-  int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
-  int32_t k = n >> 2;
+/* acc[r] += sum_k w_r[k] * x[k], r = 0..3, over n int8. w is one group of four filter rows
+ * in the generator's interleaved layout (td_kernels.h): for each 4 k, 4 bytes of row 0, of
+ * row 1, of row 2, of row 3; then the n % 4 tail bytes of row 0, 1, 2, 3. */
+TD_HOT void td_dot_1x4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int32_t k, t = n & 3;
 #if TD_DSP
-  while (k--) {
-    const uint32_t x0 = td_read32(c0), x1 = td_read32(c1);
-    const int16x2_t x0a = td_sx02(x0), x0b = td_sx13(x0);
-    const int16x2_t x1a = td_sx02(x1), x1b = td_sx13(x1);
-    uint32_t wv = td_read32(w0);
-    int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
-    a00 = __smlad(wa, x0a, a00);
-    a00 = __smlad(wb, x0b, a00);
-    a01 = __smlad(wa, x1a, a01);
-    a01 = __smlad(wb, x1b, a01);
-    wv = td_read32(w1);
-    wa = td_sx02(wv);
-    wb = td_sx13(wv);
-    a10 = __smlad(wa, x0a, a10);
-    a10 = __smlad(wb, x0b, a10);
-    a11 = __smlad(wa, x1a, a11);
-    a11 = __smlad(wb, x1b, a11);
-    c0 += 4;
-    c1 += 4;
-    w0 += 4;
-    w1 += 4;
+  for (k = n >> 2; k > 0; --k) {
+    const uint32_t xv = td_read32(x);
+    const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
+    uint32_t wv = td_read32(w);
+    a0 = __smlad(td_sx02(wv), xa, a0);
+    a0 = __smlad(td_sx13(wv), xb, a0);
+    wv = td_read32(w + 4);
+    a1 = __smlad(td_sx02(wv), xa, a1);
+    a1 = __smlad(td_sx13(wv), xb, a1);
+    wv = td_read32(w + 8);
+    a2 = __smlad(td_sx02(wv), xa, a2);
+    a2 = __smlad(td_sx13(wv), xb, a2);
+    wv = td_read32(w + 12);
+    a3 = __smlad(td_sx02(wv), xa, a3);
+    a3 = __smlad(td_sx13(wv), xb, a3);
+    x += 4;
+    w += 16;
   }
 #else
-  while (k--) {
+  for (k = n >> 2; k > 0; --k) {
     int32_t j;
     for (j = 0; j < 4; ++j) {
-      const int32_t x0 = c0[j], x1 = c1[j], v0 = w0[j], v1 = w1[j];
-      a00 += v0 * x0;
-      a01 += v0 * x1;
-      a10 += v1 * x0;
-      a11 += v1 * x1;
+      const int32_t xv = x[j];
+      a0 += w[j] * xv;
+      a1 += w[4 + j] * xv;
+      a2 += w[8 + j] * xv;
+      a3 += w[12 + j] * xv;
     }
-    c0 += 4;
-    c1 += 4;
-    w0 += 4;
-    w1 += 4;
+    x += 4;
+    w += 16;
   }
 #endif
-  for (k = n & 3; k > 0; --k) {
-    const int32_t x0 = *c0++, x1 = *c1++, v0 = *w0++, v1 = *w1++;
-    a00 += v0 * x0;
-    a01 += v0 * x1;
-    a10 += v1 * x0;
-    a11 += v1 * x1;
+  for (k = 0; k < t; ++k) {
+    const int32_t xv = x[k];
+    a0 += w[k] * xv;
+    a1 += w[t + k] * xv;
+    a2 += w[2 * t + k] * xv;
+    a3 += w[3 * t + k] * xv;
   }
-  a[0] = a00;
-  a[1] = a01;
-  a[2] = a10;
-  a[3] = a11;
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+/* sum_k w[k] * x[k] over n int8 (plain layout). */
+TD_HOT int32_t td_dot_1x1(const int8_t *w, const int8_t *x, int32_t n, int32_t acc) {
+  int32_t k;
+#if TD_DSP
+  for (k = n >> 2; k > 0; --k) {
+    const uint32_t xv = td_read32(x), wv = td_read32(w);
+    acc = __smlad(td_sx02(wv), td_sx02(xv), acc);
+    acc = __smlad(td_sx13(wv), td_sx13(xv), acc);
+    x += 4;
+    w += 4;
+  }
+  n &= 3;
+#endif
+  for (k = 0; k < n; ++k) acc += w[k] * x[k];
+  return acc;
+}
+
+/* One output pixel / FC row: x (n int8) against all out_c filter rows (interleaved
+ * layout), folded bias, requantization. mult/shift: per channel, or one value (pc 0). */
+static void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
+                    const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                    int32_t pc, int32_t out_offset, int32_t lo, int32_t hi, int8_t *y) {
+  int32_t oc = 0;
+  for (; oc + 4 <= out_c; oc += 4) {
+    int32_t a[4], j;
+    a[0] = bias[oc];
+    a[1] = bias[oc + 1];
+    a[2] = bias[oc + 2];
+    a[3] = bias[oc + 3];
+    td_dot_1x4(w, x, n, a);
+    w += 4 * n;
+    for (j = 0; j < 4; ++j) {
+      const int32_t c = pc ? oc + j : 0;
+      y[oc + j] = td_out8(a[j], mult[c], shift[c], out_offset, lo, hi);
+    }
+  }
+  for (; oc < out_c; ++oc) {
+    const int32_t c = pc ? oc : 0;
+    y[oc] = td_out8(td_dot_1x1(w, x, n, bias[oc]), mult[c], shift[c], out_offset, lo, hi);
+    w += n;
+  }
 }
 
 /* Gather the receptive field of output pixel (oy, ox) into dst (padding: zero point). */
@@ -181,54 +229,28 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
   }
 }
 
-static const int8_t *td_column(const td_conv_params *p, const int8_t *in, int32_t pix,
-                               int32_t direct, int8_t *dst) {
-  const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
-  if (direct) return in + (oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c;
-  td_im2col(p, in, oy, ox, dst);
-  return dst;
-}
-
 void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
   const int32_t kk = p->f_h * p->f_w * p->in_c;
-  const int32_t npix = p->out_h * p->out_w;
-  const int32_t out_c = p->out_c, out_offset = p->out_offset;
-  const int32_t lo = p->act_min, hi = p->act_max;
   const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
-  const int32_t *bias = p->bias_eff, *mult = p->mult, *shift = p->shift;
-  int32_t b, pix, oc;
-  if (bias == 0 || (!direct && p->scratch == 0)) {
+  int32_t b, oy, ox;
+  if (p->bias_eff == 0 || (!direct && p->scratch == 0)) {
     td_conv2d_ref(p, in, out);
     return;
   }
   for (b = 0; b < p->batches; ++b) {
     const int8_t *inb = in + b * p->in_h * p->in_w * p->in_c;
-    for (pix = 0; pix < npix; pix += 2) {
-      const int32_t two = pix + 1 < npix;
-      const int8_t *c0 = td_column(p, inb, pix, direct, p->scratch);
-      const int8_t *c1 = two ? td_column(p, inb, pix + 1, direct, p->scratch + kk) : c0;
-      int8_t *o0 = out + (b * npix + pix) * out_c;
-      int8_t *o1 = o0 + out_c;
-      const int8_t *w = p->filter;
-      for (oc = 0; oc + 1 < out_c; oc += 2) {
-        int32_t a[4];
-        a[0] = a[1] = bias[oc];
-        a[2] = a[3] = bias[oc + 1];
-        td_dot_2x2(w, w + kk, c0, c1, kk, a);
-        w += 2 * kk;
-        o0[oc] = td_out8(a[0], mult[oc], shift[oc], out_offset, lo, hi);
-        o0[oc + 1] = td_out8(a[2], mult[oc + 1], shift[oc + 1], out_offset, lo, hi);
-        if (two) {
-          o1[oc] = td_out8(a[1], mult[oc], shift[oc], out_offset, lo, hi);
-          o1[oc + 1] = td_out8(a[3], mult[oc + 1], shift[oc + 1], out_offset, lo, hi);
+    for (oy = 0; oy < p->out_h; ++oy) {
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int8_t *col;
+        if (direct) {
+          col = inb + (oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c;
+        } else {
+          td_im2col(p, inb, oy, ox, p->scratch);
+          col = p->scratch;
         }
-      }
-      if (oc < out_c) {
-        int32_t a[4];
-        a[0] = a[1] = a[2] = a[3] = bias[oc];
-        td_dot_2x2(w, w, c0, c1, kk, a);
-        o0[oc] = td_out8(a[0], mult[oc], shift[oc], out_offset, lo, hi);
-        if (two) o1[oc] = td_out8(a[1], mult[oc], shift[oc], out_offset, lo, hi);
+        td_rows(p->filter, col, kk, p->out_c, p->bias_eff, p->mult, p->shift, 1,
+                p->out_offset, p->act_min, p->act_max, out);
+        out += p->out_c;
       }
     }
   }
@@ -339,35 +361,15 @@ static void td_fc_ref(const td_fc_params *p, const int8_t *in, int8_t *out) {
 }
 
 void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out) {
-  const int32_t n = p->accum, out_c = p->out_c, out_offset = p->out_offset;
-  const int32_t lo = p->act_min, hi = p->act_max;
-  const int32_t *bias = p->bias_eff;
-  int32_t b, oc;
-  if (bias == 0 || p->filter_offset != 0) {
+  int32_t b;
+  if (p->bias_eff == 0 || p->filter_offset != 0) {
     td_fc_ref(p, in, out);
     return;
   }
   for (b = 0; b < p->batches; ++b) {
-    const int8_t *x = in + b * n;
-    int8_t *y = out + b * out_c;
-    const int8_t *w = p->filter;
-    for (oc = 0; oc + 1 < out_c; oc += 2) {
-      int32_t a[4];
-      const int32_t c0 = p->per_channel ? oc : 0, c1 = p->per_channel ? oc + 1 : 0;
-      a[0] = a[1] = bias[oc];
-      a[2] = a[3] = bias[oc + 1];
-      td_dot_2x2(w, w + n, x, x, n, a);
-      w += 2 * n;
-      y[oc] = td_out8(a[0], p->mult[c0], p->shift[c0], out_offset, lo, hi);
-      y[oc + 1] = td_out8(a[2], p->mult[c1], p->shift[c1], out_offset, lo, hi);
-    }
-    if (oc < out_c) {
-      int32_t a[4];
-      const int32_t c0 = p->per_channel ? oc : 0;
-      a[0] = a[1] = a[2] = a[3] = bias[oc];
-      td_dot_2x2(w, w, x, x, n, a);
-      y[oc] = td_out8(a[0], p->mult[c0], p->shift[c0], out_offset, lo, hi);
-    }
+    td_rows(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff, p->mult,
+            p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max,
+            out + b * p->out_c);
   }
 }
 

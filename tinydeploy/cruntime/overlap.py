@@ -1,8 +1,7 @@
 """In-place / overlapping placement of an operator's output over its dying input.
 
-The kernels write their output in increasing flat order (CONV_2D: see ``_window_lo``). If
-``lo[o]`` is the smallest input index read while computing output ``o`` (or any later
-output), then an
+The kernels write their output strictly in increasing flat order. If ``lo[o]`` is the
+smallest input index read while computing output ``o`` (or any later output), then an
 output placed ``d`` bytes below its input never overwrites an input byte still needed when
 
     d >= o + 1 - min(lo[o+1:])   for every output index o.
@@ -57,16 +56,7 @@ def _window_lo(op: Op, g: Graph) -> np.ndarray | None:
         ch = cc // max(oc // ic, 1)
     else:
         ch = cc
-    lo = ((b * ih + iy) * iw + ix) * ic + ch
-    if op.name == "CONV_2D":
-        # td_conv2d computes output pixels in pairs (2k, 2k+1) of each image, channel by
-        # channel: pixel 2k+1's outputs are written while pixel 2k's input is still read
-        pix = (yy * ow + xx).reshape(n, oh * ow, oc)
-        flat = lo.reshape(n, oh * ow, oc)
-        odd = pix % 2 == 1
-        prev = np.roll(flat, 1, axis=1)
-        lo = np.where(odd, np.minimum(flat, prev), flat)
-    return lo.reshape(-1)
+    return (((b * ih + iy) * iw + ix) * ic + ch).reshape(-1)
 
 
 def _pad_lo(op: Op, g: Graph) -> np.ndarray | None:
