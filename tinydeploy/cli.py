@@ -171,13 +171,18 @@ def validate(
     samples: Annotated[int | None, typer.Option(help="validate the first N test samples")] = None,
     tolerance_lsb: Annotated[int, typer.Option(help="allowed |device-host| in LSB")] = 0,
     trace: Annotated[bool, typer.Option("--trace", help="hex dump of every frame")] = False,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="per-layer instructions (qemu-cm4) / time (native)")] = False,
 ) -> None:
     """Run the test set on the device and compare with host predictions."""
     from .validation import validate as run
 
     result = run(model, data, out, port=port, board=board, samples=samples,
-                 tolerance_lsb=tolerance_lsb, trace=trace)
+                 tolerance_lsb=tolerance_lsb, trace=trace, profile=profile)
     typer.echo(result.summary())
+    for row in sorted(result.layers, key=lambda r: -r["cost"])[:5]:
+        typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
+                   f"({row['share_pct']:.1f} %)")
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.paths["html"],
                               detail=f"{result.differing} of {result.samples} samples differ")

@@ -47,6 +47,7 @@ class ValidationResult:
     host: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int8))
     device_out: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int8))
     time_us: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    layers: list[dict[str, Any]] = field(default_factory=list)  # --profile (profile.py)
 
     def summary(self) -> str:
         m = self.metrics
@@ -175,8 +176,9 @@ def check_device(info: Any, facts: ModelFacts, port: str) -> None:
 # --- device connection -------------------------------------------------------------------
 @contextlib.contextmanager
 def open_device(facts: ModelFacts, port: str | None, board: str | None,
-                workdir: Path) -> Iterator[str]:
-    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native)."""
+                workdir: Path, profile: bool = False) -> Iterator[str]:
+    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native).
+    ``profile``: a profiling build writing ``workdir/profile.txt`` (native, qemu-cm4)."""
     if port:
         yield port
         return
@@ -195,12 +197,13 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
     elif b.native:
         from .device.native import start_native
 
-        with start_native(facts, workdir) as proc:
+        with start_native(facts, workdir,
+                          workdir / "profile.txt" if profile else None) as proc:
             yield proc.port
     elif b.emulated:
         from .device.qemu import start_qemu
 
-        with start_qemu(facts, workdir, b) as proc:
+        with start_qemu(facts, workdir, b, profile=profile) as proc:
             yield proc.port
     else:
         from .device.flashing import find_port
@@ -281,9 +284,16 @@ def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
 
 def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              port: str | None = None, board: str | None = None, samples: int | None = None,
-             tolerance_lsb: int = 0, trace: bool = False) -> ValidationResult:
-    """Run ``x_test`` on the device, compare with the host, write the three result files."""
+             tolerance_lsb: int = 0, trace: bool = False, profile: bool = False
+             ) -> ValidationResult:
+    """Run ``x_test`` on the device, compare with the host, write the three result files.
+    ``profile``: also measure every layer (boards qemu-cm4, native; ``profile.py``)."""
     facts = load(model)
+    from . import profile as prof
+
+    if profile and (port or board not in prof.BOARDS):
+        raise TinyDeployError("bad_argument", problem="--profile needs a profiling build",
+                              fix="use --board qemu-cm4 or --board native with --profile")
     if len(facts.inputs) != 1 or len(facts.outputs) != 1:
         raise TinyDeployError("model_rejected", path=facts.path,
                               problem=f"{len(facts.inputs)} inputs / {len(facts.outputs)} "
@@ -311,7 +321,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     header = ["index", "host", "device", "max_abs_diff_lsb", "exact", "time_us", "cycles",
               "label"]
     with tempfile.TemporaryDirectory(prefix="td-validate-") as work, \
-            open_device(facts, port, board, Path(work)) as dev_port:
+            open_device(facts, port, board, Path(work), profile) as dev_port:
         stage("validate", f"device on {dev_port}")
         with _open_link(dev_port, trace) as link:
             info = link.hello()
@@ -334,17 +344,24 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                                 paths["csv"])
                     raise
             device_info["resets"] = resets
+            layers = (prof.layers(facts, Path(work) / "profile.txt", str(board))
+                      if profile else [])
     metrics = compute_metrics(host, device, tout, labels, times, cycles, tolerance_lsb,
                               facts)
     differing = metrics["samples_differing"]
     result = ValidationResult(passed=differing == 0, samples=len(q_in), differing=differing,
                               tolerance_lsb=tolerance_lsb, metrics=metrics, device=device_info,
-                              paths=paths, host=host, device_out=device, time_us=times)
+                              paths=paths, host=host, device_out=device, time_us=times,
+                              layers=layers)
     doc = result.to_dict()
+    if layers:
+        doc["layers"] = {"unit": prof.unit(str(board)), "rows": layers}
     doc["model"] = {"path": facts.path, "sha256": facts.sha256}
     doc["data"] = str(data)
     report.write_atomic(paths["json"], json.dumps(doc, indent=2, default=str) + "\n")
-    write_html(result, facts)
+    write_html(result, facts, extra={f"Per-layer cost ({prof.unit(str(board))})":
+                                     prof.report_section(layers, str(board))}
+               if layers else None)
     return result
 
 

@@ -38,6 +38,7 @@ from .ptyproc import PtyProcess, spawn
 BOARD = "qemu-cm4"
 ELF = "td_qemu_cm4.elf"
 STAMP = "qemu.json"
+PROFILE = "profile.txt"
 START_TIMEOUT = 15.0
 BUILD_TIMEOUT = 300.0
 APT_FIX = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
@@ -180,11 +181,13 @@ class QemuProcess(PtyProcess):
         self.sizes = sizes
 
 
-def qemu_command(board: Board, elf: Path) -> list[str]:
+def qemu_command(board: Board, elf: Path, profile: Path | None = None) -> list[str]:
     """The QEMU command line: the board's machine, UART0 on a new pty and nothing else on
-    the terminal, deterministic instruction counting (1 instruction = 1 ns virtual)."""
+    the terminal, deterministic instruction counting (1 instruction = 1 ns virtual);
+    ``profile``: UART1 (per-layer counts of a profiling build) into that file."""
     cmd = [_tool(QEMU), "-M", str(board.qemu_machine), "-nographic", "-monitor", "none",
-           "-serial", "pty", "-icount", "shift=0", "-kernel", str(elf)]
+           "-serial", "pty", *(("-serial", f"file:{profile}") if profile else ()),
+           "-icount", "shift=0", "-kernel", str(elf)]
     setpriv = shutil.which("setpriv")
     if setpriv:  # QEMU ends with the Python process that started it (no orphans)
         cmd = [setpriv, "--pdeathsig", "TERM", "--", *cmd]
@@ -195,11 +198,12 @@ def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
                board: str | Board = BOARD, defines: tuple[str, ...] = (),
                profile: bool = False) -> QemuProcess:
     """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty
-    (``defines``, ``profile``: see ``build_qemu``)."""
+    (``defines``: see ``build_qemu``; ``profile``: a profiling build whose per-layer
+    SysTick ticks go to ``workdir/profile.txt``, one line per inference)."""
     b = get_board(board)
     _tool(QEMU)  # before a build it could not run
     elf = build_qemu(facts, workdir, defines, profile)
-    cmd = qemu_command(b, elf)
+    cmd = qemu_command(b, elf, Path(workdir) / PROFILE if profile else None)
     proc, port = spawn(cmd, START_TIMEOUT, b.id, QEMU, pattern=_PTY_LINE,
                        merge_stderr=True)
     log.debug("qemu-cm4 on %s (pid %d)", port, proc.pid)
