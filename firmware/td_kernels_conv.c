@@ -27,10 +27,13 @@
  * size-optimized (-Os) build */
 #if defined(__GNUC__) && !defined(__clang__)
 #define TD_HOT static __attribute__((noinline, optimize("O2")))
+#define TD_O2 __attribute__((optimize("O2")))
 #elif defined(__GNUC__)
 #define TD_HOT static __attribute__((noinline))
+#define TD_O2
 #else
 #define TD_HOT static
+#define TD_O2
 #endif
 
 TD_ALWAYS_INLINE int8_t td_out8(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
@@ -109,7 +112,7 @@ static void td_depthwise_ref(const td_conv_params *p, const int8_t *in, int8_t *
 /* acc[r] += sum_k w_r[k] * x[k], r = 0..3, over n int8. w is one group of four filter rows
  * in the generator's interleaved layout (td_kernels.h): for each 4 k, 4 bytes of row 0, of
  * row 1, of row 2, of row 3; then the n % 4 tail bytes of row 0, 1, 2, 3. */
-TD_HOT void td_dot_1x4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
+TD_ALWAYS_INLINE void td_dot_1x4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
   int32_t k, t = n & 3;
 #if TD_DSP
@@ -177,7 +180,7 @@ TD_HOT int32_t td_dot_1x1(const int8_t *w, const int8_t *x, int32_t n, int32_t a
 
 /* One output pixel / FC row: x (n int8) against all out_c filter rows (interleaved
  * layout), folded bias, requantization. mult/shift: per channel, or one value (pc 0). */
-static void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
+TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
                     const int32_t *bias, const int32_t *mult, const int32_t *shift,
                     int32_t pc, int32_t out_offset, int32_t lo, int32_t hi, int8_t *y) {
   int32_t oc = 0;
@@ -206,21 +209,23 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
                       int8_t *dst) {
   const int32_t y0 = oy * p->stride_h - p->pad_h;
   const int32_t x0 = ox * p->stride_w - p->pad_w;
-  const int32_t c = p->in_c;
+  const int32_t c = p->in_c, f_h = p->f_h, f_w = p->f_w, in_h = p->in_h, in_w = p->in_w;
+  const int32_t dil_h = p->dil_h, dil_w = p->dil_w;
   const int8_t zp = (int8_t)(-p->in_offset);
   int32_t fy, fx, i;
-  for (fy = 0; fy < p->f_h; ++fy) {
-    const int32_t iy = y0 + p->dil_h * fy;
-    const int32_t row_ok = iy >= 0 && iy < p->in_h;
-    for (fx = 0; fx < p->f_w; ++fx) {
-      const int32_t ix = x0 + p->dil_w * fx;
-      if (row_ok && ix >= 0 && ix < p->in_w) {
-        const int8_t *src = in + (iy * p->in_w + ix) * c;
-        if (c >= 16) {
-          memcpy(dst, src, (size_t)c);
-        } else {
-          for (i = 0; i < c; ++i) dst[i] = src[i];
-        }
+  for (fy = 0; fy < f_h; ++fy) {
+    const int32_t iy = y0 + dil_h * fy;
+    const int32_t row_ok = iy >= 0 && iy < in_h;
+    if (row_ok && dil_w == 1 && x0 >= 0 && x0 + f_w <= in_w) { /* whole row inside */
+      memcpy(dst, in + (iy * in_w + x0) * c, (size_t)(f_w * c));
+      dst += f_w * c;
+      continue;
+    }
+    for (fx = 0; fx < f_w; ++fx) {
+      const int32_t ix = x0 + dil_w * fx;
+      if (row_ok && ix >= 0 && ix < in_w) {
+        const int8_t *src = in + (iy * in_w + ix) * c;
+        for (i = 0; i < c; ++i) dst[i] = src[i];
       } else {
         for (i = 0; i < c; ++i) dst[i] = zp;
       }
@@ -257,85 +262,95 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
 }
 
 /* ---- DEPTHWISE_CONV_2D fast path (depth multiplier 1) ------------------------------ */
+
+/* One output pixel, all c channels: x/w point at the first valid tap (channel 0), ny x nx
+ * taps, x_row/x_tap input steps, w_row the filter's row step (the tap step is c). */
+TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
+                        int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
+                        const int32_t *mult, const int32_t *shift, int32_t off,
+                        int32_t out_offset, int32_t lo, int32_t hi, int8_t *o) {
+  int32_t ch = 0, fy, fx;
+#if TD_DSP
+  const int16x2_t off2 = td_pack_offset(off);
+  for (; ch + 4 <= c; ch += 4) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const int8_t *xr = x + ch, *wr = w + ch;
+    for (fy = 0; fy < ny; ++fy) {
+      const int8_t *xp = xr, *wp = wr;
+      for (fx = 0; fx < nx; ++fx) {
+        const uint32_t xv = td_read32(xp), wv = td_read32(wp);
+        const int16x2_t xa = td_sxa02(off2, xv), xb = td_sxa13(off2, xv);
+        const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
+        a0 = __smlabb(xa, wa, a0);
+        a2 = __smlatt(xa, wa, a2);
+        a1 = __smlabb(xb, wb, a1);
+        a3 = __smlatt(xb, wb, a3);
+        xp += x_tap;
+        wp += c;
+      }
+      xr += x_row;
+      wr += w_row;
+    }
+    if (bias) {
+      a0 += bias[ch];
+      a1 += bias[ch + 1];
+      a2 += bias[ch + 2];
+      a3 += bias[ch + 3];
+    }
+    o[ch] = td_out8(a0, mult[ch], shift[ch], out_offset, lo, hi);
+    o[ch + 1] = td_out8(a1, mult[ch + 1], shift[ch + 1], out_offset, lo, hi);
+    o[ch + 2] = td_out8(a2, mult[ch + 2], shift[ch + 2], out_offset, lo, hi);
+    o[ch + 3] = td_out8(a3, mult[ch + 3], shift[ch + 3], out_offset, lo, hi);
+  }
+#endif
+  for (; ch < c; ++ch) {
+    int32_t acc = bias ? bias[ch] : 0;
+    const int8_t *xr = x + ch, *wr = w + ch;
+    for (fy = 0; fy < ny; ++fy) {
+      const int8_t *xp = xr, *wp = wr;
+      for (fx = 0; fx < nx; ++fx) {
+        acc += (int32_t)*wp * ((int32_t)*xp + off);
+        xp += x_tap;
+        wp += c;
+      }
+      xr += x_row;
+      wr += w_row;
+    }
+    o[ch] = td_out8(acc, mult[ch], shift[ch], out_offset, lo, hi);
+  }
+}
+
 void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h;
+  const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
+  const int32_t out_h = p->out_h, out_w = p->out_w, dil_h = p->dil_h, dil_w = p->dil_w;
+  const int32_t stride_h = p->stride_h, stride_w = p->stride_w;
+  const int32_t pad_h = p->pad_h, pad_w = p->pad_w;
+  const int32_t row_step = dil_h * in_w * c, tap_step = dil_w * c;
+  const int8_t *filter = p->filter;
+  const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
   const int32_t off = p->in_offset, out_offset = p->out_offset;
-  const int32_t lo = p->act_min, hi = p->act_max;
-  const int32_t row_step = p->dil_h * in_w * c, tap_step = p->dil_w * c;
-  int32_t b, oy, ox, ch, fy, fx;
+  const int32_t lo = p->act_min, hi = p->act_max, batches = p->batches;
+  int32_t b, oy, ox;
   if (p->depth_mult != 1) {
     td_depthwise_ref(p, in, out);
     return;
   }
-  for (b = 0; b < p->batches; ++b) {
+  for (b = 0; b < batches; ++b) {
     const int8_t *inb = in + b * in_h * in_w * c;
-    int8_t *o = out + b * p->out_h * p->out_w * c;
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t y0 = oy * p->stride_h - p->pad_h;
-      int32_t fy0 = 0, fy1 = p->f_h;
-      while (fy0 < fy1 && y0 + p->dil_h * fy0 < 0) ++fy0;
-      while (fy1 > fy0 && y0 + p->dil_h * (fy1 - 1) >= in_h) --fy1;
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t x0 = ox * p->stride_w - p->pad_w;
-        int32_t fx0 = 0, fx1 = p->f_w;
-        const int8_t *base;
-        while (fx0 < fx1 && x0 + p->dil_w * fx0 < 0) ++fx0;
-        while (fx1 > fx0 && x0 + p->dil_w * (fx1 - 1) >= in_w) --fx1;
-        base = inb + ((y0 + p->dil_h * fy0) * in_w + x0 + p->dil_w * fx0) * c;
-        ch = 0;
-#if TD_DSP
-        {
-          const int16x2_t off2 = td_pack_offset(off);
-          for (; ch + 4 <= c; ch += 4) {
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            const int8_t *xr = base + ch;
-            const int8_t *wr = p->filter + (fy0 * p->f_w + fx0) * c + ch;
-            for (fy = fy0; fy < fy1; ++fy) {
-              const int8_t *xp = xr, *wp = wr;
-              for (fx = fx0; fx < fx1; ++fx) {
-                const uint32_t xv = td_read32(xp), wv = td_read32(wp);
-                const int16x2_t xa = td_sxa02(off2, xv), xb = td_sxa13(off2, xv);
-                const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
-                a0 = __smlabb(xa, wa, a0);
-                a2 = __smlatt(xa, wa, a2);
-                a1 = __smlabb(xb, wb, a1);
-                a3 = __smlatt(xb, wb, a3);
-                xp += tap_step;
-                wp += c;
-              }
-              xr += row_step;
-              wr += p->f_w * c;
-            }
-            if (p->bias) {
-              a0 += p->bias[ch];
-              a1 += p->bias[ch + 1];
-              a2 += p->bias[ch + 2];
-              a3 += p->bias[ch + 3];
-            }
-            o[ch] = td_out8(a0, p->mult[ch], p->shift[ch], out_offset, lo, hi);
-            o[ch + 1] = td_out8(a1, p->mult[ch + 1], p->shift[ch + 1], out_offset, lo, hi);
-            o[ch + 2] = td_out8(a2, p->mult[ch + 2], p->shift[ch + 2], out_offset, lo, hi);
-            o[ch + 3] = td_out8(a3, p->mult[ch + 3], p->shift[ch + 3], out_offset, lo, hi);
-          }
-        }
-#endif
-        for (; ch < c; ++ch) {
-          int32_t acc = p->bias ? p->bias[ch] : 0;
-          const int8_t *xr = base + ch;
-          const int8_t *wr = p->filter + (fy0 * p->f_w + fx0) * c + ch;
-          for (fy = fy0; fy < fy1; ++fy) {
-            const int8_t *xp = xr, *wp = wr;
-            for (fx = fx0; fx < fx1; ++fx) {
-              acc += (int32_t)*wp * ((int32_t)*xp + off);
-              xp += tap_step;
-              wp += c;
-            }
-            xr += row_step;
-            wr += p->f_w * c;
-          }
-          o[ch] = td_out8(acc, p->mult[ch], p->shift[ch], out_offset, lo, hi);
-        }
-        o += c;
+    for (oy = 0; oy < out_h; ++oy) {
+      const int32_t y0 = oy * stride_h - pad_h;
+      int32_t fy0 = 0, fy1 = f_h;
+      while (fy0 < fy1 && y0 + dil_h * fy0 < 0) ++fy0;
+      while (fy1 > fy0 && y0 + dil_h * (fy1 - 1) >= in_h) --fy1;
+      for (ox = 0; ox < out_w; ++ox) {
+        const int32_t x0 = ox * stride_w - pad_w;
+        int32_t fx0 = 0, fx1 = f_w;
+        while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
+        while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
+        td_dw_pixel(inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
+                    filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step,
+                    tap_step, f_w * c, bias, mult, shift, off, out_offset, lo, hi, out);
+        out += c;
       }
     }
   }
