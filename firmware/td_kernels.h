@@ -128,6 +128,8 @@ void td_hard_swish(const td_hard_swish_params *p, const int8_t *in, int8_t *out)
 void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out);
 void td_mean(const td_mean_params *p, const int8_t *in, int8_t *out);
 void td_copy(int32_t size, const int8_t *in, int8_t *out);
+/* out[i] = lut[in[i] + 128]: int8 LOGISTIC/TANH with a generator-made table */
+void td_lut8(int32_t size, const int8_t *lut, const int8_t *in, int8_t *out);
 /* Concatenation as outer x (per input: inner[i] bytes): out = in0 rows | in1 rows | ... */
 void td_concat(int32_t n, int32_t outer, const int32_t *inner, const int8_t *const *ins,
                int8_t *out);

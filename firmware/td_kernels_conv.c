@@ -275,22 +275,37 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
   for (; ch + 4 <= c; ch += 4) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     const int8_t *xr = x + ch, *wr = w + ch;
-    for (fy = 0; fy < ny; ++fy) {
-      const int8_t *xp = xr, *wp = wr;
-      for (fx = 0; fx < nx; ++fx) {
-        const uint32_t xv = td_read32(xp), wv = td_read32(wp);
-        const int16x2_t xa = td_sxa02(off2, xv), xb = td_sxa13(off2, xv);
-        const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
-        a0 = __smlabb(xa, wa, a0);
-        a2 = __smlatt(xa, wa, a2);
-        a1 = __smlabb(xb, wb, a1);
-        a3 = __smlatt(xb, wb, a3);
-        xp += x_tap;
-        wp += c;
+#define TD_DW_TAP(xp, wp)                                                \
+  do {                                                                   \
+    const uint32_t xv = td_read32(xp), wv = td_read32(wp);               \
+    const int16x2_t xa = td_sxa02(off2, xv), xb = td_sxa13(off2, xv);    \
+    const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);                  \
+    a0 = __smlabb(xa, wa, a0);                                           \
+    a2 = __smlatt(xa, wa, a2);                                           \
+    a1 = __smlabb(xb, wb, a1);                                           \
+    a3 = __smlatt(xb, wb, a3);                                           \
+  } while (0)
+    if (nx == 3) { /* the common 3-wide window, unrolled */
+      for (fy = 0; fy < ny; ++fy) {
+        TD_DW_TAP(xr, wr);
+        TD_DW_TAP(xr + x_tap, wr + c);
+        TD_DW_TAP(xr + 2 * x_tap, wr + 2 * c);
+        xr += x_row;
+        wr += w_row;
       }
-      xr += x_row;
-      wr += w_row;
+    } else {
+      for (fy = 0; fy < ny; ++fy) {
+        const int8_t *xp = xr, *wp = wr;
+        for (fx = 0; fx < nx; ++fx) {
+          TD_DW_TAP(xp, wp);
+          xp += x_tap;
+          wp += c;
+        }
+        xr += x_row;
+        wr += w_row;
+      }
     }
+#undef TD_DW_TAP
     if (bias) {
       a0 += bias[ch];
       a1 += bias[ch + 1];

@@ -194,6 +194,11 @@ void td_copy(int32_t size, const int8_t *in, int8_t *out) {
   for (i = 0; i < size; ++i) out[i] = in[i];
 }
 
+void td_lut8(int32_t size, const int8_t *lut, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) out[i] = lut[(int32_t)in[i] + 128];
+}
+
 void td_concat(int32_t n, int32_t outer, const int32_t *inner, const int8_t *const *ins,
                int8_t *out) {
   int32_t o, k, j;

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import TinyDeployError
-from . import quant
+from . import fixedpoint, quant
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
 
 MAX_RANK = 6
@@ -332,6 +332,13 @@ class Emitter:
     def _sigmoid(self, op: Op, p: str, fn: str) -> str:
         x, _ = self._io(op)
         mult, shift, radius = quant.sigmoid_params(x.scale)
+        if x.dtype == "INT8":  # the output depends on the input byte alone: a table
+            kind = "logistic" if fn == "td_logistic" else "tanh"
+            self.decls.append(c_array(p + "_lut", "int8_t", fixedpoint.sigmoid_lut(
+                kind, x.zp, radius, mult, shift)))
+            self.param_bytes += 256
+            return (f"td_lut8({x.size}, {p}_lut, {self.ref(op.inputs[0])}, "
+                    f"{self.loc(op.outputs[0])});")
         fields = {"size": x.size, "in_zp": x.zp, "radius": radius, "mult": mult,
                   "left_shift": shift}
         self.decls.append(_struct("td_sigmoid_params", p, fields))
