@@ -33,6 +33,13 @@ typedef struct {
   const int32_t *bias;   /* may be 0 */
   const int32_t *mult;   /* one per output channel */
   const int32_t *shift;
+  /* CONV_2D fast path (0: the plain reference loops): bias + in_offset * sum of the
+   * channel's weights, and f_h * f_w * in_c bytes of im2col scratch (0 allowed for an
+   * unpadded 1x1 conv, which reads its input directly). With bias_eff, `filter` is in the
+   * interleaved layout: rows in groups of four, per group for each 4 k the 4 bytes of each
+   * row, then each row's K % 4 tail; the out_c % 4 last rows plain. Depthwise: unused. */
+  const int32_t *bias_eff;
+  int8_t *scratch;
 } td_conv_params;
 
 typedef struct {
@@ -43,6 +50,8 @@ typedef struct {
   const int32_t *bias;   /* may be 0 */
   const int32_t *mult;
   const int32_t *shift;
+  const int32_t *bias_eff; /* bias + in_offset * row sum (0: the reference loop); with it,
+                            * `filter` is interleaved as for td_conv_params */
 } td_fc_params;
 
 typedef struct {
@@ -119,6 +128,8 @@ void td_hard_swish(const td_hard_swish_params *p, const int8_t *in, int8_t *out)
 void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out);
 void td_mean(const td_mean_params *p, const int8_t *in, int8_t *out);
 void td_copy(int32_t size, const int8_t *in, int8_t *out);
+/* out[i] = lut[in[i] + 128]: int8 LOGISTIC/TANH with a generator-made table */
+void td_lut8(int32_t size, const int8_t *lut, const int8_t *in, int8_t *out);
 /* Concatenation as outer x (per input: inner[i] bytes): out = in0 rows | in1 rows | ... */
 void td_concat(int32_t n, int32_t outer, const int32_t *inner, const int8_t *const *ins,
                int8_t *out);

@@ -2,17 +2,47 @@
  *
  * Tensors are NHWC int8. Accumulation is int32 over (input + input_offset) * filter,
  * then bias, per-channel fixed-point requantization, output offset and activation clamp.
- * Taps outside the input (implicit padding) are skipped.
+ * Taps outside the input (implicit padding) contribute nothing.
+ *
+ * Fast paths (same integer sums, so bit-identical to the reference loops kept below):
+ * - CONV_2D: the generator folds input_offset * sum(weights) into the bias (bias_eff), so
+ *   the inner loop is a plain int8 dot product, and interleaves the filter rows by four.
+ *   Each output pixel's receptive field is gathered (im2col) into the scratch buffer,
+ *   padding filled with the input zero point (whose offset-corrected value is 0); an
+ *   unpadded 1x1 convolution reads its input directly (a matrix product). 4 output
+ *   channels per input read (SXTB16 + SMLAD with the DSP extension).
+ * - DEPTHWISE_CONV_2D (depth multiplier 1): 4 channels at a time, taps clipped to the
+ *   input, offset added while sign-extending (SXTAB16).
+ * - FULLY_CONNECTED (filter offset 0): the same dot products as CONV_2D.
  */
 #include "td_kernels.h"
+#include "td_simd.h"
 
-static int32_t td_clamp32(int32_t v, int32_t lo, int32_t hi) {
-  if (v < lo) v = lo;
-  if (v > hi) v = hi;
-  return v;
+#if defined(__GNUC__)
+#define TD_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define TD_ALWAYS_INLINE static inline
+#endif
+/* the inner loops: a function of their own (registers), optimized for speed even in a
+ * size-optimized (-Os) build */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TD_HOT static __attribute__((noinline, optimize("O2")))
+#define TD_O2 __attribute__((optimize("O2")))
+#elif defined(__GNUC__)
+#define TD_HOT static __attribute__((noinline))
+#define TD_O2
+#else
+#define TD_HOT static
+#define TD_O2
+#endif
+
+TD_ALWAYS_INLINE int8_t td_out8(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
+                                int32_t lo, int32_t hi) {
+  return (int8_t)td_clamp_i32(td_requant(acc, mult, shift) + out_offset, lo, hi);
 }
 
-void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
+/* ---- reference loops (dilation-free fast paths fall back here when not applicable) -- */
+static void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out) {
   int32_t b, oy, ox, oc, fy, fx, ic;
   for (b = 0; b < p->batches; ++b) {
     for (oy = 0; oy < p->out_h; ++oy) {
@@ -36,16 +66,15 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
             }
           }
           if (p->bias) acc += p->bias[oc];
-          acc = td_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
           out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-              (int8_t)td_clamp32(acc, p->act_min, p->act_max);
+              td_out8(acc, p->mult[oc], p->shift[oc], p->out_offset, p->act_min, p->act_max);
         }
       }
     }
   }
 }
 
-void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
+static void td_depthwise_ref(const td_conv_params *p, const int8_t *in, int8_t *out) {
   int32_t b, oy, ox, ic, m, fy, fx;
   for (b = 0; b < p->batches; ++b) {
     for (oy = 0; oy < p->out_h; ++oy) {
@@ -69,9 +98,8 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
               }
             }
             if (p->bias) acc += p->bias[oc];
-            acc = td_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
             out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-                (int8_t)td_clamp32(acc, p->act_min, p->act_max);
+                td_out8(acc, p->mult[oc], p->shift[oc], p->out_offset, p->act_min, p->act_max);
           }
         }
       }
@@ -79,7 +107,272 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
   }
 }
 
-void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out) {
+/* ---- CONV_2D / FULLY_CONNECTED fast path ------------------------------------------ */
+
+/* acc[r] += sum_k w_r[k] * x[k], r = 0..3, over n int8. w is one group of four filter rows
+ * in the generator's interleaved layout (td_kernels.h): for each 4 k, 4 bytes of row 0, of
+ * row 1, of row 2, of row 3; then the n % 4 tail bytes of row 0, 1, 2, 3. */
+TD_ALWAYS_INLINE void td_dot_1x4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int32_t k, t = n & 3;
+#if TD_DSP
+  for (k = n >> 2; k > 0; --k) {
+    const uint32_t xv = td_read32(x);
+    const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
+    uint32_t wv = td_read32(w);
+    a0 = __smlad(td_sx02(wv), xa, a0);
+    a0 = __smlad(td_sx13(wv), xb, a0);
+    wv = td_read32(w + 4);
+    a1 = __smlad(td_sx02(wv), xa, a1);
+    a1 = __smlad(td_sx13(wv), xb, a1);
+    wv = td_read32(w + 8);
+    a2 = __smlad(td_sx02(wv), xa, a2);
+    a2 = __smlad(td_sx13(wv), xb, a2);
+    wv = td_read32(w + 12);
+    a3 = __smlad(td_sx02(wv), xa, a3);
+    a3 = __smlad(td_sx13(wv), xb, a3);
+    x += 4;
+    w += 16;
+  }
+#else
+  for (k = n >> 2; k > 0; --k) {
+    int32_t j;
+    for (j = 0; j < 4; ++j) {
+      const int32_t xv = x[j];
+      a0 += w[j] * xv;
+      a1 += w[4 + j] * xv;
+      a2 += w[8 + j] * xv;
+      a3 += w[12 + j] * xv;
+    }
+    x += 4;
+    w += 16;
+  }
+#endif
+  for (k = 0; k < t; ++k) {
+    const int32_t xv = x[k];
+    a0 += w[k] * xv;
+    a1 += w[t + k] * xv;
+    a2 += w[2 * t + k] * xv;
+    a3 += w[3 * t + k] * xv;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+/* sum_k w[k] * x[k] over n int8 (plain layout). */
+TD_HOT int32_t td_dot_1x1(const int8_t *w, const int8_t *x, int32_t n, int32_t acc) {
+  int32_t k;
+#if TD_DSP
+  for (k = n >> 2; k > 0; --k) {
+    const uint32_t xv = td_read32(x), wv = td_read32(w);
+    acc = __smlad(td_sx02(wv), td_sx02(xv), acc);
+    acc = __smlad(td_sx13(wv), td_sx13(xv), acc);
+    x += 4;
+    w += 4;
+  }
+  n &= 3;
+#endif
+  for (k = 0; k < n; ++k) acc += w[k] * x[k];
+  return acc;
+}
+
+/* One output pixel / FC row: x (n int8) against all out_c filter rows (interleaved
+ * layout), folded bias, requantization. mult/shift: per channel, or one value (pc 0). */
+TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
+                    const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                    int32_t pc, int32_t out_offset, int32_t lo, int32_t hi, int8_t *y) {
+  int32_t oc = 0;
+  for (; oc + 4 <= out_c; oc += 4) {
+    int32_t a[4], j;
+    a[0] = bias[oc];
+    a[1] = bias[oc + 1];
+    a[2] = bias[oc + 2];
+    a[3] = bias[oc + 3];
+    td_dot_1x4(w, x, n, a);
+    w += 4 * n;
+    for (j = 0; j < 4; ++j) {
+      const int32_t c = pc ? oc + j : 0;
+      y[oc + j] = td_out8(a[j], mult[c], shift[c], out_offset, lo, hi);
+    }
+  }
+  for (; oc < out_c; ++oc) {
+    const int32_t c = pc ? oc : 0;
+    y[oc] = td_out8(td_dot_1x1(w, x, n, bias[oc]), mult[c], shift[c], out_offset, lo, hi);
+    w += n;
+  }
+}
+
+/* Gather the receptive field of output pixel (oy, ox) into dst (padding: zero point). */
+static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int32_t ox,
+                      int8_t *dst) {
+  const int32_t y0 = oy * p->stride_h - p->pad_h;
+  const int32_t x0 = ox * p->stride_w - p->pad_w;
+  const int32_t c = p->in_c, f_h = p->f_h, f_w = p->f_w, in_h = p->in_h, in_w = p->in_w;
+  const int32_t dil_h = p->dil_h, dil_w = p->dil_w;
+  const int8_t zp = (int8_t)(-p->in_offset);
+  int32_t fy, fx, i;
+  for (fy = 0; fy < f_h; ++fy) {
+    const int32_t iy = y0 + dil_h * fy;
+    const int32_t row_ok = iy >= 0 && iy < in_h;
+    if (row_ok && dil_w == 1 && x0 >= 0 && x0 + f_w <= in_w) { /* whole row inside */
+      memcpy(dst, in + (iy * in_w + x0) * c, (size_t)(f_w * c));
+      dst += f_w * c;
+      continue;
+    }
+    for (fx = 0; fx < f_w; ++fx) {
+      const int32_t ix = x0 + dil_w * fx;
+      if (row_ok && ix >= 0 && ix < in_w) {
+        const int8_t *src = in + (iy * in_w + ix) * c;
+        for (i = 0; i < c; ++i) dst[i] = src[i];
+      } else {
+        for (i = 0; i < c; ++i) dst[i] = zp;
+      }
+      dst += c;
+    }
+  }
+}
+
+void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  const int32_t kk = p->f_h * p->f_w * p->in_c;
+  const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
+  int32_t b, oy, ox;
+  if (p->bias_eff == 0 || (!direct && p->scratch == 0)) {
+    td_conv2d_ref(p, in, out);
+    return;
+  }
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *inb = in + b * p->in_h * p->in_w * p->in_c;
+    for (oy = 0; oy < p->out_h; ++oy) {
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int8_t *col;
+        if (direct) {
+          col = inb + (oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c;
+        } else {
+          td_im2col(p, inb, oy, ox, p->scratch);
+          col = p->scratch;
+        }
+        td_rows(p->filter, col, kk, p->out_c, p->bias_eff, p->mult, p->shift, 1,
+                p->out_offset, p->act_min, p->act_max, out);
+        out += p->out_c;
+      }
+    }
+  }
+}
+
+/* ---- DEPTHWISE_CONV_2D fast path (depth multiplier 1) ------------------------------ */
+
+/* One output pixel, all c channels: x/w point at the first valid tap (channel 0), ny x nx
+ * taps, x_row/x_tap input steps, w_row the filter's row step (the tap step is c). */
+TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
+                        int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
+                        const int32_t *mult, const int32_t *shift, int32_t off,
+                        int32_t out_offset, int32_t lo, int32_t hi, int8_t *o) {
+  int32_t ch = 0, fy, fx;
+#if TD_DSP
+  const int16x2_t off2 = td_pack_offset(off);
+  for (; ch + 4 <= c; ch += 4) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const int8_t *xr = x + ch, *wr = w + ch;
+#define TD_DW_TAP(xp, wp)                                                \
+  do {                                                                   \
+    const uint32_t xv = td_read32(xp), wv = td_read32(wp);               \
+    const int16x2_t xa = td_sxa02(off2, xv), xb = td_sxa13(off2, xv);    \
+    const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);                  \
+    a0 = __smlabb(xa, wa, a0);                                           \
+    a2 = __smlatt(xa, wa, a2);                                           \
+    a1 = __smlabb(xb, wb, a1);                                           \
+    a3 = __smlatt(xb, wb, a3);                                           \
+  } while (0)
+    if (nx == 3) { /* the common 3-wide window, unrolled */
+      for (fy = 0; fy < ny; ++fy) {
+        TD_DW_TAP(xr, wr);
+        TD_DW_TAP(xr + x_tap, wr + c);
+        TD_DW_TAP(xr + 2 * x_tap, wr + 2 * c);
+        xr += x_row;
+        wr += w_row;
+      }
+    } else {
+      for (fy = 0; fy < ny; ++fy) {
+        const int8_t *xp = xr, *wp = wr;
+        for (fx = 0; fx < nx; ++fx) {
+          TD_DW_TAP(xp, wp);
+          xp += x_tap;
+          wp += c;
+        }
+        xr += x_row;
+        wr += w_row;
+      }
+    }
+#undef TD_DW_TAP
+    if (bias) {
+      a0 += bias[ch];
+      a1 += bias[ch + 1];
+      a2 += bias[ch + 2];
+      a3 += bias[ch + 3];
+    }
+    o[ch] = td_out8(a0, mult[ch], shift[ch], out_offset, lo, hi);
+    o[ch + 1] = td_out8(a1, mult[ch + 1], shift[ch + 1], out_offset, lo, hi);
+    o[ch + 2] = td_out8(a2, mult[ch + 2], shift[ch + 2], out_offset, lo, hi);
+    o[ch + 3] = td_out8(a3, mult[ch + 3], shift[ch + 3], out_offset, lo, hi);
+  }
+#endif
+  for (; ch < c; ++ch) {
+    int32_t acc = bias ? bias[ch] : 0;
+    const int8_t *xr = x + ch, *wr = w + ch;
+    for (fy = 0; fy < ny; ++fy) {
+      const int8_t *xp = xr, *wp = wr;
+      for (fx = 0; fx < nx; ++fx) {
+        acc += (int32_t)*wp * ((int32_t)*xp + off);
+        xp += x_tap;
+        wp += c;
+      }
+      xr += x_row;
+      wr += w_row;
+    }
+    o[ch] = td_out8(acc, mult[ch], shift[ch], out_offset, lo, hi);
+  }
+}
+
+void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
+  const int32_t out_h = p->out_h, out_w = p->out_w, dil_h = p->dil_h, dil_w = p->dil_w;
+  const int32_t stride_h = p->stride_h, stride_w = p->stride_w;
+  const int32_t pad_h = p->pad_h, pad_w = p->pad_w;
+  const int32_t row_step = dil_h * in_w * c, tap_step = dil_w * c;
+  const int8_t *filter = p->filter;
+  const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
+  const int32_t off = p->in_offset, out_offset = p->out_offset;
+  const int32_t lo = p->act_min, hi = p->act_max, batches = p->batches;
+  int32_t b, oy, ox;
+  if (p->depth_mult != 1) {
+    td_depthwise_ref(p, in, out);
+    return;
+  }
+  for (b = 0; b < batches; ++b) {
+    const int8_t *inb = in + b * in_h * in_w * c;
+    for (oy = 0; oy < out_h; ++oy) {
+      const int32_t y0 = oy * stride_h - pad_h;
+      int32_t fy0 = 0, fy1 = f_h;
+      while (fy0 < fy1 && y0 + dil_h * fy0 < 0) ++fy0;
+      while (fy1 > fy0 && y0 + dil_h * (fy1 - 1) >= in_h) --fy1;
+      for (ox = 0; ox < out_w; ++ox) {
+        const int32_t x0 = ox * stride_w - pad_w;
+        int32_t fx0 = 0, fx1 = f_w;
+        while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
+        while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
+        td_dw_pixel(inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
+                    filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step,
+                    tap_step, f_w * c, bias, mult, shift, off, out_offset, lo, hi, out);
+        out += c;
+      }
+    }
+  }
+}
+
+/* ---- FULLY_CONNECTED ---------------------------------------------------------------- */
+static void td_fc_ref(const td_fc_params *p, const int8_t *in, int8_t *out) {
   int32_t b, oc, k;
   for (b = 0; b < p->batches; ++b) {
     const int8_t *x = in + b * p->accum;
@@ -91,43 +384,122 @@ void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out) {
         acc += ((int32_t)w[k] + p->filter_offset) * ((int32_t)x[k] + p->in_offset);
       }
       if (p->bias) acc += p->bias[oc];
-      acc = td_mbqm(acc, p->mult[ch], p->shift[ch]) + p->out_offset;
-      out[b * p->out_c + oc] = (int8_t)td_clamp32(acc, p->act_min, p->act_max);
+      out[b * p->out_c + oc] =
+          td_out8(acc, p->mult[ch], p->shift[ch], p->out_offset, p->act_min, p->act_max);
     }
   }
 }
 
-static void td_pool(const td_pool_params *p, const int8_t *in, int8_t *out, int32_t avg) {
-  int32_t b, oy, ox, c, fy, fx;
+void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out) {
+  int32_t b;
+  if (p->bias_eff == 0 || p->filter_offset != 0) {
+    td_fc_ref(p, in, out);
+    return;
+  }
   for (b = 0; b < p->batches; ++b) {
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t y0 = oy * p->stride_h - p->pad_h;
-      const int32_t fy0 = y0 < 0 ? -y0 : 0;
-      const int32_t fy1 = p->f_h < p->in_h - y0 ? p->f_h : p->in_h - y0;
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t x0 = ox * p->stride_w - p->pad_w;
-        const int32_t fx0 = x0 < 0 ? -x0 : 0;
-        const int32_t fx1 = p->f_w < p->in_w - x0 ? p->f_w : p->in_w - x0;
-        for (c = 0; c < p->c; ++c) {
-          int32_t acc = avg ? 0 : -128;
-          int32_t count = 0;
-          for (fy = fy0; fy < fy1; ++fy) {
-            for (fx = fx0; fx < fx1; ++fx) {
-              const int32_t v = in[((b * p->in_h + y0 + fy) * p->in_w + x0 + fx) * p->c + c];
-              if (avg) {
-                acc += v;
-              } else if (v > acc) {
-                acc = v;
-              }
-              ++count;
-            }
-          }
-          if (avg && count > 0) {
-            acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-          }
-          out[((b * p->out_h + oy) * p->out_w + ox) * p->c + c] =
-              (int8_t)td_clamp32(acc, p->act_min, p->act_max);
+    td_rows(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff, p->mult,
+            p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max,
+            out + b * p->out_c);
+  }
+}
+
+/* ---- pooling ------------------------------------------------------------------------ */
+
+/* One output pixel of c channels over ny x nx taps starting at x (row step x_row). */
+TD_HOT void td_pool_pixel(const int8_t *x, int32_t c, int32_t ny, int32_t nx, int32_t x_row,
+                          int32_t avg, int32_t lo, int32_t hi, int8_t *o) {
+  const int32_t count = ny * nx;
+  int32_t ch = 0, fy, fx;
+#if TD_DSP
+  if (!avg) {
+    for (; ch + 4 <= c; ch += 4) {
+      uint32_t m = 0x80808080u;
+      const int8_t *xr = x + ch;
+      for (fy = 0; fy < ny; ++fy) {
+        const int8_t *xp = xr;
+        for (fx = 0; fx < nx; ++fx) {
+          const uint32_t v = td_read32(xp);
+          (void)__ssub8((int8x4_t)v, (int8x4_t)m); /* GE per byte: v >= m */
+          m = (uint32_t)__sel((uint8x4_t)v, (uint8x4_t)m);
+          xp += c;
         }
+        xr += x_row;
+      }
+      o[ch] = (int8_t)td_clamp_i32((int8_t)m, lo, hi);
+      o[ch + 1] = (int8_t)td_clamp_i32((int8_t)(m >> 8), lo, hi);
+      o[ch + 2] = (int8_t)td_clamp_i32((int8_t)(m >> 16), lo, hi);
+      o[ch + 3] = (int8_t)td_clamp_i32((int8_t)(m >> 24), lo, hi);
+    }
+  } else if (count > 0 && count <= 256) { /* |sum| <= 256 * 128: int16 lanes */
+    for (; ch + 4 <= c; ch += 4) {
+      int16x2_t s02 = 0, s13 = 0;
+      int32_t sums[4], j;
+      const int8_t *xr = x + ch;
+      for (fy = 0; fy < ny; ++fy) {
+        const int8_t *xp = xr;
+        for (fx = 0; fx < nx; ++fx) {
+          const uint32_t v = td_read32(xp);
+          s02 = __sxtab16(s02, v);
+          s13 = td_sxa13(s13, v);
+          xp += c;
+        }
+        xr += x_row;
+      }
+      sums[0] = (int16_t)(uint16_t)(uint32_t)s02;
+      sums[2] = (int16_t)(uint16_t)((uint32_t)s02 >> 16);
+      sums[1] = (int16_t)(uint16_t)(uint32_t)s13;
+      sums[3] = (int16_t)(uint16_t)((uint32_t)s13 >> 16);
+      for (j = 0; j < 4; ++j) {
+        const int32_t a = sums[j];
+        const int32_t q = a > 0 ? (a + count / 2) / count : (a - count / 2) / count;
+        o[ch + j] = (int8_t)td_clamp_i32(q, lo, hi);
+      }
+    }
+  }
+#endif
+  for (; ch < c; ++ch) {
+    int32_t acc = avg ? 0 : -128;
+    const int8_t *xr = x + ch;
+    for (fy = 0; fy < ny; ++fy) {
+      const int8_t *xp = xr;
+      for (fx = 0; fx < nx; ++fx) {
+        const int32_t v = *xp;
+        if (avg) {
+          acc += v;
+        } else if (v > acc) {
+          acc = v;
+        }
+        xp += c;
+      }
+      xr += x_row;
+    }
+    if (avg && count > 0) {
+      acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+    }
+    o[ch] = (int8_t)td_clamp_i32(acc, lo, hi);
+  }
+}
+
+static void td_pool(const td_pool_params *p, const int8_t *in, int8_t *out, int32_t avg) {
+  const int32_t c = p->c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
+  const int32_t out_h = p->out_h, out_w = p->out_w, batches = p->batches;
+  const int32_t stride_h = p->stride_h, stride_w = p->stride_w;
+  const int32_t pad_h = p->pad_h, pad_w = p->pad_w, lo = p->act_min, hi = p->act_max;
+  int32_t b, oy, ox;
+  for (b = 0; b < batches; ++b) {
+    const int8_t *inb = in + b * in_h * in_w * c;
+    for (oy = 0; oy < out_h; ++oy) {
+      const int32_t y0 = oy * stride_h - pad_h;
+      const int32_t fy0 = y0 < 0 ? -y0 : 0;
+      const int32_t fy1 = f_h < in_h - y0 ? f_h : in_h - y0;
+      for (ox = 0; ox < out_w; ++ox) {
+        const int32_t x0 = ox * stride_w - pad_w;
+        const int32_t fx0 = x0 < 0 ? -x0 : 0;
+        const int32_t fx1 = f_w < in_w - x0 ? f_w : in_w - x0;
+        const int32_t ny = fy1 > fy0 ? fy1 - fy0 : 0, nx = fx1 > fx0 ? fx1 - fx0 : 0;
+        td_pool_pixel(inb + ((y0 + fy0) * in_w + x0 + fx0) * c, c, ny, nx, in_w * c, avg, lo,
+                      hi, out);
+        out += c;
       }
     }
   }

@@ -2,6 +2,7 @@
  * LEAKY_RELU, HARD_SWISH, PAD, MEAN, CONCATENATION and copies (int8).
  */
 #include "td_kernels.h"
+#include "td_simd.h"
 
 static int8_t td_clamp8(int32_t v, int32_t lo, int32_t hi) {
   if (v < lo) v = lo;
@@ -19,25 +20,44 @@ static int32_t td_next_index(int32_t *idx, const int32_t *dims, int32_t rank) {
   return 0;
 }
 
-static int32_t td_add_one(const td_binary_params *p, int32_t a, int32_t b) {
+static inline int32_t td_add_one(const td_binary_params *p, int32_t a, int32_t b) {
   const int32_t x1 = (a + p->in1_offset) * (1 << p->left_shift);
   const int32_t x2 = (b + p->in2_offset) * (1 << p->left_shift);
-  const int32_t s1 = td_mbqm(x1, p->in1_mult, p->in1_shift);
-  const int32_t s2 = td_mbqm(x2, p->in2_mult, p->in2_shift);
-  return td_mbqm(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
+  const int32_t s1 = td_requant(x1, p->in1_mult, p->in1_shift);
+  const int32_t s2 = td_requant(x2, p->in2_mult, p->in2_shift);
+  return td_requant(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
 }
 
-static int32_t td_mul_one(const td_binary_params *p, int32_t a, int32_t b) {
+static inline int32_t td_mul_one(const td_binary_params *p, int32_t a, int32_t b) {
   const int32_t prod = (a + p->in1_offset) * (b + p->in2_offset);
-  return td_mbqm(prod, p->out_mult, p->out_shift) + p->out_offset;
+  return td_requant(prod, p->out_mult, p->out_shift) + p->out_offset;
+}
+
+/* Same-shape ADD: every parameter in a local (the int8 stores would force reloads). */
+static void td_add_flat(const td_binary_params *p, const int8_t *in1, const int8_t *in2,
+                        int8_t *out) {
+  const int32_t n = p->size, o1 = p->in1_offset, o2 = p->in2_offset, ls = p->left_shift;
+  const int32_t m1 = p->in1_mult, s1 = p->in1_shift, m2 = p->in2_mult, s2 = p->in2_shift;
+  const int32_t mo = p->out_mult, so = p->out_shift, oo = p->out_offset;
+  const int32_t lo = p->act_min, hi = p->act_max;
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    const int32_t x1 = td_requant((int32_t)((uint32_t)(in1[i] + o1) << ls), m1, s1);
+    const int32_t x2 = td_requant((int32_t)((uint32_t)(in2[i] + o2) << ls), m2, s2);
+    out[i] = (int8_t)td_clamp_i32(td_requant(x1 + x2, mo, so) + oo, lo, hi);
+  }
 }
 
 static void td_binary(const td_binary_params *p, const int8_t *in1, const int8_t *in2,
                       int8_t *out, int32_t mul) {
   int32_t i;
   if (!p->broadcast) {
+    if (!mul) {
+      td_add_flat(p, in1, in2, out);
+      return;
+    }
     for (i = 0; i < p->size; ++i) {
-      const int32_t v = mul ? td_mul_one(p, in1[i], in2[i]) : td_add_one(p, in1[i], in2[i]);
+      const int32_t v = td_mul_one(p, in1[i], in2[i]);
       out[i] = td_clamp8(v, p->act_min, p->act_max);
     }
   } else {
@@ -172,6 +192,11 @@ void td_copy(int32_t size, const int8_t *in, int8_t *out) {
   int32_t i;
   if (in == out) return;
   for (i = 0; i < size; ++i) out[i] = in[i];
+}
+
+void td_lut8(int32_t size, const int8_t *lut, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) out[i] = lut[(int32_t)in[i] + 128];
 }
 
 void td_concat(int32_t n, int32_t outer, const int32_t *inner, const int8_t *const *ins,

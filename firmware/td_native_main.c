@@ -3,6 +3,8 @@
  *   cc -std=c99 td_native_main.c td_posix.c td_protocol.c model.c -o device
  *   ./device            -> prints "PTY /dev/pts/N", serves until killed
  *   ./device --stdio    -> serves on stdin/stdout instead (pipes)
+ *   ./device --profile FILE ...  (built with -DTD_PROFILE) -> after every inference one
+ *                        line "P t0 t1 ... tn" of CLOCK_MONOTONIC ns at each operator
  *
  * The model comes from td_model_describe()/td_invoke() (td_model_api.h). Its input and
  * output tensors live in two buffers of their total sizes (td_bind_buffer): DATA/INFER
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "td_model_api.h"
@@ -28,6 +31,32 @@
 #endif
 
 static uint8_t *in_buf, *out_buf;
+
+#ifdef TD_PROFILE
+#define TD_PROFILE_MAX_MARKS 512
+static FILE *profile_file;
+static long long profile_ns[TD_PROFILE_MAX_MARKS];
+static int profile_count;
+
+void td_profile_mark(int32_t op);
+void td_profile_mark(int32_t op) {
+  struct timespec ts;
+  if (op < 0 || op >= TD_PROFILE_MAX_MARKS) return;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  profile_ns[op] = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+  if (op + 1 > profile_count) profile_count = op + 1;
+}
+
+static void profile_flush(void) {
+  int i;
+  if (profile_file == NULL) return;
+  fputc('P', profile_file);
+  for (i = 0; i < profile_count; ++i) fprintf(profile_file, " %lld", profile_ns[i]);
+  fputc('\n', profile_file);
+  fflush(profile_file);
+  profile_count = 0;
+}
+#endif
 
 static int native_infer(void *ctx, uint32_t flags, td_timing *timing) {
   uint32_t t0;
@@ -41,6 +70,9 @@ static int native_infer(void *ctx, uint32_t flags, td_timing *timing) {
   t0 = td_posix_micros();
   rc = td_invoke((const int8_t *)in_buf, (int8_t *)out_buf);
   timing->time_us = td_posix_micros() - t0;
+#ifdef TD_PROFILE
+  profile_flush();
+#endif
   timing->cycles = 0;
   return rc;
 }
@@ -107,6 +139,17 @@ int main(int argc, char **argv) {
     }
   }
 
+#ifdef TD_PROFILE
+  if (argc > 2 && strcmp(argv[1], "--profile") == 0) {
+    profile_file = fopen(argv[2], "w");
+    if (profile_file == NULL) {
+      perror(argv[2]);
+      return 1;
+    }
+    argc -= 2;
+    argv += 2;
+  }
+#endif
   if (argc > 1 && strcmp(argv[1], "--stdio") == 0) {
     dev = td_posix_attach(STDOUT_FILENO, &info, native_infer, NULL);
     td_announce(dev);

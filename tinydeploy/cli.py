@@ -177,13 +177,19 @@ def validate(
     stateful: Annotated[bool, typer.Option(
         "--stateful", help="send the samples as one sequence (no state reset between them)")
     ] = False,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="per-layer instructions (qemu-cm4) / time (native)")] = False,
 ) -> None:
     """Run the test set on the device and compare with host predictions."""
     from .validation import validate as run
 
     result = run(model, data, out, port=port, board=board, samples=samples,
-                 tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful)
+                 tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
+                 profile=profile)
     typer.echo(result.summary())
+    for row in sorted(result.layers, key=lambda r: -r["cost"])[:5]:
+        typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
+                   f"({row['share_pct']:.1f} %)")
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.paths["html"],
                               detail=f"{result.differing} of {result.samples} samples differ")

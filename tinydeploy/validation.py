@@ -52,6 +52,7 @@ class ValidationResult:
     host: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int8))
     device_out: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int8))
     time_us: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    layers: list[dict[str, Any]] = field(default_factory=list)  # --profile (profile.py)
 
     def summary(self) -> str:
         m = self.metrics
@@ -190,8 +191,9 @@ def check_device(info: Any, facts: ModelFacts, port: str) -> None:
 # --- device connection -------------------------------------------------------------------
 @contextlib.contextmanager
 def open_device(facts: ModelFacts, port: str | None, board: str | None,
-                workdir: Path) -> Iterator[str]:
-    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native)."""
+                workdir: Path, profile: bool = False) -> Iterator[str]:
+    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native).
+    ``profile``: a profiling build writing ``workdir/profile.txt`` (native, qemu-cm4)."""
     if port:
         yield port
         return
@@ -210,12 +212,13 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
     elif b.native:
         from .device.native import start_native
 
-        with start_native(facts, workdir) as proc:
+        with start_native(facts, workdir,
+                          workdir / "profile.txt" if profile else None) as proc:
             yield proc.port
     elif b.emulated:
         from .device.qemu import start_qemu
 
-        with start_qemu(facts, workdir, b) as proc:
+        with start_qemu(facts, workdir, b, profile=profile) as proc:
             yield proc.port
     else:
         from .device.flashing import find_port
@@ -342,16 +345,22 @@ def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
 def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              port: str | None = None, board: str | None = None, samples: int | None = None,
              tolerance_lsb: int = 0, trace: bool = False,
-             stateful: bool = False) -> ValidationResult:
+             stateful: bool = False, profile: bool = False) -> ValidationResult:
     """Run ``x_test`` on the device, compare with the host, write the three result files.
 
     Args: the model, the ``.npz`` (only ``x_test``, or ``x_test_K`` per input, is needed;
     ``y_test`` optional), the output folder, a port or a board (sim/native/qemu-cm4 start
     one), the first ``samples`` only, the allowed |device - host| in LSB, ``trace`` (hex
-    dumps), ``stateful`` (the samples are one sequence through a stateful model).
+    dumps), ``stateful`` (the samples are one sequence through a stateful model),
+    ``profile`` (also measure every layer: boards qemu-cm4, native; ``profile.py``).
     Returns the ValidationResult. Raises TinyDeployError (bad data, device/link errors).
     """
     facts = load(model)
+    from . import profile as prof
+
+    if profile and (port or board not in prof.BOARDS):
+        raise TinyDeployError("bad_argument", problem="--profile needs a profiling build",
+                              fix="use --board qemu-cm4 or --board native with --profile")
     if tolerance_lsb < 0:
         raise TinyDeployError("bad_argument", problem="--tolerance-lsb must be >= 0",
                               fix="pass 0 for bit-exact or a positive LSB count")
@@ -377,7 +386,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     header = ["index", "host", "device", "max_abs_diff_lsb", "exact", "time_us", "cycles",
               "label"]
     with tempfile.TemporaryDirectory(prefix="td-validate-") as work, \
-            open_device(facts, port, board, Path(work)) as dev_port:
+            open_device(facts, port, board, Path(work), profile) as dev_port:
         stage("validate", f"device on {dev_port}")
         with _open_link(dev_port, trace) as link:
             info = link.hello()
@@ -401,6 +410,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                                 paths["csv"])
                     raise
             device_info["resets"] = resets
+            layers = (prof.layers(facts, Path(work) / "profile.txt", str(board))
+                      if profile else [])
     metrics = compute_metrics(host[0], device[0], tout, labels, times, cycles, tolerance_lsb,
                               facts)
     if len(facts.outputs) > 1:  # the verdict covers every output; labels go with the first
@@ -418,12 +429,17 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                               tolerance_lsb=tolerance_lsb, metrics=metrics, device=device_info,
                               paths=paths, time_us=times,
                               host=host[0] if len(host) == 1 else _flat(host),
-                              device_out=device[0] if len(device) == 1 else _flat(device))
+                              device_out=device[0] if len(device) == 1 else _flat(device),
+                              layers=layers)
     doc = result.to_dict()
+    if layers:
+        doc["layers"] = {"unit": prof.unit(str(board)), "rows": layers}
     doc["model"] = {"path": facts.path, "sha256": facts.sha256}
     doc["data"] = str(data)
     report.write_atomic(paths["json"], json.dumps(doc, indent=2, default=str) + "\n")
-    write_html(result, facts)
+    write_html(result, facts, extra={f"Per-layer cost ({prof.unit(str(board))})":
+                                     prof.report_section(layers, str(board))}
+               if layers else None)
     return result
 
 

@@ -36,7 +36,12 @@ extern "C" {
 #define UART0_CTRL TD_REG(UART0_BASE + 0x08u)      /* bit0 TX en, bit1 RX en, bit3 RX int en */
 #define UART0_INTSTATUS TD_REG(UART0_BASE + 0x0Cu) /* write 1 to clear; bit1 RX */
 #define UART0_BAUDDIV TD_REG(UART0_BASE + 0x10u)
-#define UART0_RX_IRQ 0u /* IRQ number of UART0 RX on AN385/AN386 */
+#define UART0_RX_IRQ 0u
+#define UART1_BASE 0x40005000u /* TD_PROFILE builds: per-layer counts, QEMU's serial1 */
+#define UART1_DATA TD_REG(UART1_BASE + 0x00u)
+#define UART1_STATE TD_REG(UART1_BASE + 0x04u)
+#define UART1_CTRL TD_REG(UART1_BASE + 0x08u)
+#define UART1_BAUDDIV TD_REG(UART1_BASE + 0x10u) /* IRQ number of UART0 RX on AN385/AN386 */
 
 #define UART_STATE_TXFULL 0x1u
 #define UART_STATE_RXFULL 0x2u

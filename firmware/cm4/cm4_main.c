@@ -33,6 +33,50 @@ static uint64_t td_out[(TD_OUTPUT_BYTES + 7) / 8];
 static TD_DEVICE_STORAGE(device_storage);
 static td_info info;
 
+#ifdef TD_PROFILE
+/* Per-layer profile (profiling builds only): the generated td_invoke() calls
+ * td_profile_mark(op) before each operator and with the operator count at the end; the
+ * SysTick ticks at each mark go out after the inference as one text line on UART1
+ * ("P t0 t1 ... tn", QEMU's second serial port), apart from the protocol on UART0. */
+#define TD_PROFILE_MAX_MARKS 512
+static uint32_t profile_ticks[TD_PROFILE_MAX_MARKS];
+static int32_t profile_count;
+
+void td_profile_mark(int32_t op);
+void td_profile_mark(int32_t op) {
+  if (op >= 0 && op < TD_PROFILE_MAX_MARKS) {
+    profile_ticks[op] = cm4_timer_ticks();
+    if (op + 1 > profile_count) profile_count = op + 1;
+  }
+}
+
+static void uart1_putc(char c) {
+  while (UART1_STATE & UART_STATE_TXFULL) {
+  }
+  UART1_DATA = (uint32_t)(uint8_t)c;
+}
+
+static void profile_flush(void) {
+  int32_t i;
+  UART1_BAUDDIV = 16u;
+  UART1_CTRL = UART_CTRL_TXEN;
+  uart1_putc('P');
+  for (i = 0; i < profile_count; ++i) {
+    char digits[12];
+    int32_t n = 0;
+    uint32_t v = profile_ticks[i];
+    do {
+      digits[n++] = (char)('0' + v % 10u);
+      v /= 10u;
+    } while (v != 0u);
+    uart1_putc(' ');
+    while (n > 0) uart1_putc(digits[--n]);
+  }
+  uart1_putc('\n');
+  profile_count = 0;
+}
+#endif
+
 static int cm4_infer(void *ctx, uint32_t flags, td_timing *timing) {
   uint32_t ticks;
   int rc;
@@ -46,6 +90,9 @@ static int cm4_infer(void *ctx, uint32_t flags, td_timing *timing) {
   rc = td_invoke((const int8_t *)td_in, (int8_t *)td_out);
   ticks = cm4_timer_ticks();
   SYST_CSR = 0; /* no SysTick interrupts while idle */
+#ifdef TD_PROFILE
+  profile_flush();
+#endif
   timing->cycles = ticks * TD_CM4_NS_PER_TICK;
   timing->time_us = timing->cycles / (TD_CM4_VIRTUAL_HZ / 1000000u);
   return rc;

@@ -23,6 +23,7 @@ from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
 from .emit import Emitter, float_lit
+from .emit import scratch_bytes as core_scratch_bytes
 from .emit_ext import (
     ALIAS_OPS,
     EXT_KERNEL_FILES,
@@ -37,8 +38,8 @@ from .graph import Graph, read_graph
 from .overlap import overlap_distance
 from .planner import Buffer, MemoryPlan, plan
 
-KERNEL_FILES = ("td_kernels.h", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
-                "td_kernels_io.c", *EXT_KERNEL_FILES)
+KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
+                "td_kernels_elem.c", "td_kernels_io.c", *EXT_KERNEL_FILES)
 SUPPORT_FILES = ("td_protocol.h", "td_model_api.h")
 MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c",
                  "td_kernels_io.c", *EXT_KERNEL_SOURCES)
@@ -191,7 +192,12 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
     """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
     g = read_graph(facts)
     alias, buffers = _storage(g)
-    wide = any(b.tensor >= SCRATCH_ID or g.t(b.tensor).itemsize > 1 for b in buffers)
+    # core kernels' scratch (emit.scratch_bytes: im2col), ids -(op + 1)
+    scratch = {op.index: -(op.index + 1) for op in g.ops if core_scratch_bytes(op, g) > 0}
+    buffers += [Buffer(sid, f"op {i} scratch", core_scratch_bytes(g.ops[i], g), i, i)
+                for i, sid in scratch.items()]
+    wide = any(b.tensor >= SCRATCH_ID or b.tensor < 0 or g.t(b.tensor).itemsize > 1
+               for b in buffers)
     mem = plan(buffers, alignment=8 if wide else 1)  # int16/int64 data stays aligned
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -209,7 +215,11 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
             return f"((int8_t *)(void *)td_var{r})"
         return f"(td_arena + {offsets[r]})"
 
-    em = Emitter(g, loc)
+    def scratch_loc(op_index: int) -> str | None:
+        sid = scratch.get(op_index)
+        return None if sid is None else f"(td_arena + {offsets[sid]})"
+
+    em = Emitter(g, loc, scratch_loc)
     calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]
     states = state_decls(g)
     if any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import TinyDeployError
-from . import quant
+from . import fixedpoint, quant
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
 
 MAX_RANK = 6
@@ -63,12 +63,69 @@ def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
     return s[0], s[1], s[2], s[3]
 
 
-class Emitter:
-    """Collects declarations; ``emit(op)`` returns the C statement for one operator."""
+def scratch_bytes(op: Op, g: Graph) -> int:
+    """Arena bytes an operator's kernel needs besides its tensors (the static memory plan
+    reserves them for the operator alone): CONV_2D gathers two output pixels' receptive
+    fields (im2col) unless it is an unpadded 1x1 convolution."""
+    if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        return 0
+    x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
+    if len(w.shape) != 4 or len(x.shape) != 4 or len(y.shape) != 4:
+        return 0
+    _, fh, fw, ic = w.shape
+    if op.name == "DEPTHWISE_CONV_2D":  # one input channel: computed as a CONV_2D
+        if x.shape[3] != 1 or y.shape[3] == 1:
+            return 0
+        ic = 1
+    if fh == 1 and fw == 1:  # never padded: reads its input directly
+        return 0
+    return fh * fw * ic
 
-    def __init__(self, g: Graph, loc: Callable[[int], str]) -> None:
+
+def interleave_rows(rows: np.ndarray) -> np.ndarray:
+    """The fast kernels' filter layout (td_kernels.h): rows in groups of four, per group
+    for each 4 columns the 4 bytes of each row, then each row's (K % 4)-byte tail; the
+    out_c % 4 last rows as they are."""
+    rows = np.asarray(rows).reshape(rows.shape[0], -1)
+    n_rows, k = rows.shape
+    k4 = k // 4 * 4
+    parts = []
+    for g in range(0, n_rows // 4 * 4, 4):
+        grp = rows[g:g + 4]
+        body = grp[:, :k4].reshape(4, k4 // 4, 4).transpose(1, 0, 2).reshape(-1)
+        parts += [body, grp[:, k4:].reshape(-1)]
+    parts.append(rows[n_rows // 4 * 4:].reshape(-1))
+    return np.concatenate(parts) if parts else rows.reshape(-1)
+
+
+def folded_bias(rows: np.ndarray | None, bias: Tensor | None, in_offset: int
+                ) -> np.ndarray | None:
+    """bias + in_offset * (sum of each filter row, one row per output channel): the
+    kernels' fast paths then accumulate plain input * weight products (the same integer
+    sums). None when the weights are not constant or a sum leaves int32 (the kernel then
+    keeps its reference loop)."""
+    if rows is None:
+        return None
+    sums = np.asarray(rows).astype(np.int64).reshape(len(rows), -1).sum(axis=1)
+    b = (np.zeros(len(sums), np.int64) if bias is None or bias.data is None
+         else bias.data.astype(np.int64).reshape(-1))
+    out = b + in_offset * sums
+    if np.any(np.abs(out) >= 2 ** 31):
+        return None
+    return out
+
+
+class Emitter:
+    """Collects declarations; ``emit(op)`` returns the C statement for one operator.
+
+    ``loc(i)``: the C expression of tensor i's storage; ``scratch(op_index)``: that of the
+    operator's scratch bytes (``scratch_bytes``), None when the plan has none."""
+
+    def __init__(self, g: Graph, loc: Callable[[int], str],
+                 scratch: Callable[[int], str | None] | None = None) -> None:
         self.g = g
         self.loc = loc
+        self.scratch = scratch or (lambda _i: None)
         self.decls: list[str] = []
         self.const_names: dict[int, str] = {}
         self.weight_bytes = 0  # constant tensor data
@@ -131,7 +188,14 @@ class Emitter:
                                           f"kernel requires {zp}", fix=FIX_TFLM)
 
     # --- convolutions ----------------------------------------------------------------------
-    def _conv_common(self, op: Op, p: str, depthwise: bool) -> dict[str, object]:
+    def weights(self, name: str, values: np.ndarray) -> str:
+        """A constant int8 array in a kernel-specific layout (instead of the tensor's)."""
+        self.decls.append(c_array(name, "int8_t", values))
+        self.weight_bytes += int(values.size)
+        return name
+
+    def _conv_common(self, op: Op, p: str, depthwise: bool,
+                     filter_name: str | None = None) -> dict[str, object]:
         x, y = self._io(op)
         w = self.g.t(op.inputs[1])
         bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
@@ -165,16 +229,45 @@ class Emitter:
             "pad_h": _pad_total(sh, dh, ih, fh, oh), "pad_w": _pad_total(sw, dw, iw, fw, ow),
             "depth_mult": oc // ic if depthwise else 1,
             "in_offset": -x.zp, "out_offset": y.zp, "act_min": lo, "act_max": hi,
-            "filter": self.const(w), "bias": self.const(bias) if bias is not None else 0,
+            "filter": filter_name or self.const(w),
+            "bias": self.const(bias) if bias is not None else 0,
             "mult": self.int_array(p + "_mult", mults),
             "shift": self.int_array(p + "_shift", shifts),
         }
 
     def _conv_2d(self, op: Op, p: str) -> str:
-        self.decls.append(_struct("td_conv_params", p, self._conv_common(op, p, False)))
+        x, w = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
+        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        scratch = self.scratch(op.index)
+        folded = folded_bias(w.data, bias, -x.zp) if w.dtype == "INT8" else None
+        fast = folded is not None and (scratch is not None or scratch_bytes(op, self.g) == 0)
+        if fast and w.data is not None and w.index not in self.const_names:
+            fields = self._conv_common(op, p, False,
+                                       self.weights(p + "_filter", interleave_rows(w.data)))
+            fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)  # type: ignore[arg-type]
+            fields["scratch"] = scratch or 0
+        else:
+            fields = self._conv_common(op, p, False)
+        self.decls.append(_struct("td_conv_params", p, fields))
         return f"td_conv2d(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
     def _depthwise_conv_2d(self, op: Op, p: str) -> str:
+        x, w = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
+        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        scratch = self.scratch(op.index)
+        if scratch is not None and w.data is not None and w.index not in self.const_names:
+            # one input channel, depth multiplier M: a CONV_2D with M filters [f_h][f_w][1]
+            _, fh, fw, oc = w.shape
+            rows = w.data.reshape(fh * fw, oc).T
+            folded = folded_bias(rows, bias, -x.zp)
+            if folded is not None:
+                fields = self._conv_common(op, p, True,
+                                           self.weights(p + "_filter", interleave_rows(rows)))
+                fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
+                              scratch=scratch)
+                self.decls.append(_struct("td_conv_params", p, fields))
+                return (f"td_conv2d(&{p}, {self.ref(op.inputs[0])}, "
+                        f"{self.loc(op.outputs[0])});")
         self.decls.append(_struct("td_conv_params", p, self._conv_common(op, p, True)))
         return f"td_depthwise_conv2d(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
@@ -197,10 +290,16 @@ class Emitter:
             "batches": x.size // accum, "accum": accum, "out_c": oc,
             "in_offset": -x.zp, "filter_offset": -w.zp, "out_offset": y.zp,
             "act_min": lo, "act_max": hi, "per_channel": int(per_channel),
-            "filter": self.const(w), "bias": self.const(bias) if bias is not None else 0,
+            "bias": self.const(bias) if bias is not None else 0,
             "mult": self.int_array(p + "_mult", [m for m, _ in pairs]),
             "shift": self.int_array(p + "_shift", [s for _, s in pairs]),
         }
+        folded = folded_bias(w.data, bias, -x.zp) if w.zp == 0 else None
+        if folded is not None and w.index not in self.const_names:
+            fields["filter"] = self.weights(p + "_filter", interleave_rows(w.data))
+            fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
+        else:
+            fields["filter"] = self.const(w)
         self.decls.append(_struct("td_fc_params", p, fields))
         return f"td_fully_connected(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
@@ -238,6 +337,13 @@ class Emitter:
     def _sigmoid(self, op: Op, p: str, fn: str) -> str:
         x, _ = self._io(op)
         mult, shift, radius = quant.sigmoid_params(x.scale)
+        if x.dtype == "INT8":  # the output depends on the input byte alone: a table
+            kind = "logistic" if fn == "td_logistic" else "tanh"
+            self.decls.append(c_array(p + "_lut", "int8_t", fixedpoint.sigmoid_lut(
+                kind, x.zp, radius, mult, shift)))
+            self.param_bytes += 256
+            return (f"td_lut8({x.size}, {p}_lut, {self.ref(op.inputs[0])}, "
+                    f"{self.loc(op.outputs[0])});")
         fields = {"size": x.size, "in_zp": x.zp, "radius": radius, "mult": mult,
                   "left_shift": shift}
         self.decls.append(_struct("td_sigmoid_params", p, fields))

@@ -42,8 +42,9 @@ def model_flags(model_dir: Path) -> list[str]:
     return []
 
 
-def _fingerprint(facts: ModelFacts) -> str:
+def _fingerprint(facts: ModelFacts, profile: bool = False) -> str:
     h = hashlib.sha256(facts.sha256.encode())
+    h.update(b"profile" if profile else b"")
     h.update(generator_digest().encode())
     fw = firmware_dir()
     for path in sorted(fw.glob("td_*.[ch]")):
@@ -52,14 +53,16 @@ def _fingerprint(facts: ModelFacts) -> str:
     return h.hexdigest()
 
 
-def build_native(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
-    """Generate the C model into ``workdir/model`` and compile the native device program."""
+def build_native(facts: ModelFacts | str | Path | bytes, workdir: Path,
+                 profile: bool = False) -> Path:
+    """Generate the C model into ``workdir/model`` and compile the native device program
+    (``profile``: with ``-DTD_PROFILE``, per-layer times, see ``start_native``)."""
     facts = load(facts)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     binary = workdir / BINARY
     stamp = workdir / "native.json"
-    fingerprint = _fingerprint(facts)
+    fingerprint = _fingerprint(facts, profile)
     with contextlib.suppress(OSError, ValueError):
         if binary.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
             log.debug("native build up to date: %s", binary)
@@ -72,8 +75,8 @@ def build_native(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
                               path=", ".join(str(fw / f) for f in missing))
     sources = [*(fw / f for f in FIRMWARE_SOURCES), *res.sources]
     tmp = workdir / (BINARY + ".tmp")
-    compile_c(sources, tmp, [res.out_dir, fw],
-              flags=(*NATIVE_FLAGS, *model_flags(res.out_dir)), opt="-O2")
+    flags = (*NATIVE_FLAGS, *model_flags(res.out_dir), *(("-DTD_PROFILE",) if profile else ()))
+    compile_c(sources, tmp, [res.out_dir, fw], flags=flags, opt="-O2")
     tmp.replace(binary)
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "model_sha256": facts.sha256,
                                  "memory": res.memory()}, indent=2) + "\n")
@@ -89,9 +92,13 @@ class NativeProcess(PtyProcess):
         self.binary = binary
 
 
-def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path) -> NativeProcess:
-    """Build (if needed) and start the native device; wait for its ``PTY`` line."""
-    binary = build_native(facts, workdir)
-    proc, port = spawn([str(binary)], START_TIMEOUT, "native", str(binary))
+def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path,
+                 profile: Path | None = None) -> NativeProcess:
+    """Build (if needed) and start the native device; wait for its ``PTY`` line.
+    ``profile``: a file that gets one line of per-operator times per inference
+    (``tinydeploy.profile``)."""
+    binary = build_native(facts, workdir, profile is not None)
+    cmd = [str(binary), *(("--profile", str(profile)) if profile is not None else ())]
+    proc, port = spawn(cmd, START_TIMEOUT, "native", str(binary))
     log.debug("native device on %s (pid %d)", port, proc.pid)
     return NativeProcess(proc, port, binary)

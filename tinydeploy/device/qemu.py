@@ -40,6 +40,7 @@ from .ptyproc import PtyProcess, spawn
 BOARD = "qemu-cm4"
 ELF = "td_qemu_cm4.elf"
 STAMP = "qemu.json"
+PROFILE = "profile.txt"
 START_TIMEOUT = 15.0
 BUILD_TIMEOUT = 300.0
 APT_FIX = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
@@ -113,9 +114,13 @@ def elf_sizes(elf: Path) -> dict[str, int]:
     return {"text": int(fields[0]), "data": int(fields[1]), "bss": int(fields[2])}
 
 
-def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
+def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
+               defines: tuple[str, ...] = (), profile: bool = False) -> Path:
     """Generate the C model into ``workdir/model`` and cross-compile the Cortex-M4 firmware;
-    return the ELF path. Sizes and build facts go to ``workdir/qemu.json``."""
+    return the ELF path. Sizes and build facts go to ``workdir/qemu.json``.
+
+    ``defines``: extra ``-D`` flags (e.g. ``-DTD_PORTABLE``: plain C kernels instead of the
+    DSP-extension ones). ``profile``: per-layer instruction counts (``-DTD_PROFILE``)."""
     facts = load(facts)
     cc = _tool(CC)
     _tool(SIZE)
@@ -125,7 +130,8 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path) -> Path:
     stamp = workdir / STAMP
     payload = max_payload(facts)
     fw = firmware_dir()
-    flags = [*CPU_FLAGS, *CFLAGS, *LDFLAGS, f"-DTD_MAX_PAYLOAD={payload}"]
+    flags = [*CPU_FLAGS, *CFLAGS, *LDFLAGS, f"-DTD_MAX_PAYLOAD={payload}", *defines,
+             *(("-DTD_PROFILE",) if profile else ())]
     fingerprint = _fingerprint(facts, flags)
     with contextlib.suppress(OSError, ValueError):
         if elf.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
@@ -180,11 +186,13 @@ class QemuProcess(PtyProcess):
         self.sizes = sizes
 
 
-def qemu_command(board: Board, elf: Path) -> list[str]:
+def qemu_command(board: Board, elf: Path, profile: Path | None = None) -> list[str]:
     """The QEMU command line: the board's machine, UART0 on a new pty and nothing else on
-    the terminal, deterministic instruction counting (1 instruction = 1 ns virtual)."""
+    the terminal, deterministic instruction counting (1 instruction = 1 ns virtual);
+    ``profile``: UART1 (per-layer counts of a profiling build) into that file."""
     cmd = [_tool(QEMU), "-M", str(board.qemu_machine), "-nographic", "-monitor", "none",
-           "-serial", "pty", "-icount", "shift=0", "-kernel", str(elf)]
+           "-serial", "pty", *(("-serial", f"file:{profile}") if profile else ()),
+           "-icount", "shift=0", "-kernel", str(elf)]
     setpriv = shutil.which("setpriv")
     if setpriv:  # QEMU ends with the Python process that started it (no orphans)
         cmd = [setpriv, "--pdeathsig", "TERM", "--", *cmd]
@@ -192,12 +200,15 @@ def qemu_command(board: Board, elf: Path) -> list[str]:
 
 
 def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
-               board: str | Board = BOARD) -> QemuProcess:
-    """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty."""
+               board: str | Board = BOARD, defines: tuple[str, ...] = (),
+               profile: bool = False) -> QemuProcess:
+    """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty
+    (``defines``: see ``build_qemu``; ``profile``: a profiling build whose per-layer
+    SysTick ticks go to ``workdir/profile.txt``, one line per inference)."""
     b = get_board(board)
     _tool(QEMU)  # before a build it could not run
-    elf = build_qemu(facts, workdir)
-    cmd = qemu_command(b, elf)
+    elf = build_qemu(facts, workdir, defines, profile)
+    cmd = qemu_command(b, elf, Path(workdir) / PROFILE if profile else None)
     proc, port = spawn(cmd, START_TIMEOUT, b.id, QEMU, pattern=_PTY_LINE,
                        merge_stderr=True)
     log.debug("qemu-cm4 on %s (pid %d)", port, proc.pid)

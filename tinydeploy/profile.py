@@ -1,0 +1,80 @@
+"""Per-layer cost of the C runtime (``validate --profile``, boards qemu-cm4 and native).
+
+A profiling build (``-DTD_PROFILE``) of the generated ``td_invoke()`` calls
+``td_profile_mark(op)`` before each operator and with the operator count at the end; the
+board firmware writes one line ``P m0 m1 ... mN`` per inference: SysTick ticks on qemu-cm4
+(x40 = emulated instructions, as for whole inferences), CLOCK_MONOTONIC nanoseconds on
+native. Normal builds contain no trace of it.
+
+``read_marks(path, n_ops)`` parses the file, ``layer_table(facts, marks, board)`` turns it
+into one row per operator (mean cost over the inferences, share of the total; ``layers``
+does both), ``report_section`` into the HTML report's table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import TinyDeployError
+from .facts import ModelFacts
+
+TICK_INSTRUCTIONS = 40  # qemu-cm4: SysTick ticks x 40 = instructions (cm4_main.c)
+BOARDS = ("qemu-cm4", "native")
+
+
+def unit(board: str) -> str:
+    """The cost unit of a board's profile: instructions (qemu-cm4) or ns (native)."""
+    return "instructions" if board == "qemu-cm4" else "ns"
+
+
+def read_marks(path: Path, n_ops: int) -> np.ndarray:
+    """The marks of every complete inference in ``path``: int64 array [inferences, n_ops+1].
+
+    Raises ``protocol_error`` when the file is missing or holds no complete line."""
+    try:
+        text = Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise TinyDeployError("protocol_error", problem=f"no per-layer profile: {exc}") from exc
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == n_ops + 2 and parts[0] == "P" and all(p.isdigit() for p in parts[1:]):
+            rows.append([int(p) for p in parts[1:]])
+    if not rows:
+        raise TinyDeployError("protocol_error",
+                              problem=f"the per-layer profile {path} has no complete line "
+                                      f"of {n_ops + 1} marks")
+    return np.asarray(rows, dtype=np.int64)
+
+
+def layer_table(facts: ModelFacts, marks: np.ndarray, board: str) -> list[dict[str, Any]]:
+    """One row per operator: index, op name, output shape, mean cost and share (%)."""
+    from .cruntime.graph import read_graph
+
+    g = read_graph(facts)
+    scale = TICK_INSTRUCTIONS if board == "qemu-cm4" else 1
+    cost = np.diff(marks, axis=1).mean(axis=0) * scale
+    total = float(cost.sum()) or 1.0
+    rows = []
+    for op, c in zip(g.ops, cost, strict=True):
+        y = g.t(op.outputs[0])
+        rows.append({"index": op.index, "op": op.name, "output_shape": list(y.shape),
+                     "cost": round(float(c), 1), "share_pct": round(100.0 * float(c) / total, 2)})
+    return rows
+
+
+def layers(facts: ModelFacts, path: Path, board: str) -> list[dict[str, Any]]:
+    """``layer_table`` of the profile file a profiling run of ``facts`` wrote."""
+    from .cruntime.graph import read_graph
+
+    return layer_table(facts, read_marks(path, len(read_graph(facts).ops)), board)
+
+
+def report_section(rows: list[dict[str, Any]], board: str) -> dict[str, str]:
+    """The report's per-layer table: ``op N NAME [shape]`` -> ``cost unit (share %)``."""
+    u = unit(board)
+    return {f"op {r['index']} {r['op']} {r['output_shape']}":
+            f"{r['cost']:.0f} {u} ({r['share_pct']:.1f} %)" for r in rows}
