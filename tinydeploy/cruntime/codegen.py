@@ -196,7 +196,7 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
     scratch = {op.index: -(op.index + 1) for op in g.ops if core_scratch_bytes(op, g) > 0}
     buffers += [Buffer(sid, f"op {i} scratch", core_scratch_bytes(g.ops[i], g), i, i)
                 for i, sid in scratch.items()]
-    wide = any(b.tensor >= SCRATCH_ID or b.tensor < 0 or g.t(b.tensor).itemsize > 1
+    wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
                for b in buffers)
     mem = plan(buffers, alignment=8 if wide else 1)  # int16/int64 data stays aligned
     offsets = {b.tensor: b.offset for b in mem.buffers}
