@@ -98,6 +98,11 @@ def metric(task: str, pred: np.ndarray, y: np.ndarray) -> tuple[str, float]:
     return "mae", float(np.mean(np.abs(pred - y)))
 
 
+def _abs(path: str | Path) -> str:
+    """A path for JSON: absolute, so it is valid from any working folder."""
+    return str(Path(path).resolve())
+
+
 # --- conversion --------------------------------------------------------------------------
 def representative(data: Dataset, samples: int = 200, seed: int = 0) -> np.ndarray:
     """``samples`` rows of ``x_rep`` (or ``x_train``), a fixed random subset when larger."""
@@ -201,9 +206,9 @@ class QuantReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": str(self.model_path), "data": str(self.data_path),
-            "outputs": {"int8": str(self.int8_path), "float": str(self.float_path),
-                        "json": str(self.json_path), "markdown": str(self.md_path)},
+            "model": _abs(self.model_path), "data": _abs(self.data_path),
+            "outputs": {"int8": _abs(self.int8_path), "float": _abs(self.float_path),
+                        "json": _abs(self.json_path), "markdown": _abs(self.md_path)},
             "task": self.task,
             "metric": {"name": self.metric, "keras_float": self.float_metric,
                        "tflm_int8": self.int8_metric,

@@ -207,7 +207,11 @@ def plan_arena(facts: ModelFacts, arena: str | int) -> ArenaPlan:
     if size <= 0:
         raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
                               fix="pass --arena auto or a positive number of bytes")
-    return ArenaPlan(size, None, 0, f"{size} B as given with --arena (no margin added)")
+    from .arena_check import check_explicit_arena
+
+    warning = check_explicit_arena(facts, size)  # error below the measured minimum
+    note = f"{size} B as given with --arena (no margin added)"
+    return ArenaPlan(size, None, 0, note + (f"; WARNING: {warning}" if warning else ""))
 
 
 # --- context -----------------------------------------------------------------------------
@@ -381,15 +385,18 @@ class GenerateResult:
         return self.arena.size
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), "boards": self.boards, "runtime": self.runtime,
+        def path(p: Path | None) -> str | None:  # absolute: valid from any folder
+            return str(Path(p).resolve()) if p else None
+
+        return {"out": path(self.out), "boards": self.boards, "runtime": self.runtime,
                 "format": self.fmt, "sketch": self.sketch, "arena_size": self.arena.size,
                 "arena_predicted": self.arena.predicted, "arena_margin": self.arena.margin,
                 "budgets": [{"board": b.board, "flash_used": b.flash_used,
                              "flash_limit": b.flash_limit, "ram_used": b.ram_used,
                              "ram_limit": b.ram_limit} for b in self.budgets],
-                "files": [str(f) for f in self.files],
-                "sketch_dir": str(self.sketch_dir) if self.sketch_dir else None,
-                "platformio_dir": str(self.platformio_dir) if self.platformio_dir else None}
+                "files": [path(f) for f in self.files],
+                "sketch_dir": path(self.sketch_dir),
+                "platformio_dir": path(self.platformio_dir)}
 
     def summary(self) -> str:
         lines = [f"generated {self.runtime} firmware for {', '.join(self.boards)} in {self.out}"]
@@ -475,6 +482,10 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
             files += render_tree(env, "arduino", ctx, tmp)
             files += _copy_sources(facts, tmp / sketch)
         result.files = sorted(out_path / f.relative_to(tmp) for f in files)
+    from .output import prune_owned  # a re-generate owns the folder: no stale sketch/project
+
+    prune_owned(out_path, {f.relative_to(out_path).parts[0] for f in result.files},
+                {"README.md", "platformio.ini", "src", sketch})
     if fmt in ("platformio", "both"):
         result.platformio_dir = out_path
     if fmt in ("arduino", "both"):

@@ -44,7 +44,8 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "epochs": self.epochs,
-                "model_path": str(self.model_path), "data_path": str(self.data_path),
+                "model_path": str(Path(self.model_path).resolve()),
+                "data_path": str(Path(self.data_path).resolve()),
                 "metrics": dict(self.metrics)}
 
     def summary(self) -> str:
