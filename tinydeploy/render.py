@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .arduino_cores import core_of
 from .boards import KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
@@ -278,6 +279,8 @@ def board_context(board: Board, b: Budget) -> dict[str, Any]:
             "tflm_arduino_lib": board.tflm_arduino_lib, "pio_platform": board.pio_platform,
             "pio_board": board.pio_board, "pio_framework": board.pio_framework,
             "fqbn": board.arduino_fqbn, "monitor_speed": board.monitor_speed,
+            "arduino_core": core_of(board.arduino_fqbn)[0],
+            "arduino_core_url": core_of(board.arduino_fqbn)[1],
             "budget": b, "flash_used": b.flash_used, "ram_used": b.ram_used}
 
 
