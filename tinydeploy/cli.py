@@ -121,14 +121,16 @@ def check(model: ModelArg, as_json: JsonOpt = False) -> None:
 def inspect(model: ModelArg, as_json: JsonOpt = False) -> None:
     """Show the model facts every later stage uses."""
     from .facts import load
+    from .layers import analyze, table
 
     facts = load(model)
+    layers = analyze(facts)
     if as_json:
-        _echo_json(facts.to_dict())
+        _echo_json({**facts.to_dict(), **layers})
         return
     from .render import describe
 
-    typer.echo(describe(facts))
+    typer.echo(describe(facts) + "\n\n" + table(layers))
 
 
 @app.command()
