@@ -35,6 +35,11 @@ _API = {  # API name -> (module, attribute)
 __all__ = ["TinyDeployError", "__version__", *_API]
 
 
+def __dir__() -> list[str]:
+    """The API names (lazily loaded) plus the module's own, for dir() and tab completion."""
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module 'tinydeploy' has no attribute {name!r}")

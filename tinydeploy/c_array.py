@@ -171,7 +171,20 @@ def carray(model: str | Path, out: str | Path, name: str | None = None,
     """Write ``model`` as C source under ``out``; return the written paths.
 
     See the module docstring for both formats and how ``out`` is interpreted.
-    Raises ``TinyDeployError`` for a missing/unreadable input or an unwritable output.
+
+    Args:
+        model: any file (usually a ``.tflite``).
+        out: a folder, or a file path (``.h``/``.cc``... stem for the default format; any
+            suffix with ``xxd``).
+        name: C array name (sanitized); default ``g_model`` (``xxd``: from the path).
+        xxd: byte-identical to ``xxd -i FILE``.
+
+    Returns:
+        The written files.
+
+    Raises:
+        TinyDeployError: a missing/unreadable input (``file_not_found``, ``io_error``) or
+            an unwritable output (``io_error``, ``output_exists``).
     """
     src = Path(model)
     if not src.is_file():

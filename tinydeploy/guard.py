@@ -78,7 +78,19 @@ def _check_int8_io(path: str, io: list[tuple[str, TensorFacts]]) -> None:
 
 
 def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
-    """Return the model's facts if it is full int8 and every op runs on TFLM; else raise."""
+    """Return the model's facts if it is full int8 and every op runs on TFLM; else raise.
+
+    Args:
+        model: ``.tflite`` path, bytes or :class:`ModelFacts`.
+
+    Returns:
+        The model's :class:`ModelFacts`.
+
+    Raises:
+        TinyDeployError: ``file_not_found`` / ``bad_flatbuffer`` (exit 2/3), or
+            ``model_rejected`` / ``unsupported_op`` (exit 3) for float, hybrid, uint8
+            models, float inputs/outputs and operators TFLite Micro lacks.
+    """
     facts = load(model)  # file_not_found / bad_flatbuffer
     path = facts.path
     activations, constants, first_float = _tensor_kinds(facts)

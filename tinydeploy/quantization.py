@@ -286,7 +286,22 @@ def evaluate_int8(facts: ModelFacts, x: np.ndarray) -> np.ndarray:
 def quantize(model: str | Path, data: str | Path, out: str | Path,
              rep_samples: int = 200) -> QuantReport:
     """Full-int8 quantize ``model`` (.keras) with ``data`` (.npz); write model_int8.tflite,
-    model_float.tflite, quantization.json and quantization.md into ``out``."""
+    model_float.tflite, quantization.json and quantization.md into ``out``.
+
+    Args:
+        model: Keras ``.keras`` model.
+        data: ``.npz`` data (``x_rep`` or ``x_train`` for calibration, ``x_test``/``y_test``
+            for the float-vs-int8 metric).
+        out: output folder.
+        rep_samples: representative samples used for calibration.
+
+    Returns:
+        A :class:`QuantReport` (paths, metric float vs int8, sizes, tensor scales).
+
+    Raises:
+        TinyDeployError: missing/bad model or data (exit 2); the guard rejects the
+            converted model (exit 3). Nothing is written then.
+    """
     from .guard import check
     from .training import input_shape_of, load_keras_model
 

@@ -442,9 +442,26 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
     type, also with ``summary()``); ``arena`` and ``fmt`` apply to the TFLM runtime.
+    A re-generate owns ``out``: outputs of an earlier run that this one does not produce
+    (a sketch after switching to ``fmt="platformio"``) are removed; other files stay.
 
-    ``name`` overrides the sketch name (default: the ``out`` folder's name); it is
-    sanitized with :func:`tinydeploy.c_array.c_identifier`.
+    Args:
+        model: int8 ``.tflite`` path, bytes or :class:`ModelFacts`.
+        out: output folder.
+        boards: board ids (or :class:`Board`).
+        arena: ``"auto"`` (Cortex-M prediction + margin) or a byte count (a warning below
+            the prediction, an error below the measured activation memory).
+        fmt: ``arduino``, ``platformio`` or ``both``.
+        runtime: ``tflm`` or ``c``.
+        name: sketch name (default: the ``out`` folder's name), sanitized with
+            :func:`tinydeploy.c_array.c_identifier`.
+
+    Returns:
+        A :class:`GenerateResult` (or ``CResult`` for ``runtime="c"``).
+
+    Raises:
+        TinyDeployError: bad arguments or unknown board (exit 2), a model the guard
+            rejects (exit 3), a model or arena that does not fit a board (exit 4).
     """
     if fmt not in FORMATS:
         raise TinyDeployError("bad_argument", problem=f"unknown --format {fmt!r}",
