@@ -81,7 +81,7 @@ def _latency_figure(values: np.ndarray, unit: str) -> tuple[str, str]:
             else f"inference time ({unit}, device-reported)")
     ax.set_xlabel(what)
     ax.set_ylabel("samples")
-    caption = "latency histogram"
+    caption = f"latency histogram: {what}"
     if clipped:
         n = int(np.sum(t > p99))
         caption += (f" (axis clipped at p99 = {p99:.6g}: {n} slower sample(s), up to "
