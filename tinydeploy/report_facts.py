@@ -179,4 +179,9 @@ def memory(device: dict[str, Any], build: dict[str, Any] | None) -> dict[str, An
         sections = {k: int(info[k]) for k in keys if isinstance(info.get(k), int)}
         if sections:
             out["elf"] = {"build": name, **sections}
+        plan = info.get("memory")
+        if isinstance(plan, dict):  # the C runtime's static memory plan (memory.json)
+            out["c_runtime"] = {k: int(plan[k]) for k in
+                                ("arena_bytes", "weight_bytes", "param_bytes")
+                                if isinstance(plan.get(k), int)}
     return out

@@ -245,6 +245,11 @@ def memory_section(mem: Mapping[str, Any]) -> str:
         share = (f" ({pct(used / mem['arena_planned_bytes'], 1)} of planned)"
                  if mem.get("arena_planned_bytes") else "")
         rows.append(("tensor arena, used (device)", fmt(used, "B") + share))
+    for key, name in (("arena_bytes", "C runtime static arena (planned offline)"),
+                      ("weight_bytes", "C runtime weights (const, flash)"),
+                      ("param_bytes", "C runtime quantization parameters (const)")):
+        if key in mem.get("c_runtime", {}):
+            rows.append((name, fmt(mem["c_runtime"][key], "B")))
     elf = mem.get("elf", {})
     for key, name in (("flash_bytes", "flash (.text + .data)"),
                       ("ram_bytes", "static RAM (.data + .bss)"), ("text", ".text"),

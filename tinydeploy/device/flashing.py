@@ -42,7 +42,7 @@ class FlashResult:
                 f"in {self.seconds:.1f} s")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"project": str(self.project), "board": self.board, "env": self.env,
+        return {"project": str(Path(self.project).resolve()), "board": self.board, "env": self.env,
                 "port": self.port, "command": self.command, "seconds": self.seconds}
 
 
