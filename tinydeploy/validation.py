@@ -71,10 +71,13 @@ class ValidationResult:
         lat = self.report.get("latency") or {"unit": "µs", "stats": m.get("latency_us", {})}
         st = lat["stats"]
         if st:
-            lines.append(f"  latency ({lat['unit']}) min {st['min']:g} / median "
-                         f"{st['median']:g} / p90 {st.get('p90', st['max']):g} / p99 "
-                         f"{st.get('p99', st['max']):g} / max {st['max']:g}"
-                         + (f"; cycles median {lat['cycles']['median']:g}"
+            def n(v: float) -> str:  # 1410080, 93.25: no exponent
+                return str(int(v)) if float(v).is_integer() else f"{float(v):.2f}"
+
+            lines.append(f"  latency ({lat['unit']}) min {n(st['min'])} / median "
+                         f"{n(st['median'])} / p90 {n(st.get('p90', st['max']))} / p99 "
+                         f"{n(st.get('p99', st['max']))} / max {n(st['max'])}"
+                         + (f"; cycles median {n(lat['cycles']['median'])}"
                             if lat.get("cycles") else ""))
         lines.append(f"  report: {self.paths.get('html', '')}")
         return "\n".join(lines)
@@ -310,7 +313,8 @@ def report_facts_of(host: np.ndarray, device: np.ndarray, out: TensorFacts,
         metrics["instructions"] = lat["stats"]
     facts_doc: dict[str, Any] = {
         "run": runinfo.header(board_id, str(device_info.get("runtime", "")), facts.sha256,
-                              str(Path(facts.path).resolve())),
+                              str(Path(facts.path).resolve()) if Path(facts.path).is_file()
+                              else str(facts.path)),
         "latency": lat}
     hc = dc = None
     if labels is not None and len(host) and metrics.get("task") == "classification":
