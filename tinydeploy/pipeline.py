@@ -218,6 +218,12 @@ def _check_passthrough(b: Any, arena: str | int, runtime: str | None, fmt: str,
         raise TinyDeployError("bad_argument", problem=f"board {b.id} cannot run the {runtime} "
                                                       "runtime", fix=f"runtimes of {b.id}: {ok}")
     if _flashable(b):
+        if runtime == "c":
+            raise TinyDeployError("bad_argument",
+                                  problem="--runtime c generates sources, no PlatformIO "
+                                          "project deploy could upload",
+                                  fix="drop --runtime c (TFLM firmware), or deploy to "
+                                      "--board native or qemu-cm4 to run the C runtime")
         if fmt == "arduino":
             raise TinyDeployError("bad_argument",
                                   problem="deploy uploads with PlatformIO; --format arduino "
