@@ -206,6 +206,8 @@ def test_layers_from_validation_json_become_a_table() -> None:
     page = report_html.validation_page(doc, {}, [], "t")
     table = _section(page, "Per layer")
     assert "<th>op</th>" in table and "<td>CONV_2D</td>" in table and "1\u202f234" in table
+    doc["layers"] = doc.pop("report")["layers"]  # also at the top level of validation.json
+    assert _section(report_html.validation_page(doc, {}, [], "t"), "Per layer") == table
 
 
 def test_values_are_formatted_for_people() -> None:

@@ -311,6 +311,17 @@ def page(title: str, passed: bool | None, body: Sequence[str], figures: Sequence
     return "".join(parts)
 
 
+def _layers(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A per-layer profile wherever validation.json carries one (a list of dicts)."""
+    places = (doc.get("report", {}), doc, doc.get("metrics", {}), doc.get("device", {}),
+              doc.get("profile", {}) if isinstance(doc.get("profile"), Mapping) else {})
+    for place in places:
+        layers = place.get("layers") if isinstance(place, Mapping) else None
+        if isinstance(layers, list) and layers and all(isinstance(x, Mapping) for x in layers):
+            return layers
+    return []
+
+
 def validation_page(doc: Mapping[str, Any], extra: Mapping[str, Mapping[str, Any]],
                     figures: Sequence[str], title: str) -> str:
     """The validation (or deploy) report from the validation.json document ``doc``.
@@ -337,7 +348,7 @@ def validation_page(doc: Mapping[str, Any], extra: Mapping[str, Mapping[str, Any
     body += [latency_section(lat), memory_section(rep.get("memory", {})),
              link_section(rep.get("link", {})),
              device_section(doc.get("device", {}), lat.get("unit") == "instructions"),
-             layers_section(rep.get("layers") or [])]
+             layers_section(_layers(doc))]
     model = doc.get("model_facts", {})
     if model:
         body.append("<h2>Model</h2>" + rows_table([(label(k), fmt(v)) for k, v in model.items()]))

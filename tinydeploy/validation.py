@@ -449,6 +449,8 @@ def write_html(result: ValidationResult, facts: ModelFacts,
     from .report_html import validation_page
 
     doc = result.to_dict()
+    if getattr(result, "layers", None):  # a per-layer profile, when the run made one
+        doc.setdefault("layers", result.layers)
     doc["model_facts"] = {"path": facts.path, "sha256": facts.sha256,
                           "size": f"{facts.size_bytes} B",
                           "operators": ", ".join(facts.op_names),
