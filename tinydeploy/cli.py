@@ -36,9 +36,24 @@ def _echo_json(obj: object) -> None:
 def _echo(result: object, as_json: bool, text: str | None = None) -> None:
     """Print ``result.to_dict()`` as JSON with --json, else ``text`` or its summary()."""
     if as_json:
-        _echo_json(result.to_dict() if hasattr(result, "to_dict") else result)
+        _echo_json(_plain(result))
     else:
         typer.echo(text if text is not None else result.summary())  # type: ignore[attr-defined]
+
+
+def _plain(result: object) -> object:
+    """A JSON-able view: ``to_dict()``, else a dataclass's fields (+ ``memory()``)."""
+    import dataclasses
+
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        doc = json.loads(json.dumps(dataclasses.asdict(result), default=str))
+        if callable(getattr(result, "memory", None)):
+            doc["memory"] = result.memory()
+        return {k: (str(Path(v).resolve()) if k.endswith(("dir", "path")) and v else v)
+                for k, v in doc.items()}
+    return result
 
 
 def _verbosity(ctx: typer.Context, param: object, value: bool) -> None:

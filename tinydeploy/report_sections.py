@@ -5,6 +5,7 @@ Values are preformatted strings (%, units) so the report shows no raw keys or di
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -68,5 +69,7 @@ def deploy_sections(target: str, board: str, int8_path: Path, data_path: Path,
         "Quantization": quantization_rows(quant) if quant else {},
         "Arena tuning": {k.replace("_", " "): fmt(v, "B" if "arena" in k else "s")
                          for k, v in arena_info.items()},
-        "Flash": {k.replace("_", " "): fmt(v) for k, v in flash_info.items()},
+        "Flash": {k.replace("_", " "): (shlex.join(v) if k == "command" and isinstance(v, list)
+                                        else fmt(v, "s" if k == "seconds" else ""))
+                  for k, v in flash_info.items()},
     }
