@@ -142,6 +142,7 @@ def test_fault_injected_run_lists_the_differing_samples(tmp_path: Path) -> None:
     assert f"{len(wrong)} samples exceed the tolerance of 0 LSB" in table
     for i in wrong[:20]:
         assert f"<td>{i}</td>" in table
+    assert table.count("<b>") == len(wrong[:20])  # one perturbed value per sample, in bold
     assert "FAIL:" in _section(page, "Summary")
     _no_raw_values(page)
 

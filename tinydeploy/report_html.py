@@ -199,8 +199,11 @@ def classification_section(c: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _values(values: list[int], positions: list[int] | None) -> str:
-    text = " ".join(str(v) for v in values)
+def _values(values: list[int], positions: list[int] | None,
+            other: list[int] | None = None) -> str:
+    """Output values as HTML; with ``other``, the values that differ from it in bold."""
+    text = " ".join(f"<b>{v}</b>" if other is not None and v != o else str(v)
+                    for v, o in zip(values, other or values, strict=True))
     return f"[{positions[0]}..{positions[1]}] {text}" if positions else text
 
 
@@ -210,14 +213,18 @@ def differing_section(dif: Mapping[str, Any], tolerance: int) -> str:
     rows = []
     for r in dif["rows"]:
         cls = (f"{r['expected_class']} -> {r['got_class']}" if "expected_class" in r else "-")
-        rows.append([str(r["index"]), f"{r['max_lsb']} LSB", cls,
+        rows.append([html.escape(str(r["index"])), f"{r['max_lsb']} LSB", html.escape(cls),
                      _values(r["expected"], r.get("positions")),
-                     _values(r["got"], r.get("positions"))])
+                     _values(r["got"], r.get("positions"), r["expected"])])
     note = (f"<p class='note'>{dif['count']} samples exceed the tolerance of {tolerance} LSB; "
             f"the first {dif['shown']} are listed (all rows are in samples.csv).</p>")
-    return ("<h2>Differing samples</h2>" + note
-            + grid(["sample", "max |Δ|", "class host -> device", "expected (host)",
-                    "got (device)"], rows))
+    note = note.replace("</p>", " Values that differ are in bold.</p>")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in
+                   ("sample", "max |Δ|", "class host -> device", "expected (host)",
+                    "got (device)"))
+    body = "".join("<tr>" + "".join(f"<td class='mono'>{c}</td>" if k > 2 else f"<td>{c}</td>"
+                                    for k, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<h2>Differing samples</h2>{note}<table><tr>{head}</tr>{body}</table>"
 
 
 def latency_section(lat: Mapping[str, Any]) -> str:
