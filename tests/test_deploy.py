@@ -51,7 +51,7 @@ def test_deploy_sine_on_sim_end_to_end(tmp_path: Path) -> None:
     assert Path(doc["int8_model"]).is_file()
     page = (out / "report.html").read_text()
     assert "Stage timings" in page and "Quantization" in page
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 4  # + predicted vs true (regressor)
 
 
 def test_deploy_tflite_skips_training(sine_npz: Path, tmp_path: Path) -> None:

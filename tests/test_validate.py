@@ -66,7 +66,7 @@ def test_sine_on_sim_is_bit_exact(sine_npz: Path, tmp_path: Path) -> None:
     assert doc["passed"] is True and doc["metrics"]["samples"] == 40
     assert doc["device"]["model_sha256"] == load(SINE).sha256
     page = r.paths["html"].read_text()
-    assert page.count("data:image/png;base64,") == 3 and "PASS" in page
+    assert page.count("data:image/png;base64,") == 4 and "PASS" in page  # + predicted vs true
     assert "http" not in page.split("<body>")[1]  # self-contained
     assert "100.00 %" in r.summary()
 

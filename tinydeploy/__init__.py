@@ -10,9 +10,10 @@ The Python API mirrors the CLI, one function per stage::
 
 Stage modules (``training``, ``quantization``, ``guard``, ``facts``, ``c_array``,
 ``arena_search``, ``boards``, ``render``, ``cruntime``, ``flashing``, ``validation``,
-``pipeline``) load on first use, and import TensorFlow only inside the functions that need
-it, so importing tinydeploy (and quick commands such as ``carray``) stays fast. No module
-shares a name with an API function, so ``tinydeploy.train`` is always the function.
+``pipeline``, ``layers``) load on first use, and import TensorFlow only inside the
+functions that need it, so importing tinydeploy (and quick commands such as ``carray``)
+stays fast. No module shares a name with an API function, so ``tinydeploy.train`` is
+always the function. ``dir(tinydeploy)`` lists the whole API.
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ _API = {  # API name -> (module, attribute)
     "generate": ("render", "generate"), "flash": ("device.flashing", "flash"),
     "validate": ("validation", "validate"), "deploy": ("pipeline", "deploy"),
     "load_data": ("data", "load_data"), "Dataset": ("data", "Dataset"),
+    "analyze": ("layers", "analyze"),
 }
 __all__ = ["TinyDeployError", "__version__", *_API]
+
+
+def __dir__() -> list[str]:
+    """The API names (lazily loaded) plus the module's own, for dir() and tab completion."""
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

@@ -34,7 +34,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +236,11 @@ def search_host64(rt: HostRuntime, start: int, limit: int = 1 << 27,
 
 
 # --- public API ------------------------------------------------------------------------
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_drop_none(v) if isinstance(v, dict) else v) for k, v in d.items()
+            if v is not None}
+
+
 @dataclass
 class ArenaResult:
     arena_bytes: int
@@ -252,8 +257,38 @@ class ArenaResult:
     crashes: int = 0
     seconds: float = 0.0
 
+    @property
+    def generate_bytes(self) -> int | None:
+        """The arena ``generate --arena auto`` uses: the Cortex-M prediction plus margin."""
+        if self.cortex_m_bytes is None:
+            return None
+        from .render import with_margin
+
+        return with_margin(self.cortex_m_bytes)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON view: every figure named by what it is (no nulls).
+
+        ``arena_bytes`` is the answer for ``target``; ``generate_bytes`` the size
+        ``generate --arena auto`` writes into the firmware; ``cortex_m`` holds the 32-bit
+        prediction (minimum and ``arena_used_bytes`` at that size); ``host64`` the 64-bit
+        host runtime's figures (``used_bytes`` at a 1 MiB arena, and ``min_bytes``
+        only when measured with ``--target host64``).
+        """
+        d: dict[str, Any] = {
+            "model": self.model, "target": self.target, "arena_bytes": self.arena_bytes,
+            "kind": "measured" if self.target == "host64" else "predicted",
+            "generate_bytes": self.generate_bytes, "breakdown": dict(self.breakdown),
+            "cortex_m": {"predicted_min_bytes": self.cortex_m_bytes},
+            "host64": {"used_bytes": self.host64_used_bytes,
+                       "breakdown": dict(self.host64_breakdown)},
+            "approximate_ops": list(self.approximate_ops), "trials": self.trials,
+            "crashes": self.crashes, "seconds": self.seconds}
+        if self.target != "host64" and self.arena_used_bytes is not None:
+            d["cortex_m"]["used_bytes"] = self.arena_used_bytes
+        if self.host64_bytes is not None:
+            d["host64"]["min_bytes"] = self.host64_bytes
+        return _drop_none(d)
 
     def summary(self) -> str:
         lines = [f"{self.model}: tensor arena for {self.target} = {self.arena_bytes} bytes"
@@ -262,6 +297,9 @@ class ArenaResult:
             lines.append(f"  {k:42s} {v:8d}")
         if self.target == "host64" and self.cortex_m_bytes is not None:
             lines.append(f"  (cortex-m predicted minimum: {self.cortex_m_bytes} bytes)")
+        if self.generate_bytes is not None:
+            lines.append(f"  generate --arena auto uses {self.generate_bytes} bytes "
+                         "(Cortex-M prediction + margin)")
         if self.approximate_ops:
             lines.append("  estimated (no kernel layout known): "
                          + ", ".join(self.approximate_ops))
@@ -311,13 +349,30 @@ def _predict(g: Graph, head: int | None) -> tuple[int, dict[str, int]]:
 
 
 def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> ArenaResult:
-    """Smallest tensor arena for ``target`` (see the module docstring)."""
+    """Smallest tensor arena for ``target`` (see the module docstring).
+
+    Args:
+        model: int8 ``.tflite`` path, bytes or :class:`ModelFacts`.
+        target: ``cortex-m`` (predicted for 32-bit, about a second) or ``host64``
+            (measured in the TFLM Python runtime, one child process per trial).
+
+    Returns:
+        An :class:`ArenaResult` (``arena_bytes``, ``generate_bytes``, breakdown).
+
+    Raises:
+        TinyDeployError: unknown target (``bad_argument``), unreadable model, or no size
+            lets the model run (``arena_not_found``).
+    """
     if target not in TARGETS:
         raise TinyDeployError("bad_argument", problem=f"unknown arena target '{target}'",
                               fix=f"choose one of: {', '.join(TARGETS)}")
     t0 = time.perf_counter()
     facts = load(model)
     name = Path(facts.path).name if facts.path else "<bytes>"
+    from .log import stage
+
+    stage("arena", f"{name}: {'measuring' if target == 'host64' else 'predicting'} the "
+                   f"smallest arena ({target})")
     g = Graph.from_facts(facts)
     approx = sorted({op.name for op in g.ops if op.name not in KERNELS})
     with HostRuntime(facts.data) as rt:

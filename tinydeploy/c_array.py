@@ -20,8 +20,11 @@ Two formats:
   non-ASCII character therefore becomes one ``_`` per UTF-8 byte), 12 bytes per line,
   ``unsigned int NAME_len``. An empty file gives ``unsigned char x[] = {\\n};``.
   ``--name`` replaces the derived name (like newer xxd's ``-n``), sanitized by
-  :func:`c_identifier`. If ``OUT`` is an existing folder, or has no C-source suffix, the
-  text goes to ``OUT/<variable name>.h``; otherwise ``OUT`` itself is the output file.
+  :func:`c_identifier`. If ``OUT`` is an existing folder, or has no suffix at all, the
+  text goes to ``OUT/<variable name>.h``; otherwise ``OUT`` itself is the output file,
+  whatever its suffix (``model.txt``, ``model.inc`` ...).
+
+``--out -`` (CLI; :func:`carray_text` in Python) prints the source to stdout instead.
 
 Output is written to a temporary file next to the target and renamed into place, so an
 error never leaves a half-written file. The hex text is built with ``bytes.translate`` and
@@ -171,7 +174,20 @@ def carray(model: str | Path, out: str | Path, name: str | None = None,
     """Write ``model`` as C source under ``out``; return the written paths.
 
     See the module docstring for both formats and how ``out`` is interpreted.
-    Raises ``TinyDeployError`` for a missing/unreadable input or an unwritable output.
+
+    Args:
+        model: any file (usually a ``.tflite``).
+        out: a folder, or a file path (``.h``/``.cc``... stem for the default format; any
+            suffix with ``xxd``).
+        name: C array name (sanitized); default ``g_model`` (``xxd``: from the path).
+        xxd: byte-identical to ``xxd -i FILE``.
+
+    Returns:
+        The written files.
+
+    Raises:
+        TinyDeployError: a missing/unreadable input (``file_not_found``, ``io_error``) or
+            an unwritable output (``io_error``, ``output_exists``).
     """
     src = Path(model)
     if not src.is_file():
@@ -185,9 +201,39 @@ def carray(model: str | Path, out: str | Path, name: str | None = None,
     as_file = not out_path.is_dir() and out_path.suffix.lower() in SOURCE_SUFFIXES
     if xxd:
         var = c_identifier(name) if name else xxd_name(model)
+        as_file = not out_path.is_dir() and out_path.suffix != ""
         target = out_path if as_file else out_path / f"{var}.h"
         write_atomic(target, xxd_source(data, var))
         return [target]
     folder, stem = (out_path.parent, out_path.stem) if as_file else (out_path, "model_data")
     header, source = model_source(data, name or DEFAULT_NAME, header_name=f"{stem}.h")
     return write_files({folder / f"{stem}.h": header, folder / f"{stem}.cc": source})
+
+
+def carray_text(model: str | Path, name: str | None = None, xxd: bool = False) -> str:
+    """The C source ``carray`` would write, as text (``--out -``).
+
+    Args:
+        model: input file.
+        name: array name (default ``g_model``; with ``xxd`` derived from the path).
+        xxd: ``xxd -i`` format (else the header followed by the source).
+
+    Returns:
+        The source text.
+
+    Raises:
+        TinyDeployError: the input file is missing or unreadable (``file_not_found``,
+            ``io_error``).
+    """
+    src = Path(model)
+    if not src.is_file():
+        raise TinyDeployError("file_not_found", what="input file", path=src)
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise TinyDeployError("io_error", path=src, problem=f"cannot read ({exc.strerror})",
+                              fix="check the file permissions") from exc
+    if xxd:
+        return xxd_source(data, c_identifier(name) if name else xxd_name(model)).decode("ascii")
+    header, source = model_source(data, name or DEFAULT_NAME)
+    return header + "\n" + source

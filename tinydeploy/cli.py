@@ -7,10 +7,13 @@ commands (``boards``, ``carray``) do not pay for importing TensorFlow.
 
 from __future__ import annotations
 
+import functools
+import inspect as _inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,12 +33,60 @@ def _echo_json(obj: object) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
+def _echo(result: object, as_json: bool, text: str | None = None) -> None:
+    """Print ``result.to_dict()`` as JSON with --json, else ``text`` or its summary()."""
+    if as_json:
+        _echo_json(_plain(result))
+    else:
+        typer.echo(text if text is not None else result.summary())  # type: ignore[attr-defined]
+
+
+def _plain(result: object) -> object:
+    """A JSON-able view: ``to_dict()``, else a dataclass's fields (+ ``memory()``)."""
+    import dataclasses
+
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        doc = json.loads(json.dumps(dataclasses.asdict(result), default=str))
+        if callable(getattr(result, "memory", None)):
+            doc["memory"] = result.memory()
+        return {k: (str(Path(v).resolve()) if k.endswith(("dir", "path")) and v else v)
+                for k, v in doc.items()}
+    return result
+
+
+def _verbosity(ctx: typer.Context, param: object, value: bool) -> None:
+    """-v / -q, before or after the subcommand: set the log level (last one wins)."""
+    if value:
+        name = getattr(param, "name", "")
+        tdlog.setup(verbose=name.startswith("verbose"), quiet=name.startswith("quiet"))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        typer.echo(f"tinydeploy {__version__}")
+        raise typer.Exit()
+
+
+_VERBOSE = typer.Option("--verbose", "-v", help="debug logging", callback=_verbosity,
+                        expose_value=False)
+_QUIET = typer.Option("--quiet", "-q", help="warnings and errors only", callback=_verbosity,
+                      expose_value=False)
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="warnings and errors only")
+                     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit",
+                                          callback=_version, is_eager=True)] = False,
 ) -> None:
-    tdlog.setup(verbose)
+    tdlog.setup(verbose, quiet=quiet)
     _state["debug"] = debug
 
 
@@ -46,12 +97,13 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="override the example's epochs")] = None,
     data: Annotated[Path | None, typer.Option(help=".npz data (with a .keras model)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train an example (or fine-tune a .keras model) into OUT/model.keras + OUT/data.npz."""
     from .training import train as run
 
     result = run(example, out, epochs=epochs, data=data, seed=seed)
-    typer.echo(result.summary())
+    _echo(result, as_json)
 
 
 @app.command()
@@ -60,16 +112,17 @@ def quantize(
     data: Annotated[Path, typer.Option(help=".npz data (see README: data convention)")],
     out: Out,
     rep_samples: Annotated[int, typer.Option(help="representative samples")] = 200,
+    as_json: JsonOpt = False,
 ) -> None:
     """Full-int8 quantization with a representative dataset; writes a report."""
     from .quantization import quantize as run
 
     report = run(model, data, out, rep_samples=rep_samples)
-    typer.echo(report.summary())
+    _echo(report, as_json)
 
 
 @app.command()
-def check(model: ModelArg) -> None:
+def check(model: ModelArg, as_json: JsonOpt = False) -> None:
     """Accept a model only if TFLM runs it quantized (full int8, or 16x8)."""
     from .guard import check as run
 
@@ -77,21 +130,26 @@ def check(model: ModelArg) -> None:
     scheme = "16x8 (int16 activations, int8 weights)" if facts.quantization == "16x8" \
         else "full-int8"
     state = ", stateful" if facts.stateful else ""
-    typer.echo(f"ok: {model} is {scheme}{state} and runs on TFLM ({', '.join(facts.op_names)})")
+    _echo({"ok": True, "model": str(Path(model).resolve()), "sha256": facts.sha256,
+           "quantization": facts.quantization, "stateful": facts.stateful,
+           "ops": facts.op_names}, as_json,
+          f"ok: {model} is {scheme}{state} and runs on TFLM ({', '.join(facts.op_names)})")
 
 
 @app.command()
 def inspect(model: ModelArg, as_json: JsonOpt = False) -> None:
     """Show the model facts every later stage uses."""
     from .facts import load
+    from .layers import analyze, table
 
     facts = load(model)
+    layers = analyze(facts)
     if as_json:
-        _echo_json(facts.to_dict())
+        _echo_json({**facts.to_dict(), **layers})
         return
     from .render import describe
 
-    typer.echo(describe(facts))
+    typer.echo(describe(facts) + "\n\n" + table(layers))
 
 
 @app.command()
@@ -101,12 +159,17 @@ def carray(
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder (or .h/.cc path)")],
     name: Annotated[str | None, typer.Option(help="C array name (sanitized)")] = None,
     xxd: Annotated[bool, typer.Option("--xxd", help="byte-identical to `xxd -i FILE`")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Write the file as C source (model_data.h/.cc, or xxd -i style)."""
+    """Write the file as C source (model_data.h/.cc, or xxd -i style); --out - prints it."""
     from .c_array import carray as run
+    from .c_array import carray_text
 
-    for path in run(model, out, name=name, xxd=xxd):
-        typer.echo(str(path))
+    if str(out) == "-":
+        sys.stdout.write(carray_text(model, name=name, xxd=xxd))
+        return
+    paths = [str(p.resolve()) for p in run(model, out, name=name, xxd=xxd)]
+    _echo({"files": paths}, as_json, "\n".join(paths))
 
 
 @app.command()
@@ -144,12 +207,13 @@ def generate(
     arena_: Annotated[str, typer.Option("--arena", help="auto or a byte count")] = "auto",
     fmt: Annotated[str, typer.Option("--format", help="arduino | platformio | both")] = "both",
     runtime: Annotated[str, typer.Option(help="tflm | c (interpreter-free C)")] = "tflm",
+    as_json: JsonOpt = False,
 ) -> None:
     """Render firmware: Arduino sketch and/or PlatformIO project (or C runtime sources)."""
     from .render import generate as run
 
     result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime)
-    typer.echo(result.summary())
+    _echo(result, as_json)
 
 
 @app.command()
@@ -157,11 +221,12 @@ def flash(
     project: Annotated[Path, typer.Argument(help="generated PlatformIO project folder")],
     board: Annotated[str, typer.Option(help="board id")],
     port: Annotated[str | None, typer.Option(help="serial port (default: by USB VID/PID)")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Build and upload with PlatformIO."""
     from .device.flashing import flash as run
 
-    typer.echo(run(project, board=board, port=port).summary())
+    _echo(run(project, board=board, port=port), as_json)
 
 
 @app.command()
@@ -179,6 +244,7 @@ def validate(
     ] = False,
     profile: Annotated[bool, typer.Option(
         "--profile", help="per-layer instructions (qemu-cm4) / time (native)")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run the test set on the device and compare with host predictions."""
     from .validation import validate as run
@@ -186,8 +252,8 @@ def validate(
     result = run(model, data, out, port=port, board=board, samples=samples,
                  tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
                  profile=profile)
-    typer.echo(result.summary())
-    for row in sorted(result.layers, key=lambda r: -r["cost"])[:5]:
+    _echo(result, as_json)
+    for row in [] if as_json else sorted(result.layers, key=lambda r: -r["cost"])[:5]:
         typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
                    f"({row['share_pct']:.1f} %)")
     if not result.passed:
@@ -207,19 +273,60 @@ def deploy(
     tune_arena: Annotated[
         bool, typer.Option("--tune-arena", help="reflash with the measured arena")
     ] = False,
+    arena_: Annotated[str, typer.Option("--arena", help="generate: auto or a byte count")
+                      ] = "auto",
+    runtime: Annotated[str | None, typer.Option(help="generate: tflm | c (default: the "
+                                                     "board's)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="generate: platformio | both")
+                   ] = "platformio",
+    tolerance_lsb: Annotated[int, typer.Option(help="validate: allowed |device-host| in LSB")
+                             ] = 0,
+    retrain: Annotated[bool, typer.Option("--retrain", help="rerun training and quantization "
+                                                            "even when up to date")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """train -> quantize -> check -> generate -> flash -> validate, one report."""
+    """train -> quantize -> check -> generate -> flash -> validate, one report.
+
+    Training and quantization outputs in OUT are reused while their inputs are unchanged
+    (--retrain reruns them)."""
     from .pipeline import deploy as run
 
     result = run(target, out, board=board, data=data, epochs=epochs, port=port,
-                 samples=samples, tune_arena=tune_arena)
-    typer.echo(result.summary())
+                 samples=samples, tune_arena=tune_arena, arena=arena_, runtime=runtime,
+                 fmt=fmt, tolerance_lsb=tolerance_lsb, retrain=retrain)
+    _echo(result, as_json)
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.report,
                               detail=result.failure)
 
 
+def _with_common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add -v/--verbose and -q/--quiet to a command, so they work after the subcommand."""
+    sig = _inspect.signature(func, eval_str=True)
+    if "verbose_" in sig.parameters:
+        return func
+    extra = [_inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY, default=False,
+                                annotation=Annotated[bool, opt])
+             for name, opt in (("verbose_", _VERBOSE), ("quiet_", _QUIET))]
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        kwargs.pop("verbose_", None)
+        kwargs.pop("quiet_", None)
+        return func(*args, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {}
+    return wrapper
+
+
 def main(argv: list[str] | None = None) -> int:
+    from . import runinfo
+
+    runinfo.set_command(list(sys.argv[1:] if argv is None else argv))
+    for cmd in app.registered_commands:  # every command, also ones added later in the file
+        if cmd.callback is not None:
+            cmd.callback = _with_common_options(cmd.callback)
     try:
         rv = app(args=argv, standalone_mode=False)
     except TinyDeployError as err:

@@ -61,7 +61,19 @@ class Dataset:
 
 
 def load_data(path: str | Path, sample_shape: tuple[int, ...] | None = None) -> Dataset:
-    """Load and check an ``.npz``; raise one ``bad_data`` error naming the problem and fix."""
+    """Load and check an ``.npz`` (see the README's data convention).
+
+    Args:
+        path: the ``.npz`` file.
+        sample_shape: expected shape of one sample (without the batch axis), if known.
+
+    Returns:
+        A :class:`Dataset` with the train/val/test splits (and ``x_rep`` if present).
+
+    Raises:
+        TinyDeployError: ``file_not_found``, or one ``bad_data`` error naming the problem
+            (missing key, wrong shape, mismatched lengths) and the fix.
+    """
     p = Path(path)
     if not p.is_file():
         raise TinyDeployError("file_not_found", what="data file", path=p)

@@ -29,7 +29,8 @@ ERRORS: dict[str, tuple[int, str, str]] = {
                        "{fix}"),
     "does_not_fit": (4, "{what} does not fit on {board}: {detail}", "{fix}"),
     "arena_not_found": (4, "no arena size up to {limit} bytes lets {path} allocate and run",
-                        "check the model with `tinydeploy check`, or raise --max-arena"),
+                        "check the model with `tinydeploy check` (the runtime fails it at every "
+                        "size: a kernel error, not the arena)"),
     "no_port": (5, "no serial port found for board {board}", "{fix}"),
     "port_error": (5, "cannot open serial port {port}: {problem}",
                    "check the cable and that no serial monitor holds the port"),

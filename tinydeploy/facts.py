@@ -293,7 +293,18 @@ def read_model(data: bytes, path: str = "<bytes>") -> schema.ModelT:
 
 
 def load(model: str | Path | bytes | ModelFacts) -> ModelFacts:
-    """Accept a path, raw bytes or facts; return facts (the API's one entry point)."""
+    """Accept a path, raw bytes or facts; return facts (the API's one entry point).
+
+    Args:
+        model: ``.tflite`` path, its bytes, or :class:`ModelFacts` (returned as is).
+
+    Returns:
+        The :class:`ModelFacts` (ops, tensors, sizes, SHA-256); per-layer numbers come
+        from :func:`tinydeploy.layers.analyze`.
+
+    Raises:
+        TinyDeployError: ``file_not_found`` (exit 2) or ``bad_flatbuffer`` (exit 3).
+    """
     if isinstance(model, ModelFacts):
         return model
     if isinstance(model, bytes | bytearray):

@@ -123,8 +123,19 @@ def _check_ops(path: str, facts: ModelFacts, scheme: str) -> None:
 
 def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
     """Return the model's facts if TFLM runs it quantized (full int8, or 16x8: int16
-    activations with int8 weights; int8 LSTMs with their int16 cell state included); else
-    raise ``TinyDeployError`` naming the cause."""
+    activations with int8 weights; int8 LSTMs with their int16 cell state included).
+
+    Args:
+        model: ``.tflite`` path, bytes or :class:`ModelFacts`.
+
+    Returns:
+        The model's :class:`ModelFacts`.
+
+    Raises:
+        TinyDeployError: ``file_not_found`` / ``bad_flatbuffer`` (exit 2/3), or
+            ``model_rejected`` / ``unsupported_op`` (exit 3) naming the cause: float, hybrid,
+            uint8 models, float inputs/outputs, custom ops and operators TFLite Micro lacks.
+    """
     facts = load(model)  # file_not_found / bad_flatbuffer
     path = facts.path
     activations, constants, first_float = _tensor_kinds(facts)

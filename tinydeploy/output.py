@@ -120,3 +120,40 @@ def write_files(files: Mapping[Path, str | bytes]) -> list[Path]:
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     return write_files({Path(path): data})[0]
+
+
+OWNED_MANIFEST = ".tinydeploy-owned.json"
+
+
+def prune_owned(out: str | Path, produced: set[str], owned: set[str]) -> list[Path]:
+    """Make a re-run own its output folder: remove the entries of ``out`` an earlier run
+    of the same stage wrote (recorded in ``OWNED_MANIFEST``, plus the names in ``owned``)
+    that this run did not produce; then record ``produced``. Other entries are kept.
+
+    Args:
+        out: the output folder (after the staged move).
+        produced: top-level names this run wrote.
+        owned: top-level names the stage may write in any mode (e.g. ``platformio.ini``).
+
+    Returns:
+        The removed paths.
+    """
+    import json
+
+    out = Path(out)
+    manifest = out / OWNED_MANIFEST
+    before: set[str] = set(owned)
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        before |= {str(n) for n in json.loads(manifest.read_text()).get("entries", [])}
+    removed = []
+    for name in sorted(before - produced - {OWNED_MANIFEST}):
+        path = out / name
+        if Path(name).name != name or not (path.exists() or path.is_symlink()):
+            continue  # never outside ``out``
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    write_atomic(manifest, json.dumps({"entries": sorted(produced)}, indent=2) + "\n")
+    return removed

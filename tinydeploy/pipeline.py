@@ -43,6 +43,7 @@ class DeployResult:
     flash: dict[str, Any] = field(default_factory=dict)
     arena: dict[str, Any] = field(default_factory=dict)
     device_build: dict[str, Any] = field(default_factory=dict)  # native.json / qemu.json
+    reused: list[str] = field(default_factory=list)  # stages skipped as up to date
 
     @property
     def failure(self) -> str:
@@ -57,12 +58,16 @@ class DeployResult:
                 f"{self.validation.summary()}\n  deploy.json: {self.json_path}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"board": self.board, "passed": self.passed, "out": str(self.out),
-                "model": str(self.model_path), "data": str(self.data_path),
-                "int8_model": str(self.int8_path), "stages_s": self.stages,
+        def path(p: Path | str) -> str:  # absolute: valid from any folder
+            return str(Path(p).resolve())
+
+        return {"board": self.board, "passed": self.passed, "out": path(self.out),
+                "model": path(self.model_path), "data": path(self.data_path),
+                "int8_model": path(self.int8_path), "stages_s": self.stages,
                 "training": self.training, "quantization": self.quantization,
                 "flash": self.flash, "arena": self.arena, "device_build": self.device_build,
-                "validation": self.validation.to_dict(), "report": str(self.report)}
+                "validation": self.validation.to_dict(), "report": path(self.report),
+                "reused": self.reused}
 
 
 class _Timer:
@@ -125,11 +130,42 @@ def _measured_arena(port: str) -> int:
 
 def deploy(target: str | Path, out: str | Path, board: str = "native",
            data: str | Path | None = None, epochs: int | None = None, port: str | None = None,
-           samples: int | None = None, tune_arena: bool = False) -> DeployResult:
-    """Take an example or model all the way to a validated device; one report."""
+           samples: int | None = None, tune_arena: bool = False, arena: str | int = "auto",
+           runtime: str | None = None, fmt: str = "platformio", tolerance_lsb: int = 0,
+           retrain: bool = False) -> DeployResult:
+    """Take an example or model all the way to a validated device; one report.
+
+    Training and quantization are reused when their inputs (example script or model,
+    data, epochs, tinydeploy version) and outputs are unchanged since the last deploy
+    into ``out`` (a stamp in ``out``); ``retrain=True`` reruns them.
+
+    Args:
+        target: example name (``sine``, ``digits``, ``vibration``), ``.py`` example,
+            ``.keras`` model (quantized first) or int8 ``.tflite``.
+        out: output folder (``train/``, ``quantize/``, ``firmware/``, the report).
+        board: board id, or ``sim`` / ``native`` / ``qemu-cm4`` (no hardware).
+        data: ``.npz`` data (needed for a model target).
+        epochs: override the example's epochs.
+        port: serial port of a physical board (default: found by USB VID/PID).
+        samples: validate only the first N test samples.
+        tune_arena: reflash with the measured arena plus margin (physical boards).
+        arena, runtime, fmt: passed to :func:`tinydeploy.generate` (physical boards; the
+            pseudo-boards build the C runtime, which plans its own memory).
+        tolerance_lsb: passed to :func:`tinydeploy.validate`.
+        retrain: rerun training and quantization even when up to date.
+
+    Returns:
+        A :class:`DeployResult` (``passed``, stage timings, report path).
+
+    Raises:
+        TinyDeployError: bad input (2), model rejected (3), does not fit (4), device or
+            link (5), missing tool (7), build failed (8). A failed validation is a
+            result with ``passed=False``, not an exception.
+    """
     from .boards import get_board
 
     b = get_board(board)
+    _check_passthrough(b, arena, runtime, fmt, tolerance_lsb)
     target = str(target)
     kind = _kind(target)
     out = check_output_dir(out)  # it, or its nearest existing parent, is a folder
@@ -162,16 +198,89 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena)
+        return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena,
+                         {"arena": arena, "runtime": runtime, "fmt": fmt,
+                          "tolerance_lsb": tolerance_lsb, "retrain": retrain})
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # failed before any stage wrote something: leave nothing behind
         raise
 
 
+def _check_passthrough(b: Any, arena: str | int, runtime: str | None, fmt: str,
+                       tolerance_lsb: int) -> None:
+    """Refuse generate/validate options the board cannot use, before any stage runs."""
+    if tolerance_lsb < 0:
+        raise TinyDeployError("bad_argument", problem="--tolerance-lsb must be >= 0",
+                              fix="pass 0 for bit-exact or a positive LSB count")
+    if runtime is not None and not b.supports(runtime) and (runtime != "sim" or not b.simulated):
+        ok = ", ".join(b.runtimes) or "none (it serves the model itself)"
+        raise TinyDeployError("bad_argument", problem=f"board {b.id} cannot run the {runtime} "
+                                                      "runtime", fix=f"runtimes of {b.id}: {ok}")
+    if _flashable(b):
+        if runtime == "c":
+            raise TinyDeployError("bad_argument",
+                                  problem="--runtime c generates sources, no PlatformIO "
+                                          "project deploy could upload",
+                                  fix="drop --runtime c (TFLM firmware), or deploy to "
+                                      "--board native or qemu-cm4 to run the C runtime")
+        if fmt == "arduino":
+            raise TinyDeployError("bad_argument",
+                                  problem="deploy uploads with PlatformIO; --format arduino "
+                                          "makes no PlatformIO project",
+                                  fix="pass --format platformio or both")
+        return
+    ignored = [f"--arena {arena}" if str(arena) != "auto" else "",
+               f"--format {fmt}" if fmt != "platformio" else ""]
+    if any(ignored):
+        log.warning("%s: ignored for board %s (it builds the C runtime, which plans its own "
+                    "memory)", ", ".join(i for i in ignored if i), b.id)
+
+
+def _train_stage(target: str, out: Path, data: str | Path | None, epochs: int | None,
+                 retrain: bool) -> tuple[dict[str, Any], Path, Path, bool]:
+    """Train, or reuse ``out/train`` when the example, data and epochs are unchanged."""
+    from . import stamps
+    from .training import train
+
+    script: Path | str = target
+    if not target.endswith(".py"):
+        from .resources import examples_dir
+
+        script = examples_dir() / f"{target}.py"
+    fp = stamps.fingerprint([script, *([data] if data else [])], target=Path(target).name,
+                            epochs=epochs)
+    done = None if retrain else stamps.reusable(out, "train", fp)
+    if done is not None:
+        stage("train", f"up to date, reusing {out / 'train'} (--retrain to force)")
+        return (done, out / "train" / Path(done["model_path"]).name,
+                out / "train" / Path(done["data_path"]).name, True)
+    tr = train(target, out / "train", epochs=epochs, data=data)
+    training = _plain(tr)
+    stamps.record(out, "train", fp, [Path(tr.model_path), Path(tr.data_path)], training)
+    return training, Path(tr.model_path), Path(tr.data_path), False
+
+
+def _quantize_stage(model_path: Path, data_path: Path, out: Path,
+                    retrain: bool) -> tuple[dict[str, Any], Path, bool]:
+    """Quantize, or reuse ``out/quantize`` when the model and data are unchanged."""
+    from . import stamps
+    from .quantization import quantize
+
+    fp = stamps.fingerprint([model_path, data_path])
+    done = None if retrain else stamps.reusable(out, "quantize", fp)
+    if done is not None:
+        stage("quantize", f"up to date, reusing {out / 'quantize'} (--retrain to force)")
+        return done, out / "quantize" / Path(done["outputs"]["int8"]).name, True
+    qr = quantize(model_path, data_path, out / "quantize")
+    quant = _plain(qr)
+    stamps.record(out, "quantize", fp, [Path(qr.int8_path)], quant)
+    return quant, Path(qr.int8_path), False
+
+
 def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None,
               epochs: int | None, port: str | None, samples: int | None,
-              tune_arena: bool) -> DeployResult:
+              tune_arena: bool, opts: dict[str, Any]) -> DeployResult:
     board = b.id
     timer = _Timer()
     training: dict[str, Any] = {}
@@ -179,21 +288,18 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
 
     model_path = Path(target)
     data_path = Path(data) if data is not None else out / "train" / "data.npz"
+    reused: list[str] = []
     if kind == "example":
-        from .training import train
-
         with timer("train"):
-            tr = train(target, out / "train", epochs=epochs, data=data)
-        training = _plain(tr)
-        model_path, data_path = Path(tr.model_path), Path(tr.data_path)
+            training, model_path, data_path, again = _train_stage(target, out, data, epochs,
+                                                                  opts["retrain"])
+        reused += ["train"] if again else []
     int8_path = model_path
     if kind != "tflite":
-        from .quantization import quantize
-
         with timer("quantize"):
-            qr = quantize(model_path, data_path, out / "quantize")
-        quant = _plain(qr)
-        int8_path = Path(qr.int8_path)
+            quant, int8_path, again = _quantize_stage(model_path, data_path, out,
+                                                      opts["retrain"])
+        reused += ["quantize"] if again else []
 
     from .guard import check
 
@@ -211,8 +317,9 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
 
         fw = out / "firmware"
         with timer("generate"):
-            gen = generate(facts, fw, boards=[b.id], arena="auto", fmt="platformio")
-        project = Path(gen.platformio_dir or fw)
+            gen = generate(facts, fw, boards=[b.id], arena=opts["arena"], fmt=opts["fmt"],
+                           runtime=opts["runtime"] or "tflm")
+        project = Path(getattr(gen, "platformio_dir", None) or fw)
         with timer("flash"):
             fr = flash(project, b, port=port)
         flash_info = fr.to_dict()
@@ -221,7 +328,8 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
             with timer("tune_arena"):
                 arena_info = _tune_arena(facts, fw, b, port)
         with timer("validate"):
-            result = validate(facts, data_path, out, port=port, samples=samples)
+            result = validate(facts, data_path, out, port=port, samples=samples,
+                              tolerance_lsb=opts["tolerance_lsb"])
     else:
         stage("deploy", f"{board}: serving the model on a pseudo-terminal")
         start = time.monotonic()
@@ -229,23 +337,22 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
             # native / emulated: compiling the C runtime; sim: starting the simulator
             compiled = b.native or b.emulated
             timer.stages["build" if compiled else "start"] = round(time.monotonic() - start, 3)
+            device_build = {p.stem: json.loads(p.read_text())
+                            for p in sorted((out / "device").glob("*.json"))}
             with timer("validate"):
-                result = validate(facts, data_path, out, port=dev_port, samples=samples)
-        device_build = {p.stem: json.loads(p.read_text())
-                        for p in sorted((out / "device").glob("*.json"))}
+                result = validate(facts, data_path, out, port=dev_port, samples=samples,
+                                  tolerance_lsb=opts["tolerance_lsb"], build=device_build)
 
     res = DeployResult(out=out, board=board, passed=result.passed, model_path=model_path,
                        data_path=data_path, int8_path=int8_path, stages=dict(timer.stages),
                        validation=result, report=result.paths["html"],
                        json_path=out / "deploy.json", quantization=quant, training=training,
-                       flash=flash_info, arena=arena_info, device_build=device_build)
-    extra = {"Deploy": {"target": target, "board": board, "int8 model": str(int8_path),
-                        "data": str(data_path)},
-             "Stage timings (s)": res.stages,
-             "Training": _flat(training.get("metrics", {})) if training else {},
-             "Quantization": _flat({k: v for k, v in quant.items()
-                                    if k in ("task", "metric", "sizes_bytes", "representative")}),
-             "Arena tuning": arena_info, "Flash": flash_info}
+                       flash=flash_info, arena=arena_info, device_build=device_build,
+                       reused=reused)
+    from .report_sections import deploy_sections
+
+    extra = deploy_sections(target, board, int8_path, data_path, res.stages, training, quant,
+                            arena_info, flash_info, reused)
     write_html(result, facts, extra=extra, title=f"tinydeploy deploy: {target} on {board}")
     write_atomic(res.json_path, json.dumps(res.to_dict(), indent=2, default=str) + "\n")
     log.info("deploy: %s", "PASS" if res.passed else "FAIL")

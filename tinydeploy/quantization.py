@@ -98,6 +98,11 @@ def metric(task: str, pred: np.ndarray, y: np.ndarray) -> tuple[str, float]:
     return "mae", float(np.mean(np.abs(pred - y)))
 
 
+def _abs(path: str | Path) -> str:
+    """A path for JSON: absolute, so it is valid from any working folder."""
+    return str(Path(path).resolve())
+
+
 # --- conversion --------------------------------------------------------------------------
 def representative(data: Dataset, samples: int = 200, seed: int = 0) -> np.ndarray:
     """``samples`` rows of ``x_rep`` (or ``x_train``), a fixed random subset when larger."""
@@ -201,9 +206,9 @@ class QuantReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": str(self.model_path), "data": str(self.data_path),
-            "outputs": {"int8": str(self.int8_path), "float": str(self.float_path),
-                        "json": str(self.json_path), "markdown": str(self.md_path)},
+            "model": _abs(self.model_path), "data": _abs(self.data_path),
+            "outputs": {"int8": _abs(self.int8_path), "float": _abs(self.float_path),
+                        "json": _abs(self.json_path), "markdown": _abs(self.md_path)},
             "task": self.task,
             "metric": {"name": self.metric, "keras_float": self.float_metric,
                        "tflm_int8": self.int8_metric,
@@ -281,7 +286,22 @@ def evaluate_int8(facts: ModelFacts, x: np.ndarray) -> np.ndarray:
 def quantize(model: str | Path, data: str | Path, out: str | Path,
              rep_samples: int = 200) -> QuantReport:
     """Full-int8 quantize ``model`` (.keras) with ``data`` (.npz); write model_int8.tflite,
-    model_float.tflite, quantization.json and quantization.md into ``out``."""
+    model_float.tflite, quantization.json and quantization.md into ``out``.
+
+    Args:
+        model: Keras ``.keras`` model.
+        data: ``.npz`` data (``x_rep`` or ``x_train`` for calibration, ``x_test``/``y_test``
+            for the float-vs-int8 metric).
+        out: output folder.
+        rep_samples: representative samples used for calibration.
+
+    Returns:
+        A :class:`QuantReport` (paths, metric float vs int8, sizes, tensor scales).
+
+    Raises:
+        TinyDeployError: missing/bad model or data (exit 2); the guard rejects the
+            converted model (exit 3). Nothing is written then.
+    """
     from .guard import check
     from .training import input_shape_of, load_keras_model
 

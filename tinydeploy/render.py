@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .arduino_cores import core_of
 from .boards import KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
@@ -207,7 +208,11 @@ def plan_arena(facts: ModelFacts, arena: str | int) -> ArenaPlan:
     if size <= 0:
         raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
                               fix="pass --arena auto or a positive number of bytes")
-    return ArenaPlan(size, None, 0, f"{size} B as given with --arena (no margin added)")
+    from .arena_check import check_explicit_arena
+
+    warning = check_explicit_arena(facts, size)  # error below the measured minimum
+    note = f"{size} B as given with --arena (no margin added)"
+    return ArenaPlan(size, None, 0, note + (f"; WARNING: {warning}" if warning else ""))
 
 
 # --- context -----------------------------------------------------------------------------
@@ -268,6 +273,8 @@ def board_context(board: Board, b: Budget) -> dict[str, Any]:
             "tflm_arduino_lib": board.tflm_arduino_lib, "pio_platform": board.pio_platform,
             "pio_board": board.pio_board, "pio_framework": board.pio_framework,
             "fqbn": board.arduino_fqbn, "monitor_speed": board.monitor_speed,
+            "arduino_core": core_of(board.arduino_fqbn)[0],
+            "arduino_core_url": core_of(board.arduino_fqbn)[1],
             "budget": b, "flash_used": b.flash_used, "ram_used": b.ram_used}
 
 
@@ -377,15 +384,18 @@ class GenerateResult:
         return self.arena.size
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), "boards": self.boards, "runtime": self.runtime,
+        def path(p: Path | None) -> str | None:  # absolute: valid from any folder
+            return str(Path(p).resolve()) if p else None
+
+        return {"out": path(self.out), "boards": self.boards, "runtime": self.runtime,
                 "format": self.fmt, "sketch": self.sketch, "arena_size": self.arena.size,
                 "arena_predicted": self.arena.predicted, "arena_margin": self.arena.margin,
                 "budgets": [{"board": b.board, "flash_used": b.flash_used,
                              "flash_limit": b.flash_limit, "ram_used": b.ram_used,
                              "ram_limit": b.ram_limit} for b in self.budgets],
-                "files": [str(f) for f in self.files],
-                "sketch_dir": str(self.sketch_dir) if self.sketch_dir else None,
-                "platformio_dir": str(self.platformio_dir) if self.platformio_dir else None}
+                "files": [path(f) for f in self.files],
+                "sketch_dir": path(self.sketch_dir),
+                "platformio_dir": path(self.platformio_dir)}
 
     def summary(self) -> str:
         lines = [f"generated {self.runtime} firmware for {', '.join(self.boards)} in {self.out}"]
@@ -428,9 +438,26 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
     type, also with ``summary()``); ``arena`` and ``fmt`` apply to the TFLM runtime.
+    A re-generate owns ``out``: outputs of an earlier run that this one does not produce
+    (a sketch after switching to ``fmt="platformio"``) are removed; other files stay.
 
-    ``name`` overrides the sketch name (default: the ``out`` folder's name); it is
-    sanitized with :func:`tinydeploy.c_array.c_identifier`.
+    Args:
+        model: int8 ``.tflite`` path, bytes or :class:`ModelFacts`.
+        out: output folder.
+        boards: board ids (or :class:`Board`).
+        arena: ``"auto"`` (Cortex-M prediction + margin) or a byte count (a warning below
+            the prediction, an error below the measured activation memory).
+        fmt: ``arduino``, ``platformio`` or ``both``.
+        runtime: ``tflm`` or ``c``.
+        name: sketch name (default: the ``out`` folder's name), sanitized with
+            :func:`tinydeploy.c_array.c_identifier`.
+
+    Returns:
+        A :class:`GenerateResult` (or ``CResult`` for ``runtime="c"``).
+
+    Raises:
+        TinyDeployError: bad arguments or unknown board (exit 2), a model the guard
+            rejects (exit 3), a model or arena that does not fit a board (exit 4).
     """
     if fmt not in FORMATS:
         raise TinyDeployError("bad_argument", problem=f"unknown --format {fmt!r}",
@@ -471,6 +498,10 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
             files += render_tree(env, "arduino", ctx, tmp)
             files += _copy_sources(facts, tmp / sketch)
         result.files = sorted(out_path / f.relative_to(tmp) for f in files)
+    from .output import prune_owned  # a re-generate owns the folder: no stale sketch/project
+
+    prune_owned(out_path, {f.relative_to(out_path).parts[0] for f in result.files},
+                {"README.md", "platformio.ini", "src", sketch})
     if fmt in ("platformio", "both"):
         result.platformio_dir = out_path
     if fmt in ("arduino", "both"):

@@ -65,8 +65,46 @@ def _figure(png_b64: str, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray) -> list[str]:
-    """Host-vs-device scatter, |Δ| histogram and latency histogram as <figure> snippets."""
+def _latency_figure(values: np.ndarray, unit: str) -> tuple[str, str]:
+    """Latency histogram that stays readable with outliers: when the slowest samples lie
+    far beyond the 99th percentile, the axis stops at p99 and they are counted in the
+    last bar (the caption says how many)."""
+    import matplotlib.pyplot as plt
+
+    t = np.asarray(values, dtype=np.float64)
+    lo, p99, hi = float(t.min()), float(np.percentile(t, 99)), float(t.max())
+    clipped = hi > p99 and (hi - p99) > 3 * max(p99 - lo, 1.0)
+    shown = np.minimum(t, p99) if clipped else t
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.hist(shown, bins=min(30, max(1, len(np.unique(shown)))), color="#1565c0")
+    what = ("emulated instructions per inference" if unit == "instructions"
+            else f"inference time ({unit}, device-reported)")
+    ax.set_xlabel(what)
+    ax.set_ylabel("samples")
+    caption = f"latency histogram: {what}"
+    if clipped:
+        n = int(np.sum(t > p99))
+        caption += (f" (axis clipped at p99 = {p99:.6g}: {n} slower sample(s), up to "
+                    f"{hi:.6g}, counted in the last bar)")
+    return _figure(_png(fig), caption), caption
+
+
+def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray,
+                     unit: str = "µs", regression: dict[str, list[float]] | None = None,
+                     ) -> list[str]:
+    """The report's plots as ``<figure>`` snippets.
+
+    Args:
+        host, device: int outputs (any shape, batch first).
+        time_us: one latency value per sample, in ``unit``.
+        unit: ``µs`` or ``instructions`` (emulated boards).
+        regression: ``{"true", "host", "device"}`` values for a predicted-vs-true plot.
+
+    Returns:
+        Host-vs-device scatter, |Δ| histogram (log count axis when anything differs),
+        latency histogram (clipped at p99 when outliers would squash it, stated in its
+        caption) and, for regressors, predicted vs true.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -80,8 +118,8 @@ def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray) 
         ax.scatter(h, d, s=8, alpha=0.5)
         lo, hi = int(min(h.min(), d.min())), int(max(h.max(), d.max()))
         ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls="--")
-        ax.set_xlabel("host output (int8)")
-        ax.set_ylabel("device output (int8)")
+        ax.set_xlabel("host output (int)")
+        ax.set_ylabel("device output (int)")
         figures.append(_figure(_png(fig), "host vs device outputs"))
 
         diff = np.abs(d - h)
@@ -94,15 +132,22 @@ def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray) 
         if top <= 40:  # whole LSB ticks, not -0.4 ... 0.4
             ax.set_xticks(np.arange(0, top + 1, max(1, -(-(top + 1) // 10))))
         ax.set_xlabel("|device - host| (LSB)")
-        ax.set_ylabel("output values")
+        ax.set_ylabel("output values" + (" (log scale)" if top else ""))
         figures.append(_figure(_png(fig), "error histogram"))
     t = np.asarray(time_us, dtype=np.float64).reshape(-1)
     if t.size:
+        figures.append(_latency_figure(t, unit)[0])
+    if regression and regression.get("true"):
         fig, ax = plt.subplots(figsize=(4.2, 4))
-        ax.hist(t, bins=min(30, max(1, len(np.unique(t)))), color="#1565c0")
-        ax.set_xlabel("inference time (µs, device-reported)")
-        ax.set_ylabel("samples")
-        figures.append(_figure(_png(fig), "latency histogram"))
+        true = np.asarray(regression["true"])
+        ax.scatter(true, regression["host"], s=10, alpha=0.6, label="host")
+        ax.scatter(true, regression["device"], s=10, alpha=0.6, marker="x", label="device")
+        lo, hi = float(true.min()), float(true.max())
+        ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls="--")
+        ax.set_xlabel("true value (label)")
+        ax.set_ylabel("predicted value (dequantized)")
+        ax.legend()
+        figures.append(_figure(_png(fig), "predicted vs true (first output)"))
     return figures
 
 

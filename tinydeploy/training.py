@@ -44,7 +44,8 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "epochs": self.epochs,
-                "model_path": str(self.model_path), "data_path": str(self.data_path),
+                "model_path": str(Path(self.model_path).resolve()),
+                "data_path": str(Path(self.data_path).resolve()),
                 "metrics": dict(self.metrics)}
 
     def summary(self) -> str:
@@ -228,7 +229,24 @@ def score(task: str, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def train(example: str | Path, out: str | Path, epochs: int | None = None,
           data: str | Path | None = None, seed: int = 0) -> TrainResult:
-    """Train an example (name or ``.py`` path) or fine-tune a ``.keras`` model on ``data``."""
+    """Train an example (name or ``.py`` path) or fine-tune a ``.keras`` model on ``data``.
+
+    Progress (one line per epoch) goes to the ``tinydeploy`` logger, shown on stderr
+    unless the application configured logging itself.
+
+    Args:
+        example: ``sine``, ``digits``, ``vibration``, an example ``.py`` or a ``.keras``.
+        out: output folder for ``model.keras`` and ``data.npz``.
+        epochs: override the example's epochs.
+        data: ``.npz`` data (required with a ``.keras`` model).
+        seed: random seed.
+
+    Returns:
+        A :class:`TrainResult` (paths, task, metrics).
+
+    Raises:
+        TinyDeployError: unknown example, missing/bad data or model, bad epochs (exit 2).
+    """
     out = check_output_dir(out)
     if epochs is not None and epochs < 1:
         raise TinyDeployError("bad_argument", problem=f"--epochs must be >= 1, got {epochs}",

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import report
+from . import report, report_facts, runinfo
 from .data import input_keys, load_split
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
@@ -53,6 +53,8 @@ class ValidationResult:
     device_out: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int8))
     time_us: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
     layers: list[dict[str, Any]] = field(default_factory=list)  # --profile (profile.py)
+    cycles: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    report: dict[str, Any] = field(default_factory=dict)  # report_facts: run, classes, ...
 
     def summary(self) -> str:
         m = self.metrics
@@ -72,18 +74,26 @@ class ValidationResult:
         if "mae_host" in m:
             lines.append(f"  MAE vs labels: host {m['mae_host']:.6g} / device "
                          f"{m['mae_device']:.6g}")
-        lat = m.get("latency_us", {})
-        if lat:
-            lines.append(f"  latency µs min {lat['min']} / median {lat['median']} / "
-                         f"max {lat['max']}" + (f"; cycles median {m['cycles']['median']}"
-                                                  if m.get("cycles") else ""))
+        lat = self.report.get("latency") or {"unit": "µs", "stats": m.get("latency_us", {})}
+        st = lat["stats"]
+        if st:
+            def n(v: float) -> str:  # 1410080, 93.25: no exponent
+                return str(int(v)) if float(v).is_integer() else f"{float(v):.2f}"
+
+            lines.append(f"  latency ({lat['unit']}) min {n(st['min'])} / median "
+                         f"{n(st['median'])} / p90 {n(st.get('p90', st['max']))} / p99 "
+                         f"{n(st.get('p99', st['max']))} / max {n(st['max'])}"
+                         + (f"; cycles median {n(lat['cycles']['median'])}"
+                            if lat.get("cycles") else ""))
         lines.append(f"  report: {self.paths.get('html', '')}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "samples": self.samples, "differing": self.differing,
                 "tolerance_lsb": self.tolerance_lsb, "metrics": self.metrics,
-                "device": self.device, "paths": {k: str(v) for k, v in self.paths.items()}}
+                "device": self.device,
+                "paths": {k: str(Path(v).resolve()) for k, v in self.paths.items()},
+                "report": self.report}
 
 
 # --- metrics --------------------------------------------------------------------------
@@ -342,18 +352,76 @@ def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
     return device, times, cycles, resets
 
 
+def _build_facts(folder: Path) -> dict[str, Any]:
+    """The build stamps (``native.json``, ``qemu.json``) a pseudo-board left in ``folder``."""
+    found: dict[str, Any] = {}
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError):
+            found[p.stem] = json.loads(p.read_text())
+    return found
+
+
+def report_facts_of(host: np.ndarray, device: np.ndarray, out: TensorFacts,
+                    labels: np.ndarray | None, times: np.ndarray, cycles: np.ndarray,
+                    tolerance_lsb: int, metrics: dict[str, Any], device_info: dict[str, Any],
+                    facts: ModelFacts, board: str | None,
+                    build: dict[str, Any] | None) -> dict[str, Any]:
+    """The report facts of one run (see :mod:`tinydeploy.report_facts`); also moves the
+    latency of an emulated board out of ``metrics['latency_us']`` (instructions, not µs)."""
+    board_id = str(device_info.get("board_id") or board or "")
+    lat = report_facts.latency(times, cycles, board_id)
+    if lat["unit"] == "instructions":
+        metrics.pop("latency_us", None)
+        metrics.pop("cycles", None)
+        metrics["instructions"] = lat["stats"]
+    facts_doc: dict[str, Any] = {
+        "run": runinfo.header(board_id, str(device_info.get("runtime", "")), facts.sha256,
+                              str(Path(facts.path).resolve()) if Path(facts.path).is_file()
+                              else str(facts.path)),
+        "latency": lat}
+    hc = dc = None
+    if labels is not None and len(host) and metrics.get("task") == "classification":
+        hc, dc = _predicted_class(host, out), _predicted_class(device, out)
+        width = int(np.prod(out.shape[1:])) if out.shape[1:] else 1
+        facts_doc["classification"] = report_facts.classification(hc, dc, labels,
+                                                                  max(width, 2))
+    elif labels is not None and len(host):
+        facts_doc["regression"] = report_facts.regression(
+            dequantize(host, out), dequantize(device, out), labels)
+    facts_doc["differing"] = report_facts.differing(host, device, tolerance_lsb, hc, dc)
+    facts_doc["memory"] = report_facts.memory(device_info, build)
+    return facts_doc
+
+
 def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              port: str | None = None, board: str | None = None, samples: int | None = None,
              tolerance_lsb: int = 0, trace: bool = False,
-             stateful: bool = False, profile: bool = False) -> ValidationResult:
+             stateful: bool = False, profile: bool = False,
+             build: dict[str, Any] | None = None) -> ValidationResult:
     """Run ``x_test`` on the device, compare with the host, write the three result files.
 
-    Args: the model, the ``.npz`` (only ``x_test``, or ``x_test_K`` per input, is needed;
-    ``y_test`` optional), the output folder, a port or a board (sim/native/qemu-cm4 start
-    one), the first ``samples`` only, the allowed |device - host| in LSB, ``trace`` (hex
-    dumps), ``stateful`` (the samples are one sequence through a stateful model),
-    ``profile`` (also measure every layer: boards qemu-cm4, native; ``profile.py``).
-    Returns the ValidationResult. Raises TinyDeployError (bad data, device/link errors).
+    Args:
+        model: int8 ``.tflite`` path, bytes or :class:`ModelFacts`.
+        data: ``.npz`` with ``x_test`` (``x_test_K`` per input; ``y_test`` optional, for
+            task metrics).
+        out: output folder for ``samples.csv``, ``validation.json``, ``report.html``.
+        port: serial port of a flashed board; or
+        board: ``sim``, ``native``, ``qemu-cm4`` (started here) or a board id (port found
+            by USB VID/PID).
+        samples: validate only the first N test samples.
+        tolerance_lsb: allowed max |device - host| per value.
+        trace: log a hex dump of every frame.
+        stateful: send the samples as one sequence through a stateful model (no reset).
+        profile: also measure every layer (boards qemu-cm4, native; ``profile.py``).
+        build: build facts of the firmware (``{"qemu": {...text, data, bss}}``) for the
+            report's memory table, when the caller built it.
+
+    Returns:
+        A :class:`ValidationResult` (``passed``, metrics, report facts, paths).
+
+    Raises:
+        TinyDeployError: bad arguments or data (exit 2), a model the protocol cannot carry
+            (3), no device / link failure / other model on the device (5).
     """
     facts = load(model)
     from . import profile as prof
@@ -412,6 +480,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             device_info["resets"] = resets
             layers = (prof.layers(facts, Path(work) / "profile.txt", str(board))
                       if profile else [])
+            link_stats = link.stats() if hasattr(link, "stats") else {"resets": resets}
+            build = build if build is not None else _build_facts(Path(work))
     metrics = compute_metrics(host[0], device[0], tout, labels, times, cycles, tolerance_lsb,
                               facts)
     if len(facts.outputs) > 1:  # the verdict covers every output; labels go with the first
@@ -424,22 +494,23 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                               for m in per]
     if stateful:
         metrics["stateful"] = True
+    rep = report_facts_of(host[0], device[0], tout, labels, times, cycles, tolerance_lsb, metrics,
+                          device_info, facts, board, build)
+    rep["link"] = {**link_stats, "resets": max(resets, int(link_stats.get("resets", 0)))}
     differing = metrics["samples_differing"]
     result = ValidationResult(passed=differing == 0, samples=n, differing=differing,
                               tolerance_lsb=tolerance_lsb, metrics=metrics, device=device_info,
                               paths=paths, time_us=times,
                               host=host[0] if len(host) == 1 else _flat(host),
                               device_out=device[0] if len(device) == 1 else _flat(device),
-                              layers=layers)
+                              layers=layers, cycles=cycles, report=rep)
     doc = result.to_dict()
     if layers:
         doc["layers"] = {"unit": prof.unit(str(board)), "rows": layers}
-    doc["model"] = {"path": facts.path, "sha256": facts.sha256}
-    doc["data"] = str(data)
+    doc["model"] = {"path": str(Path(facts.path).resolve()), "sha256": facts.sha256}
+    doc["data"] = str(Path(data).resolve())
     report.write_atomic(paths["json"], json.dumps(doc, indent=2, default=str) + "\n")
-    write_html(result, facts, extra={f"Per-layer cost ({prof.unit(str(board))})":
-                                     prof.report_section(layers, str(board))}
-               if layers else None)
+    write_html(result, facts)  # the report renders result.layers as its per-layer table
     return result
 
 
@@ -451,24 +522,34 @@ def _tensor_text(t: TensorFacts) -> str:
 def write_html(result: ValidationResult, facts: ModelFacts,
                extra: dict[str, dict[str, Any]] | None = None,
                title: str | None = None) -> Path:
-    """(Re)write the HTML report of a validation run, with optional extra sections first."""
-    m = dict(result.metrics)
-    latency, cyc = m.pop("latency_us", {}), m.pop("cycles", {})
-    verdict = {"passed": result.passed, "samples": result.samples,
-               "samples differing": result.differing,
-               "tolerance": "bit-exact" if result.tolerance_lsb == 0
-               else f"{result.tolerance_lsb} LSB"}
-    sections: dict[str, dict[str, Any]] = {"Verdict": verdict, **(extra or {})}
-    sections["Model"] = {"path": facts.path, "sha256": facts.sha256,
-                         "ops": ", ".join(facts.op_names),
-                         "input": "; ".join(_tensor_text(t) for t in facts.inputs),
-                         "output": "; ".join(_tensor_text(t) for t in facts.outputs)}
-    sections["Device"] = {k: v for k, v in result.device.items()}
-    sections["Metrics"] = m
-    sections["Latency (µs, device-reported)"] = latency
-    if cyc:
-        sections["Cycles"] = cyc
-    return report.write_report(result.paths["html"],
-                               title or f"tinydeploy validation: {facts.name}",
-                               result.passed, sections, result.host, result.device_out,
-                               result.time_us)
+    """(Re)write the HTML report of a validation run, with optional extra sections first.
+
+    Args:
+        result: the validation result (its ``report`` facts are rendered).
+        facts: the model's facts (for the model table).
+        extra: more sections, name -> dict (deploy adds stage timings, quantization ...).
+        title: page title (default ``tinydeploy validation: MODEL``).
+
+    Returns:
+        The path of ``report.html``.
+    """
+    from .report_html import validation_page
+
+    doc = result.to_dict()
+    if getattr(result, "layers", None):  # a per-layer profile, when the run made one
+        doc.setdefault("layers", result.layers)
+    doc["model_facts"] = {"path": facts.path, "sha256": facts.sha256,
+                          "size": f"{facts.size_bytes} B",
+                          "operators": ", ".join(facts.op_names),
+                          "input": "; ".join(_tensor_text(t) for t in facts.inputs),
+                          "output": "; ".join(_tensor_text(t) for t in facts.outputs)}
+    lat = result.report.get("latency", {})
+    unit = lat.get("unit", "µs")
+    values = result.time_us
+    if unit == "instructions":
+        values = result.cycles if np.any(result.cycles) else result.time_us * 1000
+    figures = report.validation_plots(result.host, result.device_out, values, unit,
+                                      result.report.get("regression"))
+    page = validation_page(doc, extra or {}, figures,
+                           title or f"tinydeploy validation: {facts.name}")
+    return report.write_atomic(result.paths["html"], page)

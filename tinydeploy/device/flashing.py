@@ -42,7 +42,7 @@ class FlashResult:
                 f"in {self.seconds:.1f} s")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"project": str(self.project), "board": self.board, "env": self.env,
+        return {"project": str(Path(self.project).resolve()), "board": self.board, "env": self.env,
                 "port": self.port, "command": self.command, "seconds": self.seconds}
 
 
@@ -130,7 +130,22 @@ def _tail(text: str) -> list[str]:
 
 def flash(project: str | Path, board: str | Board, port: str | None = None,
           timeout: float = UPLOAD_TIMEOUT_S) -> FlashResult:
-    """Build and upload ``project`` for ``board`` over ``port`` (found by VID/PID if None)."""
+    """Build and upload ``project`` for ``board`` over ``port`` (found by VID/PID if None).
+
+    Args:
+        project: a generated PlatformIO project folder (with ``platformio.ini``).
+        board: board id or :class:`Board` (its ``[env:ID]`` is built).
+        port: serial port; None finds the board by its USB VID/PID.
+        timeout: seconds the build and upload may take.
+
+    Returns:
+        A :class:`FlashResult` (port, seconds, PlatformIO output tail).
+
+    Raises:
+        TinyDeployError: a board that is not flashed (``bad_argument``), no PlatformIO
+            (``tool_missing``, exit 7), no or a wrong port (``no_port``/``port_error``,
+            exit 5), build or upload failure (``build_failed``, exit 8).
+    """
     b = get_board(board)
     if not b.uploadable:
         raise TinyDeployError("bad_argument", problem=f"board {b.id} is not flashed",

@@ -117,6 +117,9 @@ class Link:
         self.retransmits = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.damaged_frames = 0  # frames received with a bad CRC or framing
+        self.rejected_frames = 0  # requests the device reported damaged (BAD_CRC/BAD_FRAME)
+        self.timeouts = 0  # waits for a reply that ended without one
         self.info: DeviceInfo | None = None
         self._seq = random.randrange(1, 0xFFFF)
         self._recent: deque[int] = deque(maxlen=RECENT_SEQS)
@@ -276,6 +279,10 @@ class Link:
                 return outcome
             if outcome in COUNTED:
                 failures += 1
+                if outcome == TIMEOUT:
+                    self.timeouts += 1
+                else:
+                    self.rejected_frames += 1
             elif outcome == SUSPECT:
                 guesses += 1
             log.debug("%s seq=%d: %s", frame.op_name, seq, outcome)
@@ -293,6 +300,7 @@ class Link:
         while self._serial.in_waiting and time.monotonic() < limit:
             for item in self._read():
                 if isinstance(item, FrameError):
+                    self.damaged_frames += 1
                     self._trace_damaged(item)
                 else:
                     self._trace("RX", item)
@@ -334,6 +342,7 @@ class Link:
             found: set[str] = set()
             for item in self._read():
                 if isinstance(item, FrameError):
+                    self.damaged_frames += 1
                     self._trace_damaged(item)
                     if self._note_boot(item):
                         self._handle_reset(op)  # raises DeviceReset unless op is HELLO
@@ -394,6 +403,19 @@ class Link:
         return frame.payload
 
     # --- API ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """The link's counters since it was opened.
+
+        Returns:
+            ``retransmits`` (requests sent again), ``timeouts``, ``crc_errors`` (damaged
+            frames received), ``rejected`` (requests the device received damaged),
+            ``resets`` (device restarts), ``bytes_sent``, ``bytes_received``.
+        """
+        return {"retransmits": self.retransmits, "timeouts": self.timeouts,
+                "crc_errors": self.damaged_frames, "rejected": self.rejected_frames,
+                "resets": self.resets, "bytes_sent": self.bytes_sent,
+                "bytes_received": self.bytes_received}
+
     def hello(self) -> DeviceInfo:
         """Handshake: the device's firmware, model and tensor description."""
         frame = self.command(Op.HELLO, bytes([PROTOCOL_VERSION]), reply_bytes=512)
