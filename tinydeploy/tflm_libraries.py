@@ -19,8 +19,12 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import TinyDeployError
+
+if TYPE_CHECKING:
+    from .boards import Board
 
 # The MicroInterpreter constructor the generated firmware calls:
 # MicroInterpreter(model, resolver, tensor_arena, kArenaSize)
@@ -112,3 +116,57 @@ def get_library(lib_id: str) -> TflmLibrary:
         raise TinyDeployError("bad_argument", problem=f"unknown TFLM library {lib_id!r}",
                               fix=f"choose one of: {', '.join(libs)}")
     return libs[lib_id]
+
+
+# --- checks and facts for the renderer --------------------------------------------------------
+def check_boards(ops: list[tuple[str, str]], boards: list[Board], path: str) -> None:
+    """Refuse boards whose TFLM library the generated firmware cannot use.
+
+    ``ops`` are the model's (operator name, ``MicroMutableOpResolver`` method) pairs. Raises
+    ``TinyDeployError("unsupported_op")`` (exit 3) naming the first operator a board's
+    library lacks, the board and the library; ``TinyDeployError("bad_argument")`` for a
+    library whose ``MicroInterpreter`` constructor differs from the firmware's call.
+    """
+    from .boards import BOARDS
+
+    for board in boards:
+        lib = board.tflm_lib
+        if lib is None:
+            continue
+        if not lib.firmware_compatible:
+            raise TinyDeployError(
+                "bad_argument", problem=f"board {board.id} uses TFLM library {lib.label} whose "
+                f"constructor {lib.ctor} is not the MicroInterpreter(model, resolver, arena, "
+                "size) the firmware calls",
+                fix="name a library with that constructor in tinydeploy/boards.py "
+                    f"({', '.join(i for i, x in libraries().items() if x.firmware_compatible)})")
+        missing = [name for name, method in ops if method not in lib.resolver_methods]
+        if missing:
+            others = [b.id for b in BOARDS.values() if b.tflm_lib and all(
+                m in b.tflm_lib.resolver_methods for n, m in ops if n in missing)]
+            where = f"use a board whose library has it ({', '.join(others)}) or " if others else ""
+            raise TinyDeployError(
+                "unsupported_op", path=path, op=", ".join(dict.fromkeys(missing)),
+                runtime=f"{lib.label} (TFLite Micro of {lib.tflm_date}), the TFLM library of "
+                        f"board {board.id}",
+                fix=f"{where}replace the layer with one {lib.name} registers")
+
+
+KERNEL_TEXT = {"reference": "reference (portable C++) kernels",
+               "cmsis-nn": "CMSIS-NN kernels (Arm-optimized where the core has the DSP/MVE "
+                           "instructions, their portable C path elsewhere)",
+               "esp-nn": "ESP-NN kernels (optimized for the ESP32-S3)"}
+
+
+def library_context(lib: TflmLibrary, boards: list[Board]) -> dict[str, object]:
+    """What the generated README says about ``lib`` for ``boards`` (which use it)."""
+    window = (f"{lib.tflm_window[0]} .. {lib.tflm_window[1]}"
+              if lib.tflm_window and lib.tflm_window[1] else lib.tflm_date)
+    warn = [{"board": b.id, "arch": b.arduino_arch} for b in boards
+            if not lib.arduino_compatible(b.arduino_arch)]
+    return {"id": lib.id, "arduino": lib.name, "version": lib.version,
+            "install": lib.arduino_install, "lib_deps": lib.lib_deps, "label": lib.label,
+            "tflm_date": lib.tflm_date, "tflm_window": window, "kernels": lib.kernels,
+            "kernels_text": KERNEL_TEXT.get(lib.kernels, lib.kernels),
+            "architectures": ", ".join(lib.architectures), "warnings": warn,
+            "notes": lib.notes}
