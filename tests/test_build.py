@@ -125,19 +125,30 @@ def test_missing_platformio_is_exit_7(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "PlatformIO" in line and "pip install platformio" in line
 
 
-@pytest.mark.parametrize("missing", ["platform", "library"])
-def test_missing_platform_or_library_is_exit_7_without_running_pio(
-        tmp_path: Path, pio: Path, missing: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_platform_is_exit_7_without_running_pio(
+        tmp_path: Path, pio: Path, capsys: pytest.CaptureFixture[str]) -> None:
     proj = _project(tmp_path)
-    if missing == "platform":
-        (tmp_path / "core" / "platforms" / "nordicnrf52").rmdir()
-    else:
-        (proj / ".pio" / "libdeps" / "nano33ble" / "Chirale_TensorFLowLite").rmdir()
+    (tmp_path / "core" / "platforms" / "nordicnrf52").rmdir()
     assert main(["build", str(proj), "--board", "nano33ble"]) == 7
     line = _one_error_line(capsys)
-    assert f"pio pkg install -d {proj} -e nano33ble" in line
-    assert ("nordicnrf52" if missing == "platform" else "Chirale_TensorFLowLite@2.0.0") in line
+    assert f"pio pkg install -d {proj} -e nano33ble" in line and "nordicnrf52" in line
     assert _calls(pio) == []  # pio never ran (it would hang on the registry)
+    # an installed platform under a versioned folder name counts
+    (tmp_path / "core" / "platforms" / "nordicnrf52@10.3.0").mkdir()
+    assert main(["build", str(proj), "--board", "nano33ble"]) == 0
+
+
+def test_library_pio_cannot_download_is_exit_7(tmp_path: Path, pio: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    proj = _project(tmp_path)
+    (proj / ".pio" / "libdeps" / "nano33ble" / "Chirale_TensorFLowLite").rmdir()
+    monkeypatch.setenv("FAKE_PIO_RC", "1")
+    monkeypatch.setenv("FAKE_PIO_OUTPUT", "HTTPClientError: could not reach the registry")
+    assert main(["build", str(proj), "--board", "nano33ble"]) == 7
+    line = _one_error_line(capsys)
+    assert "spaziochirale/Chirale_TensorFLowLite@2.0.0 not found" in line
+    assert f"pio pkg install -d {proj} -e nano33ble" in line
 
 
 def test_missing_toolchain_in_pio_output_is_exit_7(tmp_path: Path, pio: Path,

@@ -2,12 +2,13 @@
 
 ``build`` checks what it can offline first, each with one clear error: the project has the
 board's ``[env:BOARD]`` (exit 2), PlatformIO is installed (exit 7), the env's development
-platform (which brings the toolchain) and its ``lib_deps`` are installed (exit 7, naming
-``pio pkg install -d DIR -e BOARD``, the one command that installs them with network
-access). Without them ``pio run`` would try to download them, which hangs for a minute
-and fails where the PlatformIO registry is unreachable. Then ``pio run`` runs with its
-output streamed live, bounded by a timeout; a failure whose output says a package or
-compiler is missing is again exit 7, any other failure exit 8 with the last lines.
+platform (which brings the toolchain) is installed (exit 7, naming ``pio pkg install -d
+DIR -e BOARD``, the one command that installs platform, toolchain and ``lib_deps`` with
+network access). Without the platform ``pio run`` would try to download it, which hangs
+for a minute and fails where the PlatformIO registry is unreachable. Then ``pio run`` runs
+with its output streamed live, bounded by a timeout (it installs a missing ``lib_deps``
+library itself when online); a failure whose output says a package or compiler is missing
+is again exit 7, any other failure exit 8 with the last lines.
 
 ``tinydeploy flash`` calls ``build`` before it looks for a serial port, so a project that
 does not compile fails the same way with or without a board attached.
@@ -98,22 +99,24 @@ def _lib_name(dep: str) -> str:
     return dep.split("@", 1)[0].rsplit("/", 1)[-1].strip()
 
 
+def missing_libraries(project: Path, env: str, ini: Path) -> list[str]:
+    """``lib_deps`` entries of ``env`` not yet installed in ``.pio/libdeps/ENV``."""
+    libdeps = project / ".pio" / "libdeps" / env
+    have = {p.name.lower() for p in libdeps.iterdir()} if libdeps.is_dir() else set()
+    deps = (d.strip() for d in _env_options(ini, env).get("lib_deps", "").splitlines())
+    return [d for d in deps if d and not d.startswith((";", "#"))
+            and _lib_name(d).lower() not in have]
+
+
 def check_packages(project: Path, env: str, ini: Path) -> None:
-    """Refuse (exit 7) a project whose platform or ``lib_deps`` are not installed."""
-    opts = _env_options(ini, env)
-    fix = f"install them once with network access: pio pkg install -d {project} -e {env}"
-    platform = opts.get("platform", "").strip()
+    """Refuse (exit 7) a project whose development platform is not installed."""
+    platform = _env_options(ini, env).get("platform", "").strip()
     if platform and not re.search(r"[/:]", platform) and not platform_installed(
             platform.split("@", 1)[0]):
         raise TinyDeployError("tool_missing",
                               tool=f"PlatformIO platform {platform} (the toolchain of {env})",
-                              fix=fix)
-    libdeps = project / ".pio" / "libdeps" / env
-    have = {p.name.lower() for p in libdeps.iterdir()} if libdeps.is_dir() else set()
-    for dep in (d.strip() for d in opts.get("lib_deps", "").splitlines()):
-        if dep and not dep.startswith((";", "#")) and _lib_name(dep).lower() not in have:
-            raise TinyDeployError("tool_missing", tool=f"library {dep} for env {env}",
-                                  fix=fix)
+                              fix=f"install it once with network access: pio pkg install -d "
+                                  f"{project} -e {env}")
 
 
 # --- running pio ---------------------------------------------------------------------------
@@ -187,8 +190,9 @@ def build(project: str | Path, board: str | Board, timeout: float = BUILD_TIMEOU
     ini = check_project(project, env)
     pio = pio_command()
     check_packages(project, env, ini)
+    missing = missing_libraries(project, env, ini)
     cmd = [*pio, "run", "-d", str(project), "-e", env]
-    stage("build", " ".join(cmd))
+    stage("build", " ".join(cmd) + (f" (installs {', '.join(missing)})" if missing else ""))
     start = time.monotonic()
     try:
         rc, tail = run_streamed(cmd, timeout, echo)
@@ -203,7 +207,8 @@ def build(project: str | Path, board: str | Board, timeout: float = BUILD_TIMEOU
     if rc != 0:
         text = "\n".join(tail)
         if _MISSING.search(text):
-            raise TinyDeployError("tool_missing", tool=f"a PlatformIO package for env {env}",
+            what = ", ".join(missing) or f"a PlatformIO package for env {env}"
+            raise TinyDeployError("tool_missing", tool=what,
                                   fix=f"install it once with network access: pio pkg install "
                                       f"-d {project} -e {env} ({tail[-1][:120]})")
         raise TinyDeployError("build_failed", what="pio run", rc=rc,
