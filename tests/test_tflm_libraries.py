@@ -32,6 +32,7 @@ from tinydeploy.tflm_libraries import FIRMWARE_CTOR, libraries
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
+FIXTURE_DIR = Path(__file__).parent / "fixtures" / "tflm"
 MCU = [b.id for b in BOARDS.values() if b.is_mcu]
 FACTS = fixtures()
 USABLE = sorted(i for i, lib in libraries().items() if lib.firmware_compatible)
@@ -160,17 +161,20 @@ def test_generate_refuses_an_op_the_library_lacks(tmp_path: Path, op: str) -> No
     assert not (tmp_path / "fw").exists()
 
 
-def test_cli_generate_refusal_is_one_line_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_cli_generate_refusal_is_one_line_exit_3(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    facts = load(DATA / "sine_mlp.tflite")
-    bad = dataclasses.replace(facts, ops=[*facts.ops, OpFacts("BATCH_MATMUL", 1, 1)])
-    monkeypatch.setattr(render, "load", lambda model: bad)
-    rc = main(["generate", str(DATA / "sine_mlp.tflite"), "--out", str(tmp_path / "fw"),
-               "--board", "esp32-s3", "--arena", "4096"])
+    """A real full-int8 model with BATCH_MATMUL (tf.matmul of two activations, made with
+    the TFLite converter): the guard accepts it (TFLM has the op), the board's library not."""
+    model = FIXTURE_DIR / "batch_matmul_int8.tflite"
+    assert main(["check", str(model)]) == 0
+    capsys.readouterr()
+    rc = main(["generate", str(model), "--out", str(tmp_path / "fw"), "--board", "esp32-s3"])
     out = capsys.readouterr()
     lines = [line for line in (out.out + out.err).splitlines() if line.strip()]
-    assert rc == 3 and len(lines) == 1
-    assert "BATCH_MATMUL" in lines[0] and "esp32-s3" in lines[0] and "Chirale" in lines[0]
+    assert rc == 3 and len(lines) == 1, lines
+    assert "BATCH_MATMUL" in lines[0] and "esp32-s3" in lines[0]
+    assert "Chirale_TensorFLowLite 2.0.0" in lines[0]
+    assert not (tmp_path / "fw").exists()
 
 
 # --- README and platformio.ini tell the truth -------------------------------------------------
