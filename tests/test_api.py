@@ -12,7 +12,7 @@ from tinydeploy import cli
 def test_every_cli_command_has_an_api_function() -> None:
     commands = {c.name or c.callback.__name__ for c in cli.app.registered_commands}
     assert commands == {"train", "quantize", "check", "inspect", "carray", "arena", "boards",
-                        "generate", "flash", "validate", "deploy"}
+                        "generate", "build", "flash", "validate", "deploy"}
     for name in commands - {"boards"}:
         assert callable(getattr(tinydeploy, name)), name
     assert "nano33ble" in tinydeploy.BOARDS

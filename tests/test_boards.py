@@ -94,7 +94,7 @@ def test_table_lists_every_board() -> None:
     assert len(lines) == len(BOARDS) + 2
     for b in BOARDS.values():
         assert any(line.startswith(b.id + " ") for line in lines)
-    assert "Chirale_TensorFLowLite" in text and "TensorFlowLite_ESP32" in text
+    assert "spaziochirale/Chirale_TensorFLowLite@2.0.0" in text
 
 
 def test_cli_boards(capsys: pytest.CaptureFixture[str]) -> None:

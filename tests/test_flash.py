@@ -15,6 +15,7 @@ import pytest
 import serial.tools.list_ports
 
 from tinydeploy.boards import get_board
+from tinydeploy.device import building
 from tinydeploy.device import flashing as fl
 from tinydeploy.errors import TinyDeployError
 
@@ -45,13 +46,17 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     monkeypatch.setattr(fl.shutil, "which",
                         lambda name: "/opt/pio/bin/pio" if name == "pio" else None)
     monkeypatch.setattr(fl, "check_port", lambda port: None)
+    # the build before the upload (tests/test_build.py runs it with a fake pio)
+    monkeypatch.setattr(building, "build", lambda project, board, **kw: calls.append(
+        ["build", str(project), getattr(board, "id", board)]))
     return calls
 
 
 def test_flash_builds_the_pio_command(tmp_path: Path, runs: list[list[str]]) -> None:
     proj = _project(tmp_path)
     result = fl.flash(proj, "nano33ble", port="/dev/ttyACM7")
-    assert runs == [["/opt/pio/bin/pio", "run", "-d", str(proj), "-e", "nano33ble",
+    assert runs == [["build", str(proj), "nano33ble"],
+                    ["/opt/pio/bin/pio", "run", "-d", str(proj), "-e", "nano33ble",
                      "-t", "upload", "--upload-port", "/dev/ttyACM7"]]
     assert result.port == "/dev/ttyACM7" and result.env == "nano33ble"
     assert "nano33ble" in result.summary()
@@ -67,7 +72,7 @@ def test_flash_finds_the_port_by_vid_pid(tmp_path: Path, runs: list[list[str]],
     ])
     result = fl.flash(_project(tmp_path), "nano33ble")
     assert result.port == "/dev/ttyACM3"
-    assert runs[0][-2:] == ["--upload-port", "/dev/ttyACM3"]
+    assert runs[-1][-2:] == ["--upload-port", "/dev/ttyACM3"]
 
 
 def test_find_port_picks_the_board_not_another(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +92,7 @@ def test_no_port_fails_fast(tmp_path: Path, runs: list[list[str]],
         fl.flash(_project(tmp_path), "nano33ble")
     assert err.value.code == "no_port" and "--port" in str(err.value)
     assert "0403:6001" in str(err.value)  # names what it saw
-    assert runs == []
+    assert runs == [["build", str(tmp_path / "fw"), "nano33ble"]]  # built, not uploaded
 
 
 def test_missing_platformio_fails_fast(tmp_path: Path, runs: list[list[str]],
@@ -127,10 +132,11 @@ def test_unopenable_port_fails_before_pio(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.undo()  # real check_port
     monkeypatch.setattr(fl.subprocess, "run", lambda *a, **k: runs.append(a[0]))
     monkeypatch.setattr(fl.shutil, "which", lambda name: "/opt/pio/bin/pio")
+    monkeypatch.setattr(building, "build", lambda *a, **k: runs.append(["build"]))
     with pytest.raises(TinyDeployError) as err:
         fl.flash(_project(tmp_path), "nano33ble", port=str(tmp_path / "ttyNOPE"))
     assert err.value.code == "port_error"
-    assert runs == []
+    assert runs == [["build"]]  # no upload
 
 
 def test_pio_failure_and_timeout(tmp_path: Path, runs: list[list[str]],

@@ -30,6 +30,7 @@ _API = {  # API name -> (module, attribute)
     "ModelFacts": ("facts", "ModelFacts"), "carray": ("c_array", "carray"),
     "arena": ("arena_search", "arena"), "BOARDS": ("boards", "BOARDS"),
     "generate": ("render", "generate"), "flash": ("device.flashing", "flash"),
+    "build": ("device.building", "build"),
     "validate": ("validation", "validate"), "deploy": ("pipeline", "deploy"),
     "load_data": ("data", "load_data"), "Dataset": ("data", "Dataset"),
     "analyze": ("layers", "analyze"),

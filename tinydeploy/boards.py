@@ -13,17 +13,15 @@ holds static data (the tensor arena is a static array). ``framework_flash`` and
 ``framework_ram`` estimate what the Arduino core itself takes in an empty sketch; the
 renderer adds them to its TFLM estimates for the budget check (see ``render.budget``).
 
-TFLM libraries (real, published names; Arduino IDE name / PlatformIO ``lib_deps``):
-
-* Cortex-M boards: ``Chirale_TensorFlowLite`` by Spazio Chirale (Arduino Library Manager;
-  PlatformIO ``spaziochirale/Chirale_TensorFLowLite`` -- the registry keeps the
-  library.properties spelling). A current TFLM export as an Arduino library; its
-  library.properties lists the mbed/ESP32 architectures, but the sources are portable
-  C++ and build on other Arm Arduino cores (the IDE prints an "incompatible
-  architecture" warning, PlatformIO's default soft compatibility mode accepts it).
-* ESP32-S3: ``TensorFlowLite_ESP32`` by tanakamasayuki (PlatformIO
-  ``tanakamasayuki/TensorFlowLite_ESP32``), built on espressif/esp-tflite-micro with
-  ESP-NN kernels.
+TFLM libraries: every MCU board names one library id of :mod:`tinydeploy.tflm_libraries`
+(Arduino Library Manager name, pinned PlatformIO ``lib_deps``, main header, TFLM date,
+kernel flavour, constructor, ``architectures=``, resolver methods -- facts extracted from
+the real library trees). All five boards use ``Chirale_TensorFLowLite`` 2.0.0 (TFLM of
+January 2023, CMSIS-NN kernels): its library.properties lists ``mbed_nano`` and ``esp32``
+(the Arduino Nano ESP32 is an ESP32-S3), so the Arduino IDE warns "incompatible
+architecture" on the rp2040/stm32/teensy cores but builds it (portable C++), and
+PlatformIO's default ``lib_compat_mode = soft`` accepts it. ``TensorFlowLite_ESP32`` 1.0.0
+(TFLM of May 2022) is not usable: its ``MicroInterpreter`` needs an ``ErrorReporter*``.
 """
 
 from __future__ import annotations
@@ -32,14 +30,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import TinyDeployError
+from .tflm_libraries import TflmLibrary, get_library
 
 KIB = 1024
 MIB = 1024 * 1024
 
-CHIRALE = ("Chirale_TensorFlowLite", "spaziochirale/Chirale_TensorFLowLite@^2.0.0",
-           "Chirale_TensorFlowLite.h")
-TFLM_ESP32 = ("TensorFlowLite_ESP32", "tanakamasayuki/TensorFlowLite_ESP32@^1.0.0",
-              "TensorFlowLite_ESP32.h")
+CHIRALE = "chirale-2.0.0"  # library ids of tinydeploy.tflm_libraries
 
 CYCLE_COUNTERS = ("dwt", "ccount", "systick", "none")
 
@@ -60,10 +56,8 @@ class Board:
     pio_board: str | None = None
     pio_framework: str | None = None
     arduino_fqbn: str | None = None  # arduino-cli --fqbn
-    # TFLite Micro library for this platform
-    tflm_arduino_lib: str | None = None  # Arduino Library Manager name
-    tflm_lib_deps: str | None = None  # PlatformIO lib_deps entry
-    tflm_header: str | None = None  # the library's main header
+    # TFLite Micro library for this platform: an id of tinydeploy.tflm_libraries
+    tflm_library: str | None = None
     # port detection: (VID, PID) pairs of the board's USB serial interface
     usb_ids: tuple[tuple[int, int], ...] = ()
     # preprocessor symbols the board's Arduino core defines (board detection in a sketch)
@@ -101,22 +95,50 @@ class Board:
     def supports(self, runtime: str) -> bool:
         return runtime in self.runtimes
 
+    @property
+    def tflm_lib(self) -> TflmLibrary | None:
+        """The board's TFLM library (table entry), None for pseudo-boards."""
+        return get_library(self.tflm_library) if self.tflm_library else None
+
+    @property
+    def tflm_arduino_lib(self) -> str | None:
+        """Arduino Library Manager name of the TFLM library (exact spelling)."""
+        return self.tflm_lib.name if self.tflm_lib else None
+
+    @property
+    def tflm_lib_deps(self) -> str | None:
+        """PlatformIO ``lib_deps`` entry, pinned: ``owner/name@X.Y.Z``."""
+        return self.tflm_lib.lib_deps if self.tflm_lib else None
+
+    @property
+    def tflm_header(self) -> str | None:
+        """The TFLM library's main header."""
+        return self.tflm_lib.header if self.tflm_lib else None
+
+    @property
+    def arduino_arch(self) -> str | None:
+        """The Arduino core's architecture (the middle part of the FQBN), e.g. ``mbed_nano``."""
+        parts = (self.arduino_fqbn or "").split(":")
+        return parts[1] if len(parts) >= 3 else None
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.update(tflm_arduino_lib=self.tflm_arduino_lib, tflm_lib_deps=self.tflm_lib_deps,
+                 tflm_header=self.tflm_header)
         d["usb_ids"] = [f"{v:04x}:{p:04x}" for v, p in self.usb_ids]
         d["has_dwt"] = self.has_dwt
         return d
 
 
 def _mcu(id: str, name: str, mcu: str, core: str, mhz: int, ram: int, flash: int,
-         pio: tuple[str, str], fqbn: str, lib: tuple[str, str, str],
+         pio: tuple[str, str], fqbn: str, lib: str,
          usb: tuple[tuple[int, int], ...], macros: tuple[str, ...], cycles: str,
          fw_flash: int, fw_ram: int, notes: str, **kw: Any) -> Board:
     return Board(
         id=id, name=name, mcu=mcu, core=core, clock_hz=mhz * 1_000_000, ram_bytes=ram,
         flash_bytes=flash, pio_platform=pio[0], pio_board=pio[1], pio_framework="arduino",
-        arduino_fqbn=fqbn, tflm_arduino_lib=lib[0], tflm_lib_deps=lib[1],
-        tflm_header=lib[2], usb_ids=usb, arduino_macros=macros, cycle_counter=cycles,
+        arduino_fqbn=fqbn, tflm_library=lib, usb_ids=usb, arduino_macros=macros,
+        cycle_counter=cycles,
         framework_flash=fw_flash, framework_ram=fw_ram, notes=notes, **kw)
 
 
@@ -129,7 +151,7 @@ _BOARDS: tuple[Board, ...] = (
          "mbed OS core; the first 64 KiB of flash hold the bootloader"),
     _mcu("esp32-s3", "Espressif ESP32-S3-DevKitC-1 (N8)", "ESP32-S3", "Xtensa LX7 (dual)", 240,
          320 * KIB, 3 * MIB, ("espressif32", "esp32-s3-devkitc-1"), "esp32:esp32:esp32s3",
-         TFLM_ESP32,
+         CHIRALE,
          ((0x303A, 0x1001), (0x10C4, 0xEA60), (0x1A86, 0x55D3), (0x1A86, 0x7523)),
          ("ARDUINO_ESP32S3_DEV", "CONFIG_IDF_TARGET_ESP32S3"), "ccount", 280 * KIB, 40 * KIB,
          "3 MiB application partition of the default 8 MB layout; 320 KiB data RAM"),

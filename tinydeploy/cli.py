@@ -217,6 +217,17 @@ def generate(
 
 
 @app.command()
+def build(
+    project: Annotated[Path, typer.Argument(help="generated PlatformIO project folder")],
+    board: Annotated[str, typer.Option(help="board id")],
+) -> None:
+    """Compile with PlatformIO (pio run), output live; no board needed."""
+    from .device.building import build as run
+
+    typer.echo(run(project, board=board).summary())
+
+
+@app.command()
 def flash(
     project: Annotated[Path, typer.Argument(help="generated PlatformIO project folder")],
     board: Annotated[str, typer.Option(help="board id")],

@@ -11,8 +11,9 @@ partials that are included, never written. Layout of ``--out DIR``::
     DIR/SKETCH/SKETCH.ino + sources        --format arduino|both (SKETCH = DIR's name)
 
 Everything is checked before anything is written (unknown board, a model the guard
-rejects -- float, hybrid, uint8, an operator TFLM lacks --, a model or arena that does not
-fit a board); the tree is rendered into a temporary folder
+rejects -- float, hybrid, uint8, an operator TFLM lacks --, an operator the board's TFLM
+library lacks (:mod:`tinydeploy.tflm_libraries`), a model or arena that does not fit a
+board); the tree is rendered into a temporary folder
 beside ``DIR`` and moved into place at the end, so an error leaves nothing half-written.
 
 Budget estimate (per board, documented in the generated README):
@@ -50,6 +51,7 @@ from .facts import ModelFacts, TensorFacts, load
 from .log import stage
 from .ops import TFLM_OPS
 from .output import check_output_dir, staged_output
+from .tflm_libraries import check_boards, library_context
 
 if TYPE_CHECKING:
     from .cruntime import CResult
@@ -271,6 +273,7 @@ def board_context(board: Board, b: Budget) -> dict[str, Any]:
             "lib_macro": _lib_macro(board.tflm_header or "none"),
             "tflm_header": board.tflm_header, "tflm_lib_deps": board.tflm_lib_deps,
             "tflm_arduino_lib": board.tflm_arduino_lib, "pio_platform": board.pio_platform,
+            "tflm_lib": library_context(board.tflm_lib, [board]) if board.tflm_lib else None,
             "pio_board": board.pio_board, "pio_framework": board.pio_framework,
             "fqbn": board.arduino_fqbn, "monitor_speed": board.monitor_speed,
             "arduino_core": core_of(board.arduino_fqbn)[0],
@@ -283,11 +286,12 @@ def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketc
     ops = resolver_ops(facts)
     libs: dict[str, dict[str, Any]] = {}
     for bd in boards:
-        if bd.tflm_header:
+        if bd.tflm_lib and bd.tflm_header:
+            users = [b for b in boards if b.tflm_library == bd.tflm_library]
             libs.setdefault(bd.tflm_header, {"header": bd.tflm_header,
                                              "macro": _lib_macro(bd.tflm_header),
-                                             "arduino": bd.tflm_arduino_lib,
-                                             "lib_deps": bd.tflm_lib_deps, "boards": []})
+                                             **library_context(bd.tflm_lib, users),
+                                             "boards": []})
             libs[bd.tflm_header]["boards"].append(bd.id)
     sha = bytes.fromhex(facts.sha256)
     return {
@@ -480,7 +484,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     from .guard import check
 
     check(facts)  # full int8 on TFLM only (float, hybrid, uint8 models fail on the device)
-    resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
+    ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
+    check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path)
     plan = plan_arena(facts, arena)
     budgets = [check_budget(facts, b, plan.size) for b in board_list]
     stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "

@@ -1,9 +1,11 @@
 """Build and upload a generated PlatformIO project: ``pio run -e ENV -t upload``.
 
 Everything that can be checked without hanging is checked first, each with one clear error:
-the project folder has a ``platformio.ini`` with the board's ``[env:ENV]``, PlatformIO is
-installed, and the serial port exists and opens (found by the board's USB VID/PID when
-not given). Only then does the bounded ``pio run`` start.
+the project folder has a ``platformio.ini`` with the board's ``[env:ENV]``, PlatformIO and
+the env's packages are installed, the project compiles (:func:`tinydeploy.device.building.build`,
+output streamed live -- before any port is looked for), and the serial port exists and
+opens (found by the board's USB VID/PID when not given). Only then does the bounded
+upload start.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,14 +132,16 @@ def _tail(text: str) -> list[str]:
 
 
 def flash(project: str | Path, board: str | Board, port: str | None = None,
-          timeout: float = UPLOAD_TIMEOUT_S) -> FlashResult:
-    """Build and upload ``project`` for ``board`` over ``port`` (found by VID/PID if None).
+          timeout: float = UPLOAD_TIMEOUT_S,
+          echo: Callable[[str], None] | None = None) -> FlashResult:
+    """Build, then upload ``project`` for ``board`` over ``port`` (found by VID/PID if None).
 
     Args:
         project: a generated PlatformIO project folder (with ``platformio.ini``).
         board: board id or :class:`Board` (its ``[env:ID]`` is built).
         port: serial port; None finds the board by its USB VID/PID.
         timeout: seconds the build and upload may take.
+        echo: gets the build output line by line (default: stdout).
 
     Returns:
         A :class:`FlashResult` (port, seconds, PlatformIO output tail).
@@ -155,6 +160,9 @@ def flash(project: str | Path, board: str | Board, port: str | None = None,
     env = board_env(b)
     check_project(project, env)
     pio = pio_command()
+    from .building import build
+
+    build(project, b, echo=echo)  # compile errors show without a board attached
     if port is None:
         port = find_port(b)
     check_port(port)
