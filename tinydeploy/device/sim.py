@@ -35,6 +35,7 @@ from ..facts import ModelFacts, load
 from ..output import write_atomic
 from .protocol import (
     DATA_HEADER,
+    INFER_HEADER,
     INFER_RESET,
     INFO_FLAG_BOOT,
     MAX_PAYLOAD,
@@ -219,7 +220,7 @@ class SimDevice:
         try:
             flags, offset, crc, data = unpack_infer(frame.payload)
         except FrameError:
-            return self._error(frame, ErrorCode.BAD_LENGTH, 12)
+            return self._error(frame, ErrorCode.BAD_LENGTH, INFER_HEADER)
         if self.head is not None and self.cache == (frame.seq, frame.payload):
             self.stats.cached_replies += 1
             return self._result(frame.seq)
