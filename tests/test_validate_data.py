@@ -143,3 +143,19 @@ def test_device_with_another_tensor_count_is_refused() -> None:
     with pytest.raises(TinyDeployError, match="has 1 inputs, the model 2"):
         check_device(DeviceInfo(2, "f", "b", "c", facts.sha256, (ts[0],), (ts[2],), 1, 1, 0),
                      facts, "p")
+
+
+def test_host_reference_resets_only_stateful_models() -> None:
+    from tinydeploy.facts import load
+    from tinydeploy.hostref import HostModel, has_state
+
+    assert has_state(load(DATA / "trained_lstm_int8.tflite"))
+    assert not has_state(load(DATA / "digits_cnn.tflite"))
+    lstm = HostModel(load(DATA / "trained_lstm_int8.tflite"))
+    x = np.load(DATA / "trained_lstm_int8.inputs.npy")[:3]
+    fresh = [lstm.predict_one(s) for s in x]
+    again = [lstm.predict_one(s) for s in x]  # each from a fresh state: the same
+    np.testing.assert_array_equal(fresh, again)
+    seq = lstm.predict(x, stateful=True)
+    np.testing.assert_array_equal(seq[0], fresh[0])
+    assert not np.array_equal(seq[1:], np.stack(fresh[1:]))
