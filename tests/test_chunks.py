@@ -309,3 +309,61 @@ def test_int16_model_on_sim() -> None:
         assert info.input.dtype == "INT16" and info.output.dtype == "INT16"
         (out,) = _infer_all(link, [xs[0][:4]], ["int16"])
     np.testing.assert_array_equal(out, y[:4].reshape(4, -1))
+
+
+STATEFUL_MODEL = r"""
+#include "td_model_api.h"
+static int8_t state;
+void td_model_describe(td_info *info) {
+  info->input.dtype = TD_DTYPE_INT16;
+  info->input.ndims = 1;
+  info->input.dims[0] = 700; /* 1,400 bytes: two chunks at TD_MAX_PAYLOAD 1024 */
+  info->output = info->input;
+  info->output.dtype = TD_DTYPE_INT8;
+  info->output.dims[0] = 2;
+}
+void td_reset(void) { state = 0; }
+/* out[0] = how many runs since the last reset, out[1] = the input's last byte */
+int td_invoke(const int8_t *in, int8_t *out) {
+  out[0] = ++state;
+  out[1] = in[1399];
+  return 0;
+}
+"""
+
+
+@needs_gcc
+def test_native_reset_flag_reaches_td_reset(tmp_path: Path) -> None:
+    """INFER's reset flag calls td_reset() (built with -DTD_HAS_RESET, as model_flags()
+    asks when td_model.h declares it) before the run; without it the state carries on."""
+    import subprocess
+
+    from tinydeploy.device.native import model_flags
+    from tinydeploy.device.ptyproc import read_pty_line
+
+    fw = Path(__file__).resolve().parents[1] / "firmware"
+    (tmp_path / "td_model.h").write_text('#include "td_model_api.h"\nvoid td_reset(void);\n')
+    assert model_flags(tmp_path) == ["-DTD_HAS_RESET=1"]
+    (tmp_path / "model.c").write_text(STATEFUL_MODEL)
+    exe = tmp_path / "device"
+    res = subprocess.run([str(GCC), "-std=c99", "-Wall", "-Wextra", "-Werror",
+                          *model_flags(tmp_path), "-I", str(fw),
+                          *(str(fw / f) for f in ("td_native_main.c", "td_posix.c",
+                                                  "td_protocol.c")),
+                          str(tmp_path / "model.c"), "-o", str(exe)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        port = read_pty_line(proc, 10.0)
+        with Link(port, timeout=1.0) as link:
+            assert link.hello().input.dtype == "INT16"
+            x = bytes(range(256)) * 5 + bytes(120)
+            steps = [link.infer(x, reset=r).output[0] for r in (True, False, False, True)]
+            assert steps == [1, 2, 3, 1]
+            assert link.infer(x[:-1] + b"\x07", reset=False).output == b"\x02\x07"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        assert proc.stdout is not None
+        proc.stdout.close()
