@@ -276,6 +276,10 @@ def serve(model: str | Path, faults: Faults, stats_path: str | None = None,
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)  # keep the slave open: reads never EIO while the host reconnects
+    # SIGTERM from the parent, Ctrl-C (it reaches the whole process group): a quiet exit,
+    # from the moment the PTY line is out (a caller may signal right after reading it)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     print(f"PTY {os.ttyname(slave)}", flush=True)
 
     def write(data: bytes) -> None:
@@ -294,9 +298,6 @@ def serve(model: str | Path, faults: Faults, stats_path: str | None = None,
         if stats_path:
             write_atomic(stats_path, json.dumps(asdict(device.stats)))
 
-    # SIGTERM from the parent, Ctrl-C (it reaches the whole process group): a quiet exit
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: sys.exit(0))
     parent = os.getppid()
     try:
         write(device.announce())
