@@ -161,3 +161,20 @@ def test_host_reference_resets_only_stateful_models() -> None:
     assert not np.array_equal(seq, np.stack(fresh))
     want = np.load(DATA / "trained_lstm_int8.outputs_cm4_stateful.npy")
     np.testing.assert_array_equal(seq.reshape(want.shape), want)
+
+
+def test_load_split_checks(tmp_path: Path) -> None:
+    from tinydeploy.data import load_split
+
+    x = np.zeros((4, 3), np.float32)
+    xs, y = load_split(_npz(tmp_path / "a.npz", x_test_0=x), "test", 1)  # _0 for one input
+    assert len(xs) == 1 and y is None
+    cases = {"b": dict(x_test=x, y_test=np.zeros(3)),  # 4 samples, 3 labels
+             "c": dict(x_test=np.full((2, 3), np.nan, np.float32)),
+             "d": dict(x_test=np.zeros((0, 3), np.float32)),
+             "e": dict(x_train=x)}
+    problems = {"b": "sample counts differ", "c": "NaN", "d": "empty", "e": "missing key x_test"}
+    for name, arrays in cases.items():
+        with pytest.raises(TinyDeployError) as err:
+            load_split(_npz(tmp_path / f"{name}.npz", **arrays), "test", 1)
+        assert err.value.code == "bad_data" and problems[name] in str(err.value), name
