@@ -168,6 +168,38 @@ def test_unnoticed_reset_resends_the_chunks() -> None:
     assert board.device.stats.invocations == len(x)
 
 
+class _ForgetsResult(_LostAnnouncement):
+    """Reboots silently right after its first RESULT: the READ that follows meets no result."""
+
+    def __init__(self, facts: ModelFacts) -> None:
+        from test_link_sim import PtyBoard
+
+        self.device = SimDevice(facts, max_payload=128)
+        self.dropped = False
+        self.board = PtyBoard(self.respond)
+
+    def respond(self, data: bytes) -> list[bytes | float]:
+        if not self.dropped and self.device.head is not None:
+            self.device.reboot()  # its announcement is dropped below
+            self.dropped = True
+        return super().respond(data)
+
+
+@pytest.mark.parametrize("reset", [True, False], ids=["fresh", "stateful"])
+def test_lost_result_resends_or_stops_a_stateful_sequence(reset: bool) -> None:
+    facts = load(pool_model((1, 16, 16, 3)))  # 192 output bytes: RESULT + READ at 128
+    x = np.random.default_rng(1).integers(-128, 128, size=(16, 16, 3), dtype=np.int8)
+    board = _ForgetsResult(facts)
+    with board.board, Link(board.board.port, timeout=0.3, boot_wait=0.0) as link:
+        if reset:
+            out = link.infer(x.tobytes(), reset=True).output
+            assert out == HostModel(facts).predict(x[None]).tobytes()
+            assert board.device.stats.invocations == 2  # run again after the lost result
+        else:
+            with pytest.raises(TinyDeployError, match="stateful step"):
+                link.infer(x.tobytes(), reset=False)
+
+
 def test_device_refuses_bad_chunks() -> None:
     """DATA past the end, an INFER whose CRC does not match, READ without a result."""
     from tinydeploy.device.protocol import (
