@@ -245,7 +245,7 @@ def _zoo(name: str) -> tuple[ModelFacts, list[np.ndarray], np.ndarray]:
 @pytest.fixture(scope="module")
 def person() -> Iterator[tuple[ModelFacts, list[np.ndarray], np.ndarray]]:
     facts, xs, y = _zoo("person_detect")
-    yield facts, [xs[0][:4]], y[:4]
+    yield facts, [xs[0][:2]], y[:2]
 
 
 def test_person_detect_on_sim_matches_cortex_m4(
@@ -312,8 +312,8 @@ def test_two_input_model_on_sim() -> None:
         for dev, host in zip(info.inputs, facts.inputs, strict=True):
             assert (dev.dtype, dev.shape, dev.zero_point) == (host.dtype, host.shape,
                                                                host.zero_point)
-        (out,) = _infer_all(link, xs, [facts.outputs[0].numpy_dtype])
-    np.testing.assert_array_equal(out, y.reshape(len(y), -1))
+        (out,) = _infer_all(link, [x[:4] for x in xs], [facts.outputs[0].numpy_dtype])
+    np.testing.assert_array_equal(out, y[:4].reshape(4, -1))
 
 
 @needs_gcc

@@ -38,11 +38,20 @@ def _npz(path: Path, **arrays: np.ndarray) -> Path:
     return path
 
 
-def test_x_test_only_is_enough(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def sine_sim() -> Iterator[str]:
+    """One simulated board for the sine tests (its port)."""
+    from tinydeploy.device.sim import start_sim
+
+    with start_sim(DATA / "sine_mlp.tflite") as sim:
+        yield sim.port
+
+
+def test_x_test_only_is_enough(tmp_path: Path, sine_sim: str) -> None:
     x = np.linspace(0.1, 6.0, 12, dtype=np.float32)[:, None]
     data = _npz(tmp_path / "d.npz", x_test=x)  # no labels, no train/val splits
     with _warnings() as warned:
-        r = validate(DATA / "sine_mlp.tflite", data, tmp_path / "out", board="sim")
+        r = validate(DATA / "sine_mlp.tflite", data, tmp_path / "out", port=sine_sim)
     assert r.passed and r.samples == 12 and "task" not in r.metrics
     assert not [w for w in warned if "saturate" in w]
 
@@ -59,23 +68,23 @@ def test_quantized_int8_x_test_is_sent_as_is(tmp_path: Path) -> None:
     assert r.device_out.tobytes() == cm4.tobytes()
 
 
-def test_saturating_inputs_warn_once(tmp_path: Path) -> None:
+def test_saturating_inputs_warn_once(tmp_path: Path, sine_sim: str) -> None:
     x = np.linspace(0.1, 6.0, 20, dtype=np.float32)[:, None]
     x[:5] *= 100.0  # 25 % of the values far outside the input's range
     data = _npz(tmp_path / "d.npz", x_test=x, y_test=np.sin(x))
     with _warnings() as warned:
-        r = validate(DATA / "sine_mlp.tflite", data, tmp_path / "out", board="sim")
+        r = validate(DATA / "sine_mlp.tflite", data, tmp_path / "out", port=sine_sim)
     assert r.passed  # the device still matches the host on the clipped values
     hits = [w for w in warned if "saturate" in w]
     assert len(hits) == 1 and "x_test 25.0 %" in hits[0]
 
 
 def test_two_inputs_from_x_test_0_and_x_test_1(tmp_path: Path) -> None:
-    x0, x1 = (np.load(DATA / f"simple_add_model.inputs_{k}.npy") for k in (0, 1))
-    data = _npz(tmp_path / "d.npz", x_test_0=x0, x_test_1=x1)
+    x0, x1 = (np.load(DATA / f"simple_add_model.inputs_{k}.npy")[:4] for k in (0, 1))
+    data = _npz(tmp_path / "d.npz", x_test_0=x0, x_test_1=x1)  # 2 x 16 kB in, 16 kB out
     r = validate(DATA / "simple_add_model.tflite", data, tmp_path / "out", board="sim")
     assert r.passed and r.samples == len(x0)
-    cm4 = np.load(DATA / "simple_add_model.outputs_cm4.npy")
+    cm4 = np.load(DATA / "simple_add_model.outputs_cm4.npy")[:4]
     assert r.device_out.tobytes() == cm4.tobytes()
     with pytest.raises(TinyDeployError) as err:
         validate(DATA / "simple_add_model.tflite", _npz(tmp_path / "e.npz", x_test_0=x0),
