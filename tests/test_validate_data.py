@@ -187,3 +187,20 @@ def test_load_split_checks(tmp_path: Path) -> None:
         with pytest.raises(TinyDeployError) as err:
             load_split(_npz(tmp_path / f"{name}.npz", **arrays), "test", 1)
         assert err.value.code == "bad_data" and problems[name] in str(err.value), name
+
+
+def test_device_with_other_quantization_is_refused() -> None:
+    from tinydeploy.device.protocol import DeviceInfo, TensorInfo
+    from tinydeploy.facts import load
+    from tinydeploy.validation import check_device
+
+    facts = load(DATA / "sine_mlp.tflite")
+    t_in, t_out = facts.inputs[0], facts.outputs[0]
+    good = TensorInfo("INT8", t_in.shape, t_in.scale, t_in.zero_point)
+    out = TensorInfo("INT8", t_out.shape, t_out.scale, t_out.zero_point)
+    shifted = TensorInfo("INT8", t_out.shape, t_out.scale, t_out.zero_point + 1)
+    check_device(DeviceInfo(2, "f", "b", "c", facts.sha256, (good,), (out,), 1, 1, 0),
+                 facts, "p")
+    with pytest.raises(TinyDeployError, match="zero point"):
+        check_device(DeviceInfo(2, "f", "b", "c", facts.sha256, (good,), (shifted,), 1, 1, 0),
+                     facts, "p")
