@@ -6,7 +6,10 @@
  *
  * Frame on the wire: COBS(op u8 | seq u16 LE | len u16 LE | payload[len] | crc32 LE) 0x00
  * CRC-32 is the IEEE/zlib one over op..payload. Op codes and error codes below are the
- * single C definition; tinydeploy/protocol.py holds the Python one (keep them in step).
+ * single C definition; tinydeploy/device/protocol.py holds the Python one (keep them in
+ * step). Inputs and outputs of any size travel in frames of at most TD_MAX_PAYLOAD bytes:
+ * DATA/INFER chunks are written straight into the model's input tensors (td_tensor_info
+ * .data), RESULT/READ read from its output tensors; the core keeps no copy of either.
  */
 #ifndef TD_PROTOCOL_H
 #define TD_PROTOCOL_H

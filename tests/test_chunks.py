@@ -168,6 +168,38 @@ def test_unnoticed_reset_resends_the_chunks() -> None:
     assert board.device.stats.invocations == len(x)
 
 
+class _ForgetsResult(_LostAnnouncement):
+    """Reboots silently right after its first RESULT: the READ that follows meets no result."""
+
+    def __init__(self, facts: ModelFacts) -> None:
+        from test_link_sim import PtyBoard
+
+        self.device = SimDevice(facts, max_payload=128)
+        self.dropped = False
+        self.board = PtyBoard(self.respond)
+
+    def respond(self, data: bytes) -> list[bytes | float]:
+        if not self.dropped and self.device.head is not None:
+            self.device.reboot()  # its announcement is dropped below
+            self.dropped = True
+        return super().respond(data)
+
+
+@pytest.mark.parametrize("reset", [True, False], ids=["fresh", "stateful"])
+def test_lost_result_resends_or_stops_a_stateful_sequence(reset: bool) -> None:
+    facts = load(pool_model((1, 16, 16, 3)))  # 192 output bytes: RESULT + READ at 128
+    x = np.random.default_rng(1).integers(-128, 128, size=(16, 16, 3), dtype=np.int8)
+    board = _ForgetsResult(facts)
+    with board.board, Link(board.board.port, timeout=0.3, boot_wait=0.0) as link:
+        if reset:
+            out = link.infer(x.tobytes(), reset=True).output
+            assert out == HostModel(facts).predict(x[None]).tobytes()
+            assert board.device.stats.invocations == 2  # run again after the lost result
+        else:
+            with pytest.raises(TinyDeployError, match="stateful step"):
+                link.infer(x.tobytes(), reset=False)
+
+
 def test_device_refuses_bad_chunks() -> None:
     """DATA past the end, an INFER whose CRC does not match, READ without a result."""
     from tinydeploy.device.protocol import (
@@ -213,7 +245,7 @@ def _zoo(name: str) -> tuple[ModelFacts, list[np.ndarray], np.ndarray]:
 @pytest.fixture(scope="module")
 def person() -> Iterator[tuple[ModelFacts, list[np.ndarray], np.ndarray]]:
     facts, xs, y = _zoo("person_detect")
-    yield facts, [xs[0][:4]], y[:4]
+    yield facts, [xs[0][:2]], y[:2]
 
 
 def test_person_detect_on_sim_matches_cortex_m4(
@@ -280,8 +312,8 @@ def test_two_input_model_on_sim() -> None:
         for dev, host in zip(info.inputs, facts.inputs, strict=True):
             assert (dev.dtype, dev.shape, dev.zero_point) == (host.dtype, host.shape,
                                                                host.zero_point)
-        (out,) = _infer_all(link, xs, [facts.outputs[0].numpy_dtype])
-    np.testing.assert_array_equal(out, y.reshape(len(y), -1))
+        (out,) = _infer_all(link, [x[:4] for x in xs], [facts.outputs[0].numpy_dtype])
+    np.testing.assert_array_equal(out, y[:4].reshape(4, -1))
 
 
 @needs_gcc
@@ -309,3 +341,61 @@ def test_int16_model_on_sim() -> None:
         assert info.input.dtype == "INT16" and info.output.dtype == "INT16"
         (out,) = _infer_all(link, [xs[0][:4]], ["int16"])
     np.testing.assert_array_equal(out, y[:4].reshape(4, -1))
+
+
+STATEFUL_MODEL = r"""
+#include "td_model_api.h"
+static int8_t state;
+void td_model_describe(td_info *info) {
+  info->input.dtype = TD_DTYPE_INT16;
+  info->input.ndims = 1;
+  info->input.dims[0] = 700; /* 1,400 bytes: two chunks at TD_MAX_PAYLOAD 1024 */
+  info->output = info->input;
+  info->output.dtype = TD_DTYPE_INT8;
+  info->output.dims[0] = 2;
+}
+void td_reset(void) { state = 0; }
+/* out[0] = how many runs since the last reset, out[1] = the input's last byte */
+int td_invoke(const int8_t *in, int8_t *out) {
+  out[0] = ++state;
+  out[1] = in[1399];
+  return 0;
+}
+"""
+
+
+@needs_gcc
+def test_native_reset_flag_reaches_td_reset(tmp_path: Path) -> None:
+    """INFER's reset flag calls td_reset() (built with -DTD_HAS_RESET, as model_flags()
+    asks when td_model.h declares it) before the run; without it the state carries on."""
+    import subprocess
+
+    from tinydeploy.device.native import model_flags
+    from tinydeploy.device.ptyproc import read_pty_line
+
+    fw = Path(__file__).resolve().parents[1] / "firmware"
+    (tmp_path / "td_model.h").write_text('#include "td_model_api.h"\nvoid td_reset(void);\n')
+    assert model_flags(tmp_path) == ["-DTD_HAS_RESET=1"]
+    (tmp_path / "model.c").write_text(STATEFUL_MODEL)
+    exe = tmp_path / "device"
+    res = subprocess.run([str(GCC), "-std=c99", "-Wall", "-Wextra", "-Werror",
+                          *model_flags(tmp_path), "-I", str(fw),
+                          *(str(fw / f) for f in ("td_native_main.c", "td_posix.c",
+                                                  "td_protocol.c")),
+                          str(tmp_path / "model.c"), "-o", str(exe)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        port = read_pty_line(proc, 10.0)
+        with Link(port, timeout=1.0) as link:
+            assert link.hello().input.dtype == "INT16"
+            x = bytes(range(256)) * 5 + bytes(120)
+            steps = [link.infer(x, reset=r).output[0] for r in (True, False, False, True)]
+            assert steps == [1, 2, 3, 1]
+            assert link.infer(x[:-1] + b"\x07", reset=False).output == b"\x02\x07"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        assert proc.stdout is not None
+        proc.stdout.close()

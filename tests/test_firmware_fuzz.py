@@ -61,20 +61,21 @@ def _driver(tmp_path: Path, max_payload: int) -> Path:
 def test_one_million_random_frames_under_sanitizers(tmp_path: Path) -> None:
     """Valid requests (single-frame and chunked transfers, retries) answered exactly, bad
     ones an ERROR or nothing, resync after garbage."""
-    # 64-byte frames: the 80-byte inputs and outputs always travel in chunks
-    res = run([_driver(tmp_path, 64), 1_000_000, 1], timeout=300)
+    # 64-byte frames: the 80-byte inputs and outputs always travel in chunks; 300k rounds
+    # (a request, a whole chunked transfer, or damage + resync) feed over 1M frames
+    res = run([_driver(tmp_path, 64), 300_000, 1], timeout=300)
     stats = dict(kv.split("=") for kv in res.stdout.split())
-    assert stats["frames"] == "1000000"
+    assert stats["frames"] == "300000" and int(stats["sent"]) >= 1_000_000
     kinds = [int(k) for k in stats["kinds"].split(",")]
-    assert len(kinds) == 10 and min(kinds) > 90_000  # every frame kind was exercised
-    assert int(stats["infer_calls"]) > 500_000
+    assert len(kinds) == 10 and min(kinds) > 27_000  # every kind of round was exercised
+    assert int(stats["infer_calls"]) > 150_000
     assert int(stats["errors"]) > 300_000
 
 
 @needs_gcc
 def test_random_frames_default_payload_size(tmp_path: Path) -> None:
     res = run([_driver(tmp_path, 1024), 30_000, 7], timeout=300)
-    assert "frames=30000" in res.stdout
+    assert "frames=30000 " in res.stdout
 
 
 @pytest.mark.skipif(CLANG is None, reason="clang not installed")

@@ -38,11 +38,20 @@ def _npz(path: Path, **arrays: np.ndarray) -> Path:
     return path
 
 
-def test_x_test_only_is_enough(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def sine_sim() -> Iterator[str]:
+    """One simulated board for the sine tests (its port)."""
+    from tinydeploy.device.sim import start_sim
+
+    with start_sim(DATA / "sine_mlp.tflite") as sim:
+        yield sim.port
+
+
+def test_x_test_only_is_enough(tmp_path: Path, sine_sim: str) -> None:
     x = np.linspace(0.1, 6.0, 12, dtype=np.float32)[:, None]
     data = _npz(tmp_path / "d.npz", x_test=x)  # no labels, no train/val splits
     with _warnings() as warned:
-        r = validate(DATA / "sine_mlp.tflite", data, tmp_path / "out", board="sim")
+        r = validate(DATA / "sine_mlp.tflite", data, tmp_path / "out", port=sine_sim)
     assert r.passed and r.samples == 12 and "task" not in r.metrics
     assert not [w for w in warned if "saturate" in w]
 
@@ -59,23 +68,23 @@ def test_quantized_int8_x_test_is_sent_as_is(tmp_path: Path) -> None:
     assert r.device_out.tobytes() == cm4.tobytes()
 
 
-def test_saturating_inputs_warn_once(tmp_path: Path) -> None:
+def test_saturating_inputs_warn_once(tmp_path: Path, sine_sim: str) -> None:
     x = np.linspace(0.1, 6.0, 20, dtype=np.float32)[:, None]
     x[:5] *= 100.0  # 25 % of the values far outside the input's range
     data = _npz(tmp_path / "d.npz", x_test=x, y_test=np.sin(x))
     with _warnings() as warned:
-        r = validate(DATA / "sine_mlp.tflite", data, tmp_path / "out", board="sim")
+        r = validate(DATA / "sine_mlp.tflite", data, tmp_path / "out", port=sine_sim)
     assert r.passed  # the device still matches the host on the clipped values
     hits = [w for w in warned if "saturate" in w]
     assert len(hits) == 1 and "x_test 25.0 %" in hits[0]
 
 
 def test_two_inputs_from_x_test_0_and_x_test_1(tmp_path: Path) -> None:
-    x0, x1 = (np.load(DATA / f"simple_add_model.inputs_{k}.npy") for k in (0, 1))
-    data = _npz(tmp_path / "d.npz", x_test_0=x0, x_test_1=x1)
+    x0, x1 = (np.load(DATA / f"simple_add_model.inputs_{k}.npy")[:4] for k in (0, 1))
+    data = _npz(tmp_path / "d.npz", x_test_0=x0, x_test_1=x1)  # 2 x 16 kB in, 16 kB out
     r = validate(DATA / "simple_add_model.tflite", data, tmp_path / "out", board="sim")
     assert r.passed and r.samples == len(x0)
-    cm4 = np.load(DATA / "simple_add_model.outputs_cm4.npy")
+    cm4 = np.load(DATA / "simple_add_model.outputs_cm4.npy")[:4]
     assert r.device_out.tobytes() == cm4.tobytes()
     with pytest.raises(TinyDeployError) as err:
         validate(DATA / "simple_add_model.tflite", _npz(tmp_path / "e.npz", x_test_0=x0),
@@ -142,4 +151,56 @@ def test_device_with_another_tensor_count_is_refused() -> None:
                  facts, "p")
     with pytest.raises(TinyDeployError, match="has 1 inputs, the model 2"):
         check_device(DeviceInfo(2, "f", "b", "c", facts.sha256, (ts[0],), (ts[2],), 1, 1, 0),
+                     facts, "p")
+
+
+def test_host_reference_resets_only_stateful_models() -> None:
+    from tinydeploy.facts import load
+    from tinydeploy.hostref import HostModel, has_state
+
+    assert has_state(load(DATA / "trained_lstm_int8.tflite"))
+    assert not has_state(load(DATA / "digits_cnn.tflite"))
+    lstm = HostModel(load(DATA / "trained_lstm_int8.tflite"))
+    x = np.load(DATA / "trained_lstm_int8.inputs.npy")
+    fresh = [lstm.predict_one(s) for s in x]
+    again = [lstm.predict_one(s) for s in x]  # each from a fresh state: the same
+    np.testing.assert_array_equal(fresh, again)
+    seq = lstm.predict(x, stateful=True)
+    np.testing.assert_array_equal(seq[0], fresh[0])
+    assert not np.array_equal(seq, np.stack(fresh))
+    want = np.load(DATA / "trained_lstm_int8.outputs_cm4_stateful.npy")
+    np.testing.assert_array_equal(seq.reshape(want.shape), want)
+
+
+def test_load_split_checks(tmp_path: Path) -> None:
+    from tinydeploy.data import load_split
+
+    x = np.zeros((4, 3), np.float32)
+    xs, y = load_split(_npz(tmp_path / "a.npz", x_test_0=x), "test", 1)  # _0 for one input
+    assert len(xs) == 1 and y is None
+    cases = {"b": dict(x_test=x, y_test=np.zeros(3)),  # 4 samples, 3 labels
+             "c": dict(x_test=np.full((2, 3), np.nan, np.float32)),
+             "d": dict(x_test=np.zeros((0, 3), np.float32)),
+             "e": dict(x_train=x)}
+    problems = {"b": "sample counts differ", "c": "NaN", "d": "empty", "e": "missing key x_test"}
+    for name, arrays in cases.items():
+        with pytest.raises(TinyDeployError) as err:
+            load_split(_npz(tmp_path / f"{name}.npz", **arrays), "test", 1)
+        assert err.value.code == "bad_data" and problems[name] in str(err.value), name
+
+
+def test_device_with_other_quantization_is_refused() -> None:
+    from tinydeploy.device.protocol import DeviceInfo, TensorInfo
+    from tinydeploy.facts import load
+    from tinydeploy.validation import check_device
+
+    facts = load(DATA / "sine_mlp.tflite")
+    t_in, t_out = facts.inputs[0], facts.outputs[0]
+    good = TensorInfo("INT8", t_in.shape, t_in.scale, t_in.zero_point)
+    out = TensorInfo("INT8", t_out.shape, t_out.scale, t_out.zero_point)
+    shifted = TensorInfo("INT8", t_out.shape, t_out.scale, t_out.zero_point + 1)
+    check_device(DeviceInfo(2, "f", "b", "c", facts.sha256, (good,), (out,), 1, 1, 0),
+                 facts, "p")
+    with pytest.raises(TinyDeployError, match="zero point"):
+        check_device(DeviceInfo(2, "f", "b", "c", facts.sha256, (good,), (shifted,), 1, 1, 0),
                      facts, "p")

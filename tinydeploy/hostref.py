@@ -58,6 +58,20 @@ def dequantize(q: np.ndarray, t: TensorFacts) -> np.ndarray:
         np.float32)
 
 
+STATE_OPS = ("VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE")
+
+
+def has_state(facts: ModelFacts) -> bool:
+    """Does the model keep state between invocations (variable tensors, e.g. LSTM state, or
+    resource variables)? Only then does a reset change anything."""
+    if any(op in STATE_OPS for op in facts.op_names):
+        return True
+    model = facts.model
+    if model is None:
+        return True  # cannot tell: reset to be safe
+    return any(bool(t.isVariable) for sg in (model.subgraphs or []) for t in (sg.tensors or []))
+
+
 class HostModel:
     """A TFLM Python interpreter for one model; ``predict`` takes quantized inputs."""
 
@@ -66,6 +80,7 @@ class HostModel:
 
         self.facts = facts
         self.interpreter = runtime.Interpreter.from_bytes(facts.data, arena_size=arena_size)
+        self.stateful = has_state(facts)  # else a reset is skipped (it changes nothing)
 
     def run(self, q_in: Sequence[np.ndarray], reset: bool = True) -> list[np.ndarray]:
         """One sample: one array per model input (no batch axis) -> one per output.
@@ -73,7 +88,7 @@ class HostModel:
         if len(q_in) != len(self.facts.inputs):
             raise ValueError(f"{len(q_in)} inputs given, the model has "
                              f"{len(self.facts.inputs)}")
-        if reset:
+        if reset and self.stateful:
             self.interpreter.reset()
         for k, (x, t) in enumerate(zip(q_in, self.facts.inputs, strict=True)):
             self.interpreter.set_input(np.asarray(x, dtype=t.numpy_dtype).reshape(t.shape), k)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -196,6 +197,13 @@ def check_device(info: Any, facts: ModelFacts, port: str) -> None:
                 "protocol_error",
                 problem=f"device {side} is {dev.dtype} {list(dev_shape)} but the model's is "
                         f"{host.dtype} {list(host.shape)}")
+        scale, zp = float(host.scale or 0.0), int(host.zero_point or 0)
+        if int(dev.zero_point) != zp or not math.isclose(float(dev.scale), scale,
+                                                         rel_tol=1e-6, abs_tol=1e-30):
+            raise TinyDeployError(
+                "protocol_error",
+                problem=f"device {side} '{host.name}' has scale {dev.scale:.8g}, zero point "
+                        f"{dev.zero_point} but the model's has {scale:.8g}, {zp}")
 
 
 # --- device connection -------------------------------------------------------------------

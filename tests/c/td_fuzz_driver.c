@@ -1,5 +1,7 @@
 /* Deterministic random-frame test of the protocol core (built with ASan/UBSan in
  * tests/test_firmware_fuzz.py):  td_fuzz_driver FRAMES SEED
+ * (FRAMES rounds; a round is one request, a whole chunked transfer, or damaged bytes plus a
+ * resynchronising transfer; `sent=` counts the frames fed.)
  * Valid requests (HELLO, single-frame and chunked DATA/INFER/READ transfers, retries) must
  * get their exact replies, bad ones an ERROR (or nothing), and after any garbage a
  * delimiter plus a valid frame must resynchronise. The fake model has two inputs (int8,
@@ -66,6 +68,7 @@ static int fake_infer(void *ctx, uint32_t flags, td_timing *t) {
 static td_device *dev;
 static tu_reply replies[TU_MAX_REPLIES];
 static unsigned long frame_no;
+static unsigned long sent_frames; /* every frame fed to the device, valid or damaged */
 
 static int feed_and_parse(const uint8_t *wire, size_t n) {
   int r;
@@ -87,6 +90,7 @@ static tu_reply *request(uint8_t op, uint16_t seq, const uint8_t *p, size_t len)
   int r;
   if (rnd() % 2) wire[n++] = 0; /* host-style leading delimiter */
   n += tu_frame(op, seq, p, len, wire + n);
+  sent_frames++;
   r = feed_and_parse(wire, n);
   if (r != 1) FAIL("request op 0x%02X got %d replies", op, r);
   if (replies[0].seq != seq) FAIL("reply seq %u != %u", replies[0].seq, seq);
@@ -303,6 +307,7 @@ int main(int argc, char **argv) {
       }
     }
     wire[n++] = 0;
+    sent_frames++;
     {
       size_t zeros = 0;
       unsigned long before = infer_calls;
@@ -319,8 +324,8 @@ int main(int argc, char **argv) {
     /* resynchronisation: the next valid request is answered */
     transfer(&seq, 1);
   }
-  printf("frames=%lu infer_calls=%lu errors=%lu ignored=%lu kinds=", frames, infer_calls,
-         errors, ignored);
+  printf("frames=%lu sent=%lu infer_calls=%lu errors=%lu ignored=%lu kinds=", frames,
+         sent_frames, infer_calls, errors, ignored);
   for (int k = 0; k < 10; k++) printf("%lu%s", counts[k], k < 9 ? "," : "\n");
   return 0;
 }

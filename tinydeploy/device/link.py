@@ -460,6 +460,13 @@ class Link:
             try:
                 return self._infer_once(info, data, flags)
             except _Restart as why:
+                if not reset and str(why) == ErrorCode.NO_RESULT.name:
+                    # the model ran, then the device lost the result (a reset nobody saw):
+                    # running it again would step a stateful model twice
+                    raise TinyDeployError(
+                        "protocol_error",
+                        problem="the device lost the result of a stateful step (did it "
+                                "reset?); the sequence cannot resume") from None
                 log.warning("device on %s lost the chunks of this sample (%s); sending it "
                             "again", self.port, why)
         raise TinyDeployError("protocol_error",

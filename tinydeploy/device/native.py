@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -36,10 +37,16 @@ def model_flags(model_dir: Path) -> list[str]:
     declares ``td_reset()`` (stateful models; the firmware then honours the INFER reset
     flag)."""
     header = Path(model_dir) / "td_model.h"
-    with contextlib.suppress(OSError):
-        if "td_reset" in header.read_text():
-            return ["-DTD_HAS_RESET"]
-    return []
+    try:
+        text = header.read_text()
+    except OSError:
+        return []
+    # the same value as the header's own #define, if it has one (no redefinition warning)
+    m = re.search(r"^[ \t]*#[ \t]*define[ \t]+TD_HAS_RESET\b[ \t]*([^\n]*?)[ \t]*$", text,
+                  re.MULTILINE)
+    if m:
+        return [f"-DTD_HAS_RESET={m.group(1)}"]
+    return ["-DTD_HAS_RESET=1"] if re.search(r"\btd_reset\s*\(", text) else []
 
 
 def _fingerprint(facts: ModelFacts, profile: bool = False) -> str:

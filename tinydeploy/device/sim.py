@@ -35,6 +35,7 @@ from ..facts import ModelFacts, load
 from ..output import write_atomic
 from .protocol import (
     DATA_HEADER,
+    INFER_HEADER,
     INFER_RESET,
     INFO_FLAG_BOOT,
     MAX_PAYLOAD,
@@ -219,7 +220,7 @@ class SimDevice:
         try:
             flags, offset, crc, data = unpack_infer(frame.payload)
         except FrameError:
-            return self._error(frame, ErrorCode.BAD_LENGTH, 12)
+            return self._error(frame, ErrorCode.BAD_LENGTH, INFER_HEADER)
         if self.head is not None and self.cache == (frame.seq, frame.payload):
             self.stats.cached_replies += 1
             return self._result(frame.seq)
@@ -275,6 +276,10 @@ def serve(model: str | Path, faults: Faults, stats_path: str | None = None,
     master, slave = os.openpty()
     tty.setraw(master)
     tty.setraw(slave)  # keep the slave open: reads never EIO while the host reconnects
+    # SIGTERM from the parent, Ctrl-C (it reaches the whole process group): a quiet exit,
+    # from the moment the PTY line is out (a caller may signal right after reading it)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     print(f"PTY {os.ttyname(slave)}", flush=True)
 
     def write(data: bytes) -> None:
@@ -293,9 +298,6 @@ def serve(model: str | Path, faults: Faults, stats_path: str | None = None,
         if stats_path:
             write_atomic(stats_path, json.dumps(asdict(device.stats)))
 
-    # SIGTERM from the parent, Ctrl-C (it reaches the whole process group): a quiet exit
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: sys.exit(0))
     parent = os.getppid()
     try:
         write(device.announce())
