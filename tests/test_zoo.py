@@ -144,3 +144,13 @@ def test_qemu_cm4_is_bit_exact_with_cm4(name: str, tmp_path: Path) -> None:
         np.testing.assert_array_equal(run(link, reset=False), want[:n])
         if resettable and name in STATEFUL:  # TFLM's Reset() before every Invoke()
             np.testing.assert_array_equal(run(link, reset=True), cm4[:n])
+
+
+@pytest.mark.parametrize("name", ["trained_lstm_int8", "seanet_add0"])
+def test_strict_compile_of_extension_kernels(name: str, tmp_path: Path) -> None:
+    from tinydeploy.cruntime.harness import STRICT_FLAGS, compile_c
+
+    res = generate_c(DATA / f"{name}.tflite", tmp_path / "c", tflm_arena=False)
+    flags = (*STRICT_FLAGS, "-Wconversion", "-Wshadow", "-c")
+    for src in res.sources:
+        compile_c([src], tmp_path / (src.stem + ".o"), [res.out_dir], flags=flags)

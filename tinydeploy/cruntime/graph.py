@@ -108,12 +108,6 @@ def read_graph(facts: ModelFacts) -> Graph:
         raise TinyDeployError("bad_flatbuffer", path=path, problem="no parsed model")
     sub = model.subgraphs[0]
     names = [op_name(model.operatorCodes[op.opcodeIndex]) for op in (sub.operators or [])]
-    from .emit_ext import EXT_OPS
-
-    for name in names:
-        if name not in C_RUNTIME_OPS and name not in EXT_OPS:
-            raise TinyDeployError("unsupported_op", path=path, op=name, runtime=RUNTIME_NAME,
-                                  fix=FIX_TFLM)
     if facts.subgraph_count != 1:
         raise TinyDeployError("model_rejected", path=path,
                               problem=f"{facts.subgraph_count} subgraphs; the C runtime runs one",
@@ -176,20 +170,9 @@ def _check(g: Graph) -> None:
         reason = ext_reason(g, op)
         if reason is None:
             continue  # an extension kernel (emit_ext.py) runs it
-        if op.name not in INT8_OPS:
-            raise TinyDeployError("unsupported_op", path=g.path, op=f"{op.name} ({reason})",
-                                  runtime=RUNTIME_NAME, fix=FIX_TFLM)
-        for i in op.outputs:
-            t = g.t(i)
-            if t.dtype != "INT8":
-                raise TinyDeployError("unsupported_op", path=g.path,
-                                      op=f"{op.name} with {t.dtype} output '{t.name}'",
-                                      runtime=RUNTIME_NAME, fix=FIX_TFLM)
         data_inputs = op.inputs[:1] if op.name not in ("ADD", "MUL", "CONCATENATION") \
             else op.inputs
-        for i in data_inputs:
-            if i >= 0 and g.t(i).dtype != "INT8":
-                raise TinyDeployError("unsupported_op", path=g.path,
-                                      op=f"{op.name} with {g.t(i).dtype} input "
-                                         f"'{g.t(i).name}'",
-                                      runtime=RUNTIME_NAME, fix=FIX_TFLM)
+        int8 = all(g.t(i).dtype == "INT8" for i in [*op.outputs, *data_inputs] if i >= 0)
+        if op.name not in INT8_OPS or not int8:  # the op and the dtypes it needs
+            raise TinyDeployError("unsupported_op", path=g.path, op=f"{op.name} ({reason})",
+                                  runtime=RUNTIME_NAME, fix=FIX_TFLM)
