@@ -11,7 +11,8 @@ compared with ``NAME.outputs_cm4.npy`` (bit-exact, else the model is marked MISM
 
 Targets: sum(instructions) <= 1.0x CMSIS-NN, no model above 1.5x CMSIS-NN, every model at
 most TFLM reference; flash <= 0.25x TFLM's on every CNN; sum(bss) no worse than before
-(0.592x TFLM, benchmarks/results/cortex_m4_speed_before.txt). Exit code 1 when a target is missed or an output differs.
+(0.592x TFLM, benchmarks/results/cortex_m4_speed_before.txt). Exit code 1 when a target is
+missed or an output differs.
 
     python benchmarks/cortex_m4_speed.py [--models a,b] [--portable] [--json out.json]
 

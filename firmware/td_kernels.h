@@ -34,12 +34,13 @@ typedef struct {
   const int32_t *mult;   /* one per output channel */
   const int32_t *shift;
   /* CONV_2D fast path (0: the plain reference loops): bias + in_offset * sum of the
-   * channel's weights, and f_h * f_w * in_c bytes of im2col scratch (0 allowed for an
+   * channel's weights, and scratch_cols * f_h * f_w * in_c bytes of im2col scratch (0 for an
    * unpadded 1x1 conv, which reads its input directly). With bias_eff, `filter` is in the
    * interleaved layout: rows in groups of four, per group for each 4 k the 4 bytes of each
    * row, then each row's K % 4 tail; the out_c % 4 last rows plain. Depthwise: unused. */
   const int32_t *bias_eff;
   int8_t *scratch;
+  int32_t scratch_cols;  /* receptive fields the scratch holds: 2 (pixel pairs) or 1 */
 } td_conv_params;
 
 typedef struct {

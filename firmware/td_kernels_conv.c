@@ -7,10 +7,10 @@
  * Fast paths (same integer sums, so bit-identical to the reference loops kept below):
  * - CONV_2D: the generator folds input_offset * sum(weights) into the bias (bias_eff), so
  *   the inner loop is a plain int8 dot product, and interleaves the filter rows by four.
- *   Each output pixel's receptive field is gathered (im2col) into the scratch buffer,
+ *   Two output pixels' receptive fields are gathered (im2col) into the scratch buffer,
  *   padding filled with the input zero point (whose offset-corrected value is 0); an
- *   unpadded 1x1 convolution reads its input directly (a matrix product). 4 output
- *   channels per input read (SXTB16 + SMLAD with the DSP extension).
+ *   unpadded 1x1 convolution reads its input directly (a matrix product). 2 pixels x 2
+ *   output channels per inner loop (SXTB16 + SMLAD with the DSP extension).
  * - DEPTHWISE_CONV_2D (depth multiplier 1): 4 channels at a time, taps clipped to the
  *   input, offset added while sign-extending (SXTAB16).
  * - FULLY_CONNECTED (filter offset 0): the same dot products as CONV_2D.
@@ -204,6 +204,99 @@ TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
   }
 }
 
+/* Two filter rows (w: row 0 at w, row 1 at w + 4, stride 16 per 4 k: two rows of the
+ * interleaved layout) against two columns c0, c1, over n4 groups of 4 k. */
+TD_ALWAYS_INLINE void td_dot_2x2(const int8_t *w, const int8_t *c0, const int8_t *c1,
+                                 int32_t n4, int32_t *a) {
+  int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
+  int32_t k;
+#if TD_DSP
+  for (k = n4; k > 0; --k) {
+    const uint32_t x0 = td_read32(c0), x1 = td_read32(c1);
+    const int16x2_t x0a = td_sx02(x0), x0b = td_sx13(x0);
+    const int16x2_t x1a = td_sx02(x1), x1b = td_sx13(x1);
+    uint32_t wv = td_read32(w);
+    int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
+    a00 = __smlad(wa, x0a, a00);
+    a00 = __smlad(wb, x0b, a00);
+    a01 = __smlad(wa, x1a, a01);
+    a01 = __smlad(wb, x1b, a01);
+    wv = td_read32(w + 4);
+    wa = td_sx02(wv);
+    wb = td_sx13(wv);
+    a10 = __smlad(wa, x0a, a10);
+    a10 = __smlad(wb, x0b, a10);
+    a11 = __smlad(wa, x1a, a11);
+    a11 = __smlad(wb, x1b, a11);
+    c0 += 4;
+    c1 += 4;
+    w += 16;
+  }
+#else
+  for (k = n4; k > 0; --k) {
+    int32_t j;
+    for (j = 0; j < 4; ++j) {
+      a00 += w[j] * c0[j];
+      a01 += w[j] * c1[j];
+      a10 += w[4 + j] * c0[j];
+      a11 += w[4 + j] * c1[j];
+    }
+    c0 += 4;
+    c1 += 4;
+    w += 16;
+  }
+#endif
+  a[0] = a00;
+  a[1] = a01;
+  a[2] = a10;
+  a[3] = a11;
+}
+
+/* Two output pixels (columns c0, c1 of n int8) against all out_c filter rows: as td_rows,
+ * outputs to y0 and y1. */
+TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
+                     int32_t out_c, const int32_t *bias, const int32_t *mult,
+                     const int32_t *shift, int32_t out_offset, int32_t lo, int32_t hi,
+                     int8_t *y0, int8_t *y1) {
+  const int32_t n4 = n >> 2, t = n & 3, body = 16 * n4;
+  int32_t oc = 0, k, j;
+  for (; oc + 4 <= out_c; oc += 4) {
+    int32_t a[4], b[4];
+    a[0] = a[1] = bias[oc];
+    a[2] = a[3] = bias[oc + 1];
+    b[0] = b[1] = bias[oc + 2];
+    b[2] = b[3] = bias[oc + 3];
+    td_dot_2x2(w, c0, c1, n4, a);
+    td_dot_2x2(w + 8, c0, c1, n4, b);
+    for (k = 0; k < t; ++k) {
+      const int32_t x0 = c0[4 * n4 + k], x1 = c1[4 * n4 + k];
+      const int8_t *wt = w + body + k;
+      a[0] += wt[0] * x0;
+      a[1] += wt[0] * x1;
+      a[2] += wt[t] * x0;
+      a[3] += wt[t] * x1;
+      b[0] += wt[2 * t] * x0;
+      b[1] += wt[2 * t] * x1;
+      b[2] += wt[3 * t] * x0;
+      b[3] += wt[3 * t] * x1;
+    }
+    for (j = 0; j < 2; ++j) {
+      const int32_t *r = j ? b : a;
+      const int32_t c = oc + 2 * j;
+      y0[c] = td_out8(r[0], mult[c], shift[c], out_offset, lo, hi);
+      y1[c] = td_out8(r[1], mult[c], shift[c], out_offset, lo, hi);
+      y0[c + 1] = td_out8(r[2], mult[c + 1], shift[c + 1], out_offset, lo, hi);
+      y1[c + 1] = td_out8(r[3], mult[c + 1], shift[c + 1], out_offset, lo, hi);
+    }
+    w += 4 * n;
+  }
+  for (; oc < out_c; ++oc) {
+    y0[oc] = td_out8(td_dot_1x1(w, c0, n, bias[oc]), mult[oc], shift[oc], out_offset, lo, hi);
+    y1[oc] = td_out8(td_dot_1x1(w, c1, n, bias[oc]), mult[oc], shift[oc], out_offset, lo, hi);
+    w += n;
+  }
+}
+
 /* Gather the receptive field of output pixel (oy, ox) into dst (padding: zero point). */
 static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int32_t ox,
                       int8_t *dst) {
@@ -234,28 +327,63 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
   }
 }
 
+#define TD_PAIR_MAX 256 /* output channels staged on the stack for a pixel pair */
+
 void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  const int32_t kk = p->f_h * p->f_w * p->in_c;
+  const int32_t kk = p->f_h * p->f_w * p->in_c, out_c = p->out_c, out_w = p->out_w;
+  const int32_t npix = p->out_h * out_w;
   const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
-  int32_t b, oy, ox;
+  const int32_t pix_stride = p->stride_w * p->in_c, row_stride = p->stride_h * p->in_w * p->in_c;
+  int8_t pair_out[TD_PAIR_MAX];
+  int32_t b, pix;
   if (p->bias_eff == 0 || (!direct && p->scratch == 0)) {
     td_conv2d_ref(p, in, out);
     return;
   }
+  /* output pixels in pairs (flat order within an image): each column is read once per
+   * filter row pair. The second pixel's outputs are staged in pair_out and stored after
+   * the pair, so the output is written in flat order (the in-place overlap planned by
+   * overlap.py assumes it; a 1x1 convolution reads its input in place). */
   for (b = 0; b < p->batches; ++b) {
     const int8_t *inb = in + b * p->in_h * p->in_w * p->in_c;
-    for (oy = 0; oy < p->out_h; ++oy) {
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int8_t *col;
-        if (direct) {
-          col = inb + (oy * p->stride_h * p->in_w + ox * p->stride_w) * p->in_c;
-        } else {
-          td_im2col(p, inb, oy, ox, p->scratch);
-          col = p->scratch;
-        }
-        td_rows(p->filter, col, kk, p->out_c, p->bias_eff, p->mult, p->shift, 1,
+    if (!direct && p->scratch_cols < 2) { /* room for one receptive field only */
+      for (pix = 0; pix < npix; ++pix) {
+        const int32_t oy = pix / out_w;
+        td_im2col(p, inb, oy, pix - oy * out_w, p->scratch);
+        td_rows(p->filter, p->scratch, kk, out_c, p->bias_eff, p->mult, p->shift, 1,
                 p->out_offset, p->act_min, p->act_max, out);
-        out += p->out_c;
+        out += out_c;
+      }
+      continue;
+    }
+    for (pix = 0; pix < npix; pix += 2) {
+      const int32_t oy = pix / out_w, ox = pix - oy * out_w;
+      const int32_t oy1 = ox + 1 < out_w ? oy : oy + 1, ox1 = ox + 1 < out_w ? ox + 1 : 0;
+      const int8_t *c0, *c1;
+      if (direct) {
+        c0 = inb + oy * row_stride + ox * pix_stride;
+        c1 = inb + oy1 * row_stride + ox1 * pix_stride;
+      } else {
+        td_im2col(p, inb, oy, ox, p->scratch);
+        c0 = p->scratch;
+        c1 = p->scratch + kk;
+        if (pix + 1 < npix) td_im2col(p, inb, oy1, ox1, p->scratch + kk);
+      }
+      if (pix + 1 < npix && out_c <= TD_PAIR_MAX) {
+        td_rows2(p->filter, c0, c1, kk, out_c, p->bias_eff, p->mult, p->shift, p->out_offset,
+                 p->act_min, p->act_max, out, pair_out);
+        memcpy(out + out_c, pair_out, (size_t)out_c);
+        out += 2 * out_c;
+      } else if (pix + 1 < npix) {
+        td_rows(p->filter, c0, kk, out_c, p->bias_eff, p->mult, p->shift, 1, p->out_offset,
+                p->act_min, p->act_max, out);
+        td_rows(p->filter, c1, kk, out_c, p->bias_eff, p->mult, p->shift, 1, p->out_offset,
+                p->act_min, p->act_max, out + out_c);
+        out += 2 * out_c;
+      } else {
+        td_rows(p->filter, c0, kk, out_c, p->bias_eff, p->mult, p->shift, 1, p->out_offset,
+                p->act_min, p->act_max, out);
+        out += out_c;
       }
     }
   }

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from .emit_ext import (
 )
 from .graph import Graph, read_graph
 from .overlap import overlap_distance
-from .planner import Buffer, MemoryPlan, plan
+from .planner import Buffer, MemoryPlan, add_buffers, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
                 "td_kernels_elem.c", "td_kernels_io.c", *EXT_KERNEL_FILES)
@@ -135,6 +135,37 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
 SCRATCH_ID = 1 << 24  # buffer ids above the tensor indices
 
 
+def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
+                       ) -> tuple[dict[int, int], MemoryPlan]:
+    """The memory plan including the convolutions' im2col scratch: two pixels' receptive
+    fields each (the faster kernel path), reduced to one where that makes the arena
+    smaller (the scratch is live only during its operator, but may raise the peak)."""
+    need = {op.index: core_scratch_bytes(op, g, 1) for op in g.ops}
+    need = {i: n for i, n in need.items() if n > 0}
+
+    def scratch(cols: dict[int, int]) -> list[Buffer]:
+        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i] * c, i, i)
+                for i, c in cols.items()]
+
+    def trial(cols: dict[int, int]) -> MemoryPlan:
+        joint = plan([*(replace(b) for b in buffers), *scratch(cols)], alignment)
+        after = add_buffers(plan([replace(b) for b in buffers], alignment), scratch(cols))
+        return joint if joint.size < after.size else after
+
+    cols = {i: 2 for i in need}
+    mem = trial(cols)
+    if need:
+        base = plan([replace(b) for b in buffers], alignment).size
+        for i in sorted(need, key=lambda j: -need[j]):
+            if mem.size <= base:
+                break
+            fewer = {**cols, i: 1}
+            m = trial(fewer)
+            if m.size < mem.size:
+                cols, mem = fewer, m
+    return cols, mem
+
+
 def _tflm_arena(facts: ModelFacts) -> int | None:
     try:
         from ..arena_search import arena  # helper module; optional
@@ -192,13 +223,10 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
     """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
     g = read_graph(facts)
     alias, buffers = _storage(g)
-    # core kernels' scratch (emit.scratch_bytes: im2col), ids -(op + 1)
-    scratch = {op.index: -(op.index + 1) for op in g.ops if core_scratch_bytes(op, g) > 0}
-    buffers += [Buffer(sid, f"op {i} scratch", core_scratch_bytes(g.ops[i], g), i, i)
-                for i, sid in scratch.items()]
     wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
-               for b in buffers)
-    mem = plan(buffers, alignment=8 if wide else 1)  # int16/int64 data stays aligned
+               for b in buffers)  # int16/int32 data and extension scratch stay aligned
+    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1)
+    scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
     io_loc = {t["index"]: f"(in + {t['offset']})" if t["offset"] else "in" for t in inputs}
@@ -215,9 +243,9 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
             return f"((int8_t *)(void *)td_var{r})"
         return f"(td_arena + {offsets[r]})"
 
-    def scratch_loc(op_index: int) -> str | None:
+    def scratch_loc(op_index: int) -> tuple[str, int] | None:
         sid = scratch.get(op_index)
-        return None if sid is None else f"(td_arena + {offsets[sid]})"
+        return None if sid is None else (f"(td_arena + {offsets[sid]})", cols[op_index])
 
     em = Emitter(g, loc, scratch_loc)
     calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]

@@ -63,10 +63,10 @@ def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
     return s[0], s[1], s[2], s[3]
 
 
-def scratch_bytes(op: Op, g: Graph) -> int:
+def scratch_bytes(op: Op, g: Graph, cols: int = 2) -> int:
     """Arena bytes an operator's kernel needs besides its tensors (the static memory plan
-    reserves them for the operator alone): CONV_2D gathers two output pixels' receptive
-    fields (im2col) unless it is an unpadded 1x1 convolution."""
+    reserves them for the operator alone): CONV_2D gathers the receptive fields of ``cols``
+    (1 or 2) output pixels (im2col) unless it is an unpadded 1x1 convolution."""
     if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         return 0
     x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
@@ -79,7 +79,7 @@ def scratch_bytes(op: Op, g: Graph) -> int:
         ic = 1
     if fh == 1 and fw == 1:  # never padded: reads its input directly
         return 0
-    return fh * fw * ic
+    return cols * fh * fw * ic
 
 
 def interleave_rows(rows: np.ndarray) -> np.ndarray:
@@ -119,10 +119,11 @@ class Emitter:
     """Collects declarations; ``emit(op)`` returns the C statement for one operator.
 
     ``loc(i)``: the C expression of tensor i's storage; ``scratch(op_index)``: that of the
-    operator's scratch bytes (``scratch_bytes``), None when the plan has none."""
+    operator's im2col scratch and how many pixels' receptive fields it holds
+    (``scratch_bytes``), None when the plan has none."""
 
     def __init__(self, g: Graph, loc: Callable[[int], str],
-                 scratch: Callable[[int], str | None] | None = None) -> None:
+                 scratch: Callable[[int], tuple[str, int] | None] | None = None) -> None:
         self.g = g
         self.loc = loc
         self.scratch = scratch or (lambda _i: None)
@@ -245,7 +246,7 @@ class Emitter:
             fields = self._conv_common(op, p, False,
                                        self.weights(p + "_filter", interleave_rows(w.data)))
             fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)  # type: ignore[arg-type]
-            fields["scratch"] = scratch or 0
+            fields["scratch"], fields["scratch_cols"] = scratch or (0, 2)
         else:
             fields = self._conv_common(op, p, False)
         self.decls.append(_struct("td_conv_params", p, fields))
@@ -264,7 +265,7 @@ class Emitter:
                 fields = self._conv_common(op, p, True,
                                            self.weights(p + "_filter", interleave_rows(rows)))
                 fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
-                              scratch=scratch)
+                              scratch=scratch[0], scratch_cols=scratch[1])
                 self.decls.append(_struct("td_conv_params", p, fields))
                 return (f"td_conv2d(&{p}, {self.ref(op.inputs[0])}, "
                         f"{self.loc(op.outputs[0])});")

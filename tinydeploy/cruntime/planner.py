@@ -215,3 +215,24 @@ def _verify(buffers: list[Buffer]) -> None:
                 continue
             if a.overlaps(b) and a.offset < b.offset + b.size and b.offset < a.offset + a.size:
                 raise AssertionError(f"planner overlap: tensors {a.tensor} and {b.tensor}")
+
+
+def add_buffers(mem: MemoryPlan, extra: list[Buffer]) -> MemoryPlan:
+    """``mem`` plus buffers placed after it (each at the lowest offset free during its
+    lifetime, so short-lived scratch often fits in a gap without growing the arena)."""
+    placed = list(mem.buffers)
+    size = mem.size
+    for b in extra:
+        conflicts = sorted((p for p in placed if p.overlaps(b)), key=lambda p: p.offset)
+        want = 0
+        for p in conflicts:
+            if p.offset < want + b.size and want < p.offset + p.size:
+                want = max(want, _align(p.offset + p.size, mem.alignment))
+        b.offset = want
+        placed.append(b)
+        size = max(size, _align(want + b.size, mem.alignment))
+    _verify(placed)
+    return MemoryPlan(buffers=sorted(placed, key=lambda b: (b.first, b.tensor)), size=size,
+                      lower_bound=max(mem.lower_bound, lower_bound(placed, mem.alignment)),
+                      naive=mem.naive + sum(_align(b.size, mem.alignment) for b in extra),
+                      alignment=mem.alignment)

@@ -1,0 +1,95 @@
+"""The C runtime's Cortex-M4 fast paths (DSP extension: SXTB16/SMLAD, ...) and their
+portable C fallback, on the emulated board qemu-cm4: both bit-exact with the stored Cortex-M4
+ground truth and with the TFLM Python runtime on random per-operator models; the per-layer
+profile of a ``TD_PROFILE`` build adds up to the whole inference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cruntime_ops import op_models  # noqa: F401  (session fixture, shared)
+
+from tinydeploy.cruntime.graph import read_graph
+from tinydeploy.facts import load
+from tinydeploy.hostref import HostModel
+
+for _tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
+    if shutil.which(_tool) is None:
+        pytest.skip(f"{_tool} not installed (apt-get install gcc-arm-none-eabi "
+                    "libnewlib-arm-none-eabi qemu-system-arm)", allow_module_level=True)
+
+from tinydeploy.device.link import Link  # noqa: E402
+from tinydeploy.device.qemu import build_info, start_qemu  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+def _run(path: Path, work: Path, x: np.ndarray, defines: tuple[str, ...] = (),
+         profile: bool = False) -> tuple[np.ndarray, list[int]]:
+    """Outputs and instruction counts of every sample on a freshly built qemu-cm4."""
+    facts = load(path)
+    out = facts.outputs[0]
+    ys, cycles = [], []
+    with start_qemu(path, work, defines=defines, profile=profile) as proc, \
+            Link(proc.port, timeout=30.0) as link:
+        link.hello()
+        for i in range(len(x)):
+            reply = link.infer(np.ascontiguousarray(x[i]).tobytes())
+            ys.append(np.frombuffer(bytes(reply.output), dtype=out.numpy_dtype))
+            cycles.append(int(reply.cycles))
+    return np.stack(ys).reshape((len(x), *out.shape[1:])), cycles
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "micro_speech_quantized"])
+def test_dsp_and_forced_portable_paths_equal_cm4(name: str, tmp_path: Path) -> None:
+    x = np.load(DATA / f"{name}.inputs.npy")[:6]
+    want = np.load(DATA / f"{name}.outputs_cm4.npy")[:6]
+    y_dsp, c_dsp = _run(DATA / f"{name}.tflite", tmp_path / "dsp", x)
+    y_port, c_port = _run(DATA / f"{name}.tflite", tmp_path / "portable", x, ("-DTD_PORTABLE",))
+    assert y_dsp.tobytes() == want.tobytes()
+    assert y_port.tobytes() == want.tobytes()
+    assert "-DTD_PORTABLE" in build_info(tmp_path / "portable")["flags"]
+    # the DSP build really runs other code: fewer instructions for the same inputs
+    assert sum(c_dsp) < 0.8 * sum(c_port)
+
+
+CM4_CASES = [("conv", 0), ("conv", 4), ("dwconv", 0), ("dwconv", 2), ("dense", 1),
+             ("avgpool", 1), ("add", 0)]
+
+
+@pytest.mark.parametrize(("case", "seed"), CM4_CASES, ids=[f"{c}-{s}" for c, s in CM4_CASES])
+def test_random_op_models_bit_exact_on_cm4(op_models: Callable[[str, int], Path],  # noqa: F811
+                                           case: str, seed: int, tmp_path: Path) -> None:
+    path = op_models(case, seed)
+    facts = load(path)
+    rng = np.random.default_rng(seed + 7)
+    x = rng.integers(-128, 128, size=(12, *facts.inputs[0].shape[1:]), dtype=np.int8)
+    x[0], x[1], x[2] = -128, 127, facts.inputs[0].zero_point
+    y, _ = _run(path, tmp_path / "fw", x)
+    ref = HostModel(facts).predict(x).reshape(y.shape)
+    bad = np.argwhere(y != ref)
+    assert bad.size == 0, f"{case}-{seed}: {len(bad)} bytes differ, first at {bad[0].tolist()}"
+
+
+def test_profile_layers_add_up_to_the_inference(tmp_path: Path) -> None:
+    from tinydeploy.profile import layers
+
+    name = "digits_cnn"
+    x = np.load(DATA / f"{name}.inputs.npy")[:3]
+    y, cycles = _run(DATA / f"{name}.tflite", tmp_path / "fw", x, profile=True)
+    assert y.tobytes() == np.load(DATA / f"{name}.outputs_cm4.npy")[:3].tobytes()
+    rows = layers(load(DATA / f"{name}.tflite"), tmp_path / "fw" / "profile.txt", "qemu-cm4")
+    assert [r["op"] for r in rows] == [op.name for op in read_graph(load(
+        DATA / f"{name}.tflite")).ops]
+    total = sum(r["cost"] for r in rows)
+    # per-layer SysTick deltas (40 instructions each) vs the whole td_invoke()
+    assert abs(total - np.mean(cycles)) <= 0.05 * np.mean(cycles)
+    conv = next(r for r in rows if r["op"] == "CONV_2D")
+    assert conv["cost"] > 0 and abs(sum(r["share_pct"] for r in rows) - 100) < 0.1
+    info = json.loads((tmp_path / "fw" / "qemu.json").read_text())
+    assert "-DTD_PROFILE" in info["flags"]
