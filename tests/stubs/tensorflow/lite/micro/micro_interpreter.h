@@ -21,6 +21,8 @@ class MicroInterpreter {
   TfLiteStatus Invoke();
   TfLiteTensor *input(size_t index);
   TfLiteTensor *output(size_t index);
+  size_t inputs_size() const;
+  size_t outputs_size() const;
   size_t arena_used_bytes() const;
 };
 
