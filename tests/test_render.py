@@ -335,7 +335,9 @@ def test_error_while_rendering_removes_the_temp_folder(tmp_path: Path, monkeypat
     def boom(*_a: object) -> list[Path]:
         raise TinyDeployError("tool_missing", tool="firmware source", fix="reinstall")
 
-    monkeypatch.setattr(render, "_copy_sources", boom)
+    from tinydeploy import library
+
+    monkeypatch.setattr(library, "copy_firmware", boom)
     with pytest.raises(TinyDeployError):
         gen(tmp_path, "sine_mlp", out="deep/er/fw")
     assert leftovers(tmp_path) == []
