@@ -119,7 +119,8 @@ def test_basic_example_int8_and_float_agree(tmp_path: Path) -> None:
         "void setup() {\n  td_result_t a, b;\n"
         "  if (td_run_int8(kQ, &a) != TD_APP_OK || td_run_float(td_sample_input, &b) != 0)"
         " return;\n  int same = a.top == b.top;\n"
-        "  for (unsigned i = 0; i < TD_APP_OUTPUT_COUNT; ++i) same &= a.outputs[i] == b.outputs[i];\n"
+        "  for (unsigned i = 0; i < TD_APP_OUTPUT_COUNT; ++i)\n"
+        "    same &= a.outputs[i] == b.outputs[i];\n"
         '  Serial.print("same: ");\n  Serial.println(same);\n'
         '  Serial.print("null: ");\n  Serial.println(td_run_float(0, &a));\n}\n'
         "void loop() {}\n")
