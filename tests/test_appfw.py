@@ -164,9 +164,30 @@ def test_labels_reach_the_header(tmp_path: Path) -> None:
     assert not (tmp_path / "bad").exists()
 
 
-def test_quantize_keeps_the_example_labels(digits_run) -> None:
+def test_trained_digits_end_to_end(digits_run, tmp_path: Path) -> None:
+    """train -> quantize (labels into quantization.json) -> generate (labels and data.npz
+    found beside the model) -> the basic example, built on the host, prints the host
+    reference's class for x_test[0] and the label the data gives for it."""
     report = json.loads(Path(digits_run.report_json).read_text())
     assert report["labels"] == DIGITS
+    model = Path(digits_run.int8_tflite)
+    assert (model.parent / "data.npz").is_file()  # train and quantize share the folder
+    res = render.generate(model, tmp_path / "fw", boards=["nano33ble"], runtime="c",
+                          fmt="arduino")
+    assert res.sketch_dir is not None
+    sample = (res.sketch_dir / "src" / "td_sample.h").read_text()
+    facts = load(model)
+    with np.load(digits_run.data_npz) as npz:
+        x, y = npz["x_test"][:1], int(npz["y_test"][0])
+    assert f'td_sample_expected = "{y}"' in sample
+    out = subprocess.run([str(_host_build(res.sketch_dir, tmp_path / "obj"))],
+                         capture_output=True, text=True, timeout=30)
+    got = _parse(out.stdout)
+    from tinydeploy.hostref import quantize_input
+
+    want = int(np.argmax(HostModel(facts).predict_one(quantize_input(x, facts.inputs[0])[0])))
+    assert int(got["top"]) == want and got["label"] == str(want)
+    assert f"expected: {y}" in out.stdout
 
 
 # --- the C runtime on real boards -------------------------------------------------------------
