@@ -283,3 +283,38 @@ def test_cli_generate_c_runtime_for_a_board(tmp_path: Path,
     rc = main(["generate", str(DATA / "person_detect.tflite"), "--out", str(tmp_path / "n"),
                "--board", "nano33ble,native", "--runtime", "c"])
     assert rc == 2 and not (tmp_path / "n").exists()
+
+
+def test_api_handles_several_inputs_each_with_its_quantization(tmp_path: Path) -> None:
+    """simple_add_model: two int8 inputs with different scales/zero points. A stand-in
+    backend returns input 1's bytes as the output: td_run_float must quantize each input
+    with its own parameters at its own offset, and dequantize with the output's."""
+    from tinydeploy import library
+    from tinydeploy.render import _env
+
+    facts = load(DATA / "simple_add_model.tflite")
+    ctx = library.lib_context(facts, "adder", "c", None, None)
+    assert [t["offset"] for t in ctx["inputs"]] == [0, 16384] and ctx["input_bytes"] == 32768
+    ctx.update(version="test", model={"name": "simple_add", "sha256": facts.sha256})
+    src = tmp_path / "src"
+    library.render_files(_env(), {"td_app.h": "_lib/td_app.h.jinja",
+                                  "td_app.cpp": "_lib/td_app.cpp.jinja"}, ctx, src)
+    (src / "main.cpp").write_text(
+        '#include <Arduino.h>\n#include <string.h>\n#include "td_app.h"\n'
+        "int td_backend_begin(void) { return 0; }\n"
+        "int td_backend_invoke(const uint8_t *in, uint8_t *out) {\n"
+        "  memcpy(out, in + 16384, TD_APP_OUTPUT_BYTES);\n  return 0;\n}\n"
+        "static float x[TD_APP_INPUT_COUNT];\nstatic td_result_t r;\n"
+        "void setup() {\n"
+        "  for (unsigned i = 0; i < TD_APP_INPUT_COUNT; ++i) x[i] = i < 16384u ? 9.0f : 1.0f;\n"
+        "  if (td_run_float(x, &r) != TD_APP_OK) return;\n"
+        '  Serial.print("out: ");\n  Serial.println(r.outputs[5], 6);\n'
+        '  Serial.print("top: ");\n  Serial.println(r.top);\n}\nvoid loop() {}\n')
+    exe = tmp_path / "adder"
+    _run(["g++", "-std=c++17", *WARN, f"-I{HOST}", f"-I{src}", str(src / "td_app.cpp"),
+          str(src / "main.cpp"), str(HOST / "arduino_host.cpp"), "-o", str(exe)])
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30).stdout
+    i1, o = facts.inputs[1], facts.outputs[0]
+    q = np.round(np.float32(1.0) / np.float32(i1.scale)) + i1.zero_point  # 24 + (-1)
+    want = (np.float32(q) - o.zero_point) * np.float32(o.scale)
+    assert f"out: {want:.6f}" in out and "top: -1" in out, out
