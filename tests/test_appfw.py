@@ -318,3 +318,14 @@ def test_api_handles_several_inputs_each_with_its_quantization(tmp_path: Path) -
     q = np.round(np.float32(1.0) / np.float32(i1.scale)) + i1.zero_point  # 24 + (-1)
     want = (np.float32(q) - o.zero_point) * np.float32(o.scale)
     assert f"out: {want:.6f}" in out and "top: -1" in out, out
+
+
+def test_project_sources_lists_main_and_library(tmp_path: Path) -> None:
+    from tinydeploy.library import project_sources
+
+    render.generate(DATA / "sine_mlp.tflite", tmp_path / "p", boards=["nano33ble"],
+                    arena=4096, fmt="platformio")
+    sources, includes = project_sources(tmp_path / "p")
+    assert {f.name for f in sources} == {"main.cpp", "td_tflm_app.cpp", "td_app.cpp",
+                                         "model_data.cpp", "td_protocol.c", "td_arduino.cpp"}
+    assert includes == [tmp_path / "p" / "src", tmp_path / "p" / "lib" / "p" / "src"]

@@ -234,3 +234,15 @@ def compiler_note(boards: list[Board]) -> str:
         note += ("; " if note else "") + (f"rendered only (no compiler for it in CI): "
                                           f"{', '.join(other)}")
     return note
+
+
+def project_sources(project: Path) -> tuple[list[Path], list[Path]]:
+    """The C/C++ sources a build of a generated PlatformIO ``project`` compiles (``src/``
+    and every ``lib/*/src/``, as PlatformIO's library finder does) and the include folders.
+    For tools that build the project without PlatformIO (native/QEMU builds)."""
+    project = Path(project)
+    folders = [project / "src", *sorted(p / "src" for p in (project / "lib").glob("*")
+                                        if (p / "src").is_dir())]
+    sources = [f for d in folders for f in sorted(d.iterdir())
+               if f.suffix in (".c", ".cpp", ".cc")]
+    return sources, folders
