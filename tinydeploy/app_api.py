@@ -169,6 +169,13 @@ def load_sample(facts: ModelFacts, data: str | Path | None, labels: list[str]) -
     return Sample([float(v) for v in values], expected, f"x_test[0] of {path.name}")
 
 
+def api_ram(facts: ModelFacts) -> int:
+    """RAM of the application API: its input and output buffers and a ``td_result_t``."""
+    outs = sum(t.elements for t in facts.outputs)
+    return sum(t.nbytes for t in facts.inputs) + sum(t.nbytes for t in facts.outputs) \
+        + 4 * outs + 16
+
+
 def _float_lit(x: float) -> str:
     if not math.isfinite(x):
         raise ValueError(f"not finite: {x}")

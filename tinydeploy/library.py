@@ -89,7 +89,7 @@ def c_budget(board: Board, weights: int, n_ops: int, arena: int, io_bytes: int,
     """The C-runtime budget of one board (a :class:`tinydeploy.render.Budget`)."""
     from .render import PROTOCOL_RAM
 
-    overhead = PROTOCOL_RAM + 2 * io_bytes + 4 * output_count + C_STACK_RESERVE
+    overhead = PROTOCOL_RAM + 2 * io_bytes + 4 * output_count + 16 + C_STACK_RESERVE
     return _budget_cls()(
         board=board.id, model_bytes=weights, code_bytes=c_code_estimate(n_ops),
         framework_flash=board.framework_flash, flash_limit=board.flash_bytes,

@@ -24,8 +24,9 @@ Budget estimate (per board, documented in the generated README):
   bytes: 42.6 kB for one FULLY_CONNECTED, 70-75 kB for six-op CNNs) and kept above all
   of them; optimized kernel libraries (CMSIS-NN, ESP-NN) may differ.
 * RAM = arena + ``RAM_OVERHEAD`` (interpreter/resolver objects, the protocol buffers,
-  stack reserve) + the core (``Board.framework_ram``), plus code and model on boards that
-  run code from the same RAM (``Board.code_in_ram``, Teensy 4).
+  stack reserve) + the application API's tensor buffers (``app_api.api_ram``) + the core
+  (``Board.framework_ram``), plus code and model on boards that run code from the same RAM
+  (``Board.code_in_ram``, Teensy 4).
 
 Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` plus a
 margin of ``ARENA_MARGIN_FRACTION`` (at least ``ARENA_MARGIN_MIN`` bytes), rounded up to
@@ -142,11 +143,13 @@ class Budget:
 
 
 def budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
+    from .app_api import api_ram
+
     ops = facts.op_names
     return Budget(
         board=board.id, model_bytes=facts.size_bytes, code_bytes=tflm_code_estimate(ops),
         framework_flash=board.framework_flash, flash_limit=board.flash_bytes,
-        arena_bytes=arena_bytes, overhead_ram=RAM_OVERHEAD + 16 * len(ops),
+        arena_bytes=arena_bytes, overhead_ram=RAM_OVERHEAD + 16 * len(ops) + api_ram(facts),
         framework_ram=board.framework_ram, code_in_ram=board.code_in_ram,
         ram_limit=board.ram_bytes)
 
