@@ -329,3 +329,21 @@ def test_project_sources_lists_main_and_library(tmp_path: Path) -> None:
     assert {f.name for f in sources} == {"main.cpp", "td_tflm_app.cpp", "td_app.cpp",
                                          "model_data.cpp", "td_protocol.c", "td_arduino.cpp"}
     assert includes == [tmp_path / "p" / "src", tmp_path / "p" / "lib" / "p" / "src"]
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                    reason="arm-none-eabi-gcc not installed (scripts/setup installs it)")
+def test_tflm_library_compiles_to_arm_objects_against_stubs(tmp_path: Path) -> None:
+    """The TFLM library (API, backend, examples) compiles for Cortex-M4 against the
+    stand-in TFLM/Arduino headers of tests/stubs (declarations only: no link)."""
+    res = render.generate(DATA / "digits_cnn.tflite", tmp_path / "fw", boards=["nano33ble"],
+                          arena=8192, fmt="arduino")
+    assert res.sketch_dir is not None
+    lib = res.sketch_dir
+    cxx = ["arm-none-eabi-g++", *ARM["nano33ble"], "-mthumb", "-Os", "-std=gnu++17",
+           "-fno-exceptions", "-fno-rtti", *WARN, f"-I{Path(__file__).parent / 'stubs'}",
+           f"-I{lib / 'src'}", "-include", "Arduino.h", "-x", "c++", "-c"]
+    for f in [*sorted((lib / "src").glob("*.cpp")), *sorted(lib.glob("examples/*/*.ino"))]:
+        _run([*cxx, str(f), "-o", str(tmp_path / f"{f.stem}.o")])
+    assert {p.name for p in tmp_path.glob("*.o")} >= {"td_app.o", "td_tflm_app.o", "basic.o",
+                                                      "validate.o"}
