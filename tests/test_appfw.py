@@ -347,3 +347,31 @@ def test_tflm_library_compiles_to_arm_objects_against_stubs(tmp_path: Path) -> N
         _run([*cxx, str(f), "-o", str(tmp_path / f"{f.stem}.o")])
     assert {p.name for p in tmp_path.glob("*.o")} >= {"td_app.o", "td_tflm_app.o", "basic.o",
                                                       "validate.o"}
+
+
+def test_c_runtime_validate_example_serves_the_protocol(tmp_path: Path) -> None:
+    """The C-runtime library's validate example (td_c_app.cpp + td_arduino.cpp), built on
+    the host with Serial on a pseudo-terminal, passes `tinydeploy validate` bit-exact."""
+    from tinydeploy.device.ptyproc import PtyProcess, wait_for_pty
+    from tinydeploy.validation import validate
+
+    facts = load(DATA / "digits_cnn.tflite")
+    q = np.load(DATA / "digits_cnn.inputs.npy")[:6]
+    data = tmp_path / "d.npz"
+    x, y = dequantize(q, facts.inputs[0]), np.zeros(6, np.float32)
+    np.savez(data, x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y)
+    res = render.generate(facts, tmp_path / "fw", boards=["nucleo_f446re"], runtime="c",
+                          fmt="arduino")
+    assert res.sketch_dir is not None
+    exe = _host_build(res.sketch_dir, tmp_path / "obj", "validate")
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env={"TD_HOST_PTY": "1", "PATH": "/usr/bin:/bin"})
+    with PtyProcess(proc, "") as dev:
+        port, said = wait_for_pty(proc, 10.0)
+        assert port, said
+        result = validate(facts, data, tmp_path / "report", port=port)
+        assert dev.running
+    doc = json.loads((tmp_path / "report" / "validation.json").read_text())
+    assert result.passed, doc
+    text = json.dumps(doc)
+    assert '"nucleo_f446re"' in text and '"c"' in text

@@ -1,8 +1,17 @@
-/* Host implementation of the Arduino stand-in (Arduino.h): Serial is stdin/stdout, the
- * clock is CLOCK_MONOTONIC; main() calls the sketch's setup() once and loop() TD_LOOPS
- * times (default 1). */
+/* Host implementation of the Arduino stand-in (Arduino.h): Serial is stdout, the clock is
+ * CLOCK_MONOTONIC; main() calls the sketch's setup() once and loop() TD_LOOPS times
+ * (default 1). With the environment variable TD_HOST_PTY set, Serial is a pseudo-terminal
+ * instead: main() prints "PTY /dev/pts/N" and calls loop() until its parent exits (the way
+ * tinydeploy's native board serves the protocol). */
+#define _XOPEN_SOURCE 600
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "Arduino.h"
 
@@ -12,6 +21,7 @@
 
 HardwareSerial Serial;
 EspClass ESP;
+static int g_pty = -1; /* master side of the pseudo-terminal, -1: stdout */
 
 static unsigned long long now_us(void) {
   struct timespec ts;
@@ -52,23 +62,54 @@ size_t Stream::readBytes(char *buffer, size_t length) {
   return readBytes(reinterpret_cast<uint8_t *>(buffer), length);
 }
 size_t Stream::readBytes(uint8_t *buffer, size_t length) {
-  return fread(buffer, 1, length, stdin);
+  if (g_pty < 0) return fread(buffer, 1, length, stdin);
+  const ssize_t n = ::read(g_pty, buffer, length);
+  return n > 0 ? (size_t)n : 0;
 }
 
 void HardwareSerial::begin(unsigned long baud) { (void)baud; }
 HardwareSerial::operator bool() const { return true; }
-size_t HardwareSerial::write(uint8_t byte) { return fwrite(&byte, 1, 1, stdout); }
+size_t HardwareSerial::write(uint8_t byte) { return write(&byte, 1); }
 size_t HardwareSerial::write(const uint8_t *buffer, size_t size) {
-  return fwrite(buffer, 1, size, stdout);
+  if (g_pty < 0) return fwrite(buffer, 1, size, stdout);
+  const ssize_t n = ::write(g_pty, buffer, size);
+  return n > 0 ? (size_t)n : 0;
 }
-int HardwareSerial::available() { return 0; }
+int HardwareSerial::available() {
+  if (g_pty < 0) return 0;
+  struct pollfd p = {g_pty, POLLIN, 0};
+  int n = 0;
+  if (poll(&p, 1, 10) <= 0 || ioctl(g_pty, FIONREAD, &n) != 0) return 0;
+  return n;
+}
 int HardwareSerial::read() { return -1; }
 int HardwareSerial::peek() { return -1; }
 
 void setup();
 void loop();
 
+static int raw(int fd) {
+  struct termios t;
+  if (tcgetattr(fd, &t) != 0) return -1;
+  cfmakeraw(&t);
+  return tcsetattr(fd, TCSANOW, &t);
+}
+
 int main() {
+  if (getenv("TD_HOST_PTY") != NULL) {
+    const pid_t parent = getppid();
+    g_pty = posix_openpt(O_RDWR | O_NOCTTY);
+    if (g_pty < 0 || grantpt(g_pty) != 0 || unlockpt(g_pty) != 0) return 1;
+    const char *name = ptsname(g_pty);
+    const int slave = name ? open(name, O_RDWR | O_NOCTTY) : -1; /* keep it raw and open */
+    if (slave < 0 || raw(slave) != 0 || raw(g_pty) != 0) return 1;
+    printf("PTY %s\n", name);
+    fflush(stdout);
+    setup();
+    while (getppid() == parent) loop();
+    close(slave);
+    return 0;
+  }
   setup();
   for (int i = 0; i < TD_LOOPS; ++i) loop();
   fflush(stdout);
