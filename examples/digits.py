@@ -11,6 +11,7 @@ import numpy as np
 from tinydeploy.data import Dataset
 
 TASK = "classification"
+CLASSES = tuple(str(d) for d in range(10))  # labels in the generated firmware
 EPOCHS = 40
 BATCH_SIZE = 32
 

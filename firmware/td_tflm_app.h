@@ -1,5 +1,6 @@
-/* tinydeploy TFLM application: the generated td_tflm_app.cpp builds the TFLite Micro
- * interpreter for the model and serves the tinydeploy protocol on Serial. The sketch's
+/* tinydeploy firmware entry points (validation server): the generated td_tflm_app.cpp
+ * (TFLite Micro) or td_c_app.cpp (C runtime) starts the model and serves the tinydeploy
+ * protocol on Serial. The sketch's
  * setup()/loop() (or PlatformIO's main.cpp) only call these two, so the Arduino IDE's
  * automatic prototype generation never has to look at the application code. */
 #ifndef TD_TFLM_APP_H

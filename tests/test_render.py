@@ -59,9 +59,10 @@ def test_code_estimate_not_below_real_cortex_m4_builds() -> None:
 
 
 # --- the generated C++ compiles against the stand-in headers ------------------------------
-def _compile(files: list[Path], cwd: Path, defines: list[str] = ()) -> None:
+def _compile(files: list[Path], cwd: Path, defines: list[str] = (),
+             extra: list[str] = ()) -> None:
     cpp = [str(f) for f in files if f.suffix in (".cpp", ".ino")]
-    args = [*CXX, f"-I{cwd}", *[f"-D{d}" for d in defines], "-x", "c++", *cpp]
+    args = [*CXX, f"-I{cwd}", *[f"-D{d}" for d in defines], *extra, "-x", "c++", *cpp]
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for c in (f for f in files if f.suffix == ".c"):
@@ -72,19 +73,24 @@ def _compile(files: list[Path], cwd: Path, defines: list[str] = ()) -> None:
 @pytest.mark.parametrize("model", MODELS)
 def test_generated_cpp_compiles_for_every_board(tmp_path: Path, model: str) -> None:
     res = gen(tmp_path, model, boards=MCU)
-    src = tmp_path / "fw" / "src"
+    src = tmp_path / "fw" / "lib" / "fw" / "src"  # the library inside the PlatformIO project
     sources = sorted(p for p in src.iterdir() if p.suffix in (".cpp", ".c"))
-    assert {p.name for p in sources} == {"main.cpp", "td_tflm_app.cpp", "model_data.cpp",
+    assert {p.name for p in sources} == {"td_tflm_app.cpp", "model_data.cpp", "td_app.cpp",
                                          "td_protocol.c", "td_arduino.cpp"}
-    _compile(sources, src, [BOARDS["nano33ble"].define, "TD_SERIAL_BAUD=115200"])
+    main_cpp = tmp_path / "fw" / "src" / "main.cpp"
+    _compile([*sources, main_cpp], src, [BOARDS["nano33ble"].define, "TD_SERIAL_BAUD=115200"])
+    _compile([main_cpp], src, ["TD_EXAMPLE_BASIC"])
     for board in MCU[1:]:  # every board's branch of model_settings.h
         _compile([src / "td_tflm_app.cpp"], src, [BOARDS[board].define])
-    # the Arduino sketch: no -D from the IDE, the core's macro (or nothing) picks the board
-    sketch = res.sketch_dir
-    assert sketch is not None
-    ino = [sketch / f"{res.sketch}.ino", sketch / "td_tflm_app.cpp"]
-    _compile(ino, sketch, [])
-    _compile(ino[1:], sketch, [BOARDS["esp32-s3"].arduino_macros[0]])
+    # the Arduino library: no -D from the IDE, the core's macro (or nothing) picks the board
+    lib = res.sketch_dir
+    assert lib is not None
+    ino = [lib / "src" / "td_tflm_app.cpp", lib / "src" / "td_app.cpp"]
+    _compile(ino, lib / "src", [])
+    _compile(ino[:1], lib / "src", [BOARDS["esp32-s3"].arduino_macros[0]])
+    for example in ("basic", "validate"):  # the IDE adds #include <Arduino.h> to a .ino
+        _compile([lib / "examples" / example / f"{example}.ino"], lib / "src", [],
+                 ["-include", "Arduino.h"])
 
 
 def test_odd_tensor_names_stay_inside_comments(tmp_path: Path) -> None:
@@ -103,16 +109,18 @@ def test_odd_tensor_names_stay_inside_comments(tmp_path: Path) -> None:
     model = tmp_path / "odd*name\\.tflite"
     model.write_bytes(bytes(b.Output()))
     res = render.generate(model, tmp_path / "fw", boards=["nano33ble"], arena=4096)
-    src = tmp_path / "fw" / "src"
-    _compile([src / "td_tflm_app.cpp", src / "main.cpp"], src, [BOARDS["nano33ble"].define])
+    src = tmp_path / "fw" / "lib" / "fw" / "src"
+    main_cpp = tmp_path / "fw" / "src" / "main.cpp"
+    _compile([src / "td_tflm_app.cpp", src / "td_app.cpp", main_cpp], src,
+             [BOARDS["nano33ble"].define])
     assert res.sketch_dir is not None
-    _compile([res.sketch_dir / "td_tflm_app.cpp"], res.sketch_dir, [])
+    _compile([res.sketch_dir / "src" / "td_tflm_app.cpp"], res.sketch_dir / "src", [])
 
 
 def test_cycle_counter_per_board(tmp_path: Path) -> None:
     gen(tmp_path, "sine_mlp", boards=MCU, fmt="platformio")
-    settings = (tmp_path / "fw" / "src" / "model_settings.h").read_text()
-    main_cpp = (tmp_path / "fw" / "src" / "td_tflm_app.cpp").read_text()
+    settings = (tmp_path / "fw" / "lib" / "fw" / "src" / "model_settings.h").read_text()
+    main_cpp = (tmp_path / "fw" / "lib" / "fw" / "src" / "td_tflm_app.cpp").read_text()
     for board in MCU:
         block = settings.split(f"defined({BOARDS[board].define})")[1].split("#elif")[0]
         kind = {"dwt": "TD_CYCLES_DWT", "ccount": "TD_CYCLES_CCOUNT", "none": "TD_CYCLES_NONE"}
@@ -125,11 +133,11 @@ def test_cycle_counter_per_board(tmp_path: Path) -> None:
 @pytest.mark.parametrize("model", ["sine_mlp", "tanh_mlp", "ds_cnn_kws", "concat_branches"])
 def test_resolver_has_exactly_the_models_ops(tmp_path: Path, model: str) -> None:
     res = gen(tmp_path, model, fmt="platformio")
-    text = (tmp_path / "fw" / "src" / "td_tflm_app.cpp").read_text()
+    text = (tmp_path / "fw" / "lib" / "fw" / "src" / "td_tflm_app.cpp").read_text()
     calls = re.findall(r"resolver\.(Add\w+)\(\)", text)
     ops = GROUND[model]["ops"]
     assert calls == [TFLM_OPS[o].resolver for o in ops]
-    settings = (tmp_path / "fw" / "src" / "model_settings.h").read_text()
+    settings = (tmp_path / "fw" / "lib" / "fw" / "src" / "model_settings.h").read_text()
     assert re.search(rf"#define TD_NUM_OPS {len(ops)}\n", settings)
     assert "MicroMutableOpResolver<TD_NUM_OPS>" in text
     assert "alignas(16) static uint8_t tensor_arena[kArenaSize]" in text
@@ -141,7 +149,7 @@ def test_resolver_has_exactly_the_models_ops(tmp_path: Path, model: str) -> None
 def test_settings_carry_facts(tmp_path: Path) -> None:
     facts = load(DATA / "accel_cnn1d.tflite")
     gen(tmp_path, "accel_cnn1d", fmt="arduino")
-    settings = (tmp_path / "fw" / "fw" / "model_settings.h").read_text()
+    settings = (tmp_path / "fw" / "fw" / "src" / "model_settings.h").read_text()
     sha = re.findall(r"0x([0-9a-f]{2})", settings.split("TD_MODEL_SHA256")[1].split("/*")[0])
     assert "".join(sha) == facts.sha256
     g = GROUND["accel_cnn1d"]
@@ -159,7 +167,7 @@ def test_arena_auto_adds_documented_margin(tmp_path: Path, monkeypatch) -> None:
     want = -(-int(15000 * (1 + render.ARENA_MARGIN_FRACTION)) // 16) * 16
     assert res.arena.size == want and res.arena.predicted == 15000
     assert res.arena.margin == want - 15000
-    settings = (tmp_path / "fw" / "src" / "model_settings.h").read_text()
+    settings = (tmp_path / "fw" / "lib" / "fw" / "src" / "model_settings.h").read_text()
     assert "#define TD_ARENA_PREDICTED 15000u" in settings
     assert f"#define TD_ARENA_MARGIN {want - 15000}u" in settings
     readme = (tmp_path / "fw" / "README.md").read_text()
@@ -185,16 +193,19 @@ def test_format_choices(tmp_path: Path, fmt: str) -> None:
     out = tmp_path / "My Sketch"
     has_pio = (out / "platformio.ini").is_file() and (out / "src" / "main.cpp").is_file()
     sketch = out / "My_Sketch"
-    has_ino = (sketch / "My_Sketch.ino").is_file()
+    has_ino = (sketch / "library.properties").is_file()
     assert has_pio == (fmt != "arduino") and has_ino == (fmt != "platformio")
     assert (res.platformio_dir is not None) == has_pio and (res.sketch_dir is not None) == has_ino
     if has_ino:
-        names = {p.name for p in sketch.iterdir()}
-        assert names == {"My_Sketch.ino", "td_tflm_app.cpp", "td_tflm_app.h", "model_settings.h",
+        names = {p.name for p in (sketch / "src").iterdir()}
+        assert names == {"My_Sketch.h", "td_app.h", "td_app.cpp", "td_sample.h",
+                         "td_tflm_app.cpp", "td_tflm_app.h", "model_settings.h",
                          "model_data.h", "model_data.cpp", "td_protocol.h", "td_protocol.c",
                          "td_arduino.h", "td_arduino.cpp"}
-        ino = (sketch / "My_Sketch.ino").read_text()
+        ino = (sketch / "examples" / "validate" / "validate.ino").read_text()
         assert "td_app_setup();" in ino and "td_app_loop();" in ino
+        assert "td_run_float(" in (sketch / "examples" / "basic" / "basic.ino").read_text()
+        assert "depends=Chirale_TensorFlowLite" in (sketch / "library.properties").read_text()
     assert (out / "README.md").is_file()
     assert all(f.is_file() for f in res.files)
     assert res.summary().startswith("generated tflm firmware for nano33ble")
@@ -206,7 +217,7 @@ def test_platformio_ini_parses_with_one_env_per_board(tmp_path: Path) -> None:
     ini = configparser.ConfigParser()
     ini.read(tmp_path / "fw" / "platformio.ini")
     envs = [s[4:] for s in ini.sections() if s.startswith("env:")]
-    assert envs == boards
+    assert envs == [e for b in boards for e in (b, f"{b}_basic")]
     assert [e.strip() for e in ini["platformio"]["default_envs"].split(",")] == boards
     for name in boards:
         env, b = ini[f"env:{name}"], BOARDS[name]
@@ -230,11 +241,11 @@ def test_names_are_sanitized(tmp_path: Path) -> None:
     res = gen(tmp_path, "sine_mlp", out="3 my-model.v2", fmt="arduino")
     assert res.sketch == "v3_my_model_v2"
     sketch = tmp_path / "3 my-model.v2" / "v3_my_model_v2"
-    assert (sketch / "v3_my_model_v2.ino").is_file()
+    assert (sketch / "src" / "v3_my_model_v2.h").is_file()
     res = gen(tmp_path, "sine_mlp", out="o", fmt="arduino", name="int")
-    assert res.sketch == "int_" and (tmp_path / "o" / "int_" / "int_.ino").is_file()
+    assert res.sketch == "int_" and (tmp_path / "o" / "int_" / "src" / "int_.h").is_file()
     res = gen(tmp_path, "sine_mlp", out="src")
-    assert res.sketch == "src_sketch" and not list((tmp_path / "src" / "src").glob("*.ino"))
+    assert res.sketch == "src_sketch" and (tmp_path / "src" / "src" / "main.cpp").is_file()
 
 
 # --- refusals leave nothing behind ------------------------------------------------------
@@ -327,7 +338,9 @@ def test_error_while_rendering_removes_the_temp_folder(tmp_path: Path, monkeypat
     def boom(*_a: object) -> list[Path]:
         raise TinyDeployError("tool_missing", tool="firmware source", fix="reinstall")
 
-    monkeypatch.setattr(render, "_copy_sources", boom)
+    from tinydeploy import library
+
+    monkeypatch.setattr(library, "copy_firmware", boom)
     with pytest.raises(TinyDeployError):
         gen(tmp_path, "sine_mlp", out="deep/er/fw")
     assert leftovers(tmp_path) == []
@@ -338,11 +351,13 @@ def test_regenerate_replaces_generated_files_only(tmp_path: Path) -> None:
     out = tmp_path / "fw"
     (out / "notes.txt").write_text("mine")
     (out / "src" / "stale.cpp").write_text("old")
+    (out / "lib" / "fw" / "src" / "stale.cpp").write_text("old")
     gen(tmp_path, "tanh_mlp", boards=["rpipico"], fmt="platformio")
     assert (out / "notes.txt").read_text() == "mine"
     assert not (out / "src" / "stale.cpp").exists()
+    assert not (out / "lib" / "fw" / "src" / "stale.cpp").exists()
     assert "[env:rpipico]" in (out / "platformio.ini").read_text()
-    assert "AddTanh" in (out / "src" / "td_tflm_app.cpp").read_text()
+    assert "AddTanh" in (out / "lib" / "fw" / "src" / "td_tflm_app.cpp").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["fw"]  # no temp folder left
     (tmp_path / "file").write_text("x")
     with pytest.raises(TinyDeployError) as exc:
@@ -357,7 +372,7 @@ def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                "--board", "nano33ble,teensy41", "--arena", "8192", "--format", "both"])
     assert rc == 0
     assert "nano33ble, teensy41" in capsys.readouterr().out
-    assert (out / "platformio.ini").is_file() and (out / "cli_fw" / "cli_fw.ino").is_file()
+    assert (out / "platformio.ini").is_file() and (out / "cli_fw" / "src" / "cli_fw.h").is_file()
     rc = main(["generate", str(DATA / "pad_gap_cnn.tflite"), "--out", str(tmp_path / "x"),
                "--board", "uno", "--arena", "8192"])
     assert rc == 2 and not (tmp_path / "x").exists()

@@ -207,12 +207,19 @@ def generate(
     arena_: Annotated[str, typer.Option("--arena", help="auto or a byte count")] = "auto",
     fmt: Annotated[str, typer.Option("--format", help="arduino | platformio | both")] = "both",
     runtime: Annotated[str, typer.Option(help="tflm | c (interpreter-free C)")] = "tflm",
+    labels: Annotated[str | None, typer.Option(
+        help="class labels: a,b,c or a file (default: quantization.json beside the model)")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(
+        help=".npz whose x_test[0] the basic example runs (default: data.npz beside it)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Render firmware: Arduino sketch and/or PlatformIO project (or C runtime sources)."""
+    """Render firmware: Arduino library (API + examples) and/or PlatformIO project."""
     from .render import generate as run
 
-    result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime)
+    result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime,
+                 labels=labels, data=data)
     _echo(result, as_json)
 
 

@@ -355,7 +355,12 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
             + [tensor_entry("output", t) for t in facts.outputs],
             ops=facts.op_names, rep_samples=len(rep), rep_source=rep_source,
         )
-        (tmp / JSON_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        data = report.to_dict()
+        labels_file = model_path.parent / "labels.txt"  # written by train for the examples
+        if task == "classification" and labels_file.is_file():
+            data["labels"] = [ln.strip() for ln in labels_file.read_text().splitlines()
+                              if ln.strip()]
+        (tmp / JSON_NAME).write_text(json.dumps(data, indent=2) + "\n")
         (tmp / MD_NAME).write_text(report.markdown())
     tdlog.log.info("%s", report.summary().splitlines()[1])
     return report

@@ -25,8 +25,9 @@ Budget estimate (per board, documented in the generated README):
   bytes: 42.6 kB for one FULLY_CONNECTED, 70-75 kB for six-op CNNs) and kept above all
   of them; optimized kernel libraries (CMSIS-NN, ESP-NN) may differ.
 * RAM = arena + ``RAM_OVERHEAD`` (interpreter/resolver objects, the protocol buffers,
-  stack reserve) + the core (``Board.framework_ram``), plus code and model on boards that
-  run code from the same RAM (``Board.code_in_ram``, Teensy 4).
+  stack reserve) + the application API's tensor buffers (``app_api.api_ram``) + the core
+  (``Board.framework_ram``), plus code and model on boards that run code from the same RAM
+  (``Board.code_in_ram``, Teensy 4).
 
 Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` plus a
 margin of ``ARENA_MARGIN_FRACTION`` (at least ``ARENA_MARGIN_MIN`` bytes), rounded up to
@@ -145,11 +146,13 @@ class Budget:
 
 
 def budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
+    from .app_api import api_ram
+
     ops = facts.op_names
     return Budget(
         board=board.id, model_bytes=facts.size_bytes, code_bytes=tflm_code_estimate(ops),
         framework_flash=board.framework_flash, flash_limit=board.flash_bytes,
-        arena_bytes=arena_bytes, overhead_ram=RAM_OVERHEAD + 16 * len(ops),
+        arena_bytes=arena_bytes, overhead_ram=RAM_OVERHEAD + 16 * len(ops) + api_ram(facts),
         framework_ram=board.framework_ram, code_in_ram=board.code_in_ram,
         ram_limit=board.ram_bytes)
 
@@ -349,24 +352,12 @@ def render_tree(env: Any, subdir: str, ctx: dict[str, Any], dest: Path) -> list[
     return written
 
 
-def _copy_sources(facts: ModelFacts, dest: Path) -> list[Path]:
-    """Model data (``g_model``) and the protocol firmware, into one source folder."""
+def _model_sources(facts: ModelFacts) -> dict[str, str]:
+    """The model data (``g_model``): file name -> text."""
     from .c_array import model_source
-    from .resources import firmware_dir
 
-    dest.mkdir(parents=True, exist_ok=True)
     header, source = model_source(facts.data, MODEL_ARRAY, header_name="model_data.h")
-    written = [dest / "model_data.h", dest / "model_data.cpp"]
-    written[0].write_text(header, encoding="utf-8")
-    written[1].write_text(source, encoding="utf-8")
-    fw = firmware_dir()
-    for name in FIRMWARE_FILES:
-        if not (fw / name).is_file():
-            raise TinyDeployError("tool_missing", tool=f"firmware source {fw / name}",
-                                  fix="reinstall tinydeploy (its firmware/ folder is incomplete)")
-        shutil.copyfile(fw / name, dest / name)
-        written.append(dest / name)
-    return written
+    return {"model_data.h": header, "model_data.cpp": source}
 
 
 @dataclass
@@ -406,7 +397,7 @@ class GenerateResult:
         if self.platformio_dir:
             lines.append(f"  PlatformIO project: {self.platformio_dir / 'platformio.ini'}")
         if self.sketch_dir:
-            lines.append(f"  Arduino sketch:     {self.sketch_dir / (self.sketch + '.ino')}")
+            lines.append(f"  Arduino library:    {self.sketch_dir} (examples basic, validate)")
         lines.append(f"  tensor arena: {self.arena.size} B ({self.arena.note})")
         lines += [f"  {b.line()}" for b in self.budgets]
         if self.readme:
@@ -437,7 +428,8 @@ def _boards(names: list[str] | list[str | Board], runtime: str) -> list[Board]:
 def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
              boards: list[str] | list[str | Board], arena: str | int = "auto",
              fmt: str = "both", runtime: str = "tflm",
-             name: str | None = None) -> GenerateResult | CResult:
+             name: str | None = None, labels: str | Path | list[str] | None = None,
+             data: str | Path | None = None) -> GenerateResult | CResult:
     """Render firmware for ``boards`` into ``out`` (see the module docstring).
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
@@ -455,6 +447,15 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         runtime: ``tflm`` or ``c``.
         name: sketch name (default: the ``out`` folder's name), sanitized with
             :func:`tinydeploy.c_array.c_identifier`.
+        labels: class labels (``a,b,c``, a file or a list; default: found beside the model,
+            see :mod:`tinydeploy.app_api`).
+        data: .npz whose ``x_test[0]`` the basic example runs (default ``data.npz`` beside
+            the model).
+
+    The Arduino output is a library with the application API (``td_app.h``) and the
+    examples ``basic`` and ``validate`` (:mod:`tinydeploy.library`). ``runtime="c"`` on MCU
+    boards renders the same library around the C runtime with its own budget check
+    (:func:`tinydeploy.library.generate_c_firmware`).
 
     Returns:
         A :class:`GenerateResult` (or ``CResult`` for ``runtime="c"``).
@@ -472,15 +473,23 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     facts = load(model)
     board_list = _boards(list(boards), runtime)
     out_path = check_output_dir(out)
-    if runtime == "c":  # the interpreter-free C runtime plans its own memory
-        from .cruntime import generate_c
-
-        return generate_c(facts, out_path, name=name)
     from .c_array import c_identifier
 
     sketch = c_identifier(name or out_path.resolve().name)
     if sketch.lower() in _PIO_FOLDERS:  # the sketch folder sits beside the PlatformIO ones
         sketch += "_sketch"
+    if runtime == "c":  # the interpreter-free C runtime plans its own memory
+        if any(b.is_mcu for b in board_list):  # Arduino library / PlatformIO project
+            from .library import generate_c_firmware
+
+            if not all(b.is_mcu for b in board_list):
+                raise TinyDeployError("bad_argument", problem="MCU boards and pseudo-boards "
+                                      "in one --board list", fix="generate them separately")
+            return generate_c_firmware(facts, out_path, board_list, fmt, sketch,
+                                       labels=labels, data=data)
+        from .cruntime import generate_c
+
+        return generate_c(facts, out_path, name=name)
     from .guard import check
 
     check(facts)  # full int8 on TFLM only (float, hybrid, uint8 models fail on the device)
@@ -491,17 +500,20 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "
                       f"arena {plan.size} B)")
     ctx = build_context(facts, board_list, plan, sketch, budgets, fmt)
+    from .library import lib_context, write_library, write_platformio
+
+    ctx.update(lib_context(facts, sketch, "tflm", labels, data))  # application API
+    ctx["depends"] = ", ".join(lib["arduino"] for lib in ctx["libs"])
+    sources = _model_sources(facts)
     result = GenerateResult(out=out_path, boards=[b.id for b in board_list], runtime=runtime,
                             fmt=fmt, sketch=sketch, arena=plan, budgets=budgets)
     env = _env()
     with staged_output(out_path) as tmp:
         files = render_tree(env, "common", ctx, tmp)
         if fmt in ("platformio", "both"):
-            files += render_tree(env, "platformio", ctx, tmp)
-            files += _copy_sources(facts, tmp / "src")
+            files += write_platformio(env, ctx, tmp, "tflm", sources, FIRMWARE_FILES)
         if fmt in ("arduino", "both"):
-            files += render_tree(env, "arduino", ctx, tmp)
-            files += _copy_sources(facts, tmp / sketch)
+            files += write_library(env, ctx, tmp / sketch, "tflm", sources, FIRMWARE_FILES)
         result.files = sorted(out_path / f.relative_to(tmp) for f in files)
     from .output import prune_owned  # a re-generate owns the folder: no stale sketch/project
 

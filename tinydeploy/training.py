@@ -297,9 +297,12 @@ def train(example: str | Path, out: str | Path, epochs: int | None = None,
                               fix="give y one class index per sample, one-hot rows as wide "
                                   "as the model's output, or regression targets of its shape"
                               ) from exc
+    classes = getattr(module, "CLASSES", None) if not _is_user_model(example) else None
     with staged_output(out) as tmp:
         model.save(tmp / "model.keras")
         dataset.save(tmp / "data.npz")
+        if classes:  # class labels, carried by quantize into quantization.json
+            (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in classes))
     result = TrainResult(model_path=out / "model.keras", data_path=out / "data.npz",
                          metrics=metrics, task=task, name=name, epochs=n_epochs,
                          history=history)
