@@ -518,7 +518,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     from .output import prune_owned  # a re-generate owns the folder: no stale sketch/project
 
     prune_owned(out_path, {f.relative_to(out_path).parts[0] for f in result.files},
-                {"README.md", "platformio.ini", "src", sketch})
+                {"README.md", "platformio.ini", "src", "lib", sketch})
     if fmt in ("platformio", "both"):
         result.platformio_dir = out_path
     if fmt in ("arduino", "both"):
