@@ -157,14 +157,16 @@ def test_regenerate_owns_its_folder(tmp_path: Path) -> None:
 
     out = tmp_path / "fw"
     generate(DIGITS, out, boards=["nano33ble"], fmt="both")
-    assert (out / "fw" / "fw.ino").is_file() and (out / "platformio.ini").is_file()
+    sketch = out / "fw" / "examples" / "validate" / "validate.ino"  # the Arduino library
+    assert sketch.is_file() and (out / "platformio.ini").is_file()
     (out / "notes.txt").write_text("mine")
     generate(DIGITS, out, boards=["nano33ble"], fmt="platformio")
     assert not (out / "fw").exists()  # the old sketch is gone
     assert (out / "platformio.ini").is_file() and (out / "notes.txt").read_text() == "mine"
     generate(DIGITS, out, boards=["nano33ble"], fmt="arduino")
     assert not (out / "platformio.ini").exists() and not (out / "src").exists()
-    assert (out / "fw" / "fw.ino").is_file() and (out / "notes.txt").is_file()
+    assert not (out / "lib").exists()
+    assert sketch.is_file() and (out / "notes.txt").is_file()
 
 
 def test_carray_xxd_to_any_file_and_to_stdout(tmp_path: Path,
@@ -197,8 +199,10 @@ def test_readme_build_steps_work_verbatim(tmp_path: Path) -> None:
         extra = f" --additional-urls {url}" if url else ""
         for line in (f"arduino-cli core install {core}{extra}",
                      f'arduino-cli lib install "{b.tflm_arduino_lib}"',
-                     f"arduino-cli compile --fqbn {b.arduino_fqbn} {r.sketch}",
-                     f"arduino-cli upload -p PORT --fqbn {b.arduino_fqbn} {r.sketch}",
+                     f"arduino-cli compile --fqbn {b.arduino_fqbn} --library {r.sketch} "
+                     f"{r.sketch}/examples/validate",
+                     f"arduino-cli upload -p PORT --fqbn {b.arduino_fqbn} "
+                     f"{r.sketch}/examples/validate",
                      f"pio run -e {b.id}",
                      f"pio run -e {b.id} -t upload --upload-port PORT"):
             assert line in blocks.splitlines() or any(

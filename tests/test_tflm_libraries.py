@@ -95,22 +95,28 @@ def _project(tmp_path: Path, lib_id: str, fmt: str = "both"):
                            arena=40000, fmt=fmt)
 
 
+def _lib_src(tmp_path: Path) -> Path:
+    """The generated library's ``src`` inside the PlatformIO project (``lib/NAME/src``)."""
+    return next((tmp_path / "fw" / "lib").glob("*/src"))
+
+
 @pytest.mark.parametrize("lib_id", USABLE)
 def test_generated_firmware_compiles_against_the_library(tmp_path: Path, lib_id: str) -> None:
     inc = [write_standins(FACTS[lib_id], tmp_path / "standins")]
     res = _project(tmp_path, lib_id)
-    src = tmp_path / "fw" / "src"
+    src = _lib_src(tmp_path)
     app = (src / "td_tflm_app.cpp").read_text()
     assert f"#include <{libraries()[lib_id].header}>" in app
-    proc = syntax_check([src / "main.cpp", src / "td_tflm_app.cpp"], src, inc,
-                        [BOARDS[MCU[0]].define])
+    proc = syntax_check([tmp_path / "fw" / "src" / "main.cpp", src / "td_tflm_app.cpp"], src,
+                        inc, [BOARDS[MCU[0]].define])
     assert proc.returncode == 0, proc.stderr[-3000:]
     for board in MCU[1:]:
         proc = syntax_check([src / "td_tflm_app.cpp"], src, inc, [BOARDS[board].define])
         assert proc.returncode == 0, (board, proc.stderr[-3000:])
     sketch = res.sketch_dir
-    assert sketch is not None  # the Arduino sketch: the core's macro picks the board
-    proc = syntax_check([sketch / f"{res.sketch}.ino", sketch / "td_tflm_app.cpp"], sketch, inc)
+    assert sketch is not None  # the Arduino library: the core's macro picks the board
+    proc = syntax_check([sketch / "examples" / "validate" / "validate.ino",
+                         sketch / "src" / "td_tflm_app.cpp"], sketch / "src", inc)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -123,7 +129,7 @@ def test_tensorflowlite_esp32_1_0_0_does_not_compile(tmp_path: Path,
     assert not (tmp_path / "fw").exists()
     monkeypatch.setattr(render, "check_boards", lambda *a: None)  # render it anyway
     _project(tmp_path, BROKEN, fmt="platformio")
-    src = tmp_path / "fw" / "src"
+    src = _lib_src(tmp_path)
     inc = [write_standins(FACTS[BROKEN], tmp_path / "standins")]
     proc = syntax_check([src / "td_tflm_app.cpp"], src, inc,
                         [BOARDS["esp32-s3"].define])
@@ -141,7 +147,7 @@ def test_a_missing_resolver_method_fails_the_compile(tmp_path: Path) -> None:
     facts["resolver"]["methods"].remove("AddConv2D")
     inc = [write_standins(facts, tmp_path / "standins")]
     _project(tmp_path, "chirale-2.0.0", fmt="platformio")
-    src = tmp_path / "fw" / "src"
+    src = _lib_src(tmp_path)
     proc = syntax_check([src / "td_tflm_app.cpp"], src, inc, [BOARDS["nano33ble"].define])
     assert proc.returncode != 0 and "AddConv2D" in proc.stderr
 
@@ -270,7 +276,8 @@ def test_generated_firmware_compiles_against_the_real_chirale_tree(tmp_path: Pat
         pytest.skip(f"{compiler} not installed")
     src_root = Path(str(CHIRALE_SRC)) / "src"
     res = render.generate(DATA / "ds_cnn_kws.tflite", tmp_path / "fw", boards=MCU, arena=40000)
-    src = tmp_path / "fw" / "src"
+    src = _lib_src(tmp_path)
+    main_cpp = tmp_path / "fw" / "src" / "main.cpp"
     cxx = [compiler, *CXX[1:]] + (["-mcpu=cortex-m4", "-mthumb"] if "arm" in compiler else [])
     arduino = tmp_path / "arduino"  # only Arduino.h from the stubs: TFLM is the real one
     arduino.mkdir()
@@ -281,12 +288,13 @@ def test_generated_firmware_compiles_against_the_real_chirale_tree(tmp_path: Pat
     real = [*cxx, "-DARDUINO=10819", f"-isystem{src_root}", f"-I{src}", f"-I{arduino}"]
     for board in MCU:
         proc = subprocess.run([*real, f"-D{BOARDS[board].define}", "-x", "c++",
-                               str(src / "td_tflm_app.cpp"), str(src / "main.cpp")],
+                               str(src / "td_tflm_app.cpp"), str(main_cpp)],
                               cwd=src, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, (board, proc.stderr[-3000:])
     sketch = res.sketch_dir
     assert sketch is not None
-    proc = subprocess.run([*real[:-2], f"-I{sketch}", f"-I{arduino}", "-x", "c++",
-                           str(sketch / f"{res.sketch}.ino"), str(sketch / "td_tflm_app.cpp")],
+    proc = subprocess.run([*real[:-2], f"-I{sketch / 'src'}", f"-I{arduino}", "-x", "c++",
+                           str(sketch / "examples" / "validate" / "validate.ino"),
+                           str(sketch / "src" / "td_tflm_app.cpp")],
                           cwd=sketch, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

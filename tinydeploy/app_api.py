@@ -209,7 +209,7 @@ def api_context(facts: ModelFacts, labels: list[str], sample: Sample, runtime: s
     return {
         "name": name, "runtime": runtime,
         "runtime_text": "TFLite Micro" if runtime == "tflm" else "the tinydeploy C runtime",
-        "inputs": ins, "outputs": outs,
+        "api_inputs": ins, "api_outputs": outs,
         "input_count": sum(t["count"] for t in ins),
         "output_count": sum(t["count"] for t in outs),
         "input_bytes": sum(t["bytes"] for t in ins),

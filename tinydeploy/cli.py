@@ -227,11 +227,12 @@ def generate(
 def build(
     project: Annotated[Path, typer.Argument(help="generated PlatformIO project folder")],
     board: Annotated[str, typer.Option(help="board id")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Compile with PlatformIO (pio run), output live; no board needed."""
     from .device.building import build as run
 
-    typer.echo(run(project, board=board).summary())
+    _echo(run(project, board=board), as_json)
 
 
 @app.command()

@@ -175,11 +175,19 @@ def build(project: str | Path, board: str | Board, timeout: float = BUILD_TIMEOU
           echo: Echo | None = None) -> BuildResult:
     """Compile the generated PlatformIO ``project`` for ``board`` (``pio run -e BOARD``).
 
-    Args: ``project`` the folder with ``platformio.ini``; ``board`` a board id; ``timeout``
-    seconds for the whole build; ``echo`` receives each output line (default: stdout).
-    Returns a :class:`BuildResult`. Raises ``TinyDeployError``: ``bad_argument`` (no such
-    env / not uploadable board), ``tool_missing`` (PlatformIO, platform, toolchain or
-    library), ``build_failed`` (compile error or timeout).
+    Args:
+        project: the folder with ``platformio.ini``.
+        board: a board id (its ``[env:ID]`` is built).
+        timeout: seconds for the whole build.
+        echo: receives each output line (default: stdout).
+
+    Returns:
+        A :class:`BuildResult`.
+
+    Raises:
+        TinyDeployError: ``bad_argument`` (no such env / not an uploadable board),
+            ``tool_missing`` (PlatformIO, platform, toolchain or library),
+            ``build_failed`` (compile error or timeout).
     """
     b = get_board(board)
     if not b.uploadable:
