@@ -205,7 +205,7 @@ def test_format_choices(tmp_path: Path, fmt: str) -> None:
         ino = (sketch / "examples" / "validate" / "validate.ino").read_text()
         assert "td_app_setup();" in ino and "td_app_loop();" in ino
         assert "td_run_float(" in (sketch / "examples" / "basic" / "basic.ino").read_text()
-        assert "depends=Chirale_TensorFlowLite" in (sketch / "library.properties").read_text()
+        assert "depends=Chirale_TensorFLowLite" in (sketch / "library.properties").read_text()
     assert (out / "README.md").is_file()
     assert all(f.is_file() for f in res.files)
     assert res.summary().startswith("generated tflm firmware for nano33ble")
