@@ -64,6 +64,14 @@ def _binary_after_conv(kind: str) -> Builder:
     return build
 
 
+def _add_const16(k: Any, r: np.random.Generator) -> Built:
+    """A constant operand (an int16 constant tensor in the 16x8 model)."""
+    x = _img(k, r)
+    c = r.normal(0, 1.0, size=(1, 1, 1, x.shape[-1])).astype(np.float32)
+    y = k.layers.LeakyReLU(negative_slope=0.2)(k.layers.Conv2D(x.shape[-1], 1)(x))
+    return k.Model(x, k.layers.Lambda(lambda t: t + c)(y)), ["ADD"]
+
+
 def _strided_slice(k: Any, r: np.random.Generator) -> Built:
     x = _img(k, r, (5, 10))
     y = k.layers.Conv2D(int(r.integers(2, 5)), 1)(x)
@@ -185,6 +193,7 @@ CASES: dict[str, tuple[Builder, int, str]] = {
     "dwconv16": (_dwconv16, 1, "16x8io"),
     "dense16": (_dense16, 1, "16x8io"),
     "add16": (_binary_after_conv("ADD"), 1, "16x8io"),
+    "add_const16": (_add_const16, 1, "16x8io"),
     "sub16": (_two_inputs("SUB", True), 2, "16x8io"),
     "mul16": (_binary_after_conv("MUL"), 1, "16x8io"),
     "pad_leaky16": (_pad_leaky16, 1, "16x8io"),
@@ -251,7 +260,7 @@ EXPECTED = {"sub_inputs": ["SUB"], "sub_bcast": ["SUB"], "sub_conv": ["SUB"],
             "strided_slice": ["STRIDED_SLICE"], "transpose_conv": ["TRANSPOSE_CONV"],
             "expand_squeeze": ["EXPAND_DIMS", "SQUEEZE"], "conv16": ["CONV_2D"],
             "dwconv16": ["DEPTHWISE_CONV_2D"], "dense16": ["FULLY_CONNECTED", "RESHAPE"],
-            "add16": ["ADD"], "sub16": ["SUB"], "mul16": ["MUL"],
+            "add16": ["ADD"], "add_const16": ["ADD"], "sub16": ["SUB"], "mul16": ["MUL"],
             "pad_leaky16": ["LEAKY_RELU", "PAD"], "transpose_conv16": ["TRANSPOSE_CONV"]}
 
 

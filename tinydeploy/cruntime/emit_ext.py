@@ -148,9 +148,10 @@ def _ptr(em: Emitter, i: int, dtype: str, const: bool) -> str:
     return f"({'const ' if const else ''}{dtype} *)({'const ' if const else ''}void *){expr}"
 
 
-def _vptr(em: Emitter, i: int, const: bool) -> str:
+def _ref(em: Emitter, i: int) -> str:
+    """Tensor i as an expression: a constant array (any integer dtype) or its location."""
     t = em.g.t(i)
-    return _ptr(em, i, {"INT16": "int16_t"}.get(t.dtype, "int8_t"), const)
+    return _const(em, t) if t.is_const else em.loc(i)
 
 
 def _const(em: Emitter, t: Tensor) -> str:
@@ -216,7 +217,7 @@ def emit(em: Emitter, op: Op, p: str) -> str | None:
 
 def _alias(em: Emitter, op: Op, p: str) -> str:
     x = em.g.t(op.inputs[0])
-    src, dst = em.ref(op.inputs[0]), em.loc(op.outputs[0])
+    src, dst = _ref(em, op.inputs[0]), em.loc(op.outputs[0])
     if src == dst:
         return f"/* {op.name} {op.index}: in place */"
     return f"td_copy({x.nbytes}, {src}, {dst});"
@@ -250,8 +251,8 @@ def _add_sub(em: Emitter, op: Op, p: str) -> str:
 def _binary_call(em: Emitter, op: Op, p: str, fields: dict[str, object], kind: str) -> str:
     em.decls.append(_struct("td_binary_params", p, fields))
     es = _ES[em.g.t(op.outputs[0]).dtype]
-    return (f"td_binary_ext(&{p}, {kind}, {es}, {em.ref(op.inputs[0])}, "
-            f"{em.ref(op.inputs[1])}, {em.loc(op.outputs[0])});")
+    return (f"td_binary_ext(&{p}, {kind}, {es}, {_ref(em, op.inputs[0])}, "
+            f"{_ref(em, op.inputs[1])}, {em.loc(op.outputs[0])});")
 
 
 def _mul16(em: Emitter, op: Op, p: str) -> str:
@@ -331,7 +332,7 @@ def _strided_slice(em: Emitter, op: Op, p: str) -> str:
               "start": [0] * pad + start, "count": [1] * pad + count,
               "step": [1] * pad + step}
     em.decls.append(_struct("td_strided_slice_params", p, fields))
-    return f"td_strided_slice(&{p}, {em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});"
+    return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 
 
 def _per_channel(x: Tensor, w: Tensor, y: Tensor, n: int) -> tuple[list[int], list[int]]:
@@ -374,7 +375,7 @@ def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
               "shift": em.int_array(p + "_shift", shifts)}
     em.decls.append(_struct("td_tconv_params", p, fields))
     scratch = f"(int64_t *)(void *){em.loc(_scratch_id(op))}"
-    return (f"td_transpose_conv(&{p}, {em.ref(op.inputs[2])}, {em.loc(op.outputs[0])}, "
+    return (f"td_transpose_conv(&{p}, {_ref(em, op.inputs[2])}, {em.loc(op.outputs[0])}, "
             f"{scratch});")
 
 
@@ -469,7 +470,7 @@ def _quantize(em: Emitter, op: Op, p: str) -> str:
               "act_min": lo, "act_max": hi}
     em.decls.append(_struct("td_requant_params", p, fields))
     return (f"td_requantize_ext(&{p}, {_ES[x.dtype]}, {_ES[y.dtype]}, "
-            f"{em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});")
+            f"{_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});")
 
 
 def _pad16(em: Emitter, op: Op, p: str) -> str:
@@ -484,7 +485,7 @@ def _pad16(em: Emitter, op: Op, p: str) -> str:
     fields = {"rank": rank, "in_dims": list(x.shape) + fill, "before": before + fill,
               "out_dims": list(y.shape) + fill, "pad_value": y.zp}
     em.decls.append(_struct("td_pad_params", p, fields))
-    return f"td_pad_ext(&{p}, 2, {em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});"
+    return f"td_pad_ext(&{p}, 2, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 
 
 def _leaky16(em: Emitter, op: Op, p: str) -> str:

@@ -105,5 +105,5 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
               f"{tshift}, {clip}")
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
     scratch = f"(int16_t *)(void *){em.loc(ext._scratch_id(op))}"
-    return (f"td_lstm(&{p}, {em.ref(ins[0])}, {em.loc(ins[18])}, "
+    return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
             f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])}, {scratch});")
