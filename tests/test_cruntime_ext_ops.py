@@ -82,6 +82,16 @@ def _strided_slice(k: Any, r: np.random.Generator) -> Built:
     return k.Model(x, k.layers.Conv2D(2, 1)(y)), ["STRIDED_SLICE"]
 
 
+def _strided_slice_neg(k: Any, r: np.random.Generator) -> Built:
+    """Negative stride, a masked end and a shrunk axis."""
+    x = _img(k, r, (5, 10))
+    y = k.layers.Conv2D(int(r.integers(2, 5)), 1)(x)
+    w = y.shape[2]
+    k0 = int(r.integers(0, w))
+    y = k.layers.Lambda(lambda t: t[:, -1::-2, k0, :])(y)  # [1, ceil(h/2), c]
+    return k.Model(x, k.layers.Dense(2)(y)), ["STRIDED_SLICE"]
+
+
 def _transpose_conv(k: Any, r: np.random.Generator) -> Built:
     x = _img(k, r, (2, 6))
     y = k.layers.Conv2DTranspose(int(r.integers(1, 5)), int(r.integers(2, 4)),
@@ -187,6 +197,7 @@ CASES: dict[str, tuple[Builder, int, str]] = {
     "maximum": (_two_inputs("MAXIMUM", False), 1, "int8"),
     "minimum_bcast": (_two_inputs("MINIMUM", True), 1, "int8"),
     "strided_slice": (_strided_slice, 2, "int8"),
+    "strided_slice_neg": (_strided_slice_neg, 1, "int8"),
     "transpose_conv": (_transpose_conv, 2, "int8"),
     "expand_squeeze": (_expand_squeeze, 1, "int8"),
     "conv16": (_conv16, 2, "16x8io"),
@@ -257,7 +268,7 @@ def build_model(case: str, seed: int) -> bytes:
 
 EXPECTED = {"sub_inputs": ["SUB"], "sub_bcast": ["SUB"], "sub_conv": ["SUB"],
             "maximum": ["MAXIMUM"], "minimum_bcast": ["MINIMUM"],
-            "strided_slice": ["STRIDED_SLICE"], "transpose_conv": ["TRANSPOSE_CONV"],
+            "strided_slice": ["STRIDED_SLICE"], "strided_slice_neg": ["STRIDED_SLICE"], "transpose_conv": ["TRANSPOSE_CONV"],
             "expand_squeeze": ["EXPAND_DIMS", "SQUEEZE"], "conv16": ["CONV_2D"],
             "dwconv16": ["DEPTHWISE_CONV_2D"], "dense16": ["FULLY_CONNECTED", "RESHAPE"],
             "add16": ["ADD"], "add_const16": ["ADD"], "sub16": ["SUB"], "mul16": ["MUL"],
