@@ -268,7 +268,8 @@ def build_model(case: str, seed: int) -> bytes:
 
 EXPECTED = {"sub_inputs": ["SUB"], "sub_bcast": ["SUB"], "sub_conv": ["SUB"],
             "maximum": ["MAXIMUM"], "minimum_bcast": ["MINIMUM"],
-            "strided_slice": ["STRIDED_SLICE"], "strided_slice_neg": ["STRIDED_SLICE"], "transpose_conv": ["TRANSPOSE_CONV"],
+            "strided_slice": ["STRIDED_SLICE"], "strided_slice_neg": ["STRIDED_SLICE"],
+            "transpose_conv": ["TRANSPOSE_CONV"],
             "expand_squeeze": ["EXPAND_DIMS", "SQUEEZE"], "conv16": ["CONV_2D"],
             "dwconv16": ["DEPTHWISE_CONV_2D"], "dense16": ["FULLY_CONNECTED", "RESHAPE"],
             "add16": ["ADD"], "add_const16": ["ADD"], "sub16": ["SUB"], "mul16": ["MUL"],
