@@ -418,8 +418,8 @@ def _conv16_fields(em: Emitter, op: Op, p: str, depthwise: bool
     mults, shifts = _per_channel(x, w, y, oc)
     lo, hi = _act_range(g, op, y)
     bias64 = int(bias is not None and bias.dtype == "INT64")
-    if bias is None:  # TFLM: quantized_bias_type decides; default int64 accumulation
-        bias64 = 1
+    if bias is None:  # TFLM: the options' quantized_bias_type decides (int32 = 2)
+        bias64 = int(int(getattr(o, "quantizedBiasType", 0) or 0) != 2)
     fields = {"batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
               "out_c": oc, "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
               "dil_h": dh, "dil_w": dw,
@@ -456,7 +456,10 @@ def _fc16(em: Emitter, op: Op, p: str) -> str:
               "mult": em.int_array(p + "_mult", mults),
               "shift": em.int_array(p + "_shift", shifts)}
     em.decls.append(_struct("td_fc_params", p, fields))
-    bias64 = int(bias is None or bias.dtype == "INT64")
+    if bias is None:  # TFLM: the options' quantized_bias_type decides (int32 = 2)
+        bias64 = int(int(getattr(op.options, "quantizedBiasType", 0) or 0) != 2)
+    else:
+        bias64 = int(bias.dtype == "INT64")
     return (f"td_fully_connected_16(&{p}, {bias64}, {_ptr(em, op.inputs[0], 'int16_t', True)}, "
             f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
 
