@@ -64,6 +64,14 @@ def _binary_after_conv(kind: str) -> Builder:
     return build
 
 
+def _add_const16(k: Any, r: np.random.Generator) -> Built:
+    """A constant operand (an int16 constant tensor in the 16x8 model)."""
+    x = _img(k, r)
+    c = r.normal(0, 1.0, size=(1, 1, 1, x.shape[-1])).astype(np.float32)
+    y = k.layers.LeakyReLU(negative_slope=0.2)(k.layers.Conv2D(x.shape[-1], 1)(x))
+    return k.Model(x, k.layers.Lambda(lambda t: t + c)(y)), ["ADD"]
+
+
 def _strided_slice(k: Any, r: np.random.Generator) -> Built:
     x = _img(k, r, (5, 10))
     y = k.layers.Conv2D(int(r.integers(2, 5)), 1)(x)
@@ -72,6 +80,16 @@ def _strided_slice(k: Any, r: np.random.Generator) -> Built:
     b1, e1 = int(r.integers(0, 2)), int(r.integers(w - 2, w + 1))
     y = k.layers.Lambda(lambda t: t[:, b0::s0, b1:e1, :])(y)
     return k.Model(x, k.layers.Conv2D(2, 1)(y)), ["STRIDED_SLICE"]
+
+
+def _strided_slice_neg(k: Any, r: np.random.Generator) -> Built:
+    """Negative stride, a masked end and a shrunk axis."""
+    x = _img(k, r, (5, 10))
+    y = k.layers.Conv2D(int(r.integers(2, 5)), 1)(x)
+    w = y.shape[2]
+    k0 = int(r.integers(0, w))
+    y = k.layers.Lambda(lambda t: t[:, -1::-2, k0, :])(y)  # [1, ceil(h/2), c]
+    return k.Model(x, k.layers.Dense(2)(y)), ["STRIDED_SLICE"]
 
 
 def _transpose_conv(k: Any, r: np.random.Generator) -> Built:
@@ -179,12 +197,14 @@ CASES: dict[str, tuple[Builder, int, str]] = {
     "maximum": (_two_inputs("MAXIMUM", False), 1, "int8"),
     "minimum_bcast": (_two_inputs("MINIMUM", True), 1, "int8"),
     "strided_slice": (_strided_slice, 2, "int8"),
+    "strided_slice_neg": (_strided_slice_neg, 1, "int8"),
     "transpose_conv": (_transpose_conv, 2, "int8"),
     "expand_squeeze": (_expand_squeeze, 1, "int8"),
     "conv16": (_conv16, 2, "16x8io"),
     "dwconv16": (_dwconv16, 1, "16x8io"),
     "dense16": (_dense16, 1, "16x8io"),
     "add16": (_binary_after_conv("ADD"), 1, "16x8io"),
+    "add_const16": (_add_const16, 1, "16x8io"),
     "sub16": (_two_inputs("SUB", True), 2, "16x8io"),
     "mul16": (_binary_after_conv("MUL"), 1, "16x8io"),
     "pad_leaky16": (_pad_leaky16, 1, "16x8io"),
@@ -248,10 +268,11 @@ def build_model(case: str, seed: int) -> bytes:
 
 EXPECTED = {"sub_inputs": ["SUB"], "sub_bcast": ["SUB"], "sub_conv": ["SUB"],
             "maximum": ["MAXIMUM"], "minimum_bcast": ["MINIMUM"],
-            "strided_slice": ["STRIDED_SLICE"], "transpose_conv": ["TRANSPOSE_CONV"],
+            "strided_slice": ["STRIDED_SLICE"], "strided_slice_neg": ["STRIDED_SLICE"],
+            "transpose_conv": ["TRANSPOSE_CONV"],
             "expand_squeeze": ["EXPAND_DIMS", "SQUEEZE"], "conv16": ["CONV_2D"],
             "dwconv16": ["DEPTHWISE_CONV_2D"], "dense16": ["FULLY_CONNECTED", "RESHAPE"],
-            "add16": ["ADD"], "sub16": ["SUB"], "mul16": ["MUL"],
+            "add16": ["ADD"], "add_const16": ["ADD"], "sub16": ["SUB"], "mul16": ["MUL"],
             "pad_leaky16": ["LEAKY_RELU", "PAD"], "transpose_conv16": ["TRANSPOSE_CONV"]}
 
 

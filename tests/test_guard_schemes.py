@@ -52,6 +52,8 @@ def test_lstm_placeholders_and_state_are_not_activations() -> None:
     assert facts.quantization == "int8" and facts.stateful
     assert facts.activation_dtypes == {"INT8": 5}  # no FLOAT32, no INT16 cell state
     assert "input_to_input_intermediate" in facts.placeholders
+    assert len(facts.tensor_dtypes) == facts.tensor_count
+    assert facts.tensor_dtypes.count("FLOAT32") == 4  # the placeholders, typed as stored
 
 
 def test_16x8_models_are_accepted_with_facts() -> None:

@@ -139,7 +139,8 @@ def test_qemu_cm4_is_bit_exact_with_cm4(name: str, tmp_path: Path) -> None:
         got = [np.frombuffer(r.output, dtype=cm4.dtype) for r in replies]
         return np.stack(got).reshape((n, *cm4.shape[1:]))
 
-    with start_qemu(facts, tmp_path / "fw") as proc, Link(proc.port) as link:
+    # a generous base timeout: person_detect takes a few emulated seconds on a busy host
+    with start_qemu(facts, tmp_path / "fw") as proc, Link(proc.port, timeout=15.0) as link:
         assert link.hello().model_sha256 == facts.sha256
         np.testing.assert_array_equal(run(link, reset=False), want[:n])
         if resettable and name in STATEFUL:  # TFLM's Reset() before every Invoke()

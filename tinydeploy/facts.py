@@ -78,6 +78,7 @@ class ModelFacts:
     constant_dtypes: dict[str, int] = field(default_factory=dict)
     variables: list[TensorFacts] = field(default_factory=list)  # state tensors (LSTM)
     placeholders: list[str] = field(default_factory=list)  # LSTM float "intermediates"
+    tensor_dtypes: list[str] = field(default_factory=list)  # every tensor's dtype, by index
 
     @property
     def stateful(self) -> bool:
@@ -140,6 +141,7 @@ class ModelFacts:
             constant_dtypes=kinds["constants"],
             variables=[tensor_facts(tensors, i) for i in kinds["variables"]],
             placeholders=[tensor_name(tensors[i]) for i in kinds["placeholders"]],
+            tensor_dtypes=[_TYPE_NAMES.get(t.type, f"TYPE_{t.type}") for t in tensors],
         )
 
     # --- views ------------------------------------------------------------------------

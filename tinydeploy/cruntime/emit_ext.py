@@ -13,7 +13,6 @@ number is computed as TFLite Micro's kernel Prepare computes it; kernels are in
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import numpy as np
 from ..c_names import reserved_safe
 from ..errors import TinyDeployError
 from . import quant
+from .emit_lstm import emit_lstm, lstm_problem
 from .graph import FIX_TFLM, Graph, Op, Tensor
 
 if TYPE_CHECKING:
@@ -78,9 +78,9 @@ def ext_reason(g: Graph, op: Op) -> str | None:
             return None
         return _describe(g, op)
     if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        if types == {"INT8"} and _lstm_problem(g, op) is None:
+        if types == {"INT8"} and lstm_problem(g, op) is None:
             return None
-        return _lstm_problem(g, op) or _describe(g, op)
+        return lstm_problem(g, op) or _describe(g, op)
     if op.name in EXT_OPS and types == {"INT8"}:
         return None
     if op.name in INT16_OPS and types == {"INT16"}:
@@ -148,9 +148,10 @@ def _ptr(em: Emitter, i: int, dtype: str, const: bool) -> str:
     return f"({'const ' if const else ''}{dtype} *)({'const ' if const else ''}void *){expr}"
 
 
-def _vptr(em: Emitter, i: int, const: bool) -> str:
+def _ref(em: Emitter, i: int) -> str:
+    """Tensor i as an expression: a constant array (any integer dtype) or its location."""
     t = em.g.t(i)
-    return _ptr(em, i, {"INT16": "int16_t"}.get(t.dtype, "int8_t"), const)
+    return _const(em, t) if t.is_const else em.loc(i)
 
 
 def _const(em: Emitter, t: Tensor) -> str:
@@ -216,7 +217,7 @@ def emit(em: Emitter, op: Op, p: str) -> str | None:
 
 def _alias(em: Emitter, op: Op, p: str) -> str:
     x = em.g.t(op.inputs[0])
-    src, dst = em.ref(op.inputs[0]), em.loc(op.outputs[0])
+    src, dst = _ref(em, op.inputs[0]), em.loc(op.outputs[0])
     if src == dst:
         return f"/* {op.name} {op.index}: in place */"
     return f"td_copy({x.nbytes}, {src}, {dst});"
@@ -250,8 +251,8 @@ def _add_sub(em: Emitter, op: Op, p: str) -> str:
 def _binary_call(em: Emitter, op: Op, p: str, fields: dict[str, object], kind: str) -> str:
     em.decls.append(_struct("td_binary_params", p, fields))
     es = _ES[em.g.t(op.outputs[0]).dtype]
-    return (f"td_binary_ext(&{p}, {kind}, {es}, {em.ref(op.inputs[0])}, "
-            f"{em.ref(op.inputs[1])}, {em.loc(op.outputs[0])});")
+    return (f"td_binary_ext(&{p}, {kind}, {es}, {_ref(em, op.inputs[0])}, "
+            f"{_ref(em, op.inputs[1])}, {em.loc(op.outputs[0])});")
 
 
 def _mul16(em: Emitter, op: Op, p: str) -> str:
@@ -331,7 +332,7 @@ def _strided_slice(em: Emitter, op: Op, p: str) -> str:
               "start": [0] * pad + start, "count": [1] * pad + count,
               "step": [1] * pad + step}
     em.decls.append(_struct("td_strided_slice_params", p, fields))
-    return f"td_strided_slice(&{p}, {em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});"
+    return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 
 
 def _per_channel(x: Tensor, w: Tensor, y: Tensor, n: int) -> tuple[list[int], list[int]]:
@@ -374,7 +375,7 @@ def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
               "shift": em.int_array(p + "_shift", shifts)}
     em.decls.append(_struct("td_tconv_params", p, fields))
     scratch = f"(int64_t *)(void *){em.loc(_scratch_id(op))}"
-    return (f"td_transpose_conv(&{p}, {em.ref(op.inputs[2])}, {em.loc(op.outputs[0])}, "
+    return (f"td_transpose_conv(&{p}, {_ref(em, op.inputs[2])}, {em.loc(op.outputs[0])}, "
             f"{scratch});")
 
 
@@ -417,8 +418,8 @@ def _conv16_fields(em: Emitter, op: Op, p: str, depthwise: bool
     mults, shifts = _per_channel(x, w, y, oc)
     lo, hi = _act_range(g, op, y)
     bias64 = int(bias is not None and bias.dtype == "INT64")
-    if bias is None:  # TFLM: quantized_bias_type decides; default int64 accumulation
-        bias64 = 1
+    if bias is None:  # TFLM: the options' quantized_bias_type decides (int32 = 2)
+        bias64 = int(int(getattr(o, "quantizedBiasType", 0) or 0) != 2)
     fields = {"batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
               "out_c": oc, "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
               "dil_h": dh, "dil_w": dw,
@@ -455,7 +456,10 @@ def _fc16(em: Emitter, op: Op, p: str) -> str:
               "mult": em.int_array(p + "_mult", mults),
               "shift": em.int_array(p + "_shift", shifts)}
     em.decls.append(_struct("td_fc_params", p, fields))
-    bias64 = int(bias is None or bias.dtype == "INT64")
+    if bias is None:  # TFLM: the options' quantized_bias_type decides (int32 = 2)
+        bias64 = int(int(getattr(op.options, "quantizedBiasType", 0) or 0) != 2)
+    else:
+        bias64 = int(bias.dtype == "INT64")
     return (f"td_fully_connected_16(&{p}, {bias64}, {_ptr(em, op.inputs[0], 'int16_t', True)}, "
             f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
 
@@ -469,7 +473,7 @@ def _quantize(em: Emitter, op: Op, p: str) -> str:
               "act_min": lo, "act_max": hi}
     em.decls.append(_struct("td_requant_params", p, fields))
     return (f"td_requantize_ext(&{p}, {_ES[x.dtype]}, {_ES[y.dtype]}, "
-            f"{em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});")
+            f"{_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});")
 
 
 def _pad16(em: Emitter, op: Op, p: str) -> str:
@@ -484,7 +488,7 @@ def _pad16(em: Emitter, op: Op, p: str) -> str:
     fields = {"rank": rank, "in_dims": list(x.shape) + fill, "before": before + fill,
               "out_dims": list(y.shape) + fill, "pad_value": y.zp}
     em.decls.append(_struct("td_pad_params", p, fields))
-    return f"td_pad_ext(&{p}, 2, {em.ref(op.inputs[0])}, {em.loc(op.outputs[0])});"
+    return f"td_pad_ext(&{p}, 2, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 
 
 def _leaky16(em: Emitter, op: Op, p: str) -> str:
@@ -501,97 +505,11 @@ def _leaky16(em: Emitter, op: Op, p: str) -> str:
             f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
 
 
-# --- LSTM ------------------------------------------------------------------------------
-def _lstm_problem(g: Graph, op: Op) -> str | None:
-    """Why TFLM's int8 LSTM layout does not hold (None: it does)."""
-    ins = op.inputs
-    if len(ins) != 24 or len(op.outputs) != 1:
-        return "LSTM with other than 24 inputs / 1 output"
-    if any(ins[k] >= 0 for k in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
-        return "LSTM with peephole, projection or layer-norm tensors"
-    if any(ins[k] < 0 for k in (*range(0, 9), *range(12, 16), 18, 19)):
-        return "LSTM without input-gate tensors (CIFG)"
-    w = [g.t(ins[k]) for k in range(1, 9)]
-    if any(t.dtype != "INT8" or not t.is_const or len(t.scales) != 1 for t in w):
-        return "LSTM weights other than constant per-tensor int8"
-    if any(g.t(ins[k]).dtype != "INT32" or not g.t(ins[k]).is_const for k in range(12, 16)):
-        return "LSTM bias other than constant int32"
-    h, c = g.t(ins[18]), g.t(ins[19])
-    if not (h.variable and c.variable) or h.dtype != "INT8" or c.dtype != "INT16":
-        return "LSTM state other than int8 hidden / int16 cell variable tensors"
-    act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
-    if act not in (4, 6):  # TANH, SIGMOID (TFLM asserts otherwise)
-        return f"LSTM cell activation {act}"
-    x = g.t(ins[0])
-    if len(x.shape) != 3:
-        return "LSTM input of rank other than 3"
-    return None
-
-
-def _lstm(em: Emitter, op: Op, p: str) -> str:
-    g = em.g
-    ins = op.inputs
-    x, y = g.t(ins[0]), g.t(op.outputs[0])
-    h, c = g.t(ins[18]), g.t(ins[19])
-    o = op.options
-    time_major = bool(o.timeMajor)
-    batches = x.shape[1] if time_major else x.shape[0]
-    steps = x.shape[0] if time_major else x.shape[1]
-    n_in, n_state = x.shape[2], h.shape[-1]
-    if y.dtype != "INT8" or y.size != batches * steps * n_state or h.size != batches * n_state:
-        raise _reject(g, "LSTM output/state shapes do not match its input")
-    f32 = np.float32
-    gate_scale = f32(2.0 ** -12)
-
-    def fc(src: Tensor, w: Tensor, bias_idx: int | None) -> str:
-        # GetQuantizedConvolutionMultipler: double(in) * double(w) / double(out)
-        real = float(f32(src.scale)) * float(f32(w.scale)) / float(gate_scale)
-        m, s = quant.quantize_multiplier(real)
-        bias = em.const(g.t(bias_idx)) if bias_idx is not None else "0"
-        return (f"{{ {m}, {s}, {-src.zp}, {em.const(w)}, {bias} }}")
-
-    # gate order here: 0 input, 1 forget, 2 cell, 3 output (schema: weights 1..4 / 5..8,
-    # bias 12..15 in the same order)
-    in_fc = [fc(x, g.t(ins[1 + k]), ins[12 + k]) for k in range(4)]
-    rec_fc = [fc(h, g.t(ins[5 + k]), None) for k in range(4)]
-    cs = float(f32(c.scale))
-    out15 = float(f32(2.0 ** -15))
-
-    def inter(s1: float, s2: float, so: float) -> tuple[int, int]:
-        return quant.quantize_multiplier(s1 * s2 / so)
-
-    fcm, fcs = inter(out15, cs, cs)
-    icm, ics = inter(out15, out15, cs)
-    om, os_ = inter(out15, out15, float(f32(h.scale)))
-    # CheckedLog2 of the cell scale: round(log(x) * (1/log(2))) in float32
-    log2 = f32(math.log(f32(c.scale))) * f32(1.0 / f32(math.log(f32(2.0))))
-    power = quant.tf_round(float(log2))
-    if abs(float(log2) - power) > 1e-3:
-        raise _reject(g, f"LSTM cell state scale {c.scale} is not a power of two")
-    tshift = 15 + power - 3
-    tmult = 0
-    if tshift < 0:
-        tshift, tmult = -tshift, 3
-    if tmult == 0:  # Tanh's power-of-two case
-        tmult, tshift = 3 << tshift, 0
-    clip_f = float(getattr(o, "cellClip", 0.0) or 0.0)
-    clip = int(min(max(clip_f / cs, -32768.0), 32767.0)) if clip_f > 0 else 0
-    cell_act = 0 if int(o.fusedActivationFunction) == 4 else 1
-    fields = (f"{batches}, {steps}, {n_in}, {n_state}, {int(time_major)},\n"
-              f"  {{ {', '.join(in_fc)} }},\n  {{ {', '.join(rec_fc)} }},\n"
-              f"  {cell_act}, {fcm}, {fcs}, {icm}, {ics}, {om}, {os_}, {h.zp}, {tmult}, "
-              f"{tshift}, {clip}")
-    em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
-    scratch = f"(int16_t *)(void *){em.loc(_scratch_id(op))}"
-    return (f"td_lstm(&{p}, {em.ref(ins[0])}, {em.loc(ins[18])}, "
-            f"{_ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])}, {scratch});")
-
-
 _EMITTERS: dict[str, Any] = {
     "SUB": _add_sub, "ADD": _add_sub, "MUL": _mul16, "MAXIMUM": _max_min,
     "MINIMUM": _max_min, "STRIDED_SLICE": _strided_slice, "TRANSPOSE_CONV": _transpose_conv,
     "EXPAND_DIMS": _alias, "SQUEEZE": _alias, "RESHAPE": _alias,
     "CONV_2D": _conv16, "DEPTHWISE_CONV_2D": _conv16, "FULLY_CONNECTED": _fc16,
     "QUANTIZE": _quantize, "PAD": _pad16, "LEAKY_RELU": _leaky16,
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": _lstm,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": emit_lstm,
 }

@@ -1,0 +1,109 @@
+"""UNIDIRECTIONAL_SEQUENCE_LSTM for the C runtime: TFLM's integer LSTM with int8
+activations and weights, int16 cell state, int32 bias (``firmware/td_kernels_lstm.c``).
+
+``lstm_problem`` says why a model's LSTM is outside that layout (None: inside);
+``emit_lstm`` computes every gate's fully-connected multiplier (output Q3.12), the
+inter-gate multipliers (Q0.15 gates), the cell-state tanh scaling and the quantized cell
+clip as TFLM's Prepare does, and emits the call. The hidden (int8) and cell (int16) state
+are variable tensors: static arrays reset by td_reset() (codegen / ``state_decls``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import quant
+from .graph import Graph, Op, Tensor
+
+if TYPE_CHECKING:
+    from .emit import Emitter
+
+
+def lstm_problem(g: Graph, op: Op) -> str | None:
+    """Why TFLM's int8 LSTM layout does not hold (None: it does)."""
+    ins = op.inputs
+    if len(ins) != 24 or len(op.outputs) != 1:
+        return "LSTM with other than 24 inputs / 1 output"
+    if any(ins[k] >= 0 for k in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
+        return "LSTM with peephole, projection or layer-norm tensors"
+    if any(ins[k] < 0 for k in (*range(0, 9), *range(12, 16), 18, 19)):
+        return "LSTM without input-gate tensors (CIFG)"
+    w = [g.t(ins[k]) for k in range(1, 9)]
+    if any(t.dtype != "INT8" or not t.is_const or len(t.scales) != 1 for t in w):
+        return "LSTM weights other than constant per-tensor int8"
+    if any(g.t(ins[k]).dtype != "INT32" or not g.t(ins[k]).is_const for k in range(12, 16)):
+        return "LSTM bias other than constant int32"
+    h, c = g.t(ins[18]), g.t(ins[19])
+    if not (h.variable and c.variable) or h.dtype != "INT8" or c.dtype != "INT16":
+        return "LSTM state other than int8 hidden / int16 cell variable tensors"
+    act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
+    if act not in (4, 6):  # TANH, SIGMOID (TFLM asserts otherwise)
+        return f"LSTM cell activation {act}"
+    x = g.t(ins[0])
+    if len(x.shape) != 3:
+        return "LSTM input of rank other than 3"
+    return None
+
+
+def emit_lstm(em: Emitter, op: Op, p: str) -> str:
+    from . import emit_ext as ext  # helpers (emit_ext imports this module)
+
+    g = em.g
+    ins = op.inputs
+    x, y = g.t(ins[0]), g.t(op.outputs[0])
+    h, c = g.t(ins[18]), g.t(ins[19])
+    o = op.options
+    time_major = bool(o.timeMajor)
+    batches = x.shape[1] if time_major else x.shape[0]
+    steps = x.shape[0] if time_major else x.shape[1]
+    n_in, n_state = x.shape[2], h.shape[-1]
+    if y.dtype != "INT8" or y.size != batches * steps * n_state or h.size != batches * n_state:
+        raise ext._reject(g, "LSTM output/state shapes do not match its input")
+    f32 = np.float32
+    gate_scale = f32(2.0 ** -12)
+
+    def fc(src: Tensor, w: Tensor, bias_idx: int | None) -> str:
+        # GetQuantizedConvolutionMultipler: double(in) * double(w) / double(out)
+        real = float(f32(src.scale)) * float(f32(w.scale)) / float(gate_scale)
+        m, s = quant.quantize_multiplier(real)
+        bias = em.const(g.t(bias_idx)) if bias_idx is not None else "0"
+        return (f"{{ {m}, {s}, {-src.zp}, {em.const(w)}, {bias} }}")
+
+    # gate order here: 0 input, 1 forget, 2 cell, 3 output (schema: weights 1..4 / 5..8,
+    # bias 12..15 in the same order)
+    in_fc = [fc(x, g.t(ins[1 + k]), ins[12 + k]) for k in range(4)]
+    rec_fc = [fc(h, g.t(ins[5 + k]), None) for k in range(4)]
+    cs = float(f32(c.scale))
+    out15 = float(f32(2.0 ** -15))
+
+    def inter(s1: float, s2: float, so: float) -> tuple[int, int]:
+        return quant.quantize_multiplier(s1 * s2 / so)
+
+    fcm, fcs = inter(out15, cs, cs)
+    icm, ics = inter(out15, out15, cs)
+    om, os_ = inter(out15, out15, float(f32(h.scale)))
+    # CheckedLog2 of the cell scale: round(log(x) * (1/log(2))) in float32
+    log2 = f32(math.log(f32(c.scale))) * f32(1.0 / f32(math.log(f32(2.0))))
+    power = quant.tf_round(float(log2))
+    if abs(float(log2) - power) > 1e-3:
+        raise ext._reject(g, f"LSTM cell state scale {c.scale} is not a power of two")
+    tshift = 15 + power - 3
+    tmult = 0
+    if tshift < 0:
+        tshift, tmult = -tshift, 3
+    if tmult == 0:  # Tanh's power-of-two case
+        tmult, tshift = 3 << tshift, 0
+    clip_f = float(getattr(o, "cellClip", 0.0) or 0.0)
+    clip = int(min(max(clip_f / cs, -32768.0), 32767.0)) if clip_f > 0 else 0
+    cell_act = 0 if int(o.fusedActivationFunction) == 4 else 1
+    fields = (f"{batches}, {steps}, {n_in}, {n_state}, {int(time_major)},\n"
+              f"  {{ {', '.join(in_fc)} }},\n  {{ {', '.join(rec_fc)} }},\n"
+              f"  {cell_act}, {fcm}, {fcs}, {icm}, {ics}, {om}, {os_}, {h.zp}, {tmult}, "
+              f"{tshift}, {clip}")
+    em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
+    scratch = f"(int16_t *)(void *){em.loc(ext._scratch_id(op))}"
+    return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
+            f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])}, {scratch});")
