@@ -265,9 +265,6 @@ def _upstream_tree(root: Path) -> TflmTree:
                     replacements=replacements)
 
 
-_TREES: dict[tuple[str, float], TflmTree] = {}
-
-
 def find_tflm_tree(path: str | Path | None = None) -> TflmTree:
     """Detect the TFLM tree at ``path`` (default: ``$TINYDEPLOY_TFLM_SRC``).
 
@@ -291,9 +288,6 @@ def find_tflm_tree(path: str | Path | None = None) -> TflmTree:
         libs = [d for d in sorted(root.iterdir()) if d.is_dir() and _is_arduino_lib(d)]
         if len(libs) == 1:
             root = libs[0]
-    key = (str(root), root.stat().st_mtime)
-    if key in _TREES:
-        return _TREES[key]
     if _is_arduino_lib(root):
         tree = _arduino_tree(root)
     elif (root / "tensorflow/lite/micro/micro_interpreter.h").is_file():
@@ -307,7 +301,6 @@ def find_tflm_tree(path: str | Path | None = None) -> TflmTree:
     if not tree.sources:
         raise TinyDeployError("bad_argument", problem=f"no TFLM sources found in {root}",
                               fix=MISSING_FIX)
-    _TREES[key] = tree
     log.debug("TFLM tree %s: %s, %s kernels, %d sources", root, tree.kind, tree.flavour,
               len(tree.sources))
     return tree
