@@ -387,17 +387,22 @@ def _compile_all(jobs: list[tuple[list[str], Path, Path, str]], log_path: Path,
             concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_run_logged, cmd, tmp, obj, what) for cmd, tmp, obj, what in jobs]
         failure: TinyDeployError | None = None
-        for fut in concurrent.futures.as_completed(futures):
-            text, err = fut.result()
-            log_file.write(text)
-            log_file.flush()
-            done += 1
-            if err is not None and failure is None:
-                failure = err
-                for other in futures:
-                    other.cancel()
-            if done % step == 0 or done == len(jobs):
-                log.info("%s: compiled %d/%d", label, done, len(jobs))
+        try:
+            for fut in concurrent.futures.as_completed(futures):
+                text, err = fut.result()
+                log_file.write(text)
+                log_file.flush()
+                done += 1
+                if err is not None and failure is None:
+                    failure = err
+                    for other in futures:
+                        other.cancel()
+                if done % step == 0 or done == len(jobs):
+                    log.info("%s: compiled %d/%d", label, done, len(jobs))
+        except BaseException:  # Ctrl-C: start no further compiles, let running ones end
+            for other in futures:
+                other.cancel()
+            raise
         if failure is not None:
             failure.hint = f"see {log_path}"
             failure.args = (f"{failure.message} — {failure.hint}",)
