@@ -248,6 +248,12 @@ def flash(
     _echo(run(project, board=board, port=port), as_json)
 
 
+RUNTIME_HELP = ("native/qemu-cm4 firmware: c (interpreter-free C) | tflm (the generated "
+                "TFLite Micro firmware, needs --tflm-src)")
+TFLM_SRC_HELP = ("TFLM source tree for --runtime tflm: an Arduino library folder or a "
+                 "tflite-micro checkout [env: TINYDEPLOY_TFLM_SRC]")
+
+
 @app.command()
 def validate(
     model: ModelArg,
@@ -264,13 +270,15 @@ def validate(
     profile: Annotated[bool, typer.Option(
         "--profile", help="per-layer instructions (qemu-cm4) / time (native)")] = False,
     as_json: JsonOpt = False,
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "c",
+    tflm_src: Annotated[str | None, typer.Option(help=TFLM_SRC_HELP)] = None,
 ) -> None:
     """Run the test set on the device and compare with host predictions."""
     from .validation import validate as run
 
     result = run(model, data, out, port=port, board=board, samples=samples,
                  tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
-                 profile=profile)
+                 profile=profile, runtime=runtime, tflm_src=tflm_src)
     _echo(result, as_json)
     for row in [] if as_json else sorted(result.layers, key=lambda r: -r["cost"])[:5]:
         typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
@@ -294,8 +302,8 @@ def deploy(
     ] = False,
     arena_: Annotated[str, typer.Option("--arena", help="generate: auto or a byte count")
                       ] = "auto",
-    runtime: Annotated[str | None, typer.Option(help="generate: tflm | c (default: the "
-                                                     "board's)")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="tflm | c (default: tflm on MCU boards, c on native / qemu-cm4)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="generate: platformio | both")
                    ] = "platformio",
     tolerance_lsb: Annotated[int, typer.Option(help="validate: allowed |device-host| in LSB")
@@ -303,6 +311,7 @@ def deploy(
     retrain: Annotated[bool, typer.Option("--retrain", help="rerun training and quantization "
                                                             "even when up to date")] = False,
     as_json: JsonOpt = False,
+    tflm_src: Annotated[str | None, typer.Option(help=TFLM_SRC_HELP)] = None,
 ) -> None:
     """train -> quantize -> check -> generate -> flash -> validate, one report.
 
@@ -312,7 +321,8 @@ def deploy(
 
     result = run(target, out, board=board, data=data, epochs=epochs, port=port,
                  samples=samples, tune_arena=tune_arena, arena=arena_, runtime=runtime,
-                 fmt=fmt, tolerance_lsb=tolerance_lsb, retrain=retrain)
+                 fmt=fmt, tolerance_lsb=tolerance_lsb, retrain=retrain,
+                 tflm_src=tflm_src)
     _echo(result, as_json)
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.report,

@@ -132,7 +132,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
            data: str | Path | None = None, epochs: int | None = None, port: str | None = None,
            samples: int | None = None, tune_arena: bool = False, arena: str | int = "auto",
            runtime: str | None = None, fmt: str = "platformio", tolerance_lsb: int = 0,
-           retrain: bool = False) -> DeployResult:
+           retrain: bool = False, tflm_src: Any = None) -> DeployResult:
     """Take an example or model all the way to a validated device; one report.
 
     Training and quantization are reused when their inputs (example script or model,
@@ -149,10 +149,13 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
         port: serial port of a physical board (default: found by USB VID/PID).
         samples: validate only the first N test samples.
         tune_arena: reflash with the measured arena plus margin (physical boards).
-        arena, runtime, fmt: passed to :func:`tinydeploy.generate` (physical boards; the
-            pseudo-boards build the C runtime, which plans its own memory).
+        arena, runtime, fmt: passed to :func:`tinydeploy.generate` (physical boards;
+            native / qemu-cm4 build the C runtime, or with ``runtime='tflm'`` the generated
+            TFLite Micro firmware).
         tolerance_lsb: passed to :func:`tinydeploy.validate`.
         retrain: rerun training and quantization even when up to date.
+        tflm_src: with ``runtime='tflm'`` on native / qemu-cm4, the TFLM tree the generated
+            TFLite Micro firmware is built against (default ``$TINYDEPLOY_TFLM_SRC``).
 
     Returns:
         A :class:`DeployResult` (``passed``, stage timings, report path).
@@ -163,9 +166,11 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
             result with ``passed=False``, not an exception.
     """
     from .boards import get_board
+    from .validation import tflm_tree_for
 
     b = get_board(board)
     _check_passthrough(b, arena, runtime, fmt, tolerance_lsb)
+    tree = tflm_tree_for(board, runtime or "c", tflm_src)  # before minutes of training
     target = str(target)
     kind = _kind(target)
     out = check_output_dir(out)  # it, or its nearest existing parent, is a folder
@@ -200,7 +205,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
     try:
         return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena,
                          {"arena": arena, "runtime": runtime, "fmt": fmt,
-                          "tolerance_lsb": tolerance_lsb, "retrain": retrain})
+                          "tolerance_lsb": tolerance_lsb, "retrain": retrain, "tree": tree})
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # failed before any stage wrote something: leave nothing behind
@@ -333,7 +338,8 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
     else:
         stage("deploy", f"{board}: serving the model on a pseudo-terminal")
         start = time.monotonic()
-        with open_device(facts, port, board, out / "device") as dev_port:
+        with open_device(facts, port, board, out / "device", runtime=opts["runtime"] or "c",
+                         tflm_src=opts["tree"]) as dev_port:
             # native / emulated: compiling the C runtime; sim: starting the simulator
             compiled = b.native or b.emulated
             timer.stages["build" if compiled else "start"] = round(time.monotonic() - start, 3)

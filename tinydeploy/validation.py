@@ -209,9 +209,14 @@ def check_device(info: Any, facts: ModelFacts, port: str) -> None:
 # --- device connection -------------------------------------------------------------------
 @contextlib.contextmanager
 def open_device(facts: ModelFacts, port: str | None, board: str | None,
-                workdir: Path, profile: bool = False) -> Iterator[str]:
-    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native).
-    ``profile``: a profiling build writing ``workdir/profile.txt`` (native, qemu-cm4)."""
+                workdir: Path, profile: bool = False, runtime: str = "c",
+                tflm_src: Any = None) -> Iterator[str]:
+    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native,
+    qemu-cm4). ``profile``: a profiling build writing ``workdir/profile.txt`` (native,
+    qemu-cm4). ``runtime="tflm"`` builds the generated TFLite Micro firmware for native /
+    qemu-cm4 against the TFLM tree ``tflm_src`` (a path, a ``TflmTree`` or None for
+    ``$TINYDEPLOY_TFLM_SRC``) instead of the C runtime."""
+    tree = tflm_tree_for(board, runtime, tflm_src) if not port else None
     if port:
         yield port
         return
@@ -230,18 +235,36 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
     elif b.native:
         from .device.native import start_native
 
-        with start_native(facts, workdir,
-                          workdir / "profile.txt" if profile else None) as proc:
+        with start_native(facts, workdir, workdir / "profile.txt" if profile else None,
+                          tflm=tree) as proc:
             yield proc.port
     elif b.emulated:
         from .device.qemu import start_qemu
 
-        with start_qemu(facts, workdir, b, profile=profile) as proc:
+        with start_qemu(facts, workdir, b, profile=profile, tflm=tree) as proc:
             yield proc.port
     else:
         from .device.flashing import find_port
 
         yield find_port(b)
+
+
+def tflm_tree_for(board: str | None, runtime: str, tflm_src: Any = None) -> Any:
+    """The TFLM tree a ``--runtime tflm`` build on native / qemu-cm4 needs (None for the C
+    runtime and for boards that build nothing); ``bad_argument`` for an unknown runtime,
+    ``tool_missing`` when no tree is given (see ``tflm_build.find_tflm_tree``)."""
+    if runtime not in ("c", "tflm"):
+        raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
+                              fix="choose one of: c, tflm")
+    if runtime != "tflm" or not board:
+        return None
+    from .boards import get_board
+    from .device.tflm_build import TflmTree, find_tflm_tree
+
+    b = get_board(board)
+    if not (b.native or b.emulated):
+        return None
+    return tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
 
 
 def _open_link(port: str, trace: bool) -> Any:
@@ -405,7 +428,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              port: str | None = None, board: str | None = None, samples: int | None = None,
              tolerance_lsb: int = 0, trace: bool = False,
              stateful: bool = False, profile: bool = False,
-             build: dict[str, Any] | None = None) -> ValidationResult:
+             build: dict[str, Any] | None = None, runtime: str = "c",
+             tflm_src: Any = None) -> ValidationResult:
     """Run ``x_test`` on the device, compare with the host, write the three result files.
 
     Args:
@@ -423,6 +447,10 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
         profile: also measure every layer (boards qemu-cm4, native; ``profile.py``).
         build: build facts of the firmware (``{"qemu": {...text, data, bss}}``) for the
             report's memory table, when the caller built it.
+        runtime: what a native / qemu-cm4 board builds: ``c`` (the C runtime) or ``tflm``
+            (the generated TFLite Micro firmware, against ``tflm_src``).
+        tflm_src: a TFLM tree (Arduino library or tflite-micro checkout; default
+            ``$TINYDEPLOY_TFLM_SRC``), for ``runtime='tflm'``.
 
     Returns:
         A :class:`ValidationResult` (``passed``, metrics, report facts, paths).
@@ -433,6 +461,11 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     """
     facts = load(model)
     from . import profile as prof
+
+    tflm_src = tflm_tree_for(board, runtime, tflm_src) if not port else None  # fail early
+    if profile and tflm_src is not None:
+        raise TinyDeployError("bad_argument", problem="--profile measures the C runtime's layers",
+                              fix="drop --profile with --runtime tflm, or use --runtime c")
 
     if profile and (port or board not in prof.BOARDS):
         raise TinyDeployError("bad_argument", problem="--profile needs a profiling build",
@@ -462,7 +495,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     header = ["index", "host", "device", "max_abs_diff_lsb", "exact", "time_us", "cycles",
               "label"]
     with tempfile.TemporaryDirectory(prefix="td-validate-") as work, \
-            open_device(facts, port, board, Path(work), profile) as dev_port:
+            open_device(facts, port, board, Path(work), profile, runtime, tflm_src) as dev_port:
         stage("validate", f"device on {dev_port}")
         with _open_link(dev_port, trace) as link:
             info = link.hello()

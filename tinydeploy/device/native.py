@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cruntime import generate_c
 from ..cruntime.codegen import generator_digest
@@ -25,6 +26,9 @@ from ..facts import ModelFacts, load
 from ..log import log
 from ..resources import firmware_dir
 from .ptyproc import PtyProcess, spawn
+
+if TYPE_CHECKING:
+    from .tflm_build import TflmTree
 
 FIRMWARE_SOURCES = ("td_native_main.c", "td_posix.c", "td_protocol.c")
 BINARY = "td_native"
@@ -100,11 +104,27 @@ class NativeProcess(PtyProcess):
 
 
 def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path,
-                 profile: Path | None = None) -> NativeProcess:
+                 profile: Path | None = None, tflm: TflmTree | None = None,
+                 arena_bytes: int | None = None) -> NativeProcess:
     """Build (if needed) and start the native device; wait for its ``PTY`` line.
-    ``profile``: a file that gets one line of per-operator times per inference
-    (``tinydeploy.profile``)."""
-    binary = build_native(facts, workdir, profile is not None)
+
+    Without ``tflm`` the program is the C runtime (``profile``: a file that gets one line of
+    per-operator times per inference, ``tinydeploy.profile``); with a TFLM tree it is the
+    generated TFLite Micro firmware on the Arduino-core stand-in (arena ``arena_bytes`` or
+    ``auto``)."""
+    if tflm is None:
+        binary = build_native(facts, workdir, profile is not None)
+        return run_native(binary, profile)
+    from ..render import plan_arena
+    from .tflm_build import build_tflm_firmware
+
+    facts = load(facts)
+    arena = arena_bytes or plan_arena(facts, "auto").size
+    return run_native(build_tflm_firmware(facts, "native", tflm, arena, Path(workdir)))
+
+
+def run_native(binary: Path, profile: Path | None = None) -> NativeProcess:
+    """Start an already built native device program; wait for its ``PTY`` line."""
     cmd = [str(binary), *(("--profile", str(profile)) if profile is not None else ())]
     proc, port = spawn(cmd, START_TIMEOUT, "native", str(binary))
     log.debug("native device on %s (pid %d)", port, proc.pid)
