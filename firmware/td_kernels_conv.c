@@ -463,6 +463,52 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
   }
 }
 
+#if TD_DSP
+/* An interior output pixel of a 3x3 depthwise convolution (all nine taps inside): the
+ * input offset is folded into bias_eff, so the taps are plain int8 products. */
+TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t x_row,
+                            int32_t x_tap, const int32_t *bias_eff, const int32_t *mult,
+                            const int32_t *shift, int32_t out_offset, int32_t lo, int32_t hi,
+                            int8_t *o) {
+  const int32_t x_next = x_row - 3 * x_tap; /* from after a row's last tap to the next row */
+  int32_t ch = 0, fy;
+  for (; ch + 4 <= c; ch += 4) {
+    int32_t a0 = bias_eff[ch], a1 = bias_eff[ch + 1], a2 = bias_eff[ch + 2];
+    int32_t a3 = bias_eff[ch + 3];
+    const int8_t *xp = x + ch, *wp = w + ch;
+    for (fy = 0; fy < 3; ++fy) {
+      int32_t fx;
+      for (fx = 0; fx < 3; ++fx) {
+        const uint32_t xv = td_read32(xp), wv = td_read32(wp);
+        const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
+        const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
+        a0 = __smlabb(xa, wa, a0);
+        a2 = __smlatt(xa, wa, a2);
+        a1 = __smlabb(xb, wb, a1);
+        a3 = __smlatt(xb, wb, a3);
+        xp += x_tap;
+        wp += c;
+      }
+      xp += x_next;
+    }
+    o[ch] = td_out8(a0, mult[ch], shift[ch], out_offset, lo, hi);
+    o[ch + 1] = td_out8(a1, mult[ch + 1], shift[ch + 1], out_offset, lo, hi);
+    o[ch + 2] = td_out8(a2, mult[ch + 2], shift[ch + 2], out_offset, lo, hi);
+    o[ch + 3] = td_out8(a3, mult[ch + 3], shift[ch + 3], out_offset, lo, hi);
+  }
+  for (; ch < c; ++ch) {
+    int32_t acc = bias_eff[ch], k;
+    const int8_t *xp = x + ch, *wp = w + ch;
+    for (k = 0; k < 9; ++k) {
+      acc += (int32_t)*wp * (int32_t)*xp;
+      xp += k % 3 == 2 ? x_next + x_tap : x_tap;
+      wp += c;
+    }
+    o[ch] = td_out8(acc, mult[ch], shift[ch], out_offset, lo, hi);
+  }
+}
+#endif
+
 void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
   const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
   const int32_t out_h = p->out_h, out_w = p->out_w, dil_h = p->dil_h, dil_w = p->dil_w;
@@ -490,6 +536,14 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
         int32_t fx0 = 0, fx1 = f_w;
         while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
         while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
+#if TD_DSP
+        if (p->bias_eff && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && fx1 - fx0 == 3) {
+          td_dw_pixel_3x3(inb + (y0 * in_w + x0) * c, filter, c, row_step, tap_step,
+                          p->bias_eff, mult, shift, out_offset, lo, hi, out);
+          out += c;
+          continue;
+        }
+#endif
         td_dw_pixel(inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
                     filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step,
                     tap_step, f_w * c, bias, mult, shift, off, out_offset, lo, hi, out);
