@@ -1,4 +1,5 @@
-/* tinydeploy kernels: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX/AVERAGE_POOL_2D.
+/* tinydeploy kernels: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (pooling:
+ * td_kernels_pool.c).
  *
  * Tensors are NHWC int8. Accumulation is int32 over (input + input_offset) * filter,
  * then bias, per-channel fixed-point requantization, output offset and activation clamp.
@@ -463,6 +464,52 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
   }
 }
 
+#if TD_DSP
+/* An interior output pixel of a 3x3 depthwise convolution (all nine taps inside): the
+ * input offset is folded into bias_eff, so the taps are plain int8 products. */
+TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t x_row,
+                            int32_t x_tap, const int32_t *bias_eff, const int32_t *mult,
+                            const int32_t *shift, int32_t out_offset, int32_t lo, int32_t hi,
+                            int8_t *o) {
+  const int32_t x_next = x_row - 3 * x_tap; /* from after a row's last tap to the next row */
+  int32_t ch = 0, fy;
+  for (; ch + 4 <= c; ch += 4) {
+    int32_t a0 = bias_eff[ch], a1 = bias_eff[ch + 1], a2 = bias_eff[ch + 2];
+    int32_t a3 = bias_eff[ch + 3];
+    const int8_t *xp = x + ch, *wp = w + ch;
+    for (fy = 0; fy < 3; ++fy) {
+      int32_t fx;
+      for (fx = 0; fx < 3; ++fx) {
+        const uint32_t xv = td_read32(xp), wv = td_read32(wp);
+        const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
+        const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
+        a0 = __smlabb(xa, wa, a0);
+        a2 = __smlatt(xa, wa, a2);
+        a1 = __smlabb(xb, wb, a1);
+        a3 = __smlatt(xb, wb, a3);
+        xp += x_tap;
+        wp += c;
+      }
+      xp += x_next;
+    }
+    o[ch] = td_out8(a0, mult[ch], shift[ch], out_offset, lo, hi);
+    o[ch + 1] = td_out8(a1, mult[ch + 1], shift[ch + 1], out_offset, lo, hi);
+    o[ch + 2] = td_out8(a2, mult[ch + 2], shift[ch + 2], out_offset, lo, hi);
+    o[ch + 3] = td_out8(a3, mult[ch + 3], shift[ch + 3], out_offset, lo, hi);
+  }
+  for (; ch < c; ++ch) {
+    int32_t acc = bias_eff[ch], k;
+    const int8_t *xp = x + ch, *wp = w + ch;
+    for (k = 0; k < 9; ++k) {
+      acc += (int32_t)*wp * (int32_t)*xp;
+      xp += k % 3 == 2 ? x_next + x_tap : x_tap;
+      wp += c;
+    }
+    o[ch] = td_out8(acc, mult[ch], shift[ch], out_offset, lo, hi);
+  }
+}
+#endif
+
 void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
   const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
   const int32_t out_h = p->out_h, out_w = p->out_w, dil_h = p->dil_h, dil_w = p->dil_w;
@@ -490,6 +537,14 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
         int32_t fx0 = 0, fx1 = f_w;
         while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
         while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
+#if TD_DSP
+        if (p->bias_eff && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && fx1 - fx0 == 3) {
+          td_dw_pixel_3x3(inb + (y0 * in_w + x0) * c, filter, c, row_step, tap_step,
+                          p->bias_eff, mult, shift, out_offset, lo, hi, out);
+          out += c;
+          continue;
+        }
+#endif
         td_dw_pixel(inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
                     filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step,
                     tap_step, f_w * c, bias, mult, shift, off, out_offset, lo, hi, out);
@@ -529,114 +584,4 @@ void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out) {
             p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max,
             out + b * p->out_c);
   }
-}
-
-/* ---- pooling ------------------------------------------------------------------------ */
-
-/* One output pixel of c channels over ny x nx taps starting at x (row step x_row). */
-TD_HOT void td_pool_pixel(const int8_t *x, int32_t c, int32_t ny, int32_t nx, int32_t x_row,
-                          int32_t avg, int32_t lo, int32_t hi, int8_t *o) {
-  const int32_t count = ny * nx;
-  int32_t ch = 0, fy, fx;
-#if TD_DSP
-  if (!avg) {
-    for (; ch + 4 <= c; ch += 4) {
-      uint32_t m = 0x80808080u;
-      const int8_t *xr = x + ch;
-      for (fy = 0; fy < ny; ++fy) {
-        const int8_t *xp = xr;
-        for (fx = 0; fx < nx; ++fx) {
-          const uint32_t v = td_read32(xp);
-          (void)__ssub8((int8x4_t)v, (int8x4_t)m); /* GE per byte: v >= m */
-          m = (uint32_t)__sel((uint8x4_t)v, (uint8x4_t)m);
-          xp += c;
-        }
-        xr += x_row;
-      }
-      o[ch] = (int8_t)td_clamp_i32((int8_t)m, lo, hi);
-      o[ch + 1] = (int8_t)td_clamp_i32((int8_t)(m >> 8), lo, hi);
-      o[ch + 2] = (int8_t)td_clamp_i32((int8_t)(m >> 16), lo, hi);
-      o[ch + 3] = (int8_t)td_clamp_i32((int8_t)(m >> 24), lo, hi);
-    }
-  } else if (count > 0 && count <= 256) { /* |sum| <= 256 * 128: int16 lanes */
-    for (; ch + 4 <= c; ch += 4) {
-      int16x2_t s02 = 0, s13 = 0;
-      int32_t sums[4], j;
-      const int8_t *xr = x + ch;
-      for (fy = 0; fy < ny; ++fy) {
-        const int8_t *xp = xr;
-        for (fx = 0; fx < nx; ++fx) {
-          const uint32_t v = td_read32(xp);
-          s02 = __sxtab16(s02, v);
-          s13 = td_sxa13(s13, v);
-          xp += c;
-        }
-        xr += x_row;
-      }
-      sums[0] = (int16_t)(uint16_t)(uint32_t)s02;
-      sums[2] = (int16_t)(uint16_t)((uint32_t)s02 >> 16);
-      sums[1] = (int16_t)(uint16_t)(uint32_t)s13;
-      sums[3] = (int16_t)(uint16_t)((uint32_t)s13 >> 16);
-      for (j = 0; j < 4; ++j) {
-        const int32_t a = sums[j];
-        const int32_t q = a > 0 ? (a + count / 2) / count : (a - count / 2) / count;
-        o[ch + j] = (int8_t)td_clamp_i32(q, lo, hi);
-      }
-    }
-  }
-#endif
-  for (; ch < c; ++ch) {
-    int32_t acc = avg ? 0 : -128;
-    const int8_t *xr = x + ch;
-    for (fy = 0; fy < ny; ++fy) {
-      const int8_t *xp = xr;
-      for (fx = 0; fx < nx; ++fx) {
-        const int32_t v = *xp;
-        if (avg) {
-          acc += v;
-        } else if (v > acc) {
-          acc = v;
-        }
-        xp += c;
-      }
-      xr += x_row;
-    }
-    if (avg && count > 0) {
-      acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-    }
-    o[ch] = (int8_t)td_clamp_i32(acc, lo, hi);
-  }
-}
-
-static void td_pool(const td_pool_params *p, const int8_t *in, int8_t *out, int32_t avg) {
-  const int32_t c = p->c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
-  const int32_t out_h = p->out_h, out_w = p->out_w, batches = p->batches;
-  const int32_t stride_h = p->stride_h, stride_w = p->stride_w;
-  const int32_t pad_h = p->pad_h, pad_w = p->pad_w, lo = p->act_min, hi = p->act_max;
-  int32_t b, oy, ox;
-  for (b = 0; b < batches; ++b) {
-    const int8_t *inb = in + b * in_h * in_w * c;
-    for (oy = 0; oy < out_h; ++oy) {
-      const int32_t y0 = oy * stride_h - pad_h;
-      const int32_t fy0 = y0 < 0 ? -y0 : 0;
-      const int32_t fy1 = f_h < in_h - y0 ? f_h : in_h - y0;
-      for (ox = 0; ox < out_w; ++ox) {
-        const int32_t x0 = ox * stride_w - pad_w;
-        const int32_t fx0 = x0 < 0 ? -x0 : 0;
-        const int32_t fx1 = f_w < in_w - x0 ? f_w : in_w - x0;
-        const int32_t ny = fy1 > fy0 ? fy1 - fy0 : 0, nx = fx1 > fx0 ? fx1 - fx0 : 0;
-        td_pool_pixel(inb + ((y0 + fy0) * in_w + x0 + fx0) * c, c, ny, nx, in_w * c, avg, lo,
-                      hi, out);
-        out += c;
-      }
-    }
-  }
-}
-
-void td_max_pool(const td_pool_params *p, const int8_t *in, int8_t *out) {
-  td_pool(p, in, out, 0);
-}
-
-void td_avg_pool(const td_pool_params *p, const int8_t *in, int8_t *out) {
-  td_pool(p, in, out, 1);
 }

@@ -84,10 +84,12 @@ void td_mul(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int
 }
 
 void td_requantize(const td_requant_params *p, const int8_t *in, int8_t *out) {
+  const int32_t n = p->size, in_zp = p->in_zp, out_zp = p->out_zp;
+  const int32_t mult = p->mult, shift = p->shift, lo = p->act_min, hi = p->act_max;
   int32_t i;
-  for (i = 0; i < p->size; ++i) {
-    const int32_t v = td_mbqm((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
-    out[i] = td_clamp8(v, p->act_min, p->act_max);
+  for (i = 0; i < n; ++i) {
+    const int32_t v = td_requant((int32_t)in[i] - in_zp, mult, shift) + out_zp;
+    out[i] = td_clamp8(v, lo, hi);
   }
 }
 
@@ -145,11 +147,17 @@ void td_hard_swish(const td_hard_swish_params *p, const int8_t *in, int8_t *out)
 }
 
 void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out) {
+  /* output rows (last axis) in increasing order, each element written after the input
+   * element it copies is read: the order overlap.py plans the in-place case for */
+  const int32_t rank = p->rank, last = p->rank - 1;
+  const int32_t row = p->out_dims[last], in_row = p->in_dims[last], left = p->before[last];
+  const int8_t pad = (int8_t)p->pad_value;
   int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
-  int32_t o = 0;
+  int32_t d, i;
+  if (rank < 1) return;
   do {
-    int32_t d, src = 0, inside = 1;
-    for (d = 0; d < p->rank; ++d) {
+    int32_t src = 0, inside = 1;
+    for (d = 0; d < last; ++d) {
       const int32_t c = idx[d] - p->before[d];
       if (c < 0 || c >= p->in_dims[d]) {
         inside = 0;
@@ -157,12 +165,41 @@ void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out) {
       }
       src = src * p->in_dims[d] + c;
     }
-    out[o++] = inside ? in[src] : (int8_t)p->pad_value;
-  } while (td_next_index(idx, p->out_dims, p->rank));
+    if (!inside) {
+      for (i = 0; i < row; ++i) out[i] = pad;
+    } else {
+      const int8_t *s = in + src * in_row;
+      for (i = 0; i < left; ++i) out[i] = pad;
+      for (i = 0; i < in_row; ++i) out[left + i] = s[i];
+      for (i = left + in_row; i < row; ++i) out[i] = pad;
+    }
+    out += row;
+  } while (td_next_index(idx, p->out_dims, last));
+}
+
+/* MEAN over the middle axes of [outer][mid][inner] (global average pooling of NHWC). */
+static void td_mean_middle(const td_mean_params *p, int32_t outer, int32_t mid, int32_t inner,
+                           const int8_t *in, int8_t *out) {
+  const int32_t corr = p->in_zp * p->count, mult = p->mult, shift = p->shift;
+  const int32_t out_zp = p->out_zp;
+  int32_t o, m, c;
+  for (o = 0; o < outer; ++o) {
+    const int8_t *base = in + o * mid * inner;
+    for (c = 0; c < inner; ++c) {
+      const int8_t *q = base + c;
+      int32_t sum = 0;
+      for (m = 0; m < mid; ++m) {
+        sum += *q;
+        q += inner;
+      }
+      *out++ = td_clamp8(td_requant(sum - corr, mult, shift) + out_zp, -128, 127);
+    }
+  }
 }
 
 void td_mean(const td_mean_params *p, const int8_t *in, int8_t *out) {
   int32_t strides[TD_MAX_RANK];
+  int32_t first = -1, end = -1, outer = 1, mid = 1, inner = 1;
   int32_t kept[TD_MAX_RANK], red[TD_MAX_RANK];
   int32_t kidx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
   int32_t d, o = 0;
@@ -174,6 +211,28 @@ void td_mean(const td_mean_params *p, const int8_t *in, int8_t *out) {
   for (d = 0; d < p->rank; ++d) {
     kept[d] = p->reduce[d] ? 1 : p->dims[d];
     red[d] = p->reduce[d] ? p->dims[d] : 1;
+    if (p->reduce[d] && p->dims[d] > 1) {
+      if (first < 0) first = d;
+      end = d + 1;
+    }
+  }
+  if (first >= 0) { /* one contiguous run of reduced axes: a strided sum per output */
+    int32_t contiguous = 1;
+    for (d = 0; d < p->rank; ++d) {
+      if (d < first) {
+        outer *= p->dims[d];
+      } else if (d < end) {
+        mid *= p->dims[d];
+        if (!p->reduce[d] && p->dims[d] > 1) contiguous = 0;
+      } else {
+        inner *= p->dims[d];
+        if (p->reduce[d] && p->dims[d] > 1) contiguous = 0;
+      }
+    }
+    if (contiguous && mid == p->count) {
+      td_mean_middle(p, outer, mid, inner, in, out);
+      return;
+    }
   }
   do {
     int32_t ridx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};

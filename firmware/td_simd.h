@@ -12,6 +12,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__GNUC__)
+#define TD_INLINE static inline __attribute__((always_inline))
+#else
+#define TD_INLINE static inline
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TD_PORTABLE)
 #define TD_DSP 1
 #include <arm_acle.h>
@@ -24,7 +30,7 @@
  * mult is in [0, 2^31) (QuantizeMultiplier), so the only saturating case of the high
  * multiply (both operands INT32_MIN) cannot occur. (a*b + 2^30) >> 31 (arithmetic) equals
  * TFLM's (a*b + nudge) / 2^31 rounded towards zero for both signs of a*b. */
-static inline int32_t td_requant(int32_t x, int32_t mult, int32_t shift) {
+TD_INLINE int32_t td_requant(int32_t x, int32_t mult, int32_t shift) {
   const int32_t left = shift > 0 ? shift : 0;
   const int32_t right = shift > 0 ? 0 : -shift;
   const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * (int64_t)mult;
@@ -34,11 +40,11 @@ static inline int32_t td_requant(int32_t x, int32_t mult, int32_t shift) {
   return (hi >> right) + ((hi & mask) > threshold ? 1 : 0);
 }
 
-static inline int32_t td_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
+TD_INLINE int32_t td_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-static inline uint32_t td_read32(const int8_t *p) {
+TD_INLINE uint32_t td_read32(const int8_t *p) {
   uint32_t v;
   memcpy(&v, p, sizeof v); /* one (unaligned) load on Cortex-M3 and up */
   return v;
@@ -46,20 +52,20 @@ static inline uint32_t td_read32(const int8_t *p) {
 
 #if TD_DSP
 /* lanes (b0, b2) and (b1, b3) of a word of four int8, sign-extended to int16 */
-static inline int16x2_t td_sx02(uint32_t x) { return __sxtb16(x); }
-static inline int16x2_t td_sx13(uint32_t x) {
+TD_INLINE int16x2_t td_sx02(uint32_t x) { return __sxtb16(x); }
+TD_INLINE int16x2_t td_sx13(uint32_t x) {
   uint32_t r;
   __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
   return (int16x2_t)r;
 }
 /* the same plus a packed pair of int16 (the input offset in both lanes) */
-static inline int16x2_t td_sxa02(int16x2_t off, uint32_t x) { return __sxtab16(off, x); }
-static inline int16x2_t td_sxa13(int16x2_t off, uint32_t x) {
+TD_INLINE int16x2_t td_sxa02(int16x2_t off, uint32_t x) { return __sxtab16(off, x); }
+TD_INLINE int16x2_t td_sxa13(int16x2_t off, uint32_t x) {
   uint32_t r;
   __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(off), "r"(x));
   return (int16x2_t)r;
 }
-static inline int16x2_t td_pack_offset(int32_t off) {
+TD_INLINE int16x2_t td_pack_offset(int32_t off) {
   return (int16x2_t)(((uint32_t)off & 0xffffu) * 0x10001u);
 }
 #endif

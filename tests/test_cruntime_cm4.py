@@ -58,7 +58,7 @@ def test_dsp_and_forced_portable_paths_equal_cm4(name: str, tmp_path: Path) -> N
     assert sum(c_dsp) < 0.8 * sum(c_port)
 
 
-CM4_CASES = [("conv", 0), ("conv", 4), ("dwconv", 0), ("dwconv", 2), ("dense", 1),
+CM4_CASES = [("conv", 0), ("conv", 4), ("dwconv", 0), ("dwconv", 4), ("dense", 1),
              ("avgpool", 1), ("add", 0)]
 
 

@@ -269,7 +269,14 @@ class Emitter:
                 self.decls.append(_struct("td_conv_params", p, fields))
                 return (f"td_conv2d(&{p}, {self.ref(op.inputs[0])}, "
                         f"{self.loc(op.outputs[0])});")
-        self.decls.append(_struct("td_conv_params", p, self._conv_common(op, p, True)))
+        fields = self._conv_common(op, p, True)
+        if w.data is not None and fields["depth_mult"] == 1:
+            # interior pixels of the fast path: input offset folded into the bias
+            _, fh, fw, oc = w.shape
+            folded = folded_bias(w.data.reshape(fh * fw, oc).T, bias, -x.zp)
+            if folded is not None:
+                fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
+        self.decls.append(_struct("td_conv_params", p, fields))
         return f"td_depthwise_conv2d(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
     def _fully_connected(self, op: Op, p: str) -> str:

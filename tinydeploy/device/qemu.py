@@ -59,6 +59,10 @@ CPU_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft")
 CFLAGS = ("-std=c99", "-Os", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra",
           "-Werror")
 LDFLAGS = ("--specs=nano.specs", "-nostartfiles", "-Wl,--gc-sections")
+# The C runtime's kernel files are compiled for speed, everything else for size: measured on
+# the reference models, -O2 kernels run 5-8 % fewer instructions than -Os (hot loops are
+# -O2 already) for ~2.4 KB more code; -O3 is no faster and larger still.
+KERNEL_OPT = "-O2"
 MIN_PAYLOAD = 64
 MAX_PAYLOAD = 1024  # larger inputs/outputs travel in chunks of this size
 
@@ -135,7 +139,7 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
     fw = firmware_dir()
     flags = [*CPU_FLAGS, *CFLAGS, *LDFLAGS, f"-DTD_MAX_PAYLOAD={payload}", *defines,
              *(("-DTD_PROFILE",) if profile else ())]
-    fingerprint = _fingerprint(facts, flags)
+    fingerprint = _fingerprint(facts, [*flags, KERNEL_OPT])
     with contextlib.suppress(OSError, ValueError):
         if elf.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
             log.debug("qemu-cm4 build up to date: %s", elf)
@@ -147,10 +151,18 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
         raise TinyDeployError("file_not_found", what="qemu-cm4 firmware source",
                               path=", ".join(missing))
     tmp = workdir / (ELF + ".tmp")
-    cmd = [cc, *flags, *model_flags(res.out_dir), f"-I{res.out_dir}", f"-I{fw}",
-           f"-I{fw / 'cm4'}",
-           "-T", str(fw / "cm4" / LINKER_SCRIPT),
-           *(str(s) for s in [*sources, *res.sources]), "-o", str(tmp)]
+    includes = [*model_flags(res.out_dir), f"-I{res.out_dir}", f"-I{fw}", f"-I{fw / 'cm4'}"]
+    kernels = [src for src in res.sources if src.name.startswith("td_kernels")]
+    objects = []
+    for src in kernels:  # the kernels at KERNEL_OPT, the rest -Os (see KERNEL_OPT)
+        obj = workdir / "obj" / (src.stem + ".o")
+        obj.parent.mkdir(exist_ok=True)
+        _run([cc, *(f for f in flags if f not in LDFLAGS), KERNEL_OPT, *includes, "-c",
+              str(src), "-o", str(obj)], f"arm-none-eabi-gcc ({src.name})")
+        objects.append(obj)
+    cmd = [cc, *flags, *includes, "-T", str(fw / "cm4" / LINKER_SCRIPT),
+           *(str(s) for s in [*sources, *(x for x in res.sources if x not in kernels),
+                              *objects]), "-o", str(tmp)]
     proc = _run(cmd, "arm-none-eabi-gcc (qemu-cm4 firmware)")
     sizes = elf_sizes(tmp)
     tmp.replace(elf)
@@ -158,7 +170,8 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
         "fingerprint": fingerprint, "model_sha256": facts.sha256, "board": BOARD,
         "elf": elf.name, **sizes, "flash_bytes": sizes["text"] + sizes["data"],
         "ram_bytes": sizes["data"] + sizes["bss"], "max_payload": payload,
-        "compiler": _version(cc), "flags": flags, "warnings": proc.stderr.strip(),
+        "compiler": _version(cc), "flags": flags, "kernel_opt": KERNEL_OPT,
+        "warnings": proc.stderr.strip(),
         "memory": res.memory(),
     }
     write_atomic(stamp, json.dumps(info, indent=2) + "\n")
