@@ -29,7 +29,7 @@ needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ not installed")
 def _gen(tmp_path: Path, model: str) -> Path:
     render.generate(DATA / f"{model}.tflite", tmp_path / "fw", boards=["nano33ble", "esp32-s3"],
                     arena=GROUND[model]["min_arena_cm4"] + 1024, fmt="platformio")
-    return tmp_path / "fw" / "src"
+    return next((tmp_path / "fw" / "lib").glob("*/src"))  # the generated library
 
 
 def _syntax(src: Path, includes: list[Path], defines: list[str],

@@ -205,10 +205,10 @@ def test_layers_from_validation_json_become_a_table() -> None:
                {"index": 0, "op": "CONV_2D", "instructions": 1234, "share": 0.75},
                {"index": 1, "op": "SOFTMAX", "instructions": 411, "share": 0.25}]}}
     page = report_html.validation_page(doc, {}, [], "t")
-    table = _section(page, "Per layer")
+    table = _section(page, "Per-layer cost")
     assert "<th>op</th>" in table and "<td>CONV_2D</td>" in table and "1\u202f234" in table
     doc["layers"] = doc.pop("report")["layers"]  # also at the top level of validation.json
-    assert _section(report_html.validation_page(doc, {}, [], "t"), "Per layer") == table
+    assert _section(report_html.validation_page(doc, {}, [], "t"), "Per-layer cost") == table
 
 
 def test_values_are_formatted_for_people() -> None:

@@ -298,7 +298,7 @@ def device_section(dev: Mapping[str, Any], emulated: bool) -> str:
 def layers_section(layers: Sequence[Mapping[str, Any]]) -> str:
     if not layers:
         return ""
-    return "<h2>Per layer</h2>" + records_table(layers)
+    return "<h2>Per-layer cost</h2>" + records_table(layers)
 
 
 def page(title: str, passed: bool | None, body: Sequence[str], figures: Sequence[str],
