@@ -42,7 +42,7 @@ from .arena_model import (
     ALIGN,
     CORTEX_M,
     HOST64_NATIVE,
-    KERNELS,
+    KNOWN_OPS,
     ROBUST_WINDOW,
     Abi,
     Graph,
@@ -319,7 +319,7 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> A
     facts = load(model)
     name = Path(facts.path).name if facts.path else "<bytes>"
     g = Graph.from_facts(facts)
-    approx = sorted({op.name for op in g.ops if op.name not in KERNELS})
+    approx = sorted({op.name for op in g.ops if op.name not in KNOWN_OPS})
     with HostRuntime(facts.data) as rt:
         measured = parse_allocations(rt.probe(name))
         host64 = None
