@@ -54,7 +54,7 @@ def test_pseudo_boards_are_flags_not_names() -> None:
     sim, native = BOARDS["sim"], BOARDS["native"]
     assert sim.simulated and sim.pty and not sim.native and not sim.uploadable
     assert native.native and native.pty and not native.simulated and not native.uploadable
-    assert native.supports("c") and not native.supports("tflm")
+    assert native.supports("c") and native.supports("tflm")  # tflm: needs --tflm-src
     assert not sim.runtimes
     assert sim.pio_platform is None and native.usb_ids == ()
     assert [b.id for b in BOARDS.values() if b.pty] == ["sim", "native", "qemu-cm4"]

@@ -54,7 +54,7 @@ def test_board_entry_is_flags() -> None:
     b = BOARDS["qemu-cm4"]
     assert b.emulated and b.pty and not b.is_mcu and not b.uploadable
     assert b.qemu_machine == "mps2-an386" and b.core == "Cortex-M4"
-    assert b.supports("c") and not b.supports("tflm")
+    assert b.supports("c") and b.supports("tflm")  # tflm: needs --tflm-src
     assert b.ram_bytes == b.flash_bytes == 4 * 1024 * 1024
 
 

@@ -161,6 +161,12 @@ def flash(
     typer.echo(run(project, board=board, port=port).summary())
 
 
+RUNTIME_HELP = ("native/qemu-cm4 firmware: c (interpreter-free C) | tflm (the generated "
+                "TFLite Micro firmware, needs --tflm-src)")
+TFLM_SRC_HELP = ("TFLM source tree for --runtime tflm: an Arduino library folder or a "
+                 "tflite-micro checkout [env: TINYDEPLOY_TFLM_SRC]")
+
+
 @app.command()
 def validate(
     model: ModelArg,
@@ -171,12 +177,14 @@ def validate(
     samples: Annotated[int | None, typer.Option(help="validate the first N test samples")] = None,
     tolerance_lsb: Annotated[int, typer.Option(help="allowed |device-host| in LSB")] = 0,
     trace: Annotated[bool, typer.Option("--trace", help="hex dump of every frame")] = False,
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "c",
+    tflm_src: Annotated[str | None, typer.Option(help=TFLM_SRC_HELP)] = None,
 ) -> None:
     """Run the test set on the device and compare with host predictions."""
     from .validation import validate as run
 
     result = run(model, data, out, port=port, board=board, samples=samples,
-                 tolerance_lsb=tolerance_lsb, trace=trace)
+                 tolerance_lsb=tolerance_lsb, trace=trace, runtime=runtime, tflm_src=tflm_src)
     typer.echo(result.summary())
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.paths["html"],
@@ -195,12 +203,14 @@ def deploy(
     tune_arena: Annotated[
         bool, typer.Option("--tune-arena", help="reflash with the measured arena")
     ] = False,
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "c",
+    tflm_src: Annotated[str | None, typer.Option(help=TFLM_SRC_HELP)] = None,
 ) -> None:
     """train -> quantize -> check -> generate -> flash -> validate, one report."""
     from .pipeline import deploy as run
 
     result = run(target, out, board=board, data=data, epochs=epochs, port=port,
-                 samples=samples, tune_arena=tune_arena)
+                 samples=samples, tune_arena=tune_arena, runtime=runtime, tflm_src=tflm_src)
     typer.echo(result.summary())
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.report,

@@ -125,11 +125,17 @@ def _measured_arena(port: str) -> int:
 
 def deploy(target: str | Path, out: str | Path, board: str = "native",
            data: str | Path | None = None, epochs: int | None = None, port: str | None = None,
-           samples: int | None = None, tune_arena: bool = False) -> DeployResult:
-    """Take an example or model all the way to a validated device; one report."""
+           samples: int | None = None, tune_arena: bool = False, runtime: str = "c",
+           tflm_src: Any = None) -> DeployResult:
+    """Take an example or model all the way to a validated device; one report.
+
+    ``runtime``/``tflm_src``: what native / qemu-cm4 build (the C runtime, or the generated
+    TFLite Micro firmware against a TFLM tree; see ``validation.open_device``)."""
     from .boards import get_board
+    from .validation import tflm_tree_for
 
     b = get_board(board)
+    tree = tflm_tree_for(board, runtime, tflm_src)  # before minutes of training
     target = str(target)
     kind = _kind(target)
     out = check_output_dir(out)  # it, or its nearest existing parent, is a folder
@@ -162,7 +168,8 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena)
+        return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena,
+                         runtime, tree)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # failed before any stage wrote something: leave nothing behind
@@ -171,7 +178,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
 
 def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None,
               epochs: int | None, port: str | None, samples: int | None,
-              tune_arena: bool) -> DeployResult:
+              tune_arena: bool, runtime: str = "c", tree: Any = None) -> DeployResult:
     board = b.id
     timer = _Timer()
     training: dict[str, Any] = {}
@@ -225,7 +232,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
     else:
         stage("deploy", f"{board}: serving the model on a pseudo-terminal")
         start = time.monotonic()
-        with open_device(facts, port, board, out / "device") as dev_port:
+        with open_device(facts, port, board, out / "device", runtime, tree) as dev_port:
             # native / emulated: compiling the C runtime; sim: starting the simulator
             compiled = b.native or b.emulated
             timer.stages["build" if compiled else "start"] = round(time.monotonic() - start, 3)

@@ -87,7 +87,8 @@ SERIAL_BAUD = 115200
 
 _DTYPES = {"FLOAT32": "TD_DTYPE_FLOAT32", "INT32": "TD_DTYPE_INT32",
            "UINT8": "TD_DTYPE_UINT8", "INT8": "TD_DTYPE_INT8", "INT16": "TD_DTYPE_INT16"}
-_CYCLES = {"dwt": "TD_CYCLES_DWT", "ccount": "TD_CYCLES_CCOUNT", "none": "TD_CYCLES_NONE"}
+_CYCLES = {"dwt": "TD_CYCLES_DWT", "ccount": "TD_CYCLES_CCOUNT", "none": "TD_CYCLES_NONE",
+           "systick": "TD_CYCLES_CORE"}  # systick: qemu-cm4's core (firmware/arduino_core)
 
 
 # --- budget ------------------------------------------------------------------------------
@@ -136,6 +137,8 @@ class Budget:
                 f"~{self.framework_ram}{extra})")
 
     def line(self) -> str:
+        if not (self.flash_limit and self.ram_limit):
+            return f"{self.board}: flash ~{self.flash_used} B, RAM ~{self.ram_used} B (no limit)"
         return (f"{self.board}: flash ~{self.flash_used}/{self.flash_limit} B "
                 f"({100 * self.flash_used / self.flash_limit:.0f}%), RAM ~{self.ram_used}/"
                 f"{self.ram_limit} B ({100 * self.ram_used / self.ram_limit:.0f}%)")
@@ -154,6 +157,8 @@ def budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
 def check_budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
     """The board's budget; ``TinyDeployError("does_not_fit")`` with numbers if over."""
     b = budget(facts, board, arena_bytes)
+    if not board.is_mcu and not (b.flash_limit and b.ram_limit):
+        return b  # the host (native) has no fixed budget
     if b.flash_used > b.flash_limit:
         raise TinyDeployError("does_not_fit", what=f"model {facts.name}", board=board.id,
                               detail=b.flash_detail(),

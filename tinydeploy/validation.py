@@ -175,8 +175,12 @@ def check_device(info: Any, facts: ModelFacts, port: str) -> None:
 # --- device connection -------------------------------------------------------------------
 @contextlib.contextmanager
 def open_device(facts: ModelFacts, port: str | None, board: str | None,
-                workdir: Path) -> Iterator[str]:
-    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native)."""
+                workdir: Path, runtime: str = "c", tflm_src: Any = None) -> Iterator[str]:
+    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native,
+    qemu-cm4). ``runtime="tflm"`` builds the generated TFLite Micro firmware for native /
+    qemu-cm4 against the TFLM tree ``tflm_src`` (a path, a ``TflmTree`` or None for
+    ``$TINYDEPLOY_TFLM_SRC``) instead of the C runtime."""
+    tree = tflm_tree_for(board, runtime, tflm_src) if not port else None
     if port:
         yield port
         return
@@ -195,17 +199,35 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
     elif b.native:
         from .device.native import start_native
 
-        with start_native(facts, workdir) as proc:
+        with start_native(facts, workdir, tflm=tree) as proc:
             yield proc.port
     elif b.emulated:
         from .device.qemu import start_qemu
 
-        with start_qemu(facts, workdir, b) as proc:
+        with start_qemu(facts, workdir, b, tflm=tree) as proc:
             yield proc.port
     else:
         from .device.flashing import find_port
 
         yield find_port(b)
+
+
+def tflm_tree_for(board: str | None, runtime: str, tflm_src: Any = None) -> Any:
+    """The TFLM tree a ``--runtime tflm`` build on native / qemu-cm4 needs (None for the C
+    runtime and for boards that build nothing); ``bad_argument`` for an unknown runtime,
+    ``tool_missing`` when no tree is given (see ``tflm_build.find_tflm_tree``)."""
+    if runtime not in ("c", "tflm"):
+        raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
+                              fix="choose one of: c, tflm")
+    if runtime != "tflm" or not board:
+        return None
+    from .boards import get_board
+    from .device.tflm_build import TflmTree, find_tflm_tree
+
+    b = get_board(board)
+    if not (b.native or b.emulated):
+        return None
+    return tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
 
 
 def _open_link(port: str, trace: bool) -> Any:
@@ -281,9 +303,13 @@ def run_samples(link: Any, facts: ModelFacts, q_in: np.ndarray, port: str,
 
 def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              port: str | None = None, board: str | None = None, samples: int | None = None,
-             tolerance_lsb: int = 0, trace: bool = False) -> ValidationResult:
-    """Run ``x_test`` on the device, compare with the host, write the three result files."""
+             tolerance_lsb: int = 0, trace: bool = False, runtime: str = "c",
+             tflm_src: Any = None) -> ValidationResult:
+    """Run ``x_test`` on the device, compare with the host, write the three result files.
+
+    ``runtime``/``tflm_src``: what a native / qemu-cm4 board builds (see ``open_device``)."""
     facts = load(model)
+    tflm_src = tflm_tree_for(board, runtime, tflm_src) if not port else None  # fail early
     if len(facts.inputs) != 1 or len(facts.outputs) != 1:
         raise TinyDeployError("model_rejected", path=facts.path,
                               problem=f"{len(facts.inputs)} inputs / {len(facts.outputs)} "
@@ -311,7 +337,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     header = ["index", "host", "device", "max_abs_diff_lsb", "exact", "time_us", "cycles",
               "label"]
     with tempfile.TemporaryDirectory(prefix="td-validate-") as work, \
-            open_device(facts, port, board, Path(work)) as dev_port:
+            open_device(facts, port, board, Path(work), runtime, tflm_src) as dev_port:
         stage("validate", f"device on {dev_port}")
         with _open_link(dev_port, trace) as link:
             info = link.hello()

@@ -15,6 +15,7 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cruntime import generate_c
 from ..cruntime.codegen import generator_digest
@@ -24,6 +25,9 @@ from ..facts import ModelFacts, load
 from ..log import log
 from ..resources import firmware_dir
 from .ptyproc import PtyProcess, spawn
+
+if TYPE_CHECKING:
+    from .tflm_build import TflmTree
 
 FIRMWARE_SOURCES = ("td_native_main.c", "td_posix.c", "td_protocol.c")
 BINARY = "td_native"
@@ -77,9 +81,26 @@ class NativeProcess(PtyProcess):
         self.binary = binary
 
 
-def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path) -> NativeProcess:
-    """Build (if needed) and start the native device; wait for its ``PTY`` line."""
-    binary = build_native(facts, workdir)
+def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path,
+                 tflm: TflmTree | None = None, arena_bytes: int | None = None) -> NativeProcess:
+    """Build (if needed) and start the native device; wait for its ``PTY`` line.
+
+    Without ``tflm`` the program is the C runtime; with a TFLM tree it is the generated
+    TFLite Micro firmware on the Arduino-core stand-in (arena ``arena_bytes`` or ``auto``)."""
+    if tflm is None:
+        binary = build_native(facts, workdir)
+    else:
+        from ..render import plan_arena
+        from .tflm_build import build_tflm_firmware
+
+        facts = load(facts)
+        arena = arena_bytes or plan_arena(facts, "auto").size
+        binary = build_tflm_firmware(facts, "native", tflm, arena, Path(workdir))
+    return run_native(binary)
+
+
+def run_native(binary: Path) -> NativeProcess:
+    """Start an already built native device program; wait for its ``PTY`` line."""
     proc, port = spawn([str(binary)], START_TIMEOUT, "native", str(binary))
     log.debug("native device on %s (pid %d)", port, proc.pid)
     return NativeProcess(proc, port, binary)

@@ -23,7 +23,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..boards import Board, get_board
 from ..cruntime import generate_c
@@ -34,6 +34,9 @@ from ..log import log
 from ..output import write_atomic
 from ..resources import firmware_dir
 from .ptyproc import PtyProcess, spawn
+
+if TYPE_CHECKING:
+    from .tflm_build import TflmTree
 
 BOARD = "qemu-cm4"
 ELF = "td_qemu_cm4.elf"
@@ -187,13 +190,41 @@ def qemu_command(board: Board, elf: Path) -> list[str]:
 
 
 def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
-               board: str | Board = BOARD) -> QemuProcess:
-    """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty."""
+               board: str | Board = BOARD, tflm: TflmTree | None = None,
+               arena_bytes: int | None = None) -> QemuProcess:
+    """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty.
+
+    Without ``tflm`` the firmware is the C runtime (``build_qemu``); with a TFLM tree it is
+    the generated TFLite Micro firmware (:func:`tflm_build.build_tflm_firmware`, arena
+    ``arena_bytes`` or the generator's ``auto`` size), built in ``workdir``."""
     b = get_board(board)
     _tool(QEMU)  # before a build it could not run
-    elf = build_qemu(facts, workdir)
+    if tflm is None:
+        elf = build_qemu(facts, workdir)
+        info = build_info(workdir)
+    else:
+        from .tflm_build import build_tflm_firmware, firmware_info
+
+        facts = load(facts)
+        arena = arena_bytes or auto_arena(facts)
+        elf = build_tflm_firmware(facts, b.id, tflm, arena, Path(workdir))
+        info = firmware_info(workdir)
+    return boot_qemu(elf, b, info)
+
+
+def auto_arena(facts: ModelFacts) -> int:
+    """The arena ``tinydeploy generate --arena auto`` gives a real board."""
+    from ..render import plan_arena
+
+    return plan_arena(facts, "auto").size
+
+
+def boot_qemu(elf: Path, board: str | Board = BOARD,
+              info: dict[str, Any] | None = None) -> QemuProcess:
+    """Boot an already built ELF in QEMU and wait for the UART's pty."""
+    b = get_board(board)
     cmd = qemu_command(b, elf)
     proc, port = spawn(cmd, START_TIMEOUT, b.id, QEMU, pattern=_PTY_LINE,
                        merge_stderr=True)
     log.debug("qemu-cm4 on %s (pid %d)", port, proc.pid)
-    return QemuProcess(proc, port, elf, build_info(workdir))
+    return QemuProcess(proc, port, elf, dict(info or {}))

@@ -1,0 +1,586 @@
+"""Build the generated TFLite Micro firmware for the boards without hardware (``qemu-cm4``,
+``native``) against a TFLM source tree the user already has.
+
+``find_tflm_tree(path)`` recognises two layouts (``path`` or ``$TINYDEPLOY_TFLM_SRC``):
+
+* an **Arduino library** (what PlatformIO puts in ``.pio/libdeps/<env>/<library>/`` and the
+  Arduino IDE in ``libraries/``): ``library.properties`` + ``src/tensorflow/...``,
+  ``src/third_party/...``; all of ``src/`` is compiled the way the Arduino IDE does (with
+  ``-DARDUINO`` over tinydeploy's Arduino-core stand-in ``firmware/arduino_core/``), minus
+  tests, examples and benchmarks; kernels are the library's own (CMSIS-NN for
+  Chirale_TensorFLowLite: flavour ``cmsis-nn``);
+* a **tensorflow/tflite-micro checkout** whose third-party downloads are present
+  (``tensorflow/lite/micro/tools/make/downloads/{flatbuffers,gemmlowp,ruy}``): the sources
+  TFLM's Makefile builds (``tools/make/sources.inc``: the interpreter, allocators, memory
+  planners, TFLite bridge, the shared TFLite files and the reference kernels; flavour
+  ``reference``) with its defines (``-DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON``);
+  on Cortex-M ``cortex_m_generic/debug_log.cc`` replaces the stdio one, as the Makefile's
+  ``TARGET=cortex_m_generic`` does.
+
+``build_tflm_library(tree, board)`` compiles that tree once per (tree content, compiler,
+flags) into ``<cache>/<key>/libtflm.a`` (``<cache>`` = ``$TINYDEPLOY_TFLM_CACHE`` or
+``~/.cache/tinydeploy/tflm``) with ``os.cpu_count()`` parallel jobs; ``build.log`` beside it
+keeps every command and compiler message. ``build_tflm_firmware(facts, board, tree,
+arena_bytes, out_dir)`` renders the firmware with :func:`tinydeploy.render.generate` (the
+PlatformIO ``src/`` a real board gets: ``td_tflm_app.cpp``, ``model_settings.h``,
+``main.cpp``, the model array, ``td_protocol.c``, ``td_arduino.cpp``), compiles it with the
+Arduino-core stand-in and the board support (``firmware/cm4/`` or ``firmware/td_posix.c``)
+and links it with the library: an ELF for QEMU, a host executable for ``native``.
+
+Errors: no tree -> ``tool_missing`` (where to get one); a folder of another layout or
+without the downloads -> ``bad_argument``; a compiler error -> ``build_failed`` (exit 8)
+with the tail of the message and the log's path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, load
+from ..log import log
+from ..output import write_atomic
+from ..resources import firmware_dir
+
+ENV_SRC = "TINYDEPLOY_TFLM_SRC"
+ENV_CACHE = "TINYDEPLOY_TFLM_CACHE"
+BOARDS = ("qemu-cm4", "native")
+ARDUINO = "arduino-library"
+UPSTREAM = "tflite-micro"
+BUILD_VERSION = "1"  # bump when the way libraries are built changes (new cache keys)
+COMPILE_TIMEOUT = 300.0
+MISSING_FIX = (
+    "--runtime tflm on qemu-cm4/native compiles TFLite Micro from source: pass --tflm-src DIR "
+    f"(or set {ENV_SRC}) with the Arduino library Chirale_TensorFLowLite (Arduino Library "
+    "Manager, or PlatformIO: .pio/libdeps/<env>/Chirale_TensorFLowLite) or a "
+    "tensorflow/tflite-micro checkout after `make -f tensorflow/lite/micro/tools/make/Makefile "
+    "third_party_downloads`")
+
+_DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
+_UPSTREAM_NEEDS = {  # download -> a file that proves it is there
+    "flatbuffers": "flatbuffers/include/flatbuffers/flatbuffers.h",
+    "gemmlowp": "gemmlowp/fixedpoint/fixedpoint.h",
+    "ruy": "ruy/ruy/profiler/instrumentation.h",
+}
+_SOURCE_EXT = (".c", ".cc", ".cpp")
+_HEADER_EXT = (".h", ".hpp", ".inc")
+_SKIP_DIRS = frozenset({"examples", "example", "tests", "test", "testing", "benchmarks",
+                        "benchmarking", "tools", "docs", "python", "integration_tests"})
+_SKIP_FILE = re.compile(r"(_test|_tests|_benchmark|test_common|_test_config)\.(c|cc|cpp)$"
+                        r"|^(test_helpers|test_helper_custom_ops|kernel_runner|fake_micro_context|"
+                        r"mock_micro_graph|micro_test)\.(c|cc|cpp)$")
+
+# --- flags ---------------------------------------------------------------------------------
+CM4_CPU = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft")
+COMMON = ("-ffunction-sections", "-fdata-sections", "-fno-unwind-tables",
+          "-fno-asynchronous-unwind-tables")
+CXX_ONLY = ("-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics")
+C_ONLY = ("-std=c11",)
+CORE_OPT = "-Os"  # TFLM's Makefile: library core -Os, kernels -O2
+KERNEL_OPT = "-O2"
+APP_WARNINGS = ("-Wall", "-Wextra", "-Werror")
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Compilers and flags of one board."""
+
+    board: str
+    cc: str
+    cxx: str
+    ar: str
+    cpu: tuple[str, ...]
+    ldflags: tuple[str, ...]
+
+    def version(self) -> str:
+        out = _run([self.cxx, "--version"], f"{self.cxx} --version").stdout
+        return out.splitlines()[0].strip() if out else self.cxx
+
+
+def toolchain(board: str) -> Toolchain:
+    """The compilers for ``board`` (``tool_missing`` with the apt fix if absent)."""
+    if board == "qemu-cm4":
+        fix = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+               "libstdc++-arm-none-eabi-newlib")
+        names = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-ar")
+        cpu = CM4_CPU
+        ld = ("--specs=nano.specs", "--specs=nosys.specs", "-nostartfiles",
+              "-Wl,--gc-sections")
+    elif board == "native":
+        fix = "apt-get install g++"
+        names = (os.environ.get("CC", "gcc"), os.environ.get("CXX", "g++"), "ar")
+        cpu = ()
+        ld = ("-Wl,--gc-sections",)
+    else:
+        raise TinyDeployError("bad_argument", problem=f"board {board} cannot build TFLM firmware",
+                              fix=f"choose one of: {', '.join(BOARDS)}")
+    paths = []
+    for name in names:
+        path = shutil.which(name)
+        if path is None:
+            raise TinyDeployError("tool_missing", tool=name, fix=fix)
+        paths.append(path)
+    return Toolchain(board, paths[0], paths[1], paths[2], cpu, ld)
+
+
+# --- the tree ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TflmTree:
+    """A TFLM source tree: what to compile and how.
+
+    ``kind`` is ``"arduino-library"`` or ``"tflite-micro"``, ``root`` the folder given,
+    ``flavour`` ``"reference"`` or ``"cmsis-nn"`` (the kernels), ``name`` a label (library
+    name and version, or ``tflite-micro``), ``include_dirs`` / ``sources`` / ``defines`` the
+    compile inputs, ``kernel_dirs`` the folders compiled with ``KERNEL_OPT``,
+    ``content_hash`` the sha256 of every source and header the build reads."""
+
+    kind: str
+    root: Path
+    flavour: str
+    name: str
+    include_dirs: tuple[Path, ...]
+    sources: tuple[Path, ...]
+    defines: tuple[str, ...]
+    kernel_dirs: tuple[Path, ...]
+    content_hash: str
+    replacements: tuple[tuple[str, Path], ...] = ()  # (board, file replacing its namesake)
+
+    def sources_for(self, board: str) -> list[Path]:
+        """The sources built for ``board``: board-specific files replace their namesakes
+        (TFLM's Makefile does the same for a TARGET)."""
+        repl = {p.name: p for b, p in self.replacements if b == board}
+        return [repl.get(s.name, s) for s in self.sources]
+
+    def is_kernel(self, source: Path) -> bool:
+        return any(source.is_relative_to(d) for d in self.kernel_dirs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "root": str(self.root), "flavour": self.flavour,
+                "name": self.name, "sources": len(self.sources),
+                "include_dirs": [str(p) for p in self.include_dirs],
+                "defines": list(self.defines), "content_hash": self.content_hash}
+
+
+def _walk(top: Path, exts: tuple[str, ...], skip_dirs: frozenset[str] = _SKIP_DIRS,
+          ) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs and not d.startswith("."))
+        found += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(exts)]
+    return found
+
+
+def _content_hash(root: Path, files: Iterable[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(set(files)):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _library_props(path: Path) -> dict[str, str]:
+    props: dict[str, str] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                props[key.strip()] = value.strip()
+    return props
+
+
+def _is_arduino_lib(root: Path) -> bool:
+    return ((root / "library.properties").is_file()
+            and (root / "src/tensorflow/lite/micro/micro_interpreter.h").is_file())
+
+
+def _arduino_tree(root: Path) -> TflmTree:
+    src = root / "src"
+    props = _library_props(root / "library.properties")
+    sources = [p for p in _walk(src, _SOURCE_EXT) if not _SKIP_FILE.search(p.name)]
+    headers = _walk(src, _HEADER_EXT)
+    kernels = src / "tensorflow/lite/micro/kernels"
+    cmsis = kernels / "cmsis_nn"
+    flavour = "cmsis-nn" if cmsis.is_dir() and any(cmsis.glob("*.c*")) else "reference"
+    kernel_dirs = (kernels, src / "third_party/cmsis_nn")
+    name = f"{props.get('name', root.name)} {props.get('version', '')}".strip()
+    return TflmTree(kind=ARDUINO, root=root, flavour=flavour, name=name,
+                    include_dirs=(src,), sources=tuple(sources),
+                    defines=("-DARDUINO=10819",), kernel_dirs=kernel_dirs,
+                    content_hash=_content_hash(root, [*sources, *headers,
+                                                      root / "library.properties"]))
+
+
+def _upstream_tree(root: Path) -> TflmTree:
+    downloads = root / _DOWNLOADS
+    missing = [name for name, probe in _UPSTREAM_NEEDS.items()
+               if not (downloads / probe).is_file()]
+    if missing:
+        raise TinyDeployError(
+            "bad_argument",
+            problem=f"the tflite-micro checkout {root} lacks its third-party downloads "
+                    f"({', '.join(missing)} not in {downloads})",
+            fix=f"run `make -f tensorflow/lite/micro/tools/make/Makefile third_party_downloads` "
+                f"in {root}")
+    micro = root / "tensorflow/lite/micro"
+    sources: list[Path] = []
+    # TFL_CC_SRCS: every .cc/.c under tensorflow/ outside lite/micro and lite/experimental
+    for path in _walk(root / "tensorflow", (".cc", ".c")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(("tensorflow/lite/micro/", "tensorflow/lite/experimental/")):
+            continue
+        if rel == "tensorflow/lite/array.cc" or _SKIP_FILE.search(path.name):
+            continue  # array.cc: excluded by the Makefile with TF_LITE_STATIC_MEMORY
+        sources.append(path)
+    # MICROLITE_CC_BASE_SRCS minus tests, and the kernels (reference)
+    for sub in ("", "arena_allocator", "memory_planner", "tflite_bridge", "kernels"):
+        folder = micro / sub if sub else micro
+        sources += [p for p in sorted(folder.glob("*.cc"))
+                    if not _SKIP_FILE.search(p.name) and "flexbuffers_generated" not in p.name]
+    headers = [*_walk(root / "tensorflow", _HEADER_EXT)]
+    includes = [root, downloads, downloads / "gemmlowp", downloads / "flatbuffers/include",
+                downloads / "ruy"]
+    for dep in ("flatbuffers/include", "gemmlowp", "ruy"):
+        headers += _walk(downloads / dep, _HEADER_EXT)
+    debug_log = micro / "cortex_m_generic/debug_log.cc"
+    replacements = (("qemu-cm4", debug_log),) if debug_log.is_file() else ()
+    return TflmTree(kind=UPSTREAM, root=root, flavour="reference", name="tflite-micro",
+                    include_dirs=tuple(includes), sources=tuple(sources),
+                    defines=("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON"),
+                    kernel_dirs=(micro / "kernels",),
+                    content_hash=_content_hash(root, [*sources, *headers,
+                                                      *(p for _, p in replacements)]),
+                    replacements=replacements)
+
+
+def find_tflm_tree(path: str | Path | None = None) -> TflmTree:
+    """Detect the TFLM tree at ``path`` (default: ``$TINYDEPLOY_TFLM_SRC``).
+
+    Accepts an Arduino library folder (or its ``src/``, or a folder holding exactly one such
+    library, like PlatformIO's ``.pio/libdeps/<env>``) and a tflite-micro checkout with its
+    downloads. Errors: none given -> ``tool_missing``; not a folder -> ``file_not_found``;
+    another layout or missing downloads -> ``bad_argument``.
+    """
+    if path is None or not str(path).strip():
+        path = os.environ.get(ENV_SRC) or None
+    if path is None:
+        raise TinyDeployError("tool_missing", tool="a TensorFlow Lite Micro source tree",
+                              fix=MISSING_FIX)
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise TinyDeployError("file_not_found", what="TFLM source tree (--tflm-src)",
+                              path=str(root))
+    if root.name == "src" and _is_arduino_lib(root.parent):
+        root = root.parent
+    if not _is_arduino_lib(root) and not (root / "tensorflow").is_dir():
+        libs = [d for d in sorted(root.iterdir()) if d.is_dir() and _is_arduino_lib(d)]
+        if len(libs) == 1:
+            root = libs[0]
+    if _is_arduino_lib(root):
+        tree = _arduino_tree(root)
+    elif (root / "tensorflow/lite/micro/micro_interpreter.h").is_file():
+        tree = _upstream_tree(root)
+    else:
+        raise TinyDeployError(
+            "bad_argument",
+            problem=f"{root} is neither a TFLM Arduino library (library.properties + "
+                    "src/tensorflow/lite/micro/) nor a tensorflow/tflite-micro checkout",
+            fix=MISSING_FIX)
+    if not tree.sources:
+        raise TinyDeployError("bad_argument", problem=f"no TFLM sources found in {root}",
+                              fix=MISSING_FIX)
+    log.debug("TFLM tree %s: %s, %s kernels, %d sources", root, tree.kind, tree.flavour,
+              len(tree.sources))
+    return tree
+
+
+# --- the library ---------------------------------------------------------------------------
+def cache_root() -> Path:
+    """Where compiled TFLM libraries live (``$TINYDEPLOY_TFLM_CACHE`` overrides)."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tinydeploy" / "tflm"
+
+
+def core_include_dir() -> Path:
+    return firmware_dir() / "arduino_core"
+
+
+def compile_flags(tree: TflmTree, tc: Toolchain, cxx: bool, kernel: bool) -> list[str]:
+    """Flags for one library source (the app adds its own warnings on top)."""
+    opt = KERNEL_OPT if kernel else CORE_OPT
+    lang = CXX_ONLY if cxx else C_ONLY
+    includes = [f"-I{d}" for d in tree.include_dirs]
+    if tree.kind == ARDUINO:
+        includes.append(f"-I{core_include_dir()}")
+    return [*tc.cpu, *lang, *COMMON, opt, *tree.defines, *includes]
+
+
+def library_key(tree: TflmTree, board: str, tc: Toolchain | None = None) -> str:
+    """Cache key of the compiled library: tree content, compiler, flags, board."""
+    tc = tc or toolchain(board)
+    h = hashlib.sha256(f"tinydeploy-tflm {BUILD_VERSION} {board}\n".encode())
+    h.update(tree.content_hash.encode())
+    h.update(tc.version().encode())
+    for cxx in (False, True):
+        for kernel in (False, True):
+            h.update(" ".join(compile_flags(tree, tc, cxx, kernel)).encode())
+    for src in tree.sources_for(board):
+        h.update(str(src.relative_to(tree.root) if src.is_relative_to(tree.root) else src)
+                 .encode())
+    if tree.kind == ARDUINO:  # the library sees the core's headers
+        for hdr in sorted(core_include_dir().glob("*.h")):
+            h.update(hdr.read_bytes())
+    return f"{board}-{tree.flavour}-{h.hexdigest()[:20]}"
+
+
+def _run(cmd: list[str], what: str, log_file: Any = None) -> subprocess.CompletedProcess[str]:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
+    except subprocess.TimeoutExpired as err:
+        raise TinyDeployError("build_failed", what=what, rc="timeout",
+                              tail=f"no result after {COMPILE_TIMEOUT:.0f} s",
+                              fix="check the machine load and try again") from err
+    except OSError as err:
+        raise TinyDeployError("build_failed", what=what, rc="?", tail=str(err),
+                              fix="check the toolchain install") from err
+    if log_file is not None:
+        log_file.write(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "error" in ln] or lines
+        raise TinyDeployError("build_failed", what=what, rc=proc.returncode,
+                              tail=" | ".join(errors[:3])[:600],
+                              fix="see the build log" if log_file is None
+                              else f"see {getattr(log_file, 'name', 'the build log')}")
+    return proc
+
+
+def _object_name(tree: TflmTree, src: Path) -> str:
+    rel = src.relative_to(tree.root) if src.is_relative_to(tree.root) else Path(src.name)
+    return "_".join(rel.with_suffix("").parts) + ".o"
+
+
+def _compile_all(jobs: list[tuple[list[str], Path, str]], log_path: Path, label: str) -> None:
+    """Compile ``(cmd, obj, what)`` jobs in parallel; the first failure is raised after the
+    running ones end. Every command and message goes to ``log_path``."""
+    workers = max(1, os.cpu_count() or 1)
+    done = 0
+    step = max(1, len(jobs) // 10)
+    with open(log_path, "a", encoding="utf-8") as log_file, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_run_logged, cmd, what): what for cmd, _, what in jobs}
+        failure: TinyDeployError | None = None
+        for fut in concurrent.futures.as_completed(futures):
+            text, err = fut.result()
+            log_file.write(text)
+            done += 1
+            if err is not None and failure is None:
+                failure = err
+                for other in futures:
+                    other.cancel()
+            if done % step == 0 or done == len(jobs):
+                log.info("%s: compiled %d/%d", label, done, len(jobs))
+        if failure is not None:
+            failure.hint = f"see {log_path}"
+            failure.args = (f"{failure.message} — {failure.hint}",)
+            raise failure
+
+
+def _run_logged(cmd: list[str], what: str) -> tuple[str, TinyDeployError | None]:
+    try:
+        proc = _run(cmd, what)
+    except TinyDeployError as err:
+        return " ".join(cmd) + "\n" + str(err) + "\n", err
+    return " ".join(cmd) + "\n" + proc.stdout + proc.stderr, None
+
+
+def build_tflm_library(tree: TflmTree, board: str) -> Path:
+    """``libtflm.a`` of ``tree`` for ``board``, from the cache or compiled now (in parallel;
+    a failed build leaves nothing in the cache). Returns the library path."""
+    tc = toolchain(board)
+    key = library_key(tree, board, tc)
+    final = cache_root() / key
+    lib = final / "libtflm.a"
+    if lib.is_file():
+        log.info("TFLM library (%s, %s kernels) from the cache: %s", tree.name, tree.flavour, lib)
+        return lib
+    cache_root().mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{key}.", suffix=".tmp", dir=cache_root()))
+    try:
+        log_path = work / "build.log"
+        sources = tree.sources_for(board)
+        log.info("building TFLM (%s, %s kernels) for %s: %d sources, %d jobs; log %s",
+                 tree.name, tree.flavour, board, len(sources), os.cpu_count() or 1,
+                 final / "build.log")
+        start = time.monotonic()
+        jobs = []
+        for src in sources:
+            cxx = src.suffix != ".c"
+            flags = compile_flags(tree, tc, cxx, tree.is_kernel(src))
+            obj = work / "obj" / _object_name(tree, src)
+            jobs.append(([tc.cxx if cxx else tc.cc, *flags, "-w", "-c", str(src), "-o",
+                          str(obj)], obj, f"compiling {src.name} ({tree.name})"))
+        (work / "obj").mkdir()
+        _compile_all(jobs, log_path, f"TFLM {board}")
+        objs = sorted(str(o) for _, o, _ in jobs)
+        with open(log_path, "a", encoding="utf-8") as lf:
+            _run([tc.ar, "rcs", str(work / "libtflm.a"), *objs], "ar (libtflm.a)", lf)
+        shutil.rmtree(work / "obj")
+        seconds = time.monotonic() - start
+        info = {"key": key, "board": board, "tree": tree.to_dict(), "compiler": tc.version(),
+                "sources": len(sources), "seconds": round(seconds, 1),
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (work / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+        try:
+            work.replace(final)
+        except OSError:  # another process finished the same key first
+            if not lib.is_file():
+                raise
+        log.info("TFLM library built in %.0f s: %s", seconds, lib)
+        return lib
+    finally:
+        if work.exists():
+            failed = cache_root() / f"{key}.failed.log"
+            with contextlib.suppress(OSError):
+                if (work / "build.log").is_file():
+                    shutil.copyfile(work / "build.log", failed)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# --- the firmware --------------------------------------------------------------------------
+FIRMWARE_JSON = "tflm.json"
+CORE_SOURCES = ("Arduino.cpp",)
+PORT_SOURCES = {
+    "qemu-cm4": ("arduino_core/td_core_cm4.c", "cm4/cm4_startup.c", "cm4/cm4_uart.c",
+                 "cm4/cm4_timer.c"),
+    "native": ("arduino_core/td_core_posix.c", "td_posix.c"),
+}
+OUTPUT = {"qemu-cm4": "td_tflm_qemu_cm4.elf", "native": "td_tflm_native"}
+
+
+def _fingerprint(facts: ModelFacts, board: str, arena_bytes: int, lib_key: str) -> str:
+    from ..cruntime.codegen import generator_digest
+    from ..resources import templates_dir
+
+    h = hashlib.sha256(f"{facts.sha256} {board} {arena_bytes} {lib_key}".encode())
+    h.update(generator_digest().encode())
+    for folder in (firmware_dir(), templates_dir()):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                h.update(str(path.relative_to(folder)).encode())
+                h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree: TflmTree,
+                        arena_bytes: int, out_dir: Path) -> Path:
+    """Render the TFLM firmware for ``board`` with an arena of ``arena_bytes`` and build it.
+
+    ``out_dir/project`` gets the generated PlatformIO project (``src/`` exactly as a real
+    board gets it), ``out_dir/obj`` the objects, ``out_dir/tflm.json`` the build facts
+    (sizes, library key, timings). Returns the ELF (``qemu-cm4``) or executable
+    (``native``). A rebuild is skipped when model, arena, library and firmware sources are
+    unchanged. Errors: ``build_failed`` (compile/link), ``tool_missing`` (toolchain), and
+    the generator's own refusals (guard, unsupported op, does_not_fit).
+    """
+    from ..boards import get_board
+    from ..render import generate
+
+    facts = load(facts)
+    if board not in BOARDS:
+        raise TinyDeployError("bad_argument", problem=f"board {board} cannot build TFLM firmware",
+                              fix=f"choose one of: {', '.join(BOARDS)}")
+    if arena_bytes <= 0:
+        raise TinyDeployError("bad_argument", problem=f"arena of {arena_bytes} bytes",
+                              fix="pass a positive arena size")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tc = toolchain(board)
+    lib_start = time.monotonic()
+    lib = build_tflm_library(tree, board)
+    lib_seconds = time.monotonic() - lib_start
+    output = out_dir / OUTPUT[board]
+    stamp = out_dir / FIRMWARE_JSON
+    fingerprint = _fingerprint(facts, board, arena_bytes, lib.parent.name)
+    with contextlib.suppress(OSError, ValueError):
+        if output.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+            log.debug("TFLM firmware up to date: %s", output)
+            return output
+    start = time.monotonic()
+    project = out_dir / "project"
+    if project.exists():
+        shutil.rmtree(project)
+    generate(facts, project, boards=[board], arena=str(arena_bytes), fmt="platformio",
+             runtime="tflm")
+    src = project / "src"
+    fw = firmware_dir()
+    b = get_board(board)
+    app_sources = sorted([*src.glob("*.cpp"), *src.glob("*.c")])
+    port_sources = [fw / "arduino_core" / f for f in CORE_SOURCES] + \
+        [fw / f for f in PORT_SOURCES[board]]
+    includes = [f"-I{src}", f"-I{fw / 'arduino_core'}", f"-I{fw}"]
+    if board == "qemu-cm4":
+        includes.append(f"-I{fw / 'cm4'}")
+    includes += [f"-isystem{d}" for d in tree.include_dirs]
+    obj_dir = out_dir / "obj"
+    if obj_dir.exists():
+        shutil.rmtree(obj_dir)
+    obj_dir.mkdir()
+    log_path = out_dir / "build.log"
+    log_path.write_text("")
+    jobs = []
+    for s in [*app_sources, *port_sources]:
+        cxx = s.suffix != ".c"
+        lang = CXX_ONLY if cxx else (("-std=c99",) if s.parent == fw / "cm4" else C_ONLY)
+        if not cxx and board == "native" and s.parent != fw / "arduino_core":
+            lang = ("-std=c99",)
+        flags = [*tc.cpu, *lang, *COMMON, CORE_OPT, *APP_WARNINGS, *tree.defines,
+                 f"-D{b.define}", *includes]
+        obj = obj_dir / (s.parent.name + "_" + s.stem + ".o")
+        jobs.append(([tc.cxx if cxx else tc.cc, *flags, "-c", str(s), "-o", str(obj)], obj,
+                     f"compiling {s.name} (generated TFLM firmware, {board})"))
+    _compile_all(jobs, log_path, f"firmware {board}")
+    tmp = output.with_name(output.name + ".tmp")
+    link = [tc.cxx, *tc.cpu, *tc.ldflags]
+    if board == "qemu-cm4":
+        link += ["-T", str(fw / "cm4" / "cm4.ld")]
+    link += [*(str(o) for _, o, _ in jobs), str(lib), "-lm", "-o", str(tmp)]
+    with open(log_path, "a", encoding="utf-8") as lf:
+        _run(link, f"linking the TFLM firmware ({board})", lf)
+    tmp.replace(output)
+    info: dict[str, Any] = {
+        "fingerprint": fingerprint, "model_sha256": facts.sha256, "board": board,
+        "runtime": "tflm", "output": output.name, "arena_bytes": arena_bytes,
+        "tflm": tree.to_dict(), "library": str(lib), "library_key": lib.parent.name,
+        "library_seconds": round(lib_seconds, 2),
+        "firmware_seconds": round(time.monotonic() - start, 2), "compiler": tc.version(),
+    }
+    if board == "qemu-cm4":
+        from .qemu import elf_sizes
+
+        sizes = elf_sizes(output)
+        info.update(sizes, flash_bytes=sizes["text"] + sizes["data"],
+                    ram_bytes=sizes["data"] + sizes["bss"])
+    write_atomic(stamp, json.dumps(info, indent=2) + "\n")
+    log.info("TFLM firmware built: %s", output)
+    return output
+
+
+def firmware_info(out_dir: Path) -> dict[str, Any]:
+    """The ``tflm.json`` of the last ``build_tflm_firmware`` in ``out_dir``."""
+    return dict(json.loads((Path(out_dir) / FIRMWARE_JSON).read_text()))
