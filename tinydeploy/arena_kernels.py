@@ -40,10 +40,6 @@ OPDATA_REFERENCE: dict[str, tuple[int, int]] = {
     "RESHAPE": (0, 0), "SQUEEZE": (0, 0), "EXPAND_DIMS": (0, 0),
 }
 
-# Chirale_TensorFlowLite 2.0.0 (TFLM Jan 2023 + CMSIS-NN): OpData of the CMSIS-NN kernels
-# and of the reference kernels of that TFLM version where they differ.
-OPDATA_CMSIS_NN: dict[str, tuple[int, int]] = {}  # filled in by _chirale_facts below
-
 # sizeof/alignof of the parsed builtin options: op -> ((size, align) cortex-m, x86-64).
 BUILTIN_DATA: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "FULLY_CONNECTED": ((5, 1), (16, 4)), "CONV_2D": ((28, 4), (28, 4)),
@@ -87,14 +83,21 @@ class OpShape:
 
 def opdata_bytes(op: str, abi_index: int, flavour: str = REFERENCE) -> int:
     """sizeof the OpData the kernel's Init allocates (generous estimate if unknown)."""
-    if flavour == CMSIS_NN and op in OPDATA_CMSIS_NN:
-        return OPDATA_CMSIS_NN[op][abi_index]
+    if flavour == CMSIS_NN:
+        from .cmsis_nn_sizes import OPDATA
+
+        return OPDATA.get(op, 80)
     if op in OPDATA_REFERENCE:
         return OPDATA_REFERENCE[op][abi_index]
     return (80, 112)[abi_index]
 
 
-def builtin_data(op: str, abi_index: int) -> tuple[int, int] | None:
+def builtin_data(op: str, abi_index: int, flavour: str = REFERENCE) -> tuple[int, int] | None:
     """(size, alignment) of the op's parsed builtin options, None if none are allocated."""
+    if flavour == CMSIS_NN:
+        from .cmsis_nn_sizes import BUILTIN_DATA as CHIRALE
+
+        if op in CHIRALE:
+            return CHIRALE[op]
     entry = BUILTIN_DATA.get(op)
     return entry[abi_index] if entry else None

@@ -50,6 +50,8 @@ from .arena_kernels import (
     builtin_data,
     opdata_bytes,
 )
+from .cmsis_nn_sizes import NODE_AND_REGISTRATION as CHIRALE_NODE
+from .cmsis_nn_sizes import TFLITE_TENSOR as CHIRALE_TENSOR
 from .facts import ModelFacts
 
 __all__ = ["KNOWN_OPS", "Abi", "Graph", "predict", "simulate", "greedy_plan"]
@@ -67,6 +69,9 @@ class Abi:
     name: str
     ptr: int  # sizeof(void*) == sizeof(size_t)
     enum: int = 4  # sizeof a small enum: 1 with AAPCS short enums (arm-none-eabi)
+    tensor_size: int = 0  # sizeof(TfLiteTensor) if not the TF_LITE_STATIC_MEMORY layout
+    node_size: int = 0  # sizeof(NodeAndRegistration) likewise
+    late_variables: bool = True  # variables allocated while planning (TFLM >= mid 2023)
 
     @property
     def index(self) -> int:
@@ -90,13 +95,13 @@ class Abi:
 
     @property
     def node_and_registration(self) -> int:
-        return self.struct(*"pppppp", "i", "p")
+        return self.node_size or self.struct(*"pppppp", "i", "p")
 
     @property
     def tflite_tensor(self) -> int:  # TF_LITE_STATIC_MEMORY layout
         # quantization {type, params}, params {scale, zero_point}, data, dims, bytes,
         # type, allocation_type, is_variable
-        return self.struct("e", "p", "i", "i", "p", "p", "p", "e", "e", "b")
+        return self.tensor_size or self.struct("e", "p", "i", "i", "p", "p", "p", "e", "e", "b")
 
     @property
     def affine_quant(self) -> int:
@@ -125,6 +130,11 @@ class Abi:
 
 
 CORTEX_M = Abi("cortex-m", 4, enum=1)
+# Chirale_TensorFlowLite 2.0.0 as the Arduino IDE builds it: no TF_LITE_STATIC_MEMORY (full
+# TfLiteTensor/TfLiteNode), variables allocated before planning (TFLM of January 2023)
+CORTEX_M_CHIRALE = Abi("cortex-m (Chirale_TensorFlowLite 2.0.0)", 4, enum=1,
+                       tensor_size=CHIRALE_TENSOR, node_size=CHIRALE_NODE,
+                       late_variables=False)
 HOST64_NATIVE = Abi("host64-native", 8)
 
 
@@ -363,6 +373,13 @@ def _temp_tensor(a: _Arena, t: _Tensor, abi: Abi) -> None:
         a.temp_alloc("temp zero points", 4 + 4 * t.channels, 4)
 
 
+def _variables(a: _Arena, g: Graph) -> None:
+    """AllocateVariables: variable tensors (e.g. LSTM state) live in the tail."""
+    for t in g.tensors:
+        if t.variable:
+            a.persistent("variable tensors", t.nbytes, ALIGN)
+
+
 def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
              extra_scratch: int = 0) -> dict[str, int]:
     """Replay TFLM's allocation sequence in an arena of ``size`` bytes (start 16-byte
@@ -370,6 +387,10 @@ def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
     ``head_plan`` overrides the planned head (e.g. measured); ``extra_scratch`` adds that
     many scratch-buffer requests the kernel table does not know about (one per node)."""
     plan = greedy_plan(planned_buffers(g)) if head_plan is None else head_plan
+    if g.flavour == CMSIS_NN:
+        if abi.ptr != 4:
+            raise ValueError("the cmsis-nn flavour exists for 32-bit Cortex-M only")
+        abi = CORTEX_M_CHIRALE
     a = _Arena(size)
     p = abi.ptr
     for _what, n in abi.fixed_objects:
@@ -381,7 +402,7 @@ def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
     a.persistent("TfLiteEvalTensor", abi.eval_tensor * len(g.tensors), p)
     a.persistent("NodeAndRegistration", abi.node_and_registration * len(g.ops), p)
     for op in g.ops:
-        bd = builtin_data(op.name, abi.index)
+        bd = builtin_data(op.name, abi.index, g.flavour)
         if bd is not None:
             a.persistent("builtin options", bd[0], bd[1])
     for op in g.ops:
@@ -401,12 +422,13 @@ def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
         a.resize_head("scratch requests", req * (count + MAX_SCRATCH_PER_OP))
     if count:
         a.persistent("scratch handles", p * count, p)
+    if not abi.late_variables:
+        _variables(a, g)
     n_planned = len(planned_buffers(g)) + min(extra_scratch, len(g.ops))
     a.temp_alloc("planning", p, p)  # subgraph offsets
     a.temp_alloc("planning", abi.allocation_info * (len(g.tensors) + count), p)
-    for t in g.tensors:  # AllocateVariables: variable tensors live in the tail
-        if t.variable:
-            a.persistent("variable tensors", t.nbytes, ALIGN)
+    if abi.late_variables:
+        _variables(a, g)
     avail = a.available()
     if avail < 0 or avail // PLANNER_BYTES_PER_BUFFER < n_planned:
         raise OutOfArena("planner scratch")

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .arena_kernels import FLAVOURS, REFERENCE
 from .arena_model import (
     ALIGN,
     CORTEX_M,
@@ -56,7 +57,7 @@ from .arena_model import (
 from .errors import TinyDeployError
 from .facts import ModelFacts, load
 
-TARGETS = ("cortex-m", "host64")
+TARGETS = ("cortex-m", "host64", "qemu-cm4")
 
 # --- host64: measured with the TFLM Python runtime, crash-safe --------------------------
 # A "zygote" child imports the runtime once, then forks one grandchild per trial; the
@@ -248,6 +249,8 @@ class ArenaResult:
     arena_used_bytes: int | None = None  # arena_used_bytes() on the target (1 MiB arena)
     host64_breakdown: dict[str, int] = field(default_factory=dict)
     approximate_ops: list[str] = field(default_factory=list)
+    flavour: str = REFERENCE  # kernels of the prediction / of the measured library
+    measured: dict[str, Any] = field(default_factory=dict)  # qemu-cm4: MeasuredArena
     trials: int = 0
     crashes: int = 0
     seconds: float = 0.0
@@ -256,8 +259,11 @@ class ArenaResult:
         return asdict(self)
 
     def summary(self) -> str:
-        lines = [f"{self.model}: tensor arena for {self.target} = {self.arena_bytes} bytes"
-                 + (" (measured)" if self.target == "host64" else " (predicted, 32-bit)")]
+        how = {"host64": " (measured)",
+               "qemu-cm4": f" (measured, {self.measured.get('tree', '?')}, {self.flavour} "
+                           "kernels)"}.get(self.target, f" (predicted, 32-bit, {self.flavour} "
+                                                        "kernels)")
+        lines = [f"{self.model}: tensor arena for {self.target} = {self.arena_bytes} bytes" + how]
         for k, v in self.breakdown.items():
             lines.append(f"  {k:42s} {v:8d}")
         if self.target == "host64" and self.cortex_m_bytes is not None:
@@ -284,10 +290,20 @@ def predict_arena(model: str | Path | bytes | ModelFacts, measure: bool = True) 
     return _predict(g, head)[0]
 
 
+def predict_flavour(model: str | Path | bytes | ModelFacts, flavour: str = REFERENCE) -> int:
+    """The cortex-m prediction for ``flavour`` (``reference`` | ``cmsis-nn``): a pure
+    replay (instant), no runtime cross-check."""
+    if flavour not in FLAVOURS:
+        raise TinyDeployError("bad_argument", problem=f"unknown kernel flavour '{flavour}'",
+                              fix=f"choose one of: {', '.join(FLAVOURS)}")
+    return _predict(Graph.from_facts(load(model), flavour), None)[0]
+
+
 def _predict(g: Graph, head: int | None) -> tuple[int, dict[str, int]]:
     """Predict with the measured head when it differs from the replayed plan (the extra
-    is scratch space of kernels: assume one unknown scratch request per node)."""
-    if head is None or head == greedy_plan(planned_buffers(g)):
+    is scratch space of kernels: assume one unknown scratch request per node). The
+    runtime's head (reference kernels) is only consulted for the reference flavour."""
+    if head is None or g.flavour != REFERENCE or head == greedy_plan(planned_buffers(g)):
         return predict(g, CORTEX_M)
     extra = len(g.ops) if head > greedy_plan(planned_buffers(g)) else 0
 
@@ -310,25 +326,50 @@ def _predict(g: Graph, head: int | None) -> tuple[int, dict[str, int]]:
     return best, simulate(g, best, CORTEX_M, head, extra)
 
 
-def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> ArenaResult:
-    """Smallest tensor arena for ``target`` (see the module docstring)."""
+def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
+          flavour: str = REFERENCE, tflm_src: str | Path | None = None) -> ArenaResult:
+    """Smallest tensor arena for ``target`` (see the module docstring).
+
+    ``flavour`` picks the kernels of the cortex-m prediction (``reference`` | ``cmsis-nn``);
+    ``target="qemu-cm4"`` measures instead (:mod:`tinydeploy.arena_measure`) with the TFLM
+    tree at ``tflm_src`` (or ``$TINYDEPLOY_TFLM_SRC``), whose kernels set the flavour.
+    Errors: ``bad_argument`` (target/flavour), ``bad_flatbuffer``/``file_not_found``, and
+    those of the measurement (``tool_missing`` without a tree)."""
     if target not in TARGETS:
         raise TinyDeployError("bad_argument", problem=f"unknown arena target '{target}'",
                               fix=f"choose one of: {', '.join(TARGETS)}")
+    if flavour not in FLAVOURS:
+        raise TinyDeployError("bad_argument", problem=f"unknown kernel flavour '{flavour}'",
+                              fix=f"choose one of: {', '.join(FLAVOURS)}")
     t0 = time.perf_counter()
     facts = load(model)
     name = Path(facts.path).name if facts.path else "<bytes>"
-    g = Graph.from_facts(facts)
-    approx = sorted({op.name for op in g.ops if op.name not in KNOWN_OPS})
-    with HostRuntime(facts.data) as rt:
-        measured = parse_allocations(rt.probe(name))
-        host64 = None
-        if target == "host64":
-            host64 = search_host64(rt, measured.get("total", 1024), name=name)
-        trials = len(rt.trials)
-        crashes = sum(1 for v in rt.trials.values() if v == "crash")
-    head = measured.get("head")
-    pred, bd = _predict(g, head)
+    if target == "qemu-cm4":
+        from .arena_measure import measure_arena
+
+        m = measure_arena(facts, tflm_src)
+        g = Graph.from_facts(facts, m.flavour)
+        pred, bd = _predict(g, None)
+        breakdown = {k: v for k, v in bd.items() if k != "used"}
+        breakdown["predicted minimum"] = pred
+        return ArenaResult(
+            arena_bytes=m.arena_bytes, target=target, model=name, breakdown=breakdown,
+            cortex_m_bytes=pred, arena_used_bytes=m.arena_used_bytes, flavour=m.flavour,
+            measured=m.to_dict(), approximate_ops=_approximate(g), trials=m.trials,
+            crashes=sum(v for k, v in m.failures.items() if k in ("crash", "hang")),
+            seconds=round(time.perf_counter() - t0, 3))
+    g = Graph.from_facts(facts, flavour)
+    measured: dict[str, int] = {}
+    host64 = None
+    trials = crashes = 0
+    if flavour == REFERENCE or target == "host64":
+        with HostRuntime(facts.data) as rt:
+            measured = parse_allocations(rt.probe(name))
+            if target == "host64":
+                host64 = search_host64(rt, measured.get("total", 1024), name=name)
+            trials = len(rt.trials)
+            crashes = sum(1 for v in rt.trials.values() if v == "crash")
+    pred, bd = _predict(g, measured.get("head"))
     breakdown = {k: v for k, v in bd.items() if k != "used"}
     result = ArenaResult(
         arena_bytes=host64 if host64 is not None else pred,
@@ -336,14 +377,19 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> A
         breakdown=measured if target == "host64" else breakdown,
         cortex_m_bytes=pred, host64_bytes=host64, host64_used_bytes=measured.get("total"),
         arena_used_bytes=measured.get("total") if target == "host64" else bd["used"],
-        host64_breakdown=measured,
-        approximate_ops=approx, trials=trials, crashes=crashes,
+        host64_breakdown=measured, flavour=flavour,
+        approximate_ops=_approximate(g), trials=trials, crashes=crashes,
         seconds=round(time.perf_counter() - t0, 3))
     if target != "host64":
         result.breakdown["predicted minimum"] = pred
     return result
 
 
-__all__ = ["ArenaResult", "Graph", "HostRuntime", "arena", "predict_arena", "search_host64",
+def _approximate(g: Graph) -> list[str]:
+    return sorted({op.name for op in g.ops if op.name not in KNOWN_OPS})
+
+
+__all__ = ["ArenaResult", "Graph", "HostRuntime", "arena", "predict_arena", "predict_flavour",
+           "search_host64",
            "simulate", "greedy_plan", "parse_allocations", "CORTEX_M", "HOST64_NATIVE", "Abi",
            "TARGETS"]

@@ -27,11 +27,11 @@ Budget estimate (per board, documented in the generated README):
   stack reserve) + the core (``Board.framework_ram``), plus code and model on boards that
   run code from the same RAM (``Board.code_in_ram``, Teensy 4).
 
-Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` plus a
-margin of ``ARENA_MARGIN_FRACTION`` (at least ``ARENA_MARGIN_MIN`` bytes), rounded up to
-16 bytes: the board's TFLM library is another TFLM version than the one measured and its
-optimized kernels may ask for scratch buffers the reference kernels do not. The firmware
-reports the real ``arena_used_bytes()`` in its HELLO reply.
+Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` for the
+kernel flavour of each board's TFLM library plus a margin (1 % for the modelled libraries,
+25 % / 2 KiB otherwise); ``--arena tuned``: the minimum measured on qemu-cm4 with the
+user's TFLM tree + 16 bytes -- see :mod:`tinydeploy.arena_plan`. The firmware reports the
+real ``arena_used_bytes()`` in its HELLO reply.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .arena_plan import ArenaPlan
 from .boards import KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
@@ -171,14 +172,6 @@ def check_budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
 
 
 # --- arena -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ArenaPlan:
-    size: int
-    predicted: int | None  # cortex-m prediction (None for an explicit --arena N)
-    margin: int
-    note: str
-
-
 _PREDICTIONS: dict[str, int] = {}
 
 
@@ -197,8 +190,20 @@ def with_margin(arena_bytes: int) -> int:
     return -(-(arena_bytes + margin) // 16) * 16
 
 
-def plan_arena(facts: ModelFacts, arena: str | int) -> ArenaPlan:
+def plan_arena(facts: ModelFacts, arena: str | int, boards: list[Board] | None = None,
+               tflm_src: str | Path | None = None) -> ArenaPlan:
+    """``--arena``: auto (per-board flavour prediction + margin, :mod:`tinydeploy.arena_plan`;
+    without ``boards`` the reference prediction + 25 %), tuned (measured with ``tflm_src``)
+    or a byte count."""
     text = str(arena).strip().lower()
+    if text == "tuned":
+        from .arena_plan import plan_tuned
+
+        return plan_tuned(facts, tflm_src)
+    if text == "auto" and boards:
+        from .arena_plan import plan_auto
+
+        return plan_auto(facts, boards)
     if text == "auto":
         predicted = predict_arena(facts)
         size = with_margin(predicted)
@@ -211,7 +216,7 @@ def plan_arena(facts: ModelFacts, arena: str | int) -> ArenaPlan:
         size = -1
     if size <= 0:
         raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
-                              fix="pass --arena auto or a positive number of bytes")
+                              fix="pass --arena auto, --arena tuned or a positive number of bytes")
     return ArenaPlan(size, None, 0, f"{size} B as given with --arena (no margin added)")
 
 
@@ -432,14 +437,16 @@ def _boards(names: list[str] | list[str | Board], runtime: str) -> list[Board]:
 def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
              boards: list[str] | list[str | Board], arena: str | int = "auto",
              fmt: str = "both", runtime: str = "tflm",
-             name: str | None = None) -> GenerateResult | CResult:
+             name: str | None = None,
+             tflm_src: str | Path | None = None) -> GenerateResult | CResult:
     """Render firmware for ``boards`` into ``out`` (see the module docstring).
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
     type, also with ``summary()``); ``arena`` and ``fmt`` apply to the TFLM runtime.
 
     ``name`` overrides the sketch name (default: the ``out`` folder's name); it is
-    sanitized with :func:`tinydeploy.c_array.c_identifier`.
+    sanitized with :func:`tinydeploy.c_array.c_identifier`. ``arena`` is ``auto``, ``tuned``
+    (measured on qemu-cm4 with the TFLM tree ``tflm_src``) or a byte count.
     """
     if fmt not in FORMATS:
         raise TinyDeployError("bad_argument", problem=f"unknown --format {fmt!r}",
@@ -463,7 +470,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
 
     check(facts)  # full int8 on TFLM only (float, hybrid, uint8 models fail on the device)
     resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
-    plan = plan_arena(facts, arena)
+    plan = plan_arena(facts, arena, board_list, tflm_src)
     budgets = [check_budget(facts, b, plan.size) for b in board_list]
     stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "
                       f"arena {plan.size} B)")

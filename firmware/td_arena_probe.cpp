@@ -1,0 +1,63 @@
+/* td_arena_probe.cpp -- tinydeploy's arena probe firmware (`tinydeploy arena --target qemu-cm4`).
+ *
+ * One trial per boot: build a TFLite Micro interpreter over the first td_probe_arena_bytes
+ * bytes of a large, 16-byte aligned static buffer, AllocateTensors(), zero the inputs,
+ * Invoke(), and print one result line on the serial port:
+ *   TD_PROBE OK <arena_used_bytes>   |   TD_PROBE FAIL allocate   |   TD_PROBE FAIL invoke
+ * TFLM touches only [arena, arena + size), so one firmware serves every trial: the host
+ * writes the trial size into td_probe_arena_bytes before the core starts (QEMU
+ * `-device loader`), a crash (hard fault) or a hang counts as a failed trial.
+ * td_arena_probe.h (generated) sets TD_PROBE_ARENA_MAX, TD_PROBE_NUM_OPS and
+ * TD_PROBE_REGISTER_OPS(resolver) (exactly the model's operators).
+ */
+#include <Arduino.h>
+#include <string.h>
+
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+#include "model_data.h"
+#include "td_arena_probe.h"
+
+/* The trial size: const volatile so it lives in the image (.rodata) where the loader writes
+ * it and every read goes to memory. */
+extern "C" __attribute__((used)) const volatile uint32_t td_probe_arena_bytes = TD_PROBE_ARENA_MAX;
+
+alignas(16) static uint8_t td_probe_arena[TD_PROBE_ARENA_MAX];
+
+static void Result(const char *what, unsigned long value) {
+  Serial.print("TD_PROBE ");
+  Serial.print(what);
+  Serial.print(" ");
+  Serial.println(value);
+}
+
+void setup() {
+  Serial.begin(115200);
+  uint32_t size = td_probe_arena_bytes;
+  if (size > TD_PROBE_ARENA_MAX) size = TD_PROBE_ARENA_MAX;
+  Result("START", static_cast<unsigned long>(size));
+  const tflite::Model *model = tflite::GetModel(g_model);
+  static tflite::MicroMutableOpResolver<TD_PROBE_NUM_OPS> resolver;
+  if (TD_PROBE_REGISTER_OPS(resolver) != kTfLiteOk) {
+    Result("FAIL register", 0);
+    return;
+  }
+  static tflite::MicroInterpreter interpreter(model, resolver, td_probe_arena, size);
+  if (interpreter.AllocateTensors() != kTfLiteOk) {
+    Result("FAIL allocate", 0);
+    return;
+  }
+  for (size_t i = 0; i < interpreter.inputs_size(); ++i) {
+    TfLiteTensor *t = interpreter.input(i);
+    if (t != nullptr && t->data.raw != nullptr) memset(t->data.raw, 0, t->bytes);
+  }
+  if (interpreter.Invoke() != kTfLiteOk) {
+    Result("FAIL invoke", 0);
+    return;
+  }
+  Result("OK", static_cast<unsigned long>(interpreter.arena_used_bytes()));
+}
+
+void loop() {}
