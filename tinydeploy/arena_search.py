@@ -12,20 +12,24 @@ Two targets:
   64 bytes below the edge (the feasible set is not monotone: persistent allocations are
   aligned relative to the arena end), and finally ``min`` works and ``min - 1`` fails.
 
-* ``cortex-m`` (default) -- *predicted* for a 32-bit Cortex-M with TFLM's reference
-  kernels: :mod:`tinydeploy.arena_model` replays TFLM's allocation sequence with 32-bit
-  struct sizes (see there for the allocator model). The planned head (activation
-  tensors + kernel scratch buffers, the same on every ABI) is replayed with TFLM's greedy
-  planner and cross-checked with one 1 MiB run of the host runtime
-  (``RecordingMicroAllocator`` "head"); if the runtime reports more (a kernel with
-  scratch buffers the kernel table does not know), its figure wins and one unknown
-  scratch request per node is assumed for the planning-phase need. The prediction is
-  the smallest size from which 64 consecutive sizes all fit.
+* ``cortex-m`` (default) -- *predicted* for a 32-bit Cortex-M: :mod:`tinydeploy.arena_model`
+  replays TFLM's allocation sequence with the struct sizes of arm-none-eabi-g++ (4-byte
+  pointers, short enums) and the kernels' facts of :mod:`tinydeploy.arena_kernels` for a
+  kernel *flavour*: ``reference`` (TFLM 90b983c2) or ``cmsis-nn`` (Chirale_TensorFlowLite
+  2.0.0, :mod:`tinydeploy.cmsis_nn_sizes`). For the reference flavour the planned head is
+  cross-checked with one 1 MiB run of the host runtime (``RecordingMicroAllocator``
+  "head"); if the runtime reports more (a kernel with scratch buffers the tables do not
+  know), its figure wins and one unknown scratch request per node is assumed for the
+  planning-phase need. The prediction is the smallest size from which 64 consecutive
+  sizes all fit.
+
+* ``qemu-cm4`` -- *measured* on the emulated Cortex-M4 with the user's TFLM tree
+  (:mod:`tinydeploy.arena_measure`); the tree's kernels set the flavour.
 
 Checked against native TFLM ground truth in ``tests/data``: the replay with 8-byte
 pointers reproduces x86-64 ``arena_used_bytes`` exactly and ``min_arena`` to within
-16 bytes, the replayed head equals the runtime's, and the 32-bit prediction lies within
-[min, 1.05 * min + 32] of the minimum measured on a Cortex-M4.
+16 bytes; with 32-bit struct sizes it reproduces the Cortex-M4 ``arena_used_bytes`` and
+``min_arena_cm4`` exactly on all 18 models (tests/test_arena_zoo.py).
 """
 
 from __future__ import annotations
