@@ -5,10 +5,11 @@
  * Invoke(), and print one result line on the serial port:
  *   TD_PROBE OK <arena_used_bytes>   |   TD_PROBE FAIL allocate   |   TD_PROBE FAIL invoke
  * TFLM touches only [arena, arena + size), so one firmware serves every trial: the host
- * writes the trial size into td_probe_arena_bytes before the core starts (QEMU
- * `-device loader`), a crash (hard fault) or a hang counts as a failed trial.
- * td_arena_probe.h (generated) sets TD_PROBE_ARENA_MAX, TD_PROBE_NUM_OPS and
- * TD_PROBE_REGISTER_OPS(resolver) (exactly the model's operators).
+ * writes the trial size into the word at TD_PROBE_SIZE_ADDR before the core starts (QEMU
+ * `-device loader`; the last word of the image memory, outside the image, so neither the
+ * ELF load nor the startup code overwrite it); a crash (hard fault) or a hang counts as a
+ * failed trial. td_arena_probe.h (generated) sets TD_PROBE_ARENA_MAX, TD_PROBE_SIZE_ADDR,
+ * TD_PROBE_NUM_OPS and TD_PROBE_REGISTER_OPS(resolver) (exactly the model's operators).
  */
 #include <Arduino.h>
 #include <string.h>
@@ -19,10 +20,6 @@
 
 #include "model_data.h"
 #include "td_arena_probe.h"
-
-/* The trial size: const volatile so it lives in the image (.rodata) where the loader writes
- * it and every read goes to memory. */
-extern "C" __attribute__((used)) const volatile uint32_t td_probe_arena_bytes = TD_PROBE_ARENA_MAX;
 
 alignas(16) static uint8_t td_probe_arena[TD_PROBE_ARENA_MAX];
 
@@ -35,7 +32,7 @@ static void Result(const char *what, unsigned long value) {
 
 void setup() {
   Serial.begin(115200);
-  uint32_t size = td_probe_arena_bytes;
+  uint32_t size = *reinterpret_cast<volatile const uint32_t *>(TD_PROBE_SIZE_ADDR);
   if (size > TD_PROBE_ARENA_MAX) size = TD_PROBE_ARENA_MAX;
   Result("START", static_cast<unsigned long>(size));
   const tflite::Model *model = tflite::GetModel(g_model);

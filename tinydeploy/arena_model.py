@@ -156,6 +156,7 @@ class _Op:
     inputs: list[int]
     outputs: list[int]
     options: dict[str, int] = field(default_factory=dict)
+    intermediates: list[int] = field(default_factory=list)
 
 
 def _options(op: Any) -> dict[str, int]:
@@ -204,7 +205,8 @@ class Graph:
         ops = [_Op(op_name(model.operatorCodes[o.opcodeIndex]),
                    [int(i) for i in (o.inputs if o.inputs is not None else [])],
                    [int(i) for i in (o.outputs if o.outputs is not None else [])],
-                   _options(o))
+                   _options(o),
+                   [int(i) for i in (o.intermediates if o.intermediates is not None else [])])
                for o in sub.operators or []]
         offline = any((m.name or b"") in (b"OfflineMemoryAllocation", "OfflineMemoryAllocation")
                       for m in (model.metadata or []))
@@ -246,6 +248,17 @@ class Graph:
                 per = hidden.shape[0] * hidden.shape[-1] * _DTYPE_BYTES.get(cell.dtype, 2)
                 return [per] * 4
         return []
+
+    def temp_tensors(self, op: _Op) -> list[int]:
+        """Tensors whose temporary TfLiteTensor copies the kernel's Prepare allocates (the
+        temp section is only released after the node, so repeats add up)."""
+        if self.flavour == CMSIS_NN:
+            from .cmsis_nn_sizes import cmsis_temps
+
+            got = cmsis_temps(op)
+            if got is not None:
+                return got
+        return [t for t in op.inputs + op.outputs if t >= 0]
 
     def kernel_persistent(self, k: int, abi: Abi) -> list[int]:
         """Sizes a kernel allocates with AllocatePersistentBuffer during Prepare."""
@@ -414,9 +427,8 @@ def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
     for k, op in enumerate(g.ops):
         for n in g.kernel_persistent(k, abi):
             a.persistent("per-channel arrays", n, ALIGN)
-        for t in op.inputs + op.outputs:
-            if t >= 0:
-                _temp_tensor(a, g.tensors[t], abi)
+        for t in g.temp_tensors(op):
+            _temp_tensor(a, g.tensors[t], abi)
         count += sum(1 for node, _ in scratch if node == k) + (1 if extra_scratch > k else 0)
         a.temp = a.head
         a.resize_head("scratch requests", req * (count + MAX_SCRATCH_PER_OP))

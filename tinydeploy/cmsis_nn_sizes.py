@@ -170,3 +170,25 @@ def cmsis_persistent(g: Graph, op: _Op) -> list[int] | None:
     if op.name in ("MEAN", "SUM"):
         return []
     return None
+
+
+def cmsis_temps(op: _Op) -> list[int] | None:
+    """Temp tensors the library's Prepare allocates, in order (None: inputs + outputs)."""
+    i, o, m = op.inputs, op.outputs, op.intermediates
+
+    def pick(*idx: int) -> list[int]:
+        return [i[k] for k in idx if k < len(i) and i[k] >= 0]
+
+    out = list(o[:1])
+    if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):  # Prepare + CalculateOpData*Conv
+        return pick(0, 1) + out + pick(0, 1, 2) + out
+    if op.name in ("MEAN", "SUM"):  # PrepareMeanOrSumHelper + PrepareSimple
+        return pick(0) + out + pick(1) + pick(0, 1) + out
+    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":  # the January 2023 integer LSTM
+        weights = tuple(range(1, 9))
+        return (pick(0, 4, 8) + pick(1, 2, 3, 5, 6, 7, 12, 13, 14, 15)  # dimension checks
+                + out + pick(18, 19) + pick(1)
+                + pick(19) + out + pick(0, *weights, 18)  # PopulateQuantizedLstmParams
+                + [t for t in m[:5] if t >= 0] + m[4:5]
+                + pick(0, 18, *weights) + m[4:5] + pick(13, 14, 15, 12))  # effective biases
+    return None
