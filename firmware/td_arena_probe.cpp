@@ -12,7 +12,10 @@
  * TD_PROBE_NUM_OPS and TD_PROBE_REGISTER_OPS(resolver) (exactly the model's operators).
  */
 #include <Arduino.h>
+#include <stddef.h>
 #include <string.h>
+
+#include <new>
 
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
@@ -22,6 +25,24 @@
 #include "td_arena_probe.h"
 
 alignas(16) static uint8_t td_probe_arena[TD_PROBE_ARENA_MAX];
+
+/* Objects built in place: nothing registers a destructor (no atexit, no __dso_handle). */
+using ProbeResolver = tflite::MicroMutableOpResolver<TD_PROBE_NUM_OPS>;
+alignas(ProbeResolver) static uint8_t td_probe_resolver[sizeof(ProbeResolver)];
+alignas(tflite::MicroInterpreter) static uint8_t td_probe_interpreter[sizeof(tflite::MicroInterpreter)];
+
+/* A small heap for library code that calls malloc (newlib's _sbrk needs a linker symbol
+ * the bare-metal script does not define). TFLM's own allocations all go to the arena. */
+extern "C" void *_sbrk(ptrdiff_t increment) {
+  alignas(8) static uint8_t heap[8192];
+  static size_t used = 0;
+  if (increment < 0 || used + static_cast<size_t>(increment) > sizeof(heap)) {
+    return reinterpret_cast<void *>(-1);
+  }
+  void *start = heap + used;
+  used += static_cast<size_t>(increment);
+  return start;
+}
 
 static void Result(const char *what, unsigned long value) {
   Serial.print("TD_PROBE ");
@@ -36,12 +57,13 @@ void setup() {
   if (size > TD_PROBE_ARENA_MAX) size = TD_PROBE_ARENA_MAX;
   Result("START", static_cast<unsigned long>(size));
   const tflite::Model *model = tflite::GetModel(g_model);
-  static tflite::MicroMutableOpResolver<TD_PROBE_NUM_OPS> resolver;
+  ProbeResolver &resolver = *new (td_probe_resolver) ProbeResolver();
   if (TD_PROBE_REGISTER_OPS(resolver) != kTfLiteOk) {
     Result("FAIL register", 0);
     return;
   }
-  static tflite::MicroInterpreter interpreter(model, resolver, td_probe_arena, size);
+  tflite::MicroInterpreter &interpreter =
+      *new (td_probe_interpreter) tflite::MicroInterpreter(model, resolver, td_probe_arena, size);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     Result("FAIL allocate", 0);
     return;
