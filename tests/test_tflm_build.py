@@ -102,6 +102,16 @@ def test_upstream_checkout_layout(tmp_path: Path) -> None:
     assert "tensorflow/lite/micro/cortex_m_generic/debug_log.cc" in _rel(
         tree, tree.sources_for("qemu-cm4"))
     assert "tensorflow/lite/micro/debug_log.cc" in _rel(tree, tree.sources_for("native"))
+    # a model first gets the core plus its operators' kernels only
+    _touch(tree.root / "tensorflow/lite/micro/kernels/conv_common.cc")
+    _touch(tree.root / "tensorflow/lite/micro/kernels/softmax.cc")
+    tree = tb.find_tflm_tree(tree.root)
+    picked = _rel(tree, tb.model_sources(tree, "native", ["CONV_2D"]))
+    assert {"tensorflow/lite/micro/kernels/conv.cc", "tensorflow/lite/micro/kernels/conv_common.cc",
+            "tensorflow/lite/micro/micro_interpreter.cc"} <= picked
+    assert "tensorflow/lite/micro/kernels/softmax.cc" not in picked
+    assert "tensorflow/lite/micro/kernels/softmax.cc" in _rel(
+        tree, tb.model_sources(tree, "native", ["SOFTMAX"]))
 
 
 def test_upstream_without_downloads_names_the_make_target(tmp_path: Path) -> None:
@@ -179,9 +189,11 @@ def test_compile_error_is_build_failed_with_the_log(tmp_path: Path,
         tb.build_tflm_library(tb.find_tflm_tree(root), "native")
     assert err.value.code == "build_failed" and err.value.exit_code == 8
     assert "micro_interpreter.cpp" in str(err.value) and "build.log" in str(err.value)
-    # nothing half-built stays in the cache, the log is kept beside it
-    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert len(entries) == 1 and entries[0].endswith(".failed.log")
+    # no library and no object of the broken file in the cache; the log names the error
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert not (folder / "libtflm.a").exists()
+    assert not any("micro_interpreter" in p.name for p in (folder / "obj").iterdir())
+    assert "micro_interpreter.cpp" in (folder / "build.log").read_text()
 
 
 # --- with a real tree --------------------------------------------------------------------

@@ -157,14 +157,16 @@ _BOARDS: tuple[Board, ...] = (
     Board(id="native", name="Native build (host gcc, pseudo-terminal)", mcu="host",
           core="host CPU", clock_hz=0, ram_bytes=0, flash_bytes=0, runtimes=("c", "tflm"),
           uploadable=False, native=True, pty=True,
-          notes="the generated interpreter-free C runtime compiled for this machine"),
+          notes="the generated interpreter-free C runtime compiled for this machine "
+                "(--runtime tflm: the generated TFLM firmware, needs --tflm-src)"),
     Board(id="qemu-cm4", name="Emulated Cortex-M4 (QEMU mps2-an386, pseudo-terminal)",
           mcu="Arm MPS2 AN386 (QEMU)", core="Cortex-M4", clock_hz=25_000_000,
           ram_bytes=4 * MIB, flash_bytes=4 * MIB, cycle_counter="systick", runtimes=("c", "tflm"),
           uploadable=False, emulated=True, qemu_machine="mps2-an386", pty=True,
           notes="C runtime as bare-metal firmware (arm-none-eabi-gcc, soft-float) in "
                 "qemu-system-arm; code in SSRAM1, data in SSRAM2/3; cycles are emulated "
-                "instruction counts (-icount shift=0), not real timing"),
+                "instruction counts (-icount shift=0), not real timing; --runtime tflm: the "
+                "generated TFLM firmware, needs --tflm-src"),
 )
 
 BOARDS: dict[str, Board] = {b.id: b for b in _BOARDS}

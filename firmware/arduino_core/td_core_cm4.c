@@ -6,10 +6,24 @@
  * counts the 25 MHz processor clock, so td_core_cycles() = SysTick ticks x 40 is an
  * emulated instruction count (not real Cortex-M4 timing), like the C runtime's firmware.
  */
+#include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cm4.h"
 #include "td_core.h"
+
+/* C++ runtime glue without crt files (-nostartfiles): the DSO handle that registrations of
+ * static destructors name (they never run: main() does not return), and no heap -- TFLM
+ * allocates everything in its arena, so a malloc() that newlib code may reach fails. */
+void *__dso_handle = 0;
+
+void *_sbrk(ptrdiff_t increment);
+void *_sbrk(ptrdiff_t increment) {
+  (void)increment;
+  errno = ENOMEM;
+  return (void *)-1;
+}
 
 /* C++ constructors of the image (linker script cm4.ld collects .init_array). */
 extern void (*__init_array_start[])(void);

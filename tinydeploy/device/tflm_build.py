@@ -42,7 +42,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -375,91 +374,145 @@ def _object_name(tree: TflmTree, src: Path) -> str:
     return "_".join(rel.with_suffix("").parts) + ".o"
 
 
-def _compile_all(jobs: list[tuple[list[str], Path, str]], log_path: Path, label: str) -> None:
-    """Compile ``(cmd, obj, what)`` jobs in parallel; the first failure is raised after the
-    running ones end. Every command and message goes to ``log_path``."""
+def _compile_all(jobs: list[tuple[list[str], Path, Path, str]], log_path: Path,
+                 label: str) -> None:
+    """Compile ``(cmd, tmp, obj, what)`` jobs in parallel (``os.cpu_count()`` at a time); a
+    job's ``tmp`` output is renamed to ``obj`` when it succeeds, so an interrupted or failed
+    compile leaves no object behind. The first failure is raised (``build_failed``) after
+    the running jobs end; every command and message goes to ``log_path``."""
     workers = max(1, os.cpu_count() or 1)
     done = 0
     step = max(1, len(jobs) // 10)
     with open(log_path, "a", encoding="utf-8") as log_file, \
             concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_run_logged, cmd, what): what for cmd, _, what in jobs}
+        futures = [pool.submit(_run_logged, cmd, tmp, obj, what) for cmd, tmp, obj, what in jobs]
         failure: TinyDeployError | None = None
-        for fut in concurrent.futures.as_completed(futures):
-            text, err = fut.result()
-            log_file.write(text)
-            done += 1
-            if err is not None and failure is None:
-                failure = err
-                for other in futures:
-                    other.cancel()
-            if done % step == 0 or done == len(jobs):
-                log.info("%s: compiled %d/%d", label, done, len(jobs))
+        try:
+            for fut in concurrent.futures.as_completed(futures):
+                text, err = fut.result()
+                log_file.write(text)
+                log_file.flush()
+                done += 1
+                if err is not None and failure is None:
+                    failure = err
+                    for other in futures:
+                        other.cancel()
+                if done % step == 0 or done == len(jobs):
+                    log.info("%s: compiled %d/%d", label, done, len(jobs))
+        except BaseException:  # Ctrl-C: start no further compiles, let running ones end
+            for other in futures:
+                other.cancel()
+            raise
         if failure is not None:
             failure.hint = f"see {log_path}"
             failure.args = (f"{failure.message} — {failure.hint}",)
             raise failure
 
 
-def _run_logged(cmd: list[str], what: str) -> tuple[str, TinyDeployError | None]:
+def _run_logged(cmd: list[str], tmp: Path, obj: Path, what: str,
+                ) -> tuple[str, TinyDeployError | None]:
     try:
         proc = _run(cmd, what)
     except TinyDeployError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         return " ".join(cmd) + "\n" + str(err) + "\n", err
+    if tmp != obj:
+        tmp.replace(obj)
     return " ".join(cmd) + "\n" + proc.stdout + proc.stderr, None
 
 
+def compile_objects(tree: TflmTree, board: str, sources: list[Path],
+                    tc: Toolchain | None = None) -> list[Path]:
+    """Objects of ``sources`` from the object cache ``<cache>/<key>/obj`` (``key`` =
+    :func:`library_key`), compiling the missing ones in parallel. Returns them in order."""
+    tc = tc or toolchain(board)
+    key = library_key(tree, board, tc)
+    folder = cache_root() / key
+    objdir = folder / "obj"
+    objdir.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    objs = []
+    for src in sources:
+        obj = objdir / _object_name(tree, src)
+        objs.append(obj)
+        if obj.is_file():
+            continue
+        cxx = src.suffix != ".c"
+        flags = compile_flags(tree, tc, cxx, tree.is_kernel(src))
+        tmp = obj.with_name(f"{obj.name}.{os.getpid()}.tmp")
+        jobs.append(([tc.cxx if cxx else tc.cc, *flags, "-w", "-c", str(src), "-o", str(tmp)],
+                     tmp, obj, f"compiling {src.name} ({tree.name})"))
+    if jobs:
+        log.info("compiling TFLM (%s, %s kernels) for %s: %d of %d sources, %d jobs; log %s",
+                 tree.name, tree.flavour, board, len(jobs), len(sources),
+                 os.cpu_count() or 1, folder / "build.log")
+        _compile_all(jobs, folder / "build.log", f"TFLM {board}")
+    return objs
+
+
+def archive(tc: Toolchain, objs: list[Path], lib: Path) -> Path:
+    """``ar rcs`` the objects into ``lib`` (written beside it, then renamed)."""
+    tmp = lib.with_name(f"{lib.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    _run([tc.ar, "rcs", str(tmp), *(str(o) for o in objs)], f"ar ({lib.name})")
+    tmp.replace(lib)
+    return lib
+
+
 def build_tflm_library(tree: TflmTree, board: str) -> Path:
-    """``libtflm.a`` of ``tree`` for ``board``, from the cache or compiled now (in parallel;
-    a failed build leaves nothing in the cache). Returns the library path."""
+    """The whole ``libtflm.a`` of ``tree`` for ``board`` (every source: core and all
+    kernels), from the cache or compiled now; compiled objects stay in the object cache,
+    a failed compile leaves none. Returns the library path."""
     tc = toolchain(board)
     key = library_key(tree, board, tc)
-    final = cache_root() / key
-    lib = final / "libtflm.a"
+    folder = cache_root() / key
+    lib = folder / "libtflm.a"
     if lib.is_file():
         log.info("TFLM library (%s, %s kernels) from the cache: %s", tree.name, tree.flavour, lib)
         return lib
-    cache_root().mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{key}.", suffix=".tmp", dir=cache_root()))
-    try:
-        log_path = work / "build.log"
-        sources = tree.sources_for(board)
-        log.info("building TFLM (%s, %s kernels) for %s: %d sources, %d jobs; log %s",
-                 tree.name, tree.flavour, board, len(sources), os.cpu_count() or 1,
-                 final / "build.log")
-        start = time.monotonic()
-        jobs = []
-        for src in sources:
-            cxx = src.suffix != ".c"
-            flags = compile_flags(tree, tc, cxx, tree.is_kernel(src))
-            obj = work / "obj" / _object_name(tree, src)
-            jobs.append(([tc.cxx if cxx else tc.cc, *flags, "-w", "-c", str(src), "-o",
-                          str(obj)], obj, f"compiling {src.name} ({tree.name})"))
-        (work / "obj").mkdir()
-        _compile_all(jobs, log_path, f"TFLM {board}")
-        objs = sorted(str(o) for _, o, _ in jobs)
-        with open(log_path, "a", encoding="utf-8") as lf:
-            _run([tc.ar, "rcs", str(work / "libtflm.a"), *objs], "ar (libtflm.a)", lf)
-        shutil.rmtree(work / "obj")
-        seconds = time.monotonic() - start
-        info = {"key": key, "board": board, "tree": tree.to_dict(), "compiler": tc.version(),
-                "sources": len(sources), "seconds": round(seconds, 1),
-                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (work / "build.json").write_text(json.dumps(info, indent=2) + "\n")
-        try:
-            work.replace(final)
-        except OSError:  # another process finished the same key first
-            if not lib.is_file():
-                raise
-        log.info("TFLM library built in %.0f s: %s", seconds, lib)
-        return lib
-    finally:
-        if work.exists():
-            failed = cache_root() / f"{key}.failed.log"
-            with contextlib.suppress(OSError):
-                if (work / "build.log").is_file():
-                    shutil.copyfile(work / "build.log", failed)
-            shutil.rmtree(work, ignore_errors=True)
+    start = time.monotonic()
+    sources = tree.sources_for(board)
+    objs = compile_objects(tree, board, sources, tc)
+    archive(tc, objs, lib)
+    seconds = time.monotonic() - start
+    info = {"key": key, "board": board, "tree": tree.to_dict(), "compiler": tc.version(),
+            "sources": len(sources), "seconds": round(seconds, 1),
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_atomic(folder / "build.json", json.dumps(info, indent=2) + "\n")
+    log.info("TFLM library built in %.0f s: %s", seconds, lib)
+    return lib
+
+
+# Kernel source stems per operator where they differ from the op's lower-case name; a model
+# first links against its operators' kernels only (the rest are compiled on demand: an
+# undefined symbol at link time builds the whole library).
+OP_KERNELS: dict[str, tuple[str, ...]] = {
+    "CONV_2D": ("conv",), "DEPTHWISE_CONV_2D": ("depthwise_conv",),
+    "MAX_POOL_2D": ("pooling",), "AVERAGE_POOL_2D": ("pooling",), "RELU": ("activations",),
+    "RELU6": ("activations",), "MEAN": ("reduce",), "SUM": ("reduce",),
+    "REDUCE_MAX": ("reduce",), "PADV2": ("pad",), "TRANSPOSE_CONV": ("transpose_conv",),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ("unidirectional_sequence_lstm", "lstm_eval"),
+}
+SUPPORT_KERNELS = ("kernel_util", "micro_tensor_utils")
+
+
+def model_sources(tree: TflmTree, board: str, op_names: list[str]) -> list[Path]:
+    """The sources a model needs first: every non-kernel source plus its operators' kernel
+    files (``NAME.cc``, ``NAME_common.cc``, an optimized ``<dir>/NAME.cc``)."""
+    stems = set(SUPPORT_KERNELS)
+    for op in op_names:
+        stems.update(OP_KERNELS.get(op, (op.lower(),)))
+    kernels = tree.kernel_dirs[0]
+    out = []
+    for src in tree.sources_for(board):
+        if src.is_relative_to(kernels):
+            base = src.stem.removesuffix("_common")
+            if base not in stems:
+                continue
+        out.append(src)
+    return out
 
 
 # --- the firmware --------------------------------------------------------------------------
@@ -511,12 +564,10 @@ def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tc = toolchain(board)
-    lib_start = time.monotonic()
-    lib = build_tflm_library(tree, board)
-    lib_seconds = time.monotonic() - lib_start
+    key = library_key(tree, board, tc)
     output = out_dir / OUTPUT[board]
     stamp = out_dir / FIRMWARE_JSON
-    fingerprint = _fingerprint(facts, board, arena_bytes, lib.parent.name)
+    fingerprint = _fingerprint(facts, board, arena_bytes, key)
     with contextlib.suppress(OSError, ValueError):
         if output.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
             log.debug("TFLM firmware up to date: %s", output)
@@ -553,21 +604,41 @@ def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree
                  f"-D{b.define}", *includes]
         obj = obj_dir / (s.parent.name + "_" + s.stem + ".o")
         jobs.append(([tc.cxx if cxx else tc.cc, *flags, "-c", str(s), "-o", str(obj)], obj,
-                     f"compiling {s.name} (generated TFLM firmware, {board})"))
+                     obj, f"compiling {s.name} (generated TFLM firmware, {board})"))
     _compile_all(jobs, log_path, f"firmware {board}")
+    app_objs = [str(o) for _, _, o, _ in jobs]
+
+    # TFLM: the whole cached library if there is one, else the model's part of it (core +
+    # its operators' kernels, object cache); an undefined symbol then builds it all.
+    lib_start = time.monotonic()
+    full = cache_root() / key / "libtflm.a"
+    lib, mode = full, "library"
+    if not full.is_file():
+        lib, mode = out_dir / "libtflm_model.a", "model kernels"
+        archive(tc, compile_objects(tree, board, model_sources(tree, board, facts.op_names),
+                                    tc), lib)
     tmp = output.with_name(output.name + ".tmp")
     link = [tc.cxx, *tc.cpu, *tc.ldflags]
     if board == "qemu-cm4":
         link += ["-T", str(fw / "cm4" / "cm4.ld")]
-    link += [*(str(o) for _, o, _ in jobs), str(lib), "-lm", "-o", str(tmp)]
-    with open(log_path, "a", encoding="utf-8") as lf:
-        _run(link, f"linking the TFLM firmware ({board})", lf)
+    what = f"linking the TFLM firmware ({board})"
+    try:
+        with open(log_path, "a", encoding="utf-8") as lf:
+            _run([*link, *app_objs, str(lib), "-lm", "-o", str(tmp)], what, lf)
+    except TinyDeployError:
+        if lib == full or "undefined reference" not in log_path.read_text(errors="replace"):
+            raise
+        log.info("the model needs more of TFLM than its operators' kernels: building it all")
+        lib, mode = build_tflm_library(tree, board), "library"
+        with open(log_path, "a", encoding="utf-8") as lf:
+            _run([*link, *app_objs, str(lib), "-lm", "-o", str(tmp)], what, lf)
+    lib_seconds = time.monotonic() - lib_start
     tmp.replace(output)
     info: dict[str, Any] = {
         "fingerprint": fingerprint, "model_sha256": facts.sha256, "board": board,
         "runtime": "tflm", "output": output.name, "arena_bytes": arena_bytes,
-        "tflm": tree.to_dict(), "library": str(lib), "library_key": lib.parent.name,
-        "library_seconds": round(lib_seconds, 2),
+        "tflm": tree.to_dict(), "library": str(lib), "library_key": key,
+        "library_mode": mode, "library_seconds": round(lib_seconds, 2),
         "firmware_seconds": round(time.monotonic() - start, 2), "compiler": tc.version(),
     }
     if board == "qemu-cm4":
