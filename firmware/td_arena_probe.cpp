@@ -12,7 +12,6 @@
  * TD_PROBE_NUM_OPS and TD_PROBE_REGISTER_OPS(resolver) (exactly the model's operators).
  */
 #include <Arduino.h>
-#include <stddef.h>
 #include <string.h>
 
 #include <new>
@@ -30,19 +29,6 @@ alignas(16) static uint8_t td_probe_arena[TD_PROBE_ARENA_MAX];
 using ProbeResolver = tflite::MicroMutableOpResolver<TD_PROBE_NUM_OPS>;
 alignas(ProbeResolver) static uint8_t td_probe_resolver[sizeof(ProbeResolver)];
 alignas(tflite::MicroInterpreter) static uint8_t td_probe_interpreter[sizeof(tflite::MicroInterpreter)];
-
-/* A small heap for library code that calls malloc (newlib's _sbrk needs a linker symbol
- * the bare-metal script does not define). TFLM's own allocations all go to the arena. */
-extern "C" void *_sbrk(ptrdiff_t increment) {
-  alignas(8) static uint8_t heap[8192];
-  static size_t used = 0;
-  if (increment < 0 || used + static_cast<size_t>(increment) > sizeof(heap)) {
-    return reinterpret_cast<void *>(-1);
-  }
-  void *start = heap + used;
-  used += static_cast<size_t>(increment);
-  return start;
-}
 
 static void Result(const char *what, unsigned long value) {
   Serial.print("TD_PROBE ");

@@ -160,13 +160,13 @@ def build_probe(facts: ModelFacts, tree: Any, arena_max: int, out_dir: Path) -> 
                  *includes]
         obj = obj_dir / (s.parent.name + "_" + s.stem + ".o")
         jobs.append(([tc.cxx if cxx else tc.cc, *flags, "-c", str(s), "-o", str(obj)], obj,
-                     f"compiling {s.name} (arena probe)"))
+                     obj, f"compiling {s.name} (arena probe)"))
     log_path = out_dir / "build.log"
     log_path.write_text("")
     tb._compile_all(jobs, log_path, "arena probe")
     elf = out_dir / "td_arena_probe.elf"
     link = [tc.cxx, *tc.cpu, *tc.ldflags, "-T", str(fw / "cm4" / "cm4.ld"),
-            *(str(o) for _, o, _ in jobs), str(lib), "-lm", "-o", str(elf)]
+            *(str(o) for _, _, o, _ in jobs), str(lib), "-lm", "-o", str(elf)]
     with open(log_path, "a", encoding="utf-8") as lf:
         tb._run(link, "linking the arena probe firmware", lf)
     return elf

@@ -189,6 +189,6 @@ def cmsis_temps(op: _Op) -> list[int] | None:
         return (pick(0, 4, 8) + pick(1, 2, 3, 5, 6, 7, 12, 13, 14, 15)  # dimension checks
                 + out + pick(18, 19) + pick(1)
                 + pick(19) + out + pick(0, *weights, 18)  # PopulateQuantizedLstmParams
-                + [t for t in m[:5] if t >= 0] + m[4:5]
+                + m[4:5]  # the hidden-state intermediate (0-3 only with layer norm)
                 + pick(0, 18, *weights) + m[4:5] + pick(13, 14, 15, 12))  # effective biases
     return None
