@@ -138,3 +138,21 @@ def test_measured_minimum_on_qemu_cm4() -> None:
     assert m.arena_bytes <= m.predicted_bytes <= 1.02 * m.arena_bytes
     again = measure_arena(DATA / "sine_mlp.tflite", TREE)
     assert again.cached and again.arena_bytes == m.arena_bytes
+
+
+CHIRALE = json.loads((DATA / "arena_chirale_cm4.json").read_text())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_cmsis_nn_prediction_vs_chirale_measured_on_qemu(name: str) -> None:
+    """CMSIS-NN flavour vs the minimum measured with Chirale_TensorFlowLite 2.0.0 on
+    qemu-cm4 (tests/data/arena_chirale_cm4.json): never below, at most 2 % above; the
+    generated `--arena auto` size (prediction + 1 %) likewise."""
+    from tinydeploy.arena_plan import plan_auto
+
+    measured = CHIRALE[name]["min_arena"]
+    facts = load(DATA / f"{name}.tflite")
+    pred = predict_flavour(facts, "cmsis-nn")
+    assert measured <= pred <= 1.02 * measured, (pred, measured)
+    auto = plan_auto(facts, ["nano33ble"]).size
+    assert measured <= auto <= 1.02 * measured, (auto, measured)
