@@ -1,6 +1,10 @@
 """TFLM's tensor-arena allocator, replayed in Python for any pointer size.
 
-Used by :mod:`tinydeploy.arena_search` to predict the arena a 32-bit Cortex-M needs.
+Used by :mod:`tinydeploy.arena_search` to predict the arena a 32-bit Cortex-M needs, for a
+kernel flavour (``Graph.flavour``: ``reference`` = TFLM 90b983c2, ``cmsis-nn`` =
+Chirale_TensorFlowLite 2.0.0, whose allocator differences -- no TF_LITE_STATIC_MEMORY,
+variables before planning -- are the ``CORTEX_M_CHIRALE`` ABI). Per-kernel facts live in
+:mod:`tinydeploy.arena_kernels` and :mod:`tinydeploy.cmsis_nn_sizes`.
 
 The allocator model (``MicroAllocator`` on one ``SingleArenaBufferAllocator``):
 
@@ -15,8 +19,9 @@ The allocator model (``MicroAllocator`` on one ``SingleArenaBufferAllocator``):
   parsed builtin options of each operator, each kernel's ``OpData`` from ``Init`` (16-byte
   aligned; e.g. ``OpDataConv`` holds two pointers), per-channel multiplier/shift arrays
   from ``Prepare`` (4 B per output channel each), scratch-buffer handles, and -- after
-  planning -- the input/output ``TfLiteTensor`` pointer arrays, persistent
-  ``TfLiteTensor`` structs (40/64 B) and their quantization (``TfLiteAffineQuantization``
+  planning -- variable tensors (LSTM state), the input/output ``TfLiteTensor`` pointer
+  arrays, persistent ``TfLiteTensor`` structs (32 B on arm-none-eabi with its short enums,
+  64 B on x86-64) and their quantization (``TfLiteAffineQuantization``
   12/24 B + zero-point array).
 * Head during ``Prepare``: room for ``ScratchBufferRequest`` structs (12/16 B each,
   ``count + 12``), and above it the temp ``TfLiteTensor`` copies (+ quantization, whose
