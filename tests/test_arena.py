@@ -101,7 +101,8 @@ def test_replayed_plan_equals_runtime_head(name: str) -> None:
 def test_struct_sizes() -> None:
     assert CORTEX_M.eval_tensor == 12 and HOST64_NATIVE.eval_tensor == 24
     assert CORTEX_M.node_and_registration == 32 and HOST64_NATIVE.node_and_registration == 64
-    assert CORTEX_M.tflite_tensor == 40 and HOST64_NATIVE.tflite_tensor == 64
+    # arm-none-eabi: short enums (1 byte) shrink TfLiteTensor from 40 to 32 bytes
+    assert CORTEX_M.tflite_tensor == 32 and HOST64_NATIVE.tflite_tensor == 64
     assert Abi("x", 4).struct("b", "i") == 8
 
 

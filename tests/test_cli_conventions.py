@@ -97,7 +97,7 @@ def test_inspect_has_a_per_layer_table(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_arena_json_is_coherent_and_names_the_generate_size(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    doc = _json_out(capsys, ["arena", str(DIGITS), "--json"])
+    doc = _json_out(capsys, ["arena", str(DIGITS), "--board", "nano33ble", "--json"])
 
     def nulls(obj: object) -> bool:
         if isinstance(obj, dict):

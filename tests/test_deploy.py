@@ -185,3 +185,34 @@ def test_out_below_a_file_fails_before_training(tmp_path: Path,
     (tmp_path / "afile").write_text("x")
     code = cli.main(["deploy", "sine", "--board", "sim", "--out", str(tmp_path / "afile" / "d")])
     assert code == 2 and not trained
+
+
+def test_tune_arena_with_a_tflm_tree_uses_the_measured_minimum(
+        sine_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tune-arena --tflm-src: regenerate with --arena tuned (qemu-cm4 measurement of that
+    library + 16 B) instead of the device's arena_used plus the 25 % margin."""
+    generated: list[dict[str, Any]] = []
+
+    def fake_generate(model: Any, out: Path, boards: list[str], arena: Any = "auto",
+                      fmt: str = "both", runtime: str = "tflm",
+                      tflm_src: Any = None) -> SimpleNamespace:
+        generated.append({"arena": arena, "tflm_src": tflm_src})
+        proj = Path(out) / "platformio"
+        proj.mkdir(parents=True, exist_ok=True)
+        (proj / "platformio.ini").write_text(f"[env:{boards[0]}]\nboard = x\n")
+        plan = SimpleNamespace(size=1208, predicted=1192, note="measured minimum 1192 B + 16 B")
+        return SimpleNamespace(platformio_dir=proj, arena=plan)
+
+    with start_sim(SINE) as sim:
+        def fake_flash(project: Path, board: Any, port: str | None = None) -> fl.FlashResult:
+            return fl.FlashResult(project=Path(project), board="nano33ble", env="nano33ble",
+                                  port=sim.port, command=["pio"], seconds=0.0)
+
+        monkeypatch.setattr(render, "generate", fake_generate)
+        monkeypatch.setattr(fl, "flash", fake_flash)
+        monkeypatch.setattr(fl, "find_port", lambda board: sim.port)
+        res = dp.deploy(SINE, tmp_path / "d", board="nano33ble", data=sine_npz, samples=5,
+                        tune_arena=True, tflm_src="/some/Chirale_TensorFLowLite")
+    assert res.passed
+    assert generated[1] == {"arena": "tuned", "tflm_src": "/some/Chirale_TensorFLowLite"}
+    assert res.arena["arena_size"] == 1208 and res.arena["arena_measured"] == 1192

@@ -161,29 +161,38 @@ def test_settings_carry_facts(tmp_path: Path) -> None:
 
 
 def test_arena_auto_adds_documented_margin(tmp_path: Path, monkeypatch) -> None:
+    from tinydeploy import arena_plan
+
     facts = load(DATA / "residual_cnn.tflite")
-    monkeypatch.setitem(render._PREDICTIONS, facts.sha256, 15000)
+    # a CMSIS-NN board (Chirale): the modelled library's prediction + 1 %
+    monkeypatch.setitem(arena_plan._PREDICTIONS, (facts.sha256, "cmsis-nn"), 15000)
     res = render.generate(facts, tmp_path / "fw", boards=["nucleo_f446re"], arena="auto")
-    want = -(-int(15000 * (1 + render.ARENA_MARGIN_FRACTION)) // 16) * 16
-    assert res.arena.size == want and res.arena.predicted == 15000
-    assert res.arena.margin == want - 15000
+    assert res.arena.size == 15150 and res.arena.predicted == 15000
+    assert res.arena.margin == 150 and res.arena.flavour == "cmsis-nn"
     settings = (tmp_path / "fw" / "lib" / "fw" / "src" / "model_settings.h").read_text()
     assert "#define TD_ARENA_PREDICTED 15000u" in settings
-    assert f"#define TD_ARENA_MARGIN {want - 15000}u" in settings
+    assert "#define TD_ARENA_MARGIN 150u" in settings
     readme = (tmp_path / "fw" / "README.md").read_text()
-    assert f"**{want} bytes**" in readme and "margin" in readme
-    monkeypatch.setitem(render._PREDICTIONS, facts.sha256, 100)  # small: the minimum margin
-    res = render.generate(facts, tmp_path / "fw2", boards=["nucleo_f446re"], arena="auto")
-    assert res.arena.size == 100 + render.ARENA_MARGIN_MIN + 12  # rounded up to 16
+    assert "**15150 bytes**" in readme and "1 % margin" in readme
+    # a library the replay does not model (ESP-NN): 25 %, at least 2 KiB, rounded up to 16
+    monkeypatch.setitem(arena_plan._PREDICTIONS, (facts.sha256, "reference"), 100)
+    res = render.generate(facts, tmp_path / "fw2", boards=["esp32-s3"], arena="auto")
+    assert res.arena.size == 100 + arena_plan.UNMODELLED_MARGIN_MIN + 12
+    # several boards: the largest figure
+    res = render.generate(facts, tmp_path / "fw3", boards=["nucleo_f446re", "esp32-s3"],
+                          arena="auto")
+    assert res.arena.size == 15150
 
 
 def test_arena_auto_uses_the_cortex_m_prediction(tmp_path: Path) -> None:
+    from tinydeploy.arena_search import predict_flavour
+
     res = render.generate(DATA / "sine_mlp.tflite", tmp_path / "fw", boards=["nano33ble"])
-    g = GROUND["sine_mlp"]
-    assert res.arena.predicted is not None
-    assert res.arena.predicted >= g["arena_used_bytes_cm4"] * 0.8
-    assert res.arena.size >= g["min_arena_cm4"]
-    assert res.arena.size % 16 == 0
+    pred = predict_flavour(DATA / "sine_mlp.tflite", "cmsis-nn")  # Chirale: CMSIS-NN
+    assert res.arena.predicted == pred and res.arena.size == pred + -(-pred // 100)
+    g = GROUND["sine_mlp"]  # upstream TFLM, reference kernels (no board's library)
+    plan = render.plan_arena(load(DATA / "sine_mlp.tflite"), "auto")
+    assert plan.predicted == g["min_arena_cm4"] and plan.size >= g["min_arena_cm4"]
 
 
 # --- formats ---------------------------------------------------------------------------

@@ -1,6 +1,10 @@
 """TFLM's tensor-arena allocator, replayed in Python for any pointer size.
 
-Used by :mod:`tinydeploy.arena_search` to predict the arena a 32-bit Cortex-M needs.
+Used by :mod:`tinydeploy.arena_search` to predict the arena a 32-bit Cortex-M needs, for a
+kernel flavour (``Graph.flavour``: ``reference`` = TFLM 90b983c2, ``cmsis-nn`` =
+Chirale_TensorFlowLite 2.0.0, whose allocator differences -- no TF_LITE_STATIC_MEMORY,
+variables before planning -- are the ``CORTEX_M_CHIRALE`` ABI). Per-kernel facts live in
+:mod:`tinydeploy.arena_kernels` and :mod:`tinydeploy.cmsis_nn_sizes`.
 
 The allocator model (``MicroAllocator`` on one ``SingleArenaBufferAllocator``):
 
@@ -15,8 +19,9 @@ The allocator model (``MicroAllocator`` on one ``SingleArenaBufferAllocator``):
   parsed builtin options of each operator, each kernel's ``OpData`` from ``Init`` (16-byte
   aligned; e.g. ``OpDataConv`` holds two pointers), per-channel multiplier/shift arrays
   from ``Prepare`` (4 B per output channel each), scratch-buffer handles, and -- after
-  planning -- the input/output ``TfLiteTensor`` pointer arrays, persistent
-  ``TfLiteTensor`` structs (40/64 B) and their quantization (``TfLiteAffineQuantization``
+  planning -- variable tensors (LSTM state), the input/output ``TfLiteTensor`` pointer
+  arrays, persistent ``TfLiteTensor`` structs (32 B on arm-none-eabi with its short enums,
+  64 B on x86-64) and their quantization (``TfLiteAffineQuantization``
   12/24 B + zero-point array).
 * Head during ``Prepare``: room for ``ScratchBufferRequest`` structs (12/16 B each,
   ``count + 12``), and above it the temp ``TfLiteTensor`` copies (+ quantization, whose
@@ -34,14 +39,27 @@ The minimum is the smallest arena for which every step of that sequence fits; th
 prediction is the smallest size from which on 64 consecutive sizes all fit (robust
 against the alignment effects). Struct sizes come from TFLM's public headers (pointer
 size 4 vs 8, ``size_t`` likewise); kernel ``OpData`` layouts cover the built-in
-operators in ``KERNELS``; others get a conservative estimate and are flagged.
+operators in ``arena_kernels.KNOWN_OPS``; others get a conservative estimate and are flagged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from .arena_kernels import (
+    CMSIS_NN,
+    INT16_LUT_BYTES,
+    KNOWN_OPS,
+    REFERENCE,
+    builtin_data,
+    opdata_bytes,
+)
+from .cmsis_nn_sizes import NODE_AND_REGISTRATION as CHIRALE_NODE
+from .cmsis_nn_sizes import TFLITE_TENSOR as CHIRALE_TENSOR
 from .facts import ModelFacts
+
+__all__ = ["KNOWN_OPS", "Abi", "Graph", "predict", "simulate", "greedy_plan"]
 
 ALIGN = 16  # MicroArenaBufferAlignment()
 MAX_SCRATCH_PER_OP = 12  # kMaxScratchBuffersPerOp
@@ -55,12 +73,20 @@ _DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4, 17
 class Abi:
     name: str
     ptr: int  # sizeof(void*) == sizeof(size_t)
-    compression: bool = False  # USE_TFLM_COMPRESSION adds scratch indices to OpData
+    enum: int = 4  # sizeof a small enum: 1 with AAPCS short enums (arm-none-eabi)
+    tensor_size: int = 0  # sizeof(TfLiteTensor) if not the TF_LITE_STATIC_MEMORY layout
+    node_size: int = 0  # sizeof(NodeAndRegistration) likewise
+    late_variables: bool = True  # variables allocated while planning (TFLM >= mid 2023)
+
+    @property
+    def index(self) -> int:
+        """Column in the per-kernel tables of :mod:`tinydeploy.arena_kernels`."""
+        return 0 if self.ptr == 4 else 1
 
     def struct(self, *fields: str) -> int:
-        """sizeof a C struct of fields: i (int32/enum/float), p (pointer/size_t), d
-        (double), b (bool/int8), h (int16); natural alignment, padded to the largest."""
-        sizes = {"i": 4, "p": self.ptr, "d": 8, "b": 1, "h": 2}
+        """sizeof a C struct of fields: i (int32/float), e (small enum), p (pointer/size_t),
+        d (double), b (bool/int8), h (int16); natural alignment, padded to the largest."""
+        sizes = {"i": 4, "p": self.ptr, "d": 8, "b": 1, "h": 2, "e": self.enum}
         off, big = 0, 1
         for f in fields:
             n = sizes[f]
@@ -70,15 +96,17 @@ class Abi:
 
     @property
     def eval_tensor(self) -> int:
-        return self.struct("p", "p", "i")
+        return self.struct("p", "p", "e")
 
     @property
     def node_and_registration(self) -> int:
-        return self.struct(*"pppppp", "i", "p")
+        return self.node_size or self.struct(*"pppppp", "i", "p")
 
     @property
     def tflite_tensor(self) -> int:  # TF_LITE_STATIC_MEMORY layout
-        return self.struct("i", "p", "i", "i", "p", "p", "p", "i", "i", "b")
+        # quantization {type, params}, params {scale, zero_point}, data, dims, bytes,
+        # type, allocation_type, is_variable
+        return self.tensor_size or self.struct("e", "p", "i", "i", "p", "p", "p", "e", "e", "b")
 
     @property
     def affine_quant(self) -> int:
@@ -106,56 +134,16 @@ class Abi:
         ]
 
 
-CORTEX_M = Abi("cortex-m", 4)
+CORTEX_M = Abi("cortex-m", 4, enum=1)
+# Chirale_TensorFlowLite 2.0.0 as the Arduino IDE builds it: no TF_LITE_STATIC_MEMORY (full
+# TfLiteTensor/TfLiteNode), variables allocated before planning (TFLM of January 2023)
+CORTEX_M_CHIRALE = Abi("cortex-m (Chirale_TensorFlowLite 2.0.0)", 4, enum=1,
+                       tensor_size=CHIRALE_TENSOR, node_size=CHIRALE_NODE,
+                       late_variables=False)
 HOST64_NATIVE = Abi("host64-native", 8)
 
 
-# --- per-operator kernel facts (TFLM reference kernels) ---------------------------------
-def _opdata(op: str, abi: Abi) -> int:
-    """sizeof the struct a kernel's Init allocates (0: none)."""
-    s = abi.struct
-    comp = ("i", "i") if abi.compression else ()
-    padding = ("i",) * 4  # TfLitePaddingValues
-    table: dict[str, tuple[str, ...]] = {
-        "FULLY_CONNECTED": ("i",) * 9 + ("p", "p", "b") + comp,
-        "CONV_2D": padding + ("i",) * 5 + ("p", "p") + ("i",) * 3 + comp,
-        "DEPTHWISE_CONV_2D": padding + ("i",) * 5 + ("p", "p") + ("i",) * 3 + comp,
-        "MAX_POOL_2D": padding + ("i",) * 4,
-        "AVERAGE_POOL_2D": padding + ("i",) * 4,
-        "SOFTMAX": ("d",) + ("i",) * 7 + ("p",) * 5,
-        "MEAN": ("i",) * 11,
-        "SUM": ("i",) * 11,
-        "ADD": ("b",) + ("i",) * 14,
-        "SUB": ("b",) + ("i",) * 14,
-        "LOGISTIC": ("i",) * 4,
-        "TANH": ("i",) * 4,
-        "CONCATENATION": ("b", "p", "p", "h", "i", "i") + (("i",) * 10 if abi.compression
-                                                          else ()),
-        "PAD": ("b",) + ("i",) * 5 + ("b",) + ("i",) * 5 + ("i", "i"),
-        "RELU": ("i",) * 7,
-        "RELU6": ("i",) * 7,
-        "QUANTIZE": ("i",) * 4 + ("p",),
-        "DEQUANTIZE": ("i",) * 4 + ("p",),
-        "MUL": ("b",) + ("i",) * 8 + ("i", "i"),
-    }
-    if op in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
-        return 0
-    fields_ = table.get(op)
-    return s(*fields_) if fields_ else s(*("i",) * 16, *("p",) * 4)  # unknown: generous
-
-
-_BUILTIN_DATA = {  # sizeof the parsed builtin options (no pointers; same on every ABI)
-    "FULLY_CONNECTED": (16, 4), "CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4),
-    "MAX_POOL_2D": (40, 4), "AVERAGE_POOL_2D": (40, 4), "RESHAPE": (36, 4),
-    "SOFTMAX": (4, 4), "MEAN": (1, 1), "SUM": (1, 1), "ADD": (8, 4), "SUB": (8, 4),
-    "MUL": (4, 4), "CONCATENATION": (8, 4), "SQUEEZE": (36, 4),
-}
-KERNELS = frozenset(["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D",
-                     "AVERAGE_POOL_2D", "SOFTMAX", "MEAN", "SUM", "ADD", "SUB", "LOGISTIC",
-                     "TANH", "CONCATENATION", "PAD", "RELU", "RELU6", "RESHAPE", "QUANTIZE",
-                     "DEQUANTIZE", "MUL", "SQUEEZE", "EXPAND_DIMS"])
-
-
+# --- the model as the allocator sees it -------------------------------------------------
 @dataclass
 class _Tensor:
     nbytes: int
@@ -163,6 +151,8 @@ class _Tensor:
     channels: int  # quantization scale count (0: not quantized)
     variable: bool = False
     rank: int = 0
+    shape: tuple[int, ...] = ()
+    dtype: int = 9  # schema TensorType code (9 = INT8)
 
 
 @dataclass
@@ -170,6 +160,20 @@ class _Op:
     name: str
     inputs: list[int]
     outputs: list[int]
+    options: dict[str, int] = field(default_factory=dict)
+    intermediates: list[int] = field(default_factory=list)
+
+
+def _options(op: Any) -> dict[str, int]:
+    """Integer builtin options a kernel's buffer sizes depend on (strides, padding...)."""
+    opts = op.builtinOptions
+    out: dict[str, int] = {}
+    for key in ("strideW", "strideH", "dilationWFactor", "dilationHFactor", "padding",
+                "depthMultiplier", "filterWidth", "filterHeight", "timeMajor"):
+        value = getattr(opts, key, None) if opts is not None else None
+        if value is not None:
+            out[key] = int(value)
+    return out
 
 
 @dataclass
@@ -181,9 +185,10 @@ class Graph:
     inputs: list[int]
     outputs: list[int]
     offline_planned: bool = False
+    flavour: str = REFERENCE
 
     @classmethod
-    def from_facts(cls, facts: ModelFacts) -> Graph:
+    def from_facts(cls, facts: ModelFacts, flavour: str = REFERENCE) -> Graph:
         from .facts import op_name
 
         model = facts.model
@@ -194,44 +199,92 @@ class Graph:
             buf = model.buffers[t.buffer] if model.buffers else None
             const = buf is not None and buf.data is not None and len(buf.data) > 0
             n = _DTYPE_BYTES.get(int(t.type), 4)
-            for d in (t.shape if t.shape is not None else []):
-                n *= max(int(d), 0)
+            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+            for d in shape:
+                n *= max(d, 0)
             q = t.quantization
             ch = len(q.scale) if (q is not None and q.scale is not None
                                   and q.zeroPoint is not None and len(q.zeroPoint)) else 0
-            rank = len(t.shape) if t.shape is not None else 0
-            tensors.append(_Tensor(n, const, ch, bool(t.isVariable), rank))
+            tensors.append(_Tensor(n, const, ch, bool(t.isVariable), len(shape), shape,
+                                   int(t.type)))
         ops = [_Op(op_name(model.operatorCodes[o.opcodeIndex]),
                    [int(i) for i in (o.inputs if o.inputs is not None else [])],
-                   [int(i) for i in (o.outputs if o.outputs is not None else [])])
+                   [int(i) for i in (o.outputs if o.outputs is not None else [])],
+                   _options(o),
+                   [int(i) for i in (o.intermediates if o.intermediates is not None else [])])
                for o in sub.operators or []]
         offline = any((m.name or b"") in (b"OfflineMemoryAllocation", "OfflineMemoryAllocation")
                       for m in (model.metadata or []))
         return cls(tensors, ops, [int(i) for i in sub.inputs], [int(i) for i in sub.outputs],
-                   offline)
+                   offline, flavour)
+
+    def _t(self, op: _Op, k: int, outputs: bool = False) -> _Tensor | None:
+        idx = op.outputs if outputs else op.inputs
+        return self.tensors[idx[k]] if k < len(idx) and idx[k] >= 0 else None
 
     def scratch_requests(self) -> list[tuple[int, int]]:
-        """(node index, bytes) of RequestScratchBufferInArena calls of the kernels."""
+        """(node index, bytes) of the kernels' RequestScratchBufferInArena calls, in order."""
         out = []
         for k, op in enumerate(self.ops):
-            if op.name in ("MEAN", "SUM") and self.tensors[op.inputs[0]].channels:
-                # int32 accumulators per output element, then per-dimension index and
-                # resolved-axis arrays (ints)
-                out.append((k, max(self.tensors[op.outputs[0]].nbytes, 1) * 4))
-                out.append((k, 4 * max(self.tensors[op.inputs[0]].rank, 1)))
-                axes = self.tensors[op.inputs[1]].nbytes // 4 if len(op.inputs) > 1 else 1
-                out.append((k, 4 * max(axes, 1)))
+            out += [(k, n) for n in self.op_scratch(op)]
         return out
+
+    def op_scratch(self, op: _Op) -> list[int]:
+        """Scratch-buffer request sizes of one operator's Prepare."""
+        if self.flavour == CMSIS_NN:
+            from .cmsis_nn_sizes import cmsis_scratch
+
+            got = cmsis_scratch(self, op)
+            if got is not None:
+                return got
+        inp, out = self._t(op, 0), self._t(op, 0, outputs=True)
+        if op.name in ("MEAN", "SUM", "REDUCE_MAX") and inp is not None:
+            sizes = []
+            if op.name != "REDUCE_MAX" and inp.dtype in (7, 9):  # int16/int8 accumulators
+                sizes.append(4 * max(out.nbytes // _DTYPE_BYTES.get(out.dtype, 1), 1)
+                             if out is not None else 4)
+            axes = self._t(op, 1)
+            n_axes = axes.nbytes // 4 if axes is not None else 1
+            sizes += [4 * max(inp.rank, 1), 4 * max(n_axes, 1)]
+            return sizes
+        if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+            hidden, cell = self._t(op, 18), self._t(op, 19)
+            if hidden is not None and cell is not None and len(hidden.shape) >= 2:
+                per = hidden.shape[0] * hidden.shape[-1] * _DTYPE_BYTES.get(cell.dtype, 2)
+                return [per] * 4
+        return []
+
+    def temp_tensors(self, op: _Op) -> list[int]:
+        """Tensors whose temporary TfLiteTensor copies the kernel's Prepare allocates (the
+        temp section is only released after the node, so repeats add up)."""
+        if self.flavour == CMSIS_NN:
+            from .cmsis_nn_sizes import cmsis_temps
+
+            got = cmsis_temps(op)
+            if got is not None:
+                return got
+        return [t for t in op.inputs + op.outputs if t >= 0]
 
     def kernel_persistent(self, k: int, abi: Abi) -> list[int]:
         """Sizes a kernel allocates with AllocatePersistentBuffer during Prepare."""
         op = self.ops[k]
-        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 1:
-            w = self.tensors[op.inputs[1]]
-            if op.name == "FULLY_CONNECTED" and w.channels <= 1:
-                return []
-            return [4 * max(w.channels, 1)] * 2
-        if op.name not in KERNELS:  # unknown kernel: assume per-channel requantization
+        w = self._t(op, 1)
+        if self.flavour == CMSIS_NN:
+            from .cmsis_nn_sizes import cmsis_persistent
+
+            got = cmsis_persistent(self, op)
+            if got is not None:
+                return got
+        if op.name in ("CONV_2D", "TRANSPOSE_CONV") and w is not None and w.shape:
+            return [4 * w.shape[0]] * 2  # per-output-channel multiplier and shift
+        if op.name == "DEPTHWISE_CONV_2D" and w is not None and w.shape:
+            return [4 * w.shape[-1]] * 2
+        if op.name == "FULLY_CONNECTED":
+            return [4 * w.channels] * 2 if w is not None and w.channels > 1 else []
+        if op.name == "SOFTMAX":
+            inp = self._t(op, 0)
+            return [INT16_LUT_BYTES // 2] * 2 if inp is not None and inp.dtype == 7 else []
+        if op.name not in KNOWN_OPS:  # unknown kernel: assume per-channel requantization
             ch = max((self.tensors[t].channels for t in op.inputs if t >= 0), default=0)
             return [4 * ch] * 2 if ch > 1 else []
         return []
@@ -338,6 +391,13 @@ def _temp_tensor(a: _Arena, t: _Tensor, abi: Abi) -> None:
         a.temp_alloc("temp zero points", 4 + 4 * t.channels, 4)
 
 
+def _variables(a: _Arena, g: Graph) -> None:
+    """AllocateVariables: variable tensors (e.g. LSTM state) live in the tail."""
+    for t in g.tensors:
+        if t.variable:
+            a.persistent("variable tensors", t.nbytes, ALIGN)
+
+
 def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
              extra_scratch: int = 0) -> dict[str, int]:
     """Replay TFLM's allocation sequence in an arena of ``size`` bytes (start 16-byte
@@ -345,6 +405,10 @@ def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
     ``head_plan`` overrides the planned head (e.g. measured); ``extra_scratch`` adds that
     many scratch-buffer requests the kernel table does not know about (one per node)."""
     plan = greedy_plan(planned_buffers(g)) if head_plan is None else head_plan
+    if g.flavour == CMSIS_NN:
+        if abi.ptr != 4:
+            raise ValueError("the cmsis-nn flavour exists for 32-bit Cortex-M only")
+        abi = CORTEX_M_CHIRALE
     a = _Arena(size)
     p = abi.ptr
     for _what, n in abi.fixed_objects:
@@ -356,11 +420,11 @@ def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
     a.persistent("TfLiteEvalTensor", abi.eval_tensor * len(g.tensors), p)
     a.persistent("NodeAndRegistration", abi.node_and_registration * len(g.ops), p)
     for op in g.ops:
-        if op.name in _BUILTIN_DATA:
-            n, al = _BUILTIN_DATA[op.name]
-            a.persistent("builtin options", n, al)
+        bd = builtin_data(op.name, abi.index, g.flavour)
+        if bd is not None:
+            a.persistent("builtin options", bd[0], bd[1])
     for op in g.ops:
-        n = _opdata(op.name, abi)
+        n = opdata_bytes(op.name, abi.index, g.flavour)
         if n:
             a.persistent("kernel OpData", n, ALIGN)
     scratch = g.scratch_requests()
@@ -368,17 +432,20 @@ def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
     for k, op in enumerate(g.ops):
         for n in g.kernel_persistent(k, abi):
             a.persistent("per-channel arrays", n, ALIGN)
-        for t in op.inputs + op.outputs:
-            if t >= 0:
-                _temp_tensor(a, g.tensors[t], abi)
+        for t in g.temp_tensors(op):
+            _temp_tensor(a, g.tensors[t], abi)
         count += sum(1 for node, _ in scratch if node == k) + (1 if extra_scratch > k else 0)
         a.temp = a.head
         a.resize_head("scratch requests", req * (count + MAX_SCRATCH_PER_OP))
     if count:
         a.persistent("scratch handles", p * count, p)
+    if not abi.late_variables:
+        _variables(a, g)
     n_planned = len(planned_buffers(g)) + min(extra_scratch, len(g.ops))
     a.temp_alloc("planning", p, p)  # subgraph offsets
     a.temp_alloc("planning", abi.allocation_info * (len(g.tensors) + count), p)
+    if abi.late_variables:
+        _variables(a, g)
     avail = a.available()
     if avail < 0 or avail // PLANNER_BYTES_PER_BUFFER < n_planned:
         raise OutOfArena("planner scratch")

@@ -12,24 +12,29 @@ Two targets:
   64 bytes below the edge (the feasible set is not monotone: persistent allocations are
   aligned relative to the arena end), and finally ``min`` works and ``min - 1`` fails.
 
-* ``cortex-m`` (default) -- *predicted* for a 32-bit Cortex-M with TFLM's reference
-  kernels: :mod:`tinydeploy.arena_model` replays TFLM's allocation sequence with 32-bit
-  struct sizes (see there for the allocator model). The planned head (activation
-  tensors + kernel scratch buffers, the same on every ABI) is replayed with TFLM's greedy
-  planner and cross-checked with one 1 MiB run of the host runtime
-  (``RecordingMicroAllocator`` "head"); if the runtime reports more (a kernel with
-  scratch buffers the kernel table does not know), its figure wins and one unknown
-  scratch request per node is assumed for the planning-phase need. The prediction is
-  the smallest size from which 64 consecutive sizes all fit.
+* ``cortex-m`` (default) -- *predicted* for a 32-bit Cortex-M: :mod:`tinydeploy.arena_model`
+  replays TFLM's allocation sequence with the struct sizes of arm-none-eabi-g++ (4-byte
+  pointers, short enums) and the kernels' facts of :mod:`tinydeploy.arena_kernels` for a
+  kernel *flavour*: ``reference`` (TFLM 90b983c2) or ``cmsis-nn`` (Chirale_TensorFlowLite
+  2.0.0, :mod:`tinydeploy.cmsis_nn_sizes`). For the reference flavour the planned head is
+  cross-checked with one 1 MiB run of the host runtime (``RecordingMicroAllocator``
+  "head"); if the runtime reports more (a kernel with scratch buffers the tables do not
+  know), its figure wins and one unknown scratch request per node is assumed for the
+  planning-phase need. The prediction is the smallest size from which 64 consecutive
+  sizes all fit.
+
+* ``qemu-cm4`` -- *measured* on the emulated Cortex-M4 with the user's TFLM tree
+  (:mod:`tinydeploy.arena_measure`); the tree's kernels set the flavour.
 
 Checked against native TFLM ground truth in ``tests/data``: the replay with 8-byte
 pointers reproduces x86-64 ``arena_used_bytes`` exactly and ``min_arena`` to within
-16 bytes, the replayed head equals the runtime's, and the 32-bit prediction lies within
-[min, 1.05 * min + 32] of the minimum measured on a Cortex-M4.
+16 bytes; with 32-bit struct sizes it reproduces the Cortex-M4 ``arena_used_bytes`` and
+``min_arena_cm4`` exactly on all 18 models (tests/test_arena_zoo.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -38,11 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .arena_kernels import FLAVOURS, REFERENCE
 from .arena_model import (
     ALIGN,
     CORTEX_M,
     HOST64_NATIVE,
-    KERNELS,
+    KNOWN_OPS,
     ROBUST_WINDOW,
     Abi,
     Graph,
@@ -56,7 +62,7 @@ from .arena_model import (
 from .errors import TinyDeployError
 from .facts import ModelFacts, load
 
-TARGETS = ("cortex-m", "host64")
+TARGETS = ("cortex-m", "host64", "qemu-cm4")
 
 # --- host64: measured with the TFLM Python runtime, crash-safe --------------------------
 # A "zygote" child imports the runtime once, then forks one grandchild per trial; the
@@ -253,18 +259,23 @@ class ArenaResult:
     arena_used_bytes: int | None = None  # arena_used_bytes() on the target (1 MiB arena)
     host64_breakdown: dict[str, int] = field(default_factory=dict)
     approximate_ops: list[str] = field(default_factory=list)
+    flavour: str = REFERENCE  # kernels of the prediction / of the measured library
+    measured: dict[str, Any] = field(default_factory=dict)  # qemu-cm4: MeasuredArena
     trials: int = 0
     crashes: int = 0
     seconds: float = 0.0
 
     @property
     def generate_bytes(self) -> int | None:
-        """The arena ``generate --arena auto`` uses: the Cortex-M prediction plus margin."""
+        """The arena ``generate --arena auto`` uses for a board of this kernel flavour: the
+        Cortex-M prediction plus its margin (:mod:`tinydeploy.arena_plan`)."""
         if self.cortex_m_bytes is None:
             return None
-        from .render import with_margin
+        from .arena_plan import FLAVOURS, MODELLED_MARGIN, unmodelled_margin
 
-        return with_margin(self.cortex_m_bytes)
+        if self.flavour in FLAVOURS:
+            return self.cortex_m_bytes + math.ceil(self.cortex_m_bytes * MODELLED_MARGIN)
+        return unmodelled_margin(self.cortex_m_bytes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON view: every figure named by what it is (no nulls).
@@ -291,8 +302,11 @@ class ArenaResult:
         return _drop_none(d)
 
     def summary(self) -> str:
-        lines = [f"{self.model}: tensor arena for {self.target} = {self.arena_bytes} bytes"
-                 + (" (measured)" if self.target == "host64" else " (predicted, 32-bit)")]
+        how = {"host64": " (measured)",
+               "qemu-cm4": f" (measured, {self.measured.get('tree', '?')}, {self.flavour} "
+                           "kernels)"}.get(self.target, f" (predicted, 32-bit, {self.flavour} "
+                                                        "kernels)")
+        lines = [f"{self.model}: tensor arena for {self.target} = {self.arena_bytes} bytes" + how]
         for k, v in self.breakdown.items():
             lines.append(f"  {k:42s} {v:8d}")
         if self.target == "host64" and self.cortex_m_bytes is not None:
@@ -322,10 +336,20 @@ def predict_arena(model: str | Path | bytes | ModelFacts, measure: bool = True) 
     return _predict(g, head)[0]
 
 
+def predict_flavour(model: str | Path | bytes | ModelFacts, flavour: str = REFERENCE) -> int:
+    """The cortex-m prediction for ``flavour`` (``reference`` | ``cmsis-nn``): a pure
+    replay (instant), no runtime cross-check."""
+    if flavour not in FLAVOURS:
+        raise TinyDeployError("bad_argument", problem=f"unknown kernel flavour '{flavour}'",
+                              fix=f"choose one of: {', '.join(FLAVOURS)}")
+    return _predict(Graph.from_facts(load(model), flavour), None)[0]
+
+
 def _predict(g: Graph, head: int | None) -> tuple[int, dict[str, int]]:
     """Predict with the measured head when it differs from the replayed plan (the extra
-    is scratch space of kernels: assume one unknown scratch request per node)."""
-    if head is None or head == greedy_plan(planned_buffers(g)):
+    is scratch space of kernels: assume one unknown scratch request per node). The
+    runtime's head (reference kernels) is only consulted for the reference flavour."""
+    if head is None or g.flavour != REFERENCE or head == greedy_plan(planned_buffers(g)):
         return predict(g, CORTEX_M)
     extra = len(g.ops) if head > greedy_plan(planned_buffers(g)) else 0
 
@@ -348,42 +372,67 @@ def _predict(g: Graph, head: int | None) -> tuple[int, dict[str, int]]:
     return best, simulate(g, best, CORTEX_M, head, extra)
 
 
-def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> ArenaResult:
+def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
+          flavour: str = REFERENCE, tflm_src: str | Path | None = None) -> ArenaResult:
     """Smallest tensor arena for ``target`` (see the module docstring).
 
     Args:
         model: int8 ``.tflite`` path, bytes or :class:`ModelFacts`.
-        target: ``cortex-m`` (predicted for 32-bit, about a second) or ``host64``
-            (measured in the TFLM Python runtime, one child process per trial).
+        target: ``cortex-m`` (predicted for 32-bit, about a second), ``host64`` (measured
+            in the TFLM Python runtime, one child process per trial) or ``qemu-cm4``
+            (measured on the emulated Cortex-M4 with the TFLM tree ``tflm_src``, each
+            trial a fresh boot; :mod:`tinydeploy.arena_measure`).
+        flavour: kernels of the cortex-m prediction: ``reference`` or ``cmsis-nn``.
+        tflm_src: TFLM tree for ``qemu-cm4`` (default ``$TINYDEPLOY_TFLM_SRC``); its
+            kernels set the flavour.
 
     Returns:
         An :class:`ArenaResult` (``arena_bytes``, ``generate_bytes``, breakdown).
 
     Raises:
-        TinyDeployError: unknown target (``bad_argument``), unreadable model, or no size
-            lets the model run (``arena_not_found``).
+        TinyDeployError: unknown target or flavour (``bad_argument``), unreadable model,
+            no size lets the model run (``arena_not_found``), no tree for qemu-cm4
+            (``tool_missing``).
     """
     if target not in TARGETS:
         raise TinyDeployError("bad_argument", problem=f"unknown arena target '{target}'",
                               fix=f"choose one of: {', '.join(TARGETS)}")
+    if flavour not in FLAVOURS:
+        raise TinyDeployError("bad_argument", problem=f"unknown kernel flavour '{flavour}'",
+                              fix=f"choose one of: {', '.join(FLAVOURS)}")
     t0 = time.perf_counter()
     facts = load(model)
     name = Path(facts.path).name if facts.path else "<bytes>"
     from .log import stage
 
-    stage("arena", f"{name}: {'measuring' if target == 'host64' else 'predicting'} the "
+    stage("arena", f"{name}: {'predicting' if target == 'cortex-m' else 'measuring'} the "
                    f"smallest arena ({target})")
-    g = Graph.from_facts(facts)
-    approx = sorted({op.name for op in g.ops if op.name not in KERNELS})
-    with HostRuntime(facts.data) as rt:
-        measured = parse_allocations(rt.probe(name))
-        host64 = None
-        if target == "host64":
-            host64 = search_host64(rt, measured.get("total", 1024), name=name)
-        trials = len(rt.trials)
-        crashes = sum(1 for v in rt.trials.values() if v == "crash")
-    head = measured.get("head")
-    pred, bd = _predict(g, head)
+    if target == "qemu-cm4":
+        from .arena_measure import measure_arena
+
+        m = measure_arena(facts, tflm_src)
+        g = Graph.from_facts(facts, m.flavour)
+        pred, bd = _predict(g, None)
+        breakdown = {k: v for k, v in bd.items() if k != "used"}
+        breakdown["predicted minimum"] = pred
+        return ArenaResult(
+            arena_bytes=m.arena_bytes, target=target, model=name, breakdown=breakdown,
+            cortex_m_bytes=pred, arena_used_bytes=m.arena_used_bytes, flavour=m.flavour,
+            measured=m.to_dict(), approximate_ops=_approximate(g), trials=m.trials,
+            crashes=sum(v for k, v in m.failures.items() if k in ("crash", "hang")),
+            seconds=round(time.perf_counter() - t0, 3))
+    g = Graph.from_facts(facts, flavour)
+    measured: dict[str, int] = {}
+    host64 = None
+    trials = crashes = 0
+    if flavour == REFERENCE or target == "host64":
+        with HostRuntime(facts.data) as rt:
+            measured = parse_allocations(rt.probe(name))
+            if target == "host64":
+                host64 = search_host64(rt, measured.get("total", 1024), name=name)
+            trials = len(rt.trials)
+            crashes = sum(1 for v in rt.trials.values() if v == "crash")
+    pred, bd = _predict(g, measured.get("head"))
     breakdown = {k: v for k, v in bd.items() if k != "used"}
     result = ArenaResult(
         arena_bytes=host64 if host64 is not None else pred,
@@ -391,14 +440,19 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m") -> A
         breakdown=measured if target == "host64" else breakdown,
         cortex_m_bytes=pred, host64_bytes=host64, host64_used_bytes=measured.get("total"),
         arena_used_bytes=measured.get("total") if target == "host64" else bd["used"],
-        host64_breakdown=measured,
-        approximate_ops=approx, trials=trials, crashes=crashes,
+        host64_breakdown=measured, flavour=flavour,
+        approximate_ops=_approximate(g), trials=trials, crashes=crashes,
         seconds=round(time.perf_counter() - t0, 3))
     if target != "host64":
         result.breakdown["predicted minimum"] = pred
     return result
 
 
-__all__ = ["ArenaResult", "Graph", "HostRuntime", "arena", "predict_arena", "search_host64",
+def _approximate(g: Graph) -> list[str]:
+    return sorted({op.name for op in g.ops if op.name not in KNOWN_OPS})
+
+
+__all__ = ["ArenaResult", "Graph", "HostRuntime", "arena", "predict_arena", "predict_flavour",
+           "search_host64",
            "simulate", "greedy_plan", "parse_allocations", "CORTEX_M", "HOST64_NATIVE", "Abi",
            "TARGETS"]

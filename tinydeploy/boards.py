@@ -240,3 +240,20 @@ def table() -> str:
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def kernel_flavour(board: str | Board) -> str:
+    """Kernel flavour of the board's TFLM library, for the arena prediction:
+    ``cmsis-nn`` (Chirale_TensorFlowLite and other CMSIS-NN builds), ``esp-nn``, or
+    ``reference`` (no optimized kernels, and boards without a TFLM library)."""
+    b = get_board(board)
+    lib = getattr(b, "tflm_lib", None)  # the library table, where present
+    kernels = getattr(lib, "kernels", None)
+    if isinstance(kernels, str) and kernels:
+        return kernels
+    name = (b.tflm_arduino_lib or "").lower()
+    if name.startswith("chirale"):
+        return "cmsis-nn"
+    if "esp32" in name:
+        return "esp-nn"
+    return "reference"

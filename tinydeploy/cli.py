@@ -175,13 +175,28 @@ def carray(
 @app.command()
 def arena(
     model: ModelArg,
-    target: Annotated[str, typer.Option(help="cortex-m | host64")] = "cortex-m",
+    target: Annotated[str, typer.Option(
+        help="cortex-m (predicted) | host64 (measured) | qemu-cm4 (measured, needs --tflm-src)")
+    ] = "cortex-m",
+    flavour: Annotated[str | None, typer.Option(
+        help="kernels of the cortex-m prediction: reference | cmsis-nn (default: --board's "
+             "library, else reference)")] = None,
+    board: Annotated[str | None, typer.Option(
+        help="predict for this board's TFLM library (sets --flavour)")] = None,
+    tflm_src: Annotated[str | None, typer.Option(
+        help="TFLM tree for --target qemu-cm4 (tflite-micro checkout or Arduino library)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the smallest tensor arena (host64: measured; cortex-m: predicted for 32-bit)."""
+    """Find the smallest tensor arena (cortex-m: predicted for 32-bit; host64 / qemu-cm4:
+    measured)."""
     from .arena_search import arena as run
 
-    result = run(model, target=target)
+    if flavour is None and board is not None:
+        from .boards import kernel_flavour
+
+        flavour = kernel_flavour(board)
+    result = run(model, target=target, flavour=flavour or "reference", tflm_src=tflm_src)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -204,7 +219,9 @@ def generate(
     model: ModelArg,
     out: Out,
     board: Annotated[str, typer.Option(help="board id(s), comma separated")] = "nano33ble",
-    arena_: Annotated[str, typer.Option("--arena", help="auto or a byte count")] = "auto",
+    arena_: Annotated[str, typer.Option(
+        "--arena", help="auto (predicted) | tuned (measured on qemu-cm4, needs --tflm-src) | "
+                        "a byte count")] = "auto",
     fmt: Annotated[str, typer.Option("--format", help="arduino | platformio | both")] = "both",
     runtime: Annotated[str, typer.Option(help="tflm | c (interpreter-free C)")] = "tflm",
     labels: Annotated[str | None, typer.Option(
@@ -213,13 +230,15 @@ def generate(
     data: Annotated[Path | None, typer.Option(
         help=".npz whose x_test[0] the basic example runs (default: data.npz beside it)")
     ] = None,
+    tflm_src: Annotated[str | None, typer.Option(
+        help="TFLM tree measured for --arena tuned (the board's library)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Render firmware: Arduino library (API + examples) and/or PlatformIO project."""
     from .render import generate as run
 
     result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime,
-                 labels=labels, data=data)
+                 labels=labels, data=data, tflm_src=tflm_src)
     _echo(result, as_json)
 
 

@@ -205,7 +205,8 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
     try:
         return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena,
                          {"arena": arena, "runtime": runtime, "fmt": fmt,
-                          "tolerance_lsb": tolerance_lsb, "retrain": retrain, "tree": tree})
+                          "tolerance_lsb": tolerance_lsb, "retrain": retrain, "tree": tree,
+                          "tflm_src": tflm_src})
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # failed before any stage wrote something: leave nothing behind
@@ -331,7 +332,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
         port = fr.port
         if tune_arena:
             with timer("tune_arena"):
-                arena_info = _tune_arena(facts, fw, b, port)
+                arena_info = _tune_arena(facts, fw, b, port, opts["tflm_src"])
         with timer("validate"):
             result = validate(facts, data_path, out, port=port, samples=samples,
                               tolerance_lsb=opts["tolerance_lsb"])
@@ -372,11 +373,23 @@ def tuned_arena(used: int) -> int:
     return with_margin(used)
 
 
-def _tune_arena(facts: Any, fw: Path, b: Any, port: str) -> dict[str, Any]:
-    """Read arena_used from the device, regenerate with it plus the margin, reflash."""
+def _tune_arena(facts: Any, fw: Path, b: Any, port: str,
+                tflm_src: Any = None) -> dict[str, Any]:
+    """With a TFLM tree (``--tflm-src`` or ``$TINYDEPLOY_TFLM_SRC``): regenerate with the
+    minimum measured on qemu-cm4 + 16 B (``--arena tuned``) and reflash. Without one: read
+    arena_used from the device, regenerate with it plus the margin, reflash."""
+    import os
+
     from .device.flashing import flash
     from .render import generate
 
+    if tflm_src is not None or os.environ.get("TINYDEPLOY_TFLM_SRC"):
+        gen = generate(facts, fw, boards=[b.id], arena="tuned", fmt="platformio",
+                       tflm_src=tflm_src)
+        stage("tune-arena", f"reflashing with {gen.arena.size} B ({gen.arena.note})")
+        fr = flash(Path(gen.platformio_dir or fw), b, port=port)
+        return {"arena_measured": gen.arena.predicted, "arena_size": gen.arena.size,
+                "how": gen.arena.note, "reflash_s": round(fr.seconds, 3)}
     used = _measured_arena(port)
     arena = tuned_arena(used)
     stage("tune-arena", f"device uses {used} bytes; reflashing with {arena}")

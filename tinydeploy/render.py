@@ -29,11 +29,11 @@ Budget estimate (per board, documented in the generated README):
   (``Board.framework_ram``), plus code and model on boards that run code from the same RAM
   (``Board.code_in_ram``, Teensy 4).
 
-Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` plus a
-margin of ``ARENA_MARGIN_FRACTION`` (at least ``ARENA_MARGIN_MIN`` bytes), rounded up to
-16 bytes: the board's TFLM library is another TFLM version than the one measured and its
-optimized kernels may ask for scratch buffers the reference kernels do not. The firmware
-reports the real ``arena_used_bytes()`` in its HELLO reply.
+Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` for the
+kernel flavour of each board's TFLM library plus a margin (1 % for the modelled libraries,
+25 % / 2 KiB otherwise); ``--arena tuned``: the minimum measured on qemu-cm4 with the
+user's TFLM tree + 16 bytes -- see :mod:`tinydeploy.arena_plan`. The firmware reports the
+real ``arena_used_bytes()`` in its HELLO reply.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .arduino_cores import core_of
+from .arena_plan import ArenaPlan
 from .boards import KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
@@ -177,14 +178,6 @@ def check_budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
 
 
 # --- arena -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ArenaPlan:
-    size: int
-    predicted: int | None  # cortex-m prediction (None for an explicit --arena N)
-    margin: int
-    note: str
-
-
 _PREDICTIONS: dict[str, int] = {}
 
 
@@ -203,8 +196,20 @@ def with_margin(arena_bytes: int) -> int:
     return -(-(arena_bytes + margin) // 16) * 16
 
 
-def plan_arena(facts: ModelFacts, arena: str | int) -> ArenaPlan:
+def plan_arena(facts: ModelFacts, arena: str | int, boards: list[Board] | None = None,
+               tflm_src: str | Path | None = None) -> ArenaPlan:
+    """``--arena``: auto (per-board flavour prediction + margin, :mod:`tinydeploy.arena_plan`;
+    without ``boards`` the reference prediction + 25 %), tuned (measured with ``tflm_src``)
+    or a byte count."""
     text = str(arena).strip().lower()
+    if text == "tuned":
+        from .arena_plan import plan_tuned
+
+        return plan_tuned(facts, tflm_src)
+    if text == "auto" and boards:
+        from .arena_plan import plan_auto
+
+        return plan_auto(facts, boards)
     if text == "auto":
         predicted = predict_arena(facts)
         size = with_margin(predicted)
@@ -217,7 +222,7 @@ def plan_arena(facts: ModelFacts, arena: str | int) -> ArenaPlan:
         size = -1
     if size <= 0:
         raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
-                              fix="pass --arena auto or a positive number of bytes")
+                              fix="pass --arena auto, --arena tuned or a positive number of bytes")
     from .arena_check import check_explicit_arena
 
     warning = check_explicit_arena(facts, size)  # error below the measured minimum
@@ -434,7 +439,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
              boards: list[str] | list[str | Board], arena: str | int = "auto",
              fmt: str = "both", runtime: str = "tflm",
              name: str | None = None, labels: str | Path | list[str] | None = None,
-             data: str | Path | None = None) -> GenerateResult | CResult:
+             data: str | Path | None = None,
+             tflm_src: str | Path | None = None) -> GenerateResult | CResult:
     """Render firmware for ``boards`` into ``out`` (see the module docstring).
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
@@ -446,8 +452,10 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         model: int8 ``.tflite`` path, bytes or :class:`ModelFacts`.
         out: output folder.
         boards: board ids (or :class:`Board`).
-        arena: ``"auto"`` (Cortex-M prediction + margin) or a byte count (a warning below
-            the prediction, an error below the measured activation memory).
+        arena: ``"auto"`` (Cortex-M prediction for the boards' kernel flavour + margin),
+            ``"tuned"`` (measured on qemu-cm4 with the TFLM tree ``tflm_src`` + 16 B) or a
+            byte count (a warning below the prediction, an error below the measured
+            activation memory).
         fmt: ``arduino``, ``platformio`` or ``both``.
         runtime: ``tflm`` or ``c``.
         name: sketch name (default: the ``out`` folder's name), sanitized with
@@ -456,6 +464,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
             see :mod:`tinydeploy.app_api`).
         data: .npz whose ``x_test[0]`` the basic example runs (default ``data.npz`` beside
             the model).
+        tflm_src: TFLM tree for ``arena="tuned"`` (default ``$TINYDEPLOY_TFLM_SRC``).
 
     The Arduino output is a library with the application API (``td_app.h``) and the
     examples ``basic`` and ``validate`` (:mod:`tinydeploy.library`). ``runtime="c"`` on MCU
@@ -500,7 +509,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     check(facts)  # full int8 on TFLM only (float, hybrid, uint8 models fail on the device)
     ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path)
-    plan = plan_arena(facts, arena)
+    plan = plan_arena(facts, arena, board_list, tflm_src)
     budgets = [check_budget(facts, b, plan.size) for b in board_list]
     stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "
                       f"arena {plan.size} B)")

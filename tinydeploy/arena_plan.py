@@ -1,0 +1,141 @@
+"""The generated firmware's arena size for ``--arena auto`` and ``--arena tuned``.
+
+* ``auto`` -- per board, the cortex-m prediction of :mod:`tinydeploy.arena_search` for the
+  kernel flavour of the board's TFLM library (:func:`tinydeploy.boards.kernel_flavour`:
+  ``cmsis-nn`` for Chirale_TensorFlowLite, ``reference`` for upstream TFLM) plus a margin;
+  with several boards the largest figure wins (one ``TD_ARENA_SIZE`` per project).
+
+  - Modelled libraries (``reference``: TFLM 90b983c2; ``cmsis-nn``: Chirale_TensorFlowLite
+    2.0.0): margin ``MODELLED_MARGIN`` (1 %, no rounding). The replay reproduces those
+    libraries' byte-exact minimum on the emulated Cortex-M4 (checked on every reference
+    model, see tests/test_arena*.py and docs); a real Cortex-M board compiles the same
+    sources with the same ABI (AAPCS: 4-byte pointers, short enums, 8-byte aligned
+    doubles), so the struct sizes and the allocation sequence carry over. The 1 % covers a
+    board toolchain whose flags change a layout (e.g. ``-fno-short-enums``) and keeps the
+    figure within 2 % of the measured minimum.
+  - Other libraries (``esp-nn``, unknown): ``UNMODELLED_MARGIN`` -- 25 %, at least 2 KiB,
+    rounded up to 16 bytes (another TFLM version, kernels whose scratch buffers the
+    replay does not know).
+
+* ``tuned`` -- the minimum *measured* on qemu-cm4 with the user's TFLM tree
+  (:func:`tinydeploy.arena_measure.measure_arena`) plus ``TUNED_MARGIN`` (16 bytes), a
+  size the measurement itself verified (min .. min + 16 all allocate and invoke). The same
+  library on a Cortex-M board needs the same bytes: pointers are 32-bit on both, the code
+  and therefore every struct and alignment are identical, and the only address-dependent
+  effect -- the arena start's alignment, which shifts TFLM's 16-byte aligned allocations
+  -- is fixed by the firmware (``alignas(16)``, as in the probe).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .arena_kernels import FLAVOURS
+from .errors import TinyDeployError
+from .facts import ModelFacts
+
+MODELLED_MARGIN = 0.01
+UNMODELLED_MARGIN = 0.25
+UNMODELLED_MARGIN_MIN = 2 * 1024
+TUNED_MARGIN = 16
+
+
+@dataclass(frozen=True)
+class ArenaPlan:
+    size: int
+    predicted: int | None  # prediction or measured minimum (None for an explicit --arena N)
+    margin: int
+    note: str  # one line: where the size comes from
+    why: str = ""  # the margin's justification (generated README / model_settings.h)
+    flavour: str = ""  # kernel flavour the figure is for
+    measured: dict[str, Any] = field(default_factory=dict)  # tuned: the measurement
+
+
+_PREDICTIONS: dict[tuple[str, str], int] = {}
+
+
+def predicted(facts: ModelFacts, flavour: str) -> int:
+    """Cortex-M prediction for ``flavour`` (cached per model hash and flavour)."""
+    key = (facts.sha256, flavour)
+    if key not in _PREDICTIONS:
+        from .arena_search import arena as run
+
+        _PREDICTIONS[key] = int(run(facts, target="cortex-m", flavour=flavour).arena_bytes)
+    return _PREDICTIONS[key]
+
+
+def unmodelled_margin(arena_bytes: int) -> int:
+    """An arena figure plus the 25 % / 2 KiB margin, rounded up to 16 bytes."""
+    margin = max(UNMODELLED_MARGIN_MIN, math.ceil(arena_bytes * UNMODELLED_MARGIN))
+    return -(-(arena_bytes + margin) // 16) * 16
+
+
+WHY_MODELLED = (
+    "The prediction replays the allocations of the board's TFLM library ({lib}) for a 32-bit "
+    "Cortex-M and matches that library's byte-exact minimum on the emulated Cortex-M4; the "
+    "board compiles the same sources with the same ABI, so only a toolchain flag that "
+    "changes a struct layout could differ: the 1 % margin covers that. The firmware reports "
+    "the real `arena_used_bytes()` in its HELLO reply; `--arena tuned --tflm-src DIR` "
+    "measures the minimum instead.")
+WHY_UNMODELLED = (
+    "The margin (25 % of the prediction, at least 2048 bytes) is there because the board's "
+    "TFLM library ({lib}) is another TFLM version than the one modelled and its optimized "
+    "kernels may need scratch buffers. The firmware reports the real `arena_used_bytes()` in "
+    "its HELLO reply; regenerate with `--arena N` to tighten it.")
+WHY_TUNED = (
+    "Measured: the smallest arena with which {tree} allocates and invokes this model on the "
+    "emulated Cortex-M4 (QEMU mps2-an386, byte-exact search, min - 1 fails, min + 1 .. "
+    "+16 verified), plus 16 bytes. The same library on a Cortex-M board needs the same "
+    "bytes: 32-bit pointers on both, identical code and struct layouts, and the arena start "
+    "is 16-byte aligned in both firmwares.")
+LIB_TEXT = {"cmsis-nn": "Chirale_TensorFlowLite 2.0.0, CMSIS-NN kernels",
+            "reference": "TFLM reference kernels"}
+
+
+def _auto_for(facts: ModelFacts, flavour: str) -> ArenaPlan:
+    if flavour in FLAVOURS:
+        pred = predicted(facts, flavour)
+        margin = math.ceil(pred * MODELLED_MARGIN)
+        return ArenaPlan(pred + margin, pred, margin,
+                         f"Cortex-M prediction for {LIB_TEXT[flavour]} {pred} B + margin "
+                         f"{margin} B (1 %)", WHY_MODELLED.format(lib=LIB_TEXT[flavour]),
+                         flavour)
+    pred = predicted(facts, "reference")
+    size = unmodelled_margin(pred)
+    return ArenaPlan(size, pred, size - pred,
+                     f"Cortex-M prediction {pred} B + margin {size - pred} B (max(2048 B, "
+                     "25%), rounded up to 16 B)", WHY_UNMODELLED.format(lib=flavour), flavour)
+
+
+def plan_auto(facts: ModelFacts, boards: list[Any]) -> ArenaPlan:
+    """``--arena auto`` for ``boards`` (the largest per-board figure)."""
+    from .boards import kernel_flavour
+
+    flavours = sorted({kernel_flavour(b) for b in boards}) or ["reference"]
+    plans = [_auto_for(facts, f) for f in flavours]
+    return max(plans, key=lambda p: p.size)
+
+
+def plan_tuned(facts: ModelFacts, tflm_src: str | Path | None) -> ArenaPlan:
+    """``--arena tuned``: the measured qemu-cm4 minimum of ``tflm_src`` + 16 bytes.
+    Without a tree: ``tool_missing`` naming ``--tflm-src``."""
+    import os
+
+    from .device.tflm_build import ENV_SRC
+
+    if tflm_src is None and not os.environ.get(ENV_SRC):
+        raise TinyDeployError(
+            "tool_missing", tool="a TFLM source tree for --arena tuned",
+            fix=f"pass --tflm-src DIR (or set {ENV_SRC}) with the board's TFLM library "
+                "(e.g. .pio/libdeps/<env>/Chirale_TensorFLowLite), or use --arena auto")
+    from .arena_measure import measure_arena
+
+    m = measure_arena(facts, tflm_src)
+    size = m.arena_bytes + TUNED_MARGIN
+    return ArenaPlan(size, m.arena_bytes, TUNED_MARGIN,
+                     f"measured minimum {m.arena_bytes} B on qemu-cm4 with {m.tree} "
+                     f"({m.flavour} kernels) + {TUNED_MARGIN} B",
+                     WHY_TUNED.format(tree=m.tree), m.flavour, m.to_dict())
