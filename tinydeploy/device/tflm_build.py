@@ -489,7 +489,7 @@ def build_tflm_library(tree: TflmTree, board: str) -> Path:
 # first links against its operators' kernels only (the rest are compiled on demand: an
 # undefined symbol at link time builds the whole library).
 OP_KERNELS: dict[str, tuple[str, ...]] = {
-    "CONV_2D": ("conv",), "DEPTHWISE_CONV_2D": ("depthwise_conv",),
+    "CONV_2D": ("conv",), "DEPTHWISE_CONV_2D": ("depthwise_conv", "conv"),
     "MAX_POOL_2D": ("pooling",), "AVERAGE_POOL_2D": ("pooling",), "RELU": ("activations",),
     "RELU6": ("activations",), "MEAN": ("reduce",), "SUM": ("reduce",),
     "REDUCE_MAX": ("reduce",), "PADV2": ("pad",), "TRANSPOSE_CONV": ("transpose_conv",),
