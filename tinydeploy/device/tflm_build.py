@@ -389,6 +389,8 @@ def _compile_all(jobs: list[tuple[list[str], Path, Path, str]], log_path: Path,
         failure: TinyDeployError | None = None
         try:
             for fut in concurrent.futures.as_completed(futures):
+                if fut.cancelled():  # after a failure: not started
+                    continue
                 text, err = fut.result()
                 log_file.write(text)
                 log_file.flush()
