@@ -331,7 +331,6 @@ def test_model_the_guard_rejects_is_refused_before_writing(tmp_path: Path) -> No
 def test_unknown_board_and_bad_arguments(tmp_path: Path) -> None:
     for kw, code in [({"boards": ["nano33ble", "arduino_uno"]}, "unknown_board"),
                      ({"boards": ["sim"]}, "bad_argument"),
-                     ({"boards": ["native"]}, "bad_argument"),
                      ({"boards": [" "]}, "bad_argument"),
                      ({"fmt": "zip"}, "bad_argument"),
                      ({"runtime": "onnx"}, "bad_argument"),

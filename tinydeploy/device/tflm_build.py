@@ -39,11 +39,9 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,34 +51,21 @@ from ..facts import ModelFacts, load
 from ..log import log
 from ..output import write_atomic
 from ..resources import firmware_dir
+from .tflm_tree import (  # noqa: F401  (re-exported: the API of this module)
+    _DOWNLOADS,
+    _UPSTREAM_NEEDS,
+    ARDUINO,
+    ENV_SRC,
+    MISSING_FIX,
+    UPSTREAM,
+    TflmTree,
+    find_tflm_tree,
+)
 
-ENV_SRC = "TINYDEPLOY_TFLM_SRC"
 ENV_CACHE = "TINYDEPLOY_TFLM_CACHE"
 BOARDS = ("qemu-cm4", "native")
-ARDUINO = "arduino-library"
-UPSTREAM = "tflite-micro"
 BUILD_VERSION = "1"  # bump when the way libraries are built changes (new cache keys)
 COMPILE_TIMEOUT = 300.0
-MISSING_FIX = (
-    "--runtime tflm on qemu-cm4/native compiles TFLite Micro from source: pass --tflm-src DIR "
-    f"(or set {ENV_SRC}) with the Arduino library Chirale_TensorFLowLite (Arduino Library "
-    "Manager, or PlatformIO: .pio/libdeps/<env>/Chirale_TensorFLowLite) or a "
-    "tensorflow/tflite-micro checkout after `make -f tensorflow/lite/micro/tools/make/Makefile "
-    "third_party_downloads`")
-
-_DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
-_UPSTREAM_NEEDS = {  # download -> a file that proves it is there
-    "flatbuffers": "flatbuffers/include/flatbuffers/flatbuffers.h",
-    "gemmlowp": "gemmlowp/fixedpoint/fixedpoint.h",
-    "ruy": "ruy/ruy/profiler/instrumentation.h",
-}
-_SOURCE_EXT = (".c", ".cc", ".cpp")
-_HEADER_EXT = (".h", ".hpp", ".inc")
-_SKIP_DIRS = frozenset({"examples", "example", "tests", "test", "testing", "benchmarks",
-                        "benchmarking", "tools", "docs", "python", "integration_tests"})
-_SKIP_FILE = re.compile(r"(_test|_tests|_benchmark|test_common|_test_config)\.(c|cc|cpp)$"
-                        r"|^(test_helpers|test_helper_custom_ops|kernel_runner|fake_micro_context|"
-                        r"mock_micro_graph|micro_test)\.(c|cc|cpp)$")
 
 # --- flags ---------------------------------------------------------------------------------
 CM4_CPU = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft")
@@ -133,176 +118,6 @@ def toolchain(board: str) -> Toolchain:
             raise TinyDeployError("tool_missing", tool=name, fix=fix)
         paths.append(path)
     return Toolchain(board, paths[0], paths[1], paths[2], cpu, ld)
-
-
-# --- the tree ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TflmTree:
-    """A TFLM source tree: what to compile and how.
-
-    ``kind`` is ``"arduino-library"`` or ``"tflite-micro"``, ``root`` the folder given,
-    ``flavour`` ``"reference"`` or ``"cmsis-nn"`` (the kernels), ``name`` a label (library
-    name and version, or ``tflite-micro``), ``include_dirs`` / ``sources`` / ``defines`` the
-    compile inputs, ``kernel_dirs`` the folders compiled with ``KERNEL_OPT``,
-    ``content_hash`` the sha256 of every source and header the build reads."""
-
-    kind: str
-    root: Path
-    flavour: str
-    name: str
-    include_dirs: tuple[Path, ...]
-    sources: tuple[Path, ...]
-    defines: tuple[str, ...]
-    kernel_dirs: tuple[Path, ...]
-    content_hash: str
-    replacements: tuple[tuple[str, Path], ...] = ()  # (board, file replacing its namesake)
-
-    def sources_for(self, board: str) -> list[Path]:
-        """The sources built for ``board``: board-specific files replace their namesakes
-        (TFLM's Makefile does the same for a TARGET)."""
-        repl = {p.name: p for b, p in self.replacements if b == board}
-        return [repl.get(s.name, s) for s in self.sources]
-
-    def is_kernel(self, source: Path) -> bool:
-        return any(source.is_relative_to(d) for d in self.kernel_dirs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "root": str(self.root), "flavour": self.flavour,
-                "name": self.name, "sources": len(self.sources),
-                "include_dirs": [str(p) for p in self.include_dirs],
-                "defines": list(self.defines), "content_hash": self.content_hash}
-
-
-def _walk(top: Path, exts: tuple[str, ...], skip_dirs: frozenset[str] = _SKIP_DIRS,
-          ) -> list[Path]:
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs and not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(exts)]
-    return found
-
-
-def _content_hash(root: Path, files: Iterable[Path]) -> str:
-    h = hashlib.sha256()
-    for path in sorted(set(files)):
-        h.update(str(path.relative_to(root)).encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
-
-
-def _library_props(path: Path) -> dict[str, str]:
-    props: dict[str, str] = {}
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                props[key.strip()] = value.strip()
-    return props
-
-
-def _is_arduino_lib(root: Path) -> bool:
-    return ((root / "library.properties").is_file()
-            and (root / "src/tensorflow/lite/micro/micro_interpreter.h").is_file())
-
-
-def _arduino_tree(root: Path) -> TflmTree:
-    src = root / "src"
-    props = _library_props(root / "library.properties")
-    sources = [p for p in _walk(src, _SOURCE_EXT) if not _SKIP_FILE.search(p.name)]
-    headers = _walk(src, _HEADER_EXT)
-    kernels = src / "tensorflow/lite/micro/kernels"
-    cmsis = kernels / "cmsis_nn"
-    flavour = "cmsis-nn" if cmsis.is_dir() and any(cmsis.glob("*.c*")) else "reference"
-    kernel_dirs = (kernels, src / "third_party/cmsis_nn")
-    name = f"{props.get('name', root.name)} {props.get('version', '')}".strip()
-    return TflmTree(kind=ARDUINO, root=root, flavour=flavour, name=name,
-                    include_dirs=(src,), sources=tuple(sources),
-                    defines=("-DARDUINO=10819",), kernel_dirs=kernel_dirs,
-                    content_hash=_content_hash(root, [*sources, *headers,
-                                                      root / "library.properties"]))
-
-
-def _upstream_tree(root: Path) -> TflmTree:
-    downloads = root / _DOWNLOADS
-    missing = [name for name, probe in _UPSTREAM_NEEDS.items()
-               if not (downloads / probe).is_file()]
-    if missing:
-        raise TinyDeployError(
-            "bad_argument",
-            problem=f"the tflite-micro checkout {root} lacks its third-party downloads "
-                    f"({', '.join(missing)} not in {downloads})",
-            fix=f"run `make -f tensorflow/lite/micro/tools/make/Makefile third_party_downloads` "
-                f"in {root}")
-    micro = root / "tensorflow/lite/micro"
-    sources: list[Path] = []
-    # TFL_CC_SRCS: every .cc/.c under tensorflow/ outside lite/micro and lite/experimental
-    for path in _walk(root / "tensorflow", (".cc", ".c")):
-        rel = path.relative_to(root).as_posix()
-        if rel.startswith(("tensorflow/lite/micro/", "tensorflow/lite/experimental/")):
-            continue
-        if rel == "tensorflow/lite/array.cc" or _SKIP_FILE.search(path.name):
-            continue  # array.cc: excluded by the Makefile with TF_LITE_STATIC_MEMORY
-        sources.append(path)
-    # MICROLITE_CC_BASE_SRCS minus tests, and the kernels (reference)
-    for sub in ("", "arena_allocator", "memory_planner", "tflite_bridge", "kernels"):
-        folder = micro / sub if sub else micro
-        sources += [p for p in sorted(folder.glob("*.cc"))
-                    if not _SKIP_FILE.search(p.name) and "flexbuffers_generated" not in p.name]
-    headers = [*_walk(root / "tensorflow", _HEADER_EXT)]
-    includes = [root, downloads, downloads / "gemmlowp", downloads / "flatbuffers/include",
-                downloads / "ruy"]
-    for dep in ("flatbuffers/include", "gemmlowp", "ruy"):
-        headers += _walk(downloads / dep, _HEADER_EXT)
-    debug_log = micro / "cortex_m_generic/debug_log.cc"
-    replacements = (("qemu-cm4", debug_log),) if debug_log.is_file() else ()
-    return TflmTree(kind=UPSTREAM, root=root, flavour="reference", name="tflite-micro",
-                    include_dirs=tuple(includes), sources=tuple(sources),
-                    defines=("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON"),
-                    kernel_dirs=(micro / "kernels",),
-                    content_hash=_content_hash(root, [*sources, *headers,
-                                                      *(p for _, p in replacements)]),
-                    replacements=replacements)
-
-
-def find_tflm_tree(path: str | Path | None = None) -> TflmTree:
-    """Detect the TFLM tree at ``path`` (default: ``$TINYDEPLOY_TFLM_SRC``).
-
-    Accepts an Arduino library folder (or its ``src/``, or a folder holding exactly one such
-    library, like PlatformIO's ``.pio/libdeps/<env>``) and a tflite-micro checkout with its
-    downloads. Errors: none given -> ``tool_missing``; not a folder -> ``file_not_found``;
-    another layout or missing downloads -> ``bad_argument``.
-    """
-    if path is None or not str(path).strip():
-        path = os.environ.get(ENV_SRC) or None
-    if path is None:
-        raise TinyDeployError("tool_missing", tool="a TensorFlow Lite Micro source tree",
-                              fix=MISSING_FIX)
-    root = Path(path).expanduser().resolve()
-    if not root.is_dir():
-        raise TinyDeployError("file_not_found", what="TFLM source tree (--tflm-src)",
-                              path=str(root))
-    if root.name == "src" and _is_arduino_lib(root.parent):
-        root = root.parent
-    if not _is_arduino_lib(root) and not (root / "tensorflow").is_dir():
-        libs = [d for d in sorted(root.iterdir()) if d.is_dir() and _is_arduino_lib(d)]
-        if len(libs) == 1:
-            root = libs[0]
-    if _is_arduino_lib(root):
-        tree = _arduino_tree(root)
-    elif (root / "tensorflow/lite/micro/micro_interpreter.h").is_file():
-        tree = _upstream_tree(root)
-    else:
-        raise TinyDeployError(
-            "bad_argument",
-            problem=f"{root} is neither a TFLM Arduino library (library.properties + "
-                    "src/tensorflow/lite/micro/) nor a tensorflow/tflite-micro checkout",
-            fix=MISSING_FIX)
-    if not tree.sources:
-        raise TinyDeployError("bad_argument", problem=f"no TFLM sources found in {root}",
-                              fix=MISSING_FIX)
-    log.debug("TFLM tree %s: %s, %s kernels, %d sources", root, tree.kind, tree.flavour,
-              len(tree.sources))
-    return tree
 
 
 # --- the library ---------------------------------------------------------------------------
@@ -389,6 +204,8 @@ def _compile_all(jobs: list[tuple[list[str], Path, Path, str]], log_path: Path,
         failure: TinyDeployError | None = None
         try:
             for fut in concurrent.futures.as_completed(futures):
+                if fut.cancelled():  # after a failure: not started
+                    continue
                 text, err = fut.result()
                 log_file.write(text)
                 log_file.flush()
@@ -489,7 +306,7 @@ def build_tflm_library(tree: TflmTree, board: str) -> Path:
 # first links against its operators' kernels only (the rest are compiled on demand: an
 # undefined symbol at link time builds the whole library).
 OP_KERNELS: dict[str, tuple[str, ...]] = {
-    "CONV_2D": ("conv",), "DEPTHWISE_CONV_2D": ("depthwise_conv",),
+    "CONV_2D": ("conv",), "DEPTHWISE_CONV_2D": ("depthwise_conv", "conv"),
     "MAX_POOL_2D": ("pooling",), "AVERAGE_POOL_2D": ("pooling",), "RELU": ("activations",),
     "RELU6": ("activations",), "MEAN": ("reduce",), "SUM": ("reduce",),
     "REDUCE_MAX": ("reduce",), "PADV2": ("pad",), "TRANSPOSE_CONV": ("transpose_conv",),
