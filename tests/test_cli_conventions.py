@@ -268,7 +268,7 @@ def test_training_is_reused_only_while_its_inputs_are_unchanged(
 
 def test_deploy_refuses_options_the_board_cannot_use(capfd: pytest.CaptureFixture[str],
                                                      tmp_path: Path) -> None:
-    assert cli.main(["deploy", "sine", "--board", "native", "--runtime", "tflm", "--out",
+    assert cli.main(["deploy", "sine", "--board", "sim", "--runtime", "tflm", "--out",
                      str(tmp_path / "a")]) == 2
     assert "cannot run the tflm runtime" in capfd.readouterr().err
     assert cli.main(["deploy", "sine", "--board", "nano33ble", "--format", "arduino",

@@ -15,7 +15,7 @@ from models import GENERATED
 from tflm_standins import board_standins
 
 from tinydeploy import render
-from tinydeploy.boards import BOARDS, KIB
+from tinydeploy.boards import BOARDS, KIB, get_board
 from tinydeploy.cli import main
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import OpFacts, load
@@ -176,10 +176,11 @@ def test_arena_auto_adds_documented_margin(tmp_path: Path, monkeypatch) -> None:
     assert "**15150 bytes**" in readme and "1 % margin" in readme
     # a library the replay does not model (ESP-NN): 25 %, at least 2 KiB, rounded up to 16
     monkeypatch.setitem(arena_plan._PREDICTIONS, (facts.sha256, "reference"), 100)
-    res = render.generate(facts, tmp_path / "fw2", boards=["esp32-s3"], arena="auto")
+    esp_nn = dataclasses.replace(get_board("esp32-s3"), tflm_library="tflm_esp32-2.0.0")
+    res = render.generate(facts, tmp_path / "fw2", boards=[esp_nn], arena="auto")
     assert res.arena.size == 100 + arena_plan.UNMODELLED_MARGIN_MIN + 12
     # several boards: the largest figure
-    res = render.generate(facts, tmp_path / "fw3", boards=["nucleo_f446re", "esp32-s3"],
+    res = render.generate(facts, tmp_path / "fw3", boards=["nucleo_f446re", esp_nn],
                           arena="auto")
     assert res.arena.size == 15150
 

@@ -288,7 +288,8 @@ class ArenaResult:
         """
         d: dict[str, Any] = {
             "model": self.model, "target": self.target, "arena_bytes": self.arena_bytes,
-            "kind": "measured" if self.target == "host64" else "predicted",
+            "kind": "predicted" if self.target == "cortex-m" else "measured",
+            "flavour": self.flavour,
             "generate_bytes": self.generate_bytes, "breakdown": dict(self.breakdown),
             "cortex_m": {"predicted_min_bytes": self.cortex_m_bytes},
             "host64": {"used_bytes": self.host64_used_bytes,
@@ -299,6 +300,8 @@ class ArenaResult:
             d["cortex_m"]["used_bytes"] = self.arena_used_bytes
         if self.host64_bytes is not None:
             d["host64"]["min_bytes"] = self.host64_bytes
+        if self.measured:
+            d["measured"] = dict(self.measured)
         return _drop_none(d)
 
     def summary(self) -> str:
