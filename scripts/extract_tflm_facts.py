@@ -323,6 +323,10 @@ def extract(root: Path, lib_id: str, tflm_repo: Path | None = None, date: str | 
     elif tflm_repo:
         facts.update(tflm_date(src, tflm_repo))
     facts.update(kernel_facts(root, src, props, kernels))
+    # FULLY_CONNECTED with per-channel weight scales: the op data declares is_per_channel
+    fc_header = src / "tensorflow/lite/micro/kernels/fully_connected.h"
+    facts["fc_per_channel"] = fc_header.is_file() and "is_per_channel" in fc_header.read_text(
+        encoding="utf-8", errors="replace")
     facts["interpreter"] = interpreter_facts(src)
     facts["schema_version_macro"] = schema_macro(src)
     facts["resolver"] = resolver_facts(src)

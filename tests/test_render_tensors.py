@@ -71,5 +71,8 @@ def test_app_compiles_against_a_real_tflm_library(tmp_path: Path) -> None:
     src = _gen(tmp_path, "simple_add_model")
     arduino = tmp_path / "arduino"
     arduino.mkdir()
-    shutil.copy(STUBS / "Arduino.h", arduino / "Arduino.h")
-    _syntax(src, [arduino], [get_board("nano33ble").define], system=(Path(lib),))
+    shutil.copy(STUBS.parent / "arduino_host" / "Arduino.h", arduino / "Arduino.h")
+    (arduino / "Wire.h").write_text("/* stand-in: the library's peripherals.h includes it */\n")
+    # ARDUINO as every Arduino core defines it (Chirale's main header requires it)
+    _syntax(src, [arduino], [get_board("nano33ble").define, "ARDUINO=10819"],
+            system=(Path(lib),))

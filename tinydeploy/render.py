@@ -50,7 +50,7 @@ from .arena_plan import ArenaPlan
 from .boards import KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load
-from .log import stage
+from .log import log, stage
 from .ops import TFLM_OPS
 from .output import check_output_dir, staged_output
 from .tflm_libraries import check_boards, library_context
@@ -509,6 +509,11 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     check(facts)  # full int8 on TFLM only (float, hybrid, uint8 models fail on the device)
     ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path)
+    from .tflm_libraries import per_channel_fc_warnings
+
+    device_warnings = per_channel_fc_warnings(facts, board_list)
+    for line in device_warnings:  # generated anyway: the README repeats it
+        log.warning("%s", line)
     plan = plan_arena(facts, arena, board_list, tflm_src)
     budgets = [check_budget(facts, b, plan.size) for b in board_list]
     stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "
@@ -518,6 +523,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
 
     ctx.update(lib_context(facts, sketch, "tflm", labels, data))  # application API
     ctx["depends"] = ", ".join(lib["arduino"] for lib in ctx["libs"])
+    ctx["device_warnings"] = device_warnings
     sources = _model_sources(facts)
     result = GenerateResult(out=out_path, boards=[b.id for b in board_list], runtime=runtime,
                             fmt=fmt, sketch=sketch, arena=plan, budgets=budgets)

@@ -25,6 +25,7 @@ from .errors import TinyDeployError
 
 if TYPE_CHECKING:
     from .boards import Board
+    from .facts import ModelFacts
 
 # The MicroInterpreter constructor the generated firmware calls:
 # MicroInterpreter(model, resolver, tensor_arena, kArenaSize)
@@ -50,6 +51,9 @@ class TflmLibrary:
     resolver_methods: frozenset[str]  # MicroMutableOpResolver::Add* callable without args
     precompiled: str | None = None  # library.properties precompiled=
     notes: str = ""
+    # FULLY_CONNECTED honours per-channel weight scales (kernels/fully_connected.h declares
+    # is_per_channel); without it the kernel uses the first channel's scale for every output
+    fc_per_channel: bool = True
 
     @property
     def lib_deps(self) -> str:
@@ -99,7 +103,7 @@ def _load() -> dict[str, TflmLibrary]:
             kernels=r["kernels"], ctor_required=tuple(r["ctor_required"]),
             ctor_optional=tuple(r["ctor_optional"]), architectures=tuple(r["architectures"]),
             resolver_methods=frozenset(r["resolver_methods"]), precompiled=r.get("precompiled"),
-            notes=r.get("notes", ""))
+            notes=r.get("notes", ""), fc_per_channel=bool(r.get("fc_per_channel", True)))
     return libs
 
 
@@ -150,6 +154,45 @@ def check_boards(ops: list[tuple[str, str]], boards: list[Board], path: str) -> 
                 runtime=f"{lib.label} (TFLite Micro of {lib.tflm_date}), the TFLM library of "
                         f"board {board.id}",
                 fix=f"{where}replace the layer with one {lib.name} registers")
+
+
+def per_channel_fc_warnings(facts: ModelFacts, boards: list[Board]) -> list[str]:
+    """One line per board whose TFLM library would compute this model's per-channel
+    FULLY_CONNECTED layers with a single scale (wrong outputs on the device).
+
+    TFLM before 2024 read only the first weight scale of a fully-connected layer; today's
+    TFLiteConverter writes per-channel scales for Dense layers. Every library in the table
+    predates the fix (``fc_per_channel`` false), so such a model validates on the host but
+    not on the board: ``generate`` logs these lines and writes them into the README.
+    """
+    layers = per_channel_fc_layers(facts)
+    out = []
+    for b in boards:
+        lib = b.tflm_lib
+        if layers and lib is not None and not lib.fc_per_channel:
+            out.append(f"{b.id}: {lib.label} computes the model's {layers} FULLY_CONNECTED "
+                       "layer(s) with per-channel weights using one scale, so its outputs "
+                       "will differ from the host; use --runtime c for this board, or "
+                       "quantize Dense layers per-tensor")
+    return out
+
+
+def per_channel_fc_layers(facts: ModelFacts) -> int:
+    """How many FULLY_CONNECTED operators have weights with more than one scale."""
+    from .facts import op_name
+
+    model = facts.model
+    codes = model.operatorCodes or []
+    n = 0
+    for sg in model.subgraphs or []:
+        for op in sg.operators or []:
+            if op_name(codes[op.opcodeIndex]) != "FULLY_CONNECTED" or op.inputs is None \
+                    or len(op.inputs) < 2 or op.inputs[1] < 0:
+                continue
+            q = sg.tensors[op.inputs[1]].quantization
+            scale = getattr(q, "scale", None) if q is not None else None
+            n += int(scale is not None and len(scale) > 1)
+    return n
 
 
 KERNEL_TEXT = {"reference": "reference (portable C++) kernels",
