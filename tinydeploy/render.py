@@ -287,6 +287,9 @@ def board_context(board: Board, b: Budget) -> dict[str, Any]:
             "tflm_header": board.tflm_header, "tflm_lib_deps": board.tflm_lib_deps,
             "tflm_arduino_lib": board.tflm_arduino_lib, "pio_platform": board.pio_platform,
             "tflm_lib": library_context(board.tflm_lib, [board]) if board.tflm_lib else None,
+            # README board table: the library (pseudo-boards build against a given tree)
+            "tflm_lib_text": board.tflm_lib.label if board.tflm_lib else "the TFLM tree given "
+                             "with --tflm-src",
             "pio_board": board.pio_board, "pio_framework": board.pio_framework,
             "fqbn": board.arduino_fqbn, "monitor_speed": board.monitor_speed,
             "arduino_core": core_of(board.arduino_fqbn)[0],

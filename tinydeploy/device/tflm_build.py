@@ -395,13 +395,15 @@ def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree
         shutil.rmtree(project)
     generate(facts, project, boards=[board], arena=str(arena_bytes), fmt="platformio",
              runtime="tflm")
-    src = project / "src"
+    from ..library import project_sources
+
     fw = firmware_dir()
     b = get_board(board)
-    app_sources = sorted([*src.glob("*.cpp"), *src.glob("*.c")])
+    # src/main.cpp and the generated library lib/NAME/src, as PlatformIO compiles them
+    app_sources, folders = project_sources(project)
     port_sources = [fw / "arduino_core" / f for f in CORE_SOURCES] + \
         [fw / f for f in PORT_SOURCES[board]]
-    includes = [f"-I{src}", f"-I{fw / 'arduino_core'}", f"-I{fw}"]
+    includes = [*(f"-I{d}" for d in folders), f"-I{fw / 'arduino_core'}", f"-I{fw}"]
     if board == "qemu-cm4":
         includes.append(f"-I{fw / 'cm4'}")
     includes += [f"-isystem{d}" for d in tree.include_dirs]
@@ -419,7 +421,7 @@ def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree
             lang = ("-std=c99",)
         flags = [*tc.cpu, *lang, *COMMON, CORE_OPT, *APP_WARNINGS, *tree.defines,
                  f"-D{b.define}", *includes]
-        obj = obj_dir / (s.parent.name + "_" + s.stem + ".o")
+        obj = obj_dir / (s.parent.parent.name + "_" + s.parent.name + "_" + s.stem + ".o")
         jobs.append(([tc.cxx if cxx else tc.cc, *flags, "-c", str(s), "-o", str(obj)], obj,
                      obj, f"compiling {s.name} (generated TFLM firmware, {board})"))
     _compile_all(jobs, log_path, f"firmware {board}")
