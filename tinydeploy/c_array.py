@@ -189,14 +189,7 @@ def carray(model: str | Path, out: str | Path, name: str | None = None,
         TinyDeployError: a missing/unreadable input (``file_not_found``, ``io_error``) or
             an unwritable output (``io_error``, ``output_exists``).
     """
-    src = Path(model)
-    if not src.is_file():
-        raise TinyDeployError("file_not_found", what="input file", path=src)
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise TinyDeployError("io_error", path=src, problem=f"cannot read ({exc.strerror})",
-                              fix="check the file permissions") from exc
+    data = _read_input(model)
     out_path = Path(out)
     as_file = not out_path.is_dir() and out_path.suffix.lower() in SOURCE_SUFFIXES
     if xxd:
@@ -208,6 +201,18 @@ def carray(model: str | Path, out: str | Path, name: str | None = None,
     folder, stem = (out_path.parent, out_path.stem) if as_file else (out_path, "model_data")
     header, source = model_source(data, name or DEFAULT_NAME, header_name=f"{stem}.h")
     return write_files({folder / f"{stem}.h": header, folder / f"{stem}.cc": source})
+
+
+def _read_input(model: str | Path) -> bytes:
+    """The input file's bytes; ``file_not_found`` / ``io_error`` when it cannot be read."""
+    src = Path(model)
+    if not src.is_file():
+        raise TinyDeployError("file_not_found", what="input file", path=src)
+    try:
+        return src.read_bytes()
+    except OSError as exc:
+        raise TinyDeployError("io_error", path=src, problem=f"cannot read ({exc.strerror})",
+                              fix="check the file permissions") from exc
 
 
 def carray_text(model: str | Path, name: str | None = None, xxd: bool = False) -> str:
@@ -225,14 +230,7 @@ def carray_text(model: str | Path, name: str | None = None, xxd: bool = False) -
         TinyDeployError: the input file is missing or unreadable (``file_not_found``,
             ``io_error``).
     """
-    src = Path(model)
-    if not src.is_file():
-        raise TinyDeployError("file_not_found", what="input file", path=src)
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise TinyDeployError("io_error", path=src, problem=f"cannot read ({exc.strerror})",
-                              fix="check the file permissions") from exc
+    data = _read_input(model)
     if xxd:
         return xxd_source(data, c_identifier(name) if name else xxd_name(model)).decode("ascii")
     header, source = model_source(data, name or DEFAULT_NAME)

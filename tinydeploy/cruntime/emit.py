@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import TinyDeployError
 from . import fixedpoint, quant
+from .ctext import c_struct as _struct
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
 
 MAX_RANK = 6
@@ -32,16 +33,6 @@ def float_lit(x: float) -> str:
     if "e" not in s and "." not in s and "inf" not in s:
         s += ".0"
     return s + "f"
-
-
-def _struct(ctype: str, name: str, fields: dict[str, object]) -> str:
-    def fmt(v: object) -> str:
-        if isinstance(v, list | tuple):
-            return "{" + ", ".join(str(int(x)) for x in v) + "}"
-        return str(v)
-
-    body = ",\n  ".join(f".{k} = {fmt(v)}" for k, v in fields.items())
-    return f"static const {ctype} {name} = {{\n  {body}\n}};"
 
 
 def _pad_total(stride: int, dil: int, in_size: int, f: int, out_size: int) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 from ..c_names import reserved_safe
 from ..errors import TinyDeployError
 from . import quant
+from .ctext import c_struct as _struct
 from .emit_lstm import emit_lstm, lstm_problem
 from .graph import FIX_TFLM, Graph, Op, Tensor
 
@@ -173,16 +174,6 @@ def _const(em: Emitter, t: Tensor) -> str:
         em.const_names[t.index] = name
         em.weight_bytes += len(vals) * (2 if ctype == "int16_t" else 8)
     return em.const_names[t.index]
-
-
-def _struct(ctype: str, name: str, fields: dict[str, object]) -> str:
-    def fmt(v: object) -> str:
-        if isinstance(v, list | tuple):
-            return "{" + ", ".join(str(int(x)) for x in v) + "}"
-        return str(v)
-
-    body = ",\n  ".join(f".{k} = {fmt(v)}" for k, v in fields.items())
-    return f"static const {ctype} {name} = {{\n  {body}\n}};"
 
 
 def _act_range(g: Graph, op: Op, y: Tensor) -> tuple[int, int]:
