@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,19 +74,6 @@ static int native_infer(void *ctx, uint32_t flags, td_timing *timing) {
 #endif
   timing->cycles = 0;
   return rc;
-}
-
-static int set_raw(int fd) {
-  struct termios t;
-  if (tcgetattr(fd, &t) != 0) return -1;
-  t.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
-  t.c_oflag &= ~(tcflag_t)OPOST;
-  t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
-  t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
-  t.c_cflag |= CS8;
-  t.c_cc[VMIN] = 1;
-  t.c_cc[VTIME] = 0;
-  return tcsetattr(fd, TCSANOW, &t);
 }
 
 /* Like td_posix_serve, but also stop when orphaned (the parent test or CLI died). */
@@ -156,23 +142,8 @@ int main(int argc, char **argv) {
     return td_posix_serve(dev, STDIN_FILENO) == 0 ? 0 : 1;
   }
 
-  master = posix_openpt(O_RDWR | O_NOCTTY);
-  if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) {
-    perror("posix_openpt");
-    return 1;
-  }
-  name = ptsname(master);
-  if (name == NULL) {
-    perror("ptsname");
-    return 1;
-  }
-  /* Keep one slave descriptor open: the terminal stays raw and reads on the master do not
-   * fail with EIO while the host has the port closed (so the host can reopen it). */
-  slave = open(name, O_RDWR | O_NOCTTY);
-  if (slave < 0 || set_raw(slave) != 0 || set_raw(master) != 0) {
-    perror("raw mode");
-    return 1;
-  }
+  name = td_posix_open_pty(&master, &slave);
+  if (name == NULL) return 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
   printf("PTY %s\n", name);
   fflush(stdout);

@@ -1,13 +1,17 @@
 /* POSIX file-descriptor adapter for the tinydeploy protocol core. */
-#if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 200112L
-#undef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200112L
+#if !defined(_XOPEN_SOURCE) || _XOPEN_SOURCE < 600
+#undef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 600 /* posix_openpt, grantpt, unlockpt, ptsname */
 #endif
 
 #include "td_posix.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,4 +70,39 @@ uint32_t td_posix_micros(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint32_t)((uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
+}
+
+static int set_raw(int fd) {
+  struct termios t;
+  if (tcgetattr(fd, &t) != 0) return -1;
+  t.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
+  t.c_oflag &= ~(tcflag_t)OPOST;
+  t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+  t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
+  t.c_cflag |= CS8;
+  t.c_cc[VMIN] = 1;
+  t.c_cc[VTIME] = 0;
+  return tcsetattr(fd, TCSANOW, &t);
+}
+
+const char *td_posix_open_pty(int *master, int *slave) {
+  const char *name;
+  *master = posix_openpt(O_RDWR | O_NOCTTY);
+  if (*master < 0 || grantpt(*master) != 0 || unlockpt(*master) != 0) {
+    perror("posix_openpt");
+    return NULL;
+  }
+  name = ptsname(*master);
+  if (name == NULL) {
+    perror("ptsname");
+    return NULL;
+  }
+  /* Keep one slave descriptor open: the terminal stays raw and reads on the master do not
+   * fail with EIO while the host has the port closed (so the host can reopen it). */
+  *slave = open(name, O_RDWR | O_NOCTTY);
+  if (*slave < 0 || set_raw(*slave) != 0 || set_raw(*master) != 0) {
+    perror("raw mode");
+    return NULL;
+  }
+  return name;
 }

@@ -19,6 +19,11 @@ int td_posix_serve(td_device *dev, int in_fd);
  * whose number is stored in *(int *)ctx. */
 void td_posix_write(void *ctx, const uint8_t *data, size_t len);
 
+/* Open a raw pseudo-terminal for the device: *master is its end, *slave one slave
+ * descriptor kept open (the terminal stays raw and the master readable while the host has
+ * the port closed). Returns the slave's name, or NULL after perror(). */
+const char *td_posix_open_pty(int *master, int *slave);
+
 /* Microseconds from a monotonic clock (for td_timing.time_us). */
 uint32_t td_posix_micros(void);
 

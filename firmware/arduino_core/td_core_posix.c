@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include "td_core.h"
@@ -24,19 +23,6 @@ static uint8_t rx_buf[512];
 static size_t rx_len, rx_pos;
 static int at_eof; /* --stdio: the input ended */
 
-static int set_raw(int fd) {
-  struct termios t;
-  if (tcgetattr(fd, &t) != 0) return -1;
-  t.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
-  t.c_oflag &= ~(tcflag_t)OPOST;
-  t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
-  t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
-  t.c_cflag |= CS8;
-  t.c_cc[VMIN] = 1;
-  t.c_cc[VTIME] = 0;
-  return tcsetattr(fd, TCSANOW, &t);
-}
-
 int td_core_init(int argc, char **argv) {
   const char *name;
   int master;
@@ -46,23 +32,8 @@ int td_core_init(int argc, char **argv) {
     out_fd = STDOUT_FILENO;
     return 0;
   }
-  master = posix_openpt(O_RDWR | O_NOCTTY);
-  if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) {
-    perror("posix_openpt");
-    return 1;
-  }
-  name = ptsname(master);
-  if (name == NULL) {
-    perror("ptsname");
-    return 1;
-  }
-  /* One slave descriptor stays open: the terminal stays raw and reads on the master do not
-   * fail with EIO while the host has the port closed. */
-  slave_fd = open(name, O_RDWR | O_NOCTTY);
-  if (slave_fd < 0 || set_raw(slave_fd) != 0 || set_raw(master) != 0) {
-    perror("raw mode");
-    return 1;
-  }
+  name = td_posix_open_pty(&master, &slave_fd);
+  if (name == NULL) return 1;
   (void)fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
   printf("PTY %s\n", name);
   fflush(stdout);

@@ -35,6 +35,20 @@ def float_lit(x: float) -> str:
     return s + "f"
 
 
+def pad_fields(g: Graph, op: Op) -> dict[str, object]:
+    """``td_pad_params`` of a PAD (any dtype): rank, dims padded to MAX_RANK, the leading
+    paddings and the output zero point as the fill value. Raises ``model_rejected`` for
+    non-constant paddings or a rank above MAX_RANK."""
+    x, y, pads = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
+    if pads.data is None or len(x.shape) > MAX_RANK:
+        raise TinyDeployError("model_rejected", path=g.path,
+                              problem="PAD needs constant paddings and rank <= 6", fix=FIX_TFLM)
+    before = [int(v) for v in pads.data.reshape(-1, 2)[:, 0]]
+    fill = [0] * (MAX_RANK - len(x.shape))
+    return {"rank": len(x.shape), "in_dims": list(x.shape) + fill, "before": before + fill,
+            "out_dims": list(y.shape) + fill, "pad_value": y.zp}
+
+
 def _pad_total(stride: int, dil: int, in_size: int, f: int, out_size: int) -> int:
     eff = (f - 1) * dil + 1
     return max(0, (out_size - 1) * stride + eff - in_size) // 2
@@ -492,18 +506,7 @@ class Emitter:
                 f"td_concat({len(ins)}, {outer}, {p}_inner, ins, {self.loc(op.outputs[0])}); }}")
 
     def _pad(self, op: Op, p: str) -> str:
-        x, y = self._io(op)
-        pads = self.g.t(op.inputs[1])
-        if pads.data is None or len(x.shape) > MAX_RANK:
-            raise TinyDeployError("model_rejected", path=self.g.path,
-                                  problem="PAD needs constant paddings and rank <= 6",
-                                  fix=FIX_TFLM)
-        before = [int(v) for v in pads.data.reshape(-1, 2)[:, 0]]
-        rank = len(x.shape)
-        fill = [0] * (MAX_RANK - rank)
-        fields = {"rank": rank, "in_dims": list(x.shape) + fill, "before": before + fill,
-                  "out_dims": list(y.shape) + fill, "pad_value": y.zp}
-        self.decls.append(_struct("td_pad_params", p, fields))
+        self.decls.append(_struct("td_pad_params", p, pad_fields(self.g, op)))
         return f"td_pad(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
     def _mean(self, op: Op, p: str) -> str:

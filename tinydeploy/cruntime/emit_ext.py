@@ -468,17 +468,9 @@ def _quantize(em: Emitter, op: Op, p: str) -> str:
 
 
 def _pad16(em: Emitter, op: Op, p: str) -> str:
-    g = em.g
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    pads = g.t(op.inputs[1])
-    if pads.data is None or len(x.shape) > MAX_RANK:
-        raise _reject(g, "PAD needs constant paddings and rank <= 6")
-    before = [int(v) for v in pads.data.reshape(-1, 2)[:, 0]]
-    rank = len(x.shape)
-    fill = [0] * (MAX_RANK - rank)
-    fields = {"rank": rank, "in_dims": list(x.shape) + fill, "before": before + fill,
-              "out_dims": list(y.shape) + fill, "pad_value": y.zp}
-    em.decls.append(_struct("td_pad_params", p, fields))
+    from .emit import pad_fields
+
+    em.decls.append(_struct("td_pad_params", p, pad_fields(em.g, op)))
     return f"td_pad_ext(&{p}, 2, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 
 
