@@ -41,6 +41,10 @@ typedef struct {
   const int32_t *bias_eff;
   int8_t *scratch;
   int32_t scratch_cols;  /* receptive fields the scratch holds: 2 (pixel pairs) or 1 */
+  /* requantization in one multiply (td_requant_rq), when every channel's shift is
+   * negative: pairs {mult, -shift - 1} per output channel; mult/shift are then 0. The fast
+   * paths need it (0: the reference loops with mult/shift). */
+  const int32_t *rq;
 } td_conv_params;
 
 typedef struct {
@@ -53,6 +57,7 @@ typedef struct {
   const int32_t *shift;
   const int32_t *bias_eff; /* bias + in_offset * row sum (0: the reference loop); with it,
                             * `filter` is interleaved as for td_conv_params */
+  const int32_t *rq;     /* as in td_conv_params (one pair when per_channel is 0) */
 } td_fc_params;
 
 typedef struct {

@@ -42,6 +42,27 @@ TD_ALWAYS_INLINE int8_t td_out8(int32_t acc, int32_t mult, int32_t shift, int32_
   return (int8_t)td_clamp_i32(td_requant(acc, mult, shift) + out_offset, lo, hi);
 }
 
+/* the fast paths' output: rq points at the channel's {mult, -shift - 1} (td_requant_rq),
+ * saturated to int8; a narrower activation range is applied afterwards (td_act_clamp) */
+TD_ALWAYS_INLINE int8_t td_out8q(int32_t acc, const int32_t *rq, int32_t out_offset) {
+  return (int8_t)td_sat8(td_requant_rq(acc, rq[0], rq[1]) + out_offset);
+}
+
+/* clamp n outputs to [lo, hi] unless that is the whole int8 range (the converter's usual
+ * choice, e.g. ReLU with the output zero point at -128) */
+static void td_act_clamp(int8_t *y, int32_t n, int32_t lo, int32_t hi) {
+  int32_t i;
+  if (lo <= -128 && hi >= 127) return;
+  for (i = 0; i < n; ++i) y[i] = (int8_t)td_clamp_i32(y[i], lo, hi);
+}
+
+/* the reference loops' output: channel c in either requantization form (td_kernels.h) */
+static int8_t td_out8c(const int32_t *rq, const int32_t *mult, const int32_t *shift,
+                       int32_t c, int32_t acc, int32_t out_offset, int32_t lo, int32_t hi) {
+  if (rq) return (int8_t)td_clamp_i32(td_out8q(acc, rq + 2 * c, out_offset), lo, hi);
+  return td_out8(acc, mult[c], shift[c], out_offset, lo, hi);
+}
+
 /* ---- reference loops (dilation-free fast paths fall back here when not applicable) -- */
 static void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out) {
   int32_t b, oy, ox, oc, fy, fx, ic;
@@ -68,7 +89,8 @@ static void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out
           }
           if (p->bias) acc += p->bias[oc];
           out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-              td_out8(acc, p->mult[oc], p->shift[oc], p->out_offset, p->act_min, p->act_max);
+              td_out8c(p->rq, p->mult, p->shift, oc, acc, p->out_offset, p->act_min,
+                       p->act_max);
         }
       }
     }
@@ -100,7 +122,8 @@ static void td_depthwise_ref(const td_conv_params *p, const int8_t *in, int8_t *
             }
             if (p->bias) acc += p->bias[oc];
             out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-                td_out8(acc, p->mult[oc], p->shift[oc], p->out_offset, p->act_min, p->act_max);
+                td_out8c(p->rq, p->mult, p->shift, oc, acc, p->out_offset, p->act_min,
+                       p->act_max);
           }
         }
       }
@@ -182,8 +205,8 @@ TD_HOT int32_t td_dot_1x1(const int8_t *w, const int8_t *x, int32_t n, int32_t a
 /* One output pixel / FC row: x (n int8) against all out_c filter rows (interleaved
  * layout), folded bias, requantization. mult/shift: per channel, or one value (pc 0). */
 TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
-                    const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                    int32_t pc, int32_t out_offset, int32_t lo, int32_t hi, int8_t *y) {
+                    const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
+                    int8_t *y) {
   int32_t oc = 0;
   for (; oc + 4 <= out_c; oc += 4) {
     int32_t a[4], j;
@@ -193,14 +216,10 @@ TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
     a[3] = bias[oc + 3];
     td_dot_1x4(w, x, n, a);
     w += 4 * n;
-    for (j = 0; j < 4; ++j) {
-      const int32_t c = pc ? oc + j : 0;
-      y[oc + j] = td_out8(a[j], mult[c], shift[c], out_offset, lo, hi);
-    }
+    for (j = 0; j < 4; ++j) y[oc + j] = td_out8q(a[j], rq + 2 * pc * (oc + j), out_offset);
   }
   for (; oc < out_c; ++oc) {
-    const int32_t c = pc ? oc : 0;
-    y[oc] = td_out8(td_dot_1x1(w, x, n, bias[oc]), mult[c], shift[c], out_offset, lo, hi);
+    y[oc] = td_out8q(td_dot_1x1(w, x, n, bias[oc]), rq + 2 * pc * oc, out_offset);
     w += n;
   }
 }
@@ -256,9 +275,8 @@ TD_ALWAYS_INLINE void td_dot_2x2(const int8_t *w, const int8_t *c0, const int8_t
 /* Two output pixels (columns c0, c1 of n int8) against all out_c filter rows: as td_rows,
  * outputs to y0 and y1. */
 TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
-                     int32_t out_c, const int32_t *bias, const int32_t *mult,
-                     const int32_t *shift, int32_t out_offset, int32_t lo, int32_t hi,
-                     int8_t *y0, int8_t *y1) {
+                     int32_t out_c, const int32_t *bias, const int32_t *rq,
+                     int32_t out_offset, int8_t *y0, int8_t *y1) {
   const int32_t n4 = n >> 2, t = n & 3, body = 16 * n4;
   int32_t oc = 0, k, j;
   for (; oc + 4 <= out_c; oc += 4) {
@@ -284,16 +302,16 @@ TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_
     for (j = 0; j < 2; ++j) {
       const int32_t *r = j ? b : a;
       const int32_t c = oc + 2 * j;
-      y0[c] = td_out8(r[0], mult[c], shift[c], out_offset, lo, hi);
-      y1[c] = td_out8(r[1], mult[c], shift[c], out_offset, lo, hi);
-      y0[c + 1] = td_out8(r[2], mult[c + 1], shift[c + 1], out_offset, lo, hi);
-      y1[c + 1] = td_out8(r[3], mult[c + 1], shift[c + 1], out_offset, lo, hi);
+      y0[c] = td_out8q(r[0], rq + 2 * c, out_offset);
+      y1[c] = td_out8q(r[1], rq + 2 * c, out_offset);
+      y0[c + 1] = td_out8q(r[2], rq + 2 * c + 2, out_offset);
+      y1[c + 1] = td_out8q(r[3], rq + 2 * c + 2, out_offset);
     }
     w += 4 * n;
   }
   for (; oc < out_c; ++oc) {
-    y0[oc] = td_out8(td_dot_1x1(w, c0, n, bias[oc]), mult[oc], shift[oc], out_offset, lo, hi);
-    y1[oc] = td_out8(td_dot_1x1(w, c1, n, bias[oc]), mult[oc], shift[oc], out_offset, lo, hi);
+    y0[oc] = td_out8q(td_dot_1x1(w, c0, n, bias[oc]), rq + 2 * oc, out_offset);
+    y1[oc] = td_out8q(td_dot_1x1(w, c1, n, bias[oc]), rq + 2 * oc, out_offset);
     w += n;
   }
 }
@@ -336,8 +354,9 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
   const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
   const int32_t pix_stride = p->stride_w * p->in_c, row_stride = p->stride_h * p->in_w * p->in_c;
   int8_t pair_out[TD_PAIR_MAX];
+  int8_t *const out0 = out;
   int32_t b, pix;
-  if (p->bias_eff == 0 || (!direct && p->scratch == 0)) {
+  if (p->bias_eff == 0 || p->rq == 0 || (!direct && p->scratch == 0)) {
     td_conv2d_ref(p, in, out);
     return;
   }
@@ -351,8 +370,7 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
       for (pix = 0; pix < npix; ++pix) {
         const int32_t oy = pix / out_w;
         td_im2col(p, inb, oy, pix - oy * out_w, p->scratch);
-        td_rows(p->filter, p->scratch, kk, out_c, p->bias_eff, p->mult, p->shift, 1,
-                p->out_offset, p->act_min, p->act_max, out);
+        td_rows(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
         out += out_c;
       }
       continue;
@@ -371,23 +389,21 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
         if (pix + 1 < npix) td_im2col(p, inb, oy1, ox1, p->scratch + kk);
       }
       if (pix + 1 < npix && out_c <= TD_PAIR_MAX) {
-        td_rows2(p->filter, c0, c1, kk, out_c, p->bias_eff, p->mult, p->shift, p->out_offset,
-                 p->act_min, p->act_max, out, pair_out);
+        td_rows2(p->filter, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out,
+                 pair_out);
         memcpy(out + out_c, pair_out, (size_t)out_c);
         out += 2 * out_c;
       } else if (pix + 1 < npix) {
-        td_rows(p->filter, c0, kk, out_c, p->bias_eff, p->mult, p->shift, 1, p->out_offset,
-                p->act_min, p->act_max, out);
-        td_rows(p->filter, c1, kk, out_c, p->bias_eff, p->mult, p->shift, 1, p->out_offset,
-                p->act_min, p->act_max, out + out_c);
+        td_rows(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        td_rows(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out + out_c);
         out += 2 * out_c;
       } else {
-        td_rows(p->filter, c0, kk, out_c, p->bias_eff, p->mult, p->shift, 1, p->out_offset,
-                p->act_min, p->act_max, out);
+        td_rows(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
         out += out_c;
       }
     }
   }
+  td_act_clamp(out0, p->batches * npix * out_c, p->act_min, p->act_max);
 }
 
 /* ---- DEPTHWISE_CONV_2D fast path (depth multiplier 1) ------------------------------ */
@@ -396,8 +412,7 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
  * taps, x_row/x_tap input steps, w_row the filter's row step (the tap step is c). */
 TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
                         int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
-                        const int32_t *mult, const int32_t *shift, int32_t off,
-                        int32_t out_offset, int32_t lo, int32_t hi, int8_t *o) {
+                        const int32_t *rq, int32_t off, int32_t out_offset, int8_t *o) {
   int32_t ch = 0, fy, fx;
 #if TD_DSP
   const int16x2_t off2 = td_pack_offset(off);
@@ -441,10 +456,10 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
       a2 += bias[ch + 2];
       a3 += bias[ch + 3];
     }
-    o[ch] = td_out8(a0, mult[ch], shift[ch], out_offset, lo, hi);
-    o[ch + 1] = td_out8(a1, mult[ch + 1], shift[ch + 1], out_offset, lo, hi);
-    o[ch + 2] = td_out8(a2, mult[ch + 2], shift[ch + 2], out_offset, lo, hi);
-    o[ch + 3] = td_out8(a3, mult[ch + 3], shift[ch + 3], out_offset, lo, hi);
+    o[ch] = td_out8q(a0, rq + 2 * ch, out_offset);
+    o[ch + 1] = td_out8q(a1, rq + 2 * ch + 2, out_offset);
+    o[ch + 2] = td_out8q(a2, rq + 2 * ch + 4, out_offset);
+    o[ch + 3] = td_out8q(a3, rq + 2 * ch + 6, out_offset);
   }
 #endif
   for (; ch < c; ++ch) {
@@ -460,7 +475,7 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
       xr += x_row;
       wr += w_row;
     }
-    o[ch] = td_out8(acc, mult[ch], shift[ch], out_offset, lo, hi);
+    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset);
   }
 }
 
@@ -468,9 +483,8 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
 /* An interior output pixel of a 3x3 depthwise convolution (all nine taps inside): the
  * input offset is folded into bias_eff, so the taps are plain int8 products. */
 TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t x_row,
-                            int32_t x_tap, const int32_t *bias_eff, const int32_t *mult,
-                            const int32_t *shift, int32_t out_offset, int32_t lo, int32_t hi,
-                            int8_t *o) {
+                            int32_t x_tap, const int32_t *bias_eff, const int32_t *rq,
+                            int32_t out_offset, int8_t *o) {
   const int32_t x_next = x_row - 3 * x_tap; /* from after a row's last tap to the next row */
   int32_t ch = 0, fy;
   for (; ch + 4 <= c; ch += 4) {
@@ -492,10 +506,10 @@ TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t
       }
       xp += x_next;
     }
-    o[ch] = td_out8(a0, mult[ch], shift[ch], out_offset, lo, hi);
-    o[ch + 1] = td_out8(a1, mult[ch + 1], shift[ch + 1], out_offset, lo, hi);
-    o[ch + 2] = td_out8(a2, mult[ch + 2], shift[ch + 2], out_offset, lo, hi);
-    o[ch + 3] = td_out8(a3, mult[ch + 3], shift[ch + 3], out_offset, lo, hi);
+    o[ch] = td_out8q(a0, rq + 2 * ch, out_offset);
+    o[ch + 1] = td_out8q(a1, rq + 2 * ch + 2, out_offset);
+    o[ch + 2] = td_out8q(a2, rq + 2 * ch + 4, out_offset);
+    o[ch + 3] = td_out8q(a3, rq + 2 * ch + 6, out_offset);
   }
   for (; ch < c; ++ch) {
     int32_t acc = bias_eff[ch], k;
@@ -505,7 +519,7 @@ TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t
       xp += k % 3 == 2 ? x_next + x_tap : x_tap;
       wp += c;
     }
-    o[ch] = td_out8(acc, mult[ch], shift[ch], out_offset, lo, hi);
+    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset);
   }
 }
 #endif
@@ -517,11 +531,12 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
   const int32_t pad_h = p->pad_h, pad_w = p->pad_w;
   const int32_t row_step = dil_h * in_w * c, tap_step = dil_w * c;
   const int8_t *filter = p->filter;
-  const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
+  const int32_t *bias = p->bias, *rq = p->rq;
   const int32_t off = p->in_offset, out_offset = p->out_offset;
-  const int32_t lo = p->act_min, hi = p->act_max, batches = p->batches;
+  const int32_t batches = p->batches;
+  int8_t *const out0 = out;
   int32_t b, oy, ox;
-  if (p->depth_mult != 1) {
+  if (p->depth_mult != 1 || rq == 0) {
     td_depthwise_ref(p, in, out);
     return;
   }
@@ -540,18 +555,19 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
 #if TD_DSP
         if (p->bias_eff && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && fx1 - fx0 == 3) {
           td_dw_pixel_3x3(inb + (y0 * in_w + x0) * c, filter, c, row_step, tap_step,
-                          p->bias_eff, mult, shift, out_offset, lo, hi, out);
+                          p->bias_eff, rq, out_offset, out);
           out += c;
           continue;
         }
 #endif
         td_dw_pixel(inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
                     filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step,
-                    tap_step, f_w * c, bias, mult, shift, off, out_offset, lo, hi, out);
+                    tap_step, f_w * c, bias, rq, off, out_offset, out);
         out += c;
       }
     }
   }
+  td_act_clamp(out0, batches * out_h * out_w * c, p->act_min, p->act_max);
 }
 
 /* ---- FULLY_CONNECTED ---------------------------------------------------------------- */
@@ -568,20 +584,20 @@ static void td_fc_ref(const td_fc_params *p, const int8_t *in, int8_t *out) {
       }
       if (p->bias) acc += p->bias[oc];
       out[b * p->out_c + oc] =
-          td_out8(acc, p->mult[ch], p->shift[ch], p->out_offset, p->act_min, p->act_max);
+          td_out8c(p->rq, p->mult, p->shift, ch, acc, p->out_offset, p->act_min, p->act_max);
     }
   }
 }
 
 void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out) {
   int32_t b;
-  if (p->bias_eff == 0 || p->filter_offset != 0) {
+  if (p->bias_eff == 0 || p->rq == 0 || p->filter_offset != 0) {
     td_fc_ref(p, in, out);
     return;
   }
   for (b = 0; b < p->batches; ++b) {
-    td_rows(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff, p->mult,
-            p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max,
-            out + b * p->out_c);
+    td_rows(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff, p->rq,
+            p->per_channel, p->out_offset, out + b * p->out_c);
   }
+  td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);
 }

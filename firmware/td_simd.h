@@ -40,8 +40,42 @@ TD_INLINE int32_t td_requant(int32_t x, int32_t mult, int32_t shift) {
   return (hi >> right) + ((hi & mask) > threshold ? 1 : 0);
 }
 
+/* The same result for a channel whose shift is negative (shift = -(sh + 1), sh in [0, 30])
+ * in one 64-bit multiply-accumulate: TFLM rounds twice, (x*m + 2^30) >> 31 and then half
+ * away from zero by 2^e (e = sh + 1); both roundings fold into one floor,
+ *   floor((x*m + 2^30 + 2^(30+e) - [x < 0] * 2^31) / 2^(31+e))
+ * (x < 0 stands for "the first rounding's result is negative": they differ only where
+ * -2^30 <= x*m < 0, and there both forms give 0), i.e. the high word of that sum >> sh.
+ * The generator uses this form (td_conv_params.rq) when every channel of a layer has it;
+ * tests/test_cruntime_requant.py checks it against TFLM's two-step arithmetic. */
+TD_INLINE int32_t td_requant_rq(int32_t x, int32_t mult, int32_t sh) {
+  const uint32_t t = 1u << sh; /* 2^(e-1): the rounding constant is 2^30 + t * 2^31 */
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+  uint32_t lo = 0x40000000u | (t << 31);
+  int32_t hi = (int32_t)(t >> 1);
+  __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(mult));
+  __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"((uint32_t)x >> 31), "r"(INT32_MIN));
+  return hi >> sh;
+#else
+  int64_t acc = (int64_t)(((uint64_t)(t >> 1) << 32) | (0x40000000u | (t << 31)));
+  acc += (int64_t)x * mult;
+  acc -= (int64_t)((uint32_t)x >> 31) << 31;
+  return (int32_t)(acc >> 32) >> sh;
+#endif
+}
+
 TD_INLINE int32_t td_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* v saturated to int8 (one SSAT where the saturation instructions exist) */
+TD_INLINE int32_t td_sat8(int32_t v) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT && !defined(TD_PORTABLE)
+  __asm__("ssat %0, #8, %1" : "=r"(v) : "r"(v));
+  return v;
+#else
+  return td_clamp_i32(v, -128, 127);
+#endif
 }
 
 TD_INLINE uint32_t td_read32(const int8_t *p) {

@@ -162,6 +162,23 @@ class Emitter:
         self.param_bytes += 4 * len(values)
         return name
 
+    def requant(self, p: str, pairs: Sequence[tuple[int, int]]) -> dict[str, object]:
+        """The per-channel requantization fields of a conv/FC struct.
+
+        Args:
+            p: the struct's name (array name prefix); pairs: (multiplier, shift) per channel.
+
+        Returns:
+            ``rq`` ({mult, -shift - 1} pairs for td_requant_rq) when every shift is in
+            [-31, -1] and every multiplier non-zero (one 64-bit multiply per output), else
+            ``mult``/``shift`` arrays for the kernels' reference loops.
+        """
+        if all(m > 0 and -31 <= s <= -1 for m, s in pairs):
+            flat = [v for m, s in pairs for v in (m, -s - 1)]
+            return {"rq": self.int_array(p + "_rq", flat), "mult": 0, "shift": 0}
+        return {"mult": self.int_array(p + "_mult", [m for m, _ in pairs]),
+                "shift": self.int_array(p + "_shift", [s for _, s in pairs])}
+
     def act(self, op: Op, out: Tensor) -> tuple[int, int]:
         a = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
         try:
@@ -237,8 +254,7 @@ class Emitter:
             "in_offset": -x.zp, "out_offset": y.zp, "act_min": lo, "act_max": hi,
             "filter": filter_name or self.const(w),
             "bias": self.const(bias) if bias is not None else 0,
-            "mult": self.int_array(p + "_mult", mults),
-            "shift": self.int_array(p + "_shift", shifts),
+            **self.requant(p, list(zip(mults, shifts, strict=True))),
         }
 
     def _conv_2d(self, op: Op, p: str) -> str:
@@ -304,8 +320,7 @@ class Emitter:
             "in_offset": -x.zp, "filter_offset": -w.zp, "out_offset": y.zp,
             "act_min": lo, "act_max": hi, "per_channel": int(per_channel),
             "bias": self.const(bias) if bias is not None else 0,
-            "mult": self.int_array(p + "_mult", [m for m, _ in pairs]),
-            "shift": self.int_array(p + "_shift", [s for _, s in pairs]),
+            **self.requant(p, pairs),
         }
         folded = folded_bias(w.data, bias, -x.zp) if w.zp == 0 else None
         if folded is not None and w.index not in self.const_names:
@@ -322,6 +337,11 @@ class Emitter:
         n, ih, iw, c = _nhwc(x)
         _, oh, ow, _ = _nhwc(y)
         fh, fw, sh, sw = int(o.filterHeight), int(o.filterWidth), int(o.strideH), int(o.strideW)
+        if abs(x.scale - y.scale) > 1e-6 or x.zp != y.zp:  # TFLM's pooling Prepare refuses it
+            raise TinyDeployError("model_rejected", path=self.g.path,
+                                  problem=f"{op.name} input and output quantization differ "
+                                          f"({x.scale:g}/{x.zp} vs {y.scale:g}/{y.zp})",
+                                  fix=FIX_TFLM)
         lo, hi = self.act(op, y)
         fields = {"batches": n, "in_h": ih, "in_w": iw, "c": c, "out_h": oh, "out_w": ow,
                   "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
