@@ -132,7 +132,7 @@ typedef struct td_device td_device;
 
 /* Upper bound of td_device_size(), usable for static storage:
  *   static TD_DEVICE_STORAGE(my_storage);  ...  td_init(my_storage, ...)          */
-#define TD_DEVICE_STORAGE_BYTES (TD_MAX_PAYLOAD + 512)
+#define TD_DEVICE_STORAGE_BYTES (TD_MAX_PAYLOAD + 384)
 #define TD_DEVICE_STORAGE(name) uint64_t name[(TD_DEVICE_STORAGE_BYTES + 7) / 8]
 
 /* Number of bytes a td_device needs (so callers can reserve static storage). */

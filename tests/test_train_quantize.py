@@ -75,6 +75,18 @@ def test_digits_int8_accuracy_within_one_point(digits_run) -> None:
     assert abs(m["tflm_int8"] - m["keras_float"]) <= 0.01
 
 
+def test_dense_weights_have_one_scale(digits_run, sine_run) -> None:
+    # the Arduino TFLM libraries' FULLY_CONNECTED uses one weight scale (tflm_libraries.json
+    # fc_per_channel false): quantize writes Dense layers per tensor, so generate has
+    # nothing to warn about for tinydeploy's own models
+    from tinydeploy.tflm_libraries import per_channel_fc_layers
+
+    for run in (digits_run, sine_run):
+        facts = load(run.int8_tflite)
+        assert "FULLY_CONNECTED" in facts.op_names
+        assert per_channel_fc_layers(facts) == 0
+
+
 def test_digits_flatten_is_one_reshape(digits_run) -> None:
     ops = load(digits_run.int8_tflite).op_names
     assert "RESHAPE" in ops

@@ -118,8 +118,10 @@ def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = Tru
     """Convert a single-input Keras model with batch fixed to 1.
 
     ``optimize=False``: float model. ``optimize=True`` with ``rep``: full integer
-    (TFLITE_BUILTINS_INT8, ``io_type`` input/output). ``optimize=True`` without ``rep``:
-    dynamic-range ("hybrid") model -- what the guard rejects; used by its tests.
+    (TFLITE_BUILTINS_INT8, ``io_type`` input/output; Dense weights per tensor, as every
+    Arduino TFLM library computes FULLY_CONNECTED right only then). ``optimize=True``
+    without ``rep``: dynamic-range ("hybrid") model -- what the guard rejects; used by its
+    tests.
     """
     from .training import quiet_tensorflow
 
@@ -146,6 +148,9 @@ def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = Tru
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, io_type)
         converter.inference_output_type = getattr(tf, io_type)
+        # one weight scale per Dense layer: the TFLM in the Arduino libraries (Chirale 2.0.0,
+        # TFLM of January 2023) ignores per-channel FULLY_CONNECTED scales (tflm_libraries)
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     return _quiet_convert(converter)
 
 

@@ -75,11 +75,11 @@ OP_CODE: dict[str, int] = {
     "CONCATENATION": 4 * KIB, "RELU": 4 * KIB, "RELU6": 4 * KIB, "QUANTIZE": 4 * KIB,
     "DEQUANTIZE": 4 * KIB, "UNIDIRECTIONAL_SEQUENCE_LSTM": 24 * KIB, "SVDF": 12 * KIB,
 }
-# TD_DEVICE_STORAGE_BYTES of td_protocol.h (TD_MAX_PAYLOAD + 512; inputs and outputs travel
+# TD_DEVICE_STORAGE_BYTES of td_protocol.h (TD_MAX_PAYLOAD + 384; inputs and outputs travel
 # in chunks straight into/out of the arena's tensors) + interpreter and resolver objects + a
 # stack reserve for Invoke()
 TD_MAX_PAYLOAD = 1024
-PROTOCOL_RAM = TD_MAX_PAYLOAD + 512
+PROTOCOL_RAM = TD_MAX_PAYLOAD + 384
 INTERPRETER_RAM = 2 * KIB
 STACK_RESERVE = 8 * KIB
 RAM_OVERHEAD = PROTOCOL_RAM + INTERPRETER_RAM + STACK_RESERVE

@@ -173,7 +173,7 @@ def per_channel_fc_warnings(facts: ModelFacts, boards: list[Board]) -> list[str]
             out.append(f"{b.id}: {lib.label} computes the model's {layers} FULLY_CONNECTED "
                        "layer(s) with per-channel weights using one scale, so its outputs "
                        "will differ from the host; use --runtime c for this board, or "
-                       "quantize Dense layers per-tensor")
+                       "re-quantize it with `tinydeploy quantize` (Dense layers per tensor)")
     return out
 
 
