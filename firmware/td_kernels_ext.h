@@ -73,15 +73,16 @@ extern const uint16_t td_sigmoid_table[256];
 
 /* ---- UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations x int8 weights (td_kernels_lstm.c) */
 typedef struct {
-  int32_t mult, shift, in_offset; /* one gate's fully connected (output Q3.12, zp 0) */
-  const int8_t *w;                /* [state][in] */
-  const int32_t *bias;            /* may be 0 */
-} td_lstm_fc;
-
-typedef struct {
   int32_t batches, steps, n_in, n_state, time_major;
-  td_lstm_fc in_fc[4];  /* gates: 0 input, 1 forget, 2 cell, 3 output */
-  td_lstm_fc rec_fc[4];
+  /* the 4 gate rows of each state unit (gates: 0 input, 1 forget, 2 cell, 3 output),
+   * units one after the other, each unit's 4 rows interleaved by 4 columns then the
+   * (n % 4)-column tails (tinydeploy.cruntime.emit.interleave_rows) */
+  const int8_t *w_in;    /* [n_state][4][n_in] */
+  const int8_t *w_rec;   /* [n_state][4][n_state] */
+  /* bias + in_offset * sum(row), [n_state][4]: plain int8 products accumulate on it */
+  const int32_t *bias_in, *bias_rec;
+  int32_t in_mult[4], in_shift[4];   /* input FC -> Q3.12 per gate */
+  int32_t rec_mult[4], rec_shift[4]; /* recurrent FC -> Q3.12 per gate */
   int32_t cell_act;     /* 0: tanh, 1: sigmoid for the cell gate */
   int32_t fc_mult, fc_shift;       /* forget x cell -> cell */
   int32_t ic_mult, ic_shift;       /* input x cell gate -> cell */
@@ -89,10 +90,10 @@ typedef struct {
   int32_t tanh_mult, tanh_shift;   /* Tanh of the cell state (input_multiplier, shift) */
   int32_t cell_clip;               /* quantized, 0 = no clipping */
 } td_lstm_params;
-/* hidden: int8 [batches][n_state] (state), cell: int16 [batches][n_state] (state),
- * scratch: 4 * n_state int16 */
+/* hidden: int8 [batches][n_state] (state), cell: int16 [batches][n_state] (state); out
+ * [batches * steps][n_state] must not overlap in, hidden or cell */
 void td_lstm(const td_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t *cell,
-             int8_t *out, int16_t *scratch);
+             int8_t *out);
 
 #ifdef __cplusplus
 }

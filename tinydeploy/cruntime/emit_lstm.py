@@ -65,17 +65,20 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     f32 = np.float32
     gate_scale = f32(2.0 ** -12)
 
-    def fc(src: Tensor, w: Tensor, bias_idx: int | None) -> str:
+    def mult(src: Tensor, w: Tensor) -> tuple[int, int]:
         # GetQuantizedConvolutionMultipler: double(in) * double(w) / double(out)
         real = float(f32(src.scale)) * float(f32(w.scale)) / float(gate_scale)
-        m, s = quant.quantize_multiplier(real)
-        bias = em.const(g.t(bias_idx)) if bias_idx is not None else "0"
-        return (f"{{ {m}, {s}, {-src.zp}, {em.const(w)}, {bias} }}")
+        return quant.quantize_multiplier(real)
 
     # gate order here: 0 input, 1 forget, 2 cell, 3 output (schema: weights 1..4 / 5..8,
     # bias 12..15 in the same order)
-    in_fc = [fc(x, g.t(ins[1 + k]), ins[12 + k]) for k in range(4)]
-    rec_fc = [fc(h, g.t(ins[5 + k]), None) for k in range(4)]
+    in_q = [mult(x, g.t(ins[1 + k])) for k in range(4)]
+    rec_q = [mult(h, g.t(ins[5 + k])) for k in range(4)]
+    w_in, b_in = unit_rows(g, [g.t(ins[1 + k]) for k in range(4)],
+                           [g.t(ins[12 + k]) for k in range(4)], -x.zp)
+    w_rec, b_rec = unit_rows(g, [g.t(ins[5 + k]) for k in range(4)], [None] * 4, -h.zp)
+    arrays = (em.weights(p + "_w_in", w_in), em.weights(p + "_w_rec", w_rec),
+              em.int_array(p + "_bias_in", b_in), em.int_array(p + "_bias_rec", b_rec))
     cs = float(f32(c.scale))
     out15 = float(f32(2.0 ** -15))
 
@@ -99,11 +102,36 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     clip_f = float(getattr(o, "cellClip", 0.0) or 0.0)
     clip = int(min(max(clip_f / cs, -32768.0), 32767.0)) if clip_f > 0 else 0
     cell_act = 0 if int(o.fusedActivationFunction) == 4 else 1
+
+    def four(vals: list[int]) -> str:
+        return "{ " + ", ".join(str(v) for v in vals) + " }"
+
     fields = (f"{batches}, {steps}, {n_in}, {n_state}, {int(time_major)},\n"
-              f"  {{ {', '.join(in_fc)} }},\n  {{ {', '.join(rec_fc)} }},\n"
+              f"  {', '.join(arrays)},\n"
+              f"  {four([m for m, _ in in_q])}, {four([s for _, s in in_q])},\n"
+              f"  {four([m for m, _ in rec_q])}, {four([s for _, s in rec_q])},\n"
               f"  {cell_act}, {fcm}, {fcs}, {icm}, {ics}, {om}, {os_}, {h.zp}, {tmult}, "
               f"{tshift}, {clip}")
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
-    scratch = f"(int16_t *)(void *){em.loc(ext._scratch_id(op))}"
     return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
-            f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])}, {scratch});")
+            f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
+
+
+def unit_rows(g: Graph, weights: list[Tensor], biases: list[Tensor | None], in_offset: int
+              ) -> tuple[np.ndarray, list[int]]:
+    """The kernel's weight layout and folded biases of one FC per gate (4 [state][cols]
+    weight tensors, 4 bias tensors or None): rows ordered unit by unit, each unit's 4 gate
+    rows interleaved (``interleave_rows``); bias + in_offset * sum(row) in the same order.
+
+    Raises TinyDeployError (model_rejected) when a folded bias leaves int32."""
+    from . import emit_ext as ext
+    from .emit import folded_bias, interleave_rows
+
+    n_state = weights[0].shape[0]
+    mats = [np.asarray(w.data).reshape(n_state, -1) for w in weights]
+    rows = np.stack(mats, axis=1).reshape(4 * n_state, -1)  # row s*4+gate
+    folded = [folded_bias(m, b, in_offset) for m, b in zip(mats, biases, strict=True)]
+    if any(f is None for f in folded):
+        raise ext._reject(g, "LSTM bias plus zero-point correction does not fit int32")
+    bias = np.stack([np.asarray(f) for f in folded], axis=1).reshape(-1)
+    return interleave_rows(rows), [int(v) for v in bias]
