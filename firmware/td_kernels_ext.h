@@ -72,6 +72,12 @@ void td_pad_ext(const td_pad_params *p, int32_t es, const void *in, void *out);
 extern const uint16_t td_sigmoid_table[256];
 
 /* ---- UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations x int8 weights (td_kernels_lstm.c) */
+/* one requantization: TFLM's (mult, shift), and for the fast form (td_lstm_params.fast)
+ * lsh = max(shift, 0) + 1, rsh = max(-shift, 0), rnd = (1 << rsh) >> 1, nmask = rsh ? -1 : 0 */
+typedef struct {
+  int32_t mult, shift, lsh, rsh, rnd, nmask;
+} td_lstm_rq;
+
 typedef struct {
   int32_t batches, steps, n_in, n_state, time_major;
   /* the 4 gate rows of each state unit (gates: 0 input, 1 forget, 2 cell, 3 output),
@@ -81,12 +87,13 @@ typedef struct {
   const int8_t *w_rec;   /* [n_state][4][n_state] */
   /* bias + in_offset * sum(row), [n_state][4]: plain int8 products accumulate on it */
   const int32_t *bias_in, *bias_rec;
-  int32_t in_mult[4], in_shift[4];   /* input FC -> Q3.12 per gate */
-  int32_t rec_mult[4], rec_shift[4]; /* recurrent FC -> Q3.12 per gate */
+  td_lstm_rq in_rq[4], rec_rq[4]; /* input / recurrent FC -> Q3.12, per gate */
+  td_lstm_rq fc_rq;     /* forget x cell -> cell */
+  td_lstm_rq ic_rq;     /* input x cell gate -> cell */
+  td_lstm_rq out_rq;    /* tanh(cell) x output gate -> hidden (int8) */
+  int32_t fast;         /* 1: no value can overflow the fast requantization (generator) */
   int32_t cell_act;     /* 0: tanh, 1: sigmoid for the cell gate */
-  int32_t fc_mult, fc_shift;       /* forget x cell -> cell */
-  int32_t ic_mult, ic_shift;       /* input x cell gate -> cell */
-  int32_t out_mult, out_shift, hidden_zp; /* tanh(cell) x output gate -> hidden (int8) */
+  int32_t hidden_zp;
   int32_t tanh_mult, tanh_shift;   /* Tanh of the cell state (input_multiplier, shift) */
   int32_t cell_clip;               /* quantized, 0 = no clipping */
 } td_lstm_params;

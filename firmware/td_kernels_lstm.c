@@ -24,20 +24,42 @@
 #define TD_LSTM_HOT static
 #endif
 
+#if TD_DSP
+TD_INLINE int32_t td_sat16(int32_t v) { return __ssat(v, 16); }
+/* (a * b + 2^31) >> 32, the rounded high word of the product */
+TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+#else
 TD_INLINE int32_t td_sat16(int32_t v) { return td_clamp_i32(v, -32768, 32767); }
+TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
+  return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
+#endif
 
-/* int16 LOGISTIC of v (a Q3.12 value already scaled by TFLM's input multiplier): table
- * interpolation in Q0.15 */
-TD_INLINE int32_t td_sigmoid16(int32_t v) {
+/* TFLM's MultiplyByQuantizedMultiplier. Fast form: its rounding doubling high multiply of
+ * x * 2^left is mulhr(x * 2^(left + 1), mult), and its rounding (half away from zero)
+ * divide by 2^rsh is (hi + 2^(rsh-1) - [hi < 0]) >> rsh -- equal whenever x * 2^(left+1)
+ * and hi + rnd stay within int32, which the generator checked for every value this layer
+ * can produce (td_lstm_params.fast) */
+TD_INLINE int32_t td_lstm_requant(const td_lstm_rq *q, int32_t x, int32_t fast) {
+  int32_t hi;
+  if (!fast) return td_requant(x, q->mult, q->shift);
+  hi = td_mulhr((int32_t)((uint32_t)x << q->lsh), q->mult);
+  return (hi + q->rnd + ((hi >> 31) & q->nmask)) >> q->rsh;
+}
+
+/* int16 LOGISTIC of 3 * g, g a Q3.12 gate (TFLM's input multiplier 3, shift 0): table
+ * interpolation in Q0.15. |3 g| <= 98304, so the table index (|3 g| >> 9 <= 192) never
+ * reaches TFLM's saturation branch (index >= 255). */
+TD_INLINE int32_t td_sigmoid16(int32_t g) {
+  const int32_t v = 3 * g;
   const uint32_t a = (uint32_t)(v < 0 ? -v : v);
   const uint32_t uh = a >> 9;
-  uint32_t r;
-  if (uh >= 255) {
-    r = 0x7FFFu << 10;
-  } else {
-    const uint32_t ua = td_sigmoid_table[uh], ub = td_sigmoid_table[uh + 1];
-    r = (ua << 9) + (a & 0x1ffu) * (ub - ua);
-  }
+  const uint32_t ua = td_sigmoid_table[uh], ub = td_sigmoid_table[uh + 1];
+  uint32_t r = (ua << 9) + (a & 0x1ffu) * (ub - ua);
   r = v >= 0 ? r + (1u << 9) : (1u << (16 + 9)) - r + (1u << 9) - 1u;
   return (int16_t)(r >> 10);
 }
@@ -111,21 +133,21 @@ TD_INLINE const int8_t *td_lstm_dot4(const int8_t *w, const int8_t *x, int32_t n
 
 /* one gate: sat16(sat16(input FC) + sat16(recurrent FC)), both requantized to Q3.12 */
 TD_INLINE int32_t td_lstm_gate(const td_lstm_params *p, const int32_t *ai, const int32_t *ar,
-                               int32_t g) {
-  return td_sat16(td_sat16(td_requant(ai[g], p->in_mult[g], p->in_shift[g])) +
-                  td_sat16(td_requant(ar[g], p->rec_mult[g], p->rec_shift[g])));
+                               int32_t g, int32_t fast) {
+  return td_sat16(td_sat16(td_lstm_requant(&p->in_rq[g], ai[g], fast)) +
+                  td_sat16(td_lstm_requant(&p->rec_rq[g], ar[g], fast)));
 }
 
 /* one time step of one batch row: x the input row, h the hidden state (read), c the cell
  * state (updated), hout the new hidden state */
-TD_LSTM_HOT void td_lstm_step(const td_lstm_params *p, const int8_t *x, const int8_t *h,
-                              int16_t *c, int8_t *hout) {
+TD_INLINE void td_lstm_step(const td_lstm_params *p, const int8_t *x, const int8_t *h,
+                            int16_t *c, int8_t *hout, int32_t fast) {
   const int32_t S = p->n_state, n_in = p->n_in;
   const int8_t *wi = p->w_in, *wr = p->w_rec;
   const int32_t *bi = p->bias_in, *br = p->bias_rec;
   int32_t s;
   for (s = 0; s < S; ++s) {
-    int32_t ai[4], ar[4], ig, fg, cg, og, fc, ic, v;
+    int32_t ai[4], ar[4], ig, fg, cg, og, fc, ic, v, th;
     ai[0] = bi[0];
     ai[1] = bi[1];
     ai[2] = bi[2];
@@ -138,24 +160,31 @@ TD_LSTM_HOT void td_lstm_step(const td_lstm_params *p, const int8_t *x, const in
     br += 4;
     wi = td_lstm_dot4(wi, x, n_in, ai);
     wr = td_lstm_dot4(wr, h, S, ar);
-    /* TFLM's int16 activations of a Q3.12 gate: input multiplier 3, shift 0 */
-    ig = td_sigmoid16(3 * td_lstm_gate(p, ai, ar, 0));
-    fg = td_sigmoid16(3 * td_lstm_gate(p, ai, ar, 1));
-    cg = 3 * td_lstm_gate(p, ai, ar, 2);
-    cg = p->cell_act == 0 ? td_tanh16(cg) : td_sigmoid16(cg);
-    og = td_sigmoid16(3 * td_lstm_gate(p, ai, ar, 3));
-    fc = td_sat16(td_requant(fg * c[s], p->fc_mult, p->fc_shift));
-    ic = td_sat16(td_requant(ig * cg, p->ic_mult, p->ic_shift));
+    ig = td_sigmoid16(td_lstm_gate(p, ai, ar, 0, fast));
+    fg = td_sigmoid16(td_lstm_gate(p, ai, ar, 1, fast));
+    cg = td_lstm_gate(p, ai, ar, 2, fast);
+    cg = p->cell_act == 0 ? td_tanh16(3 * cg) : td_sigmoid16(cg);
+    og = td_sigmoid16(td_lstm_gate(p, ai, ar, 3, fast));
+    fc = td_sat16(td_lstm_requant(&p->fc_rq, fg * c[s], fast));
+    ic = td_sat16(td_lstm_requant(&p->ic_rq, ig * cg, fast));
     v = td_sat16(fc + ic);
     if (p->cell_clip > 0) v = td_clamp_i32(v, -p->cell_clip, p->cell_clip);
     c[s] = (int16_t)v;
-    {
-      const int32_t tr = p->tanh_shift > 0 ? 1 << (p->tanh_shift - 1) : 0;
-      const int32_t th = td_tanh16((v * p->tanh_mult + tr) >> p->tanh_shift);
-      v = td_requant(th * og, p->out_mult, p->out_shift) + p->hidden_zp;
-      hout[s] = (int8_t)td_clamp_i32(v, -128, 127);
-    }
+    th = td_tanh16((v * p->tanh_mult + (p->tanh_shift > 0 ? 1 << (p->tanh_shift - 1) : 0)) >>
+                   p->tanh_shift);
+    v = td_lstm_requant(&p->out_rq, th * og, fast) + p->hidden_zp;
+    hout[s] = (int8_t)td_clamp_i32(v, -128, 127);
   }
+}
+
+/* the step with the fast requantization, and with TFLM's general one */
+TD_LSTM_HOT void td_lstm_step_fast(const td_lstm_params *p, const int8_t *x, const int8_t *h,
+                                   int16_t *c, int8_t *hout) {
+  td_lstm_step(p, x, h, c, hout, 1);
+}
+TD_LSTM_HOT void td_lstm_step_any(const td_lstm_params *p, const int8_t *x, const int8_t *h,
+                                  int16_t *c, int8_t *hout) {
+  td_lstm_step(p, x, h, c, hout, 0);
 }
 
 void td_lstm(const td_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t *cell,
@@ -168,7 +197,11 @@ void td_lstm(const td_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t 
     for (t = 0; t < p->steps; ++t) {
       /* batch-major [b][t][.] or time-major [t][b][.] */
       const int32_t row = p->time_major ? t * p->batches + b : b * p->steps + t;
-      td_lstm_step(p, in + row * p->n_in, h, c, out + row * S);
+      if (p->fast) {
+        td_lstm_step_fast(p, in + row * p->n_in, h, c, out + row * S);
+      } else {
+        td_lstm_step_any(p, in + row * p->n_in, h, c, out + row * S);
+      }
       memcpy(h, out + row * S, (size_t)S);
     }
   }

@@ -74,9 +74,10 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     # bias 12..15 in the same order)
     in_q = [mult(x, g.t(ins[1 + k])) for k in range(4)]
     rec_q = [mult(h, g.t(ins[5 + k])) for k in range(4)]
-    w_in, b_in = unit_rows(g, [g.t(ins[1 + k]) for k in range(4)],
-                           [g.t(ins[12 + k]) for k in range(4)], -x.zp)
-    w_rec, b_rec = unit_rows(g, [g.t(ins[5 + k]) for k in range(4)], [None] * 4, -h.zp)
+    w_in, b_in, bound_in = unit_rows(g, [g.t(ins[1 + k]) for k in range(4)],
+                                     [g.t(ins[12 + k]) for k in range(4)], -x.zp)
+    w_rec, b_rec, bound_rec = unit_rows(g, [g.t(ins[5 + k]) for k in range(4)], [None] * 4,
+                                        -h.zp)
     arrays = (em.weights(p + "_w_in", w_in), em.weights(p + "_w_rec", w_rec),
               em.int_array(p + "_bias_in", b_in), em.int_array(p + "_bias_rec", b_rec))
     cs = float(f32(c.scale))
@@ -103,25 +104,47 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     clip = int(min(max(clip_f / cs, -32768.0), 32767.0)) if clip_f > 0 else 0
     cell_act = 0 if int(o.fusedActivationFunction) == 4 else 1
 
-    def four(vals: list[int]) -> str:
-        return "{ " + ", ".join(str(v) for v in vals) + " }"
-
+    # |gate output x cell|, |input x cell gate|, |tanh(cell) x output gate|: Q0.15 values
+    # (sigmoid in [0, 32767], tanh in [-32768, 32767]) times an int16
+    prod = 32767 * 32768
+    rqs = [*zip(in_q, bound_in, strict=True), *zip(rec_q, bound_rec, strict=True),
+           ((fcm, fcs), prod), ((icm, ics), prod), ((om, os_), prod)]
+    fast = all(fast_requant_ok(b, m, s) for (m, s), b in rqs)
     fields = (f"{batches}, {steps}, {n_in}, {n_state}, {int(time_major)},\n"
               f"  {', '.join(arrays)},\n"
-              f"  {four([m for m, _ in in_q])}, {four([s for _, s in in_q])},\n"
-              f"  {four([m for m, _ in rec_q])}, {four([s for _, s in rec_q])},\n"
-              f"  {cell_act}, {fcm}, {fcs}, {icm}, {ics}, {om}, {os_}, {h.zp}, {tmult}, "
-              f"{tshift}, {clip}")
+              f"  {{ {', '.join(rq_init(m, s) for m, s in in_q)} }},\n"
+              f"  {{ {', '.join(rq_init(m, s) for m, s in rec_q)} }},\n"
+              f"  {rq_init(fcm, fcs)}, {rq_init(icm, ics)}, {rq_init(om, os_)},\n"
+              f"  {int(fast)}, {cell_act}, {h.zp}, {tmult}, {tshift}, {clip}")
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
     return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
             f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
 
 
+def rq_init(mult: int, shift: int) -> str:
+    """C initializer of a td_lstm_rq: TFLM's multiplier and the fast form's constants."""
+    rsh = max(-shift, 0)
+    return (f"{{ {mult}, {shift}, {max(shift, 0) + 1}, {rsh}, {(1 << rsh) >> 1}, "
+            f"{-1 if rsh else 0} }}")
+
+
+def fast_requant_ok(bound: int, mult: int, shift: int) -> bool:
+    """Whether the kernel's fast requantization (td_lstm_requant) equals TFLM's for every
+    |x| <= bound: x * 2^(left+1) and the rounded high word plus the rounding constant
+    stay within int32."""
+    left, rsh = max(shift, 0), max(-shift, 0)
+    if bound << (left + 1) >= 2 ** 31:
+        return False
+    hi = ((bound << left) * mult + 2 ** 30) >> 31
+    return hi + 1 + ((1 << rsh) >> 1) < 2 ** 31
+
+
 def unit_rows(g: Graph, weights: list[Tensor], biases: list[Tensor | None], in_offset: int
-              ) -> tuple[np.ndarray, list[int]]:
+              ) -> tuple[np.ndarray, list[int], list[int]]:
     """The kernel's weight layout and folded biases of one FC per gate (4 [state][cols]
     weight tensors, 4 bias tensors or None): rows ordered unit by unit, each unit's 4 gate
-    rows interleaved (``interleave_rows``); bias + in_offset * sum(row) in the same order.
+    rows interleaved (``interleave_rows``); bias + in_offset * sum(row) in the same order;
+    per gate the largest |accumulator| any int8 input can give (|bias| + 128 sum |w|).
 
     Raises TinyDeployError (model_rejected) when a folded bias leaves int32."""
     from . import emit_ext as ext
@@ -133,5 +156,7 @@ def unit_rows(g: Graph, weights: list[Tensor], biases: list[Tensor | None], in_o
     folded = [folded_bias(m, b, in_offset) for m, b in zip(mats, biases, strict=True)]
     if any(f is None for f in folded):
         raise ext._reject(g, "LSTM bias plus zero-point correction does not fit int32")
-    bias = np.stack([np.asarray(f) for f in folded], axis=1).reshape(-1)
-    return interleave_rows(rows), [int(v) for v in bias]
+    bias = np.stack([np.asarray(f) for f in folded], axis=1)  # [state][gate]
+    absw = np.stack([np.abs(m.astype(np.int64)).sum(axis=1) for m in mats], axis=1)
+    bound = (np.abs(bias) + 128 * absw).max(axis=0)
+    return interleave_rows(rows), [int(v) for v in bias.reshape(-1)], [int(v) for v in bound]
