@@ -162,8 +162,7 @@ TD_INLINE void td_lstm_step(const td_lstm_params *p, const int8_t *x, const int8
     wr = td_lstm_dot4(wr, h, S, ar);
     ig = td_sigmoid16(td_lstm_gate(p, ai, ar, 0, fast));
     fg = td_sigmoid16(td_lstm_gate(p, ai, ar, 1, fast));
-    cg = td_lstm_gate(p, ai, ar, 2, fast);
-    cg = p->cell_act == 0 ? td_tanh16(3 * cg) : td_sigmoid16(cg);
+    cg = td_tanh16(3 * td_lstm_gate(p, ai, ar, 2, fast)); /* TANH, input multiplier 3 */
     og = td_sigmoid16(td_lstm_gate(p, ai, ar, 3, fast));
     fc = td_sat16(td_lstm_requant(&p->fc_rq, fg * c[s], fast));
     ic = td_sat16(td_lstm_requant(&p->ic_rq, ig * cg, fast));

@@ -40,8 +40,8 @@ def lstm_problem(g: Graph, op: Op) -> str | None:
     if not (h.variable and c.variable) or h.dtype != "INT8" or c.dtype != "INT16":
         return "LSTM state other than int8 hidden / int16 cell variable tensors"
     act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
-    if act not in (4, 6):  # TANH, SIGMOID (TFLM asserts otherwise)
-        return f"LSTM cell activation {act}"
+    if act != 4:  # TFLM asserts on any other (the schema's enum has no SIGMOID)
+        return f"LSTM cell activation {act} (TFLM runs only TANH)"
     x = g.t(ins[0])
     if len(x.shape) != 3:
         return "LSTM input of rank other than 3"
@@ -102,7 +102,6 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
         tmult, tshift = 3 << tshift, 0
     clip_f = float(getattr(o, "cellClip", 0.0) or 0.0)
     clip = int(min(max(clip_f / cs, -32768.0), 32767.0)) if clip_f > 0 else 0
-    cell_act = 0 if int(o.fusedActivationFunction) == 4 else 1
 
     # |gate output x cell|, |input x cell gate|, |tanh(cell) x output gate|: Q0.15 values
     # (sigmoid in [0, 32767], tanh in [-32768, 32767]) times an int16
@@ -115,7 +114,7 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
               f"  {{ {', '.join(rq_init(m, s) for m, s in in_q)} }},\n"
               f"  {{ {', '.join(rq_init(m, s) for m, s in rec_q)} }},\n"
               f"  {rq_init(fcm, fcs)}, {rq_init(icm, ics)}, {rq_init(om, os_)},\n"
-              f"  {int(fast)}, {cell_act}, {h.zp}, {tmult}, {tshift}, {clip}")
+              f"  {int(fast)} /* fast */, {h.zp}, {tmult}, {tshift}, {clip}")
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
     return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
             f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
