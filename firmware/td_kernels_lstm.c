@@ -25,7 +25,7 @@
 #endif
 
 #if TD_DSP
-TD_INLINE int32_t td_sat16(int32_t v) { return __ssat(v, 16); }
+TD_INLINE int32_t td_sat16(int32_t v) { return (int32_t)__ssat(v, 16); }
 /* (a * b + 2^31) >> 32, the rounded high word of the product */
 TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
   int32_t r;
