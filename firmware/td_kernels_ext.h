@@ -82,7 +82,7 @@ typedef struct {
   int32_t batches, steps, n_in, n_state, time_major;
   /* the 4 gate rows of each state unit (gates: 0 input, 1 forget, 2 cell, 3 output),
    * units one after the other, each unit's 4 rows interleaved by 4 columns then the
-   * (n % 4)-column tails (tinydeploy.cruntime.emit.interleave_rows) */
+   * (n % 4)-column tails (tinydeploy.cruntime.emit.interleave_rows); 4-byte aligned */
   const int8_t *w_in;    /* [n_state][4][n_in] */
   const int8_t *w_rec;   /* [n_state][4][n_state] */
   /* bias + in_offset * sum(row), [n_state][4]: plain int8 products accumulate on it */

@@ -88,21 +88,22 @@ TD_INLINE const int8_t *td_lstm_dot4(const int8_t *w, const int8_t *x, int32_t n
   const int32_t t = n & 3;
   int32_t k;
 #if TD_DSP
+#if defined(__GNUC__)
+  w = (const int8_t *)__builtin_assume_aligned(w, 4); /* word loads in pairs (LDRD) */
+#endif
   for (k = n >> 2; k > 0; --k) {
     const uint32_t xv = td_read32(x);
     const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
-    uint32_t wv = td_read32(w);
-    a0 = __smlad(td_sx02(wv), xa, a0);
-    a0 = __smlad(td_sx13(wv), xb, a0);
-    wv = td_read32(w + 4);
-    a1 = __smlad(td_sx02(wv), xa, a1);
-    a1 = __smlad(td_sx13(wv), xb, a1);
-    wv = td_read32(w + 8);
-    a2 = __smlad(td_sx02(wv), xa, a2);
-    a2 = __smlad(td_sx13(wv), xb, a2);
-    wv = td_read32(w + 12);
-    a3 = __smlad(td_sx02(wv), xa, a3);
-    a3 = __smlad(td_sx13(wv), xb, a3);
+    uint32_t wv[4];
+    memcpy(wv, w, sizeof wv);
+    a0 = __smlad(td_sx02(wv[0]), xa, a0);
+    a0 = __smlad(td_sx13(wv[0]), xb, a0);
+    a1 = __smlad(td_sx02(wv[1]), xa, a1);
+    a1 = __smlad(td_sx13(wv[1]), xb, a1);
+    a2 = __smlad(td_sx02(wv[2]), xa, a2);
+    a2 = __smlad(td_sx13(wv[2]), xb, a2);
+    a3 = __smlad(td_sx02(wv[3]), xa, a3);
+    a3 = __smlad(td_sx13(wv[3]), xb, a3);
     x += 4;
     w += 16;
   }

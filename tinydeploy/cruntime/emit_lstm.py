@@ -78,7 +78,7 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
                                      [g.t(ins[12 + k]) for k in range(4)], -x.zp)
     w_rec, b_rec, bound_rec = unit_rows(g, [g.t(ins[5 + k]) for k in range(4)], [None] * 4,
                                         -h.zp)
-    arrays = (em.weights(p + "_w_in", w_in), em.weights(p + "_w_rec", w_rec),
+    arrays = (aligned_weights(em, p + "_w_in", w_in), aligned_weights(em, p + "_w_rec", w_rec),
               em.int_array(p + "_bias_in", b_in), em.int_array(p + "_bias_rec", b_rec))
     cs = float(f32(c.scale))
     out15 = float(f32(2.0 ** -15))
@@ -118,6 +118,19 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
     return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
             f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
+
+
+def aligned_weights(em: Emitter, name: str, values: np.ndarray) -> str:
+    """A constant int8 array, 4-byte aligned (the kernel reads each unit's rows as words:
+    LDRD); returns the C expression of its first element's address."""
+    from .emit import c_array
+
+    body = c_array(name, "int8_t", values)
+    init = body[body.index("= {") + 2:-1]  # "{ ... }"
+    em.decls.append(f"static const union {{\n  int8_t b[{max(len(values), 1)}];\n"
+                    f"  int32_t align;\n}} {name} = {{ {init} }};")
+    em.weight_bytes += int(values.size)
+    return f"{name}.b"
 
 
 def rq_init(mult: int, shift: int) -> str:
