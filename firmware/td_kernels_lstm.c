@@ -153,13 +153,13 @@ TD_INLINE void td_lstm_step(const td_lstm_params *p, const int8_t *x, const int8
     ai[1] = bi[1];
     ai[2] = bi[2];
     ai[3] = bi[3];
+    bi += 4;
+    wi = td_lstm_dot4(wi, x, n_in, ai);
     ar[0] = br[0];
     ar[1] = br[1];
     ar[2] = br[2];
     ar[3] = br[3];
-    bi += 4;
     br += 4;
-    wi = td_lstm_dot4(wi, x, n_in, ai);
     wr = td_lstm_dot4(wr, h, S, ar);
     ig = td_sigmoid16(td_lstm_gate(p, ai, ar, 0, fast));
     fg = td_sigmoid16(td_lstm_gate(p, ai, ar, 1, fast));
