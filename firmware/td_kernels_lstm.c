@@ -26,6 +26,7 @@
 
 #if TD_DSP
 TD_INLINE int32_t td_sat16(int32_t v) { return (int32_t)__ssat(v, 16); }
+TD_INLINE int32_t td_sat8(int32_t v) { return (int32_t)__ssat(v, 8); }
 /* (a * b + 2^31) >> 32, the rounded high word of the product */
 TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
   int32_t r;
@@ -34,6 +35,7 @@ TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
 }
 #else
 TD_INLINE int32_t td_sat16(int32_t v) { return td_clamp_i32(v, -32768, 32767); }
+TD_INLINE int32_t td_sat8(int32_t v) { return td_clamp_i32(v, -128, 127); }
 TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 }
@@ -173,7 +175,7 @@ TD_INLINE void td_lstm_step(const td_lstm_params *p, const int8_t *x, const int8
     th = td_tanh16((v * p->tanh_mult + (p->tanh_shift > 0 ? 1 << (p->tanh_shift - 1) : 0)) >>
                    p->tanh_shift);
     v = td_lstm_requant(&p->out_rq, th * og, fast) + p->hidden_zp;
-    hout[s] = (int8_t)td_clamp_i32(v, -128, 127);
+    hout[s] = (int8_t)td_sat8(v);
   }
 }
 
