@@ -48,7 +48,7 @@ TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
  * can produce (td_lstm_params.fast) */
 TD_INLINE int32_t td_lstm_requant(const td_lstm_rq *q, int32_t x, int32_t fast) {
   int32_t hi;
-  if (!fast) return td_requant(x, q->mult, q->shift);
+  if (!fast) return td_mbqm(x, q->mult, q->shift);
   hi = td_mulhr((int32_t)((uint32_t)x << q->lsh), q->mult);
   return (hi + q->rnd + ((hi >> 31) & q->nmask)) >> q->rsh;
 }

@@ -4,8 +4,11 @@ activations and weights, int16 cell state, int32 bias (``firmware/td_kernels_lst
 ``lstm_problem`` says why a model's LSTM is outside that layout (None: inside);
 ``emit_lstm`` computes every gate's fully-connected multiplier (output Q3.12), the
 inter-gate multipliers (Q0.15 gates), the cell-state tanh scaling and the quantized cell
-clip as TFLM's Prepare does, and emits the call. The hidden (int8) and cell (int16) state
-are variable tensors: static arrays reset by td_reset() (codegen / ``state_decls``).
+clip as TFLM's Prepare does, and emits the call. The weights are laid out unit by unit
+(each state unit's 4 gate rows interleaved, ``unit_rows``) with the input / hidden zero
+points folded into per-gate biases; ``fast_requant_ok`` decides whether the kernel may use
+its fast exact requantization. The hidden (int8) and cell (int16) state are variable
+tensors: static arrays reset by td_reset() (codegen / ``state_decls``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ def lstm_problem(g: Graph, op: Op) -> str | None:
 
 
 def emit_lstm(em: Emitter, op: Op, p: str) -> str:
+    """The td_lstm() call of ``op`` (parameters ``p``, arrays go to ``em.decls``).
+
+    Raises TinyDeployError (model_rejected) for inconsistent shapes, a cell-state scale
+    that is not a power of two or a folded bias outside int32."""
     from . import emit_ext as ext  # helpers (emit_ext imports this module)
 
     g = em.g
