@@ -25,18 +25,18 @@
 #endif
 
 #if TD_DSP
-TD_INLINE int32_t td_sat16(int32_t v) { return (int32_t)__ssat(v, 16); }
-TD_INLINE int32_t td_sat8(int32_t v) { return (int32_t)__ssat(v, 8); }
+TD_INLINE int32_t td_lstm_sat16(int32_t v) { return (int32_t)__ssat(v, 16); }
+TD_INLINE int32_t td_lstm_sat8(int32_t v) { return (int32_t)__ssat(v, 8); }
 /* (a * b + 2^31) >> 32, the rounded high word of the product */
-TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
+TD_INLINE int32_t td_lstm_mulhr(int32_t a, int32_t b) {
   int32_t r;
   __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
   return r;
 }
 #else
-TD_INLINE int32_t td_sat16(int32_t v) { return td_clamp_i32(v, -32768, 32767); }
-TD_INLINE int32_t td_sat8(int32_t v) { return td_clamp_i32(v, -128, 127); }
-TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
+TD_INLINE int32_t td_lstm_sat16(int32_t v) { return td_clamp_i32(v, -32768, 32767); }
+TD_INLINE int32_t td_lstm_sat8(int32_t v) { return td_clamp_i32(v, -128, 127); }
+TD_INLINE int32_t td_lstm_mulhr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 }
 #endif
@@ -49,7 +49,7 @@ TD_INLINE int32_t td_mulhr(int32_t a, int32_t b) {
 TD_INLINE int32_t td_lstm_requant(const td_lstm_rq *q, int32_t x, int32_t fast) {
   int32_t hi;
   if (!fast) return td_mbqm(x, q->mult, q->shift);
-  hi = td_mulhr((int32_t)((uint32_t)x << q->lsh), q->mult);
+  hi = td_lstm_mulhr((int32_t)((uint32_t)x << q->lsh), q->mult);
   return (hi + q->rnd + ((hi >> 31) & q->nmask)) >> q->rsh;
 }
 
@@ -137,8 +137,8 @@ TD_INLINE const int8_t *td_lstm_dot4(const int8_t *w, const int8_t *x, int32_t n
 /* one gate: sat16(sat16(input FC) + sat16(recurrent FC)), both requantized to Q3.12 */
 TD_INLINE int32_t td_lstm_gate(const td_lstm_params *p, const int32_t *ai, const int32_t *ar,
                                int32_t g, int32_t fast) {
-  return td_sat16(td_sat16(td_lstm_requant(&p->in_rq[g], ai[g], fast)) +
-                  td_sat16(td_lstm_requant(&p->rec_rq[g], ar[g], fast)));
+  return td_lstm_sat16(td_lstm_sat16(td_lstm_requant(&p->in_rq[g], ai[g], fast)) +
+                       td_lstm_sat16(td_lstm_requant(&p->rec_rq[g], ar[g], fast)));
 }
 
 /* one time step of one batch row: x the input row, h the hidden state (read), c the cell
@@ -167,15 +167,15 @@ TD_INLINE void td_lstm_step(const td_lstm_params *p, const int8_t *x, const int8
     fg = td_sigmoid16(td_lstm_gate(p, ai, ar, 1, fast));
     cg = td_tanh16(3 * td_lstm_gate(p, ai, ar, 2, fast)); /* TANH, input multiplier 3 */
     og = td_sigmoid16(td_lstm_gate(p, ai, ar, 3, fast));
-    fc = td_sat16(td_lstm_requant(&p->fc_rq, fg * c[s], fast));
-    ic = td_sat16(td_lstm_requant(&p->ic_rq, ig * cg, fast));
-    v = td_sat16(fc + ic);
+    fc = td_lstm_sat16(td_lstm_requant(&p->fc_rq, fg * c[s], fast));
+    ic = td_lstm_sat16(td_lstm_requant(&p->ic_rq, ig * cg, fast));
+    v = td_lstm_sat16(fc + ic);
     if (p->cell_clip > 0) v = td_clamp_i32(v, -p->cell_clip, p->cell_clip);
     c[s] = (int16_t)v;
     th = td_tanh16((v * p->tanh_mult + (p->tanh_shift > 0 ? 1 << (p->tanh_shift - 1) : 0)) >>
                    p->tanh_shift);
     v = td_lstm_requant(&p->out_rq, th * og, fast) + p->hidden_zp;
-    hout[s] = (int8_t)td_sat8(v);
+    hout[s] = (int8_t)td_lstm_sat8(v);
   }
 }
 
