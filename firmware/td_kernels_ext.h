@@ -91,7 +91,8 @@ typedef struct {
   td_lstm_rq fc_rq;     /* forget x cell -> cell */
   td_lstm_rq ic_rq;     /* input x cell gate -> cell */
   td_lstm_rq out_rq;    /* tanh(cell) x output gate -> hidden (int8) */
-  int32_t fast;         /* 1: no value can overflow the fast requantization (generator) */
+  int32_t fast;         /* 0: TFLM's requantization; 1: the fast one (no value can overflow
+                         * it: generator), 2: the same with every shift negative */
   int32_t hidden_zp;
   int32_t tanh_mult, tanh_shift;   /* Tanh of the cell state (input_multiplier, shift) */
   int32_t cell_clip;               /* quantized, 0 = no clipping */

@@ -33,22 +33,37 @@ TD_INLINE int32_t td_lstm_mulhr(int32_t a, int32_t b) {
   __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
   return r;
 }
+/* acc + ((a * b + 2^31) >> 32) */
+TD_INLINE int32_t td_lstm_mulhr_acc(int32_t a, int32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
 #else
 TD_INLINE int32_t td_lstm_sat16(int32_t v) { return td_clamp_i32(v, -32768, 32767); }
 TD_INLINE int32_t td_lstm_sat8(int32_t v) { return td_clamp_i32(v, -128, 127); }
 TD_INLINE int32_t td_lstm_mulhr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 }
+TD_INLINE int32_t td_lstm_mulhr_acc(int32_t a, int32_t b, int32_t acc) {
+  return acc + td_lstm_mulhr(a, b);
+}
 #endif
 
-/* TFLM's MultiplyByQuantizedMultiplier. Fast form: its rounding doubling high multiply of
- * x * 2^left is mulhr(x * 2^(left + 1), mult), and its rounding (half away from zero)
- * divide by 2^rsh is (hi + 2^(rsh-1) - [hi < 0]) >> rsh -- equal whenever x * 2^(left+1)
- * and hi + rnd stay within int32, which the generator checked for every value this layer
- * can produce (td_lstm_params.fast) */
+/* TFLM's MultiplyByQuantizedMultiplier (fast: td_lstm_params.fast). Fast forms: its
+ * rounding doubling high multiply of x * 2^left is hi = mulhr(x * 2^(left + 1), mult), and
+ * its rounding (half away from zero) divide by 2^rsh is (hi + 2^(rsh-1) - [hi < 0]) >> rsh
+ * -- equal whenever x * 2^(left+1) and hi + rnd stay within int32, which the generator
+ * checked for every value this layer can produce. With every shift negative (fast 2: left
+ * 0, rsh >= 1) [x < 0] may stand for [hi < 0] (they differ only where hi = 0, and there
+ * both give 0), so the rounding constant joins the multiply (SMMLAR). */
 TD_INLINE int32_t td_lstm_requant(const td_lstm_rq *q, int32_t x, int32_t fast) {
   int32_t hi;
-  if (!fast) return td_mbqm(x, q->mult, q->shift);
+  if (fast == 0) return td_mbqm(x, q->mult, q->shift);
+  if (fast == 2) {
+    return td_lstm_mulhr_acc((int32_t)((uint32_t)x << 1), q->mult, q->rnd + (x >> 31)) >>
+           q->rsh;
+  }
   hi = td_lstm_mulhr((int32_t)((uint32_t)x << q->lsh), q->mult);
   return (hi + q->rnd + ((hi >> 31) & q->nmask)) >> q->rsh;
 }
@@ -179,7 +194,12 @@ TD_INLINE void td_lstm_step(const td_lstm_params *p, const int8_t *x, const int8
   }
 }
 
-/* the step with the fast requantization, and with TFLM's general one */
+/* the step with the fast requantizations (every shift negative, any shifts), and with
+ * TFLM's general one */
+TD_LSTM_HOT void td_lstm_step_fast2(const td_lstm_params *p, const int8_t *x, const int8_t *h,
+                                    int16_t *c, int8_t *hout) {
+  td_lstm_step(p, x, h, c, hout, 2);
+}
 TD_LSTM_HOT void td_lstm_step_fast(const td_lstm_params *p, const int8_t *x, const int8_t *h,
                                    int16_t *c, int8_t *hout) {
   td_lstm_step(p, x, h, c, hout, 1);
@@ -199,7 +219,9 @@ void td_lstm(const td_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t 
     for (t = 0; t < p->steps; ++t) {
       /* batch-major [b][t][.] or time-major [t][b][.] */
       const int32_t row = p->time_major ? t * p->batches + b : b * p->steps + t;
-      if (p->fast) {
+      if (p->fast == 2) {
+        td_lstm_step_fast2(p, in + row * p->n_in, h, c, out + row * S);
+      } else if (p->fast == 1) {
         td_lstm_step_fast(p, in + row * p->n_in, h, c, out + row * S);
       } else {
         td_lstm_step_any(p, in + row * p->n_in, h, c, out + row * S);

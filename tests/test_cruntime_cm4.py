@@ -58,17 +58,16 @@ def test_dsp_and_forced_portable_paths_equal_cm4(name: str, tmp_path: Path) -> N
     assert sum(c_dsp) < 0.8 * sum(c_port)
 
 
-@pytest.mark.parametrize(("seed", "sizes", "big_bias"),
-                         [(3, (1, 4, 37, 13), False), (4, (1, 5, 16, 8), True)],
-                         ids=["wide", "general-requant"])
-def test_random_lstm_dsp_and_portable_equal_tflm(seed: int, sizes: tuple[int, int, int, int],
-                                                 big_bias: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["wide", "general", "right-shifts"])
+def test_random_lstm_dsp_and_portable_equal_tflm(case: str, tmp_path: Path) -> None:
     """The LSTM kernel's SXTB16/SMLAD/SMMULR/SSAT path and its plain C one equal TFLM on
-    random LSTMs (column tails, the fast and the general requantization)."""
-    from test_cruntime_ext_ops import random_lstm
+    random LSTMs (column tails; each requantization form)."""
+    from test_cruntime_ext_ops import LSTM_CASES, random_lstm
 
+    seed, sizes, big_bias, w_div, _ = LSTM_CASES[case]
     path = tmp_path / "lstm.tflite"
-    path.write_bytes(random_lstm(seed, sizes, big_bias))
+    path.write_bytes(random_lstm(seed, (1, *sizes[1:]) if sizes else None, big_bias,
+                                 w_scale_div=w_div))
     facts = load(path)
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=(6, *facts.inputs[0].shape[1:]), dtype=np.int8)

@@ -361,14 +361,15 @@ def test_ext_op_bit_exact(ext_models: Callable[[str, int], Path], case: str, see
 
 
 def random_lstm(seed: int, sizes: tuple[int, int, int, int] | None = None,
-                big_bias: bool = False, cell_act: int = 4) -> bytes:
+                big_bias: bool = False, cell_act: int = 4, w_scale_div: float = 1.0) -> bytes:
     """TFLM's int8 LSTM (trained_lstm_int8's UNIDIRECTIONAL_SEQUENCE_LSTM) with random
     sizes, weights, biases, scales, cell-state scale, clip and batch: Keras 3 converts its
     LSTM layer to a WHILE loop, so the fused int8 operator is built here from the public
     model's layout. ``sizes``: (batch, steps, n_in, n_state) instead of random ones;
     ``big_bias``: one input-gate bias of 2^30 - 1 (too large for the kernel's fast
     requantization: the layer takes TFLM's general one); ``cell_act``: the fused (cell)
-    activation, schema ActivationFunctionType (4: TANH)."""
+    activation, schema ActivationFunctionType (4: TANH); ``w_scale_div``: weight scales
+    divided by it (small ones: every gate multiplier below 1/2, no left shift)."""
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
@@ -398,7 +399,8 @@ def random_lstm(seed: int, sizes: tuple[int, int, int, int] | None = None,
     for k in range(1, 9):  # input-to-gate (n_state x n_in) and recurrent (n_state x n_state)
         cols = n_in if k <= 4 else n_state
         w = rng.integers(-127, 128, size=(n_state, cols)).astype(np.int8)
-        tensor(lstm.inputs[k], [n_state, cols], w, float(rng.uniform(0.002, 0.02)))
+        tensor(lstm.inputs[k], [n_state, cols], w,
+               float(rng.uniform(0.002, 0.02)) / w_scale_div)
     for k in range(12, 16):
         b = rng.integers(-20000, 20000, size=n_state).astype(np.int32)
         if big_bias and k == 12:
@@ -418,22 +420,25 @@ def random_lstm(seed: int, sizes: tuple[int, int, int, int] | None = None,
     return bytes(builder.Output())
 
 
-LSTM_CASES = [(0, None, False), (1, None, False), (2, None, False),
-              (3, (2, 4, 37, 13), False),  # 9 four-column blocks + tails, 2 batch rows
-              (4, (1, 5, 16, 8), True)]    # TFLM's general requantization
+# id: (seed, sizes, big_bias, w_scale_div, the kernel's requantization: td_lstm_params.fast)
+LSTM_CASES: dict[str, tuple[int, tuple[int, int, int, int] | None, bool, float, int]] = {
+    "0": (0, None, False, 1.0, 1), "1": (1, None, False, 1.0, 1), "2": (2, None, False, 1.0, 1),
+    "wide": (3, (2, 4, 37, 13), False, 1.0, 1),  # 9 four-column blocks + tails, 2 rows
+    "general": (4, (1, 5, 16, 8), True, 1.0, 0),  # TFLM's requantization
+    "right-shifts": (5, (1, 6, 21, 10), False, 16.0, 2),  # fast, every shift negative
+}
 
 
-@pytest.mark.parametrize(("seed", "sizes", "big_bias"), LSTM_CASES,
-                         ids=[f"{c[0]}{'-big_bias' if c[2] else ''}" for c in LSTM_CASES])
-def test_random_lstm_bit_exact(seed: int, sizes: tuple[int, int, int, int] | None,
-                               big_bias: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", LSTM_CASES)
+def test_random_lstm_bit_exact(case: str, tmp_path: Path) -> None:
     """Random LSTMs (input and hidden zero points non-zero: the kernel's folded biases)
-    equal TFLM, with and without Reset() between samples."""
-    facts = check(random_lstm(seed, sizes, big_bias))
+    equal TFLM, with and without Reset() between samples, with each requantization form."""
+    seed, sizes, big_bias, w_div, want_fast = LSTM_CASES[case]
+    facts = check(random_lstm(seed, sizes, big_bias, w_scale_div=w_div))
     assert facts.op_names == ["UNIDIRECTIONAL_SEQUENCE_LSTM"] and facts.stateful
     res = generate_c(facts, tmp_path / "c", tflm_arena=False)
     fast = re.search(r"(\d) /\* fast \*/", (res.out_dir / "td_model.c").read_text())
-    assert fast is not None and fast.group(1) == ("0" if big_bias else "1")
+    assert fast is not None and int(fast.group(1)) == want_fast
     binary = build_harness(res.out_dir)
     samples = _random_inputs(facts, 24, seed)
     outs = [(_shape(t), t.numpy_dtype) for t in facts.outputs]

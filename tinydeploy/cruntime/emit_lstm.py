@@ -115,13 +115,15 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     prod = 32767 * 32768
     rqs = [*zip(in_q, bound_in, strict=True), *zip(rec_q, bound_rec, strict=True),
            ((fcm, fcs), prod), ((icm, ics), prod), ((om, os_), prod)]
-    fast = all(fast_requant_ok(b, m, s) for (m, s), b in rqs)
+    fast = int(all(fast_requant_ok(b, m, s) for (m, s), b in rqs))
+    if fast and all(s < 0 for (_, s), _ in rqs):
+        fast = 2  # no left shift, a rounding divide in every requantization
     fields = (f"{batches}, {steps}, {n_in}, {n_state}, {int(time_major)},\n"
               f"  {', '.join(arrays)},\n"
               f"  {{ {', '.join(rq_init(m, s) for m, s in in_q)} }},\n"
               f"  {{ {', '.join(rq_init(m, s) for m, s in rec_q)} }},\n"
               f"  {rq_init(fcm, fcs)}, {rq_init(icm, ics)}, {rq_init(om, os_)},\n"
-              f"  {int(fast)} /* fast */, {h.zp}, {tmult}, {tshift}, {clip}")
+              f"  {fast} /* fast */, {h.zp}, {tmult}, {tshift}, {clip}")
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
     return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
             f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
