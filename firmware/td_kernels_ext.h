@@ -72,13 +72,27 @@ void td_pad_ext(const td_pad_params *p, int32_t es, const void *in, void *out);
 extern const uint16_t td_sigmoid_table[256];
 
 /* ---- UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations x int8 weights (td_kernels_lstm.c) */
-/* one requantization: TFLM's (mult, shift), and for the fast form (td_lstm_params.fast)
+/* one requantization: TFLM's (mult, shift), and for the fast forms (td_lstm_step_fast*)
  * lsh = max(shift, 0) + 1, rsh = max(-shift, 0), rnd = (1 << rsh) >> 1, nmask = rsh ? -1 : 0 */
 typedef struct {
   int32_t mult, shift, lsh, rsh, rnd, nmask;
 } td_lstm_rq;
 
-typedef struct {
+typedef struct td_lstm_params td_lstm_params;
+/* one time step of one batch row: x the input row, h the hidden state, c the cell state
+ * (updated), hout the new hidden state. The generator names the one a layer uses (the
+ * others are then not linked): _fast2 when every requantization has a negative shift,
+ * _fast when no value the layer can produce overflows the fast form, else _any (TFLM's) */
+typedef void (*td_lstm_step_fn)(const td_lstm_params *p, const int8_t *x, const int8_t *h,
+                                int16_t *c, int8_t *hout);
+void td_lstm_step_fast2(const td_lstm_params *p, const int8_t *x, const int8_t *h, int16_t *c,
+                        int8_t *hout);
+void td_lstm_step_fast(const td_lstm_params *p, const int8_t *x, const int8_t *h, int16_t *c,
+                       int8_t *hout);
+void td_lstm_step_any(const td_lstm_params *p, const int8_t *x, const int8_t *h, int16_t *c,
+                      int8_t *hout);
+
+struct td_lstm_params {
   int32_t batches, steps, n_in, n_state, time_major;
   /* the 4 gate rows of each state unit (gates: 0 input, 1 forget, 2 cell, 3 output),
    * units one after the other, each unit's 4 rows interleaved by 4 columns then the
@@ -91,12 +105,11 @@ typedef struct {
   td_lstm_rq fc_rq;     /* forget x cell -> cell */
   td_lstm_rq ic_rq;     /* input x cell gate -> cell */
   td_lstm_rq out_rq;    /* tanh(cell) x output gate -> hidden (int8) */
-  int32_t fast;         /* 0: TFLM's requantization; 1: the fast one (no value can overflow
-                         * it: generator), 2: the same with every shift negative */
+  td_lstm_step_fn step;
   int32_t hidden_zp;
   int32_t tanh_mult, tanh_shift;   /* Tanh of the cell state (input_multiplier, shift) */
   int32_t cell_clip;               /* quantized, 0 = no clipping */
-} td_lstm_params;
+};
 /* hidden: int8 [batches][n_state] (state), cell: int16 [batches][n_state] (state); out
  * [batches * steps][n_state] must not overlap in, hidden or cell */
 void td_lstm(const td_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t *cell,

@@ -16,12 +16,13 @@
 
 #if TD_MODEL_HAS_LSTM
 
+/* the steps: optimized for speed even in a size-optimized (-Os) build */
 #if defined(__GNUC__) && !defined(__clang__)
-#define TD_LSTM_HOT static __attribute__((noinline, optimize("O2")))
+#define TD_LSTM_HOT __attribute__((noinline, optimize("O2")))
 #elif defined(__GNUC__)
-#define TD_LSTM_HOT static __attribute__((noinline))
+#define TD_LSTM_HOT __attribute__((noinline))
 #else
-#define TD_LSTM_HOT static
+#define TD_LSTM_HOT
 #endif
 
 #if TD_DSP
@@ -50,8 +51,8 @@ TD_INLINE int32_t td_lstm_mulhr_acc(int32_t a, int32_t b, int32_t acc) {
 }
 #endif
 
-/* TFLM's MultiplyByQuantizedMultiplier (fast: td_lstm_params.fast). Fast forms: its
- * rounding doubling high multiply of x * 2^left is hi = mulhr(x * 2^(left + 1), mult), and
+/* TFLM's MultiplyByQuantizedMultiplier: fast 0 computes it as TFLM does. Fast forms (1, 2):
+ * its rounding doubling high multiply of x * 2^left is hi = mulhr(x * 2^(left + 1), mult), and
  * its rounding (half away from zero) divide by 2^rsh is (hi + 2^(rsh-1) - [hi < 0]) >> rsh
  * -- equal whenever x * 2^(left+1) and hi + rnd stay within int32, which the generator
  * checked for every value this layer can produce. With every shift negative (fast 2: left
@@ -195,7 +196,7 @@ TD_INLINE void td_lstm_step(const td_lstm_params *p, const int8_t *x, const int8
 }
 
 /* the step with the fast requantizations (every shift negative, any shifts), and with
- * TFLM's general one */
+ * TFLM's general one (td_lstm_step_fn) */
 TD_LSTM_HOT void td_lstm_step_fast2(const td_lstm_params *p, const int8_t *x, const int8_t *h,
                                     int16_t *c, int8_t *hout) {
   td_lstm_step(p, x, h, c, hout, 2);
@@ -219,13 +220,7 @@ void td_lstm(const td_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t 
     for (t = 0; t < p->steps; ++t) {
       /* batch-major [b][t][.] or time-major [t][b][.] */
       const int32_t row = p->time_major ? t * p->batches + b : b * p->steps + t;
-      if (p->fast == 2) {
-        td_lstm_step_fast2(p, in + row * p->n_in, h, c, out + row * S);
-      } else if (p->fast == 1) {
-        td_lstm_step_fast(p, in + row * p->n_in, h, c, out + row * S);
-      } else {
-        td_lstm_step_any(p, in + row * p->n_in, h, c, out + row * S);
-      }
+      p->step(p, in + row * p->n_in, h, c, out + row * S);
       memcpy(h, out + row * S, (size_t)S);
     }
   }

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tinydeploy.cruntime import generate_c
+from tinydeploy.cruntime.emit_lstm import STEP_FN
 from tinydeploy.cruntime.harness import build_harness, run_harness_bytes
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import ModelFacts, load
@@ -420,7 +421,7 @@ def random_lstm(seed: int, sizes: tuple[int, int, int, int] | None = None,
     return bytes(builder.Output())
 
 
-# id: (seed, sizes, big_bias, w_scale_div, the kernel's requantization: td_lstm_params.fast)
+# id: (seed, sizes, big_bias, w_scale_div, the kernel's requantization: emit_lstm.STEP_FN)
 LSTM_CASES: dict[str, tuple[int, tuple[int, int, int, int] | None, bool, float, int]] = {
     "0": (0, None, False, 1.0, 1), "1": (1, None, False, 1.0, 1), "2": (2, None, False, 1.0, 1),
     "wide": (3, (2, 4, 37, 13), False, 1.0, 1),  # 9 four-column blocks + tails, 2 rows
@@ -437,8 +438,8 @@ def test_random_lstm_bit_exact(case: str, tmp_path: Path) -> None:
     facts = check(random_lstm(seed, sizes, big_bias, w_scale_div=w_div))
     assert facts.op_names == ["UNIDIRECTIONAL_SEQUENCE_LSTM"] and facts.stateful
     res = generate_c(facts, tmp_path / "c", tflm_arena=False)
-    fast = re.search(r"(\d) /\* fast \*/", (res.out_dir / "td_model.c").read_text())
-    assert fast is not None and int(fast.group(1)) == want_fast
+    steps = re.findall(r"\btd_lstm_step_\w+", (res.out_dir / "td_model.c").read_text())
+    assert steps == [STEP_FN[want_fast]]
     binary = build_harness(res.out_dir)
     samples = _random_inputs(facts, 24, seed)
     outs = [(_shape(t), t.numpy_dtype) for t in facts.outputs]

@@ -123,10 +123,14 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
               f"  {{ {', '.join(rq_init(m, s) for m, s in in_q)} }},\n"
               f"  {{ {', '.join(rq_init(m, s) for m, s in rec_q)} }},\n"
               f"  {rq_init(fcm, fcs)}, {rq_init(icm, ics)}, {rq_init(om, os_)},\n"
-              f"  {fast} /* fast */, {h.zp}, {tmult}, {tshift}, {clip}")
+              f"  {STEP_FN[fast]}, {h.zp}, {tmult}, {tshift}, {clip}")
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
     return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
             f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
+
+
+# the kernel's step per requantization form: TFLM's, fast, fast with every shift negative
+STEP_FN = ("td_lstm_step_any", "td_lstm_step_fast", "td_lstm_step_fast2")
 
 
 def aligned_weights(em: Emitter, name: str, values: np.ndarray) -> str:
