@@ -26,8 +26,14 @@
 #endif
 
 #if TD_DSP
-TD_INLINE int32_t td_lstm_sat16(int32_t v) { return (int32_t)__ssat(v, 16); }
-TD_INLINE int32_t td_lstm_sat8(int32_t v) { return (int32_t)__ssat(v, 8); }
+TD_INLINE int32_t td_lstm_sat16(int32_t v) {
+  __asm__("ssat %0, #16, %1" : "=r"(v) : "r"(v));
+  return v;
+}
+TD_INLINE int32_t td_lstm_sat8(int32_t v) {
+  __asm__("ssat %0, #8, %1" : "=r"(v) : "r"(v));
+  return v;
+}
 /* (a * b + 2^31) >> 32, the rounded high word of the product */
 TD_INLINE int32_t td_lstm_mulhr(int32_t a, int32_t b) {
   int32_t r;
