@@ -72,27 +72,48 @@ void td_pad_ext(const td_pad_params *p, int32_t es, const void *in, void *out);
 extern const uint16_t td_sigmoid_table[256];
 
 /* ---- UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations x int8 weights (td_kernels_lstm.c) */
+/* one requantization: TFLM's (mult, shift), and for the fast forms (td_lstm_step_fast*)
+ * lsh = max(shift, 0) + 1, rsh = max(-shift, 0), rnd = (1 << rsh) >> 1, nmask = rsh ? -1 : 0 */
 typedef struct {
-  int32_t mult, shift, in_offset; /* one gate's fully connected (output Q3.12, zp 0) */
-  const int8_t *w;                /* [state][in] */
-  const int32_t *bias;            /* may be 0 */
-} td_lstm_fc;
+  int32_t mult, shift, lsh, rsh, rnd, nmask;
+} td_lstm_rq;
 
-typedef struct {
+typedef struct td_lstm_params td_lstm_params;
+/* one time step of one batch row: x the input row, h the hidden state, c the cell state
+ * (updated), hout the new hidden state. The generator names the one a layer uses (the
+ * others are then not linked): _fast2 when every requantization has a negative shift,
+ * _fast when no value the layer can produce overflows the fast form, else _any (TFLM's) */
+typedef void (*td_lstm_step_fn)(const td_lstm_params *p, const int8_t *x, const int8_t *h,
+                                int16_t *c, int8_t *hout);
+void td_lstm_step_fast2(const td_lstm_params *p, const int8_t *x, const int8_t *h, int16_t *c,
+                        int8_t *hout);
+void td_lstm_step_fast(const td_lstm_params *p, const int8_t *x, const int8_t *h, int16_t *c,
+                       int8_t *hout);
+void td_lstm_step_any(const td_lstm_params *p, const int8_t *x, const int8_t *h, int16_t *c,
+                      int8_t *hout);
+
+struct td_lstm_params {
   int32_t batches, steps, n_in, n_state, time_major;
-  td_lstm_fc in_fc[4];  /* gates: 0 input, 1 forget, 2 cell, 3 output */
-  td_lstm_fc rec_fc[4];
-  int32_t cell_act;     /* 0: tanh, 1: sigmoid for the cell gate */
-  int32_t fc_mult, fc_shift;       /* forget x cell -> cell */
-  int32_t ic_mult, ic_shift;       /* input x cell gate -> cell */
-  int32_t out_mult, out_shift, hidden_zp; /* tanh(cell) x output gate -> hidden (int8) */
+  /* the 4 gate rows of each state unit (gates: 0 input, 1 forget, 2 cell, 3 output),
+   * units one after the other, each unit's 4 rows interleaved by 4 columns then the
+   * (n % 4)-column tails (tinydeploy.cruntime.emit.interleave_rows); 4-byte aligned */
+  const int8_t *w_in;    /* [n_state][4][n_in] */
+  const int8_t *w_rec;   /* [n_state][4][n_state] */
+  /* bias + in_offset * sum(row), [n_state][4]: plain int8 products accumulate on it */
+  const int32_t *bias_in, *bias_rec;
+  td_lstm_rq in_rq[4], rec_rq[4]; /* input / recurrent FC -> Q3.12, per gate */
+  td_lstm_rq fc_rq;     /* forget x cell -> cell */
+  td_lstm_rq ic_rq;     /* input x cell gate -> cell */
+  td_lstm_rq out_rq;    /* tanh(cell) x output gate -> hidden (int8) */
+  td_lstm_step_fn step;
+  int32_t hidden_zp;
   int32_t tanh_mult, tanh_shift;   /* Tanh of the cell state (input_multiplier, shift) */
   int32_t cell_clip;               /* quantized, 0 = no clipping */
-} td_lstm_params;
-/* hidden: int8 [batches][n_state] (state), cell: int16 [batches][n_state] (state),
- * scratch: 4 * n_state int16 */
+};
+/* hidden: int8 [batches][n_state] (state), cell: int16 [batches][n_state] (state); out
+ * [batches * steps][n_state] must not overlap in, hidden or cell */
 void td_lstm(const td_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t *cell,
-             int8_t *out, int16_t *scratch);
+             int8_t *out);
 
 #ifdef __cplusplus
 }

@@ -45,7 +45,7 @@ def _run(path: Path, work: Path, x: np.ndarray, defines: tuple[str, ...] = (),
     return np.stack(ys).reshape((len(x), *out.shape[1:])), cycles
 
 
-@pytest.mark.parametrize("name", ["digits_cnn", "micro_speech_quantized"])
+@pytest.mark.parametrize("name", ["digits_cnn", "micro_speech_quantized", "trained_lstm_int8"])
 def test_dsp_and_forced_portable_paths_equal_cm4(name: str, tmp_path: Path) -> None:
     x = np.load(DATA / f"{name}.inputs.npy")[:6]
     want = np.load(DATA / f"{name}.outputs_cm4.npy")[:6]
@@ -56,6 +56,26 @@ def test_dsp_and_forced_portable_paths_equal_cm4(name: str, tmp_path: Path) -> N
     assert "-DTD_PORTABLE" in build_info(tmp_path / "portable")["flags"]
     # the DSP build really runs other code: fewer instructions for the same inputs
     assert sum(c_dsp) < 0.8 * sum(c_port)
+
+
+@pytest.mark.parametrize("case", ["wide", "general", "right-shifts"])
+def test_random_lstm_dsp_and_portable_equal_tflm(case: str, tmp_path: Path) -> None:
+    """The LSTM kernel's SXTB16/SMLAD/SMMULR/SSAT path and its plain C one equal TFLM on
+    random LSTMs (column tails; each requantization form)."""
+    from test_cruntime_ext_ops import LSTM_CASES, random_lstm
+
+    seed, sizes, big_bias, w_div, _ = LSTM_CASES[case]
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(random_lstm(seed, (1, *sizes[1:]) if sizes else None, big_bias,
+                                 w_scale_div=w_div))
+    facts = load(path)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(6, *facts.inputs[0].shape[1:]), dtype=np.int8)
+    x[0], x[1] = -128, 127
+    ref = HostModel(facts).predict(x)
+    for build, defines in (("dsp", ()), ("portable", ("-DTD_PORTABLE",))):
+        y, _ = _run(path, tmp_path / build, x, defines)
+        np.testing.assert_array_equal(y, ref.reshape(y.shape), err_msg=build)
 
 
 CM4_CASES = [("conv", 0), ("conv", 4), ("dwconv", 0), ("dwconv", 4), ("dense", 1),

@@ -11,6 +11,7 @@ inputs spanning the input dtype's whole range.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ import numpy as np
 import pytest
 
 from tinydeploy.cruntime import generate_c
+from tinydeploy.cruntime.emit_lstm import STEP_FN
 from tinydeploy.cruntime.harness import build_harness, run_harness_bytes
+from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import ModelFacts, load
 from tinydeploy.guard import check
 
@@ -358,11 +361,16 @@ def test_ext_op_bit_exact(ext_models: Callable[[str, int], Path], case: str, see
                 f"{b[tuple(bad[0])]}")
 
 
-def random_lstm(seed: int) -> bytes:
+def random_lstm(seed: int, sizes: tuple[int, int, int, int] | None = None,
+                big_bias: bool = False, cell_act: int = 4, w_scale_div: float = 1.0) -> bytes:
     """TFLM's int8 LSTM (trained_lstm_int8's UNIDIRECTIONAL_SEQUENCE_LSTM) with random
     sizes, weights, biases, scales, cell-state scale, clip and batch: Keras 3 converts its
     LSTM layer to a WHILE loop, so the fused int8 operator is built here from the public
-    model's layout."""
+    model's layout. ``sizes``: (batch, steps, n_in, n_state) instead of random ones;
+    ``big_bias``: one input-gate bias of 2^30 - 1 (too large for the kernel's fast
+    requantization: the layer takes TFLM's general one); ``cell_act``: the fused (cell)
+    activation, schema ActivationFunctionType (4: TANH); ``w_scale_div``: weight scales
+    divided by it (small ones: every gate multiplier below 1/2, no left shift)."""
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
@@ -373,6 +381,8 @@ def random_lstm(seed: int) -> bytes:
     lstm = sub.operators[0]
     batch, steps = int(rng.integers(1, 3)), int(rng.integers(2, 7))
     n_in, n_state = int(rng.integers(2, 10)), int(rng.integers(2, 12))
+    if sizes is not None:
+        batch, steps, n_in, n_state = sizes
 
     def tensor(i: int, shape: list[int], values: np.ndarray | None, scale: float,
                zp: int = 0) -> None:
@@ -390,9 +400,12 @@ def random_lstm(seed: int) -> bytes:
     for k in range(1, 9):  # input-to-gate (n_state x n_in) and recurrent (n_state x n_state)
         cols = n_in if k <= 4 else n_state
         w = rng.integers(-127, 128, size=(n_state, cols)).astype(np.int8)
-        tensor(lstm.inputs[k], [n_state, cols], w, float(rng.uniform(0.002, 0.02)))
+        tensor(lstm.inputs[k], [n_state, cols], w,
+               float(rng.uniform(0.002, 0.02)) / w_scale_div)
     for k in range(12, 16):
         b = rng.integers(-20000, 20000, size=n_state).astype(np.int32)
+        if big_bias and k == 12:
+            b[0] = 2 ** 30 - 1
         tensor(lstm.inputs[k], [n_state], b, x_scale * 0.01)
     h_zp = int(rng.integers(-20, 20))
     tensor(lstm.inputs[18], [batch, n_state], None, h_scale, h_zp)
@@ -400,6 +413,7 @@ def random_lstm(seed: int) -> bytes:
     out = lstm.outputs[0]
     tensor(out, [batch, steps, n_state], None, h_scale, h_zp)
     lstm.builtinOptions.cellClip = float(rng.choice([0.0, 3.0, 10.0]))
+    lstm.builtinOptions.fusedActivationFunction = cell_act
     sub.operators = [lstm]
     sub.outputs = [out]
     builder = flatbuffers.Builder(len(data) + 4096)
@@ -407,11 +421,25 @@ def random_lstm(seed: int) -> bytes:
     return bytes(builder.Output())
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_random_lstm_bit_exact(seed: int, tmp_path: Path) -> None:
-    facts = check(random_lstm(seed))
+# id: (seed, sizes, big_bias, w_scale_div, the kernel's requantization: emit_lstm.STEP_FN)
+LSTM_CASES: dict[str, tuple[int, tuple[int, int, int, int] | None, bool, float, int]] = {
+    "0": (0, None, False, 1.0, 1), "1": (1, None, False, 1.0, 1), "2": (2, None, False, 1.0, 1),
+    "wide": (3, (2, 4, 37, 13), False, 1.0, 1),  # 9 four-column blocks + tails, 2 rows
+    "general": (4, (1, 5, 16, 8), True, 1.0, 0),  # TFLM's requantization
+    "right-shifts": (5, (1, 6, 21, 10), False, 16.0, 2),  # fast, every shift negative
+}
+
+
+@pytest.mark.parametrize("case", LSTM_CASES)
+def test_random_lstm_bit_exact(case: str, tmp_path: Path) -> None:
+    """Random LSTMs (input and hidden zero points non-zero: the kernel's folded biases)
+    equal TFLM, with and without Reset() between samples, with each requantization form."""
+    seed, sizes, big_bias, w_div, want_fast = LSTM_CASES[case]
+    facts = check(random_lstm(seed, sizes, big_bias, w_scale_div=w_div))
     assert facts.op_names == ["UNIDIRECTIONAL_SEQUENCE_LSTM"] and facts.stateful
     res = generate_c(facts, tmp_path / "c", tflm_arena=False)
+    steps = re.findall(r"\btd_lstm_step_\w+", (res.out_dir / "td_model.c").read_text())
+    assert steps == [STEP_FN[want_fast]]
     binary = build_harness(res.out_dir)
     samples = _random_inputs(facts, 24, seed)
     outs = [(_shape(t), t.numpy_dtype) for t in facts.outputs]
@@ -420,6 +448,15 @@ def test_random_lstm_bit_exact(seed: int, tmp_path: Path) -> None:
         ref = _tflm(facts, samples, reset=reset)
         for k, (g, r) in enumerate(zip(got, ref, strict=True)):
             np.testing.assert_array_equal(g[0], r[0], err_msg=f"sample {k} reset={reset}")
+
+
+def test_lstm_cell_activation_other_than_tanh_refused(tmp_path: Path) -> None:
+    """The schema has no SIGMOID: TFLM reads 6 as no activation and asserts, so the C
+    runtime refuses the layer (one line naming it) instead of guessing."""
+    facts = check(random_lstm(5, cell_act=6))
+    with pytest.raises(TinyDeployError, match="LSTM cell activation 6"):
+        generate_c(facts, tmp_path / "c", tflm_arena=False)
+    assert not (tmp_path / "c").exists()
 
 
 def _append_quantize(data: bytes, out_type: int, scale: float, zero_point: int) -> bytes:

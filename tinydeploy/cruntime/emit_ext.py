@@ -95,8 +95,6 @@ def scratch_bytes(g: Graph, op: Op) -> int:
         return 0
     if op.name == "TRANSPOSE_CONV":
         return 8 * g.t(op.outputs[0]).size
-    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        return 2 * 4 * g.t(op.inputs[18]).shape[-1]
     return 0
 
 
