@@ -1,0 +1,166 @@
+"""The 16x8 CONV_2D / FULLY_CONNECTED fast paths (emit_int16.py, td_kernels_int16_fast.c):
+int32 sums where the weights prove them exact (``wide`` 0), int32 per filter row added in
+int64 (``wide`` 1), the int64 reference kernel otherwise; windows read in place or gathered
+(padding, dilation). Each model is seanet_conv0 rewritten (shapes, weights, padding,
+strides), generated as C, built natively and compared bit for bit with the TFLM Python
+runtime on random and worst-case (saturating) int16 inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinydeploy.cruntime import generate_c
+from tinydeploy.cruntime.emit_int16 import accum_mode, pair_layout
+from tinydeploy.cruntime.harness import build_harness, run_harness_bytes
+from tinydeploy.facts import load
+
+DATA = Path(__file__).parent / "data"
+
+
+def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], fc: bool,
+             opts: dict[str, int], seed: int) -> bytes:
+    """seanet_conv0 (one 16x8 CONV_2D) with other shapes, weights, int64 bias and options;
+    ``fc``: a FULLY_CONNECTED instead (per-tensor weight scale)."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    rng = np.random.default_rng(seed)
+    data = (DATA / "seanet_conv0.tflite").read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+    sub = model.subgraphs[0]
+    op = sub.operators[0]
+    oc = w.shape[0]
+    k = int(np.prod(w.shape[1:]))
+    x_scale = 1e-3
+    w_scales = rng.uniform(0.005, 0.02, size=1 if fc else oc)
+    bias = rng.integers(-(1 << 22), 1 << 22, size=oc).astype(np.int64)
+    # outputs spread over the int16 range for typical inputs, saturating at the extremes
+    typical = 16000.0 * np.sqrt(k) * float(np.abs(w).mean() + 1) * x_scale * w_scales.mean()
+    y_scale = typical / 8000.0
+
+    def tensor(i: int, shape: list[int], values: np.ndarray | None, scales: np.ndarray,
+               qdim: int = 0) -> None:
+        t = sub.tensors[i]
+        t.shape = np.array(shape, dtype=np.int32)
+        t.quantization.scale = [float(s) for s in scales]
+        t.quantization.zeroPoint = [0] * len(scales)
+        t.quantization.quantizedDimension = qdim
+        if values is not None:
+            model.buffers[t.buffer].data = list(np.ascontiguousarray(values).tobytes())
+
+    tensor(op.inputs[0], in_shape, None, np.array([x_scale]))
+    tensor(op.inputs[1], list(w.shape), w.astype(np.int8), w_scales)
+    tensor(op.inputs[2], [oc], bias, x_scale * w_scales)
+    tensor(op.outputs[0], out_shape, None, np.array([y_scale]))
+    if fc:
+        model.operatorCodes[0].builtinCode = schema.BuiltinOperator.FULLY_CONNECTED
+        model.operatorCodes[0].deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
+        op.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
+        op.builtinOptions = schema.FullyConnectedOptionsT()
+    else:
+        for key, v in opts.items():
+            setattr(op.builtinOptions, key, v)
+    builder = flatbuffers.Builder(len(data) + 4 * w.size + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _out(n: int, f: int, s: int, d: int, same: bool) -> int:
+    return (n + s - 1) // s if same else (n - (f - 1) * d - 1 + s) // s
+
+
+# name -> in [h, w, c], out_c, filter [h, w], stride, dilation, SAME, |w| scale, expected
+# call in the generated C (the path the generator must choose)
+CONV = {
+    "int32_same_stride": ([5, 9, 3], 5, [3, 3], 2, 1, True, 40, ".wide = 0"),
+    "int32_valid_1x1": ([3, 7, 5], 4, [1, 1], 1, 1, False, 127, ".wide = 0"),
+    "int32_dilated": ([6, 10, 2], 3, [2, 3], 1, 2, True, 127, ".wide = 0"),
+    "wide_rows": ([5, 6, 64], 3, [3, 3], 1, 1, True, 127, ".wide = 1"),
+    "int64_reference": ([2, 4, 200], 3, [1, 3], 1, 1, False, 127, "td_conv2d_16(&"),
+}
+FC = {  # name -> batches, accum, out_c, |w| scale, expected call
+    "fc_int32": (3, 37, 7, 127, "td_fully_connected_16_fast("),
+    "fc_int64_reference": (2, 600, 3, 127, "td_fully_connected_16(&"),
+}
+
+
+def _weights(rng: np.random.Generator, shape: tuple[int, ...], mag: int) -> np.ndarray:
+    w = rng.integers(-mag, mag + 1, size=shape)
+    w.reshape(shape[0], -1)[0] = -128 if mag == 127 else -mag  # a worst-case channel
+    return w.astype(np.int8)
+
+
+def _inputs(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Random int16 samples; the first three all -32768, all 32767, all 0."""
+    x = rng.integers(-32768, 32768, size=(6, *shape)).astype(np.int16)
+    x[0], x[1], x[2] = -32768, 32767, 0
+    return x
+
+
+def _run(path: Path, x: np.ndarray, tmp: Path, expect: str) -> None:
+    from tflite_micro.python.tflite_micro import runtime
+
+    facts = load(path)
+    res = generate_c(facts, tmp / "c", tflm_arena=False)
+    assert expect in (res.out_dir / "td_model.c").read_text()
+    binary = build_harness(res.out_dir)
+    t_in, t_out = facts.inputs[0], facts.outputs[0]
+    got = run_harness_bytes(binary, [[s] for s in x], [(tuple(t_out.shape), np.int16)])
+    interp = runtime.Interpreter.from_bytes(facts.data, arena_size=1 << 20)
+    for k, s in enumerate(x):
+        interp.reset()
+        interp.set_input(s.reshape(t_in.shape), 0)
+        interp.invoke()
+        ref = np.array(interp.get_output(0)).reshape(t_out.shape)
+        bad = np.argwhere(got[k][0] != ref)
+        assert bad.size == 0, f"sample {k}: {len(bad)} values differ, first {bad[0]}"
+        if k < 2:  # the extremes saturate somewhere: a test that could see an overflow
+            assert np.abs(ref.astype(np.int32)).max() > 1000
+
+
+@pytest.mark.parametrize("name", list(CONV))
+def test_conv16_paths_bit_exact(name: str, tmp_path: Path) -> None:
+    (h, w_, c), oc, (fh, fw), s, d, same, mag, expect = CONV[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    w = _weights(rng, (oc, fh, fw, c), mag)
+    oh, ow = _out(h, fh, s, d, same), _out(w_, fw, s, d, same)
+    opts = {"padding": 0 if same else 1, "strideH": s, "strideW": s,
+            "dilationHFactor": d, "dilationWFactor": d}
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], False, opts, 1))
+    x = _inputs((h, w_, c), rng)
+    # channel 0 at its bound: every window sees the sign pattern of its weights
+    x[3] = np.where(np.resize(w[0, 0, 0], (h, w_, c)) < 0, -32768, 32767).astype(np.int16)
+    _run(path, x, tmp_path, expect)
+
+
+@pytest.mark.parametrize("name", list(FC))
+def test_fc16_paths_bit_exact(name: str, tmp_path: Path) -> None:
+    batches, accum, oc, mag, expect = FC[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    w = _weights(rng, (oc, accum), mag)
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(_rewrite([batches, accum], w, [batches, oc], True, {}, 2))
+    x = _inputs((batches, accum), rng)
+    x[3] = np.where(w[0] < 0, -32768, 32767).astype(np.int16)  # channel 0 at its bound
+    _run(path, x, tmp_path, expect)
+
+
+def test_accum_mode_bounds() -> None:
+    ok = np.full((2, 65535 // 127), 127, np.int8)  # 32768 * 65405 < 2^31
+    assert accum_mode(ok, ok.shape[1]) == 0
+    big = np.full((2, 520), -128, np.int8)  # 32768 * 66560 > 2^31 - 1
+    assert accum_mode(big, 260) == 1
+    assert accum_mode(big, 520) is None
+    assert accum_mode(np.full((1, 512), -128, np.int8), 8) == 1  # exactly 2^31: too big
+
+
+def test_pair_layout_order() -> None:
+    rows = np.arange(2 * 7, dtype=np.int8).reshape(2, 7)  # a = 0..6, b = 7..13
+    lay = pair_layout(rows, 7).tolist()
+    assert lay == [0, 2, 1, 3, 7, 9, 8, 10, 4, 11, 5, 12, 6, 13]
+    odd = pair_layout(np.arange(3 * 2, dtype=np.int8).reshape(3, 2), 2).tolist()
+    assert odd == [0, 2, 1, 3, 4, 0, 5, 0]
