@@ -7,6 +7,7 @@ runtime on random and worst-case (saturating) int16 inputs."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from tinydeploy.cruntime import generate_c
 from tinydeploy.cruntime.emit_int16 import accum_mode, pair_layout
 from tinydeploy.cruntime.harness import build_harness, run_harness_bytes
-from tinydeploy.facts import load
+from tinydeploy.facts import ModelFacts, load
 
 DATA = Path(__file__).parent / "data"
 
@@ -100,53 +101,86 @@ def _inputs(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def _run(path: Path, x: np.ndarray, tmp: Path, expect: str) -> None:
+def _tflm(facts: ModelFacts, x: np.ndarray) -> list[np.ndarray]:
     from tflite_micro.python.tflite_micro import runtime
 
+    interp = runtime.Interpreter.from_bytes(facts.data, arena_size=1 << 20)
+    out = []
+    for s in x:
+        interp.reset()
+        interp.set_input(s.reshape(facts.inputs[0].shape), 0)
+        interp.invoke()
+        out.append(np.array(interp.get_output(0)).reshape(facts.outputs[0].shape))
+    return out
+
+
+def _run(path: Path, x: np.ndarray, tmp: Path, expect: str) -> None:
     facts = load(path)
     res = generate_c(facts, tmp / "c", tflm_arena=False)
     assert expect in (res.out_dir / "td_model.c").read_text()
     binary = build_harness(res.out_dir)
-    t_in, t_out = facts.inputs[0], facts.outputs[0]
+    t_out = facts.outputs[0]
     got = run_harness_bytes(binary, [[s] for s in x], [(tuple(t_out.shape), np.int16)])
-    interp = runtime.Interpreter.from_bytes(facts.data, arena_size=1 << 20)
-    for k, s in enumerate(x):
-        interp.reset()
-        interp.set_input(s.reshape(t_in.shape), 0)
-        interp.invoke()
-        ref = np.array(interp.get_output(0)).reshape(t_out.shape)
+    for k, ref in enumerate(_tflm(facts, x)):
         bad = np.argwhere(got[k][0] != ref)
         assert bad.size == 0, f"sample {k}: {len(bad)} values differ, first {bad[0]}"
         if k < 2:  # the extremes saturate somewhere: a test that could see an overflow
             assert np.abs(ref.astype(np.int32)).max() > 1000
 
 
-@pytest.mark.parametrize("name", list(CONV))
-def test_conv16_paths_bit_exact(name: str, tmp_path: Path) -> None:
-    (h, w_, c), oc, (fh, fw), s, d, same, mag, expect = CONV[name]
+def _case(name: str, tmp: Path) -> tuple[Path, np.ndarray, str]:
+    """The model of case ``name`` (CONV or FC), its inputs, the expected generated call."""
     rng = np.random.default_rng(sum(map(ord, name)))
+    path = tmp / f"{name}.tflite"
+    if name in FC:
+        batches, accum, oc, mag, expect = FC[name]
+        w = _weights(rng, (oc, accum), mag)
+        path.write_bytes(_rewrite([batches, accum], w, [batches, oc], True, {}, 2))
+        x = _inputs((batches, accum), rng)
+        x[3] = np.where(w[0] < 0, -32768, 32767).astype(np.int16)  # channel 0 at its bound
+        return path, x, expect
+    (h, w_, c), oc, (fh, fw), s, d, same, mag, expect = CONV[name]
     w = _weights(rng, (oc, fh, fw, c), mag)
     oh, ow = _out(h, fh, s, d, same), _out(w_, fw, s, d, same)
     opts = {"padding": 0 if same else 1, "strideH": s, "strideW": s,
             "dilationHFactor": d, "dilationWFactor": d}
-    path = tmp_path / f"{name}.tflite"
     path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], False, opts, 1))
     x = _inputs((h, w_, c), rng)
-    # channel 0 at its bound: every window sees the sign pattern of its weights
-    x[3] = np.where(np.resize(w[0, 0, 0], (h, w_, c)) < 0, -32768, 32767).astype(np.int16)
+    x[3] = np.where(rng.random((h, w_, c)) < 0.5, -32768, 32767).astype(np.int16)
+    return path, x, expect
+
+
+@pytest.mark.parametrize("name", [*CONV, *FC])
+def test_fast_paths_bit_exact(name: str, tmp_path: Path) -> None:
+    path, x, expect = _case(name, tmp_path)
     _run(path, x, tmp_path, expect)
 
 
-@pytest.mark.parametrize("name", list(FC))
-def test_fc16_paths_bit_exact(name: str, tmp_path: Path) -> None:
-    batches, accum, oc, mag, expect = FC[name]
-    rng = np.random.default_rng(sum(map(ord, name)))
-    w = _weights(rng, (oc, accum), mag)
-    path = tmp_path / f"{name}.tflite"
-    path.write_bytes(_rewrite([batches, accum], w, [batches, oc], True, {}, 2))
-    x = _inputs((batches, accum), rng)
-    x[3] = np.where(w[0] < 0, -32768, 32767).astype(np.int16)  # channel 0 at its bound
-    _run(path, x, tmp_path, expect)
+CM4 = ["int32_same_stride", "int32_dilated", "wide_rows", "fc_int32"]
+
+
+@pytest.mark.parametrize("name", CM4)
+def test_fast_paths_bit_exact_on_cm4(name: str, tmp_path: Path) -> None:
+    """The DSP-extension code (SMLAD) on qemu-cm4: odd and even row segments, gathered
+    windows, per-row int64 sums, FC batch pairs."""
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (apt-get install gcc-arm-none-eabi "
+                        "libnewlib-arm-none-eabi qemu-system-arm)")
+    from tinydeploy.device.link import Link
+    from tinydeploy.device.qemu import start_qemu
+
+    path, x, _ = _case(name, tmp_path)
+    facts = load(path)
+    got = []
+    with start_qemu(path, tmp_path / "fw") as proc, Link(proc.port, timeout=30.0) as link:
+        link.hello()
+        for s in x:
+            reply = link.infer(np.ascontiguousarray(s).tobytes())
+            got.append(np.frombuffer(bytes(reply.output), dtype=np.int16))
+    ref = _tflm(facts, x)
+    for k, (a, b) in enumerate(zip(got, ref, strict=True)):
+        assert np.array_equal(a, b.reshape(-1)), f"{name} sample {k} differs on qemu-cm4"
 
 
 def test_accum_mode_bounds() -> None:
