@@ -69,12 +69,19 @@ typedef struct {
                             * or dil_w > 1, else may be 0 */
   int32_t bias64;
   int32_t wide;            /* 0: int32 sum per output; 1: int32 per filter row, int64 total */
+  /* per output channel, when the generator proved it exact (else 0): the output is the low
+   * 32 bits of (acc * fold_mult + fold_bias) >> fold_shift, TFLM's 64-bit requantization of
+   * acc + bias with the bias and rounding folded into fold_bias */
+  const int64_t *fold_bias;
+  const int32_t *fold_mult, *fold_shift;
 } td_conv16_params;
 void td_conv2d_16_fast(const td_conv16_params *q, const int16_t *in, int16_t *out);
 typedef struct {
   const td_fc_params *p;   /* filter_offset and in_offset 0 */
   const int8_t *filter;    /* output channel pairs, one row of accum */
   int32_t bias64;
+  const int64_t *fold_bias; /* as for td_conv16_params */
+  const int32_t *fold_mult, *fold_shift;
 } td_fc16_params;
 void td_fully_connected_16_fast(const td_fc16_params *q, const int16_t *in, int16_t *out);
 /* requantize between int8/int16 (QUANTIZE); es_in/es_out element sizes */

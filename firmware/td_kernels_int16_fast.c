@@ -37,9 +37,13 @@ typedef struct {
   const int32_t *mult, *shift;
   int32_t out_c, rows, seg, row_step; /* rows segments of seg int16, row_step apart */
   int32_t bias64, wide, per_channel, out_offset, lo, hi;
+  const int64_t *fold_bias; /* 0: bias added, td_mbqm64 */
+  const int32_t *fold_mult, *fold_shift;
 } td16_job;
 
+#if TD_DSP
 TD_INLINE uint32_t td16_word(const int16_t *x) { return td_read32((const int8_t *)x); }
+#endif
 
 /* acc (column 0 ch a, column 1 ch a, column 0 ch b, column 1 ch b) += one segment of n
  * int16 per column against channel pair (a, b); returns the weights after the segment. */
@@ -119,6 +123,14 @@ TD_INLINE const int8_t *td16_seg(const int8_t *w, const int16_t *x0, const int16
 TD_INLINE int16_t td16_out(const td16_job *j, int64_t acc, int32_t c) {
   const int32_t k = j->per_channel ? c : 0;
   int32_t v;
+  if (j->fold_bias) { /* the generator folded bias and rounding: one multiply-add */
+    const int64_t t = acc * j->fold_mult[c] + j->fold_bias[c];
+    const int32_t sh = j->fold_shift[c];
+    const int32_t hi = (int32_t)(t >> 32);
+    v = sh >= 32 ? hi >> (sh - 32)
+                 : (int32_t)(((uint32_t)t >> sh) | ((uint32_t)hi << (32 - sh)));
+    return (int16_t)td_clamp_i32(v + j->out_offset, j->lo, j->hi);
+  }
   if (j->bias64) {
     if (j->bias) acc += ((const int64_t *)j->bias)[c];
   } else {
@@ -135,27 +147,39 @@ TD16_HOT void td16_pair(const td16_job *j, const int16_t *x0, const int16_t *x1,
                         int16_t *y1) {
   const int8_t *w = j->filter;
   const int32_t rows = j->rows, seg = j->seg, step = j->row_step, out_c = j->out_c;
-  int32_t oc, r, i;
+  int32_t oc, r;
   for (oc = 0; oc < out_c; oc += 2) {
     int32_t acc[4] = {0, 0, 0, 0};
-    int64_t sum[4] = {0, 0, 0, 0};
-    if (j->wide) {
+    int64_t s0, s1, s2, s3;
+    const int16_t *r0 = x0, *r1 = x1;
+    if (j->wide) { /* an int32 sum per filter row, added up in int64 */
+      s0 = s1 = s2 = s3 = 0;
       for (r = 0; r < rows; ++r) {
-        w = td16_seg(w, x0 + r * step, x1 + r * step, seg, acc);
-        for (i = 0; i < 4; ++i) {
-          sum[i] += acc[i];
-          acc[i] = 0;
-        }
+        w = td16_seg(w, r0, r1, seg, acc);
+        s0 += acc[0];
+        s1 += acc[1];
+        s2 += acc[2];
+        s3 += acc[3];
+        acc[0] = acc[1] = acc[2] = acc[3] = 0;
+        r0 += step;
+        r1 += step;
       }
     } else {
-      for (r = 0; r < rows; ++r) w = td16_seg(w, x0 + r * step, x1 + r * step, seg, acc);
-      for (i = 0; i < 4; ++i) sum[i] = acc[i];
+      for (r = 0; r < rows; ++r) {
+        w = td16_seg(w, r0, r1, seg, acc);
+        r0 += step;
+        r1 += step;
+      }
+      s0 = acc[0];
+      s1 = acc[1];
+      s2 = acc[2];
+      s3 = acc[3];
     }
-    y0[oc] = td16_out(j, sum[0], oc);
-    y1[oc] = td16_out(j, sum[1], oc);
+    y0[oc] = td16_out(j, s0, oc);
+    y1[oc] = td16_out(j, s1, oc);
     if (oc + 1 < out_c) {
-      y0[oc + 1] = td16_out(j, sum[2], oc + 1);
-      y1[oc + 1] = td16_out(j, sum[3], oc + 1);
+      y0[oc + 1] = td16_out(j, s2, oc + 1);
+      y1[oc + 1] = td16_out(j, s3, oc + 1);
     }
   }
 }
@@ -210,6 +234,9 @@ void td_conv2d_16_fast(const td_conv16_params *q, const int16_t *in, int16_t *ou
   j.bias64 = q->bias64;
   j.wide = q->wide;
   j.per_channel = 1;
+  j.fold_bias = q->fold_bias;
+  j.fold_mult = q->fold_mult;
+  j.fold_shift = q->fold_shift;
   j.out_offset = p->out_offset;
   j.lo = p->act_min;
   j.hi = p->act_max;
@@ -252,6 +279,9 @@ void td_fully_connected_16_fast(const td_fc16_params *q, const int16_t *in, int1
   j.bias64 = q->bias64;
   j.wide = 0;
   j.per_channel = p->per_channel;
+  j.fold_bias = q->fold_bias;
+  j.fold_mult = q->fold_mult;
+  j.fold_shift = q->fold_shift;
   j.out_offset = p->out_offset;
   j.lo = p->act_min;
   j.hi = p->act_max;

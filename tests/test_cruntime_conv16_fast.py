@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tinydeploy.cruntime import generate_c
-from tinydeploy.cruntime.emit_int16 import accum_mode, pair_layout
+from tinydeploy.cruntime.emit_int16 import accum_mode, fold_requant, pair_layout
 from tinydeploy.cruntime.harness import build_harness, run_harness_bytes
 from tinydeploy.facts import ModelFacts, load
 
@@ -22,9 +22,10 @@ DATA = Path(__file__).parent / "data"
 
 
 def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], fc: bool,
-             opts: dict[str, int], seed: int) -> bytes:
+             opts: dict[str, int], seed: int, bias32: int = 0) -> bytes:
     """seanet_conv0 (one 16x8 CONV_2D) with other shapes, weights, int64 bias and options;
-    ``fc``: a FULLY_CONNECTED instead (per-tensor weight scale)."""
+    ``fc``: a FULLY_CONNECTED instead (per-tensor weight scale); ``bias32``: an int32 bias
+    of that magnitude instead."""
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
@@ -38,6 +39,9 @@ def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], fc: bool,
     x_scale = 1e-3
     w_scales = rng.uniform(0.005, 0.02, size=1 if fc else oc)
     bias = rng.integers(-(1 << 22), 1 << 22, size=oc).astype(np.int64)
+    if bias32:
+        bias = np.full(oc, bias32, np.int32)
+        sub.tensors[op.inputs[2]].type = schema.TensorType.INT32
     # outputs spread over the int16 range for typical inputs, saturating at the extremes
     typical = 16000.0 * np.sqrt(k) * float(np.abs(w).mean() + 1) * x_scale * w_scales.mean()
     y_scale = typical / 8000.0
@@ -81,7 +85,10 @@ CONV = {
     "int32_dilated": ([6, 10, 2], 3, [2, 3], 1, 2, True, 127, ".wide = 0"),
     "wide_rows": ([5, 6, 64], 3, [3, 3], 1, 1, True, 127, ".wide = 1"),
     "int64_reference": ([2, 4, 200], 3, [1, 3], 1, 1, False, 127, "td_conv2d_16(&"),
+    # int32 bias that TFLM's int32 sum wraps with (acc + bias > 2^31 - 1): not folded
+    "int32_bias_wraps": ([3, 3, 56], 2, [3, 3], 1, 1, False, 127, ".fold_bias = 0"),
 }
+BIAS32 = {"int32_bias_wraps": 1 << 26}
 FC = {  # name -> batches, accum, out_c, |w| scale, expected call
     "fc_int32": (3, 37, 7, 127, "td_fully_connected_16_fast("),
     "fc_int64_reference": (2, 600, 3, 127, "td_fully_connected_16(&"),
@@ -144,7 +151,8 @@ def _case(name: str, tmp: Path) -> tuple[Path, np.ndarray, str]:
     oh, ow = _out(h, fh, s, d, same), _out(w_, fw, s, d, same)
     opts = {"padding": 0 if same else 1, "strideH": s, "strideW": s,
             "dilationHFactor": d, "dilationWFactor": d}
-    path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], False, opts, 1))
+    path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], False, opts, 1,
+                              BIAS32.get(name, 0)))
     x = _inputs((h, w_, c), rng)
     x[3] = np.where(rng.random((h, w_, c)) < 0.5, -32768, 32767).astype(np.int16)
     return path, x, expect
@@ -156,7 +164,7 @@ def test_fast_paths_bit_exact(name: str, tmp_path: Path) -> None:
     _run(path, x, tmp_path, expect)
 
 
-CM4 = ["int32_same_stride", "int32_dilated", "wide_rows", "fc_int32"]
+CM4 = ["int32_same_stride", "int32_dilated", "wide_rows", "int32_bias_wraps", "fc_int32"]
 
 
 @pytest.mark.parametrize("name", CM4)
@@ -198,3 +206,36 @@ def test_pair_layout_order() -> None:
     assert lay == [0, 2, 1, 3, 7, 9, 8, 10, 4, 11, 5, 12, 6, 13]
     odd = pair_layout(np.arange(3 * 2, dtype=np.int8).reshape(3, 2), 2).tolist()
     assert odd == [0, 2, 1, 3, 4, 0, 5, 0]
+
+
+def _tflm_requant(acc: int, bias: int, bias64: int, mult: int, shift: int) -> int:
+    """TFLM: (int32-wrapped) acc + bias, then the 64-bit MultiplyByQuantizedMultiplier."""
+    x = acc + bias
+    if not bias64:
+        x = (x + (1 << 31)) % (1 << 32) - (1 << 31)
+    r = (mult + (1 << 15)) >> 16 if mult < 0x7FFF0000 else 0x7FFF
+    t = 15 - shift
+    return (x * r + (1 << (t - 1))) >> t
+
+
+def _low32(v: int) -> int:
+    return (v + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def test_fold_requant_matches_tflm() -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.integers(-128, 128, size=(6, 40)).astype(np.int8)
+    bound = 32768 * np.abs(rows.astype(np.int64)).sum(1)
+    mults = [int(v) for v in rng.integers(1 << 30, 1 << 31, size=6)]
+    mults[0] = 0x7FFF8000  # the reduced multiplier's saturating case
+    shifts = [int(v) for v in rng.integers(-30, 2, size=6)]
+    for bias64 in (0, 1):
+        bias = rng.integers(-(1 << 24), 1 << 24, size=6)
+        vals = fold_requant(rows, mults, shifts, bias, bias64)
+        assert vals is not None
+        for c, (b, r, t) in enumerate(vals):
+            for acc in [-int(bound[c]), int(bound[c]), 0, *rng.integers(-bound[c], bound[c], 50)]:
+                want = _tflm_requant(int(acc), int(bias[c]), bias64, mults[c], shifts[c])
+                assert _low32((int(acc) * r + b) >> t) == _low32(want)
+    # an int32 bias the sum may wrap with: not folded
+    assert fold_requant(rows, mults, shifts, np.full(6, (1 << 31) - 1), 0) is None

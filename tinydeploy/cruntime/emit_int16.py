@@ -25,7 +25,7 @@ from .graph import Graph, Op
 if TYPE_CHECKING:
     from .emit import Emitter
 
-__all__ = ["Conv16Plan", "accum_mode", "conv16_plan", "conv16_scratch_bytes",
+__all__ = ["Conv16Plan", "accum_mode", "fold_requant", "conv16_plan", "conv16_scratch_bytes",
            "emit_conv16", "emit_fc16", "fc16_fast", "pair_layout"]
 
 INT32_MAX = (1 << 31) - 1
@@ -64,6 +64,52 @@ def pair_layout(rows: np.ndarray, seg: int) -> np.ndarray:
     if seg & 1:
         parts.append(r[..., seg - 1].transpose(0, 2, 1).reshape(n_out // 2, k // seg, 2))
     return np.concatenate(parts, axis=2).reshape(-1)
+
+
+def fold_requant(rows: np.ndarray, mults: list[int], shifts: list[int],
+                 bias: np.ndarray | None, bias64: int) -> list[tuple[int, int, int]] | None:
+    """Per output channel (B, R, T) with TFLM's 64-bit requantization of acc + bias equal to
+    the low 32 bits of (acc * R + B) >> T: R the multiplier reduced to 16 bits, T = 15 -
+    shift, B = bias * R + 2^(T - 1). None when that cannot be shown for every int32 sum of
+    these weights (an int32 bias that may wrap, T outside 1..63, B near the int64 range):
+    the kernel then adds the bias and calls td_mbqm64 per output."""
+    bound = X_ABS_MAX * np.abs(np.asarray(rows, dtype=np.int64)).reshape(len(rows), -1).sum(1)
+    out = []
+    for c, (m, sh) in enumerate(zip(mults, shifts, strict=True)):
+        b = 0 if bias is None else int(bias[c])
+        if not bias64 and int(bound[c]) + abs(b) > INT32_MAX:
+            return None  # TFLM's int32 acc + bias may wrap
+        r = (m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF
+        t = 15 - sh
+        if not 1 <= t <= 63:
+            return None
+        folded = b * r + (1 << (t - 1))
+        if abs(folded) + (int(bound[c]) + 1) * r >= 1 << 62:
+            return None
+        out.append((folded, r, t))
+    return out
+
+
+def _fold_fields(em: Emitter, op: Op, p: str, rows: np.ndarray, bias64: int
+                 ) -> dict[str, object]:
+    """``fold_bias``/``fold_mult``/``fold_shift`` of the fast kernels (0: not folded)."""
+    from .emit_ext import _per_channel
+
+    g = em.g
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    bias = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    mults, shifts = _per_channel(x, w, y, len(rows))
+    vals = None if bias is not None and bias.data is None else \
+        fold_requant(rows, mults, shifts, None if bias is None else
+                     np.asarray(bias.data, dtype=np.int64).reshape(-1), bias64)
+    if vals is None:
+        return {"fold_bias": 0, "fold_mult": 0, "fold_shift": 0}
+    lits = ", ".join(f"{b}LL" for b, _, _ in vals)
+    em.decls.append(f"static const int64_t {p}_fold_bias[{len(vals)}] = {{{lits}}};")
+    em.param_bytes += 8 * len(vals)
+    return {"fold_bias": f"{p}_fold_bias",
+            "fold_mult": em.int_array(p + "_fold_mult", [r for _, r, _ in vals]),
+            "fold_shift": em.int_array(p + "_fold_shift", [t for _, _, t in vals])}
 
 
 @dataclass(frozen=True)
@@ -136,7 +182,8 @@ def emit_conv16(em: Emitter, op: Op, p: str, fields: dict[str, object], bias64: 
     em.decls.append(c_struct("td_conv16_params", p + "_fast", {
         "p": f"&{p}", "filter": filt,
         "scratch": f"(int16_t *)(void *){scratch}" if plan.scratch else 0,
-        "bias64": bias64, "wide": plan.wide}))
+        "bias64": bias64, "wide": plan.wide,
+        **_fold_fields(em, op, p, plan.rows, bias64)}))
     return f"td_conv2d_16_fast(&{p}_fast, "
 
 
@@ -154,6 +201,7 @@ def emit_fc16(em: Emitter, op: Op, p: str, fields: dict[str, object], bias64: in
     w = em.g.t(op.inputs[1])
     em.decls.append(c_struct("td_fc_params", p, {**fields, "filter": 0}))
     filt = em.weights(p + "_f16", pair_layout(np.asarray(w.data), w.shape[1]))
-    em.decls.append(c_struct("td_fc16_params", p + "_fast",
-                             {"p": f"&{p}", "filter": filt, "bias64": bias64}))
+    em.decls.append(c_struct("td_fc16_params", p + "_fast", {
+        "p": f"&{p}", "filter": filt, "bias64": bias64,
+        **_fold_fields(em, op, p, np.asarray(w.data).reshape(w.shape[0], -1), bias64)}))
     return f"td_fully_connected_16_fast(&{p}_fast, "
