@@ -77,6 +77,13 @@ typedef struct {
 } td_conv16_params;
 void td_conv2d_16_fast(const td_conv16_params *q, const int16_t *in, int16_t *out);
 typedef struct {
+  const td_conv_params *p; /* depth multiplier 1, plain filter layout */
+  int32_t bias64;
+  const int64_t *fold_bias; /* as for td_conv16_params */
+  const int32_t *fold_mult, *fold_shift;
+} td_dw16_params;
+void td_depthwise_conv2d_16_fast(const td_dw16_params *q, const int16_t *in, int16_t *out);
+typedef struct {
   const td_fc_params *p;   /* filter_offset and in_offset 0 */
   const int8_t *filter;    /* output channel pairs, one row of accum */
   int32_t bias64;

@@ -291,3 +291,81 @@ void td_fully_connected_16_fast(const td_fc16_params *q, const int16_t *in, int1
               out + (more ? b + 1 : b) * out_c);
   }
 }
+
+/* One output pixel of a depthwise convolution (depth multiplier 1), all c channels: x/w at
+ * the first tap inside the input (channel 0), ny x nx taps, x_row/x_tap input steps, w_row
+ * the filter's row step (its tap step is c). int32 sums (the generator proved them exact). */
+TD16_HOT void td16_dw_pixel(const td16_job *j, const int16_t *x, const int8_t *w, int32_t c,
+                            int32_t ny, int32_t nx, int32_t x_row, int32_t x_tap,
+                            int32_t w_row, int16_t *o) {
+  int32_t ch = 0, fy, fx;
+  for (; ch + 2 <= c; ch += 2) {
+    int32_t a0 = 0, a1 = 0;
+    const int16_t *xr = x + ch;
+    const int8_t *wr = w + ch;
+    for (fy = 0; fy < ny; ++fy) {
+      const int16_t *xp = xr;
+      const int8_t *wp = wr;
+      for (fx = 0; fx < nx; ++fx) {
+        a0 += wp[0] * xp[0];
+        a1 += wp[1] * xp[1];
+        xp += x_tap;
+        wp += c;
+      }
+      xr += x_row;
+      wr += w_row;
+    }
+    o[ch] = td16_out(j, a0, ch);
+    o[ch + 1] = td16_out(j, a1, ch + 1);
+  }
+  if (ch < c) {
+    int32_t a0 = 0;
+    const int16_t *xr = x + ch;
+    const int8_t *wr = w + ch;
+    for (fy = 0; fy < ny; ++fy) {
+      for (fx = 0; fx < nx; ++fx) a0 += wr[fx * c] * xr[fx * x_tap];
+      xr += x_row;
+      wr += w_row;
+    }
+    o[ch] = td16_out(j, a0, ch);
+  }
+}
+
+void td_depthwise_conv2d_16_fast(const td_dw16_params *q, const int16_t *in, int16_t *out) {
+  const td_conv_params *p = q->p;
+  const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
+  const int32_t dil_h = p->dil_h, dil_w = p->dil_w;
+  td16_job j;
+  int32_t b, oy, ox;
+  memset(&j, 0, sizeof j);
+  j.bias = p->bias;
+  j.mult = p->mult;
+  j.shift = p->shift;
+  j.bias64 = q->bias64;
+  j.per_channel = 1;
+  j.out_offset = p->out_offset;
+  j.lo = p->act_min;
+  j.hi = p->act_max;
+  j.fold_bias = q->fold_bias;
+  j.fold_mult = q->fold_mult;
+  j.fold_shift = q->fold_shift;
+  for (b = 0; b < p->batches; ++b) {
+    const int16_t *inb = in + b * in_h * in_w * c;
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t y0 = oy * p->stride_h - p->pad_h;
+      int32_t fy0 = 0, fy1 = f_h;
+      while (fy0 < fy1 && y0 + dil_h * fy0 < 0) ++fy0;
+      while (fy1 > fy0 && y0 + dil_h * (fy1 - 1) >= in_h) --fy1;
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int32_t x0 = ox * p->stride_w - p->pad_w;
+        int32_t fx0 = 0, fx1 = f_w;
+        while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
+        while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
+        td16_dw_pixel(&j, inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
+                      p->filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0,
+                      dil_h * in_w * c, dil_w * c, f_w * c, out);
+        out += c;
+      }
+    }
+  }
+}

@@ -21,11 +21,12 @@ from tinydeploy.facts import ModelFacts, load
 DATA = Path(__file__).parent / "data"
 
 
-def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], fc: bool,
+def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], kind: str,
              opts: dict[str, int], seed: int, bias32: int = 0) -> bytes:
     """seanet_conv0 (one 16x8 CONV_2D) with other shapes, weights, int64 bias and options;
-    ``fc``: a FULLY_CONNECTED instead (per-tensor weight scale); ``bias32``: an int32 bias
-    of that magnitude instead."""
+    ``kind`` "fc": a FULLY_CONNECTED instead (per-tensor weight scale), "dw": a
+    DEPTHWISE_CONV_2D (weights [1, h, w, out_c]); ``bias32``: an int32 bias of that
+    magnitude instead."""
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
@@ -34,8 +35,9 @@ def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], fc: bool,
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     sub = model.subgraphs[0]
     op = sub.operators[0]
-    oc = w.shape[0]
-    k = int(np.prod(w.shape[1:]))
+    fc, dw = kind == "fc", kind == "dw"
+    oc = w.shape[3] if dw else w.shape[0]
+    k = int(np.prod(w.shape[1:3] if dw else w.shape[1:]))
     x_scale = 1e-3
     w_scales = rng.uniform(0.005, 0.02, size=1 if fc else oc)
     bias = rng.integers(-(1 << 22), 1 << 22, size=oc).astype(np.int64)
@@ -57,7 +59,7 @@ def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], fc: bool,
             model.buffers[t.buffer].data = list(np.ascontiguousarray(values).tobytes())
 
     tensor(op.inputs[0], in_shape, None, np.array([x_scale]))
-    tensor(op.inputs[1], list(w.shape), w.astype(np.int8), w_scales)
+    tensor(op.inputs[1], list(w.shape), w.astype(np.int8), w_scales, 3 if dw else 0)
     tensor(op.inputs[2], [oc], bias, x_scale * w_scales)
     tensor(op.outputs[0], out_shape, None, np.array([y_scale]))
     if fc:
@@ -65,6 +67,13 @@ def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], fc: bool,
         model.operatorCodes[0].deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
         op.builtinOptionsType = schema.BuiltinOptions.FullyConnectedOptions
         op.builtinOptions = schema.FullyConnectedOptionsT()
+    elif dw:
+        code = schema.BuiltinOperator.DEPTHWISE_CONV_2D
+        model.operatorCodes[0].builtinCode = model.operatorCodes[0].deprecatedBuiltinCode = code
+        op.builtinOptionsType = schema.BuiltinOptions.DepthwiseConv2DOptions
+        op.builtinOptions = schema.DepthwiseConv2DOptionsT()
+        for key, v in opts.items():
+            setattr(op.builtinOptions, key, v)
     else:
         for key, v in opts.items():
             setattr(op.builtinOptions, key, v)
@@ -89,6 +98,11 @@ CONV = {
     "int32_bias_wraps": ([3, 3, 56], 2, [3, 3], 1, 1, False, 127, ".fold_bias = 0"),
 }
 BIAS32 = {"int32_bias_wraps": 1 << 26}
+DW = {  # as CONV (out_c = in_c * depth multiplier)
+    "dw_same_stride": ([6, 7, 5], 5, [3, 3], 2, 1, True, 127, "td_depthwise_conv2d_16_fast("),
+    "dw_dilated": ([7, 8, 4], 4, [2, 3], 1, 2, True, 127, "td_depthwise_conv2d_16_fast("),
+    "dw_multiplier2": ([4, 5, 3], 6, [3, 3], 1, 1, True, 127, "td_depthwise_conv2d_16(&"),
+}
 FC = {  # name -> batches, accum, out_c, |w| scale, expected call
     "fc_int32": (3, 37, 7, 127, "td_fully_connected_16_fast("),
     "fc_int64_reference": (2, 600, 3, 127, "td_fully_connected_16(&"),
@@ -142,29 +156,36 @@ def _case(name: str, tmp: Path) -> tuple[Path, np.ndarray, str]:
     if name in FC:
         batches, accum, oc, mag, expect = FC[name]
         w = _weights(rng, (oc, accum), mag)
-        path.write_bytes(_rewrite([batches, accum], w, [batches, oc], True, {}, 2))
+        path.write_bytes(_rewrite([batches, accum], w, [batches, oc], "fc", {}, 2))
         x = _inputs((batches, accum), rng)
         x[3] = np.where(w[0] < 0, -32768, 32767).astype(np.int16)  # channel 0 at its bound
         return path, x, expect
-    (h, w_, c), oc, (fh, fw), s, d, same, mag, expect = CONV[name]
-    w = _weights(rng, (oc, fh, fw, c), mag)
+    (h, w_, c), oc, (fh, fw), s, d, same, mag, expect = (CONV | DW)[name]
     oh, ow = _out(h, fh, s, d, same), _out(w_, fw, s, d, same)
     opts = {"padding": 0 if same else 1, "strideH": s, "strideW": s,
             "dilationHFactor": d, "dilationWFactor": d}
-    path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], False, opts, 1,
-                              BIAS32.get(name, 0)))
+    if name in DW:
+        w = _weights(rng, (fh, fw, oc), mag).reshape(1, fh, fw, oc)
+        w[..., 0] = -128  # channel 0: the worst case
+        opts["depthMultiplier"] = oc // c
+        path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], "dw", opts, 3))
+    else:
+        w = _weights(rng, (oc, fh, fw, c), mag)
+        path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], "conv", opts, 1,
+                                  BIAS32.get(name, 0)))
     x = _inputs((h, w_, c), rng)
     x[3] = np.where(rng.random((h, w_, c)) < 0.5, -32768, 32767).astype(np.int16)
     return path, x, expect
 
 
-@pytest.mark.parametrize("name", [*CONV, *FC])
+@pytest.mark.parametrize("name", [*CONV, *DW, *FC])
 def test_fast_paths_bit_exact(name: str, tmp_path: Path) -> None:
     path, x, expect = _case(name, tmp_path)
     _run(path, x, tmp_path, expect)
 
 
-CM4 = ["int32_same_stride", "int32_dilated", "wide_rows", "int32_bias_wraps", "fc_int32"]
+CM4 = ["int32_same_stride", "int32_dilated", "wide_rows", "int32_bias_wraps", "dw_same_stride",
+       "fc_int32"]
 
 
 @pytest.mark.parametrize("name", CM4)

@@ -23,7 +23,15 @@ from ..c_names import reserved_safe
 from ..errors import TinyDeployError
 from . import quant
 from .ctext import c_struct as _struct
-from .emit_int16 import conv16_plan, conv16_scratch_bytes, emit_conv16, emit_fc16, fc16_fast
+from .emit_int16 import (
+    conv16_plan,
+    conv16_scratch_bytes,
+    dw16_rows,
+    emit_conv16,
+    emit_dw16,
+    emit_fc16,
+    fc16_fast,
+)
 from .emit_lstm import emit_lstm, lstm_problem
 from .graph import FIX_TFLM, Graph, Op, Tensor
 
@@ -391,6 +399,8 @@ def _conv16(em: Emitter, op: Op, p: str) -> str:
         scratch = em.loc(_scratch_id(op)) if scratch_bytes(em.g, op) else "0"
         return emit_conv16(em, op, p, fields[0], fields[1], scratch) + io
     em.decls.append(_struct("td_conv_params", p, fields[0]))
+    if depthwise and fields[0]["depth_mult"] == 1 and dw16_rows(em.g, op) is not None:
+        return emit_dw16(em, op, p, fields[1]) + io
     fn = "td_depthwise_conv2d_16" if depthwise else "td_conv2d_16"
     return f"{fn}(&{p}, {fields[1]}, " + io
 

@@ -25,8 +25,9 @@ from .graph import Graph, Op
 if TYPE_CHECKING:
     from .emit import Emitter
 
-__all__ = ["Conv16Plan", "accum_mode", "fold_requant", "conv16_plan", "conv16_scratch_bytes",
-           "emit_conv16", "emit_fc16", "fc16_fast", "pair_layout"]
+__all__ = ["Conv16Plan", "accum_mode", "conv16_plan", "conv16_scratch_bytes", "dw16_rows",
+           "emit_conv16", "emit_dw16", "emit_fc16", "fc16_fast", "fold_requant",
+           "pair_layout"]
 
 INT32_MAX = (1 << 31) - 1
 X_ABS_MAX = 1 << 15  # |int16| <= 32768
@@ -185,6 +186,30 @@ def emit_conv16(em: Emitter, op: Op, p: str, fields: dict[str, object], bias64: 
         "bias64": bias64, "wide": plan.wide,
         **_fold_fields(em, op, p, plan.rows, bias64)}))
     return f"td_conv2d_16_fast(&{p}_fast, "
+
+
+def dw16_rows(g: Graph, op: Op) -> np.ndarray | None:
+    """The filter rows [out_c, f_h * f_w] of a 16x8 DEPTHWISE_CONV_2D on the fast path
+    (depth multiplier 1, input zero point 0, int32 sums exact), else None."""
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    if op.name != "DEPTHWISE_CONV_2D" or x.dtype != "INT16" or w.dtype != "INT8" \
+            or w.data is None or x.zp != 0 or len(w.shape) != 4 or len(x.shape) != 4 \
+            or w.shape[3] != x.shape[3] or y.shape[-1] != x.shape[3]:
+        return None
+    _, fh, fw, oc = w.shape
+    rows = np.asarray(w.data, dtype=np.int8).reshape(fh * fw, oc).T
+    return rows if accum_mode(rows, fh * fw) == 0 else None
+
+
+def emit_dw16(em: Emitter, op: Op, p: str, bias64: int) -> str:
+    """Declarations and the call's head of the fast 16x8 DEPTHWISE_CONV_2D (``dw16_rows``
+    not None; its ``td_conv_params`` ``p`` is declared by the caller)."""
+    rows = dw16_rows(em.g, op)
+    if rows is None:  # pragma: no cover - the caller checked
+        raise ValueError(f"op {op.index} is not on the 16x8 DEPTHWISE_CONV_2D fast path")
+    em.decls.append(c_struct("td_dw16_params", p + "_fast", {
+        "p": f"&{p}", "bias64": bias64, **_fold_fields(em, op, p, rows, bias64)}))
+    return f"td_depthwise_conv2d_16_fast(&{p}_fast, "
 
 
 def fc16_fast(g: Graph, op: Op) -> bool:
