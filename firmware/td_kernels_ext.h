@@ -85,8 +85,9 @@ typedef struct {
 void td_depthwise_conv2d_16_fast(const td_dw16_params *q, const int16_t *in, int16_t *out);
 typedef struct {
   const td_fc_params *p;   /* filter_offset and in_offset 0 */
-  const int8_t *filter;    /* output channel pairs, one row of accum */
+  const int8_t *filter;    /* output channel pairs, rows of seg */
   int32_t bias64;
+  int32_t seg;              /* weights per int32 sum (accum: one; else sums added in int64) */
   const int64_t *fold_bias; /* as for td_conv16_params */
   const int32_t *fold_mult, *fold_shift;
 } td_fc16_params;

@@ -5,8 +5,10 @@
  * leave int32. The generator (tinydeploy.cruntime.emit_int16) knows the weights and
  * chooses per layer: `wide` 0 when 32768 * sum|w| of every output channel fits in int32
  * (one int32 sum per output), 1 when that holds for every filter row (f_w * in_c taps) of
- * every channel (an int32 sum per row, added up in int64); otherwise it keeps the int64
- * reference kernel. Then the int64 (or int32) bias and TFLM's 64-bit requantization.
+ * every channel (an int32 sum per row, added up in int64; FULLY_CONNECTED: per segment
+ * of `seg` weights); otherwise it keeps the int64 reference kernel. Then the int64 (or
+ * int32) bias and TFLM's 64-bit requantization (folded into one multiply-add where the
+ * generator proved that exact).
  *
  * Filter layout (generated): output channels in pairs (a, b) (an odd last channel paired
  * with zeros); per pair, per filter row of n = f_w * in_c (FC: one row of accum) weights:
@@ -273,11 +275,11 @@ void td_fully_connected_16_fast(const td_fc16_params *q, const int16_t *in, int1
   j.mult = p->mult;
   j.shift = p->shift;
   j.out_c = out_c;
-  j.rows = 1;
-  j.seg = n;
-  j.row_step = 0;
+  j.rows = n / q->seg;
+  j.seg = q->seg;
+  j.row_step = q->seg;
   j.bias64 = q->bias64;
-  j.wide = 0;
+  j.wide = q->seg != n;
   j.per_channel = p->per_channel;
   j.fold_bias = q->fold_bias;
   j.fold_mult = q->fold_mult;

@@ -105,7 +105,8 @@ DW = {  # as CONV (out_c = in_c * depth multiplier)
 }
 FC = {  # name -> batches, accum, out_c, |w| scale, expected call
     "fc_int32": (3, 37, 7, 127, "td_fully_connected_16_fast("),
-    "fc_int64_reference": (2, 600, 3, 127, "td_fully_connected_16(&"),
+    "fc_wide_segments": (3, 600, 5, 127, ".seg = 300"),
+    "fc_int64_reference": (2, 601, 3, 127, "td_fully_connected_16(&"),  # 601: a prime
 }
 
 

@@ -5,8 +5,9 @@ The kernels sum int8 x int16 products in int32 (SMLAD on Cortex-M4), which is ex
 when no partial sum can leave int32. The weights are known here, so each layer gets one of:
 
 - ``wide = 0``: 32768 * sum|w| of every output channel fits in int32 (one int32 sum);
-- ``wide = 1`` (CONV_2D): that holds for every filter row (f_w * in_c taps) of every
-  channel: one int32 sum per row, added up in int64;
+- ``wide = 1``: that holds for every filter row (f_w * in_c taps) of every channel
+  (FULLY_CONNECTED: for every segment of a divisor of the row length): one int32 sum per
+  row (segment), added up in int64;
 - None: the int64 reference kernel of ``td_kernels_int16.c`` stays.
 
 Inputs with a non-zero zero point (TFLM requires 0 for 16x8) keep the reference kernel too.
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from .emit import Emitter
 
 __all__ = ["Conv16Plan", "accum_mode", "conv16_plan", "conv16_scratch_bytes", "dw16_rows",
-           "emit_conv16", "emit_dw16", "emit_fc16", "fc16_fast", "fold_requant",
+           "emit_conv16", "emit_dw16", "emit_fc16", "fc16_fast", "fc16_seg", "fold_requant",
            "pair_layout"]
 
 INT32_MAX = (1 << 31) - 1
@@ -212,21 +213,38 @@ def emit_dw16(em: Emitter, op: Op, p: str, bias64: int) -> str:
     return f"td_depthwise_conv2d_16_fast(&{p}_fast, "
 
 
-def fc16_fast(g: Graph, op: Op) -> bool:
-    """Whether a 16x8 FULLY_CONNECTED runs the fast kernel (int32 sums exact, zero points
-    0, constant 2-D weights)."""
+def fc16_seg(g: Graph, op: Op) -> int | None:
+    """How many weights of a 16x8 FULLY_CONNECTED's row one int32 sum covers: the whole
+    row (accum) when that is exact, else the largest divisor of accum (at least 8) for
+    which it is (the segments' sums are added in int64); None when the fast kernel does not
+    apply (zero points, non-constant weights, no such divisor): the reference loop."""
     x, w = g.t(op.inputs[0]), g.t(op.inputs[1])
-    return (w.dtype == "INT8" and w.data is not None and len(w.shape) == 2 and w.zp == 0
-            and x.zp == 0 and accum_mode(np.asarray(w.data).reshape(w.shape[0], -1),
-                                         w.shape[1]) == 0)
+    if w.dtype != "INT8" or w.data is None or len(w.shape) != 2 or w.zp != 0 or x.zp != 0:
+        return None
+    rows = np.asarray(w.data).reshape(w.shape[0], -1)
+    n = rows.shape[1]
+    if accum_mode(rows, n) == 0:
+        return n
+    for seg in range(n // 2, 7, -1):
+        if n % seg == 0 and accum_mode(rows, seg) == 1:
+            return seg
+    return None
+
+
+def fc16_fast(g: Graph, op: Op) -> bool:
+    """Whether a 16x8 FULLY_CONNECTED runs the fast kernel (``fc16_seg`` not None)."""
+    return fc16_seg(g, op) is not None
 
 
 def emit_fc16(em: Emitter, op: Op, p: str, fields: dict[str, object], bias64: int) -> str:
     """Declarations and the call's head of the fast 16x8 FULLY_CONNECTED (``fc16_fast``)."""
     w = em.g.t(op.inputs[1])
+    seg = fc16_seg(em.g, op)
+    if seg is None:  # pragma: no cover - the caller checked
+        raise ValueError(f"op {op.index} is not on the 16x8 FULLY_CONNECTED fast path")
     em.decls.append(c_struct("td_fc_params", p, {**fields, "filter": 0}))
-    filt = em.weights(p + "_f16", pair_layout(np.asarray(w.data), w.shape[1]))
+    filt = em.weights(p + "_f16", pair_layout(np.asarray(w.data), seg))
     em.decls.append(c_struct("td_fc16_params", p + "_fast", {
-        "p": f"&{p}", "filter": filt, "bias64": bias64,
+        "p": f"&{p}", "filter": filt, "bias64": bias64, "seg": seg,
         **_fold_fields(em, op, p, np.asarray(w.data).reshape(w.shape[0], -1), bias64)}))
     return f"td_fully_connected_16_fast(&{p}_fast, "
