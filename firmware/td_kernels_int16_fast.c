@@ -1,5 +1,6 @@
-/* tinydeploy 16x8 fast paths: CONV_2D and FULLY_CONNECTED with int16 activations (zero
- * point 0) and int8 weights, bit-identical to the reference loops of td_kernels_int16.c.
+/* tinydeploy 16x8 fast paths: CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1, plain C) and
+ * FULLY_CONNECTED with int16 activations (zero point 0) and int8 weights, bit-identical to
+ * the reference loops of td_kernels_int16.c.
  *
  * The products int8 x int16 are summed in int32, which is exact when no partial sum can
  * leave int32. The generator (tinydeploy.cruntime.emit_int16) knows the weights and
@@ -11,7 +12,7 @@
  * generator proved that exact).
  *
  * Filter layout (generated): output channels in pairs (a, b) (an odd last channel paired
- * with zeros); per pair, per filter row of n = f_w * in_c (FC: one row of accum) weights:
+ * with zeros); per pair, per filter row of n = f_w * in_c (FC: per segment of seg) weights:
  * for each 4 k, a's bytes [k0, k2, k1, k3] then b's (SXTB16 and SXTB16 ror 8 give the
  * int16 pairs (k0, k1) and (k2, k3) matching input words); if n & 2: [a_k, b_k, a_k+1,
  * b_k+1]; if n & 1: [a_k, b_k]. 2 output pixels x 2 channels per inner loop (SMLAD with
