@@ -55,25 +55,28 @@ TD_INLINE const int8_t *td16_seg(const int8_t *w, const int16_t *x0, const int16
   int32_t a0 = acc[0], a1 = acc[1], b0 = acc[2], b1 = acc[3];
   int32_t k;
 #if TD_DSP
-  for (k = n >> 2; k > 0; --k) {
-    const int16x2_t p0 = (int16x2_t)td16_word(x0), q0 = (int16x2_t)td16_word(x0 + 2);
-    const int16x2_t p1 = (int16x2_t)td16_word(x1), q1 = (int16x2_t)td16_word(x1 + 2);
-    uint32_t wv = td_read32(w);
-    int16x2_t lo = td_sx02(wv), hi = td_sx13(wv);
-    a0 = __smlad(lo, p0, a0);
-    a0 = __smlad(hi, q0, a0);
-    a1 = __smlad(lo, p1, a1);
-    a1 = __smlad(hi, q1, a1);
-    wv = td_read32(w + 4);
-    lo = td_sx02(wv);
-    hi = td_sx13(wv);
-    b0 = __smlad(lo, p0, b0);
-    b0 = __smlad(hi, q0, b0);
-    b1 = __smlad(lo, p1, b1);
-    b1 = __smlad(hi, q1, b1);
-    x0 += 4;
-    x1 += 4;
-    w += 8;
+  {
+    const int32_t d = (int32_t)(x1 - x0);
+    for (k = n >> 2; k > 0; --k) {
+      const int16x2_t p0 = (int16x2_t)td16_word(x0), q0 = (int16x2_t)td16_word(x0 + 2);
+      const int16x2_t p1 = (int16x2_t)td16_word(x0 + d), q1 = (int16x2_t)td16_word(x0 + d + 2);
+      uint32_t wv = td_read32(w);
+      int16x2_t lo = td_sx02(wv), hi = td_sx13(wv);
+      a0 = __smlad(lo, p0, a0);
+      a0 = __smlad(hi, q0, a0);
+      a1 = __smlad(lo, p1, a1);
+      a1 = __smlad(hi, q1, a1);
+      wv = td_read32(w + 4);
+      lo = td_sx02(wv);
+      hi = td_sx13(wv);
+      b0 = __smlad(lo, p0, b0);
+      b0 = __smlad(hi, q0, b0);
+      b1 = __smlad(lo, p1, b1);
+      b1 = __smlad(hi, q1, b1);
+      x0 += 4;
+      w += 8;
+    }
+    x1 = x0 + d;
   }
   if (n & 2) {
     const int16x2_t p0 = (int16x2_t)td16_word(x0), p1 = (int16x2_t)td16_word(x1);
