@@ -98,6 +98,7 @@ CONV = {
     "int32_bias_wraps": ([3, 3, 56], 2, [3, 3], 1, 1, False, 127, ".fold_bias = 0"),
 }
 BIAS32 = {"int32_bias_wraps": 1 << 26}
+BATCH = {"int32_same_stride": 2}  # 15 output pixels per image: a lone last pixel each
 DW = {  # as CONV (out_c = in_c * depth multiplier)
     "dw_same_stride": ([6, 7, 5], 5, [3, 3], 2, 1, True, 127, "td_depthwise_conv2d_16_fast("),
     "dw_dilated": ([7, 8, 4], 4, [2, 3], 1, 2, True, 127, "td_depthwise_conv2d_16_fast("),
@@ -172,8 +173,13 @@ def _case(name: str, tmp: Path) -> tuple[Path, np.ndarray, str]:
         path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], "dw", opts, 3))
     else:
         w = _weights(rng, (oc, fh, fw, c), mag)
-        path.write_bytes(_rewrite([1, h, w_, c], w, [1, oh, ow, oc], "conv", opts, 1,
+        n = BATCH.get(name, 1)
+        path.write_bytes(_rewrite([n, h, w_, c], w, [n, oh, ow, oc], "conv", opts, 1,
                                   BIAS32.get(name, 0)))
+        if n > 1:
+            x = _inputs((n, h, w_, c), rng)
+            x[3] = np.where(rng.random((n, h, w_, c)) < 0.5, -32768, 32767)
+            return path, x, expect
     x = _inputs((h, w_, c), rng)
     x[3] = np.where(rng.random((h, w_, c)) < 0.5, -32768, 32767).astype(np.int16)
     return path, x, expect
