@@ -1,9 +1,10 @@
-"""The 16x8 CONV_2D / FULLY_CONNECTED fast paths (emit_int16.py, td_kernels_int16_fast.c):
-int32 sums where the weights prove them exact (``wide`` 0), int32 per filter row added in
-int64 (``wide`` 1), the int64 reference kernel otherwise; windows read in place or gathered
-(padding, dilation). Each model is seanet_conv0 rewritten (shapes, weights, padding,
-strides), generated as C, built natively and compared bit for bit with the TFLM Python
-runtime on random and worst-case (saturating) int16 inputs."""
+"""The 16x8 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED fast paths (emit_int16.py,
+td_kernels_int16_fast.c): int32 sums where the weights prove them exact (``wide`` 0), int32
+per filter row (FC: row segment) added in int64 (``wide`` 1), the int64 reference kernels
+otherwise; windows read in place or gathered (padding, dilation); requantization folded or
+not. Each model is seanet_conv0 rewritten (shapes, weights, padding, strides, operator),
+generated as C, built natively (and for qemu-cm4: the DSP code) and compared bit for bit
+with the TFLM Python runtime on random and worst-case (saturating) int16 inputs."""
 
 from __future__ import annotations
 
