@@ -126,17 +126,21 @@ TD_INLINE const int8_t *td16_seg(const int8_t *w, const int16_t *x0, const int16
 
 /* bias, TFLM's 64-bit requantization (an int32 bias wraps like TFLM's int32 sum), output
  * offset, activation clamp */
-TD_INLINE int16_t td16_out(const td16_job *j, int64_t acc, int32_t c) {
+TD_INLINE int16_t td16_fin(const td16_job *j, int32_t v) {
+  return (int16_t)td_clamp_i32(v + j->out_offset, j->lo, j->hi);
+}
+
+/* the low 32 bits of t >> sh, 1 <= sh <= 63 */
+TD_INLINE int32_t td16_shr(int64_t t, int32_t sh) {
+  const int32_t hi = (int32_t)(t >> 32);
+  return sh >= 32 ? hi >> (sh - 32)
+                  : (int32_t)(((uint32_t)t >> sh) | ((uint32_t)hi << (32 - sh)));
+}
+
+/* without the folded form: bias (int64, or int32 wrapping like TFLM's int32 sum), then
+ * td_mbqm64 */
+TD_INLINE int16_t td16_out_ref(const td16_job *j, int64_t acc, int32_t c) {
   const int32_t k = j->per_channel ? c : 0;
-  int32_t v;
-  if (j->fold_bias) { /* the generator folded bias and rounding: one multiply-add */
-    const int64_t t = acc * j->fold_mult[c] + j->fold_bias[c];
-    const int32_t sh = j->fold_shift[c];
-    const int32_t hi = (int32_t)(t >> 32);
-    v = sh >= 32 ? hi >> (sh - 32)
-                 : (int32_t)(((uint32_t)t >> sh) | ((uint32_t)hi << (32 - sh)));
-    return (int16_t)td_clamp_i32(v + j->out_offset, j->lo, j->hi);
-  }
   if (j->bias64) {
     if (j->bias) acc += ((const int64_t *)j->bias)[c];
   } else {
@@ -144,8 +148,33 @@ TD_INLINE int16_t td16_out(const td16_job *j, int64_t acc, int32_t c) {
     if (j->bias) a += (uint32_t)((const int32_t *)j->bias)[c];
     acc = (int64_t)(int32_t)a;
   }
-  v = td_mbqm64(acc, j->mult[k], j->shift[k]) + j->out_offset;
-  return (int16_t)td_clamp_i32(v, j->lo, j->hi);
+  return td16_fin(j, td_mbqm64(acc, j->mult[k], j->shift[k]));
+}
+
+/* output channel c of an int64 sum; the folded form is one multiply-add and a shift */
+TD_INLINE int16_t td16_out(const td16_job *j, int64_t acc, int32_t c) {
+  if (j->fold_bias) {
+    return td16_fin(j, td16_shr(acc * j->fold_mult[c] + j->fold_bias[c], j->fold_shift[c]));
+  }
+  return td16_out_ref(j, acc, c);
+}
+
+/* the same for an int32 sum (a 32 x 32 -> 64-bit multiply-accumulate: SMLAL) */
+TD_INLINE int16_t td16_out32(const td16_job *j, int32_t acc, int32_t c) {
+  if (j->fold_bias) {
+    const int32_t sh = j->fold_shift[c];
+#if TD_DSP
+    const int64_t b = j->fold_bias[c];
+    uint32_t lo = (uint32_t)b;
+    int32_t hi = (int32_t)(b >> 32);
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(acc), "r"(j->fold_mult[c]));
+    return td16_fin(j, sh >= 32 ? hi >> (sh - 32)
+                                : (int32_t)((lo >> sh) | ((uint32_t)hi << (32 - sh))));
+#else
+    return td16_fin(j, td16_shr((int64_t)acc * j->fold_mult[c] + j->fold_bias[c], sh));
+#endif
+  }
+  return td16_out_ref(j, acc, c);
 }
 
 /* All output channels of two columns (x0, x1: first input segment of each) to y0, y1. */
@@ -156,10 +185,9 @@ TD16_HOT void td16_pair(const td16_job *j, const int16_t *x0, const int16_t *x1,
   int32_t oc, r;
   for (oc = 0; oc < out_c; oc += 2) {
     int32_t acc[4] = {0, 0, 0, 0};
-    int64_t s0, s1, s2, s3;
     const int16_t *r0 = x0, *r1 = x1;
     if (j->wide) { /* an int32 sum per filter row, added up in int64 */
-      s0 = s1 = s2 = s3 = 0;
+      int64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (r = 0; r < rows; ++r) {
         w = td16_seg(w, r0, r1, seg, acc);
         s0 += acc[0];
@@ -170,22 +198,24 @@ TD16_HOT void td16_pair(const td16_job *j, const int16_t *x0, const int16_t *x1,
         r0 += step;
         r1 += step;
       }
+      y0[oc] = td16_out(j, s0, oc);
+      y1[oc] = td16_out(j, s1, oc);
+      if (oc + 1 < out_c) {
+        y0[oc + 1] = td16_out(j, s2, oc + 1);
+        y1[oc + 1] = td16_out(j, s3, oc + 1);
+      }
     } else {
       for (r = 0; r < rows; ++r) {
         w = td16_seg(w, r0, r1, seg, acc);
         r0 += step;
         r1 += step;
       }
-      s0 = acc[0];
-      s1 = acc[1];
-      s2 = acc[2];
-      s3 = acc[3];
-    }
-    y0[oc] = td16_out(j, s0, oc);
-    y1[oc] = td16_out(j, s1, oc);
-    if (oc + 1 < out_c) {
-      y0[oc + 1] = td16_out(j, s2, oc + 1);
-      y1[oc + 1] = td16_out(j, s3, oc + 1);
+      y0[oc] = td16_out32(j, acc[0], oc);
+      y1[oc] = td16_out32(j, acc[1], oc);
+      if (oc + 1 < out_c) {
+        y0[oc + 1] = td16_out32(j, acc[2], oc + 1);
+        y1[oc + 1] = td16_out32(j, acc[3], oc + 1);
+      }
     }
   }
 }
@@ -305,6 +335,50 @@ TD16_HOT void td16_dw_pixel(const td16_job *j, const int16_t *x, const int8_t *w
                             int32_t ny, int32_t nx, int32_t x_row, int32_t x_tap,
                             int32_t w_row, int16_t *o) {
   int32_t ch = 0, fy, fx;
+#if TD_DSP
+  /* 4 channels per pass: one weight word, SXTB16 to (c, c+2) and (c+1, c+3) */
+  for (; ch + 4 <= c; ch += 4) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const int16_t *xr = x + ch;
+    const int8_t *wr = w + ch;
+#define TD16_DW_TAP(xp, wp)                                                          \
+  do {                                                                               \
+    const uint32_t wv = td_read32(wp);                                               \
+    const int16x2_t s02 = td_sx02(wv), s13 = td_sx13(wv);                            \
+    const int16x2_t x01 = (int16x2_t)td16_word(xp), x23 = (int16x2_t)td16_word((xp) + 2); \
+    a0 = __smlabb(x01, s02, a0);                                                     \
+    a1 = __smlatb(x01, s13, a1);                                                     \
+    a2 = __smlabt(x23, s02, a2);                                                     \
+    a3 = __smlatt(x23, s13, a3);                                                     \
+  } while (0)
+    if (nx == 3) { /* the common 3-wide window, unrolled */
+      for (fy = 0; fy < ny; ++fy) {
+        TD16_DW_TAP(xr, wr);
+        TD16_DW_TAP(xr + x_tap, wr + c);
+        TD16_DW_TAP(xr + 2 * x_tap, wr + 2 * c);
+        xr += x_row;
+        wr += w_row;
+      }
+    } else {
+      for (fy = 0; fy < ny; ++fy) {
+        const int16_t *xp = xr;
+        const int8_t *wp = wr;
+        for (fx = 0; fx < nx; ++fx) {
+          TD16_DW_TAP(xp, wp);
+          xp += x_tap;
+          wp += c;
+        }
+        xr += x_row;
+        wr += w_row;
+      }
+    }
+#undef TD16_DW_TAP
+    o[ch] = td16_out32(j, a0, ch);
+    o[ch + 1] = td16_out32(j, a1, ch + 1);
+    o[ch + 2] = td16_out32(j, a2, ch + 2);
+    o[ch + 3] = td16_out32(j, a3, ch + 3);
+  }
+#endif
   for (; ch + 2 <= c; ch += 2) {
     int32_t a0 = 0, a1 = 0;
     const int16_t *xr = x + ch;
@@ -321,8 +395,8 @@ TD16_HOT void td16_dw_pixel(const td16_job *j, const int16_t *x, const int8_t *w
       xr += x_row;
       wr += w_row;
     }
-    o[ch] = td16_out(j, a0, ch);
-    o[ch + 1] = td16_out(j, a1, ch + 1);
+    o[ch] = td16_out32(j, a0, ch);
+    o[ch + 1] = td16_out32(j, a1, ch + 1);
   }
   if (ch < c) {
     int32_t a0 = 0;
@@ -333,7 +407,7 @@ TD16_HOT void td16_dw_pixel(const td16_job *j, const int16_t *x, const int8_t *w
       xr += x_row;
       wr += w_row;
     }
-    o[ch] = td16_out(j, a0, ch);
+    o[ch] = td16_out32(j, a0, ch);
   }
 }
 
