@@ -224,19 +224,27 @@ TD16_HOT void td16_pair(const td16_job *j, const int16_t *x0, const int16_t *x1,
 static void td16_im2col(const td_conv_params *p, const int16_t *in, int32_t oy, int32_t ox,
                         int16_t *dst) {
   const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
-  const int32_t c = p->in_c;
-  int32_t fy, fx;
+  const int32_t c = p->in_c, f_w = p->f_w, dil_w = p->dil_w, in_w = p->in_w;
+  int32_t fx0 = 0, fx1 = f_w, fy, fx;
+  while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0; /* the taps inside: [fx0, fx1) */
+  while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
   for (fy = 0; fy < p->f_h; ++fy) {
     const int32_t iy = y0 + p->dil_h * fy;
-    for (fx = 0; fx < p->f_w; ++fx) {
-      const int32_t ix = x0 + p->dil_w * fx;
-      if (iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w) {
-        memcpy(dst, in + (iy * p->in_w + ix) * c, (size_t)c * sizeof *dst);
+    if (iy < 0 || iy >= p->in_h || fx0 == fx1) {
+      memset(dst, 0, (size_t)(f_w * c) * sizeof *dst);
+    } else {
+      const int16_t *src = in + (iy * in_w + x0 + dil_w * fx0) * c;
+      memset(dst, 0, (size_t)(fx0 * c) * sizeof *dst);
+      if (dil_w == 1) {
+        memcpy(dst + fx0 * c, src, (size_t)((fx1 - fx0) * c) * sizeof *dst);
       } else {
-        memset(dst, 0, (size_t)c * sizeof *dst);
+        for (fx = fx0; fx < fx1; ++fx, src += dil_w * c) {
+          memcpy(dst + fx * c, src, (size_t)c * sizeof *dst);
+        }
       }
-      dst += c;
+      memset(dst + fx1 * c, 0, (size_t)((f_w - fx1) * c) * sizeof *dst);
     }
+    dst += f_w * c;
   }
 }
 
