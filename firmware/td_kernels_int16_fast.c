@@ -138,8 +138,11 @@ TD_INLINE int32_t td16_shr(int64_t t, int32_t sh) {
 }
 
 /* without the folded form: bias (int64, or int32 wrapping like TFLM's int32 sum), then
- * td_mbqm64 */
-TD_INLINE int16_t td16_out_ref(const td16_job *j, int64_t acc, int32_t c) {
+ * td_mbqm64 (the rare case: out of line) */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int16_t td16_out_ref(const td16_job *j, int64_t acc, int32_t c) {
   const int32_t k = j->per_channel ? c : 0;
   if (j->bias64) {
     if (j->bias) acc += ((const int64_t *)j->bias)[c];
