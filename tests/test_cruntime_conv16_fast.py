@@ -268,3 +268,30 @@ def test_fold_requant_matches_tflm() -> None:
                 assert _low32((int(acc) * r + b) >> t) == _low32(want)
     # an int32 bias the sum may wrap with: not folded
     assert fold_requant(rows, mults, shifts, np.full(6, (1 << 31) - 1), 0) is None
+
+
+def test_seanet_conv0_dsp_and_portable_equal_cm4(tmp_path: Path) -> None:
+    """The public 16x8 model on qemu-cm4, DSP and -DTD_PORTABLE builds: both bit-exact with
+    its Cortex-M4 ground truth, the DSP one running fewer instructions."""
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (apt-get install gcc-arm-none-eabi "
+                        "libnewlib-arm-none-eabi qemu-system-arm)")
+    from tinydeploy.device.link import Link
+    from tinydeploy.device.qemu import start_qemu
+
+    path = DATA / "seanet_conv0.tflite"
+    x = np.load(DATA / "seanet_conv0.inputs.npy")[:4]
+    want = np.load(DATA / "seanet_conv0.outputs_cm4.npy")[:4]
+    cycles = {}
+    for build, defines in (("dsp", ()), ("portable", ("-DTD_PORTABLE",))):
+        with start_qemu(path, tmp_path / build, defines=defines) as proc, \
+                Link(proc.port, timeout=60.0) as link:
+            link.hello()
+            total = 0
+            for k in range(len(x)):
+                reply = link.infer(np.ascontiguousarray(x[k]).tobytes())
+                assert bytes(reply.output) == want[k].tobytes(), f"{build} sample {k}"
+                total += int(reply.cycles)
+        cycles[build] = total
+    assert cycles["dsp"] < 0.8 * cycles["portable"]

@@ -104,12 +104,12 @@ def scratch_bytes(g: Graph, op: Op) -> int:
     """Arena bytes the operator needs for the duration of its call (0: none)."""
     if ext_reason(g, op) is not None:
         return 0
+    if op.name == "CONV_2D":  # 16x8: the fast path's im2col of two windows
+        return conv16_scratch_bytes(g, op)
     if op.name == "TRANSPOSE_CONV":
         return 8 * g.t(op.outputs[0]).size
     if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
         return 2 * 4 * g.t(op.inputs[18]).shape[-1]
-    if op.name == "CONV_2D":  # 16x8: the fast path's im2col of two windows
-        return conv16_scratch_bytes(g, op)
     return 0
 
 
