@@ -60,6 +60,38 @@ void td_depthwise_conv2d_16(const td_conv_params *p, int32_t bias64, const int16
                             int16_t *out);
 void td_fully_connected_16(const td_fc_params *p, int32_t bias64, const int16_t *in,
                            int16_t *out);
+/* fast paths (td_kernels_int16_fast.c): input zero point 0, int32 partial sums where the
+ * generator proved them exact; `filter` in the pair layout described there */
+typedef struct {
+  const td_conv_params *p; /* shapes, bias, multipliers (p->filter: the plain layout) */
+  const int8_t *filter;    /* output channel pairs, per filter row */
+  int16_t *scratch;        /* 2 * f_h * f_w * in_c int16 when a window leaves the input
+                            * or dil_w > 1, else may be 0 */
+  int32_t bias64;
+  int32_t wide;            /* 0: int32 sum per output; 1: int32 per filter row, int64 total */
+  /* per output channel, when the generator proved it exact (else 0): the output is the low
+   * 32 bits of (acc * fold_mult + fold_bias) >> fold_shift, TFLM's 64-bit requantization of
+   * acc + bias with the bias and rounding folded into fold_bias */
+  const int64_t *fold_bias;
+  const int32_t *fold_mult, *fold_shift;
+} td_conv16_params;
+void td_conv2d_16_fast(const td_conv16_params *q, const int16_t *in, int16_t *out);
+typedef struct {
+  const td_conv_params *p; /* depth multiplier 1, plain filter layout */
+  int32_t bias64;
+  const int64_t *fold_bias; /* as for td_conv16_params */
+  const int32_t *fold_mult, *fold_shift;
+} td_dw16_params;
+void td_depthwise_conv2d_16_fast(const td_dw16_params *q, const int16_t *in, int16_t *out);
+typedef struct {
+  const td_fc_params *p;   /* filter_offset and in_offset 0 */
+  const int8_t *filter;    /* output channel pairs, rows of seg */
+  int32_t bias64;
+  int32_t seg;              /* weights per int32 sum (accum: one; else sums added in int64) */
+  const int64_t *fold_bias; /* as for td_conv16_params */
+  const int32_t *fold_mult, *fold_shift;
+} td_fc16_params;
+void td_fully_connected_16_fast(const td_fc16_params *q, const int16_t *in, int16_t *out);
 /* requantize between int8/int16 (QUANTIZE); es_in/es_out element sizes */
 void td_requantize_ext(const td_requant_params *p, int32_t es_in, int32_t es_out,
                        const void *in, void *out);

@@ -140,7 +140,8 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
     """The memory plan including the convolutions' im2col scratch: two pixels' receptive
     fields each (the faster kernel path), reduced to one where that makes the arena
     smaller (the scratch is live only during its operator, but may raise the peak)."""
-    need = {op.index: core_scratch_bytes(op, g, 1) for op in g.ops}
+    need = {op.index: core_scratch_bytes(op, g, 1) for op in g.ops
+            if ext_reason(g, op) is not None}  # extension kernels: scratch_bytes()
     need = {i: n for i, n in need.items() if n > 0}
 
     def scratch(cols: dict[int, int]) -> list[Buffer]:

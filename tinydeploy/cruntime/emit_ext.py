@@ -7,7 +7,8 @@ Hooked into the int8 emitter (``emit.py``) and the graph check (``graph.py``) th
 functions: ``ext_reason(g, op)`` (None when an extension kernel runs ``op``, else why not),
 ``emit(em, op, p)`` (the C statement) and ``scratch_bytes(g, op)`` (arena scratch). Every
 number is computed as TFLite Micro's kernel Prepare computes it; kernels are in
-``firmware/td_kernels_ext.c``, ``td_kernels_int16.c`` and ``td_kernels_lstm.c``.
+``firmware/td_kernels_ext.c``, ``td_kernels_int16.c`` (fast paths: ``emit_int16.py``,
+``td_kernels_int16_fast.c``) and ``td_kernels_lstm.c``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from ..c_names import reserved_safe
 from ..errors import TinyDeployError
 from . import quant
 from .ctext import c_struct as _struct
+from .emit_int16 import (
+    conv16_plan,
+    conv16_scratch_bytes,
+    dw16_rows,
+    emit_conv16,
+    emit_dw16,
+    emit_fc16,
+    fc16_fast,
+)
 from .emit_lstm import emit_lstm, lstm_problem
 from .graph import FIX_TFLM, Graph, Op, Tensor
 
@@ -32,7 +42,8 @@ __all__ = ["ALIAS_OPS", "EXT_KERNEL_FILES", "EXT_KERNEL_SOURCES", "EXT_OPS", "em
            "ext_reason", "reserved_safe", "scratch_bytes", "sigmoid_table_decl",
            "state_decls"]
 
-EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_lstm.c")
+EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_int16_fast.c",
+                      "td_kernels_lstm.c")
 EXT_KERNEL_FILES = ("td_kernels_ext.h", *EXT_KERNEL_SOURCES)
 # operators only the extension runs (any dtype it accepts)
 EXT_OPS = frozenset({"SUB", "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV",
@@ -93,6 +104,8 @@ def scratch_bytes(g: Graph, op: Op) -> int:
     """Arena bytes the operator needs for the duration of its call (0: none)."""
     if ext_reason(g, op) is not None:
         return 0
+    if op.name == "CONV_2D":  # 16x8: the fast path's im2col of two windows
+        return conv16_scratch_bytes(g, op)
     if op.name == "TRANSPOSE_CONV":
         return 8 * g.t(op.outputs[0]).size
     return 0
@@ -376,14 +389,21 @@ def _scratch_id(op: Op) -> int:
 
 def _conv16(em: Emitter, op: Op, p: str) -> str:
     depthwise = op.name == "DEPTHWISE_CONV_2D"
-    fields = _conv16_fields(em, op, p, depthwise)
+    fast = not depthwise and conv16_plan(em.g, op) is not None
+    fields = _conv16_fields(em, op, p, depthwise, plain_filter=not fast)
+    io = (f"{_ptr(em, op.inputs[0], 'int16_t', True)}, "
+          f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
+    if fast:  # int32 sums proven exact (emit_int16.py)
+        scratch = em.loc(_scratch_id(op)) if scratch_bytes(em.g, op) else "0"
+        return emit_conv16(em, op, p, fields[0], fields[1], scratch) + io
     em.decls.append(_struct("td_conv_params", p, fields[0]))
+    if depthwise and fields[0]["depth_mult"] == 1 and dw16_rows(em.g, op) is not None:
+        return emit_dw16(em, op, p, fields[1]) + io
     fn = "td_depthwise_conv2d_16" if depthwise else "td_conv2d_16"
-    return (f"{fn}(&{p}, {fields[1]}, {_ptr(em, op.inputs[0], 'int16_t', True)}, "
-            f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
+    return f"{fn}(&{p}, {fields[1]}, " + io
 
 
-def _conv16_fields(em: Emitter, op: Op, p: str, depthwise: bool
+def _conv16_fields(em: Emitter, op: Op, p: str, depthwise: bool, plain_filter: bool = True
                    ) -> tuple[dict[str, object], int]:
     from .emit import _nhwc, _out_size, _pad_total
 
@@ -415,7 +435,7 @@ def _conv16_fields(em: Emitter, op: Op, p: str, depthwise: bool
               "pad_h": _pad_total(sh, dh, ih, fh, oh), "pad_w": _pad_total(sw, dw, iw, fw, ow),
               "depth_mult": oc // ic if depthwise else 1,
               "in_offset": -x.zp, "out_offset": y.zp, "act_min": lo, "act_max": hi,
-              "filter": _const(em, w),
+              "filter": _const(em, w) if plain_filter else 0,
               "bias": (f"(const int32_t *)(const void *){_const(em, bias)}"
                        if bias is not None else 0),
               "mult": em.int_array(p + "_mult", mults),
@@ -437,20 +457,24 @@ def _fc16(em: Emitter, op: Op, p: str) -> str:
         [quant.quantize_multiplier(x.scale * w.scale / y.scale)[0]],
         [quant.quantize_multiplier(x.scale * w.scale / y.scale)[1]])
     lo, hi = _act_range(g, op, y)
+    fast = fc16_fast(g, op)
     fields = {"batches": x.size // accum, "accum": accum, "out_c": oc, "in_offset": -x.zp,
               "filter_offset": -w.zp, "out_offset": y.zp, "act_min": lo, "act_max": hi,
-              "per_channel": int(per_channel), "filter": _const(em, w),
+              "per_channel": int(per_channel), "filter": 0 if fast else _const(em, w),
               "bias": (f"(const int32_t *)(const void *){_const(em, bias)}"
                        if bias is not None else 0),
               "mult": em.int_array(p + "_mult", mults),
               "shift": em.int_array(p + "_shift", shifts)}
-    em.decls.append(_struct("td_fc_params", p, fields))
     if bias is None:  # TFLM: the options' quantized_bias_type decides (int32 = 2)
         bias64 = int(int(getattr(op.options, "quantizedBiasType", 0) or 0) != 2)
     else:
         bias64 = int(bias.dtype == "INT64")
-    return (f"td_fully_connected_16(&{p}, {bias64}, {_ptr(em, op.inputs[0], 'int16_t', True)}, "
-            f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
+    io = (f"{_ptr(em, op.inputs[0], 'int16_t', True)}, "
+          f"{_ptr(em, op.outputs[0], 'int16_t', False)});")
+    if fast:  # int32 sums proven exact (emit_int16.py)
+        return emit_fc16(em, op, p, fields, bias64) + io
+    em.decls.append(_struct("td_fc_params", p, fields))
+    return f"td_fully_connected_16(&{p}, {bias64}, " + io
 
 
 def _quantize(em: Emitter, op: Op, p: str) -> str:
