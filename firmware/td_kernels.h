@@ -127,6 +127,11 @@ typedef struct {
 
 void td_add(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 void td_mul(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+/* same-shape ADD (sub 0) or SUB (sub 1), requantization inline (int8 or int16) */
+void td_addsub_flat8(const td_binary_params *p, int32_t sub, const int8_t *in1,
+                     const int8_t *in2, int8_t *out);
+void td_addsub_flat16(const td_binary_params *p, int32_t sub, const int16_t *in1,
+                      const int16_t *in2, int16_t *out);
 void td_requantize(const td_requant_params *p, const int8_t *in, int8_t *out);
 void td_clamp(int32_t size, int32_t lo, int32_t hi, const int8_t *in, int8_t *out);
 void td_leaky_relu(const td_leaky_relu_params *p, const int8_t *in, int8_t *out);

@@ -33,18 +33,45 @@ static inline int32_t td_mul_one(const td_binary_params *p, int32_t a, int32_t b
   return td_requant(prod, p->out_mult, p->out_shift) + p->out_offset;
 }
 
-/* Same-shape ADD: every parameter in a local (the int8 stores would force reloads). */
-static void td_add_flat(const td_binary_params *p, const int8_t *in1, const int8_t *in2,
-                        int8_t *out) {
+/* Same-shape ADD/SUB of int8 (es 1) or int16 (es 2) tensors: every parameter in a local
+ * (the narrow stores would force reloads); es is a constant at each call, so the loads and
+ * stores fold to one width, and sub too (both instantiated). */
+TD_INLINE void td_addsub_flat(const td_binary_params *p, int32_t sub, int32_t es,
+                              const void *in1, const void *in2, void *out) {
   const int32_t n = p->size, o1 = p->in1_offset, o2 = p->in2_offset, ls = p->left_shift;
   const int32_t m1 = p->in1_mult, s1 = p->in1_shift, m2 = p->in2_mult, s2 = p->in2_shift;
   const int32_t mo = p->out_mult, so = p->out_shift, oo = p->out_offset;
   const int32_t lo = p->act_min, hi = p->act_max;
   int32_t i;
   for (i = 0; i < n; ++i) {
-    const int32_t x1 = td_requant((int32_t)((uint32_t)(in1[i] + o1) << ls), m1, s1);
-    const int32_t x2 = td_requant((int32_t)((uint32_t)(in2[i] + o2) << ls), m2, s2);
-    out[i] = (int8_t)td_clamp_i32(td_requant(x1 + x2, mo, so) + oo, lo, hi);
+    const int32_t a = es == 2 ? ((const int16_t *)in1)[i] : ((const int8_t *)in1)[i];
+    const int32_t b = es == 2 ? ((const int16_t *)in2)[i] : ((const int8_t *)in2)[i];
+    const int32_t x1 = td_requant((int32_t)((uint32_t)(a + o1) << ls), m1, s1);
+    const int32_t x2 = td_requant((int32_t)((uint32_t)(b + o2) << ls), m2, s2);
+    const int32_t v = td_clamp_i32(td_requant(sub ? x1 - x2 : x1 + x2, mo, so) + oo, lo, hi);
+    if (es == 2) {
+      ((int16_t *)out)[i] = (int16_t)v;
+    } else {
+      ((int8_t *)out)[i] = (int8_t)v;
+    }
+  }
+}
+
+void td_addsub_flat8(const td_binary_params *p, int32_t sub, const int8_t *in1,
+                     const int8_t *in2, int8_t *out) {
+  if (sub) {
+    td_addsub_flat(p, 1, 1, in1, in2, out);
+  } else {
+    td_addsub_flat(p, 0, 1, in1, in2, out);
+  }
+}
+
+void td_addsub_flat16(const td_binary_params *p, int32_t sub, const int16_t *in1,
+                      const int16_t *in2, int16_t *out) {
+  if (sub) {
+    td_addsub_flat(p, 1, 2, in1, in2, out);
+  } else {
+    td_addsub_flat(p, 0, 2, in1, in2, out);
   }
 }
 
@@ -53,7 +80,7 @@ static void td_binary(const td_binary_params *p, const int8_t *in1, const int8_t
   int32_t i;
   if (!p->broadcast) {
     if (!mul) {
-      td_add_flat(p, in1, in2, out);
+      td_addsub_flat8(p, 0, in1, in2, out);
       return;
     }
     for (i = 0; i < p->size; ++i) {

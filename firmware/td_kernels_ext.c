@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "td_kernels_ext.h"
-#include "td_simd.h"
 
 static int32_t td_ld(const void *p, int32_t i, int32_t es) {
   return es == 2 ? (int32_t)((const int16_t *)p)[i] : (int32_t)((const int8_t *)p)[i];
@@ -38,27 +37,17 @@ static int32_t td_bin_one(const td_binary_params *p, int32_t kind, int32_t a, in
   return v;
 }
 
-/* int16 ADD/SUB of same-shaped tensors (skip connections): requantization inline */
-static void td_addsub16(const td_binary_params *p, int32_t sub, const int16_t *in1,
-                        const int16_t *in2, int16_t *out) {
-  const int32_t n = p->size, o1 = p->in1_offset, o2 = p->in2_offset, ls = p->left_shift;
-  const int32_t m1 = p->in1_mult, s1 = p->in1_shift, m2 = p->in2_mult, s2 = p->in2_shift;
-  const int32_t mo = p->out_mult, so = p->out_shift, oo = p->out_offset;
-  const int32_t lo = p->act_min, hi = p->act_max;
-  int32_t i;
-  for (i = 0; i < n; ++i) {
-    const int32_t x1 = td_requant((int32_t)((uint32_t)(in1[i] + o1) << ls), m1, s1);
-    const int32_t x2 = td_requant((int32_t)((uint32_t)(in2[i] + o2) << ls), m2, s2);
-    out[i] = (int16_t)td_clamp_i32(td_requant(sub ? x1 - x2 : x1 + x2, mo, so) + oo, lo, hi);
-  }
-}
-
 void td_binary_ext(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,
                    const void *in2, void *out) {
   int32_t i;
-  if (!p->broadcast && es == 2 && (kind == TD_BIN_ADD || kind == TD_BIN_SUB)) {
-    td_addsub16(p, kind == TD_BIN_SUB, (const int16_t *)in1, (const int16_t *)in2,
-                (int16_t *)out);
+  if (!p->broadcast && (kind == TD_BIN_ADD || kind == TD_BIN_SUB)) {
+    if (es == 2) {
+      td_addsub_flat16(p, kind == TD_BIN_SUB, (const int16_t *)in1, (const int16_t *)in2,
+                       (int16_t *)out);
+    } else {
+      td_addsub_flat8(p, kind == TD_BIN_SUB, (const int8_t *)in1, (const int8_t *)in2,
+                      (int8_t *)out);
+    }
     return;
   }
   if (!p->broadcast) {
