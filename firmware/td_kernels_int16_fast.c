@@ -265,28 +265,36 @@ static const int16_t *td16_at(const td_conv_params *p, const int16_t *in, int32_
                   p->in_c;
 }
 
+/* the job fields a convolution's parameters give (conv and depthwise: per channel) */
+static void td16_conv_job(td16_job *j, const td_conv_params *p, int32_t bias64,
+                          const int64_t *fold_bias, const int32_t *fold_mult,
+                          const int32_t *fold_shift) {
+  memset(j, 0, sizeof *j);
+  j->bias = p->bias;
+  j->mult = p->mult;
+  j->shift = p->shift;
+  j->out_c = p->out_c;
+  j->bias64 = bias64;
+  j->per_channel = 1;
+  j->fold_bias = fold_bias;
+  j->fold_mult = fold_mult;
+  j->fold_shift = fold_shift;
+  j->out_offset = p->out_offset;
+  j->lo = p->act_min;
+  j->hi = p->act_max;
+}
+
 void td_conv2d_16_fast(const td_conv16_params *q, const int16_t *in, int16_t *out) {
   const td_conv_params *p = q->p;
   const int32_t c = p->in_c, seg = p->f_w * c, kk = p->f_h * seg, out_c = p->out_c;
   const int32_t out_w = p->out_w, npix = p->out_h * out_w;
   td16_job j;
   int32_t b, pix;
+  td16_conv_job(&j, p, q->bias64, q->fold_bias, q->fold_mult, q->fold_shift);
   j.filter = q->filter;
-  j.bias = p->bias;
-  j.mult = p->mult;
-  j.shift = p->shift;
-  j.out_c = out_c;
   j.rows = p->f_h;
   j.seg = seg;
-  j.bias64 = q->bias64;
   j.wide = q->wide;
-  j.per_channel = 1;
-  j.fold_bias = q->fold_bias;
-  j.fold_mult = q->fold_mult;
-  j.fold_shift = q->fold_shift;
-  j.out_offset = p->out_offset;
-  j.lo = p->act_min;
-  j.hi = p->act_max;
   for (b = 0; b < p->batches; ++b) {
     const int16_t *inb = in + b * p->in_h * p->in_w * c;
     /* output pixels in pairs, in flat order (a lone last pixel: paired with itself) */
@@ -428,18 +436,7 @@ void td_depthwise_conv2d_16_fast(const td_dw16_params *q, const int16_t *in, int
   const int32_t dil_h = p->dil_h, dil_w = p->dil_w;
   td16_job j;
   int32_t b, oy, ox;
-  memset(&j, 0, sizeof j);
-  j.bias = p->bias;
-  j.mult = p->mult;
-  j.shift = p->shift;
-  j.bias64 = q->bias64;
-  j.per_channel = 1;
-  j.out_offset = p->out_offset;
-  j.lo = p->act_min;
-  j.hi = p->act_max;
-  j.fold_bias = q->fold_bias;
-  j.fold_mult = q->fold_mult;
-  j.fold_shift = q->fold_shift;
+  td16_conv_job(&j, p, q->bias64, q->fold_bias, q->fold_mult, q->fold_shift);
   for (b = 0; b < p->batches; ++b) {
     const int16_t *inb = in + b * in_h * in_w * c;
     for (oy = 0; oy < p->out_h; ++oy) {
