@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_cruntime_ops import _randomize
 
 from tinydeploy.cruntime import generate_c
 from tinydeploy.cruntime.emit_lstm import STEP_FN
@@ -214,13 +215,6 @@ CASES: dict[str, tuple[Builder, int, str]] = {
     "transpose_conv16": (_transpose_conv, 1, "16x8io"),
 }
 PARAMS = [(case, seed) for case, (_, n, _) in CASES.items() for seed in range(n)]
-
-
-def _randomize(model: Any, rng: np.random.Generator) -> None:
-    for layer in model.layers:
-        ws = layer.get_weights()
-        if ws:
-            layer.set_weights([rng.normal(0, 0.6, size=w.shape).astype(np.float32) for w in ws])
 
 
 def convert(case: str, seed: int) -> tuple[bytes, list[str]]:

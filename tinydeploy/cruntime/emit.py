@@ -431,12 +431,8 @@ class Emitter:
 
     def _leaky_relu(self, op: Op, p: str) -> str:
         x, y = self._io(op)
-        alpha = np.float32(op.options.alpha)
-        ma, sa = quant.quantize_multiplier(
-            quant.f32(np.float32(np.float32(x.scale) * alpha) / np.float32(y.scale)))
-        mi, si = quant.quantize_multiplier(quant.f32(np.float32(x.scale) / np.float32(y.scale)))
-        fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp, "mult_id": mi, "shift_id": si,
-                  "mult_alpha": ma, "shift_alpha": sa}
+        fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp,
+                  **quant.leaky_relu_params(x.scale, y.scale, op.options.alpha)}
         self.decls.append(_struct("td_leaky_relu_params", p, fields))
         return f"td_leaky_relu(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 

@@ -499,12 +499,8 @@ def _pad16(em: Emitter, op: Op, p: str) -> str:
 def _leaky16(em: Emitter, op: Op, p: str) -> str:
     g = em.g
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    alpha = np.float32(op.options.alpha)
-    ma, sa = quant.quantize_multiplier(
-        quant.f32(np.float32(np.float32(x.scale) * alpha) / np.float32(y.scale)))
-    mi, si = quant.quantize_multiplier(quant.f32(np.float32(x.scale) / np.float32(y.scale)))
-    fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp, "mult_id": mi, "shift_id": si,
-              "mult_alpha": ma, "shift_alpha": sa}
+    fields = {"size": x.size, "in_zp": x.zp, "out_zp": y.zp,
+              **quant.leaky_relu_params(x.scale, y.scale, op.options.alpha)}
     em.decls.append(_struct("td_leaky_relu_params", p, fields))
     return (f"td_leaky_relu_16(&{p}, {_ptr(em, op.inputs[0], 'int16_t', True)}, "
             f"{_ptr(em, op.outputs[0], 'int16_t', False)});")

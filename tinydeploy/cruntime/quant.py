@@ -104,6 +104,14 @@ def hard_swish_params(in_scale: float, out_scale: float) -> tuple[int, int, int,
     return downscale_to_int16(out_m), out_e, downscale_to_int16(rel_m), rel_e
 
 
+def leaky_relu_params(in_scale: float, out_scale: float, alpha: float) -> dict[str, int]:
+    """td_leaky_relu_params multipliers (identity and alpha branch), float32 as in TFLM."""
+    a = np.float32(alpha)
+    ma, sa = quantize_multiplier(f32(np.float32(np.float32(in_scale) * a) / np.float32(out_scale)))
+    mi, si = quantize_multiplier(f32(np.float32(in_scale) / np.float32(out_scale)))
+    return {"mult_id": mi, "shift_id": si, "mult_alpha": ma, "shift_alpha": sa}
+
+
 def mean_multiplier(in_scale: float, out_scale: float, count: int) -> tuple[int, int]:
     """MEAN: QuantizeMultiplier(in/out), then fold 1/count in as TFLM's reference does."""
     mult, shift = quantize_multiplier(in_scale / out_scale)
