@@ -64,6 +64,13 @@ TD_INLINE int32_t td_requant_rq(int32_t x, int32_t mult, int32_t sh) {
 #endif
 }
 
+/* td_requant for a shift L >= 0 (TFLM: x * 2^L in int32, then the rounding doubling high
+ * multiply; no second rounding) */
+TD_INLINE int32_t td_requant_lsh(int32_t x, int32_t mult, int32_t lsh) {
+  const int64_t ab = (int64_t)(int32_t)((uint32_t)x << lsh) * (int64_t)mult;
+  return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+}
+
 TD_INLINE int32_t td_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
