@@ -23,7 +23,7 @@ int32_t td_exp_on_negative_values(int32_t a, int32_t int_bits);
 int32_t td_one_over_one_plus_x(int32_t a);
 int32_t td_one_minus_x_over_one_plus_x(int32_t a);
 
-/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c) ------------------
+/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c, _dwm.c, _pool.c) ---
  * Each kernel variant is its own entry point and reads exactly one data layout; the
  * generator picks the variant per layer and emits the layout it declares
  * (tinydeploy/cruntime/variants.py holds the same table and checks every call):
@@ -34,7 +34,8 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
  *   td_depthwise_conv2d_fast    plain [1][f_h][f_w][out_c] rq              depth_mult 1
  *   td_depthwise_conv2d_fastg   plain [1][f_h][f_w][out_c] rq_general      depth_mult 1
- *   td_depthwise_conv2d_ref     plain [1][f_h][f_w][out_c] mult/shift      -
+ *   td_depthwise_conv2d_fastm   plain [1][f_h][f_w][out_c] rq              depth_mult > 1
+ *   td_depthwise_conv2d_fastmg  plain [1][f_h][f_w][out_c] rq_general      depth_mult > 1
  *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
  *   td_fully_connected_fastg    interleaved4 [out_c][K]    rq_general      bias_eff, w zp 0
  *   td_fully_connected_ref      plain [out_c][accum]       mult/shift      -
@@ -89,7 +90,8 @@ void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastm(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastmg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_ref(const td_fc_params *p, const int8_t *in, int8_t *out);

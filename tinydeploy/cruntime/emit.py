@@ -188,7 +188,7 @@ class Emitter:
         """Declare the kernel's parameter struct and return its call, after checking that
         the arrays are in the layouts the variant reads (variants.check_call). A *_fast
         variant becomes its general instance where the ``rq`` table needs it."""
-        if function.endswith("_fast"):
+        if function.endswith(("_fast", "_fastm")):
             function = fast_variant(function, self.arrays[str(fields["rq"])])
         check_call(function, fields, self.layouts, self.arrays, self.g.path)
         self.decls.append(_struct(ctype, p, fields))
@@ -303,10 +303,9 @@ class Emitter:
                 fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
                               scratch=scratch[0], scratch_cols=scratch[1])
                 return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
-        fast = w.data is not None and len(w.shape) == 4 and w.shape[3] == _nhwc(x)[3]
-        fields = self._conv_common(op, p, True, rq=fast)
-        if not fast:  # a depth multiplier > 1
-            return self.call("td_depthwise_conv2d_ref", "td_conv_params", p, fields, op)
+        fields = self._conv_common(op, p, True, rq=True)
+        if fields["depth_mult"] != 1:
+            return self.call("td_depthwise_conv2d_fastm", "td_conv_params", p, fields, op)
         # interior pixels of the 3x3 DSP path: input offset folded into the bias
         _, fh, fw, oc = w.shape
         folded = folded_bias(w.data.reshape(fh * fw, oc).T, bias, -x.zp)

@@ -38,7 +38,8 @@ VARIANTS: dict[str, Variant] = {v.function: v for v in (
     Variant("td_conv2d_ref", PLAIN, MULT_SHIFT),
     Variant("td_depthwise_conv2d_fast", PLAIN, RQ),
     Variant("td_depthwise_conv2d_fastg", PLAIN, RQ_GENERAL),
-    Variant("td_depthwise_conv2d_ref", PLAIN, MULT_SHIFT),
+    Variant("td_depthwise_conv2d_fastm", PLAIN, RQ),
+    Variant("td_depthwise_conv2d_fastmg", PLAIN, RQ_GENERAL),
     Variant("td_fully_connected_fast", INTERLEAVED4, RQ, ("bias_eff",)),
     Variant("td_fully_connected_fastg", INTERLEAVED4, RQ_GENERAL, ("bias_eff",)),
     Variant("td_fully_connected_ref", PLAIN, MULT_SHIFT),
@@ -59,7 +60,8 @@ def needs_general(rq: Sequence[int]) -> bool:
 
 
 def fast_variant(base: str, rq: Sequence[int]) -> str:
-    """``base`` (a *_fast entry point) or its general instance for this ``rq`` table."""
+    """``base`` (a *_fast or *_fastm entry point) or its general instance for this ``rq``
+    table."""
     return base + "g" if needs_general(rq) else base
 
 
