@@ -2,8 +2,8 @@
 runtime, with fault injection for testing the link.
 
     python -m tinydeploy.device.sim MODEL.tflite [--corrupt P] [--drop P] [--split] \
-        [--reset-after K] [--delay S] [--wrong-outputs F] [--seed N] [--stats FILE] \
-        [--max-payload BYTES]
+        [--reset-after K] [--delay S] [--wrong-outputs F] [--float-offset X] [--seed N] \
+        [--stats FILE] [--max-payload BYTES]
 
 prints ``PTY /dev/pts/N`` (like ``td_native_main.c``) and serves until killed.
 ``start_sim(model, **faults)`` runs it as a child process (a context manager with ``.port``).
@@ -76,7 +76,8 @@ class Faults:
     split: bool = False  # write replies in small pieces with pauses
     reset_after: int | None = None  # reboot once, on the request after K inferences
     delay: float = 0.0  # seconds before every reply
-    wrong_outputs: float = 0.0  # fraction of samples with one output off by 1 LSB
+    wrong_outputs: float = 0.0  # fraction of samples with one output off by 1 LSB (ULP)
+    float_offset: float = 0.0  # added to every value of every float output
     seed: int = 0
 
 
@@ -109,7 +110,7 @@ class SimDevice:
 
     def __init__(self, facts: ModelFacts, faults: Faults | None = None,
                  max_payload: int = MAX_PAYLOAD) -> None:
-        from ..hostref import DEFAULT_ARENA, HostModel
+        from ..hostref import HostModel
 
         self.facts = facts
         self.faults = faults or Faults()
@@ -120,7 +121,7 @@ class SimDevice:
             protocol_version=PROTOCOL_VERSION, firmware_version=f"tinydeploy-sim {__version__}",
             board_id="sim", runtime="sim", model_sha256=facts.sha256,
             inputs=tuple(_tensor(t) for t in facts.inputs),
-            outputs=tuple(_tensor(t) for t in facts.outputs), arena_size=DEFAULT_ARENA,
+            outputs=tuple(_tensor(t) for t in facts.outputs), arena_size=self.model.arena_size,
             arena_used=_arena_used(self.model), cpu_hz=0, max_payload=self.max_payload)
         self.decoder = FrameDecoder(self.max_payload)
         self.input = bytearray(self.info.input_bytes)  # the model's input buffer
@@ -257,15 +258,22 @@ class SimDevice:
         if self.faults.wrong_outputs and self.rng.random() < self.faults.wrong_outputs:
             j = self.rng.randrange(len(ys))
             y = ys[j]
-            flat = y.reshape(-1).astype(np.int64)
-            k = self.rng.randrange(flat.size)
-            info = np.iinfo(y.dtype) if np.issubdtype(y.dtype, np.integer) else None
+            k = self.rng.randrange(y.size)
             step = self.rng.choice((-1, 1))
-            if info is not None and not info.min <= flat[k] + step <= info.max:
-                step = -step
-            flat[k] += step
+            if np.issubdtype(y.dtype, np.integer):
+                flat = y.reshape(-1).astype(np.int64)
+                info = np.iinfo(y.dtype)
+                if not info.min <= flat[k] + step <= info.max:
+                    step = -step
+                flat[k] += step
+            else:  # one ULP
+                flat = y.reshape(-1).copy()
+                flat[k] = np.nextafter(flat[k], np.inf * step, dtype=y.dtype)
             ys[j] = flat.astype(y.dtype).reshape(y.shape)
             self.stats.wrong.append(index)
+        if self.faults.float_offset:
+            ys = [(y + y.dtype.type(self.faults.float_offset)).astype(y.dtype)
+                  if np.issubdtype(y.dtype, np.floating) else y for y in ys]
         return InferReply(b"".join(y.tobytes() for y in ys), time_us, 0)
 
 
@@ -332,12 +340,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--delay", type=float, default=0.0, help="seconds before every reply")
     p.add_argument("--wrong-outputs", type=float, default=0.0,
                    help="fraction of samples with one output off by 1 LSB")
+    p.add_argument("--float-offset", type=float, default=0.0,
+                   help="added to every value of every float output")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", default=None, help="write counters (JSON) to this file")
     p.add_argument("--max-payload", type=int, default=MAX_PAYLOAD,
                    help="largest frame payload (bytes) the board takes and sends")
     a = p.parse_args(argv)
-    faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.wrong_outputs, a.seed)
+    faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.wrong_outputs,
+                    a.float_offset, a.seed)
     serve(a.model, faults, a.stats, a.max_payload)
 
 
@@ -364,8 +375,8 @@ class SimProcess(PtyProcess):
 
 def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
               drop: float = 0.0, split: bool = False, reset_after: int | None = None,
-              delay: float = 0.0, wrong_outputs: float = 0.0, seed: int = 0,
-              max_payload: int = MAX_PAYLOAD) -> SimProcess:
+              delay: float = 0.0, wrong_outputs: float = 0.0, float_offset: float = 0.0,
+              seed: int = 0, max_payload: int = MAX_PAYLOAD) -> SimProcess:
     """Launch the simulated board and wait for its ``PTY`` line."""
     tmpdir = tempfile.TemporaryDirectory(prefix="tinydeploy-sim-")
     if isinstance(model, str | Path):
@@ -379,7 +390,8 @@ def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
     stats_path = os.path.join(tmpdir.name, "stats.json")
     cmd = [sys.executable, "-m", "tinydeploy.device.sim", path, "--corrupt", str(corrupt),
            "--drop", str(drop), "--delay", str(delay), "--wrong-outputs", str(wrong_outputs),
-           "--seed", str(seed), "--stats", stats_path, "--max-payload", str(max_payload)]
+           "--float-offset", repr(float(float_offset)), "--seed", str(seed),
+           "--stats", stats_path, "--max-payload", str(max_payload)]
     if split:
         cmd.append("--split")
     if reset_after is not None:
