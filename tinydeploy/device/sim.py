@@ -2,8 +2,8 @@
 runtime, with fault injection for testing the link.
 
     python -m tinydeploy.device.sim MODEL.tflite [--corrupt P] [--drop P] [--split] \
-        [--reset-after K] [--delay S] [--wrong-outputs F] [--float-offset X] [--seed N] \
-        [--stats FILE] [--max-payload BYTES]
+        [--reset-after K] [--delay S] [--infer-delay S] [--wrong-outputs F] \
+        [--float-offset X] [--seed N] [--stats FILE] [--max-payload BYTES]
 
 prints ``PTY /dev/pts/N`` (like ``td_native_main.c``) and serves until killed.
 ``start_sim(model, **faults)`` runs it as a child process (a context manager with ``.port``).
@@ -76,6 +76,7 @@ class Faults:
     split: bool = False  # write replies in small pieces with pauses
     reset_after: int | None = None  # reboot once, on the request after K inferences
     delay: float = 0.0  # seconds before every reply
+    infer_delay: float = 0.0  # seconds every inference takes (a slow model)
     wrong_outputs: float = 0.0  # fraction of samples with one output off by 1 LSB (ULP)
     float_offset: float = 0.0  # added to every value of every float output
     seed: int = 0
@@ -252,6 +253,8 @@ class SimDevice:
             off += t.nbytes
         t0 = time.perf_counter()
         ys = [np.array(y) for y in self.model.run(xs, reset=reset)]
+        if self.faults.infer_delay:  # a slow device: busy, not reading its input meanwhile
+            time.sleep(self.faults.infer_delay)
         time_us = int((time.perf_counter() - t0) * 1e6)
         index = self.stats.invocations
         self.stats.invocations += 1
@@ -338,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", action="store_true", help="write replies in small slow pieces")
     p.add_argument("--reset-after", type=int, default=None, help="reboot after K inferences")
     p.add_argument("--delay", type=float, default=0.0, help="seconds before every reply")
+    p.add_argument("--infer-delay", type=float, default=0.0,
+                   help="seconds every inference takes")
     p.add_argument("--wrong-outputs", type=float, default=0.0,
                    help="fraction of samples with one output off by 1 LSB")
     p.add_argument("--float-offset", type=float, default=0.0,
@@ -347,8 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-payload", type=int, default=MAX_PAYLOAD,
                    help="largest frame payload (bytes) the board takes and sends")
     a = p.parse_args(argv)
-    faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.wrong_outputs,
-                    a.float_offset, a.seed)
+    faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.infer_delay,
+                    a.wrong_outputs, a.float_offset, a.seed)
     serve(a.model, faults, a.stats, a.max_payload)
 
 
@@ -375,8 +380,9 @@ class SimProcess(PtyProcess):
 
 def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
               drop: float = 0.0, split: bool = False, reset_after: int | None = None,
-              delay: float = 0.0, wrong_outputs: float = 0.0, float_offset: float = 0.0,
-              seed: int = 0, max_payload: int = MAX_PAYLOAD) -> SimProcess:
+              delay: float = 0.0, infer_delay: float = 0.0, wrong_outputs: float = 0.0,
+              float_offset: float = 0.0, seed: int = 0,
+              max_payload: int = MAX_PAYLOAD) -> SimProcess:
     """Launch the simulated board and wait for its ``PTY`` line."""
     tmpdir = tempfile.TemporaryDirectory(prefix="tinydeploy-sim-")
     if isinstance(model, str | Path):
@@ -389,7 +395,8 @@ def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
         Path(path).write_bytes(load(model).data)
     stats_path = os.path.join(tmpdir.name, "stats.json")
     cmd = [sys.executable, "-m", "tinydeploy.device.sim", path, "--corrupt", str(corrupt),
-           "--drop", str(drop), "--delay", str(delay), "--wrong-outputs", str(wrong_outputs),
+           "--drop", str(drop), "--delay", str(delay), "--infer-delay", str(infer_delay),
+           "--wrong-outputs", str(wrong_outputs),
            "--float-offset", repr(float(float_offset)), "--seed", str(seed),
            "--stats", stats_path, "--max-payload", str(max_payload)]
     if split:
