@@ -122,6 +122,7 @@ def test_timeout_option(tmp_path: Path) -> None:
     base = ["validate", model, "--data", str(data), "--board", "sim"]
     assert cli.main([*base, "--out", str(tmp_path / "a"), "--timeout", "-1"]) == 2
     assert cli.main([*base, "--out", str(tmp_path / "b"), "--timeout", "30"]) == 0
+    assert cli.main(["arena", model, "--timeout", "5"]) == 2  # only for --target qemu-cm4
 
 
 # --- the arena probe: slow is not failing ------------------------------------------------------

@@ -406,6 +406,10 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
     if flavour not in FLAVOURS:
         raise TinyDeployError("bad_argument", problem=f"unknown kernel flavour '{flavour}'",
                               fix=f"choose one of: {', '.join(FLAVOURS)}")
+    if timeout is not None and (target != "qemu-cm4" or not timeout > 0):
+        raise TinyDeployError("bad_argument",
+                              problem="--timeout is the seconds one qemu-cm4 trial may take",
+                              fix="pass a positive --timeout with --target qemu-cm4, or omit it")
     t0 = time.perf_counter()
     facts = load(model)
     name = Path(facts.path).name if facts.path else "<bytes>"

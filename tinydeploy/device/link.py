@@ -12,7 +12,8 @@ error for its seq); damaged, stale or unrelated frames on the line do not. The f
 HELLO keeps trying for at least ``boot_wait`` seconds, for a board that is still booting.
 Every wait for an INFER reply also gets ``infer_seconds``, the time one inference may take
 (:mod:`tinydeploy.device.timing`, or ``--timeout``), at most 4x the slowest INFER answered
-so far; running out of it raises ``inference_timeout``, naming the option.
+so far; an INFER's whole budget holds it twice (one lost request), and running out of it
+raises ``inference_timeout``, naming the option.
 A device reset (an unsolicited boot HELLO, or the port vanishing and coming back) raises
 ``DeviceReset`` (a ``TinyDeployError``) from ``infer()`` after a fresh handshake: that
 sample did not produce a result, call ``infer()`` again. ``infer()`` moves inputs and
@@ -260,8 +261,10 @@ class Link:
             compute = self.infer_seconds
             if self._slowest_infer:
                 compute = min(compute, INFER_RTT_FACTOR * self._slowest_infer)
-        budget = sum(wait * 2 ** min(k, MAX_BACKOFF) + compute
-                     for k in range(self.retries + 1))
+        # the device computes at most twice (one lost request): a dead device is reported
+        # after 2 x compute plus the usual waits, not (retries + 1) x compute
+        budget = (sum(wait * 2 ** min(k, MAX_BACKOFF) for k in range(self.retries + 1))
+                  + min(self.retries + 1, 2) * compute)
         max_sends = SEND_FACTOR * (self.retries + 1)
         self._absorb_pending(op)
         floor = self.boot_wait if op == Op.HELLO and self._booting else 0.0
