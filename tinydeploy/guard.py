@@ -4,11 +4,14 @@ Accepted: full int8 (every activation int8, int32 only for biases/indices; an in
 int16 cell state and float32 "intermediate" placeholders included) and 16x8 (int16
 activations, int8 weights, int64/int32 bias: TFLM's EXPERIMENTAL 16x8 scheme), with every
 operator in ``ops.TFLM_OPS`` having a kernel for that scheme (``int8`` / ``int16`` flags),
-and int8 (or, for 16x8, int16) inputs and outputs. Anything else raises one
+and int8 (or, for 16x8, int16) inputs and outputs -- or a float interface around that core
+(``tinydeploy.interface``): a float32 input read only by QUANTIZE, a float32 output written
+only by DEQUANTIZE (what TFLiteConverter writes without ``inference_input_type``, and how
+MCUNet ships). Anything else raises one
 ``TinyDeployError`` whose message names the real cause and the fix: ``bad_flatbuffer``
-(unreadable/truncated), ``model_rejected`` (float, hybrid/dynamic-range, uint8, float I/O,
-int16 I/O without int16 activations, int32 outputs) or ``unsupported_op`` (a custom op, by
-name, or an operator TFLM lacks for the scheme).
+(unreadable/truncated), ``model_rejected`` (float, hybrid/dynamic-range, uint8, float I/O
+into or out of any other operator, int16 I/O without int16 activations, int32 outputs) or
+``unsupported_op`` (a custom op, by name, or an operator TFLM lacks for the scheme).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load, tensor_name
+from .interface import float_boundaries
 from .ops import TFLM_OPS
 
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -34,16 +38,18 @@ def _type_name(code: int) -> str:
     return _TYPE_NAMES.get(code, f"TYPE_{code}")
 
 
-def _tensor_kinds(facts: ModelFacts) -> tuple[set[str], set[str], str | None]:
+def _tensor_kinds(facts: ModelFacts, boundary: set[int]
+                  ) -> tuple[set[str], set[str], str | None]:
     """(activation dtypes, constant dtypes, name of the first float activation); LSTM
-    placeholders and state tensors are not activations (facts.tensor_kinds)."""
+    placeholders, state tensors and float boundary tensors (``boundary``) are not
+    activations (facts.tensor_kinds)."""
     model = facts.model
     assert model is not None
     skip = set(facts.placeholders) | {t.name for t in facts.variables}
     first_float: str | None = None
-    for t in model.subgraphs[0].tensors or []:
+    for i, t in enumerate(model.subgraphs[0].tensors or []):
         if t.type == schema.TensorType.FLOAT32 and tensor_name(t) not in skip \
-                and not t.isVariable and first_float is None:
+                and i not in boundary and not t.isVariable and first_float is None:
             buffers = model.buffers or []
             buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
             if buf is None or not ((buf.data is not None and len(buf.data) > 0) or buf.size):
@@ -51,13 +57,14 @@ def _tensor_kinds(facts: ModelFacts) -> tuple[set[str], set[str], str | None]:
     return set(facts.activation_dtypes), set(facts.constant_dtypes), first_float
 
 
-def _first_float_op(facts: ModelFacts) -> str | None:
-    """The first operator (other than (DE)QUANTIZE) reading or writing a float32 tensor."""
+def _first_float_op(facts: ModelFacts, boundary_ops: set[int]) -> str | None:
+    """The first operator other than a float boundary op reading or writing a float32
+    tensor (DEQUANTIZE into a float tensor inside the graph included)."""
     assert facts.model is not None
     sub = facts.model.subgraphs[0]
     tensors = sub.tensors or []
-    for op, name in zip(sub.operators or [], facts.op_sequence, strict=False):
-        if name in ("QUANTIZE", "DEQUANTIZE"):
+    for k, (op, name) in enumerate(zip(sub.operators or [], facts.op_sequence, strict=False)):
+        if k in boundary_ops:
             continue
         used = [int(i) for i in [*(op.inputs if op.inputs is not None else []),
                                  *(op.outputs if op.outputs is not None else [])] if i >= 0]
@@ -91,6 +98,13 @@ def _check_io(path: str, io: list[tuple[str, TensorFacts]], scheme: str) -> None
                                 "inputs and outputs",
                           "end the model with the quantized layer before it (compute the "
                           "index on the host) and convert with int8 I/O")
+        if t.dtype == "FLOAT32":
+            via = "read by another operator than one QUANTIZE" if role == "input" \
+                else "not written by a DEQUANTIZE"
+            raise _reject(path, f"{role} '{t.name}' is FLOAT32 and {via}; a float "
+                                "interface is accepted only as QUANTIZE of a float input "
+                                "and DEQUANTIZE into a float output around a quantized "
+                                "core", INT8_IO_FIX)
         raise _reject(path, f"{role} '{t.name}' is {t.dtype}; tinydeploy needs int8 "
                             "inputs and outputs", INT8_IO_FIX)
 
@@ -138,8 +152,12 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
     """
     facts = load(model)  # file_not_found / bad_flatbuffer
     path = facts.path
-    activations, constants, first_float = _tensor_kinds(facts)
-    io = [("input", t) for t in facts.inputs] + [("output", t) for t in facts.outputs]
+    bounds = float_boundaries(facts)
+    activations, constants, first_float = _tensor_kinds(facts, {b.outer.index for b in bounds})
+    # a float boundary tensor is checked as the quantized tensor behind its op
+    inner = {b.outer.index: b.inner for b in bounds}
+    io = [("input", inner.get(t.index, t)) for t in facts.inputs] \
+        + [("output", inner.get(t.index, t)) for t in facts.outputs]
     io_types = {t.dtype for _, t in io}
 
     if not facts.op_sequence:
@@ -163,7 +181,7 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
             kind = "float16-weight" if "FLOAT16" in constants else "float32"
             raise _reject(path, f"{kind} model: it is not quantized")
         _check_io(path, io, "16x8" if "INT16" in activations else "int8")
-        op = _first_float_op(facts)
+        op = _first_float_op(facts, {b.op for b in bounds})
         if op is not None:
             raise _reject(path, f"partially quantized: operator {op} runs in float32 (the "
                                 "converter found no int8 kernel for it)",

@@ -443,7 +443,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
              fmt: str = "both", runtime: str = "tflm",
              name: str | None = None, labels: str | Path | list[str] | None = None,
              data: str | Path | None = None,
-             tflm_src: str | Path | None = None) -> GenerateResult | CResult:
+             tflm_src: str | Path | None = None, io: str = "model"
+             ) -> GenerateResult | CResult:
     """Render firmware for ``boards`` into ``out`` (see the module docstring).
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
@@ -468,6 +469,10 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         data: .npz whose ``x_test[0]`` the basic example runs (default ``data.npz`` beside
             the model).
         tflm_src: TFLM tree for ``arena="tuned"`` (default ``$TINYDEPLOY_TFLM_SRC``).
+        io: ``model`` (the model's own interface; a float interface stays float: the
+            firmware and ``td_run_float`` take and return float32) or ``int8`` (float
+            boundary QUANTIZE/DEQUANTIZE stripped, their scale and zero point become the
+            I/O tensors' in the headers; :mod:`tinydeploy.interface`).
 
     The Arduino output is a library with the application API (``td_app.h``) and the
     examples ``basic`` and ``validate`` (:mod:`tinydeploy.library`). ``runtime="c"`` on MCU
@@ -488,8 +493,11 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
                               fix=f"choose one of: {', '.join(RUNTIMES)}")
     from .guard import check
+    from .interface import with_io
 
     facts = check(model)  # the guard first, for both runtimes: what `check` refuses is refused
+    if io != "model":
+        facts = check(with_io(facts, io))  # --io int8: the float boundary ops stripped
     board_list = _boards(list(boards), runtime)
     out_path = check_output_dir(out)
     from .c_array import c_identifier

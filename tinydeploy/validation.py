@@ -30,6 +30,7 @@ from .device.connect import as_dict, check_device, open_device, tflm_tree_for
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .hostref import HostModel, quantize_input, saturation
+from .interface import with_io
 from .log import log, progress, stage
 from .output import check_output_dir
 from .verdict import (
@@ -157,13 +158,21 @@ def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test
                           fix="pass the data the model was trained on")
 
 
-def quantize_inputs(xs: list[np.ndarray], facts: ModelFacts, keys: list[str]
-                    ) -> list[np.ndarray]:
+def quantize_inputs(xs: list[np.ndarray], facts: ModelFacts, keys: list[str],
+                    data: str | Path = "<data>") -> list[np.ndarray]:
     """Quantize each input like the firmware expects it (arrays already of the tensor's
-    int8/int16 dtype are taken as is); log one warning when more than 1 % of the values of
-    an input clip to its dtype's range."""
+    int8/int16 dtype are taken as is; a float32 input gets the float data as it is); log
+    one warning when more than 1 % of the values of an input clip to its dtype's range.
+    Integer data for a float32 input is ``bad_data`` (it would be sent as its values)."""
     q, clipped = [], []
     for key, x, t in zip(keys, xs, facts.inputs, strict=True):
+        if t.dtype == "FLOAT32" and not np.issubdtype(x.dtype, np.floating):
+            raise TinyDeployError(
+                "bad_data", path=data,
+                problem=f"{key} holds {x.dtype} values but the model's input '{t.name}' is "
+                        "float32 (its QUANTIZE runs on the device)",
+                fix="give the float data, or validate with --io int8 (the float interface "
+                    "stripped) to send quantized data")
         frac = saturation(x, t)
         if frac > SATURATION_WARN:
             clipped.append(f"{key} {frac * 100:.1f} %")
@@ -301,8 +310,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              stateful: bool = False, profile: bool = False,
              build: dict[str, Any] | None = None, runtime: str = "c",
              tflm_src: Any = None, tolerance_float: float | None = None,
-             timeout: float | None = None, known_differences: bool = True
-             ) -> ValidationResult:
+             timeout: float | None = None, known_differences: bool = True,
+             io: str = "model") -> ValidationResult:
     """Run ``x_test`` on the device, compare with the host, write the three result files.
 
     The model must pass the guard first (:func:`tinydeploy.guard.check`, the same error
@@ -334,6 +343,11 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             the model and the board, :mod:`tinydeploy.device.timing`).
         known_differences: count mismatches that are known TFLM version differences as
             explained (PASS with a note); False: as failures.
+        io: ``model`` (the model's own interface: float32 inputs get the float data as
+            given, float32 outputs are compared by bit pattern) or ``int8`` (its float
+            boundary ops stripped, as ``generate --io int8`` does: float data is quantized
+            with the stripped QUANTIZE's scale and zero point exactly as TFLM would, and the
+            quantized outputs are compared; :mod:`tinydeploy.interface`).
 
     Returns:
         A :class:`ValidationResult` (``passed``, metrics, report facts, paths).
@@ -347,6 +361,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     from .guard import check
 
     facts = check(model)  # what `tinydeploy check` refuses is refused here, the same way
+    if io != "model":  # the firmware `generate --io int8` made runs the stripped model
+        facts = check(with_io(facts, io))
 
     tflm_src = tflm_tree_for(board, runtime, tflm_src) if not port else None  # fail early
     if profile and tflm_src is not None:
@@ -378,7 +394,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                         len(xs[0]), len(xs[0]))
         xs = [x[:samples] for x in xs]
         labels = None if labels is None else labels[:samples]
-    q_in = quantize_inputs(xs, facts, keys)
+    q_in = quantize_inputs(xs, facts, keys, data)
     n = len(q_in[0])
     stage("validate", f"{n} samples{', one stateful sequence' if stateful else ''}"
                       f", host reference (tflite-micro {hostref.tflm_version()})")

@@ -19,6 +19,7 @@ import jinja2
 
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
+from ..interface import interface_lines
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
@@ -217,7 +218,7 @@ def _io_tensors(g: Graph, indices: list[int]) -> list[dict[str, Any]]:
                     "runtime")
         out.append({"k": k, "index": i, "offset": off, "bytes": t.nbytes,
                     "dtype": _DTYPES[t.dtype], "dims": list(t.shape) or [1],
-                    "scale": float_lit(t.scale), "zp": t.zp})
+                    "scale": float_lit(t.scale), "zp": t.zp, "quantized": bool(t.scales)})
         off += t.nbytes
     return out
 
@@ -261,6 +262,7 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
 
     ctx = {
         "version": __version__, "source": _comment(Path(facts.path).name),
+        "interface": [_comment(line) for line in interface_lines(facts)],
         "model_name": model_name, "sha256": facts.sha256,
         "sha256_bytes": ", ".join(str(b) for b in bytes.fromhex(facts.sha256)),
         "n_ops": len(g.ops), "arena": mem.size, "arena_alloc": max(mem.size, 1),

@@ -1,7 +1,7 @@
-"""Extension kernels of the C runtime: SUB, MAXIMUM/MINIMUM, STRIDED_SLICE, TRANSPOSE_CONV,
-EXPAND_DIMS/SQUEEZE, UNIDIRECTIONAL_SEQUENCE_LSTM (int8) and the 16x8 variants (int16
-activations, int8 weights) of FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, ADD, SUB, MUL, PAD,
-LEAKY_RELU, RESHAPE and QUANTIZE.
+"""Extension kernels of the C runtime: SUB, MAXIMUM/MINIMUM, STRIDED_SLICE, TRANSPOSE (as a
+strided gather), TRANSPOSE_CONV, EXPAND_DIMS/SQUEEZE, UNIDIRECTIONAL_SEQUENCE_LSTM (int8)
+and the 16x8 variants (int16 activations, int8 weights) of FULLY_CONNECTED, CONV_2D,
+DEPTHWISE_CONV_2D, ADD, SUB, MUL, PAD, LEAKY_RELU, RESHAPE, QUANTIZE and TRANSPOSE.
 
 Hooked into the int8 emitter (``emit.py``) and the graph check (``graph.py``) through three
 functions: ``ext_reason(g, op)`` (None when an extension kernel runs ``op``, else why not),
@@ -47,11 +47,11 @@ EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_int1
 EXT_KERNEL_FILES = ("td_kernels_ext.h", *EXT_KERNEL_SOURCES)
 # operators only the extension runs (any dtype it accepts)
 EXT_OPS = frozenset({"SUB", "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV",
-                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM"})
+                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "TRANSPOSE"})
 # int8 operators that also have a 16x8 kernel here
 INT16_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL",
                        "PAD", "LEAKY_RELU", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "QUANTIZE",
-                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV"})
+                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV", "TRANSPOSE"})
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")  # output = input bytes (may share storage)
 MAX_RANK = 6
 _RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767)}
@@ -337,6 +337,33 @@ def _strided_slice(em: Emitter, op: Op, p: str) -> str:
     return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 
 
+def _transpose(em: Emitter, op: Op, p: str) -> str:
+    """TRANSPOSE as the strided gather of STRIDED_SLICE: output axis d walks input axis
+    perm[d] (its stride), start 0, step 1 -- the same element order as TFLM's kernel."""
+    g = em.g
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    perm_t = g.t(op.inputs[1])
+    rank = len(x.shape)
+    if perm_t.data is None:
+        raise _reject(g, "TRANSPOSE needs a constant permutation")
+    perm = [int(v) + rank if int(v) < 0 else int(v) for v in perm_t.data.reshape(-1)]
+    if rank > MAX_RANK or sorted(perm) != list(range(rank)):
+        raise _reject(g, f"TRANSPOSE permutation {perm} of a rank-{rank} tensor")
+    if tuple(x.shape[a] for a in perm) != tuple(y.shape):
+        raise _reject(g, f"TRANSPOSE output shape {list(y.shape)} is not the input's "
+                         f"{list(x.shape)} permuted by {perm}")
+    strides_in, acc = [0] * rank, 1
+    for d in range(rank - 1, -1, -1):
+        strides_in[d] = acc
+        acc *= x.shape[d]
+    pad = MAX_RANK - rank
+    fields = {"es": _ES[x.dtype], "in_strides": [0] * pad + [strides_in[a] for a in perm],
+              "start": [0] * MAX_RANK, "count": [1] * pad + [x.shape[a] for a in perm],
+              "step": [1] * MAX_RANK}
+    em.decls.append(_struct("td_strided_slice_params", p, fields))
+    return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
+
+
 def _per_channel(x: Tensor, w: Tensor, y: Tensor, n: int) -> tuple[list[int], list[int]]:
     """PopulateConvolutionQuantizationParams: double(in) * double(w) / double(out) per
     output channel."""
@@ -509,6 +536,7 @@ def _leaky16(em: Emitter, op: Op, p: str) -> str:
 _EMITTERS: dict[str, Any] = {
     "SUB": _add_sub, "ADD": _add_sub, "MUL": _mul16, "MAXIMUM": _max_min,
     "MINIMUM": _max_min, "STRIDED_SLICE": _strided_slice, "TRANSPOSE_CONV": _transpose_conv,
+    "TRANSPOSE": _transpose,
     "EXPAND_DIMS": _alias, "SQUEEZE": _alias, "RESHAPE": _alias,
     "CONV_2D": _conv16, "DEPTHWISE_CONV_2D": _conv16, "FULLY_CONNECTED": _fc16,
     "QUANTIZE": _quantize, "PAD": _pad16, "LEAKY_RELU": _leaky16,
