@@ -115,14 +115,16 @@ def representative(data: Dataset, samples: int = 200, seed: int = 0) -> np.ndarr
 
 
 def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = True,
-              io_type: str = "int8") -> bytes:
+              io_type: str = "int8", converter_defaults: bool = False) -> bytes:
     """Convert a single-input Keras model with batch fixed to 1.
 
     ``optimize=False``: float model. ``optimize=True`` with ``rep``: full integer
     (TFLITE_BUILTINS_INT8, ``io_type`` input/output; Dense weights per tensor, as every
     Arduino TFLM library computes FULLY_CONNECTED right only then). ``optimize=True``
     without ``rep``: dynamic-range ("hybrid") model -- what the guard rejects; used by its
-    tests.
+    tests. ``converter_defaults``: only ``optimizations`` and the representative dataset,
+    everything else as TFLiteConverter's defaults (float32 interface around the int8 core,
+    per-channel Dense weights): the models users bring.
     """
     from .training import quiet_tensorflow
 
@@ -146,6 +148,8 @@ def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = Tru
                 yield [sample[np.newaxis]]
 
         converter.representative_dataset = dataset
+        if converter_defaults:
+            return _quiet_convert(converter)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, io_type)
         converter.inference_output_type = getattr(tf, io_type)

@@ -164,8 +164,9 @@ def _check(g: Graph) -> None:
     for op in g.ops:
         if float_boundary(g, op):
             inner = g.t(op.outputs[0] if op.name == "QUANTIZE" else op.inputs[0])
-            if inner.dtype != "INT8" or not inner.scales:
-                raise _reject(g, f"{op.name} '{inner.name}' is {inner.dtype}; need int8")
+            if inner.dtype not in ("INT8", "INT16") or len(inner.scales) != 1:
+                raise _reject(g, f"{op.name} '{inner.name}' is {inner.dtype}; need int8 or "
+                                 "int16 with one scale")
             continue
         reason = ext_reason(g, op)
         if reason is None:
