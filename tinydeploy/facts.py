@@ -36,6 +36,13 @@ class TensorFacts:
         return _NUMPY_DTYPES.get(self.dtype, self.dtype.lower())
 
     @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: without the leading batch axis of 1 when there is one (else
+        the whole tensor: rank 0, or a rank-1+ tensor without batch axis, e.g. a [64]
+        input or a [4] shape operand)."""
+        return self.shape[1:] if self.shape and self.shape[0] == 1 else self.shape
+
+    @property
     def elements(self) -> int:
         n = 1
         for d in self.shape:

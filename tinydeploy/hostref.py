@@ -176,7 +176,7 @@ class HostModel:
         for k, (x, t) in enumerate(zip(q_in, self.facts.inputs, strict=True)):
             self.interpreter.set_input(np.asarray(x, dtype=t.numpy_dtype).reshape(t.shape), k)
         self.interpreter.invoke()
-        return [np.array(self.interpreter.get_output(k)).reshape(t.shape[1:])
+        return [np.array(self.interpreter.get_output(k)).reshape(t.sample_shape)
                 for k, t in enumerate(self.facts.outputs)]
 
     def predict_one(self, q_in: np.ndarray, reset: bool = True) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import hostref, report, report_facts, runinfo
-from .data import input_keys, load_split
+from .data import given_once, input_keys, load_split
 from .device.connect import as_dict, check_device, open_device, tflm_tree_for
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
@@ -145,9 +145,13 @@ def _label(values: np.ndarray) -> str:
     return " ".join(f"{float(v):.6g}" for v in np.asarray(values).reshape(-1))
 
 
-def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test"
-                   ) -> np.ndarray:
-    want = tuple(t.shape[1:])
+def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test",
+                   n: int | None = None) -> np.ndarray:
+    """``x`` as [N, *sample shape]: per-sample data (reshaped when only the layout of a
+    sample differs), or a value given once broadcast to all ``n`` samples."""
+    want = tuple(t.sample_shape)
+    if n is not None and given_once(x, want):
+        return np.broadcast_to(x, (n, *want))
     if tuple(x.shape[1:]) == want:
         return x
     if int(np.prod(x.shape[1:])) == int(np.prod(want)):
@@ -155,7 +159,8 @@ def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test
     raise TinyDeployError("bad_data", path=data,
                           problem=f"{key} samples have shape {tuple(x.shape[1:])}, the model "
                                   f"takes {want}",
-                          fix="pass the data the model was trained on")
+                          fix=f"pass [N, {', '.join(map(str, want))}] (the sample axis first)"
+                              f", or one value of shape {want} given once for every sample")
 
 
 def quantize_inputs(xs: list[np.ndarray], facts: ModelFacts, keys: list[str],
@@ -190,7 +195,7 @@ def _split_outputs(data: bytes, facts: ModelFacts, i: int) -> list[np.ndarray]:
         if off + t.nbytes > len(data):
             break
         outs.append(np.frombuffer(data, dtype=t.numpy_dtype, count=t.elements,
-                                  offset=off).reshape(t.shape[1:]))
+                                  offset=off).reshape(t.sample_shape))
         off += t.nbytes
     if off != len(data) or len(outs) != len(facts.outputs):
         raise TinyDeployError("protocol_error",
@@ -216,7 +221,7 @@ def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
     from .device.link import DeviceReset
 
     n = len(q_in[0])
-    device = [np.zeros((n, *t.shape[1:]), dtype=t.numpy_dtype) for t in facts.outputs]
+    device = [np.zeros((n, *t.sample_shape), dtype=t.numpy_dtype) for t in facts.outputs]
     times = np.zeros(n, dtype=np.int64)
     cycles = np.zeros(n, dtype=np.int64)
     resets = 0
@@ -289,7 +294,7 @@ def report_facts_of(host: np.ndarray, device: np.ndarray, out: TensorFacts,
     hc = dc = None
     if labels is not None and len(host) and metrics.get("task") == "classification":
         hc, dc = predicted_class(host, out), predicted_class(device, out)
-        width = int(np.prod(out.shape[1:])) if out.shape[1:] else 1
+        width = int(np.prod(out.sample_shape)) if out.sample_shape else 1
         facts_doc["classification"] = report_facts.classification(hc, dc, labels,
                                                                   max(width, 2))
     elif labels is not None and len(host):
@@ -385,9 +390,11 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     hostref.warn_untested()
     tout = facts.outputs[0]
     keys = input_keys("test", len(facts.inputs))
-    xs, labels = load_split(data, "test", len(facts.inputs))
-    xs = [_input_samples(x, t, Path(data), k) for x, t, k in zip(xs, facts.inputs, keys,
-                                                                  strict=True)]
+    shapes = [t.sample_shape for t in facts.inputs]
+    xs, labels = load_split(data, "test", len(facts.inputs), shapes)
+    counts = [len(x) for x, s in zip(xs, shapes, strict=True) if not given_once(x, s)]
+    xs = [_input_samples(x, t, Path(data), k, max(counts, default=1))
+          for x, t, k in zip(xs, facts.inputs, keys, strict=True)]
     if samples is not None:
         if samples > len(xs[0]):
             log.warning("--samples %d but x_test has %d samples: validating all %d", samples,

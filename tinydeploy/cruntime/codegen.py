@@ -201,7 +201,8 @@ def _comment(text: str) -> str:
     return safe[:120]
 
 
-_DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32", "INT16": "TD_DTYPE_INT16"}
+_DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32", "INT16": "TD_DTYPE_INT16",
+           "INT32": "TD_DTYPE_INT32"}
 
 
 def _io_tensors(g: Graph, indices: list[int]) -> list[dict[str, Any]]:
@@ -280,7 +281,8 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         "in_scale": float_lit(x.scale), "in_zp": x.zp,
         "out_scale": float_lit(y.scale), "out_zp": y.zp,
         # every input/output tensor, for td_model_describe (the protocol's HELLO)
-        "io": {side: [{"dtype": _DTYPES[t.dtype], "dims": list(t.shape) or [1],
+        "io": {side: [{"dtype": _DTYPES[t.dtype], "ndims": len(t.shape),
+                       "dims": list(t.shape) or [0],  # rank 0: no dims (C99: one 0)
                        "scale": float_lit(t.scale), "zp": t.zp}
                       for t in (g.t(i) for i in ids)]
                for side, ids in (("inputs", g.inputs), ("outputs", g.outputs))},

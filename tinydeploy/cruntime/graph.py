@@ -157,10 +157,12 @@ def _check(g: Graph) -> None:
         users = [op for op in g.ops if i in op.inputs or i in op.outputs]
         if t.dtype == "FLOAT32" and users and all(float_boundary(g, op) for op in users):
             continue
+        if t.dtype == "INT32":  # a shape operand, an index, a requantized int32 tensor
+            continue
         if t.dtype not in IO_DTYPES or not t.scales:
             raise _reject(g, f"model I/O tensor '{t.name}' is {t.dtype}; the C runtime takes "
-                             "int8 or int16 (quantized) input and output (float only into "
-                             "QUANTIZE / out of DEQUANTIZE)")
+                             "int8 or int16 (quantized) and int32 input and output (float "
+                             "only into QUANTIZE / out of DEQUANTIZE)")
     for op in g.ops:
         if float_boundary(g, op):
             inner = g.t(op.outputs[0] if op.name == "QUANTIZE" else op.inputs[0])
