@@ -54,8 +54,12 @@ INT16_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD",
                        "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV", "TRANSPOSE"})
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")  # output = input bytes (may share storage)
 MAX_RANK = 6
-_RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767)}
-_ES = {"INT8": 1, "INT16": 2}
+_RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767), "INT32": (-(1 << 31), (1 << 31) - 1)}
+_ES = {"INT8": 1, "INT16": 2, "INT32": 4}
+# QUANTIZE (requantize) pairs TFLM runs, besides int8 -> int8 (emit.py): (in, out)
+QUANTIZE_PAIRS = frozenset({("INT8", "INT16"), ("INT16", "INT8"), ("INT16", "INT16"),
+                            ("INT8", "INT32"), ("INT16", "INT32"), ("INT32", "INT8"),
+                            ("INT32", "INT16")})
 
 
 def _data_inputs(g: Graph, op: Op) -> list[int]:
@@ -86,7 +90,7 @@ def ext_reason(g: Graph, op: Op) -> str | None:
     ins, outs = _dtypes(g, op)
     types = ins | outs
     if op.name == "QUANTIZE":
-        if types <= {"INT8", "INT16"} and types != {"INT8"}:
+        if len(ins) == len(outs) == 1 and (*ins, *outs) in QUANTIZE_PAIRS:
             return None
         return _describe(g, op)
     if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
