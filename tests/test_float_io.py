@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -283,6 +284,28 @@ def test_generate_keeps_or_strips_the_interface(look_alike: Path, tmp_path: Path
     assert f"#define TD_INPUT_ZERO_POINT {inner.zero_point}" in s8
     api = next((tmp_path / "i").rglob("td_app.h")).read_text()
     assert "QUANTIZE" in api and "round half away" in api
+
+
+@pytest.mark.parametrize("io", ["model", "int8"])
+def test_app_api_basic_example_on_the_host(look_alike: Path, tmp_path: Path, io: str) -> None:
+    """The C-runtime library's basic example (built with the host compiler): td_run_float
+    on x_test[0] prints the float model's outputs -- floats copied in and out, or (--io
+    int8) quantized and dequantized by the API as TFLM's QUANTIZE/DEQUANTIZE would."""
+    from test_appfw import _host_build, _parse
+
+    from tinydeploy.render import generate
+
+    facts = load(look_alike)
+    x = _samples(facts, 3)[2:]  # rounding ties in the first 40 values
+    np.savez(tmp_path / "d.npz", x_test=x)
+    res = generate(look_alike, tmp_path / "fw", boards=["nano33ble"], runtime="c",
+                   fmt="arduino", data=tmp_path / "d.npz", io=io)
+    assert res.sketch_dir is not None
+    exe = _host_build(res.sketch_dir, tmp_path / "obj")
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
+    got = np.array([float(v) for v in _parse(out.stdout)["outputs"]])
+    want = HostModel(facts).predict(x)[0].reshape(-1)
+    np.testing.assert_allclose(got, want, atol=6e-5)  # printed with 4 decimals
 
 
 def test_quantize_io_float(sine_run, tmp_path: Path) -> None:
