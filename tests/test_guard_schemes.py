@@ -1,7 +1,8 @@
 """The guard accepts what TFLM runs (int8 incl. quantized LSTMs, 16x8) and names the real
 cause of every refusal: custom ops by name, int16 I/O without int16 activations, int32
-outputs of kernels that write only int8/int16, ops without a kernel for the model's scheme; the C runtime refuses what it lacks
-with the op and dtype named, before writing anything."""
+outputs of kernels that write only int8/int16, ops without a kernel for the model's
+scheme; the C runtime refuses what it lacks with the op and dtype named, before writing
+anything."""
 
 from __future__ import annotations
 
