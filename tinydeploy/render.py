@@ -582,7 +582,8 @@ def describe(facts: ModelFacts) -> str:
         ("operators", f"{len(facts.op_sequence)} in the graph, {len(facts.ops)} distinct"),
     ]
     rows += [("  op", line) for line in ops]
-    rows.append(("quantization", facts.quantization + (", stateful" if facts.stateful else "")))
+    rows.append(("quantization", facts.quantization + (", stateful" if facts.stateful else "")
+                 + (", float interface" if facts.interface == "float" else "")))
     rows += [("  state", _tensor_line(t)) for t in facts.variables]
     rows += [("input", _tensor_line(t)) for t in facts.inputs]
     rows += [("output", _tensor_line(t)) for t in facts.outputs]

@@ -23,6 +23,8 @@ from ..c_names import reserved_safe
 from ..errors import TinyDeployError
 from . import quant
 from .ctext import c_struct as _struct
+from .emit_gather import ES as _ES
+from .emit_gather import GATHER_OPS, gather_fields
 from .emit_int16 import (
     conv16_plan,
     conv16_scratch_bytes,
@@ -47,15 +49,15 @@ EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_int1
 EXT_KERNEL_FILES = ("td_kernels_ext.h", *EXT_KERNEL_SOURCES)
 # operators only the extension runs (any dtype it accepts)
 EXT_OPS = frozenset({"SUB", "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV",
-                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "TRANSPOSE"})
+                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "TRANSPOSE",
+                     "RESIZE_NEAREST_NEIGHBOR"})
 # int8 operators that also have a 16x8 kernel here
 INT16_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL",
                        "PAD", "LEAKY_RELU", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "QUANTIZE",
-                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV", "TRANSPOSE"})
+                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV", "TRANSPOSE",
+                       "RESIZE_NEAREST_NEIGHBOR"})
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")  # output = input bytes (may share storage)
-MAX_RANK = 6
 _RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767), "INT32": (-(1 << 31), (1 << 31) - 1)}
-_ES = {"INT8": 1, "INT16": 2, "INT32": 4}
 # QUANTIZE (requantize) pairs TFLM runs, besides int8 -> int8 (emit.py): (in, out)
 QUANTIZE_PAIRS = frozenset({("INT8", "INT16"), ("INT16", "INT8"), ("INT16", "INT16"),
                             ("INT8", "INT32"), ("INT16", "INT32"), ("INT32", "INT8"),
@@ -288,82 +290,9 @@ def _max_min(em: Emitter, op: Op, p: str) -> str:
                         "TD_BIN_MAX" if op.name == "MAXIMUM" else "TD_BIN_MIN")
 
 
-def _strided_slice(em: Emitter, op: Op, p: str) -> str:
-    g = em.g
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    begin, end, strides = (g.t(i) for i in op.inputs[1:4])
-    if any(t.data is None for t in (begin, end, strides)):
-        raise _reject(g, "STRIDED_SLICE needs constant begin/end/strides")
-    o = op.options
-    if int(o.ellipsisMask or 0) or int(o.newAxisMask or 0):
-        raise _reject(g, "STRIDED_SLICE with ellipsis_mask or new_axis_mask")
-    rank = len(x.shape)
-    if rank > MAX_RANK:
-        raise _reject(g, f"STRIDED_SLICE rank {rank} > {MAX_RANK}")
-    bv = [int(v) for v in begin.data.reshape(-1)]
-    ev = [int(v) for v in end.data.reshape(-1)]
-    sv = [int(v) for v in strides.data.reshape(-1)]
-    bm, em_, sm = int(o.beginMask or 0), int(o.endMask or 0), int(o.shrinkAxisMask or 0)
-    offset = bool(getattr(o, "offset", False))
-    start, count, step = [], [], []
-    for d in range(rank):
-        n = x.shape[d]
-        b_ = bv[d] if d < len(bv) else 0
-        e_ = ev[d] if d < len(ev) else n
-        s_ = sv[d] if d < len(sv) else 1
-        if s_ == 0:
-            raise _reject(g, "STRIDED_SLICE stride 0")
-        if offset:
-            e_ = b_ + e_
-        if sm >> d & 1:
-            k = b_ + n if b_ < 0 else b_
-            start.append(min(max(k, 0), n - 1))
-            count.append(1)
-            step.append(1)
-            continue
-        lo, hi, st = slice(None if bm >> d & 1 else b_, None if em_ >> d & 1 else e_,
-                           s_).indices(n)
-        start.append(lo)
-        count.append(len(range(lo, hi, st)))
-        step.append(st)
-    if int(np.prod(count)) != y.size:
-        raise _reject(g, f"STRIDED_SLICE output size {y.size} does not match the slice "
-                         f"{count}")
-    strides_in, acc = [0] * rank, 1
-    for d in range(rank - 1, -1, -1):
-        strides_in[d] = acc
-        acc *= x.shape[d]
-    pad = MAX_RANK - rank
-    fields = {"es": _ES[x.dtype], "in_strides": [0] * pad + strides_in,
-              "start": [0] * pad + start, "count": [1] * pad + count,
-              "step": [1] * pad + step}
-    em.decls.append(_struct("td_strided_slice_params", p, fields))
-    return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
-
-
-def _transpose(em: Emitter, op: Op, p: str) -> str:
-    """TRANSPOSE as the strided gather of STRIDED_SLICE: output axis d walks input axis
-    perm[d] (its stride), start 0, step 1 -- the same element order as TFLM's kernel."""
-    g = em.g
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    perm_t = g.t(op.inputs[1])
-    rank = len(x.shape)
-    if perm_t.data is None:
-        raise _reject(g, "TRANSPOSE needs a constant permutation")
-    perm = [int(v) + rank if int(v) < 0 else int(v) for v in perm_t.data.reshape(-1)]
-    if rank > MAX_RANK or sorted(perm) != list(range(rank)):
-        raise _reject(g, f"TRANSPOSE permutation {perm} of a rank-{rank} tensor")
-    if tuple(x.shape[a] for a in perm) != tuple(y.shape):
-        raise _reject(g, f"TRANSPOSE output shape {list(y.shape)} is not the input's "
-                         f"{list(x.shape)} permuted by {perm}")
-    strides_in, acc = [0] * rank, 1
-    for d in range(rank - 1, -1, -1):
-        strides_in[d] = acc
-        acc *= x.shape[d]
-    pad = MAX_RANK - rank
-    fields = {"es": _ES[x.dtype], "in_strides": [0] * pad + [strides_in[a] for a in perm],
-              "start": [0] * MAX_RANK, "count": [1] * pad + [x.shape[a] for a in perm],
-              "step": [1] * MAX_RANK}
+def _gathered(em: Emitter, op: Op, p: str) -> str:
+    """STRIDED_SLICE, TRANSPOSE, RESIZE_NEAREST_NEIGHBOR: one strided gather (emit_gather)."""
+    fields = gather_fields(em.g, op)
     em.decls.append(_struct("td_strided_slice_params", p, fields))
     return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 
@@ -539,8 +468,8 @@ def _leaky16(em: Emitter, op: Op, p: str) -> str:
 
 _EMITTERS: dict[str, Any] = {
     "SUB": _add_sub, "ADD": _add_sub, "MUL": _mul16, "MAXIMUM": _max_min,
-    "MINIMUM": _max_min, "STRIDED_SLICE": _strided_slice, "TRANSPOSE_CONV": _transpose_conv,
-    "TRANSPOSE": _transpose,
+    "MINIMUM": _max_min, "TRANSPOSE_CONV": _transpose_conv,
+    **{name: _gathered for name in GATHER_OPS},
     "EXPAND_DIMS": _alias, "SQUEEZE": _alias, "RESHAPE": _alias,
     "CONV_2D": _conv16, "DEPTHWISE_CONV_2D": _conv16, "FULLY_CONNECTED": _fc16,
     "QUANTIZE": _quantize, "PAD": _pad16, "LEAKY_RELU": _leaky16,
