@@ -61,10 +61,27 @@ def _keras_16x8(keras):
     return keras.Model(x_in, keras.layers.Dense(4)(y))
 
 
+def _detect_like(tf, rng: np.random.Generator):
+    """Like MCUNet's detection.tflite: several float outputs, RESIZE_NEAREST_NEIGHBOR 2x up
+    (no half-pixel centers, as MCUNet), 2x down and 3x up (half-pixel centers)."""
+    w = rng.normal(0, 0.5, size=(3, 3, 3, 8)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, size=(1, 1, 8, 4)).astype(np.float32)
+
+    def f(x):
+        y = tf.nn.relu(tf.nn.conv2d(x, w, 2, "SAME"))  # 8x8x8
+        a = tf.nn.conv2d(tf.compat.v1.image.resize_nearest_neighbor(y, [16, 16]), w2, 1,
+                         "SAME")
+        return (a, tf.image.resize(y, [4, 4], method="nearest"),
+                tf.image.resize(y, [24, 24], method="nearest"))
+
+    return tf.function(f, input_signature=[tf.TensorSpec([1, *SHAPE], tf.float32)])
+
+
 def build_model(name: str) -> bytes:
     """Convert a look-alike with the converter's defaults (only optimizations and a
     representative dataset; ``float16x8``: plus the 16x8 op set)."""
     import keras
+    import tensorflow as tf
 
     from tinydeploy.quantization import to_tflite
 
@@ -72,16 +89,18 @@ def build_model(name: str) -> bytes:
     rep = np.random.default_rng(0).uniform(-1, 1, size=(32, *SHAPE)).astype(np.float32)
     if name == "mcunet_like":
         return to_tflite(_keras_mcunet_like(keras), rep, converter_defaults=True)
-    import tensorflow as tf
-
-    model = _keras_16x8(keras)
-    spec = tf.TensorSpec([1, *SHAPE], tf.float32)
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    if name == "detect_like":
+        fn = _detect_like(tf, np.random.default_rng(3))
+    else:
+        model = _keras_16x8(keras)
+        spec = tf.TensorSpec([1, *SHAPE], tf.float32)
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([r[None]] for r in rep)
-    conv.target_spec.supported_ops = [
-        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if name == "float16x8":
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     return conv.convert()
 
 
@@ -98,6 +117,12 @@ def _model(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def look_alike(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MCUNet's operators around a float interface (converter defaults)."""
     return _model("mcunet_like", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def detect_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three float outputs, nearest-neighbour resizes (like MCUNet's detection model)."""
+    return _model("detect_like", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +279,20 @@ def test_validate_float_data_on_qemu_cm4_soft_float(look_alike: Path, tmp_path: 
     _validate_both(look_alike, tmp_path, "qemu-cm4", 6, int8=False)
 
 
+def test_several_float_outputs_and_resizes_on_native(detect_like: Path,
+                                                     tmp_path: Path) -> None:
+    from tinydeploy.validation import validate
+
+    facts = check(detect_like)
+    assert facts.op_sequence.count("RESIZE_NEAREST_NEIGHBOR") == 3
+    assert [t.dtype for t in facts.outputs] == ["FLOAT32"] * 3
+    data = tmp_path / "d.npz"
+    np.savez(data, x_test=_samples(facts, 8))
+    res = validate(detect_like, data, tmp_path / "out", board="native")
+    assert res.passed and len(res.metrics["comparison"]) == 3
+    assert {r["method"] for r in res.metrics["comparison"]} == {"bit pattern"}
+
+
 def test_integer_data_for_a_float_input_is_refused(look_alike: Path, tmp_path: Path) -> None:
     from tinydeploy.validation import validate
 
@@ -360,6 +399,6 @@ def test_mcunet_vww_when_present(tmp_path: Path) -> None:
 
 if __name__ == "__main__":  # regenerate tests/data/float_io/*.tflite (TensorFlow converter)
     STORED.mkdir(parents=True, exist_ok=True)
-    for name_ in ("mcunet_like", "float16x8"):
+    for name_ in ("mcunet_like", "float16x8", "detect_like"):
         (STORED / f"{name_}.tflite").write_bytes(build_model(name_))
         print(name_, load(STORED / f"{name_}.tflite").op_names)

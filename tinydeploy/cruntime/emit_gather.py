@@ -5,7 +5,8 @@ element sum((start[d] + i_d * step[d]) * in_strides[d]), ``es`` bytes each.
 * STRIDED_SLICE: TFLM's begin/end/strides and masks resolved to start/count/step;
 * TRANSPOSE: output axis d walks input axis perm[d] (its stride);
 * RESIZE_NEAREST_NEIGHBOR by an integer factor per axis: up-sampling repeats a row or
-  column k times (a count-k axis of stride 0), down-sampling takes every k-th; TFLM's own
+  column k times (a count-k axis of stride 0), down-sampling takes every k-th (from the
+  first index TFLM picks: 0, or 1 with half-pixel centers); TFLM's own
   index arithmetic (float32) must give exactly that pattern, else the op is refused.
 
 ``gather_fields(g, op)`` returns the ``td_strided_slice_params`` fields; emit_ext.py emits
@@ -142,8 +143,8 @@ def _resize_nearest(g: Graph, op: Op) -> list[tuple[int, int, int, int]]:
         got = nearest_map(n_in, n_out, bool(o.alignCorners), bool(o.halfPixelCenters))
         if n_out % n_in == 0 and got == [i // (n_out // n_in) for i in range(n_out)]:
             axes += [(0, n_in, 1, stride), (0, n_out // n_in, 1, 0)]  # up: repeat
-        elif n_in % n_out == 0 and got == [i * (n_in // n_out) for i in range(n_out)]:
-            axes.append((0, n_out, n_in // n_out, stride))  # down: every k-th
+        elif n_in % n_out == 0 and got == [got[0] + i * (n_in // n_out) for i in range(n_out)]:
+            axes.append((got[0], n_out, n_in // n_out, stride))  # down: every k-th
         else:
             raise _reject(g, f"RESIZE_NEAREST_NEIGHBOR {n_in} -> {n_out} is not an integer "
                              "factor the C runtime gathers")
