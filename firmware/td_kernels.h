@@ -35,6 +35,7 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_depthwise_conv2d_ref     plain [1][f_h][f_w][out_c] mult/shift      -
  *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
  *   td_fully_connected_ref      plain [out_c][accum]       mult/shift      -
+ *   td_fully_connected_plain    plain [out_c][accum]       rq              bias_eff, w zp 0
  *   (* scratch unless the conv is an unpadded 1x1, which reads its input directly)
  *
  * interleaved4: rows in groups of four; per group, for each 4 k the 4 bytes of each row,
@@ -87,6 +88,7 @@ void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t 
 void td_depthwise_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_ref(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected_plain(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_max_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 void td_avg_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 

@@ -544,3 +544,24 @@ void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *ou
   }
   td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);
 }
+
+/* FULLY_CONNECTED on the weights as a TFLM model stores them (plain [out_c][accum] rows, read
+ * in place, e.g. from flash): input offset folded into bias_eff, rq requantization, one
+ * output at a time through the dot product of the fast paths' odd rows (td_dot_1x1).
+ * tinydeploy's TFLM kernel (td_tflm_fc.cpp) calls it; filter offset 0. */
+void td_fully_connected_plain(const td_fc_params *p, const int8_t *in, int8_t *out) {
+  const int32_t step = p->per_channel ? 2 : 0;
+  int32_t b, oc;
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *x = in + b * p->accum;
+    const int8_t *w = p->filter;
+    const int32_t *rq = p->rq;
+    int8_t *y = out + b * p->out_c;
+    for (oc = 0; oc < p->out_c; ++oc, w += p->accum, rq += step) {
+      const int32_t acc = td_dot_1x1(w, x, p->accum, p->bias_eff[oc]);
+      y[oc] = p->rq_general ? td_out8q(acc, rq, p->out_offset, 1)
+                            : td_out8q(acc, rq, p->out_offset, 0);
+    }
+  }
+  td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);
+}
