@@ -38,6 +38,8 @@ VARIANTS: dict[str, Variant] = {v.function: v for v in (
     Variant("td_depthwise_conv2d_ref", PLAIN, MULT_SHIFT),
     Variant("td_fully_connected_fast", INTERLEAVED4, RQ, ("bias_eff",)),
     Variant("td_fully_connected_ref", PLAIN, MULT_SHIFT),
+    # the weights in place (tinydeploy's TFLM kernel, firmware/td_tflm_fc.cpp)
+    Variant("td_fully_connected_plain", PLAIN, RQ, ("bias_eff",)),
 )}
 
 
