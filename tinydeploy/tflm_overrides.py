@@ -71,7 +71,8 @@ def fc_layers(facts: ModelFacts) -> list[FcLayer]:
     return out
 
 
-def _fc_affected(facts: ModelFacts) -> int:
+def per_channel_fc_layers(facts: ModelFacts) -> int:
+    """How many FULLY_CONNECTED operators have weights with more than one scale."""
     return sum(1 for layer in fc_layers(facts) if layer.per_channel)
 
 
@@ -151,7 +152,7 @@ OVERRIDES: tuple[Override, ...] = (
                "instead: per-channel multipliers computed in Prepare as current TFLM does, "
                "bit-exact with its reference kernel, weights read in place with the Arm DSP "
                "instructions where the core has them",
-        affected=_fc_affected, unsupported=_fc_unsupported, pool_words=_fc_pool_words,
+        affected=per_channel_fc_layers, unsupported=_fc_unsupported, pool_words=_fc_pool_words,
         simulate=_fc_simulate),
 )
 DEFECTS = tuple(o.defect for o in OVERRIDES)
