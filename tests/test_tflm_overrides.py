@@ -237,3 +237,13 @@ def test_generated_registration_matches_the_table(tmp_path: Path) -> None:
     app = (src / "td_tflm_app.cpp").read_text()
     with_args = re.findall(r"resolver\.(Add\w+)\(([^)]+\)?)\)", app)
     assert with_args == [("AddFullyConnected", "td_fc_registration()")]
+
+
+def test_overrides_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """TINYDEPLOY_NO_OVERRIDES=1: the library's own kernel and the old warning."""
+    monkeypatch.setenv("TINYDEPLOY_NO_OVERRIDES", "1")
+    p = plan(load(PER_CHANNEL), [BOARDS["nano33ble"]])
+    assert not p.active and "TINYDEPLOY_NO_OVERRIDES" in p.warnings[0]
+    src = _gen(tmp_path, PER_CHANNEL, ["nano33ble"])
+    assert "td_fc_registration" not in (src / "td_tflm_app.cpp").read_text()
+    assert "outputs will differ" in (tmp_path / "fw" / "README.md").read_text()

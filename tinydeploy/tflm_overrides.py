@@ -15,7 +15,9 @@ override is ``firmware/td_tflm_fc.cpp``, bit-exact with current TFLM's reference
 It is registered only for a model with an affected layer (a per-channel FULLY_CONNECTED):
 every other model keeps the library's own kernels -- the firmware, its code size and its
 arena are exactly what they were. A board whose library has the defect while tinydeploy's
-kernel cannot take the model (a 16x8 per-channel FULLY_CONNECTED) keeps the warning.
+kernel cannot take the model (a 16x8 per-channel FULLY_CONNECTED) keeps the warning, as
+does every affected board with ``TINYDEPLOY_NO_OVERRIDES=1`` (the library's own kernels,
+e.g. to see its defect on native / qemu-cm4).
 
 :func:`explain_mismatch` is for the validation report: it reruns the host reference with a
 defect reproduced and names the defect when that reproduces the device's outputs exactly.
@@ -24,6 +26,7 @@ defect reproduced and names the defect when that reproduces the device's outputs
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from .tflm_libraries import TflmLibrary
 
 INT8 = 9  # schema TensorType
+ENV_OFF = "TINYDEPLOY_NO_OVERRIDES"  # 1: the library's own kernels (to measure its defects)
 
 
 # --- the model side ------------------------------------------------------------------------
@@ -254,7 +258,9 @@ def plan(facts: ModelFacts, boards: Sequence[Board],
             if not hits:
                 continue
             out.affected[o.defect] = hits
-            why = o.unsupported(facts)
+            why = o.unsupported(facts) or (
+                f"kernel overrides are off (${ENV_OFF})" if os.environ.get(ENV_OFF, "0") != "0"
+                else "")
             if why:
                 out.warnings.append(
                     f"{board.id}: {label} {o.problem}; this model has {hits} such "

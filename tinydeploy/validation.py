@@ -86,6 +86,7 @@ class ValidationResult:
                          f"{n(st.get('p99', st['max']))} / max {n(st['max'])}"
                          + (f"; cycles median {n(lat['cycles']['median'])}"
                             if lat.get("cycles") else ""))
+        lines += [f"  cause: {d['text']}" for d in self.report.get("defects", [])]
         lines.append(f"  report: {self.paths.get('html', '')}")
         return "\n".join(lines)
 
@@ -539,6 +540,10 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                           device_info, facts, board, build)
     rep["link"] = {**link_stats, "resets": max(resets, int(link_stats.get("resets", 0)))}
     differing = metrics["samples_differing"]
+    if differing and device_info.get("runtime") == "tflm":  # a known TFLM library defect?
+        from .tflm_overrides import explain_mismatch
+
+        rep["defects"] = [m.to_dict() for m in explain_mismatch(facts, q_in, device, stateful)]
     result = ValidationResult(passed=differing == 0, samples=n, differing=differing,
                               tolerance_lsb=tolerance_lsb, metrics=metrics, device=device_info,
                               paths=paths, time_us=times,
