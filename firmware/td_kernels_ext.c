@@ -71,20 +71,41 @@ void td_binary_ext(const td_binary_params *p, int32_t kind, int32_t es, const vo
   }
 }
 
+/* one run of the innermost axis: inner_n copies of run bytes, inner_step apart */
+static uint8_t *td_slice_row(const td_strided_slice_params *p, const uint8_t *src,
+                             uint8_t *dst) {
+  const int32_t n = p->inner_n, step = p->inner_step, run = p->run;
+  int32_t i;
+  if (step == run) { /* contiguous: one copy */
+    memcpy(dst, src, (size_t)run * (size_t)n);
+    return dst + run * n;
+  }
+  if (run == 1) {
+    for (i = 0; i < n; ++i) dst[i] = src[i * step];
+  } else if (run == 2) {
+    for (i = 0; i < n; ++i) memcpy(dst + 2 * i, src + i * step, 2);
+  } else if (run == 4) {
+    for (i = 0; i < n; ++i) memcpy(dst + 4 * i, src + i * step, 4);
+  } else {
+    for (i = 0; i < n; ++i) memcpy(dst + i * run, src + i * step, (size_t)run);
+  }
+  return dst + run * n;
+}
+
 void td_strided_slice(const td_strided_slice_params *p, const void *in, void *out) {
-  int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
-  int32_t total = 1, i, d;
-  const uint8_t *src = (const uint8_t *)in;
+  int32_t idx[TD_MAX_RANK - 1] = {0, 0, 0, 0, 0};
+  const uint8_t *src = (const uint8_t *)in + p->base;
   uint8_t *dst = (uint8_t *)out;
-  for (d = 0; d < TD_MAX_RANK; ++d) total *= p->count[d];
-  for (i = 0; i < total; ++i) {
-    int32_t off = 0;
-    for (d = 0; d < TD_MAX_RANK; ++d) off += (p->start[d] + idx[d] * p->step[d]) * p->in_strides[d];
-    memcpy(dst + (size_t)i * (size_t)p->es, src + (size_t)off * (size_t)p->es, (size_t)p->es);
-    for (d = TD_MAX_RANK - 1; d >= 0; --d) {
+  int32_t d;
+  for (;;) {
+    dst = td_slice_row(p, src, dst);
+    for (d = TD_MAX_RANK - 2; d >= 0; --d) {
+      src += p->step[d];
       if (++idx[d] < p->count[d]) break;
+      src -= p->step[d] * p->count[d];
       idx[d] = 0;
     }
+    if (d < 0) return;
   }
 }
 
