@@ -51,6 +51,10 @@ typedef struct {
   const int32_t *shift;
 } td_tconv_params;
 /* scratch: out_h * out_w * out_c * batches int64 accumulators */
+/* int8: an int32 scratch of out_h * out_w * out_c sums (TFLM's int32 wrapping sums), the
+ * filter in its own layout (each output channel's taps hold in_c contiguous weights) */
+void td_transpose_conv8(const td_tconv_params *p, const int8_t *in, int8_t *out,
+                        int32_t *scratch);
 void td_transpose_conv(const td_tconv_params *p, const void *in, void *out, int64_t *scratch);
 
 /* ---- 16x8 kernels (td_kernels_int16.c) --------------------------------------------- */

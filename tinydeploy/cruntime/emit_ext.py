@@ -106,8 +106,8 @@ def scratch_bytes(g: Graph, op: Op) -> int:
         return 0
     if op.name == "CONV_2D":  # 16x8: the fast path's im2col of two windows
         return conv16_scratch_bytes(g, op)
-    if op.name == "TRANSPOSE_CONV":
-        return 8 * g.t(op.outputs[0]).size
+    if op.name == "TRANSPOSE_CONV":  # int32 sums for int8 (as TFLM), int64 for 16x8
+        return (8 if g.t(op.outputs[0]).dtype == "INT16" else 4) * g.t(op.outputs[0]).size
     return 0
 
 
@@ -390,9 +390,9 @@ def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
               "mult": em.int_array(p + "_mult", mults),
               "shift": em.int_array(p + "_shift", shifts)}
     em.decls.append(_struct("td_tconv_params", p, fields))
-    scratch = f"(int64_t *)(void *){em.loc(_scratch_id(op))}"
-    return (f"td_transpose_conv(&{p}, {_ref(em, op.inputs[2])}, {em.loc(op.outputs[0])}, "
-            f"{scratch});")
+    fn, acc = ("td_transpose_conv", "int64_t") if in16 else ("td_transpose_conv8", "int32_t")
+    scratch = f"({acc} *)(void *){em.loc(_scratch_id(op))}"
+    return f"{fn}(&{p}, {_ref(em, op.inputs[2])}, {em.loc(op.outputs[0])}, {scratch});"
 
 
 def _scratch_id(op: Op) -> int:
