@@ -23,28 +23,34 @@ int32_t td_exp_on_negative_values(int32_t a, int32_t int_bits);
 int32_t td_one_over_one_plus_x(int32_t a);
 int32_t td_one_minus_x_over_one_plus_x(int32_t a);
 
-/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c) ------------------
+/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c, _dwm.c, _pool.c) ---
  * Each kernel variant is its own entry point and reads exactly one data layout; the
  * generator picks the variant per layer and emits the layout it declares
  * (tinydeploy/cruntime/variants.py holds the same table and checks every call):
  *
  *   entry point                 filter layout              requantization  also needs
  *   td_conv2d_fast              interleaved4 [out_c][K]    rq              bias_eff, scratch*
+ *   td_conv2d_fastg             interleaved4 [out_c][K]    rq_general      bias_eff, scratch*
  *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
  *   td_depthwise_conv2d_fast    plain [1][f_h][f_w][out_c] rq              depth_mult 1
- *   td_depthwise_conv2d_ref     plain [1][f_h][f_w][out_c] mult/shift      -
+ *   td_depthwise_conv2d_fastg   plain [1][f_h][f_w][out_c] rq_general      depth_mult 1
+ *   td_depthwise_conv2d_fastm   plain [1][f_h][f_w][out_c] rq              depth_mult > 1
+ *   td_depthwise_conv2d_fastmg  plain [1][f_h][f_w][out_c] rq_general      depth_mult > 1
  *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
+ *   td_fully_connected_fastg    interleaved4 [out_c][K]    rq_general      bias_eff, w zp 0
  *   td_fully_connected_ref      plain [out_c][accum]       mult/shift      -
  *   td_fully_connected_plain    plain [out_c][accum]       rq              bias_eff, w zp 0
+ *   td_fully_connected_plaing   plain [out_c][accum]       rq_general      bias_eff, w zp 0
  *   (* scratch unless the conv is an unpadded 1x1, which reads its input directly)
  *
  * interleaved4: rows in groups of four; per group, for each 4 k the 4 bytes of each row,
  * then each row's K % 4 tail; the out_c % 4 last rows plain.
- * rq: pairs {mult, -shift - 1} per output channel (one pair for a per-tensor FC). With
- * rq_general 0 every pair has -shift - 1 >= 0 (shift <= -1; a zero multiplier is stored
- * as {0, 0}, which yields 0 like TFLM's) and takes one 64-bit multiply (td_requant_rq);
- * rq_general 1 allows pairs with -shift - 1 < 0 (shift >= 0: TFLM's left shift), at one
- * compare per output. mult/shift: TFLM's QuantizeMultiplier values per output channel. */
+ * rq: pairs {mult, -shift - 1} per output channel (one pair for a per-tensor FC), every
+ * -shift - 1 >= 0 (shift <= -1; a zero multiplier is stored as {0, 0}, which yields 0 like
+ * TFLM's): one 64-bit multiply per output (td_requant_rq). rq_general: the same pairs, some
+ * with -shift - 1 < 0 (shift >= 0: TFLM's left shift), at one compare more per output; only
+ * a model with such a layer links these instances. mult/shift: TFLM's QuantizeMultiplier
+ * values per output channel. */
 typedef struct {
   int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;
   int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
@@ -60,8 +66,7 @@ typedef struct {
   const int32_t *bias_eff;
   int8_t *scratch;
   int32_t scratch_cols;  /* receptive fields the scratch holds: 2 (pixel pairs) or 1 */
-  const int32_t *rq;     /* _fast variants (see above) */
-  int32_t rq_general;
+  const int32_t *rq;     /* _fast/_fastg variants (see above) */
 } td_conv_params;
 
 typedef struct {
@@ -73,8 +78,8 @@ typedef struct {
   const int32_t *mult;   /* _ref */
   const int32_t *shift;
   const int32_t *bias_eff; /* _fast: bias + in_offset * row sum */
-  const int32_t *rq;     /* _fast: as in td_conv_params (one pair when per_channel is 0) */
-  int32_t rq_general;
+  const int32_t *rq;     /* _fast/_fastg: as in td_conv_params (one pair when per_channel
+                          * is 0) */
 } td_fc_params;
 
 typedef struct {
@@ -83,12 +88,17 @@ typedef struct {
 } td_pool_params;
 
 void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastm(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastmg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_ref(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_plain(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected_plaing(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_max_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 void td_avg_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 

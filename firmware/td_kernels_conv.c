@@ -8,7 +8,7 @@
  *
  * Fast paths (same integer sums, so bit-identical to the reference variants). Each hot
  * loop has two instances: requantization in one multiply (td_requant_rq), and the general
- * one that also takes channels with a shift >= 0 (rq_general).
+ * one that also takes channels with a shift >= 0 (the *_fastg entry points).
  * - CONV_2D: the generator folds input_offset * sum(weights) into the bias (bias_eff), so
  *   the inner loop is a plain int8 dot product, and interleaves the filter rows by four.
  *   Two output pixels' receptive fields are gathered (im2col) into the scratch buffer,
@@ -21,42 +21,6 @@
  */
 #include "td_kernels.h"
 #include "td_simd.h"
-
-#if defined(__GNUC__)
-#define TD_ALWAYS_INLINE static inline __attribute__((always_inline))
-#else
-#define TD_ALWAYS_INLINE static inline
-#endif
-/* the inner loops: a function of their own (registers), optimized for speed even in a
- * size-optimized (-Os) build */
-#if defined(__GNUC__) && !defined(__clang__)
-#define TD_HOT static __attribute__((noinline, optimize("O2")))
-#define TD_O2 __attribute__((optimize("O2")))
-#elif defined(__GNUC__)
-#define TD_HOT static __attribute__((noinline))
-#define TD_O2
-#else
-#define TD_HOT static
-#define TD_O2
-#endif
-
-/* the fast paths' output: rq points at the channel's {mult, -shift - 1} (td_kernels.h),
- * saturated to int8; a narrower activation range is applied afterwards (td_act_clamp).
- * gen (a constant in each instance): the pair may hold a shift >= 0 (rq_general). */
-TD_ALWAYS_INLINE int8_t td_out8q(int32_t acc, const int32_t *rq, int32_t out_offset,
-                                 const int32_t gen) {
-  const int32_t v = gen && rq[1] < 0 ? td_requant_lsh(acc, rq[0], -rq[1] - 1)
-                                     : td_requant_rq(acc, rq[0], rq[1]);
-  return (int8_t)td_sat8(v + out_offset);
-}
-
-/* clamp n outputs to [lo, hi] unless that is the whole int8 range (the converter's usual
- * choice, e.g. ReLU with the output zero point at -128) */
-static void td_act_clamp(int8_t *y, int32_t n, int32_t lo, int32_t hi) {
-  int32_t i;
-  if (lo <= -128 && hi >= 127) return;
-  for (i = 0; i < n; ++i) y[i] = (int8_t)td_clamp_i32(y[i], lo, hi);
-}
 
 /* ---- CONV_2D / FULLY_CONNECTED fast path ------------------------------------------ */
 
@@ -151,8 +115,6 @@ TD_ALWAYS_INLINE void td_rows_b(const int8_t *w, const int8_t *x, int32_t n, int
   }
 }
 
-typedef void (*td_rows_fn)(const int8_t *, const int8_t *, int32_t, int32_t, const int32_t *,
-                           const int32_t *, int32_t, int32_t, int8_t *);
 TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
                     const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
                     int8_t *y) {
@@ -257,8 +219,6 @@ TD_ALWAYS_INLINE void td_rows2_b(const int8_t *w, const int8_t *c0, const int8_t
   }
 }
 
-typedef void (*td_rows2_fn)(const int8_t *, const int8_t *, const int8_t *, int32_t, int32_t,
-                            const int32_t *, const int32_t *, int32_t, int8_t *, int8_t *);
 TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
                      int32_t out_c, const int32_t *bias, const int32_t *rq,
                      int32_t out_offset, int8_t *y0, int8_t *y1) {
@@ -302,15 +262,14 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
 
 #define TD_PAIR_MAX 256 /* output channels staged on the stack for a pixel pair */
 
-void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
+TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int8_t *out,
+                                  const int32_t gen) {
   const int32_t kk = p->f_h * p->f_w * p->in_c, out_c = p->out_c, out_w = p->out_w;
   const int32_t npix = p->out_h * out_w;
   const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
   const int32_t pix_stride = p->stride_w * p->in_c, row_stride = p->stride_h * p->in_w * p->in_c;
   int8_t pair_out[TD_PAIR_MAX];
   int8_t *const out0 = out;
-  const td_rows_fn rows = p->rq_general ? td_rows_g : td_rows;
-  const td_rows2_fn rows2 = p->rq_general ? td_rows2_g : td_rows2;
   int32_t b, pix;
   /* output pixels in pairs (flat order within an image): each column is read once per
    * filter row pair. The second pixel's outputs are staged in pair_out and stored after
@@ -322,7 +281,7 @@ void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
       for (pix = 0; pix < npix; ++pix) {
         const int32_t oy = pix / out_w;
         td_im2col(p, inb, oy, pix - oy * out_w, p->scratch);
-        rows(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
         out += out_c;
       }
       continue;
@@ -341,20 +300,26 @@ void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
         if (pix + 1 < npix) td_im2col(p, inb, oy1, ox1, p->scratch + kk);
       }
       if (pix + 1 < npix && out_c <= TD_PAIR_MAX) {
-        rows2(p->filter, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, pair_out);
+        (gen ? td_rows2_g : td_rows2)(p->filter, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, pair_out);
         memcpy(out + out_c, pair_out, (size_t)out_c);
         out += 2 * out_c;
       } else if (pix + 1 < npix) {
-        rows(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
-        rows(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out + out_c);
+        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out + out_c);
         out += 2 * out_c;
       } else {
-        rows(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
         out += out_c;
       }
     }
   }
   td_act_clamp(out0, p->batches * npix * out_c, p->act_min, p->act_max);
+}
+void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  td_conv2d_b(p, in, out, 0);
+}
+void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  td_conv2d_b(p, in, out, 1);
 }
 
 /* ---- DEPTHWISE_CONV_2D fast path (depth multiplier 1) ------------------------------ */
@@ -431,9 +396,6 @@ TD_ALWAYS_INLINE void td_dw_pixel_b(const int8_t *x, const int8_t *w, int32_t c,
   }
 }
 
-typedef void (*td_dw_pixel_fn)(const int8_t *, const int8_t *, int32_t, int32_t, int32_t,
-                               int32_t, int32_t, int32_t, const int32_t *, const int32_t *,
-                               int32_t, int32_t, int8_t *);
 TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
                         int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
                         const int32_t *rq, int32_t off, int32_t out_offset, int8_t *o) {
@@ -491,7 +453,8 @@ TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t
 }
 #endif
 
-void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
+TD_ALWAYS_INLINE void td_depthwise_b(const td_conv_params *p, const int8_t *in, int8_t *out,
+                                     const int32_t gen) {
   const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
   const int32_t out_h = p->out_h, out_w = p->out_w, dil_h = p->dil_h, dil_w = p->dil_w;
   const int32_t stride_h = p->stride_h, stride_w = p->stride_w;
@@ -502,7 +465,6 @@ void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t 
   const int32_t off = p->in_offset, out_offset = p->out_offset;
   const int32_t batches = p->batches;
   int8_t *const out0 = out;
-  const td_dw_pixel_fn pixel = p->rq_general ? td_dw_pixel_g : td_dw_pixel;
   int32_t b, oy, ox;
   for (b = 0; b < batches; ++b) {
     const int8_t *inb = in + b * in_h * in_w * c;
@@ -517,16 +479,17 @@ void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t 
         while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
         while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
 #if TD_DSP
-        if (p->bias_eff && !p->rq_general && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && fx1 - fx0 == 3) {
+        if (!gen && p->bias_eff && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && fx1 - fx0 == 3) {
           td_dw_pixel_3x3(inb + (y0 * in_w + x0) * c, filter, c, row_step, tap_step,
                           p->bias_eff, rq, out_offset, out);
           out += c;
           continue;
         }
 #endif
-        pixel(inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
-              filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step, tap_step,
-              f_w * c, bias, rq, off, out_offset, out);
+        (gen ? td_dw_pixel_g : td_dw_pixel)(
+            inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
+            filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step, tap_step,
+            f_w * c, bias, rq, off, out_offset, out);
         out += c;
       }
     }
@@ -534,22 +497,36 @@ void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t 
   td_act_clamp(out0, batches * out_h * out_w * c, p->act_min, p->act_max);
 }
 
+void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  td_depthwise_b(p, in, out, 0);
+}
+void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  td_depthwise_b(p, in, out, 1);
+}
+
 /* ---- FULLY_CONNECTED ---------------------------------------------------------------- */
-void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out) {
-  const td_rows_fn rows = p->rq_general ? td_rows_g : td_rows;
+TD_ALWAYS_INLINE void td_fc_b(const td_fc_params *p, const int8_t *in, int8_t *out,
+                              const int32_t gen) {
   int32_t b;
   for (b = 0; b < p->batches; ++b) {
-    rows(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff, p->rq, p->per_channel,
-         p->out_offset, out + b * p->out_c);
+    (gen ? td_rows_g : td_rows)(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff,
+                                p->rq, p->per_channel, p->out_offset, out + b * p->out_c);
   }
   td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);
+}
+void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out) {
+  td_fc_b(p, in, out, 0);
+}
+void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out) {
+  td_fc_b(p, in, out, 1);
 }
 
 /* FULLY_CONNECTED on the weights as a TFLM model stores them (plain [out_c][accum] rows, read
  * in place, e.g. from flash): input offset folded into bias_eff, rq requantization, one
  * output at a time through the dot product of the fast paths' odd rows (td_dot_1x1).
  * tinydeploy's TFLM kernel (td_tflm_fc.cpp) calls it; filter offset 0. */
-void td_fully_connected_plain(const td_fc_params *p, const int8_t *in, int8_t *out) {
+TD_ALWAYS_INLINE void td_fc_plain_b(const td_fc_params *p, const int8_t *in, int8_t *out,
+                                    const int32_t gen) {
   const int32_t step = p->per_channel ? 2 : 0;
   int32_t b, oc;
   for (b = 0; b < p->batches; ++b) {
@@ -558,10 +535,14 @@ void td_fully_connected_plain(const td_fc_params *p, const int8_t *in, int8_t *o
     const int32_t *rq = p->rq;
     int8_t *y = out + b * p->out_c;
     for (oc = 0; oc < p->out_c; ++oc, w += p->accum, rq += step) {
-      const int32_t acc = td_dot_1x1(w, x, p->accum, p->bias_eff[oc]);
-      y[oc] = p->rq_general ? td_out8q(acc, rq, p->out_offset, 1)
-                            : td_out8q(acc, rq, p->out_offset, 0);
+      y[oc] = td_out8q(td_dot_1x1(w, x, p->accum, p->bias_eff[oc]), rq, p->out_offset, gen);
     }
   }
   td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);
+}
+void td_fully_connected_plain(const td_fc_params *p, const int8_t *in, int8_t *out) {
+  td_fc_plain_b(p, in, out, 0);
+}
+void td_fully_connected_plaing(const td_fc_params *p, const int8_t *in, int8_t *out) {
+  td_fc_plain_b(p, in, out, 1);
 }

@@ -1,8 +1,7 @@
-/* tinydeploy kernels: the reference variants of CONV_2D, DEPTHWISE_CONV_2D and
- * FULLY_CONNECTED, written as TFLM's reference int8 kernels compute them: plain filter
- * layouts and TFLM's (multiplier, shift) per output channel (td_kernels.h). The generator
- * uses them where no fast variant applies (non-constant weights, a depth multiplier > 1,
- * a weight zero point, sums that leave int32).
+/* tinydeploy kernels: the reference variants of CONV_2D and FULLY_CONNECTED, written as
+ * TFLM's reference int8 kernels compute them: plain filter layouts and TFLM's (multiplier,
+ * shift) per output channel (td_kernels.h). The generator uses them where no fast variant
+ * applies (a weight zero point, bias + offset sums that leave int32, no scratch planned).
  */
 #include "td_kernels.h"
 #include "td_simd.h"
@@ -38,39 +37,6 @@ void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out) {
           if (p->bias) acc += p->bias[oc];
           out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
               td_out8(acc, p->mult[oc], p->shift[oc], p->out_offset, p->act_min, p->act_max);
-        }
-      }
-    }
-  }
-}
-
-void td_depthwise_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  int32_t b, oy, ox, ic, m, fy, fx;
-  for (b = 0; b < p->batches; ++b) {
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t y0 = oy * p->stride_h - p->pad_h;
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t x0 = ox * p->stride_w - p->pad_w;
-        for (ic = 0; ic < p->in_c; ++ic) {
-          for (m = 0; m < p->depth_mult; ++m) {
-            const int32_t oc = ic * p->depth_mult + m;
-            int32_t acc = 0;
-            for (fy = 0; fy < p->f_h; ++fy) {
-              const int32_t iy = y0 + p->dil_h * fy;
-              if (iy < 0 || iy >= p->in_h) continue;
-              for (fx = 0; fx < p->f_w; ++fx) {
-                const int32_t ix = x0 + p->dil_w * fx;
-                int32_t xv, wv;
-                if (ix < 0 || ix >= p->in_w) continue;
-                xv = in[((b * p->in_h + iy) * p->in_w + ix) * p->in_c + ic];
-                wv = p->filter[(fy * p->f_w + fx) * p->out_c + oc];
-                acc += wv * (xv + p->in_offset);
-              }
-            }
-            if (p->bias) acc += p->bias[oc];
-            out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-                td_out8(acc, p->mult[oc], p->shift[oc], p->out_offset, p->act_min, p->act_max);
-          }
         }
       }
     }

@@ -21,7 +21,7 @@ constexpr int kBiasTensor = 2;
 constexpr int kOutputTensor = 0;
 
 /* Eval's form: the weights in place with the input offset folded into the bias
- * (td_fully_connected_plain), or TFLM's loop with the offsets (td_fully_connected_ref: a
+ * (td_fully_connected_plain, or _plaing when a channel's shift is >= 0), or TFLM's loop with the offsets (td_fully_connected_ref: a
  * per-tensor filter zero point, weights or bias that are not constant, a folded bias that
  * leaves int32). */
 enum FcPath : int32_t { kPathPlain = 0, kPathRef = 1 };
@@ -296,8 +296,8 @@ TfLiteStatus FcEval(TfLiteContext *context, TfLiteNode *node) {
   if (d.path == kPathPlain) {
     p.bias_eff = d.table;
     p.rq = d.per_channel ? d.table + d.out_c : d.one;
-    p.rq_general = d.rq_general;
-    td_fully_connected_plain(&p, input->data.int8, output->data.int8);
+    (d.rq_general ? td_fully_connected_plaing : td_fully_connected_plain)(&p, input->data.int8,
+                                                                          output->data.int8);
   } else {
     p.bias = bias != nullptr ? bias->data.i32 : nullptr;
     p.mult = d.per_channel ? d.table : &d.one[0];

@@ -1,6 +1,7 @@
 """The conv/FC kernels' one-multiply requantization (td_requant_rq in firmware/td_simd.h)
-and the general form's left shift (td_requant_lsh) equal TFLM's two-step arithmetic, and layers outside its domain (a channel with a
-non-negative shift) or with a narrower activation range than int8 stay bit-exact.
+and the general form's left shift (td_requant_lsh) equal TFLM's two-step arithmetic, and
+layers outside its domain (a channel with a non-negative shift) or with a narrower activation
+range than int8 stay bit-exact.
 
 The whole-model checks edit digits_cnn (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED): the
 convolution's output zero point moves up so its fused ReLU clamps inside the int8 range,

@@ -21,7 +21,14 @@ import pytest
 
 from tinydeploy.cruntime import generate_c
 from tinydeploy.cruntime.harness import build_harness, run_harness
-from tinydeploy.cruntime.variants import INTERLEAVED4, PLAIN, VARIANTS, check_call, rq_pairs
+from tinydeploy.cruntime.variants import (
+    INTERLEAVED4,
+    PLAIN,
+    VARIANTS,
+    check_call,
+    fast_variant,
+    rq_pairs,
+)
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 from tinydeploy.hostref import HostModel
@@ -35,14 +42,8 @@ HAS_QEMU = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm")
 def _calls(out_dir: Path) -> list[tuple[str, str]]:
     """(kernel entry point, struct name) of every conv/FC call in the generated model."""
     text = (out_dir / "td_model.c").read_text()
-    return re.findall(r"(td_(?:conv2d|depthwise_conv2d|fully_connected)_(?:fast|ref))"
+    return re.findall(r"(td_(?:conv2d|depthwise_conv2d|fully_connected)_(?:fast\w*|ref))"
                       r"\(&(\w+),", text)
-
-
-def _field(out_dir: Path, struct: str, field: str) -> str:
-    text = (out_dir / "td_model.c").read_text()
-    body = text[text.index(f" {struct} = {{"):]
-    return re.search(rf"\.{field} = ([^,\n}}]+)", body[:body.index("};")]).group(1)
 
 
 def _check_device(model: bytes | Path, x: np.ndarray, ref: np.ndarray, work: Path) -> None:
@@ -73,17 +74,16 @@ def _bit_exact(model: bytes | Path, x: np.ndarray, work: Path) -> Path:
 
 
 @needs_gcc
-@pytest.mark.parametrize("name,kernel,general", [
-    ("r1_conv1x1_zero_multiplier", "td_conv2d_fast", "0"),
-    ("r2_fc_shift_nonneg", "td_fully_connected_fast", "1"),
+@pytest.mark.parametrize("name,kernel", [
+    ("r1_conv1x1_zero_multiplier", "td_conv2d_fast"),
+    ("r2_fc_shift_nonneg", "td_fully_connected_fastg"),
 ])
-def test_regression_models_bit_exact_on_fast_variants(name: str, kernel: str, general: str,
+def test_regression_models_bit_exact_on_fast_variants(name: str, kernel: str,
                                                       tmp_path: Path) -> None:
     x = np.load(REG / f"{name}.npz")["x_test"]
     out = _bit_exact(REG / f"{name}.tflite", x, tmp_path)
     (call,) = _calls(out)
     assert call[0] == kernel
-    assert _field(out, call[1], "rq_general") == general
 
 
 def _dead_and_wide_person_detect() -> bytes:
@@ -123,36 +123,39 @@ def test_dead_channels_and_nonneg_shift_mobilenet_bit_exact(tmp_path: Path) -> N
     x = rng.integers(-128, 128, size=(3, *facts.inputs[0].shape[1:]), dtype=np.int8)
     out = _bit_exact(model, x, tmp_path)
     calls = _calls(out)
-    assert all(fn.endswith("_fast") for fn, _ in calls)  # nothing falls back
-    general = [s for fn, s in calls if _field(out, s, "rq_general") == "1"]
-    assert len(general) == 1
+    assert all("_fast" in fn for fn, _ in calls)  # nothing falls back
+    assert [fn for fn, _ in calls].count("td_conv2d_fastg") == 1
     rq = (out / "td_model.c").read_text()
     assert re.search(r"_rq\[\d+\] = \{[^}]*\b0, 0,", rq)  # a dead channel's {0, 0}
 
 
 def test_rq_pairs_forms() -> None:
-    flat, general = rq_pairs([(1 << 30, -3), (0, 0), (0, -40)])
-    assert flat == [1 << 30, 2, 0, 0, 0, 0] and not general
-    flat, general = rq_pairs([(1 << 30, -1), (3 << 29, 2)])
-    assert flat == [1 << 30, 0, 3 << 29, -3] and general
+    flat = rq_pairs([(1 << 30, -3), (0, 0), (0, -40)])
+    assert flat == [1 << 30, 2, 0, 0, 0, 0] and fast_variant("td_x_fast", flat) == "td_x_fast"
+    flat = rq_pairs([(1 << 30, -1), (3 << 29, 2)])
+    assert flat == [1 << 30, 0, 3 << 29, -3] and fast_variant("td_x_fast", flat) == "td_x_fastg"
 
 
 def test_layout_contract_refuses_a_mismatch() -> None:
     layouts = {"f_plain": PLAIN, "f_il": INTERLEAVED4}
+    arrays = {"r": [1 << 30, 3], "rg": [1 << 30, -2]}
     ok = {"filter": "f_il", "rq": "r", "bias_eff": "b"}
-    assert check_call("td_conv2d_fast", ok, layouts).filter_layout == INTERLEAVED4
+    assert check_call("td_conv2d_fast", ok, layouts, arrays).filter_layout == INTERLEAVED4
+    assert check_call("td_conv2d_fastg", {**ok, "rq": "rg"}, layouts, arrays)
     for fn, fields in (
         ("td_conv2d_ref", {"filter": "f_il", "mult": "m", "shift": "s"}),  # the old bug
         ("td_conv2d_fast", {"filter": "f_plain", "rq": "r", "bias_eff": "b"}),
         ("td_fully_connected_fast", {"filter": "f_il", "mult": "m", "shift": "s",
                                      "bias_eff": "b"}),
         ("td_fully_connected_fast", {"filter": "f_il", "rq": "r"}),
+        ("td_conv2d_fast", {"filter": "f_il", "rq": "rg", "bias_eff": "b"}),  # shift >= 0
     ):
         with pytest.raises(TinyDeployError, match="layout contract"):
-            check_call(fn, fields, layouts)
+            check_call(fn, fields, layouts, arrays)
     assert set(VARIANTS) == {f"td_{k}_{v}" for k in ("conv2d", "depthwise_conv2d",
                                                       "fully_connected")
-                             for v in ("fast", "ref")}
+                             for v in ("fast", "fastg", "ref")} - {
+        "td_depthwise_conv2d_ref"} | {"td_depthwise_conv2d_fastm", "td_depthwise_conv2d_fastmg"}
 
 
 def test_header_declares_the_same_variants() -> None:

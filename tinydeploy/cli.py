@@ -186,6 +186,9 @@ def arena(
     tflm_src: Annotated[str | None, typer.Option(
         help="TFLM tree for --target qemu-cm4 (tflite-micro checkout or Arduino library)")
     ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="--target qemu-cm4: seconds one trial's inference may take (default: predicted)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the smallest tensor arena (cortex-m: predicted for 32-bit; host64 / qemu-cm4:
@@ -196,7 +199,8 @@ def arena(
         from .boards import kernel_flavour
 
         flavour = kernel_flavour(board)
-    result = run(model, target=target, flavour=flavour or "reference", tflm_src=tflm_src)
+    result = run(model, target=target, flavour=flavour or "reference", tflm_src=tflm_src,
+                 timeout=timeout)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -291,13 +295,24 @@ def validate(
     as_json: JsonOpt = False,
     runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "c",
     tflm_src: Annotated[str | None, typer.Option(help=TFLM_SRC_HELP)] = None,
+    tolerance_float: Annotated[float | None, typer.Option(
+        help="allowed |device-host| of float32 outputs (default: bit-exact by bit pattern)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="seconds one inference may take (default: predicted from the model and board)")
+    ] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="count known TFLM version differences as failures")] = False,
 ) -> None:
-    """Run the test set on the device and compare with host predictions."""
+    """Run the test set on the device and compare with host predictions (each output in
+    its own dtype)."""
     from .validation import validate as run
 
     result = run(model, data, out, port=port, board=board, samples=samples,
                  tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
-                 profile=profile, runtime=runtime, tflm_src=tflm_src)
+                 profile=profile, runtime=runtime, tflm_src=tflm_src,
+                 tolerance_float=tolerance_float, timeout=timeout,
+                 known_differences=not strict)
     _echo(result, as_json)
     for row in [] if as_json else sorted(result.layers, key=lambda r: -r["cost"])[:5]:
         typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "

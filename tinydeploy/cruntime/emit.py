@@ -14,7 +14,7 @@ from ..errors import TinyDeployError
 from . import fixedpoint, quant
 from .ctext import c_struct as _struct
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
-from .variants import INTERLEAVED4, PLAIN, check_call, rq_pairs
+from .variants import INTERLEAVED4, PLAIN, check_call, fast_variant, rq_pairs
 
 MAX_RANK = 6
 
@@ -138,6 +138,7 @@ class Emitter:
         self.weight_bytes = 0  # constant tensor data
         self.param_bytes = 0  # multipliers/shifts arrays
         self.layouts: dict[str, str] = {}  # constant array -> its layout (variants.py)
+        self.arrays: dict[str, list[int]] = {}  # int32 parameter arrays by name
 
     # --- helpers -------------------------------------------------------------------------
     def ref(self, i: int) -> str:
@@ -162,6 +163,7 @@ class Emitter:
 
     def int_array(self, name: str, values: Sequence[int]) -> str:
         self.decls.append(c_array(name, "int32_t", values))
+        self.arrays[name] = [int(v) for v in values]
         self.param_bytes += 4 * len(values)
         return name
 
@@ -173,21 +175,22 @@ class Emitter:
             channel; rq: the form of a fast variant (variants.RQ), else TFLM's arrays.
 
         Returns:
-            ``rq`` ({mult, -shift - 1} pairs, variants.rq_pairs) and ``rq_general``, or
-            ``mult``/``shift`` arrays for the reference variants.
+            ``rq`` ({mult, -shift - 1} pairs, variants.rq_pairs), or ``mult``/``shift``
+            arrays for the reference variants.
         """
         if rq:
-            flat, general = rq_pairs(pairs)
-            return {"rq": self.int_array(p + "_rq", flat), "rq_general": int(general),
-                    "mult": 0, "shift": 0}
+            return {"rq": self.int_array(p + "_rq", rq_pairs(pairs)), "mult": 0, "shift": 0}
         return {"mult": self.int_array(p + "_mult", [m for m, _ in pairs]),
                 "shift": self.int_array(p + "_shift", [s for _, s in pairs])}
 
     def call(self, function: str, ctype: str, p: str, fields: dict[str, object], op: Op
              ) -> str:
         """Declare the kernel's parameter struct and return its call, after checking that
-        the arrays are in the layouts the variant reads (variants.check_call)."""
-        check_call(function, fields, self.layouts, self.g.path)
+        the arrays are in the layouts the variant reads (variants.check_call). A *_fast
+        variant becomes its general instance where the ``rq`` table needs it."""
+        if function.endswith(("_fast", "_fastm")):
+            function = fast_variant(function, self.arrays[str(fields["rq"])])
+        check_call(function, fields, self.layouts, self.arrays, self.g.path)
         self.decls.append(_struct(ctype, p, fields))
         return f"{function}(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
@@ -300,10 +303,9 @@ class Emitter:
                 fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
                               scratch=scratch[0], scratch_cols=scratch[1])
                 return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
-        fast = w.data is not None and len(w.shape) == 4 and w.shape[3] == _nhwc(x)[3]
-        fields = self._conv_common(op, p, True, rq=fast)
-        if not fast:  # a depth multiplier > 1
-            return self.call("td_depthwise_conv2d_ref", "td_conv_params", p, fields, op)
+        fields = self._conv_common(op, p, True, rq=True)
+        if fields["depth_mult"] != 1:
+            return self.call("td_depthwise_conv2d_fastm", "td_conv_params", p, fields, op)
         # interior pixels of the 3x3 DSP path: input offset folded into the bias
         _, fh, fw, oc = w.shape
         folded = folded_bias(w.data.reshape(fh * fw, oc).T, bias, -x.zp)
