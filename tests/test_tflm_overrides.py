@@ -84,8 +84,8 @@ def test_override_registered_for_a_library_without_per_channel_fc(tmp_path: Path
     app = (src / "td_tflm_app.cpp").read_text()
     assert "resolver.AddFullyConnected(td_fc_registration())" in app
     assert '#include "td_tflm_fc.h"' in app and "td_fc_set_pool(" in app
-    assert {"td_tflm_fc.cpp", "td_tflm_fc.h", "td_kernels_conv.c", "td_simd.h",
-            "td_tflm_overrides.h"} <= {p.name for p in src.iterdir()}
+    assert {"td_tflm_fc.cpp", "td_tflm_fc.h", "td_kernels_conv.c", "td_kernels_conv_ref.c",
+            "td_simd.h", "td_tflm_overrides.h"} <= {p.name for p in src.iterdir()}
     header = (src / "td_tflm_overrides.h").read_text()
     assert "#define TD_FC_POOL_WORDS 97u" in header  # (16 + 16) * 3 + 1 * 1 words
     readme = (tmp_path / "fw" / "README.md").read_text()
@@ -98,10 +98,19 @@ def test_override_registered_for_a_library_without_per_channel_fc(tmp_path: Path
                              tmp_path / "fw" / "src" / "main.cpp"], src, inc, [define])
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert _override_on(src, inc, define)
-    proc = subprocess.run(["gcc", *CXX[1:2], "-std=c99", *CXX[3:], "-x", "c",
-                           str(src / "td_kernels_conv.c")], capture_output=True, text=True,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr
+    # the copied C kernels compile warning-free and define every td_ function the kernel calls
+    objs = []
+    for c in sorted(src.glob("td_kernels*.c")):
+        objs.append(tmp_path / (c.stem + ".o"))
+        subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-c", str(c), "-o",
+                        str(objs[-1])], check=True)
+    subprocess.run(["g++", *CXX[2:], f"-I{src}", f"-I{inc[0]}", f"-I{ROOT / 'tests' / 'stubs'}",
+                    f"-D{BOARDS['nano33ble'].define}", "-c", str(src / "td_tflm_fc.cpp"),
+                    "-o", str(tmp_path / "fc.o")], check=True)
+    nm = subprocess.run(["nm", *map(str, objs), str(tmp_path / "fc.o")], capture_output=True,
+                        text=True, check=True).stdout.split()
+    needed = {s for a, s in zip(nm, nm[1:], strict=False) if a == "U" and s.startswith("td_")}
+    assert needed and needed <= {s for a, s in zip(nm, nm[1:], strict=False) if a == "T"}
 
 
 def test_no_override_for_a_library_with_the_fix(tmp_path: Path, fixed_board) -> None:

@@ -144,7 +144,7 @@ OVERRIDES: tuple[Override, ...] = (
         macro="TD_OVERRIDE_FULLY_CONNECTED", registration="td_fc_registration()",
         header="td_tflm_fc.h",
         files=("td_tflm_fc.h", "td_tflm_fc.cpp", "td_kernels.h", "td_simd.h",
-               "td_kernels_conv.c"),
+               "td_kernels_conv.c", "td_kernels_conv_ref.c"),
         setup=("static int32_t fc_pool[TD_FC_POOL_WORDS];",
                "td_fc_set_pool(fc_pool, TD_FC_POOL_WORDS);"),
         pool_macro="TD_FC_POOL_WORDS",
@@ -343,6 +343,6 @@ def explain_mismatch(facts: ModelFacts | str | Path | bytes, q_in: Sequence[np.n
                 o.defect, o.op, layers, n,
                 f"the device's outputs equal the host's with a known TFLM library defect "
                 f"reproduced on all {n} samples: the library {o.problem} ({layers} such layer(s) "
-                "in this model). Regenerate the firmware with this tinydeploy version: it "
-                f"registers {o.kernel} for such libraries"))
+                f"in this model). tinydeploy registers {o.kernel} for such libraries: "
+                f"regenerate the firmware with this version (without ${ENV_OFF})"))
     return found
