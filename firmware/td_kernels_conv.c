@@ -521,21 +521,72 @@ void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *o
   td_fc_b(p, in, out, 1);
 }
 
+/* acc[r] += sum_k w[r * n + k] * x[k], r = 0..3: four plain rows (row stride n, the layout
+ * of a TFLM weight tensor) against one input vector; the input's sign-extended halves are
+ * shared by the four rows (CMSIS-NN's vector x matrix kernel does the same for two). */
+TD_HOT void td_dot_4rows(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
+  const int32_t n2 = 2 * n;
+  const int8_t *w3 = w + 3 * n;
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int32_t k;
+#if TD_DSP
+  const int8_t *const x_end = x + (n & ~3);
+  while (x < x_end) {
+    const uint32_t xv = td_read32(x);
+    const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
+    uint32_t wv = td_read32(w);
+    a0 = __smlad(td_sx02(wv), xa, a0);
+    a0 = __smlad(td_sx13(wv), xb, a0);
+    wv = td_read32(w + n);
+    a1 = __smlad(td_sx02(wv), xa, a1);
+    a1 = __smlad(td_sx13(wv), xb, a1);
+    wv = td_read32(w + n2);
+    a2 = __smlad(td_sx02(wv), xa, a2);
+    a2 = __smlad(td_sx13(wv), xb, a2);
+    wv = td_read32(w3);
+    a3 = __smlad(td_sx02(wv), xa, a3);
+    a3 = __smlad(td_sx13(wv), xb, a3);
+    x += 4;
+    w += 4;
+    w3 += 4;
+  }
+  for (k = 0; k < (n & 3); ++k) {
+#else
+  for (k = 0; k < n; ++k) {
+#endif
+    const int32_t xv = x[k];
+    a0 += w[k] * xv;
+    a1 += w[n + k] * xv;
+    a2 += w[n2 + k] * xv;
+    a3 += w3[k] * xv;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
 /* FULLY_CONNECTED on the weights as a TFLM model stores them (plain [out_c][accum] rows, read
- * in place, e.g. from flash): input offset folded into bias_eff, rq requantization, one
- * output at a time through the dot product of the fast paths' odd rows (td_dot_1x1).
+ * in place, e.g. from flash): input offset folded into bias_eff, rq requantization, four
+ * outputs at a time (td_dot_4rows), the out_c % 4 last ones through td_dot_1x1.
  * tinydeploy's TFLM kernel (td_tflm_fc.cpp) calls it; filter offset 0. */
 TD_ALWAYS_INLINE void td_fc_plain_b(const td_fc_params *p, const int8_t *in, int8_t *out,
                                     const int32_t gen) {
-  const int32_t step = p->per_channel ? 2 : 0;
-  int32_t b, oc;
+  const int32_t n = p->accum, step = p->per_channel ? 2 : 0;
+  int32_t b, oc, j;
   for (b = 0; b < p->batches; ++b) {
-    const int8_t *x = in + b * p->accum;
+    const int8_t *x = in + b * n;
     const int8_t *w = p->filter;
     const int32_t *rq = p->rq;
     int8_t *y = out + b * p->out_c;
-    for (oc = 0; oc < p->out_c; ++oc, w += p->accum, rq += step) {
-      y[oc] = td_out8q(td_dot_1x1(w, x, p->accum, p->bias_eff[oc]), rq, p->out_offset, gen);
+    for (oc = 0; oc + 4 <= p->out_c; oc += 4, w += 4 * n) {
+      int32_t a[4];
+      for (j = 0; j < 4; ++j) a[j] = p->bias_eff[oc + j];
+      td_dot_4rows(w, x, n, a);
+      for (j = 0; j < 4; ++j, rq += step) y[oc + j] = td_out8q(a[j], rq, p->out_offset, gen);
+    }
+    for (; oc < p->out_c; ++oc, w += n, rq += step) {
+      y[oc] = td_out8q(td_dot_1x1(w, x, n, p->bias_eff[oc]), rq, p->out_offset, gen);
     }
   }
   td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);

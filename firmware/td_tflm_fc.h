@@ -12,8 +12,11 @@
  * or not). int8 input, weights and output only; anything else is refused in Prepare.
  *
  * Speed: the weights are read in place; the input offset is folded into the bias in Prepare,
- * so Eval is a plain int8 dot product per output (td_fully_connected_plain: SXTB16/SMLAD
- * where the Arm DSP extension exists, firmware/td_kernels_conv.c).
+ * so Eval is plain int8 dot products, four outputs at a time sharing the input's sign
+ * extension (td_fully_connected_plain: SXTB16/SMLAD where the Arm DSP extension exists,
+ * firmware/td_kernels_conv.c). A 512 -> 256 per-channel layer on qemu-cm4 with
+ * Chirale_TensorFLowLite 2.0.0: 252,400 instructions per inference, 258,420 with the
+ * library's CMSIS-NN kernel (which computes it wrong).
  *
  * Memory: the kernel's OpData (56 bytes on 32-bit targets, no larger than the library's
  * own FULLY_CONNECTED OpData) is the only thing it takes from the tensor arena, so every
