@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fc_models import ACT, bits, fc_model, reference
 
 from tinydeploy.facts import load
-from tinydeploy.tflm_overrides import _fc_pool_words, pack
+from tinydeploy.tflm_overrides import _fc_pool_words
 
 ROOT = Path(__file__).resolve().parent.parent
 FW = ROOT / "firmware"
@@ -30,7 +31,6 @@ STUBS = ROOT / "tests" / "stubs"
 WARN = ["-Wall", "-Wextra", "-Werror"]
 needs_gcc = pytest.mark.skipif(not (shutil.which("g++") and shutil.which("gcc")),
                                reason="g++/gcc not installed")
-ACT = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3}
 
 
 @pytest.fixture(scope="module")
@@ -51,94 +51,12 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exe
 
 
-def reference(model: bytes, x: np.ndarray) -> np.ndarray:
-    """The TFLM Python runtime's outputs, one row per sample (the whole input tensor each)."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    interp = runtime.Interpreter.from_bytes(model)
-    rows = []
-    for sample in x:
-        interp.set_input(sample, 0)
-        interp.invoke()
-        rows.append(np.array(interp.get_output(0)).reshape(-1))
-    return np.stack(rows)
-
-
-def _bits(x: float) -> int:
-    return int(np.float32(x).view(np.uint32))
-
-
-def fc_model(rng: np.random.Generator, *, rows: int, accum: int, in_shape: list[int],
-             keep: bool, per_channel: bool, bias: bool, act: str, w_zp: int = 0,
-             big_channel: bool = False, dead_channel: bool = False) -> tuple[bytes, dict]:
-    """A one-operator int8 FULLY_CONNECTED model and its raw parameters."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-
-    lead = int(np.prod(in_shape[:-1]))
-    out_shape = [*in_shape[:-1], rows] if keep else [lead, rows]
-    in_scale = float(np.float32(rng.uniform(0.005, 0.05)))
-    out_scale = float(np.float32(rng.uniform(0.01, 0.3)))
-    n_scales = rows if per_channel else 1
-    w_scales = np.exp(rng.uniform(np.log(1e-3), np.log(2e-2), n_scales)).astype(np.float32)
-    if big_channel:  # multiplier >= 0.5: QuantizeMultiplier shift >= 0
-        w_scales[0] = np.float32(0.9 * out_scale / in_scale)
-    if dead_channel:  # multiplier below 2^-32: flushed to 0
-        w_scales[-1] = np.float32(1e-12)
-    weights = rng.integers(-127, 128, size=(rows, accum), dtype=np.int8)
-    b_scales = [float(np.float32(in_scale) * np.float32(w)) for w in w_scales]
-    bias_q = rng.integers(-4000, 4000, size=rows, dtype=np.int32)
-    in_zp, out_zp = int(rng.integers(-128, 128)), int(rng.integers(-100, 100))
-
-    def quant(scale: list[float], zp: list[int], dim: int = 0) -> s.QuantizationParametersT:
-        q = s.QuantizationParametersT()
-        q.scale, q.zeroPoint, q.quantizedDimension = scale, zp, dim
-        return q
-
-    def tensor(name: str, shape: list[int], typ: int, buf: int,
-               q: s.QuantizationParametersT) -> s.TensorT:
-        t = s.TensorT()
-        t.name, t.shape, t.type, t.buffer, t.quantization = name.encode(), shape, typ, buf, q
-        return t
-
-    bufs = [s.BufferT() for _ in range(3)]
-    bufs[1].data = weights.tobytes()
-    tensors = [tensor("x", in_shape, s.TensorType.INT8, 0, quant([in_scale], [in_zp])),
-               tensor("w", [rows, accum], s.TensorType.INT8, 1,
-                      quant([float(w) for w in w_scales], [w_zp] * n_scales)),
-               tensor("y", out_shape, s.TensorType.INT8, 0, quant([out_scale], [out_zp]))]
-    inputs = [0, 1, -1]
-    if bias:
-        bufs.append(s.BufferT())
-        bufs[3].data = bias_q.tobytes()
-        tensors.append(tensor("b", [rows], s.TensorType.INT32, 3,
-                              quant(b_scales, [0] * n_scales)))
-        inputs[2] = 3
-    opts = s.FullyConnectedOptionsT()
-    opts.fusedActivationFunction, opts.keepNumDims = ACT[act], keep
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, inputs, [2]
-    op.builtinOptionsType, op.builtinOptions = s.BuiltinOptions.FullyConnectedOptions, opts
-    sg = s.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [2], [op]
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.FULLY_CONNECTED
-    code.version = 1
-    m = s.ModelT()
-    m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, [code], [sg], bufs
-    m.description = b"fc"
-    raw = {"in_shape": in_shape, "out_shape": out_shape, "rows": rows, "accum": accum,
-           "in_scale": in_scale, "in_zp": in_zp, "out_scale": out_scale, "out_zp": out_zp,
-           "w_scales": w_scales, "w_zp": w_zp, "bias": bias_q if bias else None,
-           "act": ACT[act], "weights": weights}
-    return pack(m), raw
-
-
 def run_kernel(exe: Path, raw: dict, x: np.ndarray, pool_words: int) -> tuple[int, np.ndarray]:
     """(arena bytes the kernel took, outputs) of the harness on samples ``x``."""
     nums: list[int] = [len(raw["in_shape"]), *raw["in_shape"], len(raw["out_shape"]),
-                       *raw["out_shape"], raw["rows"], raw["accum"], _bits(raw["in_scale"]),
-                       raw["in_zp"], _bits(raw["out_scale"]), raw["out_zp"],
-                       len(raw["w_scales"]), *(_bits(w) for w in raw["w_scales"]), raw["w_zp"],
+                       *raw["out_shape"], raw["rows"], raw["accum"], bits(raw["in_scale"]),
+                       raw["in_zp"], bits(raw["out_scale"]), raw["out_zp"],
+                       len(raw["w_scales"]), *(bits(w) for w in raw["w_scales"]), raw["w_zp"],
                        0, int(raw["bias"] is not None), raw["act"],
                        *raw["weights"].reshape(-1).tolist()]
     if raw["bias"] is not None:
@@ -213,8 +131,8 @@ def test_non_int8_and_bad_scales_refused_in_prepare(harness: Path) -> None:
     raw["w_scales"] = raw["w_scales"][:3]  # 3 scales for 4 rows
     nums_out = subprocess.run(
         [str(harness)], capture_output=True, text=True, check=True,
-        input=" ".join(map(str, [2, 1, 8, 2, 1, 4, 4, 8, _bits(0.01), 0, _bits(0.1), 0, 3,
-                                 *(_bits(w) for w in raw["w_scales"]), 0, 0, 0, 0,
+        input=" ".join(map(str, [2, 1, 8, 2, 1, 4, 4, 8, bits(0.01), 0, bits(0.1), 0, 3,
+                                 *(bits(w) for w in raw["w_scales"]), 0, 0, 0, 0,
                                  *raw["weights"].reshape(-1).tolist(), 16, 0])))
     assert nums_out.stdout.strip() == "prepare failed"
     assert "per-channel scales do not match" in nums_out.stderr
