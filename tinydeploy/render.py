@@ -50,7 +50,7 @@ from .arena_plan import ArenaPlan
 from .boards import BOARDS, KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
-from .log import log, stage
+from .log import stage
 from .ops import TFLM_OPS
 from .output import check_output_dir, staged_output
 from .tflm_libraries import check_boards, library_context
@@ -520,12 +520,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     from . import tflm_overrides
 
     # library defects: MCU boards by their library's facts, native / qemu-cm4 by the tree
-    overrides = tflm_overrides.plan(facts, board_list, tflm_src)
-    for line in overrides.warnings:  # generated anyway: the README repeats it
-        log.warning("%s", line)
-    for o, users in overrides.active:
-        log.info("%s: tinydeploy's kernel replaces the library's for %s (%s defect)", o.op,
-                 ", ".join(b.id for b in users), o.defect)
+    overrides = tflm_overrides.plan(facts, board_list, tflm_src)  # logs what it decided
     plan = plan_arena(facts, arena, board_list, tflm_src)
     budgets = [check_budget(facts, b, plan.size, overrides.ram_bytes(facts, b))
                for b in board_list]
@@ -536,14 +531,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
 
     ctx.update(lib_context(facts, sketch, "tflm", labels, data))  # application API
     ctx["depends"] = ", ".join(lib["arduino"] for lib in ctx["libs"])
-    ctx["device_warnings"] = overrides.warnings
-    ctx["overrides"] = tflm_overrides.context(
-        overrides, facts, lambda b: _lib_macro(b.tflm_header or "none"),
-        lambda b: b.tflm_lib.label if b.tflm_lib else f"the TFLM tree {tflm_src}")
-    ctx["override_files"] = [f for f in overrides.files if f not in FIRMWARE_FILES]
-    for op in ctx["ops"]:
-        op["override"] = next((o for o in ctx["overrides"] if o["op"] == op["name"]), None)
-    firmware = tuple(dict.fromkeys((*FIRMWARE_FILES, *overrides.files)))
+    firmware = tflm_overrides.add_to_context(ctx, overrides, facts, FIRMWARE_FILES,
+                                             lambda b: _lib_macro(b.tflm_header or "none"))
     sources = _model_sources(facts)
     result = GenerateResult(out=out_path, boards=[b.id for b in board_list], runtime=runtime,
                             fmt=fmt, sketch=sketch, arena=plan, budgets=budgets)

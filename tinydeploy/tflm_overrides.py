@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .facts import ModelFacts, load, op_name
+from .log import log
 
 if TYPE_CHECKING:
     from .boards import Board
@@ -225,6 +226,7 @@ class OverridePlan:
     active: list[tuple[Override, list[Board]]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     affected: dict[str, int] = field(default_factory=dict)  # defect -> layers
+    tree: str | Path | None = None  # the TFLM tree of native / qemu-cm4 boards
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -242,7 +244,7 @@ def plan(facts: ModelFacts, boards: Sequence[Board],
          tree: str | Path | None = None) -> OverridePlan:
     """Which overrides the firmware for ``boards`` registers: MCU boards by their library's
     facts, native / qemu-cm4 by those of the TFLM ``tree`` they are built against."""
-    out = OverridePlan()
+    out = OverridePlan(tree=tree)
     tree_def: frozenset[str] | None = None
     for board in boards:
         if board.tflm_lib is not None:
@@ -272,24 +274,44 @@ def plan(facts: ModelFacts, boards: Sequence[Board],
                 out.active.append((o, [board]))
             else:
                 entry[1].append(board)
+    for line in out.warnings:  # generated anyway: the README repeats it
+        log.warning("%s", line)
+    for o, users in out.active:
+        log.info("%s: tinydeploy's kernel replaces the library's for %s (%s defect)", o.op,
+                 ", ".join(b.id for b in users), o.defect)
     return out
 
 
-def context(p: OverridePlan, facts: ModelFacts, lib_macro: Callable[[Board], str],
-            lib_text: Callable[[Board], str]) -> list[dict[str, Any]]:
+def context(p: OverridePlan, facts: ModelFacts,
+            lib_macro: Callable[[Board], str]) -> list[dict[str, Any]]:
     """Template context of the active overrides (td_tflm_overrides.h, td_tflm_app.cpp,
-    README)."""
+    README); ``lib_macro``: the macro that selects a board's library in the firmware."""
     out = []
     for o, boards in p.active:
         macros = list(dict.fromkeys(lib_macro(b) for b in boards))
+        libs = [b.tflm_lib.label if b.tflm_lib else f"the TFLM tree {p.tree}" for b in boards]
         out.append({"op": o.op, "resolver": o.resolver, "macro": o.macro,
                     "registration": o.registration, "header": o.header, "setup": o.setup,
                     "pool_macro": o.pool_macro, "pool_words": o.pool_words(facts),
                     "condition": " || ".join(f"defined({m})" for m in macros),
                     "defect": o.defect, "problem": o.problem, "remedy": o.remedy,
                     "layers": p.affected[o.defect], "boards": [b.id for b in boards],
-                    "libraries": list(dict.fromkeys(lib_text(b) for b in boards))})
+                    "libraries": list(dict.fromkeys(libs))})
     return out
+
+
+def add_to_context(ctx: dict[str, Any], p: OverridePlan, facts: ModelFacts,
+                   firmware: tuple[str, ...], lib_macro: Callable[[Board], str],
+                   ) -> tuple[str, ...]:
+    """Put the overrides into the generator's template context (``overrides``,
+    ``override_files``, each op's ``override``, ``device_warnings``); returns the firmware/
+    files the generated library gets (``firmware`` plus the overrides' own)."""
+    ctx["device_warnings"] = p.warnings
+    ctx["overrides"] = context(p, facts, lib_macro)
+    ctx["override_files"] = [f for f in p.files if f not in firmware]
+    for op in ctx["ops"]:
+        op["override"] = next((o for o in ctx["overrides"] if o["op"] == op["name"]), None)
+    return tuple(dict.fromkeys((*firmware, *p.files)))
 
 
 # --- the validation report --------------------------------------------------------------------
