@@ -6,8 +6,8 @@ generated TFLM firmware for one-layer per-channel FULLY_CONNECTED models twice -
 override (what ``generate`` renders) and with ``TINYDEPLOY_NO_OVERRIDES=1`` (the library's
 kernel) -- validates both on qemu-cm4 against the TFLM Python runtime and prints the
 verdicts and the median emulated instructions per inference. No target: the numbers are for
-the report. Measured with Chirale 2.0.0 (README): 512 -> 256: 252,400 vs 258,420 (0.98x);
-509 -> 255: 251,840 vs 257,400; the override bit-exact, the library 0 of 40 samples.
+the report. Measured with Chirale 2.0.0 (README): 512 -> 256: 252,800 vs 258,440 (0.98x);
+509 -> 255: 252,120 vs 257,400; the override bit-exact, the library 0 of 40 samples.
 
     python benchmarks/tflm_fc_override.py [--tree DIR] [--samples 40]
 """

@@ -23,7 +23,8 @@ int32_t td_exp_on_negative_values(int32_t a, int32_t int_bits);
 int32_t td_one_over_one_plus_x(int32_t a);
 int32_t td_one_minus_x_over_one_plus_x(int32_t a);
 
-/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c, _dwm.c, _pool.c) ---
+/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c, _dwm.c, _pool.c; the TFLM
+ * kernel's in-place FULLY_CONNECTED: td_kernels_fc_plain.c) -----------------------------
  * Each kernel variant is its own entry point and reads exactly one data layout; the
  * generator picks the variant per layer and emits the layout it declares
  * (tinydeploy/cruntime/variants.py holds the same table and checks every call):

@@ -14,8 +14,8 @@
  * Speed: the weights are read in place; the input offset is folded into the bias in Prepare,
  * so Eval is plain int8 dot products, four outputs at a time sharing the input's sign
  * extension (td_fully_connected_plain: SXTB16/SMLAD where the Arm DSP extension exists,
- * firmware/td_kernels_conv.c). A 512 -> 256 per-channel layer on qemu-cm4 with
- * Chirale_TensorFLowLite 2.0.0: 252,400 instructions per inference, 258,420 with the
+ * firmware/td_kernels_fc_plain.c). A 512 -> 256 per-channel layer on qemu-cm4 with
+ * Chirale_TensorFLowLite 2.0.0: 252,800 instructions per inference, 258,440 with the
  * library's CMSIS-NN kernel (which computes it wrong).
  *
  * Memory: the kernel's OpData (56 bytes on 32-bit targets, no larger than the library's

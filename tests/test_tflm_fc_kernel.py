@@ -39,7 +39,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fc_harness")
     (out / "td_tflm_overrides.h").write_text("/* no board library on the host */\n")
     objs = []
-    for c in ("td_kernels_conv.c", "td_kernels_conv_ref.c"):
+    for c in ("td_kernels_fc_plain.c", "td_kernels_conv_ref.c"):
         obj = out / (c + ".o")
         subprocess.run(["gcc", "-std=c99", "-O2", *WARN, "-c", str(FW / c), "-o", str(obj)],
                        check=True)

@@ -84,7 +84,7 @@ def test_override_registered_for_a_library_without_per_channel_fc(tmp_path: Path
     app = (src / "td_tflm_app.cpp").read_text()
     assert "resolver.AddFullyConnected(td_fc_registration())" in app
     assert '#include "td_tflm_fc.h"' in app and "td_fc_set_pool(" in app
-    assert {"td_tflm_fc.cpp", "td_tflm_fc.h", "td_kernels_conv.c", "td_kernels_conv_ref.c",
+    assert {"td_tflm_fc.cpp", "td_tflm_fc.h", "td_kernels_fc_plain.c", "td_kernels_conv_ref.c",
             "td_simd.h", "td_tflm_overrides.h"} <= {p.name for p in src.iterdir()}
     header = (src / "td_tflm_overrides.h").read_text()
     assert "#define TD_FC_POOL_WORDS 97u" in header  # (16 + 16) * 3 + 1 * 1 words

@@ -145,7 +145,7 @@ OVERRIDES: tuple[Override, ...] = (
         macro="TD_OVERRIDE_FULLY_CONNECTED", registration="td_fc_registration()",
         header="td_tflm_fc.h",
         files=("td_tflm_fc.h", "td_tflm_fc.cpp", "td_kernels.h", "td_simd.h",
-               "td_kernels_conv.c", "td_kernels_conv_ref.c"),
+               "td_kernels_fc_plain.c", "td_kernels_conv_ref.c"),
         setup=("static int32_t fc_pool[TD_FC_POOL_WORDS];",
                "td_fc_set_pool(fc_pool, TD_FC_POOL_WORDS);"),
         pool_macro="TD_FC_POOL_WORDS",
