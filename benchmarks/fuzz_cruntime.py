@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} {v}" for k, v in sorted(s.discarded.items())))
     for reason, n in s.reasons.most_common(12):
         print(f"  {n:5d}  {reason}")
-    print(f"host reference + generation: {s.seconds.get('prepare', 0.0):.0f} s; "
-          f"total {total:.0f} s")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(s.seconds.items())))
     gaps = {t: missing(s, t) for t in targets}
     for t, gap in gaps.items():
         print(f"not covered on {t}: {', '.join(gap) if gap else 'nothing'}")

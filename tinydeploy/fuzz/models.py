@@ -141,8 +141,18 @@ def _draw(r: np.random.Generator, seed: int, kind: str, dtype: str) -> Recipe:
                                            "RELU", "LEAKY_RELU") and r.random() < 0.4)
     layers: list[Layer] = []
     in_dtype = dtype
+    target_p: dict[str, Any] = {}
     if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":
         shape = [int(r.integers(1, 3)), int(r.integers(1, 7)), int(r.integers(1, 24))]
+    elif dtype == "INT16" and kind in ("CONV_2D", "FULLY_CONNECTED") and r.random() < 0.15:
+        # int32 sums of 16x8 products that may overflow: filter rows of more than 516
+        # weights of magnitude 127 (segmented sums; the int64 reference loop beyond)
+        if kind == "CONV_2D":
+            shape = [1, int(r.integers(1, 4)), int(r.integers(7, 10)), int(r.integers(60, 97))]
+            target_p = {"kw": 7, "kh": int(r.integers(1, 3)), "padding": 1, "dil_w": 1}
+        else:
+            shape = [1, int(r.choice([517, 600, 640, 1031, 1200, 2053]))]
+        target_p["regime"] = "big-weights"
     else:
         shape = _shape(r, image, dtype)
     to16 = None
@@ -162,7 +172,7 @@ def _draw(r: np.random.Generator, seed: int, kind: str, dtype: str) -> Recipe:
     near = NEIGHBOURS[(dtype, image)]
     if kind not in ("QUANTIZE", "DEQUANTIZE") and r.random() < 0.3:
         layers.append(_layer(r, str(r.choice(near))))
-    layers.append(_layer(r, kind, **({"to": to16} if to16 else {})))
+    layers.append(_layer(r, kind, **({"to": to16} if to16 else target_p)))
     if kind != "DEQUANTIZE" and r.random() < 0.35 and not (kind == "QUANTIZE" and
                                                             to16 != dtype):
         layers.append(_layer(r, str(r.choice(near))))

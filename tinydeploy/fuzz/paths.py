@@ -185,6 +185,8 @@ def layer_regimes(g: Graph, op: Op) -> set[str]:
         if hi - lo < 64:
             tags.add("narrow-act")
     for t in [*data_in, y]:
+        if t.dtype == "INT16" and t.zp:
+            tags.add("i16-zp")
         if t.dtype != "INT8" or not t.scales:
             continue
         if t.zp == -128:

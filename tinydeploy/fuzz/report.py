@@ -60,7 +60,8 @@ def table(s: Summary, targets: list[str]) -> str:
 
 def missing(s: Summary, target: str) -> list[str]:
     """Operators, kernel paths and regimes the run on ``target`` never reached."""
-    seen = {(lab, path) for (t, lab, path, reg) in s.rows if t == target}
+    seen = {(lab, "ref" if path == "ref-interleaved" else path)
+            for (t, lab, path, reg) in s.rows if t == target}
     labels = {lab for lab, _ in seen}
     regs = {reg for (t, _, _, reg) in s.rows if t == target}
     out = [f"operator {lab}" for lab in [*EXPECTED_PATHS, *OTHER_OPS] if lab not in labels]

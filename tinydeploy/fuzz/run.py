@@ -12,6 +12,7 @@ kind are shrunk (:mod:`.shrink`).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -171,8 +172,9 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
     work = out / "work"
     summary = Summary()
     t_start = time.monotonic()
+    cpu0 = os.times()
     pending: list[Prepared] = []
-    shrunk_kinds: Counter[str] = Counter()
+    known: dict[str, list[frozenset[tuple[str, str]]]] = defaultdict(list)
     with HostRef() as host:
         def flush() -> None:
             for target in targets:
@@ -181,19 +183,25 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
                 if not todo:
                     continue
                 t0 = time.monotonic()
-                got = run_cases([p.case for p in todo], target, work / target, jobs)
+                got = run_cases([p.case for p in todo], target, work / target, jobs,
+                                summary.seconds)
                 summary.seconds[target] += time.monotonic() - t0
                 for p in todo:
                     why = compare(p, got.get(p.case.key, "not run"))
                     summary.add(target, p, bool(why))
-                    if why:
-                        _mismatch(summary, target, p, why, out, log)
-                        kind = _kind(p)
-                        if shrunk_kinds[target + kind] < shrink_max:
-                            shrunk_kinds[target + kind] += 1
-                            info = shrink_case(p, target, host, out / "minimal", work / "shrink")
-                            summary.shrunk.append(info)
-                            log(f"  minimal: {info['model']} ({info['note']})")
+                    if not why:
+                        continue
+                    _mismatch(summary, target, p, why, out, log)
+                    sig = _signature(p.layers)
+                    # a mismatch containing an already shrunk one's layers: most likely the
+                    # same fault (at most shrink_max shrinks per minimal signature)
+                    if sum(1 for k in known[target] if k <= sig) >= shrink_max \
+                            or len(summary.shrunk) >= 10 * shrink_max:
+                        continue
+                    info, small = shrink_case(p, target, host, out / "minimal", work / "shrink")
+                    known[target].append(_signature(small))
+                    summary.shrunk.append(info)
+                    log(f"  minimal: {info['model']} ({info['note']}): {info['layers']}")
             pending.clear()
 
         for s in range(seed, seed + n_models):
@@ -204,8 +212,10 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
                 summary.discarded["generator"] += 1
                 continue
             summary.models += 1
+            t1 = time.monotonic()
+            summary.seconds["generate"] += t1 - t0
             p, kind, why = prepare(built, host)
-            summary.seconds["prepare"] += time.monotonic() - t0
+            summary.seconds["host + C generation"] += time.monotonic() - t1
             if p is None:
                 summary.discarded[kind] += 1
                 summary.reasons[f"{kind}: {built.recipe.target}: {why}"] += 1
@@ -216,12 +226,14 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
                 log(_progress(summary, s - seed + 1, n_models, t_start))
         flush()
     summary.seconds["total"] = time.monotonic() - t_start
+    cpu = [b - a for a, b in zip(cpu0, os.times(), strict=True)]
+    summary.seconds["cpu (with children)"] = sum(cpu[:4])
     return summary
 
 
-def _kind(p: Prepared) -> str:
-    """A mismatch's kind for the shrink budget: the target and its layers' paths."""
-    return p.built.recipe.target + "|" + ",".join(f"{lp.label}:{lp.path}" for lp in p.layers)
+def _signature(layers: list[LayerPath]) -> frozenset[tuple[str, str]]:
+    """The (operator, kernel path) pairs of a model."""
+    return frozenset((lp.label, lp.path) for lp in layers)
 
 
 def _mismatch(summary: Summary, target: str, p: Prepared, why: str, out: Path,

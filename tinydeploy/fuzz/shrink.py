@@ -17,6 +17,7 @@ from typing import Any
 from .host import HostRef
 from .models import Recipe, build
 from .net import Invalid
+from .paths import LayerPath
 from .run import Prepared, compare, prepare, save_case
 from .targets import run_cases
 
@@ -86,9 +87,9 @@ def _fails(rec: Recipe, target: str, host: HostRef, work: Path
 
 
 def shrink_case(p: Prepared, target: str, host: HostRef, out: Path, work: Path,
-                budget: int = 120) -> dict[str, Any]:
+                budget: int = 120) -> tuple[dict[str, Any], list[LayerPath]]:
     """Shrink ``p`` (mismatching on ``target``), save the minimal model into ``out`` as
-    ``<target>-seed<k>-min.*`` and return what was found."""
+    ``<target>-seed<k>-min.*``; return what was found and the minimal model's layers."""
     rec = p.built.recipe.copy()
     on = target
     if target != "native":
@@ -113,4 +114,4 @@ def shrink_case(p: Prepared, target: str, host: HostRef, out: Path, work: Path,
     name = f"{target}-seed{p.case.key}-min"
     path = save_case(out, name, best, why)
     return {"seed": p.case.key, "target": target, "model": str(path), "note": why,
-            "tries": tries, "layers": describe(best)}
+            "tries": tries, "layers": describe(best)}, best.layers

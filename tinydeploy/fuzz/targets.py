@@ -149,7 +149,7 @@ FLAVOURS = {
     "qemu-cm4": Flavour("qemu-cm4", "arm-none-eabi-gcc", (*STRICT, *_CM4, "-DFZ_CM4"),
                         "-O2", "-Os", 160, 3 << 20, 3 << 20),
 }
-CM4_SOURCES = ("cm4_startup.c", "cm4_uart.c")
+CM4_SOURCES = ("cm4_startup.c", "cm4_uart.c", "cm4_timer.c")
 LDFLAGS_CM4 = ("--specs=nano.specs", "-nostartfiles", "-Wl,--gc-sections")
 QEMU = "qemu-system-arm"
 
@@ -322,11 +322,17 @@ def _execute(fl: Flavour, exe: Path, d: Path, first: int, timeout: float) -> byt
     return out.read_bytes() if out.exists() else b""
 
 
-def run_cases(cases: list[Case], flavour: str, work: Path, jobs: int = 2
-              ) -> dict[int, bytes | str]:
+def run_cases(cases: list[Case], flavour: str, work: Path, jobs: int = 2,
+              times: dict[str, float] | None = None) -> dict[int, bytes | str]:
     """Run every case on ``flavour``: {case key: raw output (per sample: rc byte + output
-    bytes) or an error ('compile: ...', 'crash', 'timeout')}."""
+    bytes) or an error ('compile: ...', 'crash', 'timeout')}. ``times``: seconds spent
+    compiling, linking and running are added to it."""
     fl = FLAVOURS[flavour]
+    times = times if times is not None else {}
+
+    def clock(key: str, t0: float) -> None:
+        times[key] = times.get(key, 0.0) + time.monotonic() - t0
+
     work = Path(work)
     lib = kernel_objects(fl, work.parent / "fuzz-lib")
     results: dict[int, bytes | str] = {}
@@ -335,8 +341,10 @@ def run_cases(cases: list[Case], flavour: str, work: Path, jobs: int = 2
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         (d / "fz_case.h").write_text(CASE_H)
+        t0 = time.monotonic()
         srcs = [_write_case(d, k, c) for k, c in enumerate(group)]
         failed = _compile_models(fl, d, srcs, jobs)
+        clock(f"{flavour} compile", t0)
         for k, err in failed.items():
             results[group[k].key] = "compile: " + err
         ok = [k for k in range(len(group)) if k not in failed]
@@ -346,11 +354,15 @@ def run_cases(cases: list[Case], flavour: str, work: Path, jobs: int = 2
         objs = [d / f"fz_m{k}.o" for k in ok]
         first = 0
         while first < len(live):
+            t0 = time.monotonic()
             table = _write_table(d, ok, live, first)
             exe = _link(fl, d, objs, lib, table)
+            clock(f"{flavour} link", t0)
             macs = sum(c.macs * c.samples for c in live[first:])
             timeout = 20.0 + macs / (2e6 if fl.name == "qemu-cm4" else 5e7)
+            t0 = time.monotonic()
             blob = _execute(fl, exe, d, first, timeout)
+            clock(f"{flavour} run", t0)
             got, bad, _ = _parse(blob, live, first)
             for k, v in got.items():
                 results[live[k].key] = v

@@ -21,9 +21,10 @@ __all__ = ["conv2d", "depthwise", "fully_connected", "lstm", "out_size", "rand_c
 
 REGIMES_8 = {"base": 5, "dead-zero": 2, "dead-tiny": 1, "denormal": 1, "shift>=0": 2,
              "shift>=0-some": 2, "narrow-act": 1, "saturating": 1, "zp-extreme": 1,
-             "big-weights": 1}
+             "big-weights": 1, "huge-bias": 1}
 REGIMES_16 = {"base": 5, "dead-zero": 1, "denormal": 1, "shift>=0": 2, "shift>=0-some": 1,
-              "narrow-act": 1, "saturating": 1, "big-weights": 2, "int32-bias": 2}
+              "narrow-act": 1, "saturating": 1, "big-weights": 2, "int32-bias": 2,
+              "huge-bias": 1}
 ACTS = (0, 0, 0, 0, 1, 1, 1, 3, 3, 2)  # NONE, RELU, RELU6, RELU_N1_TO_1 (schema codes)
 
 
@@ -146,10 +147,25 @@ def _quant(net: Net, lay: Layer, x: int, w: np.ndarray, oc_axis: int, taps: floa
             r.choice([0.1, 0.5, 1.0, 3.0]))))
         lim = 2 ** 31 - 1 if bias_dtype == "INT32" else 2 ** 40
         bias = np.clip(np.round(b), -lim, lim).astype(np.int64)
-    tags = {"saturating"} if regime == "saturating" else set()
+    if regime == "huge-bias":
+        bias = _huge_bias(wv, -xt.zp, bias_dtype, lay.data_rng(4))
+    tags = {regime} if regime in ("saturating", "huge-bias") else set()
     return {"scales": scales, "per_channel": per_channel, "y_scale": y_scale, "zp": zp,
             "act": act, "bias": bias, "bias_dtype": bias_dtype, "w_zp": w_zp, "tags": tags,
             "regime": regime}
+
+
+def _huge_bias(wv: np.ndarray, in_offset: int, dtype: str, r: np.random.Generator
+               ) -> np.ndarray:
+    """Biases at the edge of their type: int32 ones where bias + in_offset * sum(weights)
+    leaves int32 (the generator cannot fold the input offset: reference loops), int64
+    ones around 2^48 (the 16x8 kernels cannot fold the requantization)."""
+    oc = wv.shape[0]
+    if dtype == "INT64":
+        return (r.choice([-1, 1], size=oc) * (1 << 48) + r.integers(-9999, 9999, size=oc))
+    sums = in_offset * np.asarray(wv, dtype=np.int64).reshape(oc, -1).sum(axis=1)
+    sign = np.where(sums < 0, -1, 1)
+    return sign * ((1 << 31) - 1 - np.abs(sums) // 2)
 
 
 def _bias_tensor(net: Net, q: dict[str, Any], sx: float) -> int:
