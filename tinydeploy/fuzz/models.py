@@ -104,6 +104,8 @@ def build(rec: Recipe) -> Built:
     net = Net(dtype)
     x = net.input(tuple(rec.in_shape), rec.in_dtype, rec.in_scale, rec.in_zp)
     for lay in rec.layers:
+        if not net.t(x).shape:
+            raise Invalid("a scalar tensor feeds another layer")
         x = BUILDERS[lay.kind](net, x, lay)
     g = net.g
     if not g.ops or x in g.inputs:

@@ -179,6 +179,18 @@ def layer_regimes(g: Graph, op: Op) -> set[str]:
             tags.add("shift>=0:all")
         if w.zp:
             tags.add("w-zp")
+        b = op.inputs[3 if op.name == "TRANSPOSE_CONV" else 2] \
+            if len(op.inputs) > (3 if op.name == "TRANSPOSE_CONV" else 2) else -1
+        bias_t = g.t(b).dtype if b >= 0 else (
+            "INT32" if int(getattr(op.options, "quantizedBiasType", 0) or 0) == 2 else "")
+        if x.dtype == "INT16" and bias_t == "INT32":
+            tags.add("int32-bias")
+    if op.name == "STRIDED_SLICE":
+        o = op.options
+        if int(o.shrinkAxisMask or 0) & int(o.beginMask or 0):
+            tags.add("shrink+begin-mask")
+        elif int(o.shrinkAxisMask or 0):
+            tags.add("shrink")
     act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
     if y.dtype == "INT8" and act in (1, 2, 3) and y.scales:
         lo, hi = quant.activation_range(act, y.scale, y.zp)

@@ -27,6 +27,7 @@ from ..cruntime.graph import read_graph
 from ..errors import TinyDeployError
 from ..facts import load
 from .host import HostRef
+from .known import known_issue
 from .models import Built, Recipe, build, inputs, random_recipe
 from .net import Invalid
 from .paths import LayerPath, classify
@@ -78,6 +79,10 @@ class Summary:
     @property
     def total_mismatches(self) -> int:
         return sum(len(v) for v in self.mismatches.values())
+
+    def new_mismatches(self, target: str) -> list[dict[str, Any]]:
+        """The mismatches on ``target`` no known issue explains."""
+        return [m for m in self.mismatches[target] if not m["known"]]
 
 
 def _sample_bytes(sample: list[np.ndarray]) -> bytes:
@@ -163,9 +168,10 @@ def save_case(out: Path, name: str, p: Prepared, note: str) -> Path:
 
 def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 120,
          shrink_max: int = 4, qemu_every: int = 1, jobs: int = 2,
-         log: Callable[[str], None] = print) -> Summary:
+         log: Callable[[str], None] = print, firmware: Path | None = None) -> Summary:
     """Run ``n_models`` random models (seeds seed .. seed + n - 1) on ``targets``;
-    ``qemu_every``: only every k-th model also runs on qemu-cm4."""
+    ``qemu_every``: only every k-th model also runs on qemu-cm4; ``firmware``: the kernel
+    sources (default: tinydeploy's ``firmware/``)."""
     from .shrink import shrink_case
 
     out = Path(out)
@@ -175,6 +181,7 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
     cpu0 = os.times()
     pending: list[Prepared] = []
     known: dict[str, list[frozenset[tuple[str, str]]]] = defaultdict(list)
+    shrunk_issues: dict[str, set[str]] = defaultdict(set)
     with HostRef() as host:
         def flush() -> None:
             for target in targets:
@@ -184,7 +191,7 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
                     continue
                 t0 = time.monotonic()
                 got = run_cases([p.case for p in todo], target, work / target, jobs,
-                                summary.seconds)
+                                summary.seconds, firmware)
                 summary.seconds[target] += time.monotonic() - t0
                 for p in todo:
                     why = compare(p, got.get(p.case.key, "not run"))
@@ -193,12 +200,17 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
                         continue
                     _mismatch(summary, target, p, why, out, log)
                     sig = _signature(p.layers)
-                    # a mismatch containing an already shrunk one's layers: most likely the
-                    # same fault (at most shrink_max shrinks per minimal signature)
-                    if sum(1 for k in known[target] if k <= sig) >= shrink_max \
-                            or len(summary.shrunk) >= 10 * shrink_max:
+                    issue = known_issue(p.layers)
+                    # one minimal model per known issue; a mismatch containing an already
+                    # shrunk one's layers is most likely the same fault (at most shrink_max
+                    # shrinks per minimal signature)
+                    if (issue and issue in shrunk_issues[target]) \
+                            or sum(1 for k in known[target] if k <= sig) >= shrink_max \
+                            or len(summary.shrunk) >= 10 * shrink_max or not shrink_max:
                         continue
-                    info, small = shrink_case(p, target, host, out / "minimal", work / "shrink")
+                    shrunk_issues[target].add(issue)
+                    info, small = shrink_case(p, target, host, out / "minimal", work / "shrink",
+                                              firmware=firmware)
                     known[target].append(_signature(small))
                     summary.shrunk.append(info)
                     log(f"  minimal: {info['model']} ({info['note']}): {info['layers']}")
@@ -240,11 +252,14 @@ def _mismatch(summary: Summary, target: str, p: Prepared, why: str, out: Path,
               log: Callable[[str], None]) -> None:
     name = f"{target}-seed{p.case.key}"
     path = save_case(out / "mismatches", name, p, why)
+    known = known_issue(p.layers)
     summary.mismatches[target].append({"seed": p.case.key, "why": why, "model": str(path),
+                                       "known": known,
                                        "layers": [f"{lp.label}:{lp.path}:"
                                                   f"{'+'.join(sorted(lp.regimes))}"
                                                   for lp in p.layers]})
-    log(f"MISMATCH {target} seed {p.case.key} ({p.built.recipe.target}): {why} -> {path}")
+    log(f"MISMATCH {target} seed {p.case.key} ({p.built.recipe.target}): {why}"
+        f"{f' [known: {known}]' if known else ''} -> {path}")
 
 
 def _progress(s: Summary, done: int, total: int, t0: float) -> str:

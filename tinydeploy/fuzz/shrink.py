@@ -72,7 +72,7 @@ def describe(p: Prepared) -> str:
     return "; ".join(rows)
 
 
-def _fails(rec: Recipe, target: str, host: HostRef, work: Path
+def _fails(rec: Recipe, target: str, host: HostRef, work: Path, firmware: Path | None = None
            ) -> tuple[Prepared | None, str]:
     try:
         built = build(rec.copy())
@@ -81,19 +81,20 @@ def _fails(rec: Recipe, target: str, host: HostRef, work: Path
     p, _, _ = prepare(built, host)
     if p is None:
         return None, ""
-    got = run_cases([p.case], target, work)
+    got = run_cases([p.case], target, work, firmware=firmware)
     why = compare(p, got.get(p.case.key, "not run"))
     return (p, why) if why else (None, "")
 
 
 def shrink_case(p: Prepared, target: str, host: HostRef, out: Path, work: Path,
-                budget: int = 120) -> tuple[dict[str, Any], list[LayerPath]]:
+                budget: int = 120, firmware: Path | None = None
+                ) -> tuple[dict[str, Any], list[LayerPath]]:
     """Shrink ``p`` (mismatching on ``target``), save the minimal model into ``out`` as
     ``<target>-seed<k>-min.*``; return what was found and the minimal model's layers."""
     rec = p.built.recipe.copy()
     on = target
     if target != "native":
-        q, _ = _fails(rec, "native", host, work)
+        q, _ = _fails(rec, "native", host, work, firmware)
         on = "native" if q is not None else target
     best, why = p, "as found"
     tries = 0
@@ -102,14 +103,14 @@ def shrink_case(p: Prepared, target: str, host: HostRef, out: Path, work: Path,
         improved = False
         for cand in candidates(best.built.recipe):
             tries += 1
-            q, w = _fails(cand, on, host, work)
+            q, w = _fails(cand, on, host, work, firmware)
             if q is not None:
                 best, why, improved = q, w, True
                 break
             if tries >= budget:
                 break
     if on != target:  # confirm on the target the mismatch was found on
-        q, w = _fails(best.built.recipe, target, host, work)
+        q, w = _fails(best.built.recipe, target, host, work, firmware)
         why = w if q is not None else f"{why} (on native; passes on {target} once shrunk)"
     name = f"{target}-seed{p.case.key}-min"
     path = save_case(out, name, best, why)

@@ -167,9 +167,9 @@ def _cc(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.Completed
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def kernel_objects(fl: Flavour, cache: Path) -> list[Path]:
-    """The kernel (and board support) objects of a flavour, compiled once per content."""
-    fw = firmware_dir()
+def kernel_objects(fl: Flavour, cache: Path, fw: Path) -> list[Path]:
+    """The kernel (and board support) objects of a flavour from the sources in ``fw``,
+    compiled once per content."""
     kernels = [fw / f for f in MODEL_SOURCES if f != "td_model.c"]
     board = [fw / "cm4" / f for f in CM4_SOURCES] if fl.name == "qemu-cm4" else []
     h = hashlib.sha256(" ".join([fl.cc, *fl.flags, fl.kernel_opt]).encode())
@@ -238,10 +238,9 @@ def _write_table(d: Path, ids: list[int], cases: list[Case], first: int) -> Path
     return src
 
 
-def _compile_models(fl: Flavour, d: Path, srcs: list[Path], jobs: int
+def _compile_models(fl: Flavour, d: Path, srcs: list[Path], jobs: int, fw: Path
                     ) -> dict[int, str]:
     """Compile the wrappers (``jobs`` compilers at a time); {index: error} of failures."""
-    fw = firmware_dir()
     base = [_tool(fl.cc), *fl.flags, fl.model_opt, f"-I{d}", f"-I{fw}", f"-I{fw / 'cm4'}", "-c"]
     chunks = [srcs[i::jobs] for i in range(jobs) if srcs[i::jobs]]
     procs = [subprocess.Popen([*base, *(s.name for s in ch)], cwd=d, stdout=subprocess.PIPE,
@@ -276,8 +275,8 @@ def _parse(blob: bytes, cases: list[Case], first: int
     return out, None, blob[pos:pos + 6] == b"FZEND!"
 
 
-def _link(fl: Flavour, d: Path, objs: list[Path], lib: list[Path], table: Path) -> Path:
-    fw = firmware_dir()
+def _link(fl: Flavour, d: Path, objs: list[Path], lib: list[Path], table: Path, fw: Path
+          ) -> Path:
     exe = d / ("fz.elf" if fl.name == "qemu-cm4" else "fz")
     main = d / "fz_main.c"
     main.write_text(MAIN_C)
@@ -323,18 +322,21 @@ def _execute(fl: Flavour, exe: Path, d: Path, first: int, timeout: float) -> byt
 
 
 def run_cases(cases: list[Case], flavour: str, work: Path, jobs: int = 2,
-              times: dict[str, float] | None = None) -> dict[int, bytes | str]:
+              times: dict[str, float] | None = None, firmware: Path | None = None
+              ) -> dict[int, bytes | str]:
     """Run every case on ``flavour``: {case key: raw output (per sample: rc byte + output
     bytes) or an error ('compile: ...', 'crash', 'timeout')}. ``times``: seconds spent
-    compiling, linking and running are added to it."""
+    compiling, linking and running are added to it; ``firmware``: the kernel sources
+    (default: tinydeploy's)."""
     fl = FLAVOURS[flavour]
+    fw = Path(firmware) if firmware is not None else firmware_dir()
     times = times if times is not None else {}
 
     def clock(key: str, t0: float) -> None:
         times[key] = times.get(key, 0.0) + time.monotonic() - t0
 
     work = Path(work)
-    lib = kernel_objects(fl, work.parent / "fuzz-lib")
+    lib = kernel_objects(fl, work.parent / "fuzz-lib", fw)
     results: dict[int, bytes | str] = {}
     for group in _groups(fl, cases):
         d = work / f"b{group[0].key}"
@@ -343,7 +345,7 @@ def run_cases(cases: list[Case], flavour: str, work: Path, jobs: int = 2,
         (d / "fz_case.h").write_text(CASE_H)
         t0 = time.monotonic()
         srcs = [_write_case(d, k, c) for k, c in enumerate(group)]
-        failed = _compile_models(fl, d, srcs, jobs)
+        failed = _compile_models(fl, d, srcs, jobs, fw)
         clock(f"{flavour} compile", t0)
         for k, err in failed.items():
             results[group[k].key] = "compile: " + err
@@ -356,7 +358,7 @@ def run_cases(cases: list[Case], flavour: str, work: Path, jobs: int = 2,
         while first < len(live):
             t0 = time.monotonic()
             table = _write_table(d, ok, live, first)
-            exe = _link(fl, d, objs, lib, table)
+            exe = _link(fl, d, objs, lib, table, fw)
             clock(f"{flavour} link", t0)
             macs = sum(c.macs * c.samples for c in live[first:])
             timeout = 20.0 + macs / (2e6 if fl.name == "qemu-cm4" else 5e7)
