@@ -20,8 +20,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from tinydeploy.fuzz.known import KNOWN
 from tinydeploy.fuzz.report import missing, table
 from tinydeploy.fuzz.run import fuzz
+from tinydeploy.fuzz.tflm import TARGET as TFLM_TARGET
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shrink", type=int, default=3,
                     help="mismatches shrunk per kind and target (default 3)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel compilers")
+    ap.add_argument("--tflm-every", type=int, default=10, metavar="K",
+                    help="with $TINYDEPLOY_TFLM_SRC set: every K-th model also runs as "
+                         "generated TFLM firmware on native (0: never)")
     ap.add_argument("--json", type=Path, default=None, help="write the summary as JSON")
     ap.add_argument("--allow-known", action="store_true",
                     help="exit 0 when every mismatch matches a known issue (fuzz/known.py)")
@@ -45,12 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     targets = ["native", "qemu-cm4"] if args.target == "both" else [args.target]
     out = args.out or Path(tempfile.mkdtemp(prefix="td-fuzz-"))
     s = fuzz(args.models, args.seed, targets, out, batch=args.batch, shrink_max=args.shrink,
-             qemu_every=args.qemu_every if args.target == "both" else 1, jobs=args.jobs)
+             qemu_every=args.qemu_every if args.target == "both" else 1, jobs=args.jobs,
+             tflm_every=args.tflm_every)
+    shown = [*targets, *([TFLM_TARGET] if s.run.get(TFLM_TARGET) else [])]
     print()
-    print(table(s, targets))
+    print(table(s, shown))
     print()
     total = s.seconds.get("total", 0.0)
-    for t in targets:
+    for t in shown:
         new = s.new_mismatches(t)
         known = Counter(m["known"] for m in s.mismatches[t] if m["known"])
         print(f"{t}: {s.run[t]} models run, {len(s.mismatches[t])} mismatches "
@@ -76,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             "mismatches": dict(s.mismatches), "seconds": dict(s.seconds),
             "shrunk": s.shrunk, "missing": gaps,
             "rows": [[*k, *v] for k, v in sorted(s.rows.items())]}, indent=1) + "\n")
-    failing = sum(len(s.new_mismatches(t)) for t in targets) if args.allow_known \
+    failing = sum(len(s.new_mismatches(t)) for t in shown) if args.allow_known \
         else s.total_mismatches
+    seen = {m["known"] for t in shown for m in s.mismatches[t]}
+    for k in KNOWN:
+        if k.id in seen:
+            print(f"known issue {k.id} (tinydeploy/fuzz/known.py): {k.text}")
     bad = failing > 0 or (args.strict_coverage and any(gaps.values()))
     return 1 if bad else 0
 

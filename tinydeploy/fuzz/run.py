@@ -168,10 +168,16 @@ def save_case(out: Path, name: str, p: Prepared, note: str) -> Path:
 
 def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 120,
          shrink_max: int = 4, qemu_every: int = 1, jobs: int = 2,
-         log: Callable[[str], None] = print, firmware: Path | None = None) -> Summary:
+         log: Callable[[str], None] = print, firmware: Path | None = None,
+         tflm_every: int = 0) -> Summary:
     """Run ``n_models`` random models (seeds seed .. seed + n - 1) on ``targets``;
     ``qemu_every``: only every k-th model also runs on qemu-cm4; ``firmware``: the kernel
-    sources (default: tinydeploy's ``firmware/``)."""
+    sources (default: tinydeploy's ``firmware/``); ``tflm_every``: with a TFLM tree in
+    ``$TINYDEPLOY_TFLM_SRC``, every k-th model also runs as generated TFLM firmware on
+    native (target ``tflm-native``; 0: never)."""
+    from .tflm import tflm_tree
+
+    tree = tflm_tree() if tflm_every > 0 else None
     from .shrink import shrink_case
 
     out = Path(out)
@@ -214,6 +220,10 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
                     known[target].append(_signature(small))
                     summary.shrunk.append(info)
                     log(f"  minimal: {info['model']} ({info['note']}): {info['layers']}")
+            if tree is not None:
+                _run_tflm(summary, tree, [p for p in pending
+                                          if (p.case.key - seed) % tflm_every == 0],
+                          work / "tflm", out, log)
             pending.clear()
 
         for s in range(seed, seed + n_models):
@@ -241,6 +251,24 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
     cpu = [b - a for a, b in zip(cpu0, os.times(), strict=True)]
     summary.seconds["cpu (with children)"] = sum(cpu[:4])
     return summary
+
+
+def _run_tflm(summary: Summary, tree: Any, todo: list[Prepared], work: Path, out: Path,
+              log: Callable[[str], None]) -> None:
+    from .tflm import TARGET, run_tflm
+
+    for p in todo:
+        t0 = time.monotonic()
+        got = run_tflm(p, tree, work)
+        summary.seconds[TARGET] += time.monotonic() - t0
+        if isinstance(got, str) and got.startswith("tflm-refused"):
+            summary.discarded["tflm-firmware-refused"] += 1
+            summary.reasons[f"tflm-firmware-refused: {p.built.recipe.target}: {got[:120]}"] += 1
+            continue
+        why = compare(p, got)
+        summary.add(TARGET, p, bool(why))
+        if why:
+            _mismatch(summary, TARGET, p, why, out, log)
 
 
 def _signature(layers: list[LayerPath]) -> frozenset[tuple[str, str]]:

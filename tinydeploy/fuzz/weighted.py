@@ -24,7 +24,7 @@ REGIMES_8 = {"base": 5, "dead-zero": 2, "dead-tiny": 1, "denormal": 1, "shift>=0
              "big-weights": 1, "huge-bias": 1}
 REGIMES_16 = {"base": 5, "dead-zero": 1, "denormal": 1, "shift>=0": 2, "shift>=0-some": 1,
               "narrow-act": 1, "saturating": 1, "big-weights": 2, "int32-bias": 2,
-              "huge-bias": 1}
+              "huge-bias": 2}
 ACTS = (0, 0, 0, 0, 1, 1, 1, 3, 3, 2)  # NONE, RELU, RELU6, RELU_N1_TO_1 (schema codes)
 
 
