@@ -104,9 +104,15 @@ def build(rec: Recipe) -> Built:
     net = Net(dtype)
     x = net.input(tuple(rec.in_shape), rec.in_dtype, rec.in_scale, rec.in_zp)
     for lay in rec.layers:
-        if not net.t(x).shape:
+        t = net.t(x)
+        if not t.shape:
             raise Invalid("a scalar tensor feeds another layer")
-        x = BUILDERS[lay.kind](net, x, lay)
+        if t.dtype == "FLOAT32" and lay.kind != "QUANTIZE":
+            raise Invalid("a float tensor feeds a quantized layer")
+        try:
+            x = BUILDERS[lay.kind](net, x, lay)
+        except (ArithmeticError, ValueError, IndexError) as exc:  # an edited (shrunk) recipe
+            raise Invalid(f"{lay.kind}: {exc}") from exc
     g = net.g
     if not g.ops or x in g.inputs:
         raise Invalid("no operator")

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .case import Prepared, compare, prepare, save_case
 from .host import HostRef
 from .models import Recipe, build
 from .net import Invalid
 from .paths import LayerPath
-from .run import Prepared, compare, prepare, save_case
 from .targets import run_cases
 
 __all__ = ["candidates", "describe", "shrink_case"]

@@ -10,13 +10,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..errors import TinyDeployError
+from .case import sample_bytes
 
 if TYPE_CHECKING:
     from ..device.tflm_tree import TflmTree
-    from .run import Prepared
+    from .case import Prepared
 
 __all__ = ["TARGET", "run_tflm", "tflm_tree"]
 
@@ -44,8 +43,8 @@ def run_tflm(p: Prepared, tree: TflmTree, work: Path) -> bytes | str:
             link.hello()
             out = []
             for sample in p.samples:
-                blob = b"".join(np.ascontiguousarray(a).tobytes() for a in sample)
-                out.append(b"\x00" + bytes(link.infer(blob, reset=True).output))
+                reply = link.infer(sample_bytes(sample), reset=True)
+                out.append(b"\x00" + bytes(reply.output))
     except TinyDeployError as exc:
         kind = "tflm-refused" if exc.code in ("model_rejected", "unsupported_op",
                                               "does_not_fit") else "tflm-error"
