@@ -188,7 +188,7 @@ def layer_regimes(g: Graph, op: Op) -> set[str]:
     if op.name == "STRIDED_SLICE":
         o = op.options
         if int(o.shrinkAxisMask or 0) & int(o.beginMask or 0):
-            tags.add("shrink+begin-mask")
+            tags.add("shrink-and-begin-mask")
         elif int(o.shrinkAxisMask or 0):
             tags.add("shrink")
     act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
