@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shrink", type=int, default=3,
                     help="mismatches shrunk per kind and target (default 3)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel compilers")
-    ap.add_argument("--tflm-every", type=int, default=10, metavar="K",
+    ap.add_argument("--tflm-every", type=int, default=50, metavar="K",
                     help="with $TINYDEPLOY_TFLM_SRC set: every K-th model also runs as "
                          "generated TFLM firmware on native (0: never)")
     ap.add_argument("--json", type=Path, default=None, help="write the summary as JSON")
