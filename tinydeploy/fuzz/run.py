@@ -71,12 +71,13 @@ class Summary:
 def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 120,
          shrink_max: int = 4, qemu_every: int = 1, jobs: int = 2,
          log: Callable[[str], None] = print, firmware: Path | None = None,
-         tflm_every: int = 0) -> Summary:
+         tflm_every: int = 0, shrink_budget: int = 120) -> Summary:
     """Run ``n_models`` random models (seeds seed .. seed + n - 1) on ``targets``;
     ``qemu_every``: only every k-th model also runs on qemu-cm4; ``firmware``: the kernel
     sources (default: tinydeploy's ``firmware/``); ``tflm_every``: with a TFLM tree in
     ``$TINYDEPLOY_TFLM_SRC``, every k-th model also runs as generated TFLM firmware on
-    native (target ``tflm-native``; 0: never)."""
+    native (target ``tflm-native``; 0: never); ``shrink_budget``: candidate models tried
+    per shrink."""
     tree = tflm_tree() if tflm_every > 0 else None
     out = Path(out)
     work = out / "work"
@@ -114,7 +115,7 @@ def fuzz(n_models: int, seed: int, targets: list[str], out: Path, batch: int = 1
                         continue
                     shrunk_issues[target].add(issue)
                     info, small = shrink_case(p, target, host, out / "minimal", work / "shrink",
-                                              firmware=firmware)
+                                              shrink_budget, firmware)
                     known[target].append(_signature(small))
                     summary.shrunk.append(info)
                     log(f"  minimal: {info['model']} ({info['note']}): {info['layers']}")
