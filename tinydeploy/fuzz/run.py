@@ -48,6 +48,9 @@ class Summary:
     shrunk: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, target: str, p: Prepared, bad: bool) -> None:
+        """Count one model run on ``target`` (``bad``: it mismatched) in every coverage row
+        (operator, path, regime) its layers fall into, and in each (operator, path) total
+        (regime ``*``)."""
         self.run[target] += 1
         seen = set()
         for lp in p.layers:
