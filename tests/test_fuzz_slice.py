@@ -17,6 +17,9 @@ import pytest
 from tinydeploy.fuzz.run import Summary, fuzz
 from tinydeploy.resources import firmware_dir
 
+if shutil.which("gcc") is None:
+    pytest.skip("gcc not installed (apt-get install gcc)", allow_module_level=True)
+
 SEED = 16_000
 N_MODELS = 200
 QEMU_EVERY = 4  # 50 of them on qemu-cm4 too
