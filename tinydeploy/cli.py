@@ -7,6 +7,7 @@ commands (``boards``, ``carray``) do not pay for importing TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect as _inspect
 import json
@@ -398,10 +399,26 @@ def _with_common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like an exit: staged output and temporary folders are removed."""
+    raise SystemExit(128 + signum)
+
+
+def _error_json(err: TinyDeployError) -> None:
+    """The one-line error as a JSON object on stdout (with --json)."""
+    _echo_json({"error": {"code": err.code, "exit_code": err.exit_code,
+                          "message": err.message, "hint": err.hint}})
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     from . import runinfo
 
-    runinfo.set_command(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    runinfo.set_command(args)
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _on_sigterm)
     for cmd in app.registered_commands:  # every command, also ones added later in the file
         if cmd.callback is not None:
             cmd.callback = _with_common_options(cmd.callback)
@@ -411,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"]:
             raise
         tdlog.console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        if "--json" in args:
+            _error_json(err)
         return err.exit_code
     except KeyboardInterrupt:
         tdlog.console.print("interrupted", markup=False)

@@ -24,7 +24,7 @@ from ..errors import TinyDeployError
 from . import quant
 from .ctext import c_struct as _struct
 from .emit_gather import ES as _ES
-from .emit_gather import GATHER_OPS, gather_fields
+from .emit_gather import GATHER_OPS, gather_fields, slice_copy_plan
 from .emit_int16 import (
     conv16_plan,
     conv16_scratch_bytes,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ALIAS_OPS", "EXT_KERNEL_FILES", "EXT_KERNEL_SOURCES", "EXT_OPS", "emit",
            "ext_reason", "reserved_safe", "scratch_bytes", "sigmoid_table_decl",
-           "state_decls"]
+           "slice_copy_plan", "state_decls"]
 
 EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_int16_fast.c",
                       "td_kernels_lstm.c")
@@ -112,8 +112,8 @@ def scratch_bytes(g: Graph, op: Op) -> int:
         return 0
     if op.name == "CONV_2D":  # 16x8: the fast path's im2col of two windows
         return conv16_scratch_bytes(g, op)
-    if op.name == "TRANSPOSE_CONV":
-        return 8 * g.t(op.outputs[0]).size
+    if op.name == "TRANSPOSE_CONV":  # int32 sums for int8 (as TFLM), int64 for 16x8
+        return (8 if g.t(op.outputs[0]).dtype == "INT16" else 4) * g.t(op.outputs[0]).size
     return 0
 
 
@@ -330,15 +330,16 @@ def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
     lo, hi = _act_range(g, op, y)
     fields = {"batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
               "out_c": oc, "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
-              "pad_h": pad_h, "pad_w": pad_w, "in_offset": -x.zp, "out_offset": y.zp,
+              "pad_h": pad_h, "pad_w": pad_w, "out_offset": y.zp,
+              "in_offset": 0 if in16 else -x.zp,  # TFLM's 16x8 kernel has no input offset
               "act_min": lo, "act_max": hi, "in16": int(in16), "filter": _const(em, w),
               "bias": _const(em, bias) if bias is not None else 0,
               "mult": em.int_array(p + "_mult", mults),
               "shift": em.int_array(p + "_shift", shifts)}
     em.decls.append(_struct("td_tconv_params", p, fields))
-    scratch = f"(int64_t *)(void *){em.loc(_scratch_id(op))}"
-    return (f"td_transpose_conv(&{p}, {_ref(em, op.inputs[2])}, {em.loc(op.outputs[0])}, "
-            f"{scratch});")
+    fn, acc = ("td_transpose_conv", "int64_t") if in16 else ("td_transpose_conv8", "int32_t")
+    scratch = f"({acc} *)(void *){em.loc(_scratch_id(op))}"
+    return f"{fn}(&{p}, {_ref(em, op.inputs[2])}, {em.loc(op.outputs[0])}, {scratch});"
 
 
 def _scratch_id(op: Op) -> int:

@@ -1,6 +1,8 @@
 """Operators that only move elements, as one strided gather (``td_strided_slice`` in
-``firmware/td_kernels_ext.c``): output element (i0, .., i5) in row-major order is input
-element sum((start[d] + i_d * step[d]) * in_strides[d]), ``es`` bytes each.
+``firmware/td_kernels_ext.c``): up to six (start, count, step, input stride) axes,
+outermost first; output element (i0, .., i5) in row-major order is input element
+sum((start[d] + i_d * step[d]) * stride[d]). ``copy_plan`` turns them into the kernel's
+params (the innermost contiguous axes merged into one copy of ``run`` bytes).
 
 * STRIDED_SLICE: TFLM's begin/end/strides and masks resolved to start/count/step;
 * TRANSPOSE: output axis d walks input axis perm[d] (its stride);
@@ -23,7 +25,7 @@ from ..errors import TinyDeployError
 from .emit import MAX_RANK
 from .graph import FIX_TFLM, Graph, Op
 
-__all__ = ["ES", "GATHER_OPS", "MAX_RANK", "gather_fields"]
+__all__ = ["ES", "GATHER_OPS", "MAX_RANK", "copy_plan", "gather_fields", "slice_copy_plan"]
 
 ES = {"INT8": 1, "INT16": 2, "INT32": 4}  # element size by dtype
 GATHER_OPS = ("STRIDED_SLICE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR")
@@ -41,13 +43,29 @@ def _row_major(shape: tuple[int, ...]) -> list[int]:
     return strides
 
 
-def _fields(es: int, axes: list[tuple[int, int, int, int]]) -> dict[str, Any]:
-    """Params of (start, count, step, input stride) axes, outermost first."""
-    pad = MAX_RANK - len(axes)
-    return {"es": es, "in_strides": [0] * pad + [a[3] for a in axes],
-            "start": [0] * pad + [a[0] for a in axes],
-            "count": [1] * pad + [a[1] for a in axes],
-            "step": [1] * pad + [a[2] for a in axes]}
+def copy_plan(axes: list[tuple[int, int, int, int]], es: int) -> dict[str, Any]:
+    """td_strided_slice_params of (start, count, step, input stride in elements) axes,
+    outermost first: the innermost axes that continue one contiguous run merge into one
+    copy of ``run`` bytes, the next axis is the row loop, the others step the source in
+    bytes (leading axes padded with count 1)."""
+    byte_step = [a[2] * a[3] * es for a in axes]
+    run, d = es, len(axes) - 1
+    while d >= 0 and axes[d][2] == 1 and run == axes[d][3] * es:
+        run = axes[d][1] * run
+        d -= 1
+    inner_n, inner_step = (axes[d][1], byte_step[d]) if d >= 0 else (1, run)
+    outer = [(axes[i][1], byte_step[i]) for i in range(max(d, 0))]
+    pad = MAX_RANK - 1 - len(outer)
+    return {"base": sum(a[0] * a[3] for a in axes) * es, "run": run,
+            "inner_n": inner_n, "inner_step": inner_step,
+            "count": [1] * pad + [c for c, _ in outer], "step": [0] * pad + [s for _, s in outer]}
+
+
+def slice_copy_plan(shape: list[int], start: list[int], count: list[int], step: list[int],
+                    es: int) -> dict[str, Any]:
+    """``copy_plan`` of a slice of a row-major tensor of ``shape``."""
+    return copy_plan([(b, n, s, st) for b, n, s, st
+                      in zip(start, count, step, _row_major(tuple(shape)), strict=True)], es)
 
 
 def gather_fields(g: Graph, op: Op) -> dict[str, Any]:
@@ -60,7 +78,9 @@ def gather_fields(g: Graph, op: Op) -> dict[str, Any]:
             "RESIZE_NEAREST_NEIGHBOR": _resize_nearest}[op.name](g, op)
     if len(axes) > MAX_RANK:
         raise _reject(g, f"{op.name} needs {len(axes)} gather axes > {MAX_RANK}")
-    return _fields(ES[x.dtype], axes)
+    if g.t(op.outputs[0]).size == 0:
+        raise _reject(g, f"{op.name} with an empty output")
+    return copy_plan(axes, ES[x.dtype])
 
 
 def _strided_slice(g: Graph, op: Op) -> list[tuple[int, int, int, int]]:
@@ -85,7 +105,8 @@ def _strided_slice(g: Graph, op: Op) -> list[tuple[int, int, int, int]]:
             raise _reject(g, "STRIDED_SLICE stride 0")
         if offset:
             e_ = b_ + e_
-        if sm >> d & 1:
+        if sm >> d & 1:  # TFLM: a begin_mask bit on a shrunk axis selects index 0
+            b_ = 0 if bm >> d & 1 else b_
             k = b_ + n if b_ < 0 else b_
             axes.append((min(max(k, 0), n - 1), 1, 1, stride))
             continue
