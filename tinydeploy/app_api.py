@@ -208,11 +208,12 @@ def api_context(facts: ModelFacts, labels: list[str], sample: Sample, runtime: s
 
     ins = _tensors(list(facts.inputs), facts, "input")
     outs = _tensors(list(facts.outputs), facts, "output")
-    from .interface import interface_lines
+    from .interface import interface_lines, interface_markdown
 
     return {
         "name": name, "runtime": runtime,
         "interface": [comment_text(line) for line in interface_lines(facts)],
+        "interface_md": interface_markdown(facts),
         "runtime_text": "TFLite Micro" if runtime == "tflm" else "the tinydeploy C runtime",
         "api_inputs": ins, "api_outputs": outs,
         "input_count": sum(t["count"] for t in ins),

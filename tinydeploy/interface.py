@@ -161,19 +161,34 @@ def float_tensors(facts: ModelFacts) -> set[int]:
 
 
 
-def interface_lines(facts: ModelFacts) -> list[str]:
-    """What the generated headers and READMEs say about the model's interface (short
-    plain-ASCII lines; [] for a model with quantized I/O of its own)."""
+def _interface_parts(facts: ModelFacts) -> tuple[list[str], list[str], list[str]]:
+    """(lead lines, one line per boundary op, tail lines) of the interface text."""
     if facts.stripped_io:
-        return ["--io int8: the model's float interface was stripped; these ops are gone:",
-                *facts.stripped_io,
-                "their scale S and zero point Z are the I/O tensors' here. As TFLM computes",
-                "them: q = clamp(round(x / S) + Z) (float32 division, round half away from",
-                "zero; td_run_float does this), x = (q - Z) * S (r.outputs)."]
+        return (["--io int8: the model's float interface was stripped; these ops are gone:"],
+                list(facts.stripped_io),
+                ["Their scale S and zero point Z are the I/O tensors' here. As TFLM computes",
+                 "them: q = clamp(round(x / S) + Z) (float32 division, round half away from",
+                 "zero; td_run_float does this), x = (q - Z) * S (r.outputs)."])
     bounds = float_boundaries(facts)
     if not bounds:
-        return []
-    return ["Float interface: the model's own QUANTIZE/DEQUANTIZE run on the device, so",
-            "the firmware takes and returns float32 (td_run_float copies the floats):",
-            *(b.text() for b in bounds),
-            "`tinydeploy generate --io int8` strips these ops for int8 I/O."]
+        return [], [], []
+    return (["Float interface: the model's own QUANTIZE/DEQUANTIZE run on the device, so",
+             "the firmware takes and returns float32 (td_run_float copies the floats):"],
+            [b.text() for b in bounds],
+            ["`tinydeploy generate --io int8` strips these ops for int8 I/O."])
+
+
+def interface_lines(facts: ModelFacts) -> list[str]:
+    """What the generated headers say about the model's interface (short plain-ASCII
+    lines for C comments; [] for a model with quantized I/O of its own)."""
+    lead, ops, tail = _interface_parts(facts)
+    return [*lead, *ops, *tail]
+
+
+def interface_markdown(facts: ModelFacts) -> str:
+    """The same for a README: a sentence, the boundary ops as a list, a sentence."""
+    lead, ops, tail = _interface_parts(facts)
+    if not ops:
+        return ""
+    return "\n".join([" ".join(lead), "", *(f"* `{line}`" for line in ops), "",
+                      " ".join(tail)])
