@@ -61,6 +61,15 @@ def _keras_16x8(keras):
     return keras.Model(x_in, keras.layers.Dense(4)(y))
 
 
+def _keras_conv(keras):
+    """Conv + pool + Dense, quantized as `tinydeploy quantize --io float` does (per-tensor
+    Dense): what every TFLM library computes as the host does."""
+    x_in = keras.Input(SHAPE, batch_size=1)
+    y = keras.layers.Conv2D(6, 3, strides=2, activation="relu")(x_in)
+    y = keras.layers.MaxPooling2D(2)(y)
+    return keras.Model(x_in, keras.layers.Dense(5)(keras.layers.Flatten()(y)))
+
+
 def _detect_like(tf, rng: np.random.Generator):
     """Like MCUNet's detection.tflite: several float outputs, RESIZE_NEAREST_NEIGHBOR 2x up
     (no half-pixel centers, as MCUNet), 2x down and 3x up (half-pixel centers)."""
@@ -89,6 +98,8 @@ def build_model(name: str) -> bytes:
     rep = np.random.default_rng(0).uniform(-1, 1, size=(32, *SHAPE)).astype(np.float32)
     if name == "mcunet_like":
         return to_tflite(_keras_mcunet_like(keras), rep, converter_defaults=True)
+    if name == "conv_float":
+        return to_tflite(_keras_conv(keras), rep, io_type="float32")
     if name == "detect_like":
         fn = _detect_like(tf, np.random.default_rng(3))
     else:
@@ -369,6 +380,26 @@ def test_deploy_default_converter_model_from_train(sine_run, tmp_path: Path) -> 
     assert res8.passed and res8.validation.device["outputs"][0]["dtype"] == "INT8"
 
 
+TFLM_TREE = os.environ.get("TINYDEPLOY_TFLM_SRC", "")
+
+
+@pytest.mark.skipif(not TFLM_TREE, reason="set TINYDEPLOY_TFLM_SRC to a TFLM tree (an Arduino "
+                                          "TFLM library or a tflite-micro checkout)")
+def test_tflm_firmware_float_interface_when_tree(tmp_path_factory: pytest.TempPathFactory,
+                                                  tmp_path: Path) -> None:
+    """The generated TFLite Micro firmware on native: float32 tensors over the protocol,
+    the model's own QUANTIZE/DEQUANTIZE in TFLM; and its --io int8 variant."""
+    from tinydeploy.validation import validate
+
+    model = _model("conv_float", tmp_path_factory)
+    facts = check(model)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_test=_samples(facts, 12))
+    for io in ("model", "int8"):
+        res = validate(model, data, tmp_path / io, board="native", runtime="tflm", io=io)
+        assert res.passed and res.device["runtime"] == "tflm", res.summary()
+
+
 VWW = os.environ.get("TINYDEPLOY_MCUNET_VWW", "")
 
 
@@ -389,6 +420,6 @@ def test_mcunet_vww_when_present(tmp_path: Path) -> None:
 
 if __name__ == "__main__":  # regenerate tests/data/float_io/*.tflite (TensorFlow converter)
     STORED.mkdir(parents=True, exist_ok=True)
-    for name_ in ("mcunet_like", "float16x8", "detect_like"):
+    for name_ in ("mcunet_like", "float16x8", "detect_like", "conv_float"):
         (STORED / f"{name_}.tflite").write_bytes(build_model(name_))
         print(name_, load(STORED / f"{name_}.tflite").op_names)
