@@ -33,7 +33,7 @@ _API = {  # API name -> (module, attribute)
     "build": ("device.building", "build"),
     "validate": ("validation", "validate"), "deploy": ("pipeline", "deploy"),
     "load_data": ("data", "load_data"), "Dataset": ("data", "Dataset"),
-    "analyze": ("layers", "analyze"),
+    "analyze": ("layers", "analyze"), "strip_float_io": ("interface", "strip_float_io"),
 }
 __all__ = ["TinyDeployError", "__version__", *_API]
 
