@@ -10,6 +10,7 @@ The converted look-alikes are stored in tests/data/io_forms/ (regenerate with
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,8 @@ def _convert(fn, rep, scheme: str) -> bytes:
 
 def build_model(name: str) -> bytes:
     """``rank1``: SUB of a [1,2,6,8] and a [8] input (16x8); ``scalar``: relu(x/2 + s) with a
-    rank-0 input s (int8); ``tconv_shape``: TRANSPOSE_CONV whose int32 output shape is a
-    model input (16x8)."""
+    rank-0 input s (int8); ``tconv_shape``: TRANSPOSE_CONV (with bias) whose int32 output
+    shape is a model input (16x8)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(SEED)
@@ -79,9 +80,11 @@ def build_model(name: str) -> bytes:
         return _convert(fn, lambda: ([rng.normal(size=(1, 10)).astype(np.float32),
                                       np.float32(rng.normal())] for _ in range(20)), "int8")
     w = rng.normal(size=(3, 4, 4, 8)).astype(np.float32)  # h, w, out_c, in_c
-    fn = tf.function(lambda x: tf.nn.conv2d_transpose(x, w, output_shape=[1, 3, 12, 4],
-                                                      strides=(1, 2), padding="VALID"),
-                     input_signature=[tf.TensorSpec([1, 1, 5, 8], f32)])
+    bias = rng.normal(size=4).astype(np.float32)  # with a bias, as SEANet's (TFLM of
+    # January 2023 crashes on a 16x8 TRANSPOSE_CONV without one)
+    fn = tf.function(lambda x: tf.nn.bias_add(tf.nn.conv2d_transpose(
+        x, w, output_shape=[1, 3, 12, 4], strides=(1, 2), padding="VALID"), bias),
+        input_signature=[tf.TensorSpec([1, 1, 5, 8], f32)])
     data = _convert(fn, lambda: ([rng.normal(size=(1, 1, 5, 8)).astype(np.float32)]
                                  for _ in range(20)), "16x8")
     return _edit(data, _shape_as_input)
@@ -220,6 +223,29 @@ def test_int32_quantize_on_native(models: dict[str, Path], tmp_path: Path, name:
     assert res.passed, res.summary()
     out = load(models[name]).outputs[0].dtype
     assert res.metrics["comparison"][0]["dtype"] == out and res.metrics["max_abs_diff_lsb"] == 0
+
+
+@pytest.mark.skipif(not os.environ.get("TINYDEPLOY_TFLM_SRC"),
+                    reason="set TINYDEPLOY_TFLM_SRC to a TFLM tree (an Arduino TFLM library or "
+                           "a tflite-micro checkout)")
+def test_tflm_firmware_takes_the_forms(models: dict[str, Path], tmp_path: Path) -> None:
+    """The generated TFLite Micro firmware on native: a [8] input given once, an int32
+    shape operand, int32 -> int16 QUANTIZE."""
+    from tinydeploy.validation import validate
+
+    rng = np.random.default_rng(4)
+    cases = {"rank1": {"x_test_0": rng.integers(-32768, 32768, (4, 2, 6, 8)).astype(np.int16),
+                       "x_test_1": rng.integers(-32768, 32768, 8).astype(np.int16)},
+             "tconv_shape": {"x_test_0": np.array([1, 3, 12, 4], np.int32),
+                             "x_test_1": rng.integers(-32768, 32768, (4, 1, 5, 8)).astype(
+                                 np.int16)},
+             "q32to16": {"x_test": rng.integers(-(1 << 31), 1 << 31, (4, 2, 16, 2)).astype(
+                 np.int32)}}
+    for name, arrays in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        res = validate(models[name], tmp_path / f"{name}.npz", tmp_path / name, board="native",
+                       runtime="tflm")
+        assert res.passed and res.device["runtime"] == "tflm", (name, res.summary())
 
 
 if __name__ == "__main__":  # regenerate tests/data/io_forms/*.tflite (TensorFlow converter)
