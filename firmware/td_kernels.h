@@ -23,41 +23,61 @@ int32_t td_exp_on_negative_values(int32_t a, int32_t int_bits);
 int32_t td_one_over_one_plus_x(int32_t a);
 int32_t td_one_minus_x_over_one_plus_x(int32_t a);
 
-/* ---- convolutions, fully connected, pooling (td_kernels_conv.c) -------------------- */
+/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c, _dwm.c, _pool.c) ---
+ * Each kernel variant is its own entry point and reads exactly one data layout; the
+ * generator picks the variant per layer and emits the layout it declares
+ * (tinydeploy/cruntime/variants.py holds the same table and checks every call):
+ *
+ *   entry point                 filter layout              requantization  also needs
+ *   td_conv2d_fast              interleaved4 [out_c][K]    rq              bias_eff, scratch*
+ *   td_conv2d_fastg             interleaved4 [out_c][K]    rq_general      bias_eff, scratch*
+ *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
+ *   td_depthwise_conv2d_fast    plain [1][f_h][f_w][out_c] rq              depth_mult 1
+ *   td_depthwise_conv2d_fastg   plain [1][f_h][f_w][out_c] rq_general      depth_mult 1
+ *   td_depthwise_conv2d_fastm   plain [1][f_h][f_w][out_c] rq              depth_mult > 1
+ *   td_depthwise_conv2d_fastmg  plain [1][f_h][f_w][out_c] rq_general      depth_mult > 1
+ *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
+ *   td_fully_connected_fastg    interleaved4 [out_c][K]    rq_general      bias_eff, w zp 0
+ *   td_fully_connected_ref      plain [out_c][accum]       mult/shift      -
+ *   (* scratch unless the conv is an unpadded 1x1, which reads its input directly)
+ *
+ * interleaved4: rows in groups of four; per group, for each 4 k the 4 bytes of each row,
+ * then each row's K % 4 tail; the out_c % 4 last rows plain.
+ * rq: pairs {mult, -shift - 1} per output channel (one pair for a per-tensor FC), every
+ * -shift - 1 >= 0 (shift <= -1; a zero multiplier is stored as {0, 0}, which yields 0 like
+ * TFLM's): one 64-bit multiply per output (td_requant_rq). rq_general: the same pairs, some
+ * with -shift - 1 < 0 (shift >= 0: TFLM's left shift), at one compare more per output; only
+ * a model with such a layer links these instances. mult/shift: TFLM's QuantizeMultiplier
+ * values per output channel. */
 typedef struct {
   int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;
   int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
   int32_t depth_mult; /* depthwise only */
   int32_t in_offset, out_offset, act_min, act_max;
-  const int8_t *filter;  /* conv: [out_c][f_h][f_w][in_c]; depthwise: [1][f_h][f_w][out_c] */
+  const int8_t *filter;  /* in the layout of the entry point (above) */
   const int32_t *bias;   /* may be 0 */
-  const int32_t *mult;   /* one per output channel */
+  const int32_t *mult;   /* _ref variants: one per output channel */
   const int32_t *shift;
-  /* CONV_2D fast path (0: the plain reference loops): bias + in_offset * sum of the
-   * channel's weights, and scratch_cols * f_h * f_w * in_c bytes of im2col scratch (0 for an
-   * unpadded 1x1 conv, which reads its input directly). With bias_eff, `filter` is in the
-   * interleaved layout: rows in groups of four, per group for each 4 k the 4 bytes of each
-   * row, then each row's K % 4 tail; the out_c % 4 last rows plain. Depthwise: unused. */
+  /* _fast variants: bias + in_offset * sum of the channel's weights (conv: required;
+   * depthwise: optional, for the 3x3 interior fast path), and scratch_cols * f_h * f_w *
+   * in_c bytes of im2col scratch */
   const int32_t *bias_eff;
   int8_t *scratch;
   int32_t scratch_cols;  /* receptive fields the scratch holds: 2 (pixel pairs) or 1 */
-  /* requantization in one multiply (td_requant_rq), when every channel's shift is
-   * negative: pairs {mult, -shift - 1} per output channel; mult/shift are then 0. The fast
-   * paths need it (0: the reference loops with mult/shift). */
-  const int32_t *rq;
+  const int32_t *rq;     /* _fast/_fastg variants (see above) */
 } td_conv_params;
 
 typedef struct {
   int32_t batches, accum, out_c;
   int32_t in_offset, filter_offset, out_offset, act_min, act_max;
-  int32_t per_channel;   /* 1: mult/shift per output channel, 0: one value */
-  const int8_t *filter;  /* [out_c][accum] */
+  int32_t per_channel;   /* 1: requantization per output channel, 0: one value */
+  const int8_t *filter;  /* in the layout of the entry point (above) */
   const int32_t *bias;   /* may be 0 */
-  const int32_t *mult;
+  const int32_t *mult;   /* _ref */
   const int32_t *shift;
-  const int32_t *bias_eff; /* bias + in_offset * row sum (0: the reference loop); with it,
-                            * `filter` is interleaved as for td_conv_params */
-  const int32_t *rq;     /* as in td_conv_params (one pair when per_channel is 0) */
+  const int32_t *bias_eff; /* _fast: bias + in_offset * row sum */
+  const int32_t *rq;     /* _fast/_fastg: as in td_conv_params (one pair when per_channel
+                          * is 0) */
 } td_fc_params;
 
 typedef struct {
@@ -65,9 +85,16 @@ typedef struct {
   int32_t stride_h, stride_w, pad_h, pad_w, act_min, act_max;
 } td_pool_params;
 
-void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastm(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastmg(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected_ref(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_max_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 void td_avg_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 

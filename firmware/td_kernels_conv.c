@@ -1,11 +1,14 @@
-/* tinydeploy kernels: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED (pooling:
- * td_kernels_pool.c).
+/* tinydeploy kernels: the fast variants of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED
+ * (the reference variants: td_kernels_conv_ref.c; pooling: td_kernels_pool.c). Each entry
+ * point reads the data layout td_kernels.h declares for it.
  *
  * Tensors are NHWC int8. Accumulation is int32 over (input + input_offset) * filter,
  * then bias, per-channel fixed-point requantization, output offset and activation clamp.
  * Taps outside the input (implicit padding) contribute nothing.
  *
- * Fast paths (same integer sums, so bit-identical to the reference loops kept below):
+ * Fast paths (same integer sums, so bit-identical to the reference variants). Each hot
+ * loop has two instances: requantization in one multiply (td_requant_rq), and the general
+ * one that also takes channels with a shift >= 0 (the *_fastg entry points).
  * - CONV_2D: the generator folds input_offset * sum(weights) into the bias (bias_eff), so
  *   the inner loop is a plain int8 dot product, and interleaves the filter rows by four.
  *   Two output pixels' receptive fields are gathered (im2col) into the scratch buffer,
@@ -18,118 +21,6 @@
  */
 #include "td_kernels.h"
 #include "td_simd.h"
-
-#if defined(__GNUC__)
-#define TD_ALWAYS_INLINE static inline __attribute__((always_inline))
-#else
-#define TD_ALWAYS_INLINE static inline
-#endif
-/* the inner loops: a function of their own (registers), optimized for speed even in a
- * size-optimized (-Os) build */
-#if defined(__GNUC__) && !defined(__clang__)
-#define TD_HOT static __attribute__((noinline, optimize("O2")))
-#define TD_O2 __attribute__((optimize("O2")))
-#elif defined(__GNUC__)
-#define TD_HOT static __attribute__((noinline))
-#define TD_O2
-#else
-#define TD_HOT static
-#define TD_O2
-#endif
-
-TD_ALWAYS_INLINE int8_t td_out8(int32_t acc, int32_t mult, int32_t shift, int32_t out_offset,
-                                int32_t lo, int32_t hi) {
-  return (int8_t)td_clamp_i32(td_requant(acc, mult, shift) + out_offset, lo, hi);
-}
-
-/* the fast paths' output: rq points at the channel's {mult, -shift - 1} (td_requant_rq),
- * saturated to int8; a narrower activation range is applied afterwards (td_act_clamp) */
-TD_ALWAYS_INLINE int8_t td_out8q(int32_t acc, const int32_t *rq, int32_t out_offset) {
-  return (int8_t)td_sat8(td_requant_rq(acc, rq[0], rq[1]) + out_offset);
-}
-
-/* clamp n outputs to [lo, hi] unless that is the whole int8 range (the converter's usual
- * choice, e.g. ReLU with the output zero point at -128) */
-static void td_act_clamp(int8_t *y, int32_t n, int32_t lo, int32_t hi) {
-  int32_t i;
-  if (lo <= -128 && hi >= 127) return;
-  for (i = 0; i < n; ++i) y[i] = (int8_t)td_clamp_i32(y[i], lo, hi);
-}
-
-/* the reference loops' output: channel c in either requantization form (td_kernels.h) */
-static int8_t td_out8c(const int32_t *rq, const int32_t *mult, const int32_t *shift,
-                       int32_t c, int32_t acc, int32_t out_offset, int32_t lo, int32_t hi) {
-  if (rq) return (int8_t)td_clamp_i32(td_out8q(acc, rq + 2 * c, out_offset), lo, hi);
-  return td_out8(acc, mult[c], shift[c], out_offset, lo, hi);
-}
-
-/* ---- reference loops (dilation-free fast paths fall back here when not applicable) -- */
-static void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  int32_t b, oy, ox, oc, fy, fx, ic;
-  for (b = 0; b < p->batches; ++b) {
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t y0 = oy * p->stride_h - p->pad_h;
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t x0 = ox * p->stride_w - p->pad_w;
-        for (oc = 0; oc < p->out_c; ++oc) {
-          int32_t acc = 0;
-          for (fy = 0; fy < p->f_h; ++fy) {
-            const int32_t iy = y0 + p->dil_h * fy;
-            if (iy < 0 || iy >= p->in_h) continue;
-            for (fx = 0; fx < p->f_w; ++fx) {
-              const int32_t ix = x0 + p->dil_w * fx;
-              const int8_t *xin, *w;
-              if (ix < 0 || ix >= p->in_w) continue;
-              xin = in + ((b * p->in_h + iy) * p->in_w + ix) * p->in_c;
-              w = p->filter + ((oc * p->f_h + fy) * p->f_w + fx) * p->in_c;
-              for (ic = 0; ic < p->in_c; ++ic) {
-                acc += (int32_t)w[ic] * ((int32_t)xin[ic] + p->in_offset);
-              }
-            }
-          }
-          if (p->bias) acc += p->bias[oc];
-          out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-              td_out8c(p->rq, p->mult, p->shift, oc, acc, p->out_offset, p->act_min,
-                       p->act_max);
-        }
-      }
-    }
-  }
-}
-
-static void td_depthwise_ref(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  int32_t b, oy, ox, ic, m, fy, fx;
-  for (b = 0; b < p->batches; ++b) {
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t y0 = oy * p->stride_h - p->pad_h;
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t x0 = ox * p->stride_w - p->pad_w;
-        for (ic = 0; ic < p->in_c; ++ic) {
-          for (m = 0; m < p->depth_mult; ++m) {
-            const int32_t oc = ic * p->depth_mult + m;
-            int32_t acc = 0;
-            for (fy = 0; fy < p->f_h; ++fy) {
-              const int32_t iy = y0 + p->dil_h * fy;
-              if (iy < 0 || iy >= p->in_h) continue;
-              for (fx = 0; fx < p->f_w; ++fx) {
-                const int32_t ix = x0 + p->dil_w * fx;
-                int32_t xv, wv;
-                if (ix < 0 || ix >= p->in_w) continue;
-                xv = in[((b * p->in_h + iy) * p->in_w + ix) * p->in_c + ic];
-                wv = p->filter[(fy * p->f_w + fx) * p->out_c + oc];
-                acc += wv * (xv + p->in_offset);
-              }
-            }
-            if (p->bias) acc += p->bias[oc];
-            out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-                td_out8c(p->rq, p->mult, p->shift, oc, acc, p->out_offset, p->act_min,
-                       p->act_max);
-          }
-        }
-      }
-    }
-  }
-}
 
 /* ---- CONV_2D / FULLY_CONNECTED fast path ------------------------------------------ */
 
@@ -204,9 +95,9 @@ TD_HOT int32_t td_dot_1x1(const int8_t *w, const int8_t *x, int32_t n, int32_t a
 
 /* One output pixel / FC row: x (n int8) against all out_c filter rows (interleaved
  * layout), folded bias, requantization. mult/shift: per channel, or one value (pc 0). */
-TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
-                    const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
-                    int8_t *y) {
+TD_ALWAYS_INLINE void td_rows_b(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
+                                const int32_t *bias, const int32_t *rq, int32_t pc,
+                                int32_t out_offset, int8_t *y, const int32_t gen) {
   int32_t oc = 0;
   for (; oc + 4 <= out_c; oc += 4) {
     int32_t a[4], j;
@@ -216,12 +107,23 @@ TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
     a[3] = bias[oc + 3];
     td_dot_1x4(w, x, n, a);
     w += 4 * n;
-    for (j = 0; j < 4; ++j) y[oc + j] = td_out8q(a[j], rq + 2 * pc * (oc + j), out_offset);
+    for (j = 0; j < 4; ++j) y[oc + j] = td_out8q(a[j], rq + 2 * pc * (oc + j), out_offset, gen);
   }
   for (; oc < out_c; ++oc) {
-    y[oc] = td_out8q(td_dot_1x1(w, x, n, bias[oc]), rq + 2 * pc * oc, out_offset);
+    y[oc] = td_out8q(td_dot_1x1(w, x, n, bias[oc]), rq + 2 * pc * oc, out_offset, gen);
     w += n;
   }
+}
+
+TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
+                    const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
+                    int8_t *y) {
+  td_rows_b(w, x, n, out_c, bias, rq, pc, out_offset, y, 0);
+}
+TD_HOT void td_rows_g(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
+                      const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
+                      int8_t *y) {
+  td_rows_b(w, x, n, out_c, bias, rq, pc, out_offset, y, 1);
 }
 
 /* Two filter rows (w: row 0 at w, row 1 at w + 4, stride 16 per 4 k: two rows of the
@@ -274,9 +176,10 @@ TD_ALWAYS_INLINE void td_dot_2x2(const int8_t *w, const int8_t *c0, const int8_t
 
 /* Two output pixels (columns c0, c1 of n int8) against all out_c filter rows: as td_rows,
  * outputs to y0 and y1. */
-TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
-                     int32_t out_c, const int32_t *bias, const int32_t *rq,
-                     int32_t out_offset, int8_t *y0, int8_t *y1) {
+TD_ALWAYS_INLINE void td_rows2_b(const int8_t *w, const int8_t *c0, const int8_t *c1,
+                                 int32_t n, int32_t out_c, const int32_t *bias,
+                                 const int32_t *rq, int32_t out_offset, int8_t *y0, int8_t *y1,
+                                 const int32_t gen) {
   const int32_t n4 = n >> 2, t = n & 3, body = 16 * n4;
   int32_t oc = 0, k, j;
   for (; oc + 4 <= out_c; oc += 4) {
@@ -302,18 +205,29 @@ TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_
     for (j = 0; j < 2; ++j) {
       const int32_t *r = j ? b : a;
       const int32_t c = oc + 2 * j;
-      y0[c] = td_out8q(r[0], rq + 2 * c, out_offset);
-      y1[c] = td_out8q(r[1], rq + 2 * c, out_offset);
-      y0[c + 1] = td_out8q(r[2], rq + 2 * c + 2, out_offset);
-      y1[c + 1] = td_out8q(r[3], rq + 2 * c + 2, out_offset);
+      y0[c] = td_out8q(r[0], rq + 2 * c, out_offset, gen);
+      y1[c] = td_out8q(r[1], rq + 2 * c, out_offset, gen);
+      y0[c + 1] = td_out8q(r[2], rq + 2 * c + 2, out_offset, gen);
+      y1[c + 1] = td_out8q(r[3], rq + 2 * c + 2, out_offset, gen);
     }
     w += 4 * n;
   }
   for (; oc < out_c; ++oc) {
-    y0[oc] = td_out8q(td_dot_1x1(w, c0, n, bias[oc]), rq + 2 * oc, out_offset);
-    y1[oc] = td_out8q(td_dot_1x1(w, c1, n, bias[oc]), rq + 2 * oc, out_offset);
+    y0[oc] = td_out8q(td_dot_1x1(w, c0, n, bias[oc]), rq + 2 * oc, out_offset, gen);
+    y1[oc] = td_out8q(td_dot_1x1(w, c1, n, bias[oc]), rq + 2 * oc, out_offset, gen);
     w += n;
   }
+}
+
+TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
+                     int32_t out_c, const int32_t *bias, const int32_t *rq,
+                     int32_t out_offset, int8_t *y0, int8_t *y1) {
+  td_rows2_b(w, c0, c1, n, out_c, bias, rq, out_offset, y0, y1, 0);
+}
+TD_HOT void td_rows2_g(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
+                       int32_t out_c, const int32_t *bias, const int32_t *rq,
+                       int32_t out_offset, int8_t *y0, int8_t *y1) {
+  td_rows2_b(w, c0, c1, n, out_c, bias, rq, out_offset, y0, y1, 1);
 }
 
 /* Gather the receptive field of output pixel (oy, ox) into dst (padding: zero point). */
@@ -348,7 +262,8 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
 
 #define TD_PAIR_MAX 256 /* output channels staged on the stack for a pixel pair */
 
-void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
+TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int8_t *out,
+                                  const int32_t gen) {
   const int32_t kk = p->f_h * p->f_w * p->in_c, out_c = p->out_c, out_w = p->out_w;
   const int32_t npix = p->out_h * out_w;
   const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
@@ -356,10 +271,6 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
   int8_t pair_out[TD_PAIR_MAX];
   int8_t *const out0 = out;
   int32_t b, pix;
-  if (p->bias_eff == 0 || p->rq == 0 || (!direct && p->scratch == 0)) {
-    td_conv2d_ref(p, in, out);
-    return;
-  }
   /* output pixels in pairs (flat order within an image): each column is read once per
    * filter row pair. The second pixel's outputs are staged in pair_out and stored after
    * the pair, so the output is written in flat order (the in-place overlap planned by
@@ -370,7 +281,7 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
       for (pix = 0; pix < npix; ++pix) {
         const int32_t oy = pix / out_w;
         td_im2col(p, inb, oy, pix - oy * out_w, p->scratch);
-        td_rows(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
         out += out_c;
       }
       continue;
@@ -389,30 +300,36 @@ void td_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
         if (pix + 1 < npix) td_im2col(p, inb, oy1, ox1, p->scratch + kk);
       }
       if (pix + 1 < npix && out_c <= TD_PAIR_MAX) {
-        td_rows2(p->filter, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out,
-                 pair_out);
+        (gen ? td_rows2_g : td_rows2)(p->filter, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, pair_out);
         memcpy(out + out_c, pair_out, (size_t)out_c);
         out += 2 * out_c;
       } else if (pix + 1 < npix) {
-        td_rows(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
-        td_rows(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out + out_c);
+        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out + out_c);
         out += 2 * out_c;
       } else {
-        td_rows(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
         out += out_c;
       }
     }
   }
   td_act_clamp(out0, p->batches * npix * out_c, p->act_min, p->act_max);
 }
+void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  td_conv2d_b(p, in, out, 0);
+}
+void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  td_conv2d_b(p, in, out, 1);
+}
 
 /* ---- DEPTHWISE_CONV_2D fast path (depth multiplier 1) ------------------------------ */
 
 /* One output pixel, all c channels: x/w point at the first valid tap (channel 0), ny x nx
  * taps, x_row/x_tap input steps, w_row the filter's row step (the tap step is c). */
-TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
-                        int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
-                        const int32_t *rq, int32_t off, int32_t out_offset, int8_t *o) {
+TD_ALWAYS_INLINE void td_dw_pixel_b(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
+                                    int32_t nx, int32_t x_row, int32_t x_tap, int32_t w_row,
+                                    const int32_t *bias, const int32_t *rq, int32_t off,
+                                    int32_t out_offset, int8_t *o, const int32_t gen) {
   int32_t ch = 0, fy, fx;
 #if TD_DSP
   const int16x2_t off2 = td_pack_offset(off);
@@ -456,10 +373,10 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
       a2 += bias[ch + 2];
       a3 += bias[ch + 3];
     }
-    o[ch] = td_out8q(a0, rq + 2 * ch, out_offset);
-    o[ch + 1] = td_out8q(a1, rq + 2 * ch + 2, out_offset);
-    o[ch + 2] = td_out8q(a2, rq + 2 * ch + 4, out_offset);
-    o[ch + 3] = td_out8q(a3, rq + 2 * ch + 6, out_offset);
+    o[ch] = td_out8q(a0, rq + 2 * ch, out_offset, gen);
+    o[ch + 1] = td_out8q(a1, rq + 2 * ch + 2, out_offset, gen);
+    o[ch + 2] = td_out8q(a2, rq + 2 * ch + 4, out_offset, gen);
+    o[ch + 3] = td_out8q(a3, rq + 2 * ch + 6, out_offset, gen);
   }
 #endif
   for (; ch < c; ++ch) {
@@ -475,8 +392,19 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
       xr += x_row;
       wr += w_row;
     }
-    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset);
+    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset, gen);
   }
+}
+
+TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
+                        int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
+                        const int32_t *rq, int32_t off, int32_t out_offset, int8_t *o) {
+  td_dw_pixel_b(x, w, c, ny, nx, x_row, x_tap, w_row, bias, rq, off, out_offset, o, 0);
+}
+TD_HOT void td_dw_pixel_g(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
+                          int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
+                          const int32_t *rq, int32_t off, int32_t out_offset, int8_t *o) {
+  td_dw_pixel_b(x, w, c, ny, nx, x_row, x_tap, w_row, bias, rq, off, out_offset, o, 1);
 }
 
 #if TD_DSP
@@ -485,6 +413,7 @@ TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
 TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t x_row,
                             int32_t x_tap, const int32_t *bias_eff, const int32_t *rq,
                             int32_t out_offset, int8_t *o) {
+  const int32_t gen = 0; /* only layers without a shift >= 0 come here */
   const int32_t x_next = x_row - 3 * x_tap; /* from after a row's last tap to the next row */
   int32_t ch = 0, fy;
   for (; ch + 4 <= c; ch += 4) {
@@ -506,10 +435,10 @@ TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t
       }
       xp += x_next;
     }
-    o[ch] = td_out8q(a0, rq + 2 * ch, out_offset);
-    o[ch + 1] = td_out8q(a1, rq + 2 * ch + 2, out_offset);
-    o[ch + 2] = td_out8q(a2, rq + 2 * ch + 4, out_offset);
-    o[ch + 3] = td_out8q(a3, rq + 2 * ch + 6, out_offset);
+    o[ch] = td_out8q(a0, rq + 2 * ch, out_offset, gen);
+    o[ch + 1] = td_out8q(a1, rq + 2 * ch + 2, out_offset, gen);
+    o[ch + 2] = td_out8q(a2, rq + 2 * ch + 4, out_offset, gen);
+    o[ch + 3] = td_out8q(a3, rq + 2 * ch + 6, out_offset, gen);
   }
   for (; ch < c; ++ch) {
     int32_t acc = bias_eff[ch], k;
@@ -519,12 +448,13 @@ TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t
       xp += k % 3 == 2 ? x_next + x_tap : x_tap;
       wp += c;
     }
-    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset);
+    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset, gen);
   }
 }
 #endif
 
-void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out) {
+TD_ALWAYS_INLINE void td_depthwise_b(const td_conv_params *p, const int8_t *in, int8_t *out,
+                                     const int32_t gen) {
   const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
   const int32_t out_h = p->out_h, out_w = p->out_w, dil_h = p->dil_h, dil_w = p->dil_w;
   const int32_t stride_h = p->stride_h, stride_w = p->stride_w;
@@ -536,10 +466,6 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
   const int32_t batches = p->batches;
   int8_t *const out0 = out;
   int32_t b, oy, ox;
-  if (p->depth_mult != 1 || rq == 0) {
-    td_depthwise_ref(p, in, out);
-    return;
-  }
   for (b = 0; b < batches; ++b) {
     const int8_t *inb = in + b * in_h * in_w * c;
     for (oy = 0; oy < out_h; ++oy) {
@@ -553,16 +479,17 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
         while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
         while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
 #if TD_DSP
-        if (p->bias_eff && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && fx1 - fx0 == 3) {
+        if (!gen && p->bias_eff && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && fx1 - fx0 == 3) {
           td_dw_pixel_3x3(inb + (y0 * in_w + x0) * c, filter, c, row_step, tap_step,
                           p->bias_eff, rq, out_offset, out);
           out += c;
           continue;
         }
 #endif
-        td_dw_pixel(inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
-                    filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step,
-                    tap_step, f_w * c, bias, rq, off, out_offset, out);
+        (gen ? td_dw_pixel_g : td_dw_pixel)(
+            inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
+            filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step, tap_step,
+            f_w * c, bias, rq, off, out_offset, out);
         out += c;
       }
     }
@@ -570,34 +497,26 @@ void td_depthwise_conv2d(const td_conv_params *p, const int8_t *in, int8_t *out)
   td_act_clamp(out0, batches * out_h * out_w * c, p->act_min, p->act_max);
 }
 
-/* ---- FULLY_CONNECTED ---------------------------------------------------------------- */
-static void td_fc_ref(const td_fc_params *p, const int8_t *in, int8_t *out) {
-  int32_t b, oc, k;
-  for (b = 0; b < p->batches; ++b) {
-    const int8_t *x = in + b * p->accum;
-    for (oc = 0; oc < p->out_c; ++oc) {
-      const int8_t *w = p->filter + oc * p->accum;
-      const int32_t ch = p->per_channel ? oc : 0;
-      int32_t acc = 0;
-      for (k = 0; k < p->accum; ++k) {
-        acc += ((int32_t)w[k] + p->filter_offset) * ((int32_t)x[k] + p->in_offset);
-      }
-      if (p->bias) acc += p->bias[oc];
-      out[b * p->out_c + oc] =
-          td_out8c(p->rq, p->mult, p->shift, ch, acc, p->out_offset, p->act_min, p->act_max);
-    }
-  }
+void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  td_depthwise_b(p, in, out, 0);
+}
+void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  td_depthwise_b(p, in, out, 1);
 }
 
-void td_fully_connected(const td_fc_params *p, const int8_t *in, int8_t *out) {
+/* ---- FULLY_CONNECTED ---------------------------------------------------------------- */
+TD_ALWAYS_INLINE void td_fc_b(const td_fc_params *p, const int8_t *in, int8_t *out,
+                              const int32_t gen) {
   int32_t b;
-  if (p->bias_eff == 0 || p->rq == 0 || p->filter_offset != 0) {
-    td_fc_ref(p, in, out);
-    return;
-  }
   for (b = 0; b < p->batches; ++b) {
-    td_rows(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff, p->rq,
-            p->per_channel, p->out_offset, out + b * p->out_c);
+    (gen ? td_rows_g : td_rows)(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff,
+                                p->rq, p->per_channel, p->out_offset, out + b * p->out_c);
   }
   td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);
+}
+void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out) {
+  td_fc_b(p, in, out, 0);
+}
+void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out) {
+  td_fc_b(p, in, out, 1);
 }

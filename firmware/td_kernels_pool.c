@@ -7,14 +7,6 @@
 #include "td_kernels.h"
 #include "td_simd.h"
 
-#if defined(__GNUC__) && !defined(__clang__)
-#define TD_HOT static __attribute__((noinline, optimize("O2")))
-#elif defined(__GNUC__)
-#define TD_HOT static __attribute__((noinline))
-#else
-#define TD_HOT static
-#endif
-
 /* ---- pooling ------------------------------------------------------------------------ */
 
 /* One output pixel of c channels over ny x nx taps starting at x (row step x_row). */

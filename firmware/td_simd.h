@@ -64,6 +64,13 @@ TD_INLINE int32_t td_requant_rq(int32_t x, int32_t mult, int32_t sh) {
 #endif
 }
 
+/* td_requant for a shift L >= 0 (TFLM: x * 2^L in int32, then the rounding doubling high
+ * multiply; no second rounding) */
+TD_INLINE int32_t td_requant_lsh(int32_t x, int32_t mult, int32_t lsh) {
+  const int64_t ab = (int64_t)(int32_t)((uint32_t)x << lsh) * (int64_t)mult;
+  return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+}
+
 TD_INLINE int32_t td_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -103,5 +110,42 @@ TD_INLINE int16x2_t td_pack_offset(int32_t off) {
   return (int16x2_t)(((uint32_t)off & 0xffffu) * 0x10001u);
 }
 #endif
+
+/* ---- shared by the conv / depthwise / FC fast variants (td_kernels_conv.c, _dwm.c) -- */
+#if defined(__GNUC__)
+#define TD_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define TD_ALWAYS_INLINE static inline
+#endif
+/* the inner loops: a function of their own (registers), optimized for speed even in a
+ * size-optimized (-Os) build */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TD_HOT static __attribute__((noinline, optimize("O2")))
+#define TD_O2 __attribute__((optimize("O2")))
+#elif defined(__GNUC__)
+#define TD_HOT static __attribute__((noinline))
+#define TD_O2
+#else
+#define TD_HOT static
+#define TD_O2
+#endif
+
+/* the fast paths' output: rq points at the channel's {mult, -shift - 1} (td_kernels.h),
+ * saturated to int8; a narrower activation range is applied afterwards (td_act_clamp).
+ * gen (a constant in each instance): the pair may hold a shift >= 0 (*_fastg). */
+TD_ALWAYS_INLINE int8_t td_out8q(int32_t acc, const int32_t *rq, int32_t out_offset,
+                                 const int32_t gen) {
+  const int32_t v = gen && rq[1] < 0 ? td_requant_lsh(acc, rq[0], -rq[1] - 1)
+                                     : td_requant_rq(acc, rq[0], rq[1]);
+  return (int8_t)td_sat8(v + out_offset);
+}
+
+/* clamp n outputs to [lo, hi] unless that is the whole int8 range (the converter's usual
+ * choice, e.g. ReLU with the output zero point at -128) */
+TD_ALWAYS_INLINE void td_act_clamp(int8_t *y, int32_t n, int32_t lo, int32_t hi) {
+  int32_t i;
+  if (lo <= -128 && hi >= 127) return;
+  for (i = 0; i < n; ++i) y[i] = (int8_t)td_clamp_i32(y[i], lo, hi);
+}
 
 #endif /* TD_SIMD_H */

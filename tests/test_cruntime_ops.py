@@ -46,7 +46,7 @@ def _dwconv(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     stride = int(r.integers(1, 3))
     dil = int(r.integers(1, 3)) if stride == 1 else 1
     y = k.layers.DepthwiseConv2D(int(r.integers(2, 4)), strides=stride, dilation_rate=dil,
-                                 depth_multiplier=int(r.integers(1, 3)),
+                                 depth_multiplier=int(r.integers(1, 9)),
                                  padding=str(r.choice(["same", "valid"])),
                                  activation=ACTS[int(r.integers(3))])(x)
     return k.Model(x, y), ["DEPTHWISE_CONV_2D"]

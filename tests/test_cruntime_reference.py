@@ -74,7 +74,8 @@ def test_no_float_in_invoke(built: dict) -> None:
         text = (res.out_dir / "td_model.c").read_text()
         invoke = text[text.index("int td_invoke("):]
         assert "float" not in invoke and "double" not in invoke
-        for k in ("td_kernels.c", "td_kernels_conv.c", "td_kernels_elem.c"):
+        for k in ("td_kernels.c", "td_kernels_conv.c", "td_kernels_conv_ref.c",
+                  "td_kernels_elem.c"):
             src = (res.out_dir / k).read_text()
             assert "float" not in src and "double" not in src and "malloc" not in src
 

@@ -1,6 +1,7 @@
 """The conv/FC kernels' one-multiply requantization (td_requant_rq in firmware/td_simd.h)
-equals TFLM's two-step arithmetic, and layers outside its domain (a channel with a
-non-negative shift) or with a narrower activation range than int8 stay bit-exact.
+and the general form's left shift (td_requant_lsh) equal TFLM's two-step arithmetic, and
+layers outside its domain (a channel with a non-negative shift) or with a narrower activation
+range than int8 stay bit-exact.
 
 The whole-model checks edit digits_cnn (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED): the
 convolution's output zero point moves up so its fused ReLU clamps inside the int8 range,
@@ -46,6 +47,10 @@ int main(void) {
       if (i == 3) x = INT32_MAX;
       ++n;
       if (td_requant_rq(x, m, sh) != td_requant(x, m, -(sh + 1))) ++bad;
+      /* a dead channel ({0, sh}) gives 0, as TFLM's multiplier 0 does */
+      if (td_requant_rq(x, 0, sh) != 0) ++bad;
+      /* the general form's shift >= 0 (left shift sh, wrapping as TFLM's int32 product) */
+      if (td_requant_lsh(x, m, sh) != td_requant(x, m, sh)) ++bad;
     }
   }
   printf("%ld %ld\n", n, bad);

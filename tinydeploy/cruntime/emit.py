@@ -14,6 +14,7 @@ from ..errors import TinyDeployError
 from . import fixedpoint, quant
 from .ctext import c_struct as _struct
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
+from .variants import INTERLEAVED4, PLAIN, check_call, fast_variant, rq_pairs
 
 MAX_RANK = 6
 
@@ -136,6 +137,8 @@ class Emitter:
         self.const_names: dict[int, str] = {}
         self.weight_bytes = 0  # constant tensor data
         self.param_bytes = 0  # multipliers/shifts arrays
+        self.layouts: dict[str, str] = {}  # constant array -> its layout (variants.py)
+        self.arrays: dict[str, list[int]] = {}  # int32 parameter arrays by name
 
     # --- helpers -------------------------------------------------------------------------
     def ref(self, i: int) -> str:
@@ -154,30 +157,42 @@ class Emitter:
             name = f"td_w{t.index}"
             self.decls.append(c_array(name, ctype, t.data))
             self.const_names[t.index] = name
+            self.layouts[name] = PLAIN
             self.weight_bytes += int(t.data.size) * (1 if ctype == "int8_t" else 4)
         return self.const_names[t.index]
 
     def int_array(self, name: str, values: Sequence[int]) -> str:
         self.decls.append(c_array(name, "int32_t", values))
+        self.arrays[name] = [int(v) for v in values]
         self.param_bytes += 4 * len(values)
         return name
 
-    def requant(self, p: str, pairs: Sequence[tuple[int, int]]) -> dict[str, object]:
+    def requant(self, p: str, pairs: Sequence[tuple[int, int]], rq: bool) -> dict[str, object]:
         """The per-channel requantization fields of a conv/FC struct.
 
         Args:
-            p: the struct's name (array name prefix); pairs: (multiplier, shift) per channel.
+            p: the struct's name (array name prefix); pairs: TFLM (multiplier, shift) per
+            channel; rq: the form of a fast variant (variants.RQ), else TFLM's arrays.
 
         Returns:
-            ``rq`` ({mult, -shift - 1} pairs for td_requant_rq) when every shift is in
-            [-31, -1] and every multiplier non-zero (one 64-bit multiply per output), else
-            ``mult``/``shift`` arrays for the kernels' reference loops.
+            ``rq`` ({mult, -shift - 1} pairs, variants.rq_pairs), or ``mult``/``shift``
+            arrays for the reference variants.
         """
-        if all(m > 0 and -31 <= s <= -1 for m, s in pairs):
-            flat = [v for m, s in pairs for v in (m, -s - 1)]
-            return {"rq": self.int_array(p + "_rq", flat), "mult": 0, "shift": 0}
+        if rq:
+            return {"rq": self.int_array(p + "_rq", rq_pairs(pairs)), "mult": 0, "shift": 0}
         return {"mult": self.int_array(p + "_mult", [m for m, _ in pairs]),
                 "shift": self.int_array(p + "_shift", [s for _, s in pairs])}
+
+    def call(self, function: str, ctype: str, p: str, fields: dict[str, object], op: Op
+             ) -> str:
+        """Declare the kernel's parameter struct and return its call, after checking that
+        the arrays are in the layouts the variant reads (variants.check_call). A *_fast
+        variant becomes its general instance where the ``rq`` table needs it."""
+        if function.endswith(("_fast", "_fastm")):
+            function = fast_variant(function, self.arrays[str(fields["rq"])])
+        check_call(function, fields, self.layouts, self.arrays, self.g.path)
+        self.decls.append(_struct(ctype, p, fields))
+        return f"{function}(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
     def act(self, op: Op, out: Tensor) -> tuple[int, int]:
         a = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
@@ -211,14 +226,15 @@ class Emitter:
                                           f"kernel requires {zp}", fix=FIX_TFLM)
 
     # --- convolutions ----------------------------------------------------------------------
-    def weights(self, name: str, values: np.ndarray) -> str:
+    def weights(self, name: str, values: np.ndarray, layout: str) -> str:
         """A constant int8 array in a kernel-specific layout (instead of the tensor's)."""
         self.decls.append(c_array(name, "int8_t", values))
         self.weight_bytes += int(values.size)
+        self.layouts[name] = layout
         return name
 
     def _conv_common(self, op: Op, p: str, depthwise: bool,
-                     filter_name: str | None = None) -> dict[str, object]:
+                     filter_name: str | None = None, rq: bool = False) -> dict[str, object]:
         x, y = self._io(op)
         w = self.g.t(op.inputs[1])
         bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
@@ -254,7 +270,7 @@ class Emitter:
             "in_offset": -x.zp, "out_offset": y.zp, "act_min": lo, "act_max": hi,
             "filter": filter_name or self.const(w),
             "bias": self.const(bias) if bias is not None else 0,
-            **self.requant(p, list(zip(mults, shifts, strict=True))),
+            **self.requant(p, list(zip(mults, shifts, strict=True)), rq),
         }
 
     def _conv_2d(self, op: Op, p: str) -> str:
@@ -264,14 +280,13 @@ class Emitter:
         folded = folded_bias(w.data, bias, -x.zp) if w.dtype == "INT8" else None
         fast = folded is not None and (scratch is not None or scratch_bytes(op, self.g) == 0)
         if fast and w.data is not None and w.index not in self.const_names:
-            fields = self._conv_common(op, p, False,
-                                       self.weights(p + "_filter", interleave_rows(w.data)))
+            filt = self.weights(p + "_filter", interleave_rows(w.data), INTERLEAVED4)
+            fields = self._conv_common(op, p, False, filt, rq=True)
             fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)  # type: ignore[arg-type]
             fields["scratch"], fields["scratch_cols"] = scratch or (0, 2)
-        else:
-            fields = self._conv_common(op, p, False)
-        self.decls.append(_struct("td_conv_params", p, fields))
-        return f"td_conv2d(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+            return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
+        return self.call("td_conv2d_ref", "td_conv_params", p,
+                         self._conv_common(op, p, False), op)
 
     def _depthwise_conv_2d(self, op: Op, p: str) -> str:
         x, w = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
@@ -283,22 +298,20 @@ class Emitter:
             rows = w.data.reshape(fh * fw, oc).T
             folded = folded_bias(rows, bias, -x.zp)
             if folded is not None:
-                fields = self._conv_common(op, p, True,
-                                           self.weights(p + "_filter", interleave_rows(rows)))
+                filt = self.weights(p + "_filter", interleave_rows(rows), INTERLEAVED4)
+                fields = self._conv_common(op, p, True, filt, rq=True)
                 fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
                               scratch=scratch[0], scratch_cols=scratch[1])
-                self.decls.append(_struct("td_conv_params", p, fields))
-                return (f"td_conv2d(&{p}, {self.ref(op.inputs[0])}, "
-                        f"{self.loc(op.outputs[0])});")
-        fields = self._conv_common(op, p, True)
-        if w.data is not None and fields["depth_mult"] == 1:
-            # interior pixels of the fast path: input offset folded into the bias
-            _, fh, fw, oc = w.shape
-            folded = folded_bias(w.data.reshape(fh * fw, oc).T, bias, -x.zp)
-            if folded is not None:
-                fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
-        self.decls.append(_struct("td_conv_params", p, fields))
-        return f"td_depthwise_conv2d(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+                return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
+        fields = self._conv_common(op, p, True, rq=True)
+        if fields["depth_mult"] != 1:
+            return self.call("td_depthwise_conv2d_fastm", "td_conv_params", p, fields, op)
+        # interior pixels of the 3x3 DSP path: input offset folded into the bias
+        _, fh, fw, oc = w.shape
+        folded = folded_bias(w.data.reshape(fh * fw, oc).T, bias, -x.zp)
+        if folded is not None:
+            fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
+        return self.call("td_depthwise_conv2d_fast", "td_conv_params", p, fields, op)
 
     def _fully_connected(self, op: Op, p: str) -> str:
         x, y = self._io(op)
@@ -315,21 +328,21 @@ class Emitter:
         per_channel = len(w.scales) > 1
         pairs = [quant.quantize_multiplier(x.scale * s / y.scale) for s in w.scales]
         lo, hi = self.act(op, y)
-        fields = {
+        fields: dict[str, object] = {
             "batches": x.size // accum, "accum": accum, "out_c": oc,
             "in_offset": -x.zp, "filter_offset": -w.zp, "out_offset": y.zp,
             "act_min": lo, "act_max": hi, "per_channel": int(per_channel),
             "bias": self.const(bias) if bias is not None else 0,
-            **self.requant(p, pairs),
         }
         folded = folded_bias(w.data, bias, -x.zp) if w.zp == 0 else None
         if folded is not None and w.index not in self.const_names:
-            fields["filter"] = self.weights(p + "_filter", interleave_rows(w.data))
-            fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
-        else:
-            fields["filter"] = self.const(w)
-        self.decls.append(_struct("td_fc_params", p, fields))
-        return f"td_fully_connected(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
+            fields.update(self.requant(p, pairs, True),
+                          filter=self.weights(p + "_filter", interleave_rows(w.data),
+                                              INTERLEAVED4),
+                          bias_eff=self.int_array(p + "_bias_eff", folded))  # type: ignore[arg-type]
+            return self.call("td_fully_connected_fast", "td_fc_params", p, fields, op)
+        fields.update(self.requant(p, pairs, False), filter=self.const(w))
+        return self.call("td_fully_connected_ref", "td_fc_params", p, fields, op)
 
     def _pool(self, op: Op, p: str, fn: str) -> str:
         x, y = self._io(op)

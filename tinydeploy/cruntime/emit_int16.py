@@ -22,6 +22,7 @@ import numpy as np
 
 from .ctext import c_struct
 from .graph import Graph, Op
+from .variants import PAIRS16
 
 if TYPE_CHECKING:
     from .emit import Emitter
@@ -180,7 +181,7 @@ def emit_conv16(em: Emitter, op: Op, p: str, fields: dict[str, object], bias64: 
     if plan is None:  # pragma: no cover - the caller checked
         raise ValueError(f"op {op.index} is not on the 16x8 CONV_2D fast path")
     em.decls.append(c_struct("td_conv_params", p, {**fields, "filter": 0}))
-    filt = em.weights(p + "_f16", pair_layout(plan.rows, plan.seg))
+    filt = em.weights(p + "_f16", pair_layout(plan.rows, plan.seg), PAIRS16)
     em.decls.append(c_struct("td_conv16_params", p + "_fast", {
         "p": f"&{p}", "filter": filt,
         "scratch": f"(int16_t *)(void *){scratch}" if plan.scratch else 0,
@@ -243,7 +244,7 @@ def emit_fc16(em: Emitter, op: Op, p: str, fields: dict[str, object], bias64: in
     if seg is None:  # pragma: no cover - the caller checked
         raise ValueError(f"op {op.index} is not on the 16x8 FULLY_CONNECTED fast path")
     em.decls.append(c_struct("td_fc_params", p, {**fields, "filter": 0}))
-    filt = em.weights(p + "_f16", pair_layout(np.asarray(w.data), seg))
+    filt = em.weights(p + "_f16", pair_layout(np.asarray(w.data), seg), PAIRS16)
     em.decls.append(c_struct("td_fc16_params", p + "_fast", {
         "p": f"&{p}", "filter": filt, "bias64": bias64, "seg": seg,
         **_fold_fields(em, op, p, np.asarray(w.data).reshape(w.shape[0], -1), bias64)}))

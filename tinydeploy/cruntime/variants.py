@@ -1,0 +1,94 @@
+"""The int8 conv / depthwise / FC kernel variants and the data layout each one reads.
+
+Every variant is its own C entry point (firmware/td_kernels.h has the same table): the
+generator picks one per layer, emits the constants in the layouts that variant declares,
+and ``check_call`` refuses a call whose arrays are in another layout. There is no silent
+fallback inside the kernels, so a layout can never be read as another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..errors import TinyDeployError
+
+PLAIN = "plain"  # the tensor's own layout
+INTERLEAVED4 = "interleaved4"  # emit.interleave_rows: rows in groups of four
+PAIRS16 = "pairs16"  # emit_int16.pair_layout (the 16x8 fast kernels' own structs)
+RQ = "rq"  # {mult, -shift - 1} pairs, every shift <= -1 (td_kernels.h)
+RQ_GENERAL = "rq_general"  # the same pairs, shifts >= 0 allowed
+MULT_SHIFT = "mult_shift"  # TFLM's QuantizeMultiplier arrays
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One kernel entry point: the layout of its filter, its requantization form and the
+    struct fields it needs set (non-zero)."""
+
+    function: str
+    filter_layout: str
+    requant: str
+    needs: tuple[str, ...] = ()
+
+
+VARIANTS: dict[str, Variant] = {v.function: v for v in (
+    Variant("td_conv2d_fast", INTERLEAVED4, RQ, ("bias_eff",)),
+    Variant("td_conv2d_fastg", INTERLEAVED4, RQ_GENERAL, ("bias_eff",)),
+    Variant("td_conv2d_ref", PLAIN, MULT_SHIFT),
+    Variant("td_depthwise_conv2d_fast", PLAIN, RQ),
+    Variant("td_depthwise_conv2d_fastg", PLAIN, RQ_GENERAL),
+    Variant("td_depthwise_conv2d_fastm", PLAIN, RQ),
+    Variant("td_depthwise_conv2d_fastmg", PLAIN, RQ_GENERAL),
+    Variant("td_fully_connected_fast", INTERLEAVED4, RQ, ("bias_eff",)),
+    Variant("td_fully_connected_fastg", INTERLEAVED4, RQ_GENERAL, ("bias_eff",)),
+    Variant("td_fully_connected_ref", PLAIN, MULT_SHIFT),
+)}
+
+
+def rq_pairs(pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """TFLM (multiplier, shift) per channel as the fast variants' flat ``rq`` table.
+
+    A zero multiplier (a dead channel, or a scale QuantizeMultiplier flushes to 0) becomes
+    {0, 0}: td_requant_rq then yields 0, TFLM's result for it."""
+    return [v for m, s in pairs for v in (m, -s - 1 if m else 0)]
+
+
+def needs_general(rq: Sequence[int]) -> bool:
+    """Whether an ``rq`` table holds a shift >= 0 (only the *_fastg variants read it)."""
+    return any(code < 0 for code in rq[1::2])
+
+
+def fast_variant(base: str, rq: Sequence[int]) -> str:
+    """``base`` (a *_fast or *_fastm entry point) or its general instance for this ``rq``
+    table."""
+    return base + "g" if needs_general(rq) else base
+
+
+def check_call(function: str, fields: Mapping[str, object], layouts: Mapping[str, str],
+               arrays: Mapping[str, Sequence[int]], path: object = None) -> Variant:
+    """Refuse (a generator bug, nothing generated) a call whose filter array is not in the
+    variant's layout, or that lacks the requantization form or fields the variant reads.
+
+    ``layouts``: the layout of every emitted constant array, ``arrays``: the values of the
+    emitted int32 arrays, both by C name."""
+    v = VARIANTS[function]
+    filt = str(fields.get("filter", ""))
+    problems = []
+    if layouts.get(filt) != v.filter_layout:
+        problems.append(f"filter {filt} is {layouts.get(filt)}, {function} reads "
+                        f"{v.filter_layout}")
+    has_rq = bool(fields.get("rq"))
+    has_ms = bool(fields.get("mult")) and bool(fields.get("shift"))
+    if (v.requant in (RQ, RQ_GENERAL) and not has_rq) or (v.requant == MULT_SHIFT
+                                                          and not has_ms):
+        problems.append(f"{function} needs the {v.requant} requantization arrays")
+    elif v.requant == RQ and needs_general(arrays.get(str(fields["rq"]), [])):
+        problems.append(f"{function} cannot read a shift >= 0 ({function}g can)")
+    problems += [f"{function} needs {f}" for f in v.needs if not fields.get(f)]
+    if problems:
+        raise TinyDeployError("model_rejected", path=path,
+                              problem="kernel layout contract broken: " + "; ".join(problems),
+                              fix="report this model to tinydeploy (a generator bug; nothing "
+                                  "was written)")
+    return v
