@@ -1,4 +1,5 @@
-"""Shared fixtures: each example trained (few epochs) and quantized once per session.
+"""Shared fixtures: each example trained (few epochs) and quantized once per test run (once
+for all pytest-xdist workers, see ``shared_run``).
 
 ``sine_run``, ``digits_run`` and ``vibration_run`` return an ``ExampleRun`` whose paths
 are available both as attributes and as keys (``run.int8_tflite`` or
@@ -12,6 +13,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import fcntl  # noqa: E402
+import pickle  # noqa: E402
 from dataclasses import dataclass, fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -60,19 +63,39 @@ def run_example(name: str, out: Path, epochs: int | None = None) -> ExampleRun:
                       report_md=report.md_path, train=trained, quant=report)
 
 
+def shared_run(name: str, tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
+    """``run_example(name)`` once per test run: with pytest-xdist (``-n``) the first worker
+    that needs it trains under a file lock in the folder all workers share, the others load
+    its result."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # <basetemp>/popen-gw0 -> <basetemp>: one per run, all workers
+    out, done = root / f"shared_{name}_run", root / f"shared_{name}_run.pickle"
+    with open(root / f"shared_{name}_run.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if done.is_file():
+            run: ExampleRun = pickle.loads(done.read_bytes())
+            return run
+        run = run_example(name, out)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(run))
+        tmp.replace(done)
+        return run
+
+
 @pytest.fixture(scope="session")
 def sine_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
-    return run_example("sine", tmp_path_factory.mktemp("sine_run"))
+    return shared_run("sine", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
-    return run_example("digits", tmp_path_factory.mktemp("digits_run"))
+    return shared_run("digits", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def vibration_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
-    return run_example("vibration", tmp_path_factory.mktemp("vibration_run"))
+    return shared_run("vibration", tmp_path_factory)
 
 
 def pytest_configure(config: pytest.Config) -> None:
