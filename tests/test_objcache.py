@@ -44,9 +44,10 @@ class Runs:
 
 def _lib(folder: Path, k: int = 1) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "k.h").write_text(f"/* a comment */\n#define K {k}\n")
+    (folder / "k.h").write_text(f"/* a comment */\n#define K {k}\n#ifndef EXTRA\n"
+                                "#define EXTRA 0\n#endif\n")
     src = folder / "k.c"
-    src.write_text('#include "k.h"\nint k(void) { int unused; return K; }\n')
+    src.write_text('#include "k.h"\nint k(void) { int unused; return K + EXTRA; }\n')
     return src
 
 
@@ -61,11 +62,13 @@ def test_hit_needs_the_same_preprocessed_source_and_flags(tmp_path: Path, cache:
     assert obj.parent == cache and obj.is_file() and "unused" in msgs and len(runs.cmds) == 1
     # another folder (other -I path), a changed comment: the same translation unit, a hit
     src = _lib(tmp_path / "b")
-    (src.parent / "k.h").write_text("/* another comment */\n#define K 1\n")
+    header = (src.parent / "k.h").read_text()
+    (src.parent / "k.h").write_text(header.replace("a comment", "another comment"))
     assert _compile(src, runs) == ([obj], msgs) and len(runs.cmds) == 1
-    # a header that changes the code, another define, other flags: compiled anew
+    assert _compile(src, runs, "-DUNUSED=1") == ([obj], msgs) and len(runs.cmds) == 1
+    # a header that changes the code, a define it uses, other flags: compiled anew
     (again,), _ = _compile(_lib(tmp_path / "c", k=2), runs)
-    (defined,), _ = _compile(src, runs, "-DX=1")
+    (defined,), _ = _compile(src, runs, "-DEXTRA=1")
     (optimized,), _ = _compile(src, runs, "-O2")
     assert len({obj, again, defined, optimized}) == 4 and len(runs.cmds) == 4
 

@@ -5,14 +5,14 @@ cached by what the compiler sees, so each is compiled once per content and flags
 ``<cache>/obj/`` (``<cache>``: the parent of ``$TINYDEPLOY_TFLM_CACHE``, default
 ``~/.cache/tinydeploy``, as for the arena cache) or compiled now, the missing ones in
 parallel. The key is the SHA-256 of the compiler (path, size, date, ``--version``), the
-flags without include paths, and the preprocessed source (``-E -P``: every header and
-``-D`` applied), so a change to a source, a header it includes, a define, a flag or the
-compiler compiles anew. The compiler's messages are kept beside the object and returned
-on a hit as a fresh compile would print them. Objects are written under a temporary name
-and renamed (parallel test workers and interrupted builds leave no half object); the
-least recently used are removed past ``MAX_OBJECTS``. Only sources named like a file of
-``firmware/`` are cached (``is_library_source``): a model's own ``td_model.c`` is compiled
-every time.
+flags without include paths and defines, and the preprocessed source (``-E -P``: every
+header and ``-D`` applied), so a change to a source, a header it includes, a define it
+uses, a flag or the compiler compiles anew. The compiler's messages are kept beside the
+object and returned on a hit as a fresh compile would print them. Objects are written
+under a temporary name and renamed (parallel test workers and interrupted builds leave no
+half object); the least recently used are removed past ``MAX_OBJECTS``. Only sources
+named like a file of ``firmware/`` are cached (``is_library_source``): a model's own
+``td_model.c`` is compiled every time.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def _key(cc: str, src: Path, flags: Sequence[str]) -> str | None:
     if pre.returncode != 0:
         return None
     h = hashlib.sha256(f"tinydeploy-obj {KEY_VERSION}\0{_compiler_id(cc)}\0".encode())
-    h.update("\0".join(f for f in flags if not f.startswith("-I")).encode())
+    # include paths and defines act through the preprocessed text alone
+    h.update("\0".join(f for f in flags if not f.startswith(("-I", "-D", "-U"))).encode())
     h.update(b"\0")
     h.update(pre.stdout)
     return h.hexdigest()[:32]
