@@ -106,3 +106,10 @@ def test_edited_kernel_copy_is_compiled_not_taken_from_the_cache(tmp_path: Path,
             build_harness(res.out_dir)
         path.write_text(text)
     np.testing.assert_array_equal(run_harness(build_harness(res.out_dir), x, y.shape[1:]), y)
+
+
+def test_unwritable_cache_falls_back_to_a_temporary_folder(tmp_path: Path, cache: Path) -> None:
+    cache.parent.mkdir(parents=True)
+    cache.write_text("a file where the cache folder should be")
+    (obj,), _ = _compile(_lib(tmp_path / "a"), Runs())
+    assert obj.is_file() and not obj.is_relative_to(cache.parent)

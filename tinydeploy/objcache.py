@@ -24,6 +24,7 @@ import hashlib
 import os
 import secrets
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -40,6 +41,24 @@ def cache_dir() -> Path:
     from .device.tflm_build import cache_root
 
     return cache_root().parent / "obj"
+
+
+@functools.cache
+def _fallback_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="tinydeploy-obj-"))
+
+
+def _usable_dir() -> Path:
+    """``cache_dir()``, or a temporary folder for this process when it cannot be written
+    (a read-only home must not break a build)."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    except OSError:
+        pass
+    return _fallback_dir()
 
 
 @functools.cache
@@ -130,8 +149,7 @@ def compile_objects(cc: str, sources: Sequence[Path], flags: Sequence[str], run:
     when it fails; the first failure is raised after the running compiles end."""
     if not sources:
         return [], ""
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _usable_dir()
     workers = min(len(sources), os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_compile_one, cc, Path(s), flags, run, what(Path(s)), folder)
