@@ -21,8 +21,9 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-# Few epochs: enough for the int8-vs-float comparisons, each example well under 30 s.
-TEST_EPOCHS = {"sine": 40, "digits": 12, "vibration": 10}
+# Few epochs: enough for the int8-vs-float comparisons, each example well under 30 s (sine at
+# 20 epochs: test MAE 0.14, the "did not learn" bound is 0.3; at 40 it was 0.11).
+TEST_EPOCHS = {"sine": 20, "digits": 12, "vibration": 10}
 SEED = 0
 
 
