@@ -4,6 +4,7 @@
  * bytes of a large, 16-byte aligned static buffer, AllocateTensors(), zero the inputs,
  * Invoke(), and print one result line on the serial port:
  *   TD_PROBE OK <arena_used_bytes>   |   TD_PROBE FAIL allocate   |   TD_PROBE FAIL invoke
+ * (after TD_PROBE START <size>, and TD_PROBE ALLOCATED <size> once the tensors are allocated)
  * TFLM touches only [arena, arena + size), so one firmware serves every trial: the host
  * writes the trial size into the word at TD_PROBE_SIZE_ADDR before the core starts (QEMU
  * `-device loader`; the last word of the image memory, outside the image, so neither the
@@ -54,6 +55,7 @@ void setup() {
     Result("FAIL allocate", 0);
     return;
   }
+  Result("ALLOCATED", static_cast<unsigned long>(size));  /* a hang from here on is slow */
   for (size_t i = 0; i < interpreter.inputs_size(); ++i) {
     TfLiteTensor *t = interpreter.input(i);
     if (t != nullptr && t->data.raw != nullptr) memset(t->data.raw, 0, t->bytes);

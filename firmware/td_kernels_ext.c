@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "td_kernels_ext.h"
+#include "td_simd.h"
 
 static int32_t td_ld(const void *p, int32_t i, int32_t es) {
   return es == 2 ? (int32_t)((const int16_t *)p)[i] : (int32_t)((const int8_t *)p)[i];
@@ -71,20 +72,97 @@ void td_binary_ext(const td_binary_params *p, int32_t kind, int32_t es, const vo
   }
 }
 
+/* one run of the innermost axis: inner_n copies of run bytes, inner_step apart */
+static uint8_t *td_slice_row(const td_strided_slice_params *p, const uint8_t *src,
+                             uint8_t *dst) {
+  const int32_t n = p->inner_n, step = p->inner_step, run = p->run;
+  int32_t i;
+  if (step == run) { /* contiguous: one copy */
+    memcpy(dst, src, (size_t)run * (size_t)n);
+    return dst + run * n;
+  }
+  if (run == 1) {
+    for (i = 0; i < n; ++i) dst[i] = src[i * step];
+  } else if (run == 2) {
+    for (i = 0; i < n; ++i) memcpy(dst + 2 * i, src + i * step, 2);
+  } else if (run == 4) {
+    for (i = 0; i < n; ++i) memcpy(dst + 4 * i, src + i * step, 4);
+  } else {
+    for (i = 0; i < n; ++i) memcpy(dst + i * run, src + i * step, (size_t)run);
+  }
+  return dst + run * n;
+}
+
 void td_strided_slice(const td_strided_slice_params *p, const void *in, void *out) {
-  int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
-  int32_t total = 1, i, d;
-  const uint8_t *src = (const uint8_t *)in;
+  int32_t idx[TD_MAX_RANK - 1] = {0, 0, 0, 0, 0};
+  const uint8_t *src = (const uint8_t *)in + p->base;
   uint8_t *dst = (uint8_t *)out;
-  for (d = 0; d < TD_MAX_RANK; ++d) total *= p->count[d];
-  for (i = 0; i < total; ++i) {
-    int32_t off = 0;
-    for (d = 0; d < TD_MAX_RANK; ++d) off += (p->start[d] + idx[d] * p->step[d]) * p->in_strides[d];
-    memcpy(dst + (size_t)i * (size_t)p->es, src + (size_t)off * (size_t)p->es, (size_t)p->es);
-    for (d = TD_MAX_RANK - 1; d >= 0; --d) {
+  int32_t d;
+  for (;;) {
+    dst = td_slice_row(p, src, dst);
+    for (d = TD_MAX_RANK - 2; d >= 0; --d) {
+      src += p->step[d];
       if (++idx[d] < p->count[d]) break;
+      src -= p->step[d] * p->count[d];
       idx[d] = 0;
     }
+    if (d < 0) return;
+  }
+}
+
+/* sum_k w[k] * (x[k] + off) over n int8 (SXTAB16 + SMLAD with the DSP extension) */
+static int32_t td_dot_off(const int8_t *w, const int8_t *x, int32_t n, int32_t off) {
+  int32_t acc = 0, k = 0;
+#if TD_DSP
+  const int16x2_t off2 = td_pack_offset(off);
+  for (; k + 4 <= n; k += 4) {
+    const uint32_t xv = td_read32(x + k), wv = td_read32(w + k);
+    acc = __smlad(td_sx02(wv), td_sxa02(off2, xv), acc);
+    acc = __smlad(td_sx13(wv), td_sxa13(off2, xv), acc);
+  }
+#endif
+  for (; k < n; ++k) acc += (int32_t)w[k] * ((int32_t)x[k] + off);
+  return acc;
+}
+
+void td_transpose_conv8(const td_tconv_params *p, const int8_t *in, int8_t *out,
+                        int32_t *scratch) {
+  const int32_t in_c = p->in_c, out_c = p->out_c, f_h = p->f_h, f_w = p->f_w;
+  const int32_t n_out = p->batches * p->out_h * p->out_w * out_c;
+  const int32_t w_oc = f_h * f_w * in_c; /* filter step between output channels */
+  uint32_t *const acc0 = (uint32_t *)scratch; /* TFLM sums in int32, wrapping */
+  int32_t b, y, x, fy, fx, oc, i;
+  for (i = 0; i < n_out; ++i) acc0[i] = 0;
+  for (b = 0; b < p->batches; ++b) {
+    for (y = 0; y < p->in_h; ++y) {
+      const int32_t oy0 = y * p->stride_h - p->pad_h;
+      for (x = 0; x < p->in_w; ++x) {
+        const int32_t ox0 = x * p->stride_w - p->pad_w;
+        const int8_t *xv = in + ((b * p->in_h + y) * p->in_w + x) * in_c;
+        for (fy = 0; fy < f_h; ++fy) {
+          const int32_t oy = oy0 + fy;
+          if (oy < 0 || oy >= p->out_h) continue;
+          for (fx = 0; fx < f_w; ++fx) {
+            const int32_t ox = ox0 + fx;
+            const int8_t *w = p->filter + (fy * f_w + fx) * in_c;
+            uint32_t *acc;
+            if (ox < 0 || ox >= p->out_w) continue;
+            acc = acc0 + ((b * p->out_h + oy) * p->out_w + ox) * out_c;
+            for (oc = 0; oc < out_c; ++oc) {
+              acc[oc] += (uint32_t)td_dot_off(w + oc * w_oc, xv, in_c, p->in_offset);
+            }
+          }
+        }
+      }
+    }
+  }
+  for (i = 0; i < n_out; ++i) {
+    const int32_t c = i % out_c;
+    uint32_t a = acc0[i];
+    int32_t v;
+    if (p->bias) a += (uint32_t)((const int32_t *)p->bias)[c];
+    v = td_mbqm((int32_t)a, p->mult[c], p->shift[c]) + p->out_offset;
+    out[i] = (int8_t)td_clamp_i32(v, p->act_min, p->act_max);
   }
 }
 

@@ -27,12 +27,15 @@ void td_binary_ext(const td_binary_params *p, int32_t kind, int32_t es, const vo
                    const void *in2, void *out);
 
 /* ---- strided slice (any element size) --------------------------------------------- */
+/* The generator merges axes: the innermost copy is `run` contiguous bytes (the last axes
+ * taken whole, or one element); outer axes (leading count 1s) step the source by `step`
+ * bytes. The output is written in order. */
 typedef struct {
-  int32_t es;                    /* element size, bytes */
-  int32_t in_strides[TD_MAX_RANK]; /* input element strides, padded to TD_MAX_RANK */
-  int32_t start[TD_MAX_RANK];
-  int32_t count[TD_MAX_RANK];    /* output extent per axis (leading 1s) */
-  int32_t step[TD_MAX_RANK];
+  int32_t base;                  /* byte offset of the first element read */
+  int32_t run;                   /* contiguous bytes per copy */
+  int32_t inner_n, inner_step;   /* copies along the innermost outer axis, its byte step */
+  int32_t count[TD_MAX_RANK - 1]; /* the other outer axes' extents */
+  int32_t step[TD_MAX_RANK - 1];  /* their source byte steps */
 } td_strided_slice_params;
 void td_strided_slice(const td_strided_slice_params *p, const void *in, void *out);
 
@@ -48,6 +51,10 @@ typedef struct {
   const int32_t *shift;
 } td_tconv_params;
 /* scratch: out_h * out_w * out_c * batches int64 accumulators */
+/* int8: an int32 scratch of out_h * out_w * out_c sums (TFLM's int32 wrapping sums), the
+ * filter in its own layout (each output channel's taps hold in_c contiguous weights) */
+void td_transpose_conv8(const td_tconv_params *p, const int8_t *in, int8_t *out,
+                        int32_t *scratch);
 void td_transpose_conv(const td_tconv_params *p, const void *in, void *out, int64_t *scratch);
 
 /* ---- 16x8 kernels (td_kernels_int16.c) --------------------------------------------- */

@@ -506,3 +506,44 @@ if __name__ == "__main__":  # regenerate tests/data/ext_ops/*.tflite (TensorFlow
     for case_, seed_ in PARAMS:
         (STORED / f"{case_}_{seed_}.tflite").write_bytes(build_model(case_, seed_))
         print(case_, seed_)
+
+
+def test_slice_copy_plan_matches_numpy() -> None:
+    """td_strided_slice's merged-run plan (emit_ext.slice_copy_plan), walked as the C loop
+    walks it, reads exactly the elements numpy's slicing selects (any element size)."""
+    from tinydeploy.cruntime.emit_ext import slice_copy_plan
+
+    rng = np.random.default_rng(0)
+    for _ in range(1500):
+        shape = [int(v) for v in rng.integers(1, 6, size=int(rng.integers(1, 6)))]
+        es = int(rng.choice([1, 2, 4]))
+        start, count, step = [], [], []
+        for n in shape:
+            lo, st = ((0, 1) if rng.random() < 0.4 else
+                      (int(rng.integers(0, n)), int(rng.choice([1, 2, 3, -1]))))
+            avail = len(range(lo, n, st) if st > 0 else range(lo, -1, st))
+            start.append(lo)
+            step.append(st)
+            count.append(avail if rng.random() < 0.5 else int(rng.integers(1, avail + 1)))
+        x = rng.integers(0, 256, size=(*shape, es), dtype=np.uint8)
+        pick = tuple(np.array([start[d] + i * step[d] for i in range(count[d])]).reshape(
+            [-1 if k == d else 1 for k in range(len(shape))]) for d in range(len(shape)))
+        flat, p = x.reshape(-1), slice_copy_plan(shape, start, count, step, es)
+        src, out, idx = p["base"], [], [0] * 5
+        while True:
+            for i in range(p["inner_n"]):
+                o = src + i * p["inner_step"]
+                out += list(flat[o:o + p["run"]])
+            d = 4
+            while d >= 0:
+                src += p["step"][d]
+                idx[d] += 1
+                if idx[d] < p["count"][d]:
+                    break
+                src -= p["step"][d] * p["count"][d]
+                idx[d] = 0
+                d -= 1
+            if d < 0:
+                break
+        assert np.array_equal(np.array(out, np.uint8), x[pick].reshape(-1)), (shape, start,
+                                                                               count, step, p)

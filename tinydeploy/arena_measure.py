@@ -11,7 +11,11 @@ loader,addr=SIZE_ADDR,data=N,data-len=4``) and the firmware reads it there, so o
 serves every trial; TFLM only touches ``[arena, arena + N)`` and the arena start is
 16-byte aligned, as in the generated firmware. A trial succeeds when AllocateTensors() and
 Invoke() both return ok; a failure line, a hard fault or no result within the timeout (a
-hang) is a failure.
+hang) is a failure -- except a trial that allocated and then had no result in time: its
+inference is slow, not failing, and the search stops with ``inference_timeout`` (never
+"a kernel error"). The timeout per trial is the QEMU boot plus the time the model's
+predicted instructions take at the slowest emulation speed (:mod:`tinydeploy.device.timing`),
+or ``timeout`` seconds for the inference.
 
 Search: from the cortex-m prediction for the tree's kernel flavour, double up / halve down
 to a bracket, bisect at byte granularity, then verify: ``min - 1`` fails and ``min + 1 ..
@@ -42,10 +46,10 @@ from .output import write_atomic
 from .resources import firmware_dir
 
 PROBE_SOURCE = "td_arena_probe.cpp"
-TRIAL_TIMEOUT = 60.0  # seconds of host time per boot (person_detect invokes in ~2 s)
+TRIAL_TIMEOUT = 60.0  # seconds of host time per boot besides the inference (start-up, alloc)
 VERIFY_ABOVE = 16
 ARENA_CEILING = 3 * 1024 * 1024  # the probe buffer must leave SSRAM2/3 room for the stack
-PROBE_VERSION = "2"
+PROBE_VERSION = "3"  # 3: TD_PROBE ALLOCATED before Invoke()
 SIZE_ADDR = 0x003FFFF0  # last 16 bytes of SSRAM1 (image memory, 4 MiB; see firmware/cm4/cm4.ld)
 
 
@@ -172,11 +176,40 @@ def build_probe(facts: ModelFacts, tree: Any, arena_max: int, out_dir: Path) -> 
     return elf
 
 
-class ProbeRunner:
-    """Runs trials of one probe ELF: ``trial(n)`` -> "ok" | "fail" | "crash" | "hang"
-    (each a fresh QEMU boot; ``used`` keeps arena_used_bytes() of the good ones)."""
+def read_trial(proc: subprocess.Popen[bytes], n: int, timeout: float
+               ) -> tuple[str, bool, int | None]:
+    """Read one probe boot's UART until its verdict or ``timeout`` seconds: (result, the
+    size reached the firmware, arena_used_bytes). Result: "ok", "fail", "crash", "hang"
+    (no result and no allocation) or "slow" (allocated, then no result in time)."""
+    result, started, allocated, used = "hang", False, False, None
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    buf = b""
+    while time.monotonic() < deadline and proc.poll() is None:
+        chunk = proc.stdout.read() or b""
+        buf += chunk
+        text = buf.decode(errors="replace")
+        started = started or f"TD_PROBE START {n}" in text
+        allocated = allocated or "TD_PROBE ALLOCATED" in text
+        if "TD_PROBE OK" in text and text.rstrip().endswith(tuple("0123456789")) \
+                and "\n" in text.split("TD_PROBE OK", 1)[1]:
+            return "ok", started, int(text.split("TD_PROBE OK", 1)[1].split()[0])
+        if "TD_PROBE FAIL" in text and "\n" in text.split("TD_PROBE FAIL", 1)[1]:
+            return "fail", started, used
+        if "hard fault" in text or "unexpected exception" in text:
+            return "crash", started, used
+        if not chunk:
+            time.sleep(0.02)
+    return ("slow" if allocated else result), started, used
 
-    def __init__(self, elf: Path, arena_max: int) -> None:
+
+class ProbeRunner:
+    """Runs trials of one probe ELF: ``trial(n)`` -> "ok" | "fail" | "crash" | "hang" |
+    "slow" (each a fresh QEMU boot; ``used`` keeps arena_used_bytes() of the good ones).
+    ``timeout``: seconds a boot may take (start-up plus one inference)."""
+
+    def __init__(self, elf: Path, arena_max: int, timeout: float = TRIAL_TIMEOUT) -> None:
         from .device.qemu import QEMU, _tool
 
         self.qemu = _tool(QEMU)
@@ -190,6 +223,7 @@ class ProbeRunner:
                                   board="qemu-cm4", detail="the image reaches the size word",
                                   fix="use a smaller model")
         self.addr = SIZE_ADDR
+        self.timeout = timeout
         self.results: dict[int, str] = {}
         self.used: dict[int, int] = {}
 
@@ -206,34 +240,17 @@ class ProbeRunner:
             cmd = [setpriv, "--pdeathsig", "TERM", "--", *cmd]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
-        result, started = "hang", False
-        deadline = time.monotonic() + TRIAL_TIMEOUT
         try:
-            assert proc.stdout is not None
-            os.set_blocking(proc.stdout.fileno(), False)
-            buf = b""
-            while time.monotonic() < deadline and proc.poll() is None:
-                chunk = proc.stdout.read() or b""
-                buf += chunk
-                text = buf.decode(errors="replace")
-                if f"TD_PROBE START {n}" in text:
-                    started = True
-                if "TD_PROBE OK" in text and text.rstrip().endswith(tuple("0123456789")) \
-                        and "\n" in text.split("TD_PROBE OK", 1)[1]:
-                    result = "ok"
-                    self.used[n] = int(text.split("TD_PROBE OK", 1)[1].split()[0])
-                    break
-                if "TD_PROBE FAIL" in text and "\n" in text.split("TD_PROBE FAIL", 1)[1]:
-                    result = "fail"
-                    break
-                if "hard fault" in text or "unexpected exception" in text:
-                    result = "crash"
-                    break
-                if not chunk:
-                    time.sleep(0.02)
+            result, started, used = read_trial(proc, n, self.timeout)
         finally:
             proc.kill()
             proc.wait()
+        if used is not None:
+            self.used[n] = used
+        if result == "slow":  # allocated, then no result in time: not an arena failure
+            raise TinyDeployError(
+                "inference_timeout", port="qemu-cm4 (arena probe)", attempts=1,
+                seconds=f"{self.timeout:.0f}", allowed=f"{self.timeout - TRIAL_TIMEOUT:.0f}")
         if result == "ok" and not started:  # the loader did not set the size: never trust it
             raise TinyDeployError("build_failed", what="the arena probe", rc="?",
                                   tail=f"trial size {n} did not reach the firmware",
@@ -279,11 +296,23 @@ def _cache_dir() -> Path:
     return cache_root().parent / "arena"
 
 
+def trial_timeout(facts: ModelFacts, timeout: float | None = None) -> float:
+    """Seconds one probe boot may take: ``TRIAL_TIMEOUT`` plus ``timeout`` or the time the
+    model's predicted instructions (TFLM reference kernels, the slowest) take on qemu-cm4
+    at its slowest speed."""
+    from .device.timing import infer_seconds
+
+    return TRIAL_TIMEOUT + (timeout if timeout is not None
+                            else infer_seconds(facts, "qemu-cm4", "tflm"))
+
+
 def measure_arena(model: str | Path | bytes | ModelFacts, tflm_src: str | Path | None,
-                  use_cache: bool = True) -> MeasuredArena:
+                  use_cache: bool = True, timeout: float | None = None) -> MeasuredArena:
     """Measure the smallest arena on qemu-cm4 with the TFLM tree at ``tflm_src`` (or
-    ``$TINYDEPLOY_TFLM_SRC``). Errors: ``tool_missing`` (no tree, no toolchain/QEMU),
-    ``bad_argument`` (not a TFLM tree), ``build_failed``, ``arena_not_found``."""
+    ``$TINYDEPLOY_TFLM_SRC``); ``timeout``: seconds one inference may take (default:
+    predicted). Errors: ``tool_missing`` (no tree, no toolchain/QEMU), ``bad_argument``
+    (not a TFLM tree), ``build_failed``, ``arena_not_found``, ``inference_timeout`` (a
+    trial allocated but its inference did not end in time)."""
     from .arena_search import predict_flavour
     from .device.tflm_build import find_tflm_tree
 
@@ -305,7 +334,7 @@ def measure_arena(model: str | Path | bytes | ModelFacts, tflm_src: str | Path |
     shutil.rmtree(work, ignore_errors=True)
     try:
         elf = build_probe(facts, tree, arena_max, work)
-        run = ProbeRunner(elf, arena_max)
+        run = ProbeRunner(elf, arena_max, trial_timeout(facts, timeout))
         best, verified = search_min(run, predicted)
         fails: dict[str, int] = {}
         for r in run.results.values():

@@ -376,7 +376,8 @@ def _predict(g: Graph, head: int | None) -> tuple[int, dict[str, int]]:
 
 
 def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
-          flavour: str = REFERENCE, tflm_src: str | Path | None = None) -> ArenaResult:
+          flavour: str = REFERENCE, tflm_src: str | Path | None = None,
+          timeout: float | None = None) -> ArenaResult:
     """Smallest tensor arena for ``target`` (see the module docstring).
 
     Args:
@@ -388,6 +389,8 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
         flavour: kernels of the cortex-m prediction: ``reference`` or ``cmsis-nn``.
         tflm_src: TFLM tree for ``qemu-cm4`` (default ``$TINYDEPLOY_TFLM_SRC``); its
             kernels set the flavour.
+        timeout: ``qemu-cm4``: seconds one trial's inference may take (default: predicted
+            from the model, :mod:`tinydeploy.device.timing`).
 
     Returns:
         An :class:`ArenaResult` (``arena_bytes``, ``generate_bytes``, breakdown).
@@ -403,6 +406,10 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
     if flavour not in FLAVOURS:
         raise TinyDeployError("bad_argument", problem=f"unknown kernel flavour '{flavour}'",
                               fix=f"choose one of: {', '.join(FLAVOURS)}")
+    if timeout is not None and (target != "qemu-cm4" or not timeout > 0):
+        raise TinyDeployError("bad_argument",
+                              problem="--timeout is the seconds one qemu-cm4 trial may take",
+                              fix="pass a positive --timeout with --target qemu-cm4, or omit it")
     t0 = time.perf_counter()
     facts = load(model)
     name = Path(facts.path).name if facts.path else "<bytes>"
@@ -413,7 +420,7 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
     if target == "qemu-cm4":
         from .arena_measure import measure_arena
 
-        m = measure_arena(facts, tflm_src)
+        m = measure_arena(facts, tflm_src, timeout=timeout)
         g = Graph.from_facts(facts, m.flavour)
         pred, bd = _predict(g, None)
         breakdown = {k: v for k, v in bd.items() if k != "used"}

@@ -77,6 +77,14 @@ class Board:
     framework_flash: int = 0
     framework_ram: int = 0
     notes: str = ""
+    # the slowest expected speed in Cortex-M instructions per second (reply timeouts,
+    # tinydeploy.device.timing); 0: half the clock
+    min_ips: int = 0
+
+    @property
+    def slowest_ips(self) -> int:
+        """Instructions per second a slow run still reaches (``min_ips`` or clock / 2)."""
+        return self.min_ips or max(self.clock_hz // 2, 1_000_000)
 
     @property
     def has_dwt(self) -> bool:
@@ -174,17 +182,18 @@ _BOARDS: tuple[Board, ...] = (
          code_in_ram=True),
     Board(id="sim", name="Simulated board (Python, pseudo-terminal)", mcu="host",
           core="host CPU", clock_hz=0, ram_bytes=0, flash_bytes=0, runtimes=(),
-          uploadable=False, simulated=True, pty=True,
+          uploadable=False, simulated=True, pty=True, min_ips=50_000_000,
           notes="the host TFLM runtime behind the device protocol; no firmware is built"),
     Board(id="native", name="Native build (host gcc, pseudo-terminal)", mcu="host",
           core="host CPU", clock_hz=0, ram_bytes=0, flash_bytes=0, runtimes=("c", "tflm"),
-          uploadable=False, native=True, pty=True,
+          uploadable=False, native=True, pty=True, min_ips=100_000_000,
           notes="the generated interpreter-free C runtime compiled for this machine "
                 "(--runtime tflm: the generated TFLM firmware, needs --tflm-src)"),
     Board(id="qemu-cm4", name="Emulated Cortex-M4 (QEMU mps2-an386, pseudo-terminal)",
           mcu="Arm MPS2 AN386 (QEMU)", core="Cortex-M4", clock_hz=25_000_000,
           ram_bytes=4 * MIB, flash_bytes=4 * MIB, cycle_counter="systick", runtimes=("c", "tflm"),
           uploadable=False, emulated=True, qemu_machine="mps2-an386", pty=True,
+          min_ips=20_000_000,  # QEMU -icount shift=0: 178-525 M/s measured on 2 busy cores
           notes="C runtime as bare-metal firmware (arm-none-eabi-gcc, soft-float) in "
                 "qemu-system-arm; code in SSRAM1, data in SSRAM2/3; cycles are emulated "
                 "instruction counts (-icount shift=0), not real timing; --runtime tflm: the "

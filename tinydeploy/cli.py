@@ -7,6 +7,7 @@ commands (``boards``, ``carray``) do not pay for importing TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect as _inspect
 import json
@@ -186,6 +187,9 @@ def arena(
     tflm_src: Annotated[str | None, typer.Option(
         help="TFLM tree for --target qemu-cm4 (tflite-micro checkout or Arduino library)")
     ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="--target qemu-cm4: seconds one trial's inference may take (default: predicted)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the smallest tensor arena (cortex-m: predicted for 32-bit; host64 / qemu-cm4:
@@ -196,7 +200,8 @@ def arena(
         from .boards import kernel_flavour
 
         flavour = kernel_flavour(board)
-    result = run(model, target=target, flavour=flavour or "reference", tflm_src=tflm_src)
+    result = run(model, target=target, flavour=flavour or "reference", tflm_src=tflm_src,
+                 timeout=timeout)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -291,13 +296,24 @@ def validate(
     as_json: JsonOpt = False,
     runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "c",
     tflm_src: Annotated[str | None, typer.Option(help=TFLM_SRC_HELP)] = None,
+    tolerance_float: Annotated[float | None, typer.Option(
+        help="allowed |device-host| of float32 outputs (default: bit-exact by bit pattern)")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="seconds one inference may take (default: predicted from the model and board)")
+    ] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="count known TFLM version differences as failures")] = False,
 ) -> None:
-    """Run the test set on the device and compare with host predictions."""
+    """Run the test set on the device and compare with host predictions (each output in
+    its own dtype)."""
     from .validation import validate as run
 
     result = run(model, data, out, port=port, board=board, samples=samples,
                  tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
-                 profile=profile, runtime=runtime, tflm_src=tflm_src)
+                 profile=profile, runtime=runtime, tflm_src=tflm_src,
+                 tolerance_float=tolerance_float, timeout=timeout,
+                 known_differences=not strict)
     _echo(result, as_json)
     for row in [] if as_json else sorted(result.layers, key=lambda r: -r["cost"])[:5]:
         typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
@@ -368,10 +384,26 @@ def _with_common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like an exit: staged output and temporary folders are removed."""
+    raise SystemExit(128 + signum)
+
+
+def _error_json(err: TinyDeployError) -> None:
+    """The one-line error as a JSON object on stdout (with --json)."""
+    _echo_json({"error": {"code": err.code, "exit_code": err.exit_code,
+                          "message": err.message, "hint": err.hint}})
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     from . import runinfo
 
-    runinfo.set_command(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    runinfo.set_command(args)
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _on_sigterm)
     for cmd in app.registered_commands:  # every command, also ones added later in the file
         if cmd.callback is not None:
             cmd.callback = _with_common_options(cmd.callback)
@@ -381,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"]:
             raise
         tdlog.console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        if "--json" in args:
+            _error_json(err)
         return err.exit_code
     except KeyboardInterrupt:
         tdlog.console.print("interrupted", markup=False)

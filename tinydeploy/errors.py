@@ -36,6 +36,10 @@ ERRORS: dict[str, tuple[int, str, str]] = {
                    "check the cable and that no serial monitor holds the port"),
     "device_timeout": (5, "no answer from the device on {port} after {attempts} attempts",
                        "reset the board, check --port and the baud rate"),
+    "inference_timeout": (5, "no result from the device on {port} after {attempts} attempts "
+                             "of {seconds} s each ({allowed} s of them for one inference)",
+                          "if one inference takes longer, pass --timeout SECONDS; else reset "
+                          "the board and check --port"),
     "protocol_error": (5, "device protocol error: {problem}",
                        "reflash the firmware made by this tinydeploy version"),
     "device_reset": (5, "the device on {port} reset during the run (reset {count})",

@@ -4,6 +4,13 @@ reference kernels on a device), and the input/output (de)quantization the firmwa
 Every sample starts from a fresh model state (``Interpreter.reset()``, as the firmware does
 on an INFER with the reset flag) unless a stateful run is asked for, where the samples are
 one sequence. Models may have several inputs/outputs (int8, int16, int32 tensors).
+
+The arena follows the model (``arena_for``: twice every non-constant tensor's bytes plus
+bookkeeping, at least 1 MiB); a model the runtime still cannot allocate gets the smallest
+working size measured in a child process (some sizes crash the runtime), else one
+``model_rejected`` error. The reference is the pip ``tflite-micro`` build tinydeploy was
+tested with (``TESTED_TFLM``, pinned in pyproject.toml); ``reference()`` names the
+installed one and ``warn_untested()`` logs a warning when it differs.
 """
 
 from __future__ import annotations
@@ -12,12 +19,72 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
+from .log import log
 
 DEFAULT_ARENA = 1 << 20
+TESTED_TFLM = "0.dev20261023182759"  # the pip tflite-micro build pinned in pyproject.toml
+MAX_ARENA = 1 << 28  # 256 MiB: no microcontroller model needs more
+_DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4, 17: 1}
+
+
+def tflm_version() -> str:
+    """The installed pip ``tflite-micro`` version (``unknown`` if it has no metadata)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("tflite-micro")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def reference() -> dict[str, Any]:
+    """The host reference of a report: package, installed and tested version."""
+    version = tflm_version()
+    return {"package": "tflite-micro", "version": version, "tested": TESTED_TFLM,
+            "tested_match": version == TESTED_TFLM,
+            "kernels": "TFLM reference kernels (TFLM Python runtime)"}
+
+
+def warn_untested() -> bool:
+    """Log a warning when the installed tflite-micro is not the tested build; -> matches."""
+    version = tflm_version()
+    if version == TESTED_TFLM:
+        return True
+    log.warning("host reference: tflite-micro %s is installed but tinydeploy was tested "
+                "with %s; known TFLM differences (docs/tflm-differences.md) are not applied "
+                "and a correct device may differ -- pip install 'tflite-micro==%s'",
+                version, TESTED_TFLM, TESTED_TFLM)
+    return False
+
+
+def arena_for(facts: ModelFacts) -> int:
+    """An arena that holds the model in the TFLM Python runtime: twice the bytes of every
+    non-constant tensor (all live at once, a bound of TFLM's plan and of the kernels'
+    scratch buffers) + 512 B per tensor and 2 KiB per operator (bookkeeping) + 64 KiB,
+    at least ``DEFAULT_ARENA``, 16-byte aligned."""
+    model = facts.model
+    if model is None:
+        return DEFAULT_ARENA
+    buffers = model.buffers or []
+    total = 64 * 1024
+    for sub in model.subgraphs or []:
+        total += 2048 * len(sub.operators or [])
+        for t in sub.tensors or []:
+            buf = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
+            total += 512
+            if buf is not None and buf.data is not None and len(buf.data):
+                continue  # constant: read from the flatbuffer
+            n = _DTYPE_BYTES.get(int(t.type), 4)
+            for d in (t.shape if t.shape is not None else []):
+                n *= max(int(d), 1)
+            total += 2 * n
+    return max(DEFAULT_ARENA, -(-total // 16) * 16)
 
 
 QUANTIZED = ("INT8", "INT16")
@@ -75,11 +142,18 @@ def has_state(facts: ModelFacts) -> bool:
 class HostModel:
     """A TFLM Python interpreter for one model; ``predict`` takes quantized inputs."""
 
-    def __init__(self, facts: ModelFacts, arena_size: int = DEFAULT_ARENA) -> None:
+    def __init__(self, facts: ModelFacts, arena_size: int | None = None) -> None:
         from tflite_micro.python.tflite_micro import runtime
 
         self.facts = facts
-        self.interpreter = runtime.Interpreter.from_bytes(facts.data, arena_size=arena_size)
+        self.arena_size = arena_size or arena_for(facts)
+        try:
+            self.interpreter = runtime.Interpreter.from_bytes(facts.data,
+                                                              arena_size=self.arena_size)
+        except RuntimeError as exc:  # an arena too small, or a model TFLM cannot run
+            self.arena_size = _measured_arena(facts, str(exc))
+            self.interpreter = runtime.Interpreter.from_bytes(facts.data,
+                                                              arena_size=self.arena_size)
         self.stateful = has_state(facts)  # else a reset is skipped (it changes nothing)
 
     def run(self, q_in: Sequence[np.ndarray], reset: bool = True) -> list[np.ndarray]:
@@ -118,6 +192,26 @@ class HostModel:
     def allocations(self) -> str:
         """The RecordingMicroAllocator breakdown (printed by TFLM to C-level stderr)."""
         return capture_fd2(self.interpreter.print_allocations)
+
+
+def _measured_arena(facts: ModelFacts, problem: str) -> int:
+    """A size with which the runtime allocates and invokes the model: ``arena_for``
+    doubled until one works, each trial in a child process (a size that crashes the
+    runtime ends only the child); ``model_rejected`` when none up to ``MAX_ARENA`` does."""
+    from .arena_search import HostRuntime
+
+    log.info("host reference: %s; trying larger arenas", problem)
+    with HostRuntime(facts.data) as rt:
+        n = 2 * arena_for(facts)
+        while n <= MAX_ARENA:
+            if rt.ok(n):
+                return n
+            n *= 2
+    raise TinyDeployError(
+        "model_rejected", path=facts.path,
+        problem=f"the host reference (tflite-micro {tflm_version()}) cannot run it with any "
+                f"arena up to {MAX_ARENA >> 20} MiB ({problem})",
+        fix="check the model with `tinydeploy check`")
 
 
 def capture_fd2(fn: object) -> str:

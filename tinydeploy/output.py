@@ -56,12 +56,14 @@ def _replace(src: Path, dest: Path) -> None:
 
 @contextlib.contextmanager
 def staged_output(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; when the block succeeds, move its entries
-    into ``out`` (replacing same-named entries, keeping the others). On error the temporary
-    folder and any parent folder created for it are removed."""
+    """Yield a temporary folder on the same filesystem as ``out`` (inside it when it exists,
+    so a mount point works; else beside it); when the block succeeds, move its entries into
+    ``out`` (replacing same-named entries, keeping the others). On error the temporary folder
+    and any parent folder created for it are removed."""
     out = check_output_dir(out).absolute()
     created = _missing_parents(out.parent)
-    tmp = _temp_name(out)
+    tmp = (out / f".tinydeploy-stage.{secrets.token_hex(4)}.tmp" if out.is_dir()
+           else _temp_name(out))
     try:
         try:
             tmp.mkdir(parents=True)  # not mkdtemp: the folder may become ``out``, honour umask

@@ -49,7 +49,7 @@ from .arduino_cores import core_of
 from .arena_plan import ArenaPlan
 from .boards import KIB, Board, get_board
 from .errors import TinyDeployError
-from .facts import ModelFacts, TensorFacts, load
+from .facts import ModelFacts, TensorFacts
 from .log import log, stage
 from .ops import TFLM_OPS
 from .output import check_output_dir, staged_output
@@ -487,7 +487,9 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     if runtime not in RUNTIMES:
         raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
                               fix=f"choose one of: {', '.join(RUNTIMES)}")
-    facts = load(model)
+    from .guard import check
+
+    facts = check(model)  # the guard first, for both runtimes: what `check` refuses is refused
     board_list = _boards(list(boards), runtime)
     out_path = check_output_dir(out)
     from .c_array import c_identifier
@@ -507,9 +509,6 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         from .cruntime import generate_c
 
         return generate_c(facts, out_path, name=name)
-    from .guard import check
-
-    check(facts)  # full int8 on TFLM only (float, hybrid, uint8 models fail on the device)
     ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path)
     from .tflm_libraries import per_channel_fc_warnings

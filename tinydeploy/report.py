@@ -111,18 +111,22 @@ def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray,
     import matplotlib.pyplot as plt
 
     figures: list[str] = []
-    h = np.asarray(host, dtype=np.int32).reshape(-1)
-    d = np.asarray(device, dtype=np.int32).reshape(-1)
+    kind = np.float64 if np.issubdtype(np.asarray(host).dtype, np.floating) else np.int64
+    h = np.asarray(host, dtype=kind).reshape(-1)  # never truncated
+    d = np.asarray(device, dtype=kind).reshape(-1)
     if h.size:
         fig, ax = plt.subplots(figsize=(4.2, 4))
         ax.scatter(h, d, s=8, alpha=0.5)
-        lo, hi = int(min(h.min(), d.min())), int(max(h.max(), d.max()))
+        lo, hi = kind(min(h.min(), d.min())), kind(max(h.max(), d.max()))
         ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls="--")
-        ax.set_xlabel("host output (int)")
-        ax.set_ylabel("device output (int)")
+        ax.set_xlabel(f"host output ({'float' if kind is np.float64 else 'int'})")
+        ax.set_ylabel(f"device output ({'float' if kind is np.float64 else 'int'})")
         figures.append(_figure(_png(fig), "host vs device outputs"))
 
-        diff = np.abs(d - h)
+        from .verdict import units_apart
+
+        d_unit = "ULP" if kind is np.float64 else "LSB"  # floats: bit-pattern distance
+        diff = units_apart(np.asarray(host).reshape(1, -1), np.asarray(device).reshape(1, -1))[0]
         fig, ax = plt.subplots(figsize=(4.2, 4))
         top = int(diff.max()) if diff.size else 0
         bins = np.arange(0, top + 2) - 0.5 if top <= 40 else np.linspace(-0.5, top + 0.5, 41)
@@ -131,7 +135,7 @@ def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray,
             ax.set_yscale("log")
         if top <= 40:  # whole LSB ticks, not -0.4 ... 0.4
             ax.set_xticks(np.arange(0, top + 1, max(1, -(-(top + 1) // 10))))
-        ax.set_xlabel("|device - host| (LSB)")
+        ax.set_xlabel(f"|device - host| ({d_unit})")
         ax.set_ylabel("output values" + (" (log scale)" if top else ""))
         figures.append(_figure(_png(fig), "error histogram"))
     t = np.asarray(time_us, dtype=np.float64).reshape(-1)

@@ -134,20 +134,33 @@ def regression(host: np.ndarray, device: np.ndarray, labels: np.ndarray) -> dict
 
 def differing(host: np.ndarray, device: np.ndarray, tolerance_lsb: int,
               host_class: np.ndarray | None = None, device_class: np.ndarray | None = None,
-              limit: int = MAX_DIFFERING) -> dict[str, Any]:
-    """The first ``limit`` samples whose max |device - host| exceeds the tolerance.
+              limit: int = MAX_DIFFERING, apart: np.ndarray | None = None,
+              outside: np.ndarray | None = None) -> dict[str, Any]:
+    """The first ``limit`` samples outside the tolerance.
+
+    Args:
+        host, device: one output's values (batch axis first), in their own dtype.
+        tolerance_lsb: allowed max |device - host| (when ``outside`` is not given).
+        apart: |device - host| per value in the dtype's unit (LSB, or ULP for floats;
+            default: the integer difference).
+        outside: per sample, is it outside the tolerance (default: max ``apart`` above
+            ``tolerance_lsb``).
 
     Returns:
         ``{"count", "shown", "rows": [{"index", "max_lsb", "expected", "got",
         "positions"?, "expected_class"?, "got_class"?}]}``; ``expected``/``got`` are the
-        int outputs (at most ``MAX_VALUES`` of them, starting at the first differing one
-        for wide outputs, ``positions`` then says which).
+        outputs as they are (at most ``MAX_VALUES`` of them, starting at the first
+        differing one for wide outputs, ``positions`` then says which).
     """
     n = len(host)
-    h = np.asarray(host, np.int64).reshape(n, -1)
-    d = np.asarray(device, np.int64).reshape(n, -1)
-    delta = np.abs(d - h)
-    bad = np.flatnonzero(delta.max(axis=1) > tolerance_lsb) if n else np.zeros(0, int)
+    h = np.asarray(host).reshape(n, -1)
+    d = np.asarray(device).reshape(n, -1)
+    if not np.issubdtype(h.dtype, np.floating):
+        h, d = h.astype(np.int64), d.astype(np.int64)
+    delta = np.abs(d - h) if apart is None else np.asarray(apart).reshape(n, -1)
+    if outside is None:
+        outside = delta.max(axis=1) > tolerance_lsb if n else np.zeros(0, bool)
+    bad = np.flatnonzero(outside)
     rows = []
     for i in bad[:limit]:
         row: dict[str, Any] = {"index": int(i), "max_lsb": int(delta[i].max())}

@@ -137,11 +137,25 @@ def verdict_rows(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The header table: verdict, date, version, command, board, runtime, model hash."""
     tol = doc.get("tolerance_lsb", 0)
     tol_text = "bit-exact" if not tol else f"|device - host| <= {tol} LSB"
-    n, bad = doc.get("samples", 0), doc.get("differing", 0)
+    if doc.get("tolerance_float"):
+        tol_text += f" (float outputs: <= {doc['tolerance_float']:g})"
+    n, bad, known = doc.get("samples", 0), doc.get("differing", 0), doc.get("explained", 0)
     verdict = (f"PASS: all {n} samples {tol_text}" if doc.get("passed")
                else f"FAIL: {bad} of {n} samples differ (required: {tol_text})")
+    if doc.get("passed") and known:
+        verdict = (f"PASS with a note: {n - known} of {n} samples {tol_text}, {known} differ "
+                   "only by a known TFLM version difference (not a device fault)")
     run = doc.get("report", {}).get("run", {})
     rows = [("verdict", verdict)]
+    rows += [("known TFLM version difference", str(x.get("text", "")))
+             for x in doc.get("known_differences", [])]
+    rows += [("compared", str(r.get("text", "")))
+             for r in doc.get("metrics", {}).get("comparison", [])]
+    ref = doc.get("host_reference", {})
+    if ref.get("version"):
+        rows.append(("host reference", f"{ref.get('package', 'tflite-micro')} {ref['version']}"
+                     + (" (the tested build)" if ref.get("tested_match")
+                        else f" (NOT the tested build {ref.get('tested')})")))
     for key, name in (("date", "date"), ("tinydeploy", "tinydeploy version"),
                       ("command", "command line"), ("board", "board"),
                       ("runtime", "runtime"), ("model", "model"),
@@ -152,7 +166,11 @@ def verdict_rows(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def agreement_section(m: Mapping[str, Any]) -> str:
-    rows = [(name, conv(m[key])) for key, name, conv in AGREEMENT if key in m]
+    unit = str(m.get("diff_unit", "LSB"))
+    rows = [(name, conv(m[key]).replace(" LSB", f" {unit}"))
+            for key, name, conv in AGREEMENT if key in m]
+    if "max_abs_diff" in m:
+        rows.append(("max |device - host| (value)", fmt(m["max_abs_diff"])))
     if m.get("output"):
         rows.insert(0, ("output tensor", f"{m['output']} ({fmt(m.get('values'))} values in "
                                          f"{fmt(m.get('samples'))} samples)"))

@@ -17,22 +17,33 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import math
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import report, report_facts, runinfo
+from . import hostref, report, report_facts, runinfo
 from .data import input_keys, load_split
+from .device.connect import as_dict, check_device, open_device, tflm_tree_for
 from .errors import TinyDeployError
-from .facts import ModelFacts, TensorFacts, load
-from .hostref import HostModel, dequantize, quantize_input, saturation
+from .facts import ModelFacts, TensorFacts
+from .hostref import HostModel, quantize_input, saturation
 from .log import log, progress, stage
 from .output import check_output_dir
+from .verdict import (
+    compute_metrics,
+    judge,
+    predicted_class,
+    rule_for,
+    units_apart,
+    values,
+    within,
+)
+
+__all__ = ["ValidationResult", "check_device", "compute_metrics", "open_device", "tflm_tree_for",
+           "validate", "write_html"]
 
 MAX_RESETS_PER_SAMPLE = 5
 SATURATION_WARN = 0.01  # warn when more than 1 % of the quantized input values clip
@@ -56,18 +67,34 @@ class ValidationResult:
     layers: list[dict[str, Any]] = field(default_factory=list)  # --profile (profile.py)
     cycles: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
     report: dict[str, Any] = field(default_factory=dict)  # report_facts: run, classes, ...
+    tolerance_float: float | None = None  # allowed |Δ| of float outputs (None: bit-exact)
+    explained: int = 0  # samples whose mismatches are known TFLM version differences
+    notes: list[dict[str, Any]] = field(default_factory=list)  # those differences
 
     def summary(self) -> str:
         m = self.metrics
         verdict = "PASS" if self.passed else "FAIL"
+        if self.passed and self.explained:
+            verdict = "PASS (with a known TFLM version difference, see the note)"
         tol = "bit-exact" if self.tolerance_lsb == 0 else f"|Δ| <= {self.tolerance_lsb} LSB"
+        if self.tolerance_float:
+            tol += f", float |Δ| <= {self.tolerance_float:g}"
+        within = self.samples - self.differing - self.explained
+        unit = m.get("diff_unit", "LSB")
         lines = [
-            f"{verdict}: {self.samples - self.differing}/{self.samples} samples within "
-            f"tolerance ({tol}); {self.differing} samples differ",
+            f"{verdict}: {within}/{self.samples} samples within tolerance ({tol})"
+            + (f", {self.explained} explained" if self.explained else "")
+            + f"; {self.differing} samples differ",
             f"  exact match {m['exact_match_rate'] * 100:.2f} % of values, "
-            f"max |Δ| {m['max_abs_diff_lsb']} LSB, mean |Δ| {m['mean_abs_diff_lsb']:.4f} LSB",
+            f"max |Δ| {m['max_abs_diff_lsb']} {unit}, mean |Δ| {m['mean_abs_diff_lsb']:.4f} "
+            f"{unit}",
             f"  MAE {m['mae']:.6g}, RMSE {m['rmse']:.6g}, cosine {m['cosine_similarity']:.6f}",
         ]
+        lines += [f"  compared: {r['text']}" for r in m.get("comparison", [])]
+        lines += [f"  note: {x['text']}" for x in self.notes]
+        ref = self.report.get("run", {}).get("host_reference")
+        if ref:
+            lines.append(f"  host reference: {ref}")
         if "top1_agreement" in m:
             lines.append(f"  top-1 agreement {m['top1_agreement'] * 100:.2f} %, accuracy host "
                          f"{m['accuracy_host'] * 100:.2f} % / device "
@@ -91,180 +118,12 @@ class ValidationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "samples": self.samples, "differing": self.differing,
-                "tolerance_lsb": self.tolerance_lsb, "metrics": self.metrics,
+                "explained": self.explained, "known_differences": self.notes,
+                "tolerance_lsb": self.tolerance_lsb, "tolerance_float": self.tolerance_float,
+                "host_reference": hostref.reference(), "metrics": self.metrics,
                 "device": self.device,
                 "paths": {k: str(Path(v).resolve()) for k, v in self.paths.items()},
                 "report": self.report}
-
-
-# --- metrics --------------------------------------------------------------------------
-def _predicted_class(q: np.ndarray, out: TensorFacts) -> np.ndarray:
-    flat = q.reshape(len(q), -1)
-    if flat.shape[1] == 1:  # single sigmoid unit
-        return (dequantize(flat[:, 0], out) > 0.5).astype(np.int64)
-    return np.argmax(flat, axis=1)
-
-
-def _stats(values: np.ndarray) -> dict[str, float | int]:
-    v = np.asarray(values)
-    if v.size == 0:
-        return {}
-    cast = int if np.issubdtype(v.dtype, np.integer) else float
-    return {"min": cast(v.min()), "median": float(np.median(v)), "max": cast(v.max()),
-            "mean": float(v.mean())}
-
-
-def compute_metrics(host: np.ndarray, device: np.ndarray, out: TensorFacts,
-                    labels: np.ndarray | None, time_us: np.ndarray, cycles: np.ndarray,
-                    tolerance_lsb: int, facts: ModelFacts | None = None) -> dict[str, Any]:
-    """Every number of the report for one output tensor (batch axis first)."""
-    n = len(host)
-    h = host.astype(np.int32).reshape(n, -1)
-    d = device.astype(np.int32).reshape(n, -1)
-    diff = np.abs(d - h)
-    per_sample = diff.max(axis=1) if n else np.zeros(0, np.int32)
-    hf, df = dequantize(h, out).astype(np.float64), dequantize(d, out).astype(np.float64)
-    err = df - hf
-    hn, dn = float(np.linalg.norm(hf)), float(np.linalg.norm(df))
-    if hn == 0.0 and dn == 0.0:
-        cosine = 1.0
-    elif hn == 0.0 or dn == 0.0:
-        cosine = 0.0
-    else:
-        cosine = float(np.dot(hf.ravel(), df.ravel()) / (hn * dn))
-    m: dict[str, Any] = {
-        "output": out.name,
-        "samples": n,
-        "values": int(h.size),
-        "exact_match_rate": float(np.mean(diff == 0)) if h.size else 1.0,
-        "exact_sample_rate": float(np.mean(per_sample == 0)) if n else 1.0,
-        "samples_within_tolerance": int(np.sum(per_sample <= tolerance_lsb)),
-        "samples_differing": int(np.sum(per_sample > tolerance_lsb)),
-        "max_abs_diff_lsb": int(diff.max()) if h.size else 0,
-        "mean_abs_diff_lsb": float(diff.mean()) if h.size else 0.0,
-        "mae": float(np.mean(np.abs(err))) if h.size else 0.0,
-        "rmse": float(np.sqrt(np.mean(err**2))) if h.size else 0.0,
-        "l2_relative_error": float(np.linalg.norm(err) / hn) if hn else float(np.linalg.norm(err)),
-        "cosine_similarity": cosine,
-        "latency_us": _stats(time_us),
-    }
-    if np.any(cycles):
-        m["cycles"] = _stats(cycles)
-    if labels is not None and n:
-        from .quantization import metric, task_of
-
-        task = task_of(facts, labels) if facts is not None else "regression"
-        m["task"] = task
-        name, host_score = metric(task, hf, labels)
-        m[f"{name}_host"] = host_score
-        m[f"{name}_device"] = metric(task, df, labels)[1]
-        if task == "classification":
-            m["top1_agreement"] = float(np.mean(_predicted_class(h, out)
-                                                == _predicted_class(d, out)))
-    return m
-
-
-# --- device checks ---------------------------------------------------------------------
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(obj)
-    return dict(vars(obj)) if hasattr(obj, "__dict__") else {"value": str(obj)}
-
-
-def check_device(info: Any, facts: ModelFacts, port: str) -> None:
-    """Refuse a device that runs another model or expects other tensors."""
-    device_hash = str(info.model_sha256).lower()
-    if device_hash != facts.sha256:
-        raise TinyDeployError("hash_mismatch", device=device_hash[:16] or "?",
-                              path=facts.path, host=facts.sha256[:16], port=port)
-    dev_in = tuple(getattr(info, "inputs", None) or (info.input,))
-    dev_out = tuple(getattr(info, "outputs", None) or (info.output,))
-    for side, devs, hosts in (("inputs", dev_in, facts.inputs),
-                              ("outputs", dev_out, facts.outputs)):
-        if len(devs) != len(hosts):
-            raise TinyDeployError("protocol_error",
-                                  problem=f"the device model has {len(devs)} {side}, the "
-                                          f"model {len(hosts)}")
-    for side, dev, host in [*(("input", d, h) for d, h in zip(dev_in, facts.inputs,
-                                                              strict=True)),
-                            *(("output", d, h) for d, h in zip(dev_out, facts.outputs,
-                                                               strict=True))]:
-        dev_shape = tuple(int(d) for d in dev.shape)
-        if dev_shape != tuple(host.shape) or str(dev.dtype).upper() != host.dtype:
-            raise TinyDeployError(
-                "protocol_error",
-                problem=f"device {side} is {dev.dtype} {list(dev_shape)} but the model's is "
-                        f"{host.dtype} {list(host.shape)}")
-        scale, zp = float(host.scale or 0.0), int(host.zero_point or 0)
-        if int(dev.zero_point) != zp or not math.isclose(float(dev.scale), scale,
-                                                         rel_tol=1e-6, abs_tol=1e-30):
-            raise TinyDeployError(
-                "protocol_error",
-                problem=f"device {side} '{host.name}' has scale {dev.scale:.8g}, zero point "
-                        f"{dev.zero_point} but the model's has {scale:.8g}, {zp}")
-
-
-# --- device connection -------------------------------------------------------------------
-@contextlib.contextmanager
-def open_device(facts: ModelFacts, port: str | None, board: str | None,
-                workdir: Path, profile: bool = False, runtime: str = "c",
-                tflm_src: Any = None) -> Iterator[str]:
-    """Yield a serial port: the given one, or one served by a pseudo-board (sim, native,
-    qemu-cm4). ``profile``: a profiling build writing ``workdir/profile.txt`` (native,
-    qemu-cm4). ``runtime="tflm"`` builds the generated TFLite Micro firmware for native /
-    qemu-cm4 against the TFLM tree ``tflm_src`` (a path, a ``TflmTree`` or None for
-    ``$TINYDEPLOY_TFLM_SRC``) instead of the C runtime."""
-    tree = tflm_tree_for(board, runtime, tflm_src) if not port else None
-    if port:
-        yield port
-        return
-    if not board:
-        raise TinyDeployError("bad_argument", problem="no device given",
-                              fix="pass --port PORT of a flashed board, "
-                                  "or --board sim|native|qemu-cm4")
-    from .boards import get_board
-
-    b = get_board(board)
-    if b.simulated:
-        from .device.sim import start_sim
-
-        with start_sim(facts) as proc:
-            yield proc.port
-    elif b.native:
-        from .device.native import start_native
-
-        with start_native(facts, workdir, workdir / "profile.txt" if profile else None,
-                          tflm=tree) as proc:
-            yield proc.port
-    elif b.emulated:
-        from .device.qemu import start_qemu
-
-        with start_qemu(facts, workdir, b, profile=profile, tflm=tree) as proc:
-            yield proc.port
-    else:
-        from .device.flashing import find_port
-
-        yield find_port(b)
-
-
-def tflm_tree_for(board: str | None, runtime: str, tflm_src: Any = None) -> Any:
-    """The TFLM tree a ``--runtime tflm`` build on native / qemu-cm4 needs (None for the C
-    runtime and for boards that build nothing); ``bad_argument`` for an unknown runtime,
-    ``tool_missing`` when no tree is given (see ``tflm_build.find_tflm_tree``)."""
-    if runtime not in ("c", "tflm"):
-        raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
-                              fix="choose one of: c, tflm")
-    if runtime != "tflm" or not board:
-        return None
-    from .boards import get_board
-    from .device.tflm_build import TflmTree, find_tflm_tree
-
-    b = get_board(board)
-    if not (b.native or b.emulated):
-        return None
-    return tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
 
 
 def _open_link(port: str, trace: bool) -> Any:
@@ -274,8 +133,11 @@ def _open_link(port: str, trace: bool) -> Any:
 
 
 # --- the run ---------------------------------------------------------------------------------
-def _hex(values: np.ndarray) -> str:
-    return " ".join(str(int(v)) for v in np.asarray(values).reshape(-1))
+def _text(arrays: list[np.ndarray]) -> str:
+    """One sample's values of every output: integers as integers, floats in their shortest
+    round-trip form (nothing truncated)."""
+    return " ".join(str(v) if np.issubdtype(a.dtype, np.floating) else str(int(v))
+                    for a in arrays for v in np.asarray(a).reshape(-1))
 
 
 def _label(values: np.ndarray) -> str:
@@ -329,8 +191,10 @@ def _split_outputs(data: bytes, facts: ModelFacts, i: int) -> list[np.ndarray]:
 
 
 def _flat(arrays: list[np.ndarray]) -> np.ndarray:
-    """One row per sample: every output's values, int32, concatenated."""
-    return np.concatenate([a.reshape(len(a), -1).astype(np.int32) for a in arrays], axis=1)
+    """One row per sample: every output's values concatenated (int64, or float64 when an
+    output is float) -- for the report's plots only; the verdict compares per output."""
+    kind = np.float64 if any(np.issubdtype(a.dtype, np.floating) for a in arrays) else np.int64
+    return np.concatenate([a.reshape(len(a), -1).astype(kind) for a in arrays], axis=1)
 
 
 def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
@@ -344,7 +208,6 @@ def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
 
     n = len(q_in[0])
     device = [np.zeros((n, *t.shape[1:]), dtype=t.numpy_dtype) for t in facts.outputs]
-    host_flat = _flat(host)
     times = np.zeros(n, dtype=np.int64)
     cycles = np.zeros(n, dtype=np.int64)
     resets = 0
@@ -374,10 +237,11 @@ def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
         for k, got in enumerate(_split_outputs(bytes(reply.output), facts, i)):
             device[k][i] = got
         times[i], cycles[i] = int(reply.time_us), int(reply.cycles)
-        dev_row = _flat([d[i:i + 1] for d in device])[0]
-        delta = int(np.max(np.abs(dev_row - host_flat[i])))
+        got_i, want_i = [d[i:i + 1] for d in device], [h[i:i + 1] for h in host]
+        delta = max(int(units_apart(h, d).max(initial=0)) for h, d in zip(want_i, got_i,
+                                                                           strict=True))
         label = "" if labels is None else _label(labels[i])
-        writer.writerow([i, _hex(host_flat[i]), _hex(dev_row), delta, int(delta == 0),
+        writer.writerow([i, _text(want_i), _text(got_i), delta, int(delta == 0),
                          times[i], cycles[i], label])
         csv_file.flush()
     return device, times, cycles, resets
@@ -396,9 +260,12 @@ def report_facts_of(host: np.ndarray, device: np.ndarray, out: TensorFacts,
                     labels: np.ndarray | None, times: np.ndarray, cycles: np.ndarray,
                     tolerance_lsb: int, metrics: dict[str, Any], device_info: dict[str, Any],
                     facts: ModelFacts, board: str | None,
-                    build: dict[str, Any] | None) -> dict[str, Any]:
+                    build: dict[str, Any] | None,
+                    tolerance_float: float | None = None) -> dict[str, Any]:
     """The report facts of one run (see :mod:`tinydeploy.report_facts`); also moves the
-    latency of an emulated board out of ``metrics['latency_us']`` (instructions, not µs)."""
+    latency of an emulated board out of ``metrics['latency_us']`` (instructions, not µs).
+    The differing samples are those of output ``out`` outside its rule
+    (:func:`tinydeploy.verdict.rule_for`)."""
     board_id = str(device_info.get("board_id") or board or "")
     lat = report_facts.latency(times, cycles, board_id)
     if lat["unit"] == "instructions":
@@ -412,14 +279,18 @@ def report_facts_of(host: np.ndarray, device: np.ndarray, out: TensorFacts,
         "latency": lat}
     hc = dc = None
     if labels is not None and len(host) and metrics.get("task") == "classification":
-        hc, dc = _predicted_class(host, out), _predicted_class(device, out)
+        hc, dc = predicted_class(host, out), predicted_class(device, out)
         width = int(np.prod(out.shape[1:])) if out.shape[1:] else 1
         facts_doc["classification"] = report_facts.classification(hc, dc, labels,
                                                                   max(width, 2))
     elif labels is not None and len(host):
         facts_doc["regression"] = report_facts.regression(
-            dequantize(host, out), dequantize(device, out), labels)
-    facts_doc["differing"] = report_facts.differing(host, device, tolerance_lsb, hc, dc)
+            values(host, out), values(device, out), labels)
+    rule = rule_for(out, tolerance_lsb, tolerance_float)
+    apart = units_apart(host, device)
+    facts_doc["differing"] = report_facts.differing(
+        host, device, tolerance_lsb, hc, dc, apart=apart,
+        outside=~within(host, device, rule, apart))
     facts_doc["memory"] = report_facts.memory(device_info, build)
     return facts_doc
 
@@ -429,8 +300,15 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              tolerance_lsb: int = 0, trace: bool = False,
              stateful: bool = False, profile: bool = False,
              build: dict[str, Any] | None = None, runtime: str = "c",
-             tflm_src: Any = None) -> ValidationResult:
+             tflm_src: Any = None, tolerance_float: float | None = None,
+             timeout: float | None = None, known_differences: bool = True
+             ) -> ValidationResult:
     """Run ``x_test`` on the device, compare with the host, write the three result files.
+
+    The model must pass the guard first (:func:`tinydeploy.guard.check`, the same error
+    as ``tinydeploy check``); the host reference runs before any firmware is built. Every
+    output is compared in its own dtype (:mod:`tinydeploy.verdict`); a mismatch that is a
+    known TFLM version difference (:mod:`tinydeploy.known_diffs`) is a PASS with a note.
 
     Args:
         model: int8 ``.tflite`` path, bytes or :class:`ModelFacts`.
@@ -451,16 +329,24 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             (the generated TFLite Micro firmware, against ``tflm_src``).
         tflm_src: a TFLM tree (Arduino library or tflite-micro checkout; default
             ``$TINYDEPLOY_TFLM_SRC``), for ``runtime='tflm'``.
+        tolerance_float: allowed |device - host| of float outputs (default: bit-exact).
+        timeout: seconds one inference may take on the device (default: predicted from
+            the model and the board, :mod:`tinydeploy.device.timing`).
+        known_differences: count mismatches that are known TFLM version differences as
+            explained (PASS with a note); False: as failures.
 
     Returns:
         A :class:`ValidationResult` (``passed``, metrics, report facts, paths).
 
     Raises:
-        TinyDeployError: bad arguments or data (exit 2), a model the protocol cannot carry
-            (3), no device / link failure / other model on the device (5).
+        TinyDeployError: bad arguments or data (exit 2), a model the guard refuses or the
+            protocol cannot carry (3), no device / link failure / other model on the
+            device (5).
     """
-    facts = load(model)
     from . import profile as prof
+    from .guard import check
+
+    facts = check(model)  # what `tinydeploy check` refuses is refused here, the same way
 
     tflm_src = tflm_tree_for(board, runtime, tflm_src) if not port else None  # fail early
     if profile and tflm_src is not None:
@@ -476,6 +362,11 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     if samples is not None and samples < 1:
         raise TinyDeployError("bad_argument", problem="--samples must be >= 1",
                               fix="pass a positive sample count or omit it")
+    for name, value in (("--tolerance-float", tolerance_float), ("--timeout", timeout)):
+        if value is not None and not value >= 0:
+            raise TinyDeployError("bad_argument", problem=f"{name} must be >= 0",
+                                  fix=f"pass a non-negative number of {name[2:]} or omit it")
+    hostref.warn_untested()
     tout = facts.outputs[0]
     keys = input_keys("test", len(facts.inputs))
     xs, labels = load_split(data, "test", len(facts.inputs))
@@ -489,6 +380,9 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
         labels = None if labels is None else labels[:samples]
     q_in = quantize_inputs(xs, facts, keys)
     n = len(q_in[0])
+    stage("validate", f"{n} samples{', one stateful sequence' if stateful else ''}"
+                      f", host reference (tflite-micro {hostref.tflm_version()})")
+    host = HostModel(facts).predict_all(q_in, stateful=stateful)  # before any build
 
     out_dir = check_output_dir(out)  # it, or its nearest existing parent, is a folder
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME, "html": out_dir / HTML_NAME}
@@ -500,10 +394,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
         with _open_link(dev_port, trace) as link:
             info = link.hello()
             check_device(info, facts, dev_port)
-            device_info = _as_dict(info)
-            stage("validate", f"{n} samples{', one stateful sequence' if stateful else ''}"
-                              ", host reference (TFLM Python runtime)")
-            host = HostModel(facts).predict_all(q_in, stateful=stateful)
+            device_info = as_dict(info)
+            link.infer_seconds = _infer_seconds(facts, device_info, board, runtime, timeout)
             out_dir.mkdir(parents=True, exist_ok=True)  # not before a device answered
             for stale in (paths["json"], paths["html"]):  # a new run starts: no old verdict
                 stale.unlink(missing_ok=True)
@@ -524,27 +416,31 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             link_stats = link.stats() if hasattr(link, "stats") else {"resets": resets}
             build = build if build is not None else _build_facts(Path(work))
     metrics = compute_metrics(host[0], device[0], tout, labels, times, cycles, tolerance_lsb,
-                              facts)
+                              facts, tolerance_float)
+    verdict = judge(host, device, facts, tolerance_lsb, tolerance_float, known_differences)
     if len(facts.outputs) > 1:  # the verdict covers every output; labels go with the first
-        per = [compute_metrics(h, d, t, None, times, cycles, tolerance_lsb, facts)
+        per = [compute_metrics(h, d, t, None, times, cycles, tolerance_lsb, facts,
+                               tolerance_float)
                for h, d, t in zip(host, device, facts.outputs, strict=True)]
-        worst = np.abs(_flat(device) - _flat(host)).max(axis=1)
-        metrics["samples_differing"] = int(np.sum(worst > tolerance_lsb))
-        metrics["samples_within_tolerance"] = int(np.sum(worst <= tolerance_lsb))
+        metrics["samples_differing"] = int(np.sum(~verdict.ok))
+        metrics["samples_within_tolerance"] = int(np.sum(verdict.ok))
         metrics["outputs"] = [{k: v for k, v in m.items() if k not in ("latency_us", "cycles")}
                               for m in per]
+    metrics["comparison"] = [r.to_dict() for r in verdict.rules]
     if stateful:
         metrics["stateful"] = True
     rep = report_facts_of(host[0], device[0], tout, labels, times, cycles, tolerance_lsb, metrics,
-                          device_info, facts, board, build)
+                          device_info, facts, board, build, tolerance_float)
     rep["link"] = {**link_stats, "resets": max(resets, int(link_stats.get("resets", 0)))}
-    differing = metrics["samples_differing"]
-    result = ValidationResult(passed=differing == 0, samples=n, differing=differing,
-                              tolerance_lsb=tolerance_lsb, metrics=metrics, device=device_info,
-                              paths=paths, time_us=times,
+    rep["run"]["host_reference"] = f"tflite-micro {hostref.tflm_version()}"
+    result = ValidationResult(passed=verdict.differing == 0, samples=n,
+                              differing=verdict.differing, tolerance_lsb=tolerance_lsb,
+                              metrics=metrics, device=device_info, paths=paths, time_us=times,
                               host=host[0] if len(host) == 1 else _flat(host),
                               device_out=device[0] if len(device) == 1 else _flat(device),
-                              layers=layers, cycles=cycles, report=rep)
+                              layers=layers, cycles=cycles, report=rep,
+                              tolerance_float=tolerance_float,
+                              explained=int(np.sum(verdict.explained)), notes=verdict.notes)
     doc = result.to_dict()
     if layers:
         doc["layers"] = {"unit": prof.unit(str(board)), "rows": layers}
@@ -553,6 +449,20 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     report.write_atomic(paths["json"], json.dumps(doc, indent=2, default=str) + "\n")
     write_html(result, facts)  # the report renders result.layers as its per-layer table
     return result
+
+
+def _infer_seconds(facts: ModelFacts, device: dict[str, Any], board: str | None,
+                   runtime: str, timeout: float | None) -> float:
+    """The time one inference may take: ``timeout``, else predicted for the board and
+    runtime the device reported in its HELLO (else the ones asked for)."""
+    if timeout is not None:
+        return float(timeout)
+    from .device.timing import infer_seconds
+
+    kind = str(device.get("runtime") or runtime)
+    seconds = infer_seconds(facts, device.get("board_id") or board, kind)
+    log.debug("one inference may take %.1f s on this device", seconds)
+    return seconds
 
 
 def _tensor_text(t: TensorFacts) -> str:

@@ -7,6 +7,7 @@ before writing anything, plans the arena, emits one kernel call per operator, re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -222,6 +223,15 @@ def _io_tensors(g: Graph, indices: list[int]) -> list[dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _environment(folder: str) -> jinja2.Environment:
+    """The templates' environment, made once (compiling the templates costs ~20 ms, most of
+    a small model's generation; jinja2 reloads a template whose file changed)."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(folder),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              autoescape=False)
+
+
 def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
     g = read_graph(facts)
@@ -283,9 +293,7 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
                       for t in (g.t(i) for i in ids)]
                for side, ids in (("inputs", g.inputs), ("outputs", g.outputs))},
     }
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "c")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
+    env = _environment(str(templates_dir() / "c"))
     texts = {fname: env.get_template(fname + ".jinja").render(**ctx)
              for fname in ("td_model.h", "td_model.c")}
     result = CResult(out_dir=Path("."), files=[], plan=mem, weight_bytes=em.weight_bytes,

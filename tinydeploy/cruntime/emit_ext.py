@@ -106,8 +106,8 @@ def scratch_bytes(g: Graph, op: Op) -> int:
         return 0
     if op.name == "CONV_2D":  # 16x8: the fast path's im2col of two windows
         return conv16_scratch_bytes(g, op)
-    if op.name == "TRANSPOSE_CONV":
-        return 8 * g.t(op.outputs[0]).size
+    if op.name == "TRANSPOSE_CONV":  # int32 sums for int8 (as TFLM), int64 for 16x8
+        return (8 if g.t(op.outputs[0]).dtype == "INT16" else 4) * g.t(op.outputs[0]).size
     return 0
 
 
@@ -325,16 +325,30 @@ def _strided_slice(em: Emitter, op: Op, p: str) -> str:
     if int(np.prod(count)) != y.size:
         raise _reject(g, f"STRIDED_SLICE output size {y.size} does not match the slice "
                          f"{count}")
-    strides_in, acc = [0] * rank, 1
-    for d in range(rank - 1, -1, -1):
-        strides_in[d] = acc
-        acc *= x.shape[d]
-    pad = MAX_RANK - rank
-    fields = {"es": _ES[x.dtype], "in_strides": [0] * pad + strides_in,
-              "start": [0] * pad + start, "count": [1] * pad + count,
-              "step": [1] * pad + step}
+    if y.size == 0:
+        raise _reject(g, "STRIDED_SLICE with an empty output")
+    fields = slice_copy_plan(list(x.shape), start, count, step, _ES[x.dtype])
     em.decls.append(_struct("td_strided_slice_params", p, fields))
     return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
+
+
+def slice_copy_plan(shape: list[int], start: list[int], count: list[int], step: list[int],
+                    es: int) -> dict[str, object]:
+    """td_strided_slice_params: the innermost axes taken whole (step 1) merge into one
+    contiguous copy of ``run`` bytes; the next axis is the row loop, the others step the
+    source in bytes (leading axes padded with count 1)."""
+    rank = len(shape)
+    bs = [es * int(np.prod(shape[d + 1:], dtype=np.int64)) for d in range(rank)]
+    run, d = es, rank - 1
+    while d >= 0 and step[d] == 1 and run == bs[d]:
+        run = count[d] * bs[d]
+        d -= 1
+    inner_n, inner_step = (count[d], step[d] * bs[d]) if d >= 0 else (1, run)
+    outer = [(count[i], step[i] * bs[i]) for i in range(max(d, 0))]
+    pad = MAX_RANK - 1 - len(outer)
+    return {"base": sum(s * b for s, b in zip(start, bs, strict=True)), "run": run,
+            "inner_n": inner_n, "inner_step": inner_step,
+            "count": [1] * pad + [c for c, _ in outer], "step": [0] * pad + [s for _, s in outer]}
 
 
 def _per_channel(x: Tensor, w: Tensor, y: Tensor, n: int) -> tuple[list[int], list[int]]:
@@ -376,9 +390,9 @@ def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
               "mult": em.int_array(p + "_mult", mults),
               "shift": em.int_array(p + "_shift", shifts)}
     em.decls.append(_struct("td_tconv_params", p, fields))
-    scratch = f"(int64_t *)(void *){em.loc(_scratch_id(op))}"
-    return (f"td_transpose_conv(&{p}, {_ref(em, op.inputs[2])}, {em.loc(op.outputs[0])}, "
-            f"{scratch});")
+    fn, acc = ("td_transpose_conv", "int64_t") if in16 else ("td_transpose_conv8", "int32_t")
+    scratch = f"({acc} *)(void *){em.loc(_scratch_id(op))}"
+    return f"{fn}(&{p}, {_ref(em, op.inputs[2])}, {em.loc(op.outputs[0])}, {scratch});"
 
 
 def _scratch_id(op: Op) -> int:

@@ -10,6 +10,10 @@ number, and the device answers a repeated INFER from its cache, so no sample run
 Only a failure of the request itself spends a retry (a timeout, or a BAD_CRC/BAD_FRAME
 error for its seq); damaged, stale or unrelated frames on the line do not. The first
 HELLO keeps trying for at least ``boot_wait`` seconds, for a board that is still booting.
+Every wait for an INFER reply also gets ``infer_seconds``, the time one inference may take
+(:mod:`tinydeploy.device.timing`, or ``--timeout``), at most 4x the slowest INFER answered
+so far; an INFER's whole budget holds it twice (one lost request), and running out of it
+raises ``inference_timeout``, naming the option.
 A device reset (an unsolicited boot HELLO, or the port vanishing and coming back) raises
 ``DeviceReset`` (a ``TinyDeployError``) from ``infer()`` after a fresh handshake: that
 sample did not produce a result, call ``infer()`` again. ``infer()`` moves inputs and
@@ -80,6 +84,7 @@ REOPEN_DELAY = 0.25
 PORT_LOSSES = 2  # a command gives up when the port vanishes this often
 MAX_FRAME_PAYLOAD = 0xFFFF  # the frame's u16 length field
 RECENT_SEQS = 16  # seqs of the last requests: replies carrying them may still be in flight
+INFER_RTT_FACTOR = 4.0  # an inference may take 4x the slowest one answered (host load)
 
 # what one wait for a reply ended with (besides the reply itself)
 TIMEOUT = "timeout"  # no reply in time: counted
@@ -106,10 +111,15 @@ class Link:
     """A framed, retrying connection to a tinydeploy device on a serial port."""
 
     def __init__(self, port: str, baudrate: int = 115200, timeout: float = 2.0,
-                 retries: int = 3, trace: bool = False, boot_wait: float = BOOT_WAIT) -> None:
+                 retries: int = 3, trace: bool = False, boot_wait: float = BOOT_WAIT,
+                 infer_seconds: float = 0.0) -> None:
         self.port = port
         self.baudrate = baudrate
         self.timeout = timeout
+        # the time one inference may take (device.timing): added to every INFER wait; once
+        # INFERs were answered, at most INFER_RTT_FACTOR x the slowest answer
+        self.infer_seconds = infer_seconds
+        self._slowest_infer = 0.0
         self.retries = retries
         self.trace = trace
         self.boot_wait = boot_wait
@@ -246,7 +256,15 @@ class Link:
         # doubled on every counted failure so that retries cannot pile up faster than a
         # slow device drains them
         wait = max(self.wait_seconds(len(wire), reply_bytes + 16), 1.5 * self._last_rtt)
-        budget = sum(wait * 2 ** min(k, MAX_BACKOFF) for k in range(self.retries + 1))
+        compute = 0.0  # the device computing an INFER: added to each wait, not doubled
+        if op == Op.INFER:
+            compute = self.infer_seconds
+            if self._slowest_infer:
+                compute = min(compute, INFER_RTT_FACTOR * self._slowest_infer)
+        # the device computes at most twice (one lost request): a dead device is reported
+        # after 2 x compute plus the usual waits, not (retries + 1) x compute
+        budget = (sum(wait * 2 ** min(k, MAX_BACKOFF) for k in range(self.retries + 1))
+                  + min(self.retries + 1, 2) * compute)
         max_sends = SEND_FACTOR * (self.retries + 1)
         self._absorb_pending(op)
         floor = self.boot_wait if op == Op.HELLO and self._booting else 0.0
@@ -260,7 +278,7 @@ class Link:
                 log.debug("resend %d of %s seq=%d", sends, frame.op_name, seq)
             self._trace("TX", frame, len(wire))
             sent = time.monotonic()
-            deadline = min(sent + wait * 2 ** min(failures, MAX_BACKOFF), end)
+            deadline = min(sent + wait * 2 ** min(failures, MAX_BACKOFF) + compute, end)
             sends += 1
             try:
                 self._write(wire)
@@ -274,6 +292,8 @@ class Link:
                                       guess=guesses <= self.retries)
             if isinstance(outcome, Frame):
                 self._last_rtt = time.monotonic() - sent
+                if op == Op.INFER and outcome.op == Op.RESULT:
+                    self._slowest_infer = max(self._slowest_infer, self._last_rtt)
                 if op == Op.HELLO:
                     self._booting = False
                 return outcome
@@ -290,6 +310,10 @@ class Link:
             exhausted = failures > self.retries or sends >= max_sends
             if now >= end or (exhausted and now - start >= floor):
                 break
+        if op == Op.INFER:
+            raise TinyDeployError("inference_timeout", port=self.port, attempts=sends,
+                                  seconds=f"{wait + compute:.1f}",
+                                  allowed=f"{compute:.1f}")
         raise TinyDeployError("device_timeout", port=self.port, attempts=sends)
 
     def _absorb_pending(self, op: int) -> None:

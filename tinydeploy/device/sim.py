@@ -2,8 +2,8 @@
 runtime, with fault injection for testing the link.
 
     python -m tinydeploy.device.sim MODEL.tflite [--corrupt P] [--drop P] [--split] \
-        [--reset-after K] [--delay S] [--wrong-outputs F] [--seed N] [--stats FILE] \
-        [--max-payload BYTES]
+        [--reset-after K] [--delay S] [--infer-delay S] [--wrong-outputs F] \
+        [--float-offset X] [--seed N] [--stats FILE] [--max-payload BYTES]
 
 prints ``PTY /dev/pts/N`` (like ``td_native_main.c``) and serves until killed.
 ``start_sim(model, **faults)`` runs it as a child process (a context manager with ``.port``).
@@ -76,7 +76,9 @@ class Faults:
     split: bool = False  # write replies in small pieces with pauses
     reset_after: int | None = None  # reboot once, on the request after K inferences
     delay: float = 0.0  # seconds before every reply
-    wrong_outputs: float = 0.0  # fraction of samples with one output off by 1 LSB
+    infer_delay: float = 0.0  # seconds every inference takes (a slow model)
+    wrong_outputs: float = 0.0  # fraction of samples with one output off by 1 LSB (ULP)
+    float_offset: float = 0.0  # added to every value of every float output
     seed: int = 0
 
 
@@ -109,7 +111,7 @@ class SimDevice:
 
     def __init__(self, facts: ModelFacts, faults: Faults | None = None,
                  max_payload: int = MAX_PAYLOAD) -> None:
-        from ..hostref import DEFAULT_ARENA, HostModel
+        from ..hostref import HostModel
 
         self.facts = facts
         self.faults = faults or Faults()
@@ -120,7 +122,7 @@ class SimDevice:
             protocol_version=PROTOCOL_VERSION, firmware_version=f"tinydeploy-sim {__version__}",
             board_id="sim", runtime="sim", model_sha256=facts.sha256,
             inputs=tuple(_tensor(t) for t in facts.inputs),
-            outputs=tuple(_tensor(t) for t in facts.outputs), arena_size=DEFAULT_ARENA,
+            outputs=tuple(_tensor(t) for t in facts.outputs), arena_size=self.model.arena_size,
             arena_used=_arena_used(self.model), cpu_hz=0, max_payload=self.max_payload)
         self.decoder = FrameDecoder(self.max_payload)
         self.input = bytearray(self.info.input_bytes)  # the model's input buffer
@@ -251,21 +253,30 @@ class SimDevice:
             off += t.nbytes
         t0 = time.perf_counter()
         ys = [np.array(y) for y in self.model.run(xs, reset=reset)]
+        if self.faults.infer_delay:  # a slow device: busy, not reading its input meanwhile
+            time.sleep(self.faults.infer_delay)
         time_us = int((time.perf_counter() - t0) * 1e6)
         index = self.stats.invocations
         self.stats.invocations += 1
         if self.faults.wrong_outputs and self.rng.random() < self.faults.wrong_outputs:
             j = self.rng.randrange(len(ys))
             y = ys[j]
-            flat = y.reshape(-1).astype(np.int64)
-            k = self.rng.randrange(flat.size)
-            info = np.iinfo(y.dtype) if np.issubdtype(y.dtype, np.integer) else None
+            k = self.rng.randrange(y.size)
             step = self.rng.choice((-1, 1))
-            if info is not None and not info.min <= flat[k] + step <= info.max:
-                step = -step
-            flat[k] += step
+            if np.issubdtype(y.dtype, np.integer):
+                flat = y.reshape(-1).astype(np.int64)
+                info = np.iinfo(y.dtype)
+                if not info.min <= flat[k] + step <= info.max:
+                    step = -step
+                flat[k] += step
+            else:  # one ULP
+                flat = y.reshape(-1).copy()
+                flat[k] = np.nextafter(flat[k], np.inf * step, dtype=y.dtype)
             ys[j] = flat.astype(y.dtype).reshape(y.shape)
             self.stats.wrong.append(index)
+        if self.faults.float_offset:
+            ys = [(y + y.dtype.type(self.faults.float_offset)).astype(y.dtype)
+                  if np.issubdtype(y.dtype, np.floating) else y for y in ys]
         return InferReply(b"".join(y.tobytes() for y in ys), time_us, 0)
 
 
@@ -330,14 +341,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", action="store_true", help="write replies in small slow pieces")
     p.add_argument("--reset-after", type=int, default=None, help="reboot after K inferences")
     p.add_argument("--delay", type=float, default=0.0, help="seconds before every reply")
+    p.add_argument("--infer-delay", type=float, default=0.0,
+                   help="seconds every inference takes")
     p.add_argument("--wrong-outputs", type=float, default=0.0,
                    help="fraction of samples with one output off by 1 LSB")
+    p.add_argument("--float-offset", type=float, default=0.0,
+                   help="added to every value of every float output")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", default=None, help="write counters (JSON) to this file")
     p.add_argument("--max-payload", type=int, default=MAX_PAYLOAD,
                    help="largest frame payload (bytes) the board takes and sends")
     a = p.parse_args(argv)
-    faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.wrong_outputs, a.seed)
+    faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.infer_delay,
+                    a.wrong_outputs, a.float_offset, a.seed)
     serve(a.model, faults, a.stats, a.max_payload)
 
 
@@ -364,7 +380,8 @@ class SimProcess(PtyProcess):
 
 def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
               drop: float = 0.0, split: bool = False, reset_after: int | None = None,
-              delay: float = 0.0, wrong_outputs: float = 0.0, seed: int = 0,
+              delay: float = 0.0, infer_delay: float = 0.0, wrong_outputs: float = 0.0,
+              float_offset: float = 0.0, seed: int = 0,
               max_payload: int = MAX_PAYLOAD) -> SimProcess:
     """Launch the simulated board and wait for its ``PTY`` line."""
     tmpdir = tempfile.TemporaryDirectory(prefix="tinydeploy-sim-")
@@ -378,8 +395,10 @@ def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
         Path(path).write_bytes(load(model).data)
     stats_path = os.path.join(tmpdir.name, "stats.json")
     cmd = [sys.executable, "-m", "tinydeploy.device.sim", path, "--corrupt", str(corrupt),
-           "--drop", str(drop), "--delay", str(delay), "--wrong-outputs", str(wrong_outputs),
-           "--seed", str(seed), "--stats", stats_path, "--max-payload", str(max_payload)]
+           "--drop", str(drop), "--delay", str(delay), "--infer-delay", str(infer_delay),
+           "--wrong-outputs", str(wrong_outputs),
+           "--float-offset", repr(float(float_offset)), "--seed", str(seed),
+           "--stats", stats_path, "--max-payload", str(max_payload)]
     if split:
         cmd.append("--split")
     if reset_after is not None:
