@@ -18,7 +18,8 @@ static int16_t td_clamp16(int32_t v, int32_t lo, int32_t hi) {
   return (int16_t)v;
 }
 
-/* accumulator + bias, then rescale: int64 bias, or int32 bias with TFLM's int32 wrap */
+/* accumulator + bias, then rescale: int64 bias (TFLM's 64-bit requantization), or int32
+ * bias with TFLM's int32 wrap and its 32-bit requantization */
 static int32_t td_scale_acc(int64_t acc, const int32_t *bias, int32_t bias64, int32_t c,
                             int32_t mult, int32_t shift) {
   if (bias64) {
@@ -27,7 +28,7 @@ static int32_t td_scale_acc(int64_t acc, const int32_t *bias, int32_t bias64, in
   } else {
     uint32_t a = (uint32_t)acc;
     if (bias) a += (uint32_t)bias[c];
-    return td_mbqm64((int64_t)(int32_t)a, mult, shift);
+    return td_mbqm((int32_t)a, mult, shift);
   }
 }
 

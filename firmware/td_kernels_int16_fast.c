@@ -138,19 +138,19 @@ TD_INLINE int32_t td16_shr(int64_t t, int32_t sh) {
 }
 
 /* without the folded form: bias (int64, or int32 wrapping like TFLM's int32 sum), then
- * td_mbqm64 (the rare case: out of line) */
+ * TFLM's 64-bit requantization (td_mbqm64), or its 32-bit one for an int32 sum (the rare
+ * case: out of line) */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
 static int16_t td16_out_ref(const td16_job *j, int64_t acc, int32_t c) {
   const int32_t k = j->per_channel ? c : 0;
-  if (j->bias64) {
-    if (j->bias) acc += ((const int64_t *)j->bias)[c];
-  } else {
+  if (!j->bias64) {
     uint32_t a = (uint32_t)acc;
     if (j->bias) a += (uint32_t)((const int32_t *)j->bias)[c];
-    acc = (int64_t)(int32_t)a;
+    return td16_fin(j, td_mbqm((int32_t)a, j->mult[k], j->shift[k]));
   }
+  if (j->bias) acc += ((const int64_t *)j->bias)[c];
   return td16_fin(j, td_mbqm64(acc, j->mult[k], j->shift[k]));
 }
 

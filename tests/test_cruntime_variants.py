@@ -164,3 +164,31 @@ def test_header_declares_the_same_variants() -> None:
     for fn, v in VARIANTS.items():
         row = re.search(rf"\*\s+{fn}\s+(\w+)", header)
         assert row is not None and row.group(1) == v.filter_layout, fn
+
+
+FUZZ_FOUND = ["int32_bias_conv16", "int32_bias_fc16", "layout_conv_zero_weights",
+              "layout_fc_shift_nonneg", "pad16_zero_point", "strided_slice_shrink_begin_mask",
+              "tconv16_input_zero_point"]
+
+
+@needs_gcc
+@pytest.mark.parametrize("name", FUZZ_FOUND)
+def test_fuzzer_found_models_bit_exact(name: str, tmp_path: Path) -> None:
+    """The minimal models the differential fuzzer shrank (tests/data/regressions/README.md):
+    the host build equals the TFLM Python runtime on their saved samples."""
+    from tinydeploy.cruntime.harness import run_harness_bytes
+
+    facts = load(REG / f"{name}.tflite")
+    (t_in,), outs = facts.inputs, facts.outputs
+    x = np.load(REG / f"{name}.npz")["x_test"]
+    host = HostModel(facts)
+    res = generate_c(facts, tmp_path / "c", tflm_arena=False)
+    got = run_harness_bytes(build_harness(res.out_dir), [[s] for s in x],
+                            [(tuple(t.shape), t.numpy_dtype) for t in outs])
+    for i, sample in enumerate(x):
+        host.interpreter.set_input(sample.reshape(t_in.shape), 0)
+        host.interpreter.invoke()
+        for k in range(len(outs)):
+            want = np.array(host.interpreter.get_output(k)).reshape(-1)
+            np.testing.assert_array_equal(np.asarray(got[i][k]).reshape(-1), want,
+                                          err_msg=f"{name} sample {i} output {k}")

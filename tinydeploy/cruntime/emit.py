@@ -38,8 +38,8 @@ def float_lit(x: float) -> str:
 
 def pad_fields(g: Graph, op: Op) -> dict[str, object]:
     """``td_pad_params`` of a PAD (any dtype): rank, dims padded to MAX_RANK, the leading
-    paddings and the output zero point as the fill value. Raises ``model_rejected`` for
-    non-constant paddings or a rank above MAX_RANK."""
+    paddings and TFLM's fill value (int8: the output zero point; int16: 0, whatever the zero
+    point). Raises ``model_rejected`` for non-constant paddings or a rank above MAX_RANK."""
     x, y, pads = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
     if pads.data is None or len(x.shape) > MAX_RANK:
         raise TinyDeployError("model_rejected", path=g.path,
@@ -47,7 +47,7 @@ def pad_fields(g: Graph, op: Op) -> dict[str, object]:
     before = [int(v) for v in pads.data.reshape(-1, 2)[:, 0]]
     fill = [0] * (MAX_RANK - len(x.shape))
     return {"rank": len(x.shape), "in_dims": list(x.shape) + fill, "before": before + fill,
-            "out_dims": list(y.shape) + fill, "pad_value": y.zp}
+            "out_dims": list(y.shape) + fill, "pad_value": y.zp if y.dtype == "INT8" else 0}
 
 
 def _pad_total(stride: int, dil: int, in_size: int, f: int, out_size: int) -> int:

@@ -311,7 +311,8 @@ def _strided_slice(em: Emitter, op: Op, p: str) -> str:
             raise _reject(g, "STRIDED_SLICE stride 0")
         if offset:
             e_ = b_ + e_
-        if sm >> d & 1:
+        if sm >> d & 1:  # TFLM: a begin_mask bit on a shrunk axis selects index 0
+            b_ = 0 if bm >> d & 1 else b_
             k = b_ + n if b_ < 0 else b_
             start.append(min(max(k, 0), n - 1))
             count.append(1)
@@ -384,7 +385,8 @@ def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
     lo, hi = _act_range(g, op, y)
     fields = {"batches": n, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
               "out_c": oc, "f_h": fh, "f_w": fw, "stride_h": sh, "stride_w": sw,
-              "pad_h": pad_h, "pad_w": pad_w, "in_offset": -x.zp, "out_offset": y.zp,
+              "pad_h": pad_h, "pad_w": pad_w, "out_offset": y.zp,
+              "in_offset": 0 if in16 else -x.zp,  # TFLM's 16x8 kernel has no input offset
               "act_min": lo, "act_max": hi, "in16": int(in16), "filter": _const(em, w),
               "bias": _const(em, bias) if bias is not None else 0,
               "mult": em.int_array(p + "_mult", mults),

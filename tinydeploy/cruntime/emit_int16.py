@@ -74,14 +74,15 @@ def fold_requant(rows: np.ndarray, mults: list[int], shifts: list[int],
     """Per output channel (B, R, T) with TFLM's 64-bit requantization of acc + bias equal to
     the low 32 bits of (acc * R + B) >> T: R the multiplier reduced to 16 bits, T = 15 -
     shift, B = bias * R + 2^(T - 1). None when that cannot be shown for every int32 sum of
-    these weights (an int32 bias that may wrap, T outside 1..63, B near the int64 range):
-    the kernel then adds the bias and calls td_mbqm64 per output."""
+    these weights (T outside 1..63, B near the int64 range), and for an int32 bias (TFLM
+    then sums in int32 and requantizes with the 32-bit MultiplyByQuantizedMultiplier): the
+    kernel then adds the bias and requantizes per output (td16_out_ref)."""
+    if not bias64:
+        return None
     bound = X_ABS_MAX * np.abs(np.asarray(rows, dtype=np.int64)).reshape(len(rows), -1).sum(1)
     out = []
     for c, (m, sh) in enumerate(zip(mults, shifts, strict=True)):
         b = 0 if bias is None else int(bias[c])
-        if not bias64 and int(bound[c]) + abs(b) > INT32_MAX:
-            return None  # TFLM's int32 acc + bias may wrap
         r = (m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF
         t = 15 - sh
         if not 1 <= t <= 63:

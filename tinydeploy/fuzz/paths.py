@@ -8,8 +8,8 @@ reports what the generator really selected:
 - ``fast``: the optimized kernel for the whole layer;
 - ``partial``: an optimized kernel for part of the work (one-pixel im2col, a 16x8 sum split
   in segments or a reference requantization, the depthwise kernel's edge loop only, ...);
-- ``ref``: the reference loop; ``ref-interleaved``: the reference loop over a filter the
-  generator stored in the fast kernels' interleaved layout (the layout bug of issue 16);
+- ``ref``: the reference loop; int8 conv / depthwise / FC name their variant (``fastg``:
+  a shift >= 0, ``fastm``/``fastmg``: depth multiplier > 1; cruntime/variants.py);
 - kernels with one path report its kind (``flat``/``bcast``, ``lut``, ``copy``, ...).
 
 Regimes are measured from the model's numbers (``layer_regimes``): per-tensor/per-channel,
@@ -64,31 +64,28 @@ def _int(f: dict[str, str], key: str, default: int = 0) -> int:
         return default
 
 
-def _conv8(f: dict[str, str]) -> str:
-    be, rq = _set(f, "bias_eff"), _set(f, "rq")
-    direct = _int(f, "f_h") == 1 and _int(f, "f_w") == 1 and _int(f, "pad_h") == 0 \
-        and _int(f, "pad_w") == 0
-    if be and rq and (direct or _set(f, "scratch")):
-        return "fast" if direct or _int(f, "scratch_cols", 2) >= 2 else "partial"
-    return "ref-interleaved" if be and "_filter" in f.get("filter", "") else "ref"
+def _conv8(fn: str, f: dict[str, str]) -> str:
+    """The int8 conv / depthwise / FC variant the generator named (cruntime/variants.py):
+    ``fast`` (one-multiply requantization), ``fastg`` (a shift >= 0), ``fastm``/``fastmg``
+    (depthwise, depth multiplier > 1), ``ref``; ``partial`` where the fast variant runs
+    part of its work on a slower branch (one-pixel im2col, the depthwise edge loop)."""
+    variant = fn.rsplit("_", 1)[1]
+    if fn.startswith("td_conv2d_fast") and _int(f, "scratch_cols", 2) < 2 and _set(
+            f, "scratch"):
+        return "partial"
+    if fn == "td_depthwise_conv2d_fast" and not (
+            _set(f, "bias_eff") and f.get("f_h") == f.get("f_w") == "3"):
+        return "partial"
+    return variant
 
 
 def _path(call: str, s: dict[str, dict[str, str]], k: int) -> str:
     f = s.get(f"td_p{k}", {})
     q = s.get(f"td_p{k}_fast", {})
     fn = call.split("(", 1)[0].strip()
-    if fn == "td_conv2d":
-        return _conv8(f)
-    if fn == "td_depthwise_conv2d":
-        if _int(f, "depth_mult", 1) != 1 or not _set(f, "rq"):
-            return "ref"
-        return "fast" if _set(f, "bias_eff") and f.get("f_h") == f.get("f_w") == "3" \
-            else "partial"
-    if fn == "td_fully_connected":
-        if _set(f, "bias_eff") and _set(f, "rq") and _int(f, "filter_offset") == 0:
-            return "fast"
-        return "ref-interleaved" if _set(f, "bias_eff") and "_filter" in f.get("filter", "") \
-            else "ref"
+    if fn.startswith(("td_conv2d_", "td_depthwise_conv2d_", "td_fully_connected_")) and \
+            fn.rsplit("_", 1)[1] in ("fast", "fastg", "fastm", "fastmg", "ref"):
+        return _conv8(fn, f)
     if fn == "td_conv2d_16_fast":
         return "fast" if _int(q, "wide") == 0 and _set(q, "fold_bias") else "partial"
     if fn == "td_depthwise_conv2d_16_fast":
@@ -99,6 +96,8 @@ def _path(call: str, s: dict[str, dict[str, str]], k: int) -> str:
     if fn in ("td_conv2d_16", "td_depthwise_conv2d_16", "td_fully_connected_16",
               "td_transpose_conv"):
         return "ref"
+    if fn == "td_transpose_conv8":
+        return "dot"
     if fn in ("td_add", "td_mul", "td_binary_ext"):
         return "bcast" if _int(f, "broadcast") else "flat"
     if fn in ("td_max_pool", "td_avg_pool"):

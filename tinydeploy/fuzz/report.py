@@ -11,8 +11,9 @@ __all__ = ["EXPECTED_PATHS", "REGIMES", "missing", "table"]
 
 # kernel paths every operator must show (the others report what they find)
 EXPECTED_PATHS = {
-    "CONV_2D/i8": ("fast", "partial", "ref"), "DEPTHWISE_CONV_2D/i8": ("fast", "partial", "ref"),
-    "FULLY_CONNECTED/i8": ("fast", "ref"), "CONV_2D/16x8": ("fast", "partial", "ref"),
+    "CONV_2D/i8": ("fast", "fastg", "partial", "ref"),
+    "DEPTHWISE_CONV_2D/i8": ("fast", "fastg", "fastm", "fastmg", "partial"),
+    "FULLY_CONNECTED/i8": ("fast", "fastg", "ref"), "CONV_2D/16x8": ("fast", "partial", "ref"),
     "DEPTHWISE_CONV_2D/16x8": ("fast", "partial", "ref"),
     "FULLY_CONNECTED/16x8": ("fast", "partial", "ref"),
     "UNIDIRECTIONAL_SEQUENCE_LSTM/i8": ("fast", "partial", "ref"),
@@ -60,8 +61,7 @@ def table(s: Summary, targets: list[str]) -> str:
 
 def missing(s: Summary, target: str) -> list[str]:
     """Operators, kernel paths and regimes the run on ``target`` never reached."""
-    seen = {(lab, "ref" if path == "ref-interleaved" else path)
-            for (t, lab, path, reg) in s.rows if t == target}
+    seen = {(lab, path) for (t, lab, path, reg) in s.rows if t == target}
     labels = {lab for lab, _ in seen}
     regs = {reg for (t, _, _, reg) in s.rows if t == target}
     out = [f"operator {lab}" for lab in [*EXPECTED_PATHS, *OTHER_OPS] if lab not in labels]
