@@ -23,7 +23,8 @@ int32_t td_exp_on_negative_values(int32_t a, int32_t int_bits);
 int32_t td_one_over_one_plus_x(int32_t a);
 int32_t td_one_minus_x_over_one_plus_x(int32_t a);
 
-/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c, _dwm.c, _pool.c) ---
+/* ---- convolutions, fully connected, pooling (td_kernels_conv*.c, _dwm.c, _pool.c; the TFLM
+ * kernel's in-place FULLY_CONNECTED: td_kernels_fc_plain.c) -----------------------------
  * Each kernel variant is its own entry point and reads exactly one data layout; the
  * generator picks the variant per layer and emits the layout it declares
  * (tinydeploy/cruntime/variants.py holds the same table and checks every call):
@@ -39,6 +40,8 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
  *   td_fully_connected_fastg    interleaved4 [out_c][K]    rq_general      bias_eff, w zp 0
  *   td_fully_connected_ref      plain [out_c][accum]       mult/shift      -
+ *   td_fully_connected_plain    plain [out_c][accum]       rq              bias_eff, w zp 0
+ *   td_fully_connected_plaing   plain [out_c][accum]       rq_general      bias_eff, w zp 0
  *   (* scratch unless the conv is an unpadded 1x1, which reads its input directly)
  *
  * interleaved4: rows in groups of four; per group, for each 4 k the 4 bytes of each row,
@@ -95,6 +98,8 @@ void td_depthwise_conv2d_fastmg(const td_conv_params *p, const int8_t *in, int8_
 void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_ref(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected_plain(const td_fc_params *p, const int8_t *in, int8_t *out);
+void td_fully_connected_plaing(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_max_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 void td_avg_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 

@@ -10,6 +10,9 @@ firmware depends on, and what ``tests/tflm_standins.py`` turns back into stand-i
 * ``MicroInterpreter``: its constructors (parameter types, names, defaults) and the public
   methods the firmware may call, and ``TFLITE_SCHEMA_VERSION`` if a header defines it;
 * ``MicroMutableOpResolver<N>``: the ``Add*`` methods callable without arguments;
+* library defects tinydeploy replaces a kernel for (``tinydeploy.tflm_overrides.tree_facts``):
+  ``fc_per_channel`` -- FULLY_CONNECTED honours per-channel weight scales (its OpData
+  declares ``is_per_channel``, no Prepare refuses them, the optimized kernel reads it);
 * kernel flavour: ``cmsis-nn`` / ``esp-nn`` kernel sources in ``micro/kernels/``, a
   precompiled archive's ``esp_nn`` symbols, else ``reference`` (``--kernels`` when the
   kernels are only in an archive the tree lacks);
@@ -37,6 +40,9 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tinydeploy from this checkout
+from tinydeploy.tflm_overrides import tree_facts  # noqa: E402
 
 FIRMWARE_HEADERS = (
     "tensorflow/lite/micro/micro_interpreter.h",
@@ -323,10 +329,9 @@ def extract(root: Path, lib_id: str, tflm_repo: Path | None = None, date: str | 
     elif tflm_repo:
         facts.update(tflm_date(src, tflm_repo))
     facts.update(kernel_facts(root, src, props, kernels))
-    # FULLY_CONNECTED with per-channel weight scales: the op data declares is_per_channel
-    fc_header = src / "tensorflow/lite/micro/kernels/fully_connected.h"
-    facts["fc_per_channel"] = fc_header.is_file() and "is_per_channel" in fc_header.read_text(
-        encoding="utf-8", errors="replace")
+    # the defects tinydeploy replaces a kernel for (tinydeploy.tflm_overrides), e.g.
+    # fc_per_channel: FULLY_CONNECTED honours per-channel weight scales
+    facts.update(tree_facts(src))
     facts["interpreter"] = interpreter_facts(src)
     facts["schema_version_macro"] = schema_macro(src)
     facts["resolver"] = resolver_facts(src)

@@ -328,7 +328,10 @@ def test_project_sources_lists_main_and_library(tmp_path: Path) -> None:
                     arena=4096, fmt="platformio")
     sources, includes = project_sources(tmp_path / "p")
     assert {f.name for f in sources} == {"main.cpp", "td_tflm_app.cpp", "td_app.cpp",
-                                         "model_data.cpp", "td_protocol.c", "td_arduino.cpp"}
+                                         "model_data.cpp", "td_protocol.c", "td_arduino.cpp",
+                                         # sine_mlp's per-channel Dense on Chirale 2.0.0
+                                         "td_tflm_fc.cpp", "td_kernels_fc_plain.c",
+                                         "td_kernels_conv_ref.c"}
     assert includes == [tmp_path / "p" / "src", tmp_path / "p" / "lib" / "p" / "src"]
 
 

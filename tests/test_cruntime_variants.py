@@ -155,7 +155,9 @@ def test_layout_contract_refuses_a_mismatch() -> None:
     assert set(VARIANTS) == {f"td_{k}_{v}" for k in ("conv2d", "depthwise_conv2d",
                                                       "fully_connected")
                              for v in ("fast", "fastg", "ref")} - {
-        "td_depthwise_conv2d_ref"} | {"td_depthwise_conv2d_fastm", "td_depthwise_conv2d_fastmg"}
+        "td_depthwise_conv2d_ref"} | {"td_depthwise_conv2d_fastm", "td_depthwise_conv2d_fastmg",
+                                      # weights in place: tinydeploy's TFLM kernel
+                                      "td_fully_connected_plain", "td_fully_connected_plaing"}
 
 
 def test_header_declares_the_same_variants() -> None:

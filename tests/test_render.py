@@ -20,6 +20,7 @@ from tinydeploy.cli import main
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import OpFacts, load
 from tinydeploy.ops import TFLM_OPS
+from tinydeploy.tflm_overrides import OVERRIDES, per_channel_fc_layers
 
 DATA = Path(__file__).parent / "data"
 STUBS = Path(__file__).parent / "stubs"
@@ -75,8 +76,10 @@ def test_generated_cpp_compiles_for_every_board(tmp_path: Path, model: str) -> N
     res = gen(tmp_path, model, boards=MCU)
     src = tmp_path / "fw" / "lib" / "fw" / "src"  # the library inside the PlatformIO project
     sources = sorted(p for p in src.iterdir() if p.suffix in (".cpp", ".c"))
+    override = {f for f in OVERRIDES[0].files if f.endswith((".c", ".cpp"))} \
+        if per_channel_fc_layers(load(DATA / f"{model}.tflite")) else set()
     assert {p.name for p in sources} == {"td_tflm_app.cpp", "model_data.cpp", "td_app.cpp",
-                                         "td_protocol.c", "td_arduino.cpp"}
+                                         "td_protocol.c", "td_arduino.cpp", *override}
     main_cpp = tmp_path / "fw" / "src" / "main.cpp"
     _compile([*sources, main_cpp], src, [BOARDS["nano33ble"].define, "TD_SERIAL_BAUD=115200"])
     _compile([main_cpp], src, ["TD_EXAMPLE_BASIC"])
@@ -211,7 +214,9 @@ def test_format_choices(tmp_path: Path, fmt: str) -> None:
         assert names == {"My_Sketch.h", "td_app.h", "td_app.cpp", "td_sample.h",
                          "td_tflm_app.cpp", "td_tflm_app.h", "model_settings.h",
                          "model_data.h", "model_data.cpp", "td_protocol.h", "td_protocol.c",
-                         "td_arduino.h", "td_arduino.cpp"}
+                         "td_arduino.h", "td_arduino.cpp",
+                         # sine_mlp's per-channel Dense: the FULLY_CONNECTED override
+                         "td_tflm_overrides.h", *OVERRIDES[0].files}
         ino = (sketch / "examples" / "validate" / "validate.ino").read_text()
         assert "td_app_setup();" in ino and "td_app_loop();" in ino
         assert "td_run_float(" in (sketch / "examples" / "basic" / "basic.ino").read_text()

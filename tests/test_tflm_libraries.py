@@ -288,7 +288,8 @@ def test_generated_firmware_compiles_against_the_real_chirale_tree(tmp_path: Pat
     real = [*cxx, "-DARDUINO=10819", f"-isystem{src_root}", f"-I{src}", f"-I{arduino}"]
     for board in MCU:
         proc = subprocess.run([*real, f"-D{BOARDS[board].define}", "-x", "c++",
-                               str(src / "td_tflm_app.cpp"), str(main_cpp)],
+                               str(src / "td_tflm_app.cpp"), str(main_cpp),
+                               str(src / "td_tflm_fc.cpp")],  # its FULLY_CONNECTED override
                               cwd=src, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, (board, proc.stderr[-3000:])
     sketch = res.sketch_dir
@@ -298,27 +299,3 @@ def test_generated_firmware_compiles_against_the_real_chirale_tree(tmp_path: Pat
                            str(sketch / "src" / "td_tflm_app.cpp")],
                           cwd=sketch, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-# --- per-channel FULLY_CONNECTED: every library in the table predates TFLM's support ------------
-def test_per_channel_fully_connected_is_flagged_for_libraries_without_it(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """sine_mlp's Dense weights carry per-channel scales; Chirale 2.0.0's FULLY_CONNECTED
-    reads one scale (no ``is_per_channel`` in its kernels/fully_connected.h), so on a board
-    its outputs differ from the host (measured on qemu-cm4: up to 163 LSB). generate says
-    so in the log and the README; hello_world (per-tensor weights) gets no warning."""
-    from tinydeploy.tflm_libraries import per_channel_fc_layers
-
-    assert all(f["fc_per_channel"] is False for f in FACTS.values())
-    assert not any(lib.fc_per_channel for lib in libraries().values())
-    assert per_channel_fc_layers(load(DATA / "sine_mlp.tflite")) == 2
-    assert per_channel_fc_layers(load(DATA / "hello_world_int8.tflite")) == 0
-    with caplog.at_level("WARNING", logger="tinydeploy"):
-        render.generate(DATA / "sine_mlp.tflite", tmp_path / "a", boards=["nano33ble"],
-                        fmt="platformio")
-    readme = (tmp_path / "a" / "README.md").read_text()
-    assert "outputs will differ on these boards" in readme and "--runtime c" in readme
-    assert any("2 FULLY_CONNECTED" in r.getMessage() for r in caplog.records)
-    render.generate(DATA / "hello_world_int8.tflite", tmp_path / "b", boards=["nano33ble"],
-                    fmt="platformio")
-    assert "outputs will differ" not in (tmp_path / "b" / "README.md").read_text()

@@ -79,7 +79,7 @@ def test_dense_weights_have_one_scale(digits_run, sine_run) -> None:
     # the Arduino TFLM libraries' FULLY_CONNECTED uses one weight scale (tflm_libraries.json
     # fc_per_channel false): quantize writes Dense layers per tensor, so generate has
     # nothing to warn about for tinydeploy's own models
-    from tinydeploy.tflm_libraries import per_channel_fc_layers
+    from tinydeploy.tflm_overrides import per_channel_fc_layers
 
     for run in (digits_run, sine_run):
         facts = load(run.int8_tflite)

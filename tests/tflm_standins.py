@@ -20,11 +20,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tinydeploy.tflm_overrides import OVERRIDES
+
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures" / "tflm"
 STUBS = HERE / "stubs"
 CXX = ["g++", "-fsyntax-only", "-std=c++17", "-Wall", "-Wextra", "-Werror"]
 CC = ["gcc", "-fsyntax-only", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+OVERRIDE_METHODS = frozenset(o.resolver for o in OVERRIDES)
 _KNOWN_TYPES = {"const", "uint8_t", "size_t", "bool", "int", "void", "unsigned", "char",
                 "Model", "MicroOpResolver", "TfLiteTensor", "TfLiteStatus"}
 
@@ -77,6 +80,10 @@ def _resolver(facts: dict[str, Any]) -> str:
              "class MicroMutableOpResolver : public MicroOpResolver {", " public:",
              "  MicroMutableOpResolver() {}"]
     lines += [f"  TfLiteStatus {m}();" for m in res["methods"]]
+    # the registration argument tinydeploy's kernel overrides pass (every TFLM library since
+    # 2021 declares AddFullyConnected(const TfLiteRegistration& = Register_FULLY_CONNECTED()))
+    lines += [f"  TfLiteStatus {m}(const TfLiteRegistration &registration);"
+              for m in res["methods"] if m in OVERRIDE_METHODS]
     lines += ["};", "", "}  // namespace tflite"]
     return "\n".join(lines)
 

@@ -35,7 +35,7 @@ from .boards import KIB, Board
 from .errors import TinyDeployError
 from .facts import ModelFacts
 
-C_CODE_BASE = 24 * KIB  # kernels + protocol + server + API + libm pieces (see tests)
+C_CODE_BASE = 32 * KIB  # kernels + protocol + server + API + libm pieces (see tests)
 C_CODE_PER_OP = 128  # one kernel call with its arguments in td_invoke()
 C_STACK_RESERVE = 4 * KIB
 C_FIRMWARE = ("td_protocol.h", "td_protocol.c", "td_arduino.h", "td_arduino.cpp",
@@ -49,6 +49,7 @@ LIB_TEMPLATES = {  # path in the library -> template
     "examples/basic/basic.ino": "_lib/basic.ino.jinja",
     "examples/validate/validate.ino": "_lib/validate.ino.jinja",
 }
+OVERRIDES_TEMPLATE = "_shared/overrides.h.jinja"
 RUNTIME_TEMPLATES = {
     "tflm": {"src/model_settings.h": "_shared/settings.h.jinja",
              "src/td_tflm_app.cpp": "_shared/app.cpp.jinja"},
@@ -143,8 +144,10 @@ def write_library(env: Any, ctx: dict[str, Any], dest: Path, runtime: str,
                   sources: dict[str, str], firmware: tuple[str, ...]) -> list[Path]:
     """The Arduino library ``dest`` (= ``.../NAME``): templates, generated ``sources``
     (file name -> text, e.g. the model array or td_model.c) and ``firmware`` files."""
-    files = render_files(env, {**LIB_TEMPLATES, **RUNTIME_TEMPLATES[runtime]},
-                         {**ctx, "with_arduino_h": False}, dest)
+    mapping = {**LIB_TEMPLATES, **RUNTIME_TEMPLATES[runtime]}
+    if ctx.get("overrides"):  # kernels replacing the TFLM library's (tflm_overrides)
+        mapping["src/td_tflm_overrides.h"] = OVERRIDES_TEMPLATE
+    files = render_files(env, mapping, {**ctx, "with_arduino_h": False}, dest)
     for fname, text in sources.items():
         (dest / "src" / fname).write_text(text, encoding="utf-8")
         files.append(dest / "src" / fname)

@@ -47,10 +47,10 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .arduino_cores import core_of
 from .arena_plan import ArenaPlan
-from .boards import KIB, Board, get_board
+from .boards import BOARDS, KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
-from .log import log, stage
+from .log import stage
 from .ops import TFLM_OPS
 from .output import check_output_dir, staged_output
 from .tflm_libraries import check_boards, library_context
@@ -149,21 +149,24 @@ class Budget:
                 f"{self.ram_limit} B ({100 * self.ram_used / self.ram_limit:.0f}%)")
 
 
-def budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
+def budget(facts: ModelFacts, board: Board, arena_bytes: int, extra_ram: int = 0) -> Budget:
+    """Flash and RAM estimate; ``extra_ram``: static RAM of kernel overrides (their tables)."""
     from .app_api import api_ram
 
     ops = facts.op_names
     return Budget(
         board=board.id, model_bytes=facts.size_bytes, code_bytes=tflm_code_estimate(ops),
         framework_flash=board.framework_flash, flash_limit=board.flash_bytes,
-        arena_bytes=arena_bytes, overhead_ram=RAM_OVERHEAD + 16 * len(ops) + api_ram(facts),
+        arena_bytes=arena_bytes,
+        overhead_ram=RAM_OVERHEAD + 16 * len(ops) + api_ram(facts) + extra_ram,
         framework_ram=board.framework_ram, code_in_ram=board.code_in_ram,
         ram_limit=board.ram_bytes)
 
 
-def check_budget(facts: ModelFacts, board: Board, arena_bytes: int) -> Budget:
+def check_budget(facts: ModelFacts, board: Board, arena_bytes: int,
+                 extra_ram: int = 0) -> Budget:
     """The board's budget; ``TinyDeployError("does_not_fit")`` with numbers if over."""
-    b = budget(facts, board, arena_bytes)
+    b = budget(facts, board, arena_bytes, extra_ram)
     if not board.is_mcu and not (b.flash_limit and b.ram_limit):
         return b  # the host (native) has no fixed budget
     if b.flash_used > b.flash_limit:
@@ -270,7 +273,7 @@ def resolver_ops(facts: ModelFacts) -> list[dict[str, Any]]:
                               runtime="TFLite Micro (tinydeploy op table)",
                               fix="replace the layer with a supported one (see tinydeploy.ops)")
     return [{"name": o.name, "resolver": TFLM_OPS[o.name].resolver, "count": o.count,
-             "version": o.version} for o in facts.ops]
+             "version": o.version, "override": None} for o in facts.ops]
 
 
 def _lib_macro(header: str) -> str:
@@ -324,7 +327,7 @@ def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketc
         "arena": plan, "margin_fraction": f"{ARENA_MARGIN_FRACTION:.0%}",
         "margin_min": ARENA_MARGIN_MIN,
         "boards": [board_context(bd, b) for bd, b in zip(boards, budgets, strict=True)],
-        "libs": list(libs.values()), "baud": SERIAL_BAUD,
+        "libs": list(libs.values()), "baud": SERIAL_BAUD, "overrides": [], "override_files": [],
         "arduino": fmt in ("arduino", "both"), "platformio": fmt in ("platformio", "both"),
         "estimate": {"base": TFLM_BASE_CODE, "overhead": RAM_OVERHEAD,
                      "code": tflm_code_estimate(facts.op_names)},
@@ -467,7 +470,9 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
             see :mod:`tinydeploy.app_api`).
         data: .npz whose ``x_test[0]`` the basic example runs (default ``data.npz`` beside
             the model).
-        tflm_src: TFLM tree for ``arena="tuned"`` (default ``$TINYDEPLOY_TFLM_SRC``).
+        tflm_src: TFLM tree for ``arena="tuned"`` (default ``$TINYDEPLOY_TFLM_SRC``); for
+            native / qemu-cm4 also the tree whose defects decide the kernel overrides
+            (:mod:`tinydeploy.tflm_overrides`; MCU boards: their library's facts).
 
     The Arduino output is a library with the application API (``td_app.h``) and the
     examples ``basic`` and ``validate`` (:mod:`tinydeploy.library`). ``runtime="c"`` on MCU
@@ -510,14 +515,15 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
 
         return generate_c(facts, out_path, name=name)
     ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
-    check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path)
-    from .tflm_libraries import per_channel_fc_warnings
+    check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path,
+                 BOARDS.values())
+    from . import tflm_overrides
 
-    device_warnings = per_channel_fc_warnings(facts, board_list)
-    for line in device_warnings:  # generated anyway: the README repeats it
-        log.warning("%s", line)
+    # library defects: MCU boards by their library's facts, native / qemu-cm4 by the tree
+    overrides = tflm_overrides.plan(facts, board_list, tflm_src)  # logs what it decided
     plan = plan_arena(facts, arena, board_list, tflm_src)
-    budgets = [check_budget(facts, b, plan.size) for b in board_list]
+    budgets = [check_budget(facts, b, plan.size, overrides.ram_bytes(facts, b))
+               for b in board_list]
     stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "
                       f"arena {plan.size} B)")
     ctx = build_context(facts, board_list, plan, sketch, budgets, fmt)
@@ -525,7 +531,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
 
     ctx.update(lib_context(facts, sketch, "tflm", labels, data))  # application API
     ctx["depends"] = ", ".join(lib["arduino"] for lib in ctx["libs"])
-    ctx["device_warnings"] = device_warnings
+    firmware = tflm_overrides.add_to_context(ctx, overrides, facts, FIRMWARE_FILES,
+                                             lambda b: _lib_macro(b.tflm_header or "none"))
     sources = _model_sources(facts)
     result = GenerateResult(out=out_path, boards=[b.id for b in board_list], runtime=runtime,
                             fmt=fmt, sketch=sketch, arena=plan, budgets=budgets)
@@ -533,9 +540,9 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     with staged_output(out_path) as tmp:
         files = render_tree(env, "common", ctx, tmp)
         if fmt in ("platformio", "both"):
-            files += write_platformio(env, ctx, tmp, "tflm", sources, FIRMWARE_FILES)
+            files += write_platformio(env, ctx, tmp, "tflm", sources, firmware)
         if fmt in ("arduino", "both"):
-            files += write_library(env, ctx, tmp / sketch, "tflm", sources, FIRMWARE_FILES)
+            files += write_library(env, ctx, tmp / sketch, "tflm", sources, firmware)
         result.files = sorted(out_path / f.relative_to(tmp) for f in files)
     from .output import prune_owned  # a re-generate owns the folder: no stale sketch/project
 

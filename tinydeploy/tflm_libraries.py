@@ -16,6 +16,7 @@ checks that this table agrees with them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,7 +26,6 @@ from .errors import TinyDeployError
 
 if TYPE_CHECKING:
     from .boards import Board
-    from .facts import ModelFacts
 
 # The MicroInterpreter constructor the generated firmware calls:
 # MicroInterpreter(model, resolver, tensor_arena, kArenaSize)
@@ -53,6 +53,7 @@ class TflmLibrary:
     notes: str = ""
     # FULLY_CONNECTED honours per-channel weight scales (kernels/fully_connected.h declares
     # is_per_channel); without it the kernel uses the first channel's scale for every output
+    # -- a defect tinydeploy.tflm_overrides replaces the kernel for
     fc_per_channel: bool = True
 
     @property
@@ -123,16 +124,18 @@ def get_library(lib_id: str) -> TflmLibrary:
 
 
 # --- checks and facts for the renderer --------------------------------------------------------
-def check_boards(ops: list[tuple[str, str]], boards: list[Board], path: str) -> None:
+def check_boards(ops: list[tuple[str, str]], boards: list[Board], path: str,
+                 candidates: Iterable[Board] = ()) -> None:
     """Refuse boards whose TFLM library the generated firmware cannot use.
 
-    ``ops`` are the model's (operator name, ``MicroMutableOpResolver`` method) pairs. Raises
+    ``ops`` are the model's (operator name, ``MicroMutableOpResolver`` method) pairs;
+    ``candidates`` the boards a refusal may suggest instead (the caller's board table: this
+    module does not import :mod:`tinydeploy.boards`, which imports it). Raises
     ``TinyDeployError("unsupported_op")`` (exit 3) naming the first operator a board's
     library lacks, the board and the library; ``TinyDeployError("bad_argument")`` for a
     library whose ``MicroInterpreter`` constructor differs from the firmware's call.
     """
-    from .boards import BOARDS
-
+    candidates = list(candidates)
     for board in boards:
         lib = board.tflm_lib
         if lib is None:
@@ -146,7 +149,7 @@ def check_boards(ops: list[tuple[str, str]], boards: list[Board], path: str) -> 
                     f"({', '.join(i for i, x in libraries().items() if x.firmware_compatible)})")
         missing = [name for name, method in ops if method not in lib.resolver_methods]
         if missing:
-            others = [b.id for b in BOARDS.values() if b.tflm_lib and all(
+            others = [b.id for b in candidates if b.tflm_lib and all(
                 m in b.tflm_lib.resolver_methods for n, m in ops if n in missing)]
             where = f"use a board whose library has it ({', '.join(others)}) or " if others else ""
             raise TinyDeployError(
@@ -154,45 +157,6 @@ def check_boards(ops: list[tuple[str, str]], boards: list[Board], path: str) -> 
                 runtime=f"{lib.label} (TFLite Micro of {lib.tflm_date}), the TFLM library of "
                         f"board {board.id}",
                 fix=f"{where}replace the layer with one {lib.name} registers")
-
-
-def per_channel_fc_warnings(facts: ModelFacts, boards: list[Board]) -> list[str]:
-    """One line per board whose TFLM library would compute this model's per-channel
-    FULLY_CONNECTED layers with a single scale (wrong outputs on the device).
-
-    TFLM before 2024 read only the first weight scale of a fully-connected layer; today's
-    TFLiteConverter writes per-channel scales for Dense layers. Every library in the table
-    predates the fix (``fc_per_channel`` false), so such a model validates on the host but
-    not on the board: ``generate`` logs these lines and writes them into the README.
-    """
-    layers = per_channel_fc_layers(facts)
-    out = []
-    for b in boards:
-        lib = b.tflm_lib
-        if layers and lib is not None and not lib.fc_per_channel:
-            out.append(f"{b.id}: {lib.label} computes the model's {layers} FULLY_CONNECTED "
-                       "layer(s) with per-channel weights using one scale, so its outputs "
-                       "will differ from the host; use --runtime c for this board, or "
-                       "re-quantize it with `tinydeploy quantize` (Dense layers per tensor)")
-    return out
-
-
-def per_channel_fc_layers(facts: ModelFacts) -> int:
-    """How many FULLY_CONNECTED operators have weights with more than one scale."""
-    from .facts import op_name
-
-    model = facts.model
-    codes = model.operatorCodes or []
-    n = 0
-    for sg in model.subgraphs or []:
-        for op in sg.operators or []:
-            if op_name(codes[op.opcodeIndex]) != "FULLY_CONNECTED" or op.inputs is None \
-                    or len(op.inputs) < 2 or op.inputs[1] < 0:
-                continue
-            q = sg.tensors[op.inputs[1]].quantization
-            scale = getattr(q, "scale", None) if q is not None else None
-            n += int(scale is not None and len(scale) > 1)
-    return n
 
 
 KERNEL_TEXT = {"reference": "reference (portable C++) kernels",

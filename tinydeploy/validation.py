@@ -113,6 +113,7 @@ class ValidationResult:
                          f"{n(st.get('p99', st['max']))} / max {n(st['max'])}"
                          + (f"; cycles median {n(lat['cycles']['median'])}"
                             if lat.get("cycles") else ""))
+        lines += [f"  cause: {d['text']}" for d in self.report.get("defects", [])]
         lines.append(f"  report: {self.paths.get('html', '')}")
         return "\n".join(lines)
 
@@ -433,6 +434,10 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                           device_info, facts, board, build, tolerance_float)
     rep["link"] = {**link_stats, "resets": max(resets, int(link_stats.get("resets", 0)))}
     rep["run"]["host_reference"] = f"tflite-micro {hostref.tflm_version()}"
+    if verdict.differing and device_info.get("runtime") == "tflm":  # a known library defect?
+        from .tflm_overrides import explain_mismatch
+
+        rep["defects"] = [m.to_dict() for m in explain_mismatch(facts, q_in, device, stateful)]
     result = ValidationResult(passed=verdict.differing == 0, samples=n,
                               differing=verdict.differing, tolerance_lsb=tolerance_lsb,
                               metrics=metrics, device=device_info, paths=paths, time_us=times,

@@ -43,6 +43,9 @@ VARIANTS: dict[str, Variant] = {v.function: v for v in (
     Variant("td_fully_connected_fast", INTERLEAVED4, RQ, ("bias_eff",)),
     Variant("td_fully_connected_fastg", INTERLEAVED4, RQ_GENERAL, ("bias_eff",)),
     Variant("td_fully_connected_ref", PLAIN, MULT_SHIFT),
+    # the weights in place (tinydeploy's TFLM kernel, firmware/td_tflm_fc.cpp)
+    Variant("td_fully_connected_plain", PLAIN, RQ, ("bias_eff",)),
+    Variant("td_fully_connected_plaing", PLAIN, RQ_GENERAL, ("bias_eff",)),
 )}
 
 

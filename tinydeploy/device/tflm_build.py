@@ -393,8 +393,9 @@ def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree
     project = out_dir / "project"
     if project.exists():
         shutil.rmtree(project)
+    # the tree's defects decide tinydeploy's kernel overrides (tinydeploy.tflm_overrides)
     generate(facts, project, boards=[board], arena=str(arena_bytes), fmt="platformio",
-             runtime="tflm")
+             runtime="tflm", tflm_src=tree.root)
     from ..library import project_sources
 
     fw = firmware_dir()
