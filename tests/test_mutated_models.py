@@ -51,6 +51,27 @@ def test_thousand_mutants_refused_or_run_clean(sanitized_build: SanitizedBuild,
     assert camp.generated > 100 and camp.compiled > 50 and camp.runs >= 3 * camp.compiled
 
 
+@needs_gcc
+def test_harness_reports_an_out_of_bounds_write(sanitized_build: SanitizedBuild,
+                                                 tmp_path: Path) -> None:
+    """The sanitizer build catches what the consistency checks exist to prevent: a kernel
+    told the wrong size (here SOFTMAX writing two rows into a one-row output)."""
+    out = tmp_path / "c"
+    facts = load(DATA / "digits_cnn.tflite")
+    generate_c(facts, out, tflm_arena=False)
+    blob = bytes(64)  # one 8x8 int8 input; the output is 10 bytes
+    exe, err = sanitized_build.build(out)
+    assert exe is not None, err
+    assert sanitized_build.run(exe, blob, (64, 10)) == ""
+    src = out / "td_model.c"
+    assert src.read_text().count(".rows = 1,") == 1
+    src.write_text(src.read_text().replace(".rows = 1,", ".rows = 2,"))
+    exe, err = sanitized_build.build(out)
+    assert exe is not None, err
+    problem = sanitized_build.run(exe, blob, (64, 10))
+    assert "heap-buffer-overflow" in problem and "td_softmax" in problem, problem
+
+
 # --- one inconsistency each ---------------------------------------------------------------
 def _tensor(model: Any, index: int) -> Any:
     return model.subgraphs[0].tensors[index]

@@ -80,15 +80,9 @@ OPTIONS_REQUIRED = {
     "LEAKY_RELU": "LeakyReluOptionsT",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptionsT",
 }
-OPTIONS_OPTIONAL = {
-    "FULLY_CONNECTED": "FullyConnectedOptionsT", "ADD": "AddOptionsT", "SUB": "SubOptionsT",
-    "MUL": "MulOptionsT", "RESHAPE": "ReshapeOptionsT", "MEAN": "ReducerOptionsT",
-    "PAD": "PadOptionsT", "EXPAND_DIMS": "ExpandDimsOptionsT", "SQUEEZE": "SqueezeOptionsT",
-    "MAXIMUM": "MaximumMinimumOptionsT", "MINIMUM": "MaximumMinimumOptionsT",
-    "HARD_SWISH": "HardSwishOptionsT", "QUANTIZE": "QuantizeOptionsT",
-    "DEQUANTIZE": "DequantizeOptionsT", "LOGISTIC": None, "TANH": None, "RELU": None,
-    "RELU6": None,
-}
+# operators whose options the emitters may read (fused activation): absent or their own
+OPTIONS_OPTIONAL = {"FULLY_CONNECTED": "FullyConnectedOptionsT", "ADD": "AddOptionsT",
+                    "SUB": "SubOptionsT", "MUL": "MulOptionsT"}
 
 
 class _Inconsistent(Exception):
@@ -125,15 +119,34 @@ def check_buffer(path: str, index: int, name: str, shape: tuple[int, ...], dtype
 
 def validate(g: Graph) -> None:
     """Raise one ``model_rejected`` error for the first inconsistency (see the module)."""
-    where = "the model"
+    validate_tables(g)
+    validate_operators(g)
+
+
+def validate_tables(g: Graph) -> None:
+    """The first half of ``validate``: tensor tables, data flow, model I/O tensors, and
+    enough inputs and an output on every operator to name its dtypes (``graph.py`` then
+    refuses, by name, the operators the C runtime lacks before ``validate_operators``)."""
     try:
         _tables(g)
         for op in g.ops:
-            where = f"operator {op.index} {op.name}"
-            if op.name in ARITY:
-                _operator(g, op)
+            lo = ARITY.get(op.name, (0, None, ()))[0]
+            if len(op.inputs) < lo or (op.name in ARITY and not op.outputs):
+                raise _Inconsistent(f"operator {op.index} {op.name}: {len(op.inputs)} inputs "
+                                    f"and {len(op.outputs)} outputs (expected at least {lo} "
+                                    "and 1)")
     except _Inconsistent as exc:
-        raise _error(g.path, where, str(exc)) from None
+        raise _error(g.path, "the model", str(exc)) from None
+
+
+def validate_operators(g: Graph) -> None:
+    """The second half of ``validate``: every operator of the C runtime against its rules."""
+    for op in g.ops:
+        if op.name in ARITY:
+            try:
+                _operator(g, op)
+            except _Inconsistent as exc:
+                raise _error(g.path, f"operator {op.index} {op.name}", str(exc)) from None
 
 
 # --- tables and data flow ---------------------------------------------------------------
@@ -153,8 +166,6 @@ def _tables(g: Graph) -> None:
         written[i] = -1
     for op in g.ops:
         where = f"operator {op.index} {op.name}: "
-        if not op.outputs:
-            raise _Inconsistent(where + "no output tensor")
         for i in (*op.inputs, *op.outputs):
             if not -1 <= i < n:
                 raise _Inconsistent(where + f"tensor index {i} outside the {n} tensors")
@@ -210,13 +221,9 @@ def _options(op: Op) -> None:
         if name != OPTIONS_REQUIRED[op.name]:
             raise _Inconsistent(f"options of type {name or 'none'}, expected "
                                 f"{OPTIONS_REQUIRED[op.name][:-1]}")
-    elif op.name in OPTIONS_OPTIONAL and name is not None \
-            and name != OPTIONS_OPTIONAL[op.name]:
+    elif op.name in OPTIONS_OPTIONAL and name not in (None, OPTIONS_OPTIONAL[op.name]):
         raise _Inconsistent(f"options of type {name}, expected "
-                            f"{(OPTIONS_OPTIONAL[op.name] or 'none').rstrip('T')}")
-    act = getattr(op.options, "fusedActivationFunction", 0) or 0
-    if not 0 <= int(act) <= 5:
-        raise _Inconsistent(f"fused activation code {act} (the schema has 0..5)")
+                            f"{OPTIONS_OPTIONAL[op.name][:-1]} or none")
 
 
 def _tensor(g: Graph, t: Tensor, data: bool, quantized: bool) -> None:
@@ -549,6 +556,13 @@ def _multipliers(g: Graph, op: Op) -> None:
         reals = [x.scale / y.scale]
     elif op.name == "LEAKY_RELU":
         reals = [x.scale / y.scale, x.scale * abs(float(op.options.alpha)) / y.scale]
+    elif op.name == "SOFTMAX" and x.dtype == "INT8":  # QuantizeMultiplierGreaterThanOne
+        real = float(op.options.beta) * x.scale * (1 << 26)
+        _need(real > 1, f"beta x input scale {real / (1 << 26):g} is below 2^-26 (TFLM "
+                        "needs its input multiplier above 1)")
+    elif op.name in ("LOGISTIC", "TANH") and x.dtype == "INT8":  # CalculateInputRadius
+        _need(x.scale * (1 << 27) >= 0.5, f"input scale {x.scale:g} is below 2^-28 (a "
+                                          "negative input shift for TFLM)")
     for r in reals:
         if not math.isfinite(r) or r >= 2.0 ** limit:
             raise _Inconsistent(f"requantization multiplier {r:g} (input, weight and output "

@@ -27,7 +27,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,36 +36,65 @@ from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..resources import firmware_dir
 from .codegen import MODEL_SOURCES, generate_c
-from .graph import read_graph
+from .graph import Graph, read_graph
 from .harness import STRICT_FLAGS, compiler
 
-__all__ = ["Campaign", "Finding", "SanitizedBuild", "mutate", "run_campaign", "seed_models"]
+__all__ = ["Campaign", "Examiner", "Finding", "SanitizedBuild", "int32_wrap_layers", "mutate",
+           "run_campaign", "seed_models"]
 
-SANITIZE = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+SANITIZE = ("-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
             "-fno-omit-frame-pointer")
+# the kernels are optimized as in a real build; td_model.c (data and calls) compiles faster
+# without optimization
+KERNEL_OPT, MODEL_OPT = "-O1", "-O0"
 SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:exitcode=86",
                  "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=87"}
 INTERESTING = (0x00, 0x01, 0x7F, 0x80, 0xFF)
 KERNEL_SOURCES = tuple(s for s in MODEL_SOURCES if s != "td_model.c")
 
-# raw samples on stdin (TD_INPUT_BYTES each); describes the model, resets, invokes
+# model-independent (compiled once): the I/O sizes come from td_model_describe and must
+# equal argv[1] / argv[2] (the graph's); the buffers are malloc'd to the byte (ASan)
 SANITIZER_MAIN = r"""/* tinydeploy mutation harness: describe, reset, run every sample on stdin. */
 #include <stdio.h>
-#include "td_model.h"
+#include <stdlib.h>
+#include "td_model_api.h"
 
-int main(void) {
-  static int64_t in_store[(TD_INPUT_BYTES + 7) / 8 + 1];
-  static int64_t out_store[(TD_OUTPUT_BYTES + 7) / 8 + 1];
-  int8_t *in = (int8_t *)in_store, *out = (int8_t *)out_store;
-  td_info info = {0};
-  td_model_describe(&info);
-  if (info.num_inputs != TD_NUM_INPUTS || info.num_outputs != TD_NUM_OUTPUTS) return 4;
-  td_reset();
-  while (fread(in, 1, TD_INPUT_BYTES, stdin) == (size_t)TD_INPUT_BYTES) {
-    if (td_invoke(in, out) != 0) return 2;
-    if (fwrite(out, 1, TD_OUTPUT_BYTES, stdout) != (size_t)TD_OUTPUT_BYTES) return 3;
+static size_t td_bytes(const td_tensor_info *t, uint32_t n) {
+  size_t total = 0;
+  uint32_t k, d;
+  for (k = 0; k < n; ++k) {
+    size_t size = t[k].dtype == TD_DTYPE_FLOAT32 ? 4 : t[k].dtype == TD_DTYPE_INT16 ? 2 : 1;
+    for (d = 0; d < t[k].ndims; ++d) size *= (size_t)t[k].dims[d];
+    total += size;
   }
-  return 0;
+  return total;
+}
+
+int main(int argc, char **argv) {
+  td_info info;
+  size_t in_bytes, out_bytes;
+  int8_t *in, *out;
+  int rc = 0;
+  if (argc != 3) return 5;
+  td_model_describe(&info);
+  in_bytes = td_bytes(info.inputs, info.num_inputs);
+  out_bytes = td_bytes(info.outputs, info.num_outputs);
+  if (in_bytes != strtoul(argv[1], NULL, 10) || out_bytes != strtoul(argv[2], NULL, 10)) {
+    fprintf(stderr, "describe: %lu input / %lu output bytes\n", (unsigned long)in_bytes,
+            (unsigned long)out_bytes);
+    return 4;
+  }
+  in = (int8_t *)malloc(in_bytes);
+  out = (int8_t *)malloc(out_bytes);
+  if (in == NULL || out == NULL) return 6;
+  td_reset();
+  while (rc == 0 && fread(in, 1, in_bytes, stdin) == in_bytes) {
+    if (td_invoke(in, out) != 0) rc = 2;
+    else if (fwrite(out, 1, out_bytes, stdout) != out_bytes) rc = 3;
+  }
+  free(in);
+  free(out);
+  return rc;
 }
 """
 
@@ -125,6 +154,10 @@ class Campaign:
     too_large: int = 0  # accepted, but arena + I/O above the run limit: not compiled
     runs: int = 0  # inputs run through compiled mutants
     bugs: list[Finding] = field(default_factory=list)
+    # UBSan "signed integer overflow" in a kernel's int32 accumulator of a layer whose
+    # bias leaves no room for it (``int32_wrap_layers``): TFLM's int32 sum wraps the same
+    # way (undefined in C; reported, not counted as bugs)
+    wraps: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -134,7 +167,7 @@ class Campaign:
                 f"refused {sum(self.refused.values())} ({codes or '-'}) and accepted "
                 f"{self.generated}; {self.compiled} distinct C sources compiled with "
                 f"ASan/UBSan, {self.runs} inputs run ({self.too_large} too large to run); "
-                f"{len(self.bugs)} bugs")
+                f"{len(self.bugs)} bugs ({len(self.wraps)} int32 accumulator wraps)")
 
 
 class SanitizedBuild:
@@ -145,6 +178,7 @@ class SanitizedBuild:
         self.work = Path(work)
         self.cc = cc or compiler()
         self._lib: Path | None = None
+        self._main = self.work / "td_mutation_main.o"
 
     def library(self) -> Path:
         """Compile the kernel sources (once) into a static library."""
@@ -161,7 +195,7 @@ class SanitizedBuild:
         for src in KERNEL_SOURCES:
             obj = self.work / (Path(src).stem + ".o")
             procs.append(subprocess.Popen(
-                [self.cc, *STRICT_FLAGS, *SANITIZE, f"-I{stub}", f"-I{fw}", "-c",
+                [self.cc, *STRICT_FLAGS, *SANITIZE, KERNEL_OPT, f"-I{stub}", f"-I{fw}", "-c",
                  str(fw / src), "-o", str(obj)], stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, text=True))
             objs.append(obj)
@@ -171,6 +205,14 @@ class SanitizedBuild:
                 raise RuntimeError(f"kernel library build failed: {out[-2000:]}")
         lib = self.work / "libtd_kernels_san.a"
         subprocess.run(["ar", "rcs", str(lib), *map(str, objs)], check=True, timeout=60)
+        main = self.work / "td_mutation_main.c"
+        main.write_text(SANITIZER_MAIN)
+        self._main = self.work / "td_mutation_main.o"
+        proc = subprocess.run([self.cc, *STRICT_FLAGS, *SANITIZE, MODEL_OPT, "-DTD_HAS_RESET",
+                               f"-I{fw}", "-c", str(main), "-o", str(self._main)],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"harness build failed: {_tail(proc.stderr)}")
         self._lib = lib
         return lib
 
@@ -178,30 +220,32 @@ class SanitizedBuild:
         """Compile ``model_dir``'s td_model.c with the harness; (binary, "") or (None,
         the compiler's last lines)."""
         lib = self.library()
-        main = model_dir / "td_mutation_main.c"
-        main.write_text(SANITIZER_MAIN)
         exe = model_dir / "td_mutation_harness"
         proc = subprocess.run(
-            [self.cc, *STRICT_FLAGS, *SANITIZE, f"-I{model_dir}", f"-I{firmware_dir()}",
-             str(main), str(model_dir / "td_model.c"), str(lib), "-o", str(exe)],
-            capture_output=True, text=True, timeout=300)
+            [self.cc, *STRICT_FLAGS, *SANITIZE, MODEL_OPT, f"-I{model_dir}",
+             f"-I{firmware_dir()}", str(self._main), str(model_dir / "td_model.c"), str(lib),
+             "-o", str(exe)], capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             return None, _tail(proc.stderr or proc.stdout)
         return exe, ""
 
     @staticmethod
-    def run(exe: Path, blob: bytes, timeout: float = 60.0) -> str:
-        """Run the harness on ``blob`` (whole samples); "" if clean, else what went wrong."""
+    def run(exe: Path, blob: bytes, io_bytes: tuple[int, int], timeout: float = 60.0) -> str:
+        """Run the harness on ``blob`` (whole samples of ``io_bytes[0]`` bytes; outputs of
+        ``io_bytes[1]``); "" if clean, else what went wrong."""
         import os
 
         try:
-            proc = subprocess.run([str(exe)], input=blob, capture_output=True,
-                                  timeout=timeout, env={**os.environ, **SANITIZER_ENV})
+            proc = subprocess.run([str(exe), *map(str, io_bytes)], input=blob,
+                                  capture_output=True, timeout=timeout,
+                                  env={**os.environ, **SANITIZER_ENV})
         except subprocess.TimeoutExpired:
             return f"timeout after {timeout:.0f} s"
         err = proc.stderr.decode("utf-8", "replace")
         if proc.returncode != 0 or "runtime error" in err or "Sanitizer" in err:
             return f"exit {proc.returncode}: {_sanitizer_lines(err)}"
+        if len(proc.stdout) * io_bytes[0] != len(blob) * io_bytes[1]:
+            return f"wrote {len(proc.stdout)} output bytes for {len(blob)} input bytes"
         return ""
 
 
@@ -223,10 +267,9 @@ def _where(exc: BaseException) -> str:
             f"{frame.lineno} ({frame.name})")
 
 
-def sample_inputs(facts: ModelFacts, rng: np.random.Generator, count: int = 3) -> bytes:
+def sample_inputs(g: Graph, rng: np.random.Generator, count: int = 3) -> bytes:
     """``count`` samples of the model's inputs (raw bytes, model order): all minimum, all
     maximum, then random values (float32 inputs: values around +-1000)."""
-    g = read_graph(facts)
     samples = []
     for k in range(count):
         parts = []
@@ -287,6 +330,64 @@ def generate_one(data: bytes, out_dir: Path) -> tuple[str, str, ModelFacts | Non
     return f"generated:{checked}", "", facts
 
 
+class Examiner:
+    """Runs mutants one by one into a :class:`Campaign` (``examine``); distinct accepted C
+    sources are compiled with the sanitizers (``build``) and run on ``samples`` inputs."""
+
+    def __init__(self, root: Path, build: SanitizedBuild | None = None,
+                 compile_c: bool = True, samples: int = 3, max_bytes: int = 64 << 20,
+                 seed: int = 0) -> None:
+        self.root = Path(root)
+        self.build = build or SanitizedBuild(self.root / "lib")
+        self.compile_c, self.samples, self.max_bytes = compile_c, samples, max_bytes
+        self.rng = np.random.default_rng(seed)
+        self.seen: set[str] = set()
+        self.camp = Campaign()
+
+    def examine(self, data: bytes, name: str, k: int) -> None:
+        """One mutant (``name``: its seed model, ``k``: its number) into the counts."""
+        camp = self.camp
+        out_dir = self.root / f"m{k}"
+        stage, detail, facts = generate_one(data, out_dir)
+        camp.mutants += 1
+        camp.check_accepted += stage.endswith(":accepted")
+        if stage == "load":
+            camp.load_refused += 1
+        elif stage.startswith("refused"):
+            camp.refused[detail] += 1
+        elif stage.startswith("bug:"):
+            camp.bugs.append(Finding(name, k, stage[4:], detail, data))
+        else:
+            camp.generated += 1
+            if self.compile_c and facts is not None:
+                self._compile_and_run(facts, out_dir, Finding(name, k, "", "", data))
+        _remove(out_dir)
+
+    def _compile_and_run(self, facts: ModelFacts, out_dir: Path, mutant: Finding) -> None:
+        camp = self.camp
+        sig = c_signature(out_dir)
+        if sig in self.seen:
+            return
+        self.seen.add(sig)
+        memory = json.loads((out_dir / "memory.json").read_text())
+        g = read_graph(facts)
+        sizes = (sum(g.t(i).nbytes for i in g.inputs), sum(g.t(i).nbytes for i in g.outputs))
+        if memory["arena_bytes"] + sum(sizes) * (self.samples + 1) > self.max_bytes:
+            camp.too_large += 1
+            return
+        camp.compiled += 1
+        exe, err = self.build.build(out_dir)
+        if exe is None:
+            camp.bugs.append(replace(mutant, stage="compile", detail=err))
+            return
+        problem = self.build.run(exe, sample_inputs(g, self.rng, self.samples), sizes)
+        camp.runs += self.samples
+        if problem:
+            wrap = _only_overflow(problem) and bool(int32_wrap_layers(g))
+            (camp.wraps if wrap else camp.bugs).append(replace(mutant, stage="run",
+                                                               detail=problem))
+
+
 def run_campaign(models: list[Path], count: int, seed: int, work: Path | None = None,
                  compile_c: bool = True, samples: int = 3, max_bytes: int = 64 << 20,
                  progress: Callable[[int, Campaign], None] | None = None,
@@ -311,61 +412,44 @@ def run_campaign(models: list[Path], count: int, seed: int, work: Path | None = 
         raise ValueError("no seed models")
     start = time.monotonic()
     rng = random.Random(seed)
-    nprng = np.random.default_rng(seed)
     seeds = [(p.name, p.read_bytes()) for p in models]
-    camp = Campaign()
-    seen: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="td-mutate-") as tmp:
-        root = Path(work) if work is not None else Path(tmp)
-        build = build or SanitizedBuild(root / "lib")
+        ex = Examiner(Path(work) if work is not None else Path(tmp), build, compile_c,
+                      samples, max_bytes, seed)
         for k in range(count):
             name, original = seeds[k % len(seeds)]
-            data = mutate(original, rng)
-            out_dir = root / f"m{k}"
-            stage, detail, facts = generate_one(data, out_dir)
-            camp.mutants += 1
-            camp.check_accepted += stage.endswith(":accepted")
-            if stage == "load":
-                camp.load_refused += 1
-            elif stage.startswith("refused"):
-                camp.refused[detail] += 1
-            elif stage.startswith("bug:"):
-                camp.bugs.append(Finding(name, k, stage[4:], detail, data))
-            else:
-                camp.generated += 1
-                if compile_c and facts is not None:
-                    _compile_and_run(build, facts, out_dir, (name, k, data), samples,
-                                     max_bytes, nprng, seen, camp)
-            _remove(out_dir)
+            ex.examine(mutate(original, rng), name, k)
             if progress is not None:
-                progress(k, camp)
-    camp.seconds = time.monotonic() - start
-    return camp
+                progress(k, ex.camp)
+    ex.camp.seconds = time.monotonic() - start
+    return ex.camp
 
 
-def _compile_and_run(build: SanitizedBuild, facts: ModelFacts, out_dir: Path,
-                     mutant: tuple[str, int, bytes], samples: int, max_bytes: int,
-                     rng: np.random.Generator, seen: set[str], camp: Campaign) -> None:
-    name, k, data = mutant
-    sig = c_signature(out_dir)
-    if sig in seen:
-        return
-    memory = json.loads((out_dir / "memory.json").read_text())
-    g = read_graph(facts)
-    io = sum(g.t(i).nbytes for i in (*g.inputs, *g.outputs))
-    if memory["arena_bytes"] + io * (samples + 1) > max_bytes:
-        camp.too_large += 1
-        return
-    seen.add(sig)
-    camp.compiled += 1
-    exe, err = build.build(out_dir)
-    if exe is None:
-        camp.bugs.append(Finding(name, k, "compile", err, data))
-        return
-    problem = build.run(exe, sample_inputs(facts, rng, samples))
-    camp.runs += samples
-    if problem:
-        camp.bugs.append(Finding(name, k, "run", problem, data))
+def _only_overflow(problem: str) -> bool:
+    """Every runtime error a signed overflow in a kernel's int32 arithmetic."""
+    errors = [ln for ln in problem.split(" | ") if "runtime error" in ln]
+    return bool(errors) and all("td_kernels" in ln and "signed integer overflow" in ln
+                                and "type 'int'" in ln for ln in errors)
+
+
+def int32_wrap_layers(g: Graph) -> list[int]:
+    """The int8 convolutions / FC layers whose int32 bias plus the largest accumulator any
+    input gives (256 x sum |w| per channel) leaves int32: their sums may wrap."""
+    found = []
+    for op in g.ops:
+        if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") \
+                or len(op.inputs) < 3 or op.inputs[2] < 0:
+            continue
+        x, w, b = (g.t(i) for i in op.inputs[:3])
+        if x.dtype != "INT8" or b.dtype != "INT32" or w.data is None or b.data is None:
+            continue
+        wv = np.abs(np.asarray(w.data, dtype=np.int64)) + abs(w.zp)
+        rows = wv.reshape(-1, b.size).T if op.name == "DEPTHWISE_CONV_2D" \
+            else wv.reshape(b.size, -1)
+        bound = np.abs(b.data.astype(np.int64).reshape(-1)) + 256 * rows.sum(axis=1)
+        if int(bound.max(initial=0)) >= 1 << 31:
+            found.append(op.index)
+    return found
 
 
 def _remove(folder: Path) -> None:
