@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             "mutants": camp.mutants, "seed": args.seed, "seed_models": len(models),
             "unreadable": camp.load_refused, "check_accepted": camp.check_accepted,
             "refused": dict(camp.refused), "generated": camp.generated,
+            "check_refused_generated": camp.check_refused_generated,
             "compiled": camp.compiled, "runs": camp.runs, "too_large": camp.too_large,
             "bugs": len(camp.bugs), "bugs_by_seed": dict(by_seed),
             "seconds": round(camp.seconds, 1)}, indent=2) + "\n")

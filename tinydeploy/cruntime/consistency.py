@@ -42,7 +42,7 @@ from ..errors import TinyDeployError
 if TYPE_CHECKING:  # graph.py calls this module while it reads a model
     from .graph import Graph, Op, Tensor
 
-__all__ = ["FIX", "check_buffer", "validate"]
+__all__ = ["FIX", "check_buffer", "validate", "validate_operators", "validate_tables"]
 
 FIX = ("the file is corrupted or was edited inconsistently: re-export it from the original "
        "model (e.g. `tinydeploy quantize MODEL.keras --data DATA.npz --out DIR`)")
@@ -51,7 +51,7 @@ MAX_BYTES = (1 << 31) - 1  # the kernels' sizes and offsets are int32
 MAX_SHIFT = 30  # TFLM's QuantizeMultiplier / MultiplyByQuantizedMultiplier range
 MAX_SHIFT_64 = 7  # MultiplyByQuantizedMultiplier(int64): shift < 8
 DTYPE_RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767)}  # activation zero points
-WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
+WEIGHT_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
 
 # (fewest inputs, most inputs (None: any), optional input slots); one output each
 ARITY: dict[str, tuple[int, int | None, tuple[int, ...]]] = {
@@ -71,7 +71,7 @@ PARAMS: dict[str, tuple[int, ...]] = {
     "RESHAPE": (1,), "EXPAND_DIMS": (1,), "PAD": (1,), "MEAN": (1,),
     "STRIDED_SLICE": (1, 2, 3), "TRANSPOSE_CONV": (0,),
 }
-# builtin options each operator reads (required) or may carry (optional)
+# builtin options each operator reads
 OPTIONS_REQUIRED = {
     "CONV_2D": "Conv2DOptionsT", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptionsT",
     "MAX_POOL_2D": "Pool2DOptionsT", "AVERAGE_POOL_2D": "Pool2DOptionsT",
@@ -234,8 +234,9 @@ def _tensor(g: Graph, t: Tensor, data: bool, quantized: bool) -> None:
     if any(d < (1 if data else 0) for d in t.shape):
         raise _Inconsistent(f"{tensor_label(t)} has shape {list(t.shape)} (dimensions must "
                             f"be >= {1 if data else 0})")
-    if t.size * t.itemsize > MAX_BYTES:
-        raise _Inconsistent(f"{tensor_label(t)} has {t.size} elements: more than 2 GiB")
+    elements = math.prod(t.shape)  # Python ints: Tensor.size may wrap for absurd shapes
+    if elements * t.itemsize > MAX_BYTES:
+        raise _Inconsistent(f"{tensor_label(t)} has {elements} elements: more than 2 GiB")
     if not data or not quantized or t.dtype not in DTYPE_RANGE:
         return
     if len(t.scales) != 1 or len(t.zero_points) > 1:
@@ -282,6 +283,10 @@ def _weights(g: Graph, op: Op) -> None:
         if b.size != oc:
             raise _Inconsistent(f"bias {tensor_label(b)} has {b.size} values for {oc} "
                                 "output channels")
+        x = g.t(op.inputs[2] if op.name == "TRANSPOSE_CONV" else op.inputs[0])
+        if x.dtype in DTYPE_RANGE and b.dtype not in ("INT32", "INT64"):
+            raise _Inconsistent(f"bias {tensor_label(b)} is {b.dtype} in a quantized layer "
+                                "(int32 or int64)")
 
 
 def _rank(t: Tensor, rank: int) -> tuple[int, ...]:
@@ -582,8 +587,9 @@ def _bias64(g: Graph, op: Op) -> None:
     oc = _channels(g, op)
     wv = np.abs(np.asarray(w.data, dtype=np.int64))
     rows = wv.reshape(-1, oc).T if op.name == "DEPTHWISE_CONV_2D" else wv.reshape(oc, -1)
-    acc = (32768 + abs(x.zp)) * rows.sum(axis=1)
-    bound = int((np.abs(b.data.astype(np.int64).reshape(-1)) + acc).max(initial=0))
+    acc = [(32768 + abs(x.zp)) * int(v) for v in rows.sum(axis=1)]
+    biases = [abs(int(v)) for v in b.data.reshape(-1)]  # Python ints: |INT64_MIN| too
+    bound = max((a + v for a, v in zip(acc, biases, strict=True)), default=0)
     if bound * 32767 + (1 << 45) >= 1 << 63:
         raise _Inconsistent(f"bias {tensor_label(b)} holds values near 2^63 / 2^15: the "
                             "16x8 requantization of its accumulator would overflow int64")

@@ -57,6 +57,7 @@ KERNEL_SOURCES = tuple(s for s in MODEL_SOURCES if s != "td_model.c")
 SANITIZER_MAIN = r"""/* tinydeploy mutation harness: describe, reset, run every sample on stdin. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "td_model_api.h"
 
 static size_t td_bytes(const td_tensor_info *t, uint32_t n) {
@@ -76,6 +77,7 @@ int main(int argc, char **argv) {
   int8_t *in, *out;
   int rc = 0;
   if (argc != 3) return 5;
+  memset(&info, 0, sizeof info);
   td_model_describe(&info);
   in_bytes = td_bytes(info.inputs, info.num_inputs);
   out_bytes = td_bytes(info.outputs, info.num_outputs);
@@ -149,6 +151,7 @@ class Campaign:
     load_refused: int = 0  # unreadable flatbuffer (bad_flatbuffer)
     check_accepted: int = 0  # check passed (the generator still decides on its own)
     generated: int = 0  # generate --runtime c produced C
+    check_refused_generated: int = 0  # check refused, the C generator accepted (its guard)
     refused: Counter[str] = field(default_factory=Counter)  # generator refusals by code
     compiled: int = 0  # distinct generated C compiled with the sanitizers
     too_large: int = 0  # accepted, but arena + I/O above the run limit: not compiled
@@ -165,7 +168,8 @@ class Campaign:
         return (f"{self.mutants} mutants in {self.seconds:.1f} s: {self.load_refused} "
                 f"unreadable, {self.check_accepted} accepted by check, generate --runtime c "
                 f"refused {sum(self.refused.values())} ({codes or '-'}) and accepted "
-                f"{self.generated}; {self.compiled} distinct C sources compiled with "
+                f"{self.generated} ({self.check_refused_generated} of them refused by "
+                f"check); {self.compiled} distinct C sources compiled with "
                 f"ASan/UBSan, {self.runs} inputs run ({self.too_large} too large to run); "
                 f"{len(self.bugs)} bugs ({len(self.wraps)} int32 accumulator wraps)")
 
@@ -359,6 +363,7 @@ class Examiner:
             camp.bugs.append(Finding(name, k, stage[4:], detail, data))
         else:
             camp.generated += 1
+            camp.check_refused_generated += stage.endswith(":refused")
             if self.compile_c and facts is not None:
                 self._compile_and_run(facts, out_dir, Finding(name, k, "", "", data))
         _remove(out_dir)
