@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seed-bytes", type=int, default=20_000)
     ap.add_argument("--no-compile", action="store_true",
                     help="only the generator (no sanitizer builds)")
+    ap.add_argument("--jobs", type=int, default=2, help="compile-and-run jobs at a time")
     ap.add_argument("--save", type=Path, default=Path("mutation-bugs"),
                     help="folder for the mutants that found bugs")
     ap.add_argument("--json", type=Path, help="write the counts as JSON")
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="td-mutate-bench-") as tmp:
         camp = run_campaign(models, args.models, args.seed, work=Path(tmp),
-                            compile_c=not args.no_compile, progress=progress)
+                            compile_c=not args.no_compile, progress=progress,
+                            jobs=args.jobs)
     print(camp.summary())
     by_seed = Counter(b.source for b in camp.bugs)
     for bug in camp.bugs:

@@ -25,8 +25,9 @@ import subprocess
 import tempfile
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -335,18 +336,22 @@ def generate_one(data: bytes, out_dir: Path) -> tuple[str, str, ModelFacts | Non
 
 
 class Examiner:
-    """Runs mutants one by one into a :class:`Campaign` (``examine``); distinct accepted C
-    sources are compiled with the sanitizers (``build``) and run on ``samples`` inputs."""
+    """Runs mutants one by one into a :class:`Campaign` (``examine``, then ``finish``):
+    distinct accepted C sources are compiled with the sanitizers (``build``) and run on
+    ``samples`` inputs, ``jobs`` at a time while the next mutants are generated."""
 
     def __init__(self, root: Path, build: SanitizedBuild | None = None,
                  compile_c: bool = True, samples: int = 3, max_bytes: int = 64 << 20,
-                 seed: int = 0) -> None:
+                 seed: int = 0, jobs: int = 2) -> None:
         self.root = Path(root)
         self.build = build or SanitizedBuild(self.root / "lib")
         self.compile_c, self.samples, self.max_bytes = compile_c, samples, max_bytes
         self.rng = np.random.default_rng(seed)
         self.seen: set[str] = set()
         self.camp = Campaign()
+        self.jobs = max(1, jobs)
+        self.pool = ThreadPoolExecutor(self.jobs)
+        self.pending: deque[Future[tuple[Finding | None, bool]]] = deque()
 
     def examine(self, data: bytes, name: str, k: int) -> None:
         """One mutant (``name``: its seed model, ``k``: its number) into the counts."""
@@ -364,39 +369,66 @@ class Examiner:
         else:
             camp.generated += 1
             camp.check_refused_generated += stage.endswith(":refused")
-            if self.compile_c and facts is not None:
-                self._compile_and_run(facts, out_dir, Finding(name, k, "", "", data))
+            if self.compile_c and facts is not None and \
+                    self._submit(facts, out_dir, Finding(name, k, "", "", data)):
+                return  # the job removes out_dir
         _remove(out_dir)
 
-    def _compile_and_run(self, facts: ModelFacts, out_dir: Path, mutant: Finding) -> None:
-        camp = self.camp
+    def finish(self) -> Campaign:
+        """Wait for the compile-and-run jobs; the campaign with their findings."""
+        while self.pending:
+            self._collect(self.pending.popleft())
+        self.pool.shutdown()
+        return self.camp
+
+    def _collect(self, job: Future[tuple[Finding | None, bool]]) -> None:
+        found, wrap = job.result()
+        if found is not None:
+            (self.camp.wraps if wrap else self.camp.bugs).append(found)
+
+    def _submit(self, facts: ModelFacts, out_dir: Path, mutant: Finding) -> bool:
+        """Queue the compile and run of a new C source; False if it is not run (already
+        seen, or too large)."""
         sig = c_signature(out_dir)
         if sig in self.seen:
-            return
+            return False
         self.seen.add(sig)
         memory = json.loads((out_dir / "memory.json").read_text())
         g = read_graph(facts)
         sizes = (sum(g.t(i).nbytes for i in g.inputs), sum(g.t(i).nbytes for i in g.outputs))
         if memory["arena_bytes"] + sum(sizes) * (self.samples + 1) > self.max_bytes:
-            camp.too_large += 1
-            return
-        camp.compiled += 1
-        exe, err = self.build.build(out_dir)
-        if exe is None:
-            camp.bugs.append(replace(mutant, stage="compile", detail=err))
-            return
-        problem = self.build.run(exe, sample_inputs(g, self.rng, self.samples), sizes)
-        camp.runs += self.samples
-        if problem:
-            wrap = _only_overflow(problem) and bool(int32_wrap_layers(g))
-            (camp.wraps if wrap else camp.bugs).append(replace(mutant, stage="run",
-                                                               detail=problem))
+            self.camp.too_large += 1
+            return False
+        self.camp.compiled += 1
+        self.camp.runs += self.samples
+        blob = sample_inputs(g, self.rng, self.samples)
+        while len(self.pending) >= 4 * self.jobs:
+            self._collect(self.pending.popleft())
+        self.pending.append(self.pool.submit(self._job, out_dir, mutant, blob, sizes,
+                                             bool(int32_wrap_layers(g))))
+        return True
+
+    def _job(self, out_dir: Path, mutant: Finding, blob: bytes, sizes: tuple[int, int],
+             wrap_prone: bool) -> tuple[Finding | None, bool]:
+        """Compile and run one source (in a worker thread): (the finding or None, whether
+        it is only an int32 accumulator wrap of a layer whose bias leaves no room)."""
+        try:
+            exe, err = self.build.build(out_dir)
+            if exe is None:
+                return replace(mutant, stage="compile", detail=err), False
+            problem = self.build.run(exe, blob, sizes)
+            if not problem:
+                return None, False
+            return (replace(mutant, stage="run", detail=problem),
+                    wrap_prone and _only_overflow(problem))
+        finally:
+            _remove(out_dir)
 
 
 def run_campaign(models: list[Path], count: int, seed: int, work: Path | None = None,
                  compile_c: bool = True, samples: int = 3, max_bytes: int = 64 << 20,
                  progress: Callable[[int, Campaign], None] | None = None,
-                 build: SanitizedBuild | None = None) -> Campaign:
+                 build: SanitizedBuild | None = None, jobs: int = 2) -> Campaign:
     """Mutate ``count`` times (seed models round robin, ``seed``), generate, and compile +
     run every distinct accepted C source under the sanitizers (``compile_c``).
 
@@ -409,6 +441,7 @@ def run_campaign(models: list[Path], count: int, seed: int, work: Path | None = 
             counted (``too_large``), not compiled.
         progress: called as ``progress(k, campaign)`` after each mutant.
         build: a ``SanitizedBuild`` to reuse (its kernel library is built once).
+        jobs: compile-and-run jobs at a time (threads running the compiler).
 
     Returns:
         The :class:`Campaign`; ``bugs`` hold each bug's mutant bytes.
@@ -420,14 +453,15 @@ def run_campaign(models: list[Path], count: int, seed: int, work: Path | None = 
     seeds = [(p.name, p.read_bytes()) for p in models]
     with tempfile.TemporaryDirectory(prefix="td-mutate-") as tmp:
         ex = Examiner(Path(work) if work is not None else Path(tmp), build, compile_c,
-                      samples, max_bytes, seed)
+                      samples, max_bytes, seed, jobs)
         for k in range(count):
             name, original = seeds[k % len(seeds)]
             ex.examine(mutate(original, rng), name, k)
             if progress is not None:
                 progress(k, ex.camp)
-    ex.camp.seconds = time.monotonic() - start
-    return ex.camp
+        camp = ex.finish()
+    camp.seconds = time.monotonic() - start
+    return camp
 
 
 def _only_overflow(problem: str) -> bool:
