@@ -3,30 +3,25 @@
 A ``.tflite`` file that parses may still contradict itself (a corrupted byte, a hand edit):
 a shape that does not match its buffer or its operator, an index outside a table, a
 quantization array of the wrong length, a scale of 0 or NaN. The emitters (``emit*.py``)
-and the kernels (``firmware/td_kernels*.c``) trust these facts, so such a file could crash
-the generator or yield C that reads out of bounds. ``validate(g)`` proves, before code
-generation, everything they rely on:
+and kernels (``firmware/td_kernels*.c``) trust these facts: such a file could crash the
+generator or yield C that reads out of bounds. ``validate(g)`` proves what they rely on:
 
-* tables: operator inputs/outputs present where required (-1 only for optional ones);
-  every tensor read is a model input, a constant, a state tensor or the output of an
-  earlier operator; outputs written once, never onto a constant, input or state tensor;
-* tensors: rank <= 6, dimensions >= 1 (>= 0 for the shape and index parameters), sizes
-  within int32 bytes, constant buffers of exactly shape x dtype-size bytes
-  (``check_buffer``, while the graph is read);
-* quantization: per-tensor activations with one finite scale > 0 and a zero point in the
-  dtype's range (int16 MUL: the zero-point product within int32); per-channel weights
-  with one finite scale >= 0 and one zero point per output channel; biases of one value
-  per channel;
-* operators: the shape rules of TFLM's Prepare for every operator of the C runtime
-  (convolution filter vs input channels, output size vs padding, stride and dilation, FC
-  accumulation depth, broadcasting, RESHAPE sizes, CONCATENATION / PAD / STRIDED_SLICE /
-  MEAN bounds, LSTM weight and state shapes), options of the operator's own type, and every
-  requantization multiplier within TFLM's range (shift <= 30; <= 7 for the 16x8 kernels'
-  64-bit form) and int64 biases whose requantization cannot overflow.
+* tables: inputs present where required (-1 only for optional ones); every tensor read is
+  a model input, a constant, a state tensor or an earlier operator's output; outputs
+  written once, never onto a constant, input or state tensor;
+* tensors: rank <= 6, dimensions >= 1 (>= 0 for shape/index parameters), at most 2 GiB,
+  constant buffers of exactly shape x dtype-size bytes (``check_buffer``);
+* quantization: activations with one finite scale > 0 and a zero point in the dtype's
+  range; filters with one finite scale >= 0 and zero point per output channel (or one);
+  one int32/int64 bias value per channel;
+* operators: TFLM's Prepare shape rules for every operator of the C runtime (filter vs
+  input channels, output size vs padding/stride/dilation, FC depth, broadcasting, RESHAPE,
+  CONCATENATION, PAD, STRIDED_SLICE, MEAN, LSTM weights and state), options of the
+  operator's own type, requantization multipliers in TFLM's range (shift <= 30; <= 14 for
+  the 16x8 64-bit form), int16 MUL zero points and 16x8 int64 biases without overflow.
 
 Each violation raises one ``model_rejected`` error naming the operator or tensor and saying
-that the file is inconsistent. Operators outside the C runtime only get the table checks:
-``graph.py`` refuses them by name afterwards.
+that the file is inconsistent. Operators outside the C runtime get the table checks only.
 """
 
 from __future__ import annotations
@@ -49,7 +44,7 @@ FIX = ("the file is corrupted or was edited inconsistently: re-export it from th
 MAX_RANK = 6
 MAX_BYTES = (1 << 31) - 1  # the kernels' sizes and offsets are int32
 MAX_SHIFT = 30  # TFLM's QuantizeMultiplier / MultiplyByQuantizedMultiplier range
-MAX_SHIFT_64 = 7  # MultiplyByQuantizedMultiplier(int64): shift < 8
+MAX_SHIFT_64 = 14  # MultiplyByQuantizedMultiplier(int64) rounds with 1 << (14 - shift)
 DTYPE_RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767)}  # activation zero points
 WEIGHT_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
 
@@ -530,8 +525,8 @@ _CHECKS: dict[str, Any] = {
 
 # --- requantization ---------------------------------------------------------------------
 def _multipliers(g: Graph, op: Op) -> None:
-    """Every real multiplier the emitters turn into (multiplier, shift) must be finite and
-    within TFLM's shift range; 64-bit biases must leave their accumulator room."""
+    """Real multipliers (as the emitters compute them) finite and within TFLM's shift
+    range; 16x8 int64 biases that leave their requantization room."""
     x = g.t(op.inputs[2] if op.name == "TRANSPOSE_CONV" else op.inputs[0])
     y = g.t(op.outputs[0])
     quantized = {"INT8", "INT16"}
@@ -544,9 +539,7 @@ def _multipliers(g: Graph, op: Op) -> None:
         if not w.scales:
             return
         reals = [x.scale * s / y.scale for s in w.scales]
-        if x.dtype == "INT16":
-            limit = MAX_SHIFT_64
-            _bias64(g, op)
+        limit = MAX_SHIFT_64 if x.dtype == "INT16" else MAX_SHIFT
     elif op.name in ("ADD", "SUB"):
         a, b = g.t(op.inputs[0]), g.t(op.inputs[1])
         twice = 2.0 * max(a.scale, b.scale)
@@ -572,24 +565,34 @@ def _multipliers(g: Graph, op: Op) -> None:
         if not math.isfinite(r) or r >= 2.0 ** limit:
             raise _Inconsistent(f"requantization multiplier {r:g} (input, weight and output "
                                 f"scales) exceeds 2^{limit}")
+    if op.name in WEIGHT_OPS and x.dtype == "INT16":
+        _bias64(g, op)
 
 
 def _bias64(g: Graph, op: Op) -> None:
-    """16x8 with an int64 bias: the kernels requantize acc + bias with a 64-bit multiply by
-    up to 32767 (TFLM's reduced multiplier), which must not overflow for any input."""
+    """16x8 with an int64 bias: the kernels (and TFLM) requantize x = acc + bias as
+    (x * reduced + round) with reduced the 16-bit multiplier: that must stay within int64
+    for any input."""
+    from .quant import quantize_multiplier
+
     k_bias = 3 if op.name == "TRANSPOSE_CONV" else 2
     if len(op.inputs) <= k_bias or op.inputs[k_bias] < 0:
         return
     b, w = g.t(op.inputs[k_bias]), g.t(op.inputs[1])
     x = g.t(op.inputs[2] if op.name == "TRANSPOSE_CONV" else op.inputs[0])
+    y = g.t(op.outputs[0])
     if b.data is None or b.dtype != "INT64" or w.data is None:
         return
     oc = _channels(g, op)
     wv = np.abs(np.asarray(w.data, dtype=np.int64))
     rows = wv.reshape(-1, oc).T if op.name == "DEPTHWISE_CONV_2D" else wv.reshape(oc, -1)
-    acc = [(32768 + abs(x.zp)) * int(v) for v in rows.sum(axis=1)]
     biases = [abs(int(v)) for v in b.data.reshape(-1)]  # Python ints: |INT64_MIN| too
-    bound = max((a + v for a, v in zip(acc, biases, strict=True)), default=0)
-    if bound * 32767 + (1 << 45) >= 1 << 63:
-        raise _Inconsistent(f"bias {tensor_label(b)} holds values near 2^63 / 2^15: the "
-                            "16x8 requantization of its accumulator would overflow int64")
+    scales = w.scales if len(w.scales) == oc else w.scales[:1] * oc
+    for c, (row_sum, bias, s) in enumerate(zip(rows.sum(axis=1), biases, scales, strict=True)):
+        mult, shift = quantize_multiplier(x.scale * s / y.scale)
+        reduced = (mult + (1 << 15)) >> 16 if mult < 0x7FFF0000 else 0x7FFF
+        bound = bias + (32768 + abs(x.zp)) * int(row_sum)
+        if bound * reduced + (1 << max(14 - shift, 0)) >= 1 << 63:
+            raise _Inconsistent(f"bias {tensor_label(b)} value {b.data.reshape(-1)[c]} of "
+                                f"channel {c}: the 16x8 requantization of its accumulator "
+                                "would overflow int64")
