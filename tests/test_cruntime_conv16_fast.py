@@ -46,7 +46,9 @@ def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], kind: str
         bias = np.full(oc, bias32, np.int32)
         sub.tensors[op.inputs[2]].type = schema.TensorType.INT32
     # outputs spread over the int16 range for typical inputs, saturating at the extremes
-    typical = 16000.0 * np.sqrt(k) * float(np.abs(w).mean() + 1) * x_scale * w_scales.mean()
+    # (|w| in int64: np.abs of an int8 -128 is -128, which made some output scales negative)
+    typical = (16000.0 * np.sqrt(k) * float(np.abs(w.astype(np.int64)).mean() + 1) * x_scale
+               * w_scales.mean())
     y_scale = typical / 8000.0
 
     def tensor(i: int, shape: list[int], values: np.ndarray | None, scales: np.ndarray,
