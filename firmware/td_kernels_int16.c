@@ -117,17 +117,25 @@ void td_fully_connected_16(const td_fc_params *p, int32_t bias64, const int16_t 
 }
 
 static int32_t td_ld_es(const void *p, int32_t i, int32_t es) {
+  if (es == 4) return ((const int32_t *)p)[i];
   return es == 2 ? (int32_t)((const int16_t *)p)[i] : (int32_t)((const int8_t *)p)[i];
 }
 
+/* a + b with int32 wrap-around (what TFLM's int32 arithmetic does on every target) */
+static int32_t td_add_wrap(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
+/* QUANTIZE between int8, int16 and int32 (TFLM's reference Requantize) */
 void td_requantize_ext(const td_requant_params *p, int32_t es_in, int32_t es_out,
                        const void *in, void *out) {
   int32_t i;
   for (i = 0; i < p->size; ++i) {
-    int32_t v = td_mbqm(td_ld_es(in, i, es_in) - p->in_zp, p->mult, p->shift) + p->out_zp;
+    const int32_t x = td_add_wrap(td_ld_es(in, i, es_in), -p->in_zp);
+    int32_t v = td_add_wrap(td_mbqm(x, p->mult, p->shift), p->out_zp);
     if (v < p->act_min) v = p->act_min;
     if (v > p->act_max) v = p->act_max;
-    if (es_out == 2) {
+    if (es_out == 4) {
+      ((int32_t *)out)[i] = v;
+    } else if (es_out == 2) {
       ((int16_t *)out)[i] = (int16_t)v;
     } else {
       ((int8_t *)out)[i] = (int8_t)v;

@@ -1,5 +1,6 @@
 /* tinydeploy kernels at float model boundaries (the only float code of the C runtime):
- * QUANTIZE float32 -> int8 of the graph input, DEQUANTIZE int8 -> float32 of the output.
+ * QUANTIZE float32 -> int8/int16 of a graph input, DEQUANTIZE int8/int16 -> float32 of an
+ * output.
  * Tensors are raw bytes (float32 in host byte order), copied with memcpy for alignment.
  */
 #include <string.h>
@@ -20,17 +21,41 @@ static int32_t td_round_f32(float x) {
   return t;
 }
 
+/* TFLM's AffineQuantize of one float32: round(v / scale) + zero_point, clamped */
+static int32_t td_quantize_one(const uint8_t *in, float scale, int32_t zero_point,
+                               int32_t lo, int32_t hi) {
+  float v;
+  int64_t q;
+  memcpy(&v, in, sizeof v);
+  q = (int64_t)td_round_f32(v / scale) + zero_point;
+  if (q < lo) q = lo;
+  if (q > hi) q = hi;
+  return (int32_t)q;
+}
+
 void td_quantize_f32(int32_t size, float scale, int32_t zero_point, const uint8_t *in,
                      int8_t *out) {
   int32_t i;
+  for (i = 0; i < size; ++i) out[i] = (int8_t)td_quantize_one(in + 4 * i, scale, zero_point,
+                                                              -128, 127);
+}
+
+void td_quantize_f32_16(int32_t size, float scale, int32_t zero_point, const uint8_t *in,
+                        int16_t *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) out[i] = (int16_t)td_quantize_one(in + 4 * i, scale, zero_point,
+                                                               -32768, 32767);
+}
+
+/* TFLM computes float(double(scale) * (q - zero_point)); q - zero_point has at most 17
+ * significant bits, so the double product is exact and the one float32 multiplication
+ * below rounds it the same way (hard or soft float, no double arithmetic needed). */
+void td_dequantize_16(int32_t size, float scale, int32_t zero_point, const int16_t *in,
+                      uint8_t *out) {
+  int32_t i;
   for (i = 0; i < size; ++i) {
-    float v;
-    int64_t q;
-    memcpy(&v, in + 4 * i, sizeof v);
-    q = (int64_t)td_round_f32(v / scale) + zero_point;
-    if (q < -128) q = -128;
-    if (q > 127) q = 127;
-    out[i] = (int8_t)q;
+    const float v = (float)((int32_t)in[i] - zero_point) * scale;
+    memcpy(out + 4 * i, &v, sizeof v);
   }
 }
 

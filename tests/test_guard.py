@@ -77,11 +77,15 @@ def test_rejects_uint8_io(dense_model, rep) -> None:
     assert "uint8" in msg
 
 
-def test_rejects_float_io(dense_model, rep) -> None:
+def test_accepts_float_interface_refuses_float_core(dense_model, rep) -> None:
+    """Float I/O behind QUANTIZE/DEQUANTIZE is accepted (tests/test_float_io.py); float
+    I/O into a float core is not."""
     from tinydeploy.quantization import to_tflite
 
-    msg = _rejected(to_tflite(dense_model, rep, io_type="float32"))
-    assert "FLOAT32" in msg and "inference_input_type=tf.int8" in msg
+    facts = check(to_tflite(dense_model, rep, io_type="float32"))
+    assert facts.interface == "float" and facts.quantization == "int8"
+    msg = _rejected(to_tflite(dense_model, optimize=False))
+    assert "float32 model" in msg
 
 
 def test_rejects_truncated_and_garbage(tmp_path: Path) -> None:

@@ -102,6 +102,18 @@ def test_float_device_over_the_wire_fails(float_out: Path, tmp_path: Path) -> No
 def test_validate_and_generate_refuse_what_check_refuses(float_out: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]
                                                         ) -> None:
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    check(float_out)  # a float output out of DEQUANTIZE: a float interface, accepted
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(
+        float_out.read_bytes()), 0))
+    sub = model.subgraphs[0]
+    sub.tensors[int(sub.inputs[0])].type = schema.TensorType.FLOAT32  # into FULLY_CONNECTED
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    float_out = tmp_path / "float_in_fc.tflite"
+    float_out.write_bytes(bytes(builder.Output()))
     with pytest.raises(TinyDeployError) as err:
         check(float_out)
     line = f"error: {err.value}"

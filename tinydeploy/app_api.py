@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .data import given_once
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 
@@ -154,7 +155,8 @@ def load_sample(facts: ModelFacts, data: str | Path | None, labels: list[str]) -
         if any(k not in npz for k in keys):
             raise TinyDeployError("bad_data", path=path, problem=f"no {', '.join(keys)}",
                                   fix="save the test inputs as x_test (x_test_K per input)")
-        parts = [_input_floats(npz[k][0], t) for k, t in zip(keys, facts.inputs, strict=True)]
+        parts = [_input_floats(npz[k] if given_once(npz[k], t.sample_shape) else npz[k][0], t)
+                 for k, t in zip(keys, facts.inputs, strict=True)]
         y = npz["y_test"][0] if "y_test" in npz else None
     values = np.concatenate(parts)
     if values.size != want or not np.all(np.isfinite(values)):
@@ -206,8 +208,11 @@ def api_context(facts: ModelFacts, labels: list[str], sample: Sample, runtime: s
 
     ins = _tensors(list(facts.inputs), facts, "input")
     outs = _tensors(list(facts.outputs), facts, "output")
+    from .interface import interface_lines
+
     return {
         "name": name, "runtime": runtime,
+        "interface": [comment_text(line) for line in interface_lines(facts)],
         "runtime_text": "TFLite Micro" if runtime == "tflm" else "the tinydeploy C runtime",
         "api_inputs": ins, "api_outputs": outs,
         "input_count": sum(t["count"] for t in ins),

@@ -113,12 +113,15 @@ def quantize(
     data: Annotated[Path, typer.Option(help=".npz data (see README: data convention)")],
     out: Out,
     rep_samples: Annotated[int, typer.Option(help="representative samples")] = 200,
+    io: Annotated[str, typer.Option(
+        help="int8 (int8 input and output) | float (float32 input and output around the "
+             "int8 core)")] = "int8",
     as_json: JsonOpt = False,
 ) -> None:
     """Full-int8 quantization with a representative dataset; writes a report."""
     from .quantization import quantize as run
 
-    report = run(model, data, out, rep_samples=rep_samples)
+    report = run(model, data, out, rep_samples=rep_samples, io=io)
     _echo(report, as_json)
 
 
@@ -131,9 +134,12 @@ def check(model: ModelArg, as_json: JsonOpt = False) -> None:
     scheme = "16x8 (int16 activations, int8 weights)" if facts.quantization == "16x8" \
         else "full-int8"
     state = ", stateful" if facts.stateful else ""
+    if facts.interface == "float":
+        state += (", float interface (float32 through QUANTIZE/DEQUANTIZE; "
+                  "`generate --io int8` strips it)")
     _echo({"ok": True, "model": str(Path(model).resolve()), "sha256": facts.sha256,
-           "quantization": facts.quantization, "stateful": facts.stateful,
-           "ops": facts.op_names}, as_json,
+           "quantization": facts.quantization, "interface": facts.interface,
+           "stateful": facts.stateful, "ops": facts.op_names}, as_json,
           f"ok: {model} is {scheme}{state} and runs on TFLM ({', '.join(facts.op_names)})")
 
 
@@ -237,13 +243,14 @@ def generate(
     ] = None,
     tflm_src: Annotated[str | None, typer.Option(
         help="TFLM tree measured for --arena tuned (the board's library)")] = None,
+    io: Annotated[str, typer.Option(help=IO_HELP)] = "model",
     as_json: JsonOpt = False,
 ) -> None:
     """Render firmware: Arduino library (API + examples) and/or PlatformIO project."""
     from .render import generate as run
 
     result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime,
-                 labels=labels, data=data, tflm_src=tflm_src)
+                 labels=labels, data=data, tflm_src=tflm_src, io=io)
     _echo(result, as_json)
 
 
@@ -272,6 +279,9 @@ def flash(
     _echo(run(project, board=board, port=port), as_json)
 
 
+IO_HELP = ("the firmware's interface: model (the model's own: a float interface takes and "
+           "returns float32) | int8 (float QUANTIZE/DEQUANTIZE stripped) | float (require "
+           "a float interface)")
 RUNTIME_HELP = ("native/qemu-cm4 firmware: c (interpreter-free C) | tflm (the generated "
                 "TFLite Micro firmware, needs --tflm-src)")
 TFLM_SRC_HELP = ("TFLM source tree for --runtime tflm: an Arduino library folder or a "
@@ -304,6 +314,8 @@ def validate(
     ] = None,
     strict: Annotated[bool, typer.Option(
         "--strict", help="count known TFLM version differences as failures")] = False,
+    io: Annotated[str, typer.Option(help=IO_HELP + "; as the firmware was generated")
+                  ] = "model",
 ) -> None:
     """Run the test set on the device and compare with host predictions (each output in
     its own dtype)."""
@@ -313,7 +325,7 @@ def validate(
                  tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
                  profile=profile, runtime=runtime, tflm_src=tflm_src,
                  tolerance_float=tolerance_float, timeout=timeout,
-                 known_differences=not strict)
+                 known_differences=not strict, io=io)
     _echo(result, as_json)
     for row in [] if as_json else sorted(result.layers, key=lambda r: -r["cost"])[:5]:
         typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
@@ -347,6 +359,9 @@ def deploy(
                                                             "even when up to date")] = False,
     as_json: JsonOpt = False,
     tflm_src: Annotated[str | None, typer.Option(help=TFLM_SRC_HELP)] = None,
+    io: Annotated[str, typer.Option(help=IO_HELP + "; an example or .keras model is "
+                                    "quantized with a float interface for float")
+                  ] = "model",
 ) -> None:
     """train -> quantize -> check -> generate -> flash -> validate, one report.
 
@@ -357,7 +372,7 @@ def deploy(
     result = run(target, out, board=board, data=data, epochs=epochs, port=port,
                  samples=samples, tune_arena=tune_arena, arena=arena_, runtime=runtime,
                  fmt=fmt, tolerance_lsb=tolerance_lsb, retrain=retrain,
-                 tflm_src=tflm_src)
+                 tflm_src=tflm_src, io=io)
     _echo(result, as_json)
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.report,

@@ -6,7 +6,9 @@ Required keys: ``x_train, y_train, x_val, y_val, x_test, y_test``; optional ``x_
 ``y_*`` has as many rows as its ``x_*``. Labels are class indices (classifiers) or float
 targets (regressors). A model with several inputs takes one array per input in model input
 order: ``x_test_0``, ``x_test_1``, ... (likewise ``x_train_K``, ``x_rep_K``); a single-input
-model keeps ``x_test``.
+model keeps ``x_test``. An input without a batch axis (a rank-0 or [64] tensor, a shape
+operand) takes ``[N, *shape]`` like any other, or its value once (an array of exactly its
+shape, see ``load_split``).
 """
 
 from __future__ import annotations
@@ -135,11 +137,23 @@ def input_keys(split: str, n_inputs: int) -> list[str]:
     return [f"x_{split}"] if n_inputs == 1 else [f"x_{split}_{k}" for k in range(n_inputs)]
 
 
-def load_split(path: str | Path, split: str = "test",
-               n_inputs: int = 1) -> tuple[list[np.ndarray], np.ndarray | None]:
+def given_once(x: np.ndarray, sample_shape: tuple[int, ...] | None) -> bool:
+    """Is ``x`` one value of an input given once for every sample (its shape is the
+    sample shape itself, no sample axis: a constant such as a shape operand)?"""
+    return sample_shape is not None and tuple(np.shape(x)) == tuple(sample_shape)
+
+
+def load_split(path: str | Path, split: str = "test", n_inputs: int = 1,
+               sample_shapes: list[tuple[int, ...]] | None = None,
+               ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """One split of an ``.npz`` without demanding the others: its inputs (one array per model
     input, see ``input_keys``; dtypes kept, so int8/int16 data already quantized stays as
     is) and its labels ``y_<split>`` when present (else None).
+
+    ``sample_shapes`` (one per input): an array whose shape is its input's sample shape is
+    a constant given once (:func:`given_once`; a 0-d array for a scalar input), returned
+    as it is and left out of the sample-count check; every other array has the sample
+    axis first.
 
     Raises ``TinyDeployError("bad_data")`` naming the missing key, empty or non-numeric
     array, NaN/inf, or differing sample counts; ``file_not_found`` for a missing file.
@@ -166,19 +180,22 @@ def load_split(path: str | Path, split: str = "test",
     except Exception as exc:
         raise TinyDeployError("bad_data", path=p, problem=f"not a readable .npz ({exc})",
                               fix="save it with numpy.savez(path, x_test=..., ...)") from exc
-    for key, x in zip(keys, xs, strict=True):
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or x.ndim == 0:
+    once = [given_once(x, None if sample_shapes is None else sample_shapes[k])
+            for k, x in enumerate(xs)]
+    for key, x, one in zip(keys, xs, once, strict=True):
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) \
+                or (x.ndim == 0 and not one):
             raise TinyDeployError("bad_data", path=p,
                                   problem=f"{key} holds {x.dtype} {x.shape}, not numbers per "
                                           "sample",
                                   fix="store one numeric row per sample ([N, ...] arrays)")
-        if len(x) == 0:
+        if x.size == 0 or (not one and len(x) == 0):
             raise TinyDeployError("bad_data", path=p, problem=f"{key} is empty",
                                   fix="provide at least one sample")
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
             raise TinyDeployError("bad_data", path=p, problem=f"{key} contains NaN or inf",
                                   fix="remove or replace the non-finite values")
-    counts = {k: len(x) for k, x in zip(keys, xs, strict=True)}
+    counts = {k: len(x) for k, x, one in zip(keys, xs, once, strict=True) if not one}
     if y is not None:
         counts[f"y_{split}"] = len(y) if y.ndim else 0
     if len(set(counts.values())) > 1:

@@ -36,6 +36,13 @@ class TensorFacts:
         return _NUMPY_DTYPES.get(self.dtype, self.dtype.lower())
 
     @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: without the leading batch axis of 1 when there is one (else
+        the whole tensor: rank 0, or a rank-1+ tensor without batch axis, e.g. a [64]
+        input or a [4] shape operand)."""
+        return self.shape[1:] if self.shape and self.shape[0] == 1 else self.shape
+
+    @property
     def elements(self) -> int:
         n = 1
         for d in self.shape:
@@ -79,6 +86,12 @@ class ModelFacts:
     variables: list[TensorFacts] = field(default_factory=list)  # state tensors (LSTM)
     placeholders: list[str] = field(default_factory=list)  # LSTM float "intermediates"
     tensor_dtypes: list[str] = field(default_factory=list)  # every tensor's dtype, by index
+    # "quantized", or "float": float32 inputs/outputs only behind boundary QUANTIZE /
+    # DEQUANTIZE ops (tinydeploy.interface); those tensors are not activations
+    interface: str = "quantized"
+    # the float boundary ops `--io int8` removed from the model this one was made from
+    # (tinydeploy.interface.strip_float_io), one line each; [] for a model as loaded
+    stripped_io: list[str] = field(default_factory=list)
 
     @property
     def stateful(self) -> bool:
@@ -120,7 +133,9 @@ class ModelFacts:
             if i in const_buffers and b.data is not None
         )
         desc = model.description
-        kinds = tensor_kinds(model)
+        io = (_ints(sub.inputs), _ints(sub.outputs))
+        bounds = boundary_pairs(model, op_names, *io)
+        kinds = tensor_kinds(model, {outer for _, _, _, outer, _ in bounds})
         return cls(
             path=path,
             sha256=hashlib.sha256(data).hexdigest(),
@@ -129,8 +144,8 @@ class ModelFacts:
             description=_text(desc),
             ops=[OpFacts(n, versions[n], counts[n]) for n in counts],
             op_sequence=op_names,
-            inputs=[tensor_facts(tensors, int(i)) for i in _ints(sub.inputs)],
-            outputs=[tensor_facts(tensors, int(i)) for i in _ints(sub.outputs)],
+            inputs=[tensor_facts(tensors, int(i)) for i in io[0]],
+            outputs=[tensor_facts(tensors, int(i)) for i in io[1]],
             tensor_count=len(tensors),
             weight_bytes=weight_bytes,
             subgraph_count=len(model.subgraphs),
@@ -142,6 +157,7 @@ class ModelFacts:
             variables=[tensor_facts(tensors, i) for i in kinds["variables"]],
             placeholders=[tensor_name(tensors[i]) for i in kinds["placeholders"]],
             tensor_dtypes=[_TYPE_NAMES.get(t.type, f"TYPE_{t.type}") for t in tensors],
+            interface="float" if bounds else "quantized",
         )
 
     # --- views ------------------------------------------------------------------------
@@ -177,8 +193,55 @@ def _is_constant(model: schema.ModelT, t: schema.TensorT) -> bool:
     return buf is not None and ((buf.data is not None and len(buf.data) > 0) or bool(buf.size))
 
 
-def tensor_kinds(model: schema.ModelT) -> dict[str, Any]:
+def boundary_pairs(model: schema.ModelT, op_names: list[str], inputs: list[int],
+                   outputs: list[int]) -> list[tuple[str, int, int, int, int]]:
+    """Float boundary ops of the main subgraph as ``(role, position, op, outer, inner)``
+    (tensor indices; inputs first): a float32 model input read only by one QUANTIZE into a
+    quantized int8/int16 per-tensor tensor, a float32 model output written by DEQUANTIZE
+    of such a tensor and read by no operator (``tinydeploy.interface``)."""
+    sub = model.subgraphs[0]
+    tensors = sub.tensors or []
+    ops = list(sub.operators or [])
+    readers: dict[int, list[int]] = {}
+    writer: dict[int, int] = {}
+    for k, op in enumerate(ops):
+        for i in _ints(op.inputs):
+            readers.setdefault(i, []).append(k)
+        for i in _ints(op.outputs):
+            writer[i] = k
+
+    def quantized(i: int) -> bool:
+        t = tensors[i]
+        q = t.quantization
+        scales = [] if q is None or q.scale is None else list(q.scale)
+        zps = [] if q is None or q.zeroPoint is None else list(q.zeroPoint)
+        return t.type in (schema.TensorType.INT8, schema.TensorType.INT16) \
+            and len(scales) == 1 and len(zps) == 1 and not t.isVariable
+
+    found: list[tuple[str, int, int, int, int]] = []
+    for pos, i in enumerate(inputs):
+        users = readers.get(i, [])
+        if tensors[i].type != schema.TensorType.FLOAT32 or i in outputs or len(users) != 1 \
+                or op_names[users[0]] != "QUANTIZE":
+            continue
+        inner = _ints(ops[users[0]].outputs)[0]
+        if quantized(inner):
+            found.append(("input", pos, users[0], i, inner))
+    for pos, i in enumerate(outputs):
+        k = writer.get(i)
+        if tensors[i].type != schema.TensorType.FLOAT32 or k is None \
+                or op_names[k] != "DEQUANTIZE" or readers.get(i):
+            continue
+        inner = _ints(ops[k].inputs)[0]
+        if quantized(inner):
+            found.append(("output", pos, k, i, inner))
+    return found
+
+
+def tensor_kinds(model: schema.ModelT, skip: set[int] | None = None) -> dict[str, Any]:
     """Dtype census of the main subgraph, the quantization scheme and special tensors.
+    ``skip``: tensors that are not counted at all (the float32 boundary tensors of a
+    float interface, ``boundary_pairs``).
 
     * placeholders: float32 tensors without data listed as an operator's ``intermediates``
       (a quantized LSTM's unused "intermediate" slots) - not activations.
@@ -202,7 +265,7 @@ def tensor_kinds(model: schema.ModelT) -> dict[str, Any]:
     constants: dict[str, int] = {}
     variables: list[int] = []
     for i, t in enumerate(tensors):
-        if i in placeholders:
+        if i in placeholders or (skip is not None and i in skip):
             continue
         dtype = _TYPE_NAMES.get(t.type, f"TYPE_{t.type}")
         if t.isVariable:

@@ -90,12 +90,21 @@ def arena_for(facts: ModelFacts) -> int:
 QUANTIZED = ("INT8", "INT16")
 
 
+def tflm_round(v: np.ndarray) -> np.ndarray:
+    """TFLM's ``TfLiteRound`` of float32 values (``std::round``: half away from zero),
+    as float64 (exact: |v| + 0.5 is exact in float64 for every float32 below 2^52)."""
+    v = np.asarray(v, dtype=np.float32).astype(np.float64)
+    return np.copysign(np.floor(np.abs(v) + 0.5), v)
+
+
 def _unclipped(x: np.ndarray, t: TensorFacts) -> np.ndarray:
-    return np.round(np.asarray(x, dtype=np.float32) / np.float32(t.scale)) + t.zero_point
+    return tflm_round(np.asarray(x, dtype=np.float32) / np.float32(t.scale)) + t.zero_point
 
 
 def quantize_input(x: np.ndarray, t: TensorFacts) -> np.ndarray:
-    """q = clip(round(x / S) + Z) -- the same arithmetic the tool uses everywhere.
+    """q = clip(round(x / S) + Z) -- exactly what TFLM's QUANTIZE computes for a float32
+    input (the division in float32, ``round`` half away from zero), so float data
+    quantized here equals what a stripped float interface (``--io int8``) would compute.
 
     An array that already has the tensor's integer dtype (int8, int16) is taken as is
     (already quantized); tensors without a scale (int32 indices, float) are only cast."""
@@ -167,7 +176,7 @@ class HostModel:
         for k, (x, t) in enumerate(zip(q_in, self.facts.inputs, strict=True)):
             self.interpreter.set_input(np.asarray(x, dtype=t.numpy_dtype).reshape(t.shape), k)
         self.interpreter.invoke()
-        return [np.array(self.interpreter.get_output(k)).reshape(t.shape[1:])
+        return [np.array(self.interpreter.get_output(k)).reshape(t.sample_shape)
                 for k, t in enumerate(self.facts.outputs)]
 
     def predict_one(self, q_in: np.ndarray, reset: bool = True) -> np.ndarray:

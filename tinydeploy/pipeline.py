@@ -132,7 +132,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
            data: str | Path | None = None, epochs: int | None = None, port: str | None = None,
            samples: int | None = None, tune_arena: bool = False, arena: str | int = "auto",
            runtime: str | None = None, fmt: str = "platformio", tolerance_lsb: int = 0,
-           retrain: bool = False, tflm_src: Any = None) -> DeployResult:
+           retrain: bool = False, tflm_src: Any = None, io: str = "model") -> DeployResult:
     """Take an example or model all the way to a validated device; one report.
 
     Training and quantization are reused when their inputs (example script or model,
@@ -156,6 +156,11 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
         retrain: rerun training and quantization even when up to date.
         tflm_src: with ``runtime='tflm'`` on native / qemu-cm4, the TFLM tree the generated
             TFLite Micro firmware is built against (default ``$TINYDEPLOY_TFLM_SRC``).
+        io: the firmware's interface (:mod:`tinydeploy.interface`): ``model`` (the
+            model's own; an example or ``.keras`` model is quantized with int8 I/O),
+            ``int8`` (a float interface stripped) or ``float`` (an example or ``.keras``
+            model is quantized with float32 I/O around its int8 core, ``quantize --io
+            float``; a ``.tflite`` must have a float interface).
 
     Returns:
         A :class:`DeployResult` (``passed``, stage timings, report path).
@@ -166,9 +171,11 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
             result with ``passed=False``, not an exception.
     """
     from .boards import get_board
+    from .interface import check_io_choice
     from .validation import tflm_tree_for
 
     b = get_board(board)
+    check_io_choice(io)
     _check_passthrough(b, arena, runtime, fmt, tolerance_lsb)
     tree = tflm_tree_for(board, runtime or "c", tflm_src)  # before minutes of training
     target = str(target)
@@ -206,7 +213,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
         return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena,
                          {"arena": arena, "runtime": runtime, "fmt": fmt,
                           "tolerance_lsb": tolerance_lsb, "retrain": retrain, "tree": tree,
-                          "tflm_src": tflm_src})
+                          "tflm_src": tflm_src, "io": io})
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # failed before any stage wrote something: leave nothing behind
@@ -268,17 +275,18 @@ def _train_stage(target: str, out: Path, data: str | Path | None, epochs: int | 
 
 
 def _quantize_stage(model_path: Path, data_path: Path, out: Path,
-                    retrain: bool) -> tuple[dict[str, Any], Path, bool]:
-    """Quantize, or reuse ``out/quantize`` when the model and data are unchanged."""
+                    retrain: bool, io: str = "int8") -> tuple[dict[str, Any], Path, bool]:
+    """Quantize (``io``: the int8 model's interface), or reuse ``out/quantize`` when the
+    model, data and interface are unchanged."""
     from . import stamps
     from .quantization import quantize
 
-    fp = stamps.fingerprint([model_path, data_path])
+    fp = stamps.fingerprint([model_path, data_path], **({"io": io} if io != "int8" else {}))
     done = None if retrain else stamps.reusable(out, "quantize", fp)
     if done is not None:
         stage("quantize", f"up to date, reusing {out / 'quantize'} (--retrain to force)")
         return done, out / "quantize" / Path(done["outputs"]["int8"]).name, True
-    qr = quantize(model_path, data_path, out / "quantize")
+    qr = quantize(model_path, data_path, out / "quantize", io=io)
     quant = _plain(qr)
     stamps.record(out, "quantize", fp, [Path(qr.int8_path)], quant)
     return quant, Path(qr.int8_path), False
@@ -303,14 +311,18 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
     int8_path = model_path
     if kind != "tflite":
         with timer("quantize"):
-            quant, int8_path, again = _quantize_stage(model_path, data_path, out,
-                                                      opts["retrain"])
+            quant, int8_path, again = _quantize_stage(
+                model_path, data_path, out, opts["retrain"],
+                "float" if opts["io"] == "float" else "int8")
         reused += ["quantize"] if again else []
 
     from .guard import check
+    from .interface import with_io
 
     with timer("check"):
         facts = check(int8_path)
+        if opts["io"] != "model":  # --io int8: the firmware runs the stripped model
+            facts = check(with_io(facts, opts["io"]))
 
     flash_info: dict[str, Any] = {}
     arena_info: dict[str, Any] = {}

@@ -33,6 +33,7 @@ from .output import check_output_dir, staged_output
 INT8_NAME, FLOAT_NAME = "model_int8.tflite", "model_float.tflite"
 JSON_NAME, MD_NAME = "quantization.json", "quantization.md"
 QUANTIZE_FORMULA = "q = round(x / S) + Z"
+IO_TYPES = {"int8": "int8", "float": "float32"}  # quantize --io -> inference_input_type
 DEQUANTIZE_FORMULA = "x = (q - Z) * S"
 
 
@@ -114,14 +115,16 @@ def representative(data: Dataset, samples: int = 200, seed: int = 0) -> np.ndarr
 
 
 def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = True,
-              io_type: str = "int8") -> bytes:
+              io_type: str = "int8", converter_defaults: bool = False) -> bytes:
     """Convert a single-input Keras model with batch fixed to 1.
 
     ``optimize=False``: float model. ``optimize=True`` with ``rep``: full integer
     (TFLITE_BUILTINS_INT8, ``io_type`` input/output; Dense weights per tensor, as every
     Arduino TFLM library computes FULLY_CONNECTED right only then). ``optimize=True``
     without ``rep``: dynamic-range ("hybrid") model -- what the guard rejects; used by its
-    tests.
+    tests. ``converter_defaults``: only ``optimizations`` and the representative dataset,
+    everything else as TFLiteConverter's defaults (float32 interface around the int8 core,
+    per-channel Dense weights): the models users bring.
     """
     from .training import quiet_tensorflow
 
@@ -145,6 +148,8 @@ def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = Tru
                 yield [sample[np.newaxis]]
 
         converter.representative_dataset = dataset
+        if converter_defaults:
+            return _quiet_convert(converter)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = getattr(tf, io_type)
         converter.inference_output_type = getattr(tf, io_type)
@@ -180,12 +185,19 @@ def _quiet_convert(converter: Any) -> bytes:
 
 
 # --- report ------------------------------------------------------------------------------
-def tensor_entry(role: str, t: TensorFacts) -> dict[str, Any]:
+def tensor_entry(role: str, t: TensorFacts, inner: TensorFacts | None = None
+                 ) -> dict[str, Any]:
+    """One input/output row of the report; ``inner``: the quantized tensor behind a float32
+    boundary tensor (its QUANTIZE/DEQUANTIZE runs on the device with these parameters)."""
+    q = inner or t
     entry: dict[str, Any] = {"role": role, "name": t.name, "shape": list(t.shape),
-                             "dtype": t.dtype, "scale": t.scale, "zero_point": t.zero_point}
-    if t.scale is not None:
-        entry["quantize"] = f"q = round(x / {t.scale:.9g}) + ({t.zero_point})"
-        entry["dequantize"] = f"x = (q - ({t.zero_point})) * {t.scale:.9g}"
+                             "dtype": t.dtype, "scale": q.scale, "zero_point": q.zero_point}
+    if inner is not None:
+        entry["boundary"] = (f"{'QUANTIZE to' if role == 'input' else 'DEQUANTIZE from'} "
+                             f"{inner.dtype} on the device")
+    if q.scale is not None:
+        entry["quantize"] = f"q = round(x / {q.scale:.9g}) + ({q.zero_point})"
+        entry["dequantize"] = f"x = (q - ({q.zero_point})) * {q.scale:.9g}"
     return entry
 
 
@@ -208,6 +220,7 @@ class QuantReport:
     rep_samples: int
     rep_source: str
     notes: list[str] = field(default_factory=list)
+    io: str = "int8"  # the interface the converter wrote: int8 I/O, or float32 I/O
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -226,8 +239,9 @@ class QuantReport:
             "ops": list(self.ops),
             "representative": {"samples": self.rep_samples, "source": self.rep_source},
             "converter": {"optimizations": ["DEFAULT"], "supported_ops": ["TFLITE_BUILTINS_INT8"],
-                          "inference_input_type": "int8", "inference_output_type": "int8",
-                          "batch": 1},
+                          "inference_input_type": IO_TYPES[self.io],
+                          "inference_output_type": IO_TYPES[self.io], "batch": 1},
+            "interface": self.io,
         }
 
     def _fmt(self, value: float) -> str:
@@ -242,8 +256,9 @@ class QuantReport:
             f"{self._fmt(self.float_metric)}, TFLM int8 {self._fmt(self.int8_metric)}",
         ]
         for t in self.tensors:
+            via = f" ({t['boundary']})" if t.get("boundary") else ""
             lines.append(f"{t['role']:<6} {t['name']} {t['dtype']} {t['shape']} "
-                         f"S={t['scale']:.6g} Z={t['zero_point']}")
+                         f"S={t['scale']:.6g} Z={t['zero_point']}{via}")
         lines.append(f"report: {self.md_path}")
         return "\n".join(lines)
 
@@ -251,9 +266,9 @@ class QuantReport:
         s = self.sizes
         rows = [
             f"# Quantization report: {self.model_path.name}", "",
-            f"Full-int8 conversion (Optimize.DEFAULT, TFLITE_BUILTINS_INT8, int8 input and "
-            f"output, batch 1) with {self.rep_samples} representative samples from "
-            f"`{self.rep_source}`.", "",
+            f"Full-int8 conversion (Optimize.DEFAULT, TFLITE_BUILTINS_INT8, "
+            f"{IO_TYPES[self.io]} input and output, batch 1) with {self.rep_samples} "
+            f"representative samples from `{self.rep_source}`.", "",
             "| file | bytes |", "|---|---:|",
             f"| {self.model_path.name} (Keras) | {s['keras']} |",
             f"| {FLOAT_NAME} | {s['float_tflite']} |",
@@ -268,7 +283,8 @@ class QuantReport:
             "| tensor | name | shape | dtype | scale S | zero point Z |",
             "|---|---|---|---|---:|---:|",
         ]
-        rows += [f"| {t['role']} | {t['name']} | {t['shape']} | {t['dtype']} | "
+        rows += [f"| {t['role']} | {t['name']} | {t['shape']} | {t['dtype']}"
+                 f"{' (' + t['boundary'] + ')' if t.get('boundary') else ''} | "
                  f"{t['scale']:.9g} | {t['zero_point']} |" for t in self.tensors]
         rows += ["", f"Operators: {', '.join(self.ops)}", ""]
         rows += [f"Note: {n}" for n in self.notes]
@@ -289,7 +305,7 @@ def evaluate_int8(facts: ModelFacts, x: np.ndarray) -> np.ndarray:
 
 
 def quantize(model: str | Path, data: str | Path, out: str | Path,
-             rep_samples: int = 200) -> QuantReport:
+             rep_samples: int = 200, io: str = "int8") -> QuantReport:
     """Full-int8 quantize ``model`` (.keras) with ``data`` (.npz); write model_int8.tflite,
     model_float.tflite, quantization.json and quantization.md into ``out``.
 
@@ -299,6 +315,10 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
             for the float-vs-int8 metric).
         out: output folder.
         rep_samples: representative samples used for calibration.
+        io: the interface of the int8 model: ``int8`` (int8 input and output) or
+            ``float`` (float32 input and output around the int8 core: a QUANTIZE first, a
+            DEQUANTIZE last, what the converter writes by default;
+            :mod:`tinydeploy.interface`).
 
     Returns:
         A :class:`QuantReport` (paths, metric float vs int8, sizes, tensor scales).
@@ -308,9 +328,14 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
             converted model (exit 3). Nothing is written then.
     """
     from .guard import check
+    from .interface import float_boundaries
     from .training import input_shape_of, load_keras_model
 
     model_path, data_path, out = Path(model), Path(data), Path(out)
+    if io not in IO_TYPES:
+        raise TinyDeployError("bad_argument", problem=f"unknown --io {io!r}",
+                              fix="choose --io int8 (int8 input and output) or float (float32 "
+                                  "input and output around the int8 core)")
     if rep_samples < 1:
         raise TinyDeployError("bad_argument", problem=f"--rep-samples must be >= 1, got "
                               f"{rep_samples}", fix="use e.g. --rep-samples 200")
@@ -328,7 +353,7 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
                             f"samples from {rep_source}")
     try:
         float_bytes = to_tflite(keras_model, optimize=False)
-        int8_bytes = to_tflite(keras_model, rep)
+        int8_bytes = to_tflite(keras_model, rep, io_type=IO_TYPES[io])
     except Exception as exc:
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         raise TinyDeployError("model_rejected", path=model_path,
@@ -342,6 +367,7 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
         (tmp / FLOAT_NAME).write_bytes(float_bytes)
         # the guard raises on rejection, and staged_output then removes everything
         facts = check(ModelFacts.from_bytes(int8_bytes, str(out / INT8_NAME)))
+        inner = {b.outer.index: b.inner for b in float_boundaries(facts)}
         tdlog.stage("quantize", f"scoring {len(dataset.x_test)} test samples (Keras float vs "
                                 "TFLM int8)")
         float_pred = np.asarray(keras_model.predict(dataset.x_test, batch_size=256, verbose=0))
@@ -356,9 +382,9 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
             test_samples=len(dataset.x_test),
             sizes={"keras": model_path.stat().st_size, "float_tflite": len(float_bytes),
                    "int8_tflite": len(int8_bytes)},
-            tensors=[tensor_entry("input", t) for t in facts.inputs]
-            + [tensor_entry("output", t) for t in facts.outputs],
-            ops=facts.op_names, rep_samples=len(rep), rep_source=rep_source,
+            tensors=[tensor_entry("input", t, inner.get(t.index)) for t in facts.inputs]
+            + [tensor_entry("output", t, inner.get(t.index)) for t in facts.outputs],
+            ops=facts.op_names, rep_samples=len(rep), rep_source=rep_source, io=io,
         )
         data = report.to_dict()
         labels_file = model_path.parent / "labels.txt"  # written by train for the examples

@@ -446,7 +446,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
              fmt: str = "both", runtime: str = "tflm",
              name: str | None = None, labels: str | Path | list[str] | None = None,
              data: str | Path | None = None,
-             tflm_src: str | Path | None = None) -> GenerateResult | CResult:
+             tflm_src: str | Path | None = None, io: str = "model"
+             ) -> GenerateResult | CResult:
     """Render firmware for ``boards`` into ``out`` (see the module docstring).
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
@@ -473,6 +474,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         tflm_src: TFLM tree for ``arena="tuned"`` (default ``$TINYDEPLOY_TFLM_SRC``); for
             native / qemu-cm4 also the tree whose defects decide the kernel overrides
             (:mod:`tinydeploy.tflm_overrides`; MCU boards: their library's facts).
+        io: ``model`` (the model's own interface, float32 included), ``int8`` (float
+            boundary ops stripped) or ``float`` (:mod:`tinydeploy.interface`).
 
     The Arduino output is a library with the application API (``td_app.h``) and the
     examples ``basic`` and ``validate`` (:mod:`tinydeploy.library`). ``runtime="c"`` on MCU
@@ -493,8 +496,11 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
                               fix=f"choose one of: {', '.join(RUNTIMES)}")
     from .guard import check
+    from .interface import with_io
 
     facts = check(model)  # the guard first, for both runtimes: what `check` refuses is refused
+    if io != "model":
+        facts = check(with_io(facts, io))  # --io int8: the float boundary ops stripped
     board_list = _boards(list(boards), runtime)
     out_path = check_output_dir(out)
     from .c_array import c_identifier
@@ -581,7 +587,8 @@ def describe(facts: ModelFacts) -> str:
         ("operators", f"{len(facts.op_sequence)} in the graph, {len(facts.ops)} distinct"),
     ]
     rows += [("  op", line) for line in ops]
-    rows.append(("quantization", facts.quantization + (", stateful" if facts.stateful else "")))
+    rows.append(("quantization", facts.quantization + (", stateful" if facts.stateful else "")
+                 + (", float interface" if facts.interface == "float" else "")))
     rows += [("  state", _tensor_line(t)) for t in facts.variables]
     rows += [("input", _tensor_line(t)) for t in facts.inputs]
     rows += [("output", _tensor_line(t)) for t in facts.outputs]

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from . import hostref, report, report_facts, runinfo
-from .data import input_keys, load_split
+from .data import given_once, input_keys, load_split
 from .device.connect import as_dict, check_device, open_device, tflm_tree_for
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .hostref import HostModel, quantize_input, saturation
+from .interface import with_io
 from .log import log, progress, stage
 from .output import check_output_dir
 from .verdict import (
@@ -145,9 +146,13 @@ def _label(values: np.ndarray) -> str:
     return " ".join(f"{float(v):.6g}" for v in np.asarray(values).reshape(-1))
 
 
-def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test"
-                   ) -> np.ndarray:
-    want = tuple(t.shape[1:])
+def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test",
+                   n: int | None = None) -> np.ndarray:
+    """``x`` as [N, *sample shape]: per-sample data (reshaped when only the layout of a
+    sample differs), or a value given once broadcast to all ``n`` samples."""
+    want = tuple(t.sample_shape)
+    if n is not None and given_once(x, want):
+        return np.broadcast_to(x, (n, *want))
     if tuple(x.shape[1:]) == want:
         return x
     if int(np.prod(x.shape[1:])) == int(np.prod(want)):
@@ -155,16 +160,25 @@ def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test
     raise TinyDeployError("bad_data", path=data,
                           problem=f"{key} samples have shape {tuple(x.shape[1:])}, the model "
                                   f"takes {want}",
-                          fix="pass the data the model was trained on")
+                          fix=f"pass [N, {', '.join(map(str, want))}] (the sample axis first)"
+                              f", or one value of shape {want} given once for every sample")
 
 
-def quantize_inputs(xs: list[np.ndarray], facts: ModelFacts, keys: list[str]
-                    ) -> list[np.ndarray]:
+def quantize_inputs(xs: list[np.ndarray], facts: ModelFacts, keys: list[str],
+                    data: str | Path = "<data>") -> list[np.ndarray]:
     """Quantize each input like the firmware expects it (arrays already of the tensor's
-    int8/int16 dtype are taken as is); log one warning when more than 1 % of the values of
-    an input clip to its dtype's range."""
+    int8/int16 dtype are taken as is; a float32 input gets the float data as it is); log
+    one warning when more than 1 % of the values of an input clip to its dtype's range.
+    Integer data for a float32 input is ``bad_data`` (it would be sent as its values)."""
     q, clipped = [], []
     for key, x, t in zip(keys, xs, facts.inputs, strict=True):
+        if t.dtype == "FLOAT32" and not np.issubdtype(x.dtype, np.floating):
+            raise TinyDeployError(
+                "bad_data", path=data,
+                problem=f"{key} holds {x.dtype} values but the model's input '{t.name}' is "
+                        "float32 (its QUANTIZE runs on the device)",
+                fix="give the float data, or validate with --io int8 (the float interface "
+                    "stripped) to send quantized data")
         frac = saturation(x, t)
         if frac > SATURATION_WARN:
             clipped.append(f"{key} {frac * 100:.1f} %")
@@ -182,7 +196,7 @@ def _split_outputs(data: bytes, facts: ModelFacts, i: int) -> list[np.ndarray]:
         if off + t.nbytes > len(data):
             break
         outs.append(np.frombuffer(data, dtype=t.numpy_dtype, count=t.elements,
-                                  offset=off).reshape(t.shape[1:]))
+                                  offset=off).reshape(t.sample_shape))
         off += t.nbytes
     if off != len(data) or len(outs) != len(facts.outputs):
         raise TinyDeployError("protocol_error",
@@ -208,7 +222,7 @@ def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
     from .device.link import DeviceReset
 
     n = len(q_in[0])
-    device = [np.zeros((n, *t.shape[1:]), dtype=t.numpy_dtype) for t in facts.outputs]
+    device = [np.zeros((n, *t.sample_shape), dtype=t.numpy_dtype) for t in facts.outputs]
     times = np.zeros(n, dtype=np.int64)
     cycles = np.zeros(n, dtype=np.int64)
     resets = 0
@@ -281,7 +295,7 @@ def report_facts_of(host: np.ndarray, device: np.ndarray, out: TensorFacts,
     hc = dc = None
     if labels is not None and len(host) and metrics.get("task") == "classification":
         hc, dc = predicted_class(host, out), predicted_class(device, out)
-        width = int(np.prod(out.shape[1:])) if out.shape[1:] else 1
+        width = int(np.prod(out.sample_shape)) if out.sample_shape else 1
         facts_doc["classification"] = report_facts.classification(hc, dc, labels,
                                                                   max(width, 2))
     elif labels is not None and len(host):
@@ -302,8 +316,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              stateful: bool = False, profile: bool = False,
              build: dict[str, Any] | None = None, runtime: str = "c",
              tflm_src: Any = None, tolerance_float: float | None = None,
-             timeout: float | None = None, known_differences: bool = True
-             ) -> ValidationResult:
+             timeout: float | None = None, known_differences: bool = True,
+             io: str = "model") -> ValidationResult:
     """Run ``x_test`` on the device, compare with the host, write the three result files.
 
     The model must pass the guard first (:func:`tinydeploy.guard.check`, the same error
@@ -335,6 +349,11 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             the model and the board, :mod:`tinydeploy.device.timing`).
         known_differences: count mismatches that are known TFLM version differences as
             explained (PASS with a note); False: as failures.
+        io: ``model`` (the model's own interface: float32 inputs get the float data as
+            given, float32 outputs are compared by bit pattern) or ``int8`` (its float
+            boundary ops stripped, as ``generate --io int8`` does: float data is quantized
+            with the stripped QUANTIZE's scale and zero point exactly as TFLM would, and the
+            quantized outputs are compared; :mod:`tinydeploy.interface`).
 
     Returns:
         A :class:`ValidationResult` (``passed``, metrics, report facts, paths).
@@ -348,6 +367,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     from .guard import check
 
     facts = check(model)  # what `tinydeploy check` refuses is refused here, the same way
+    if io != "model":  # the firmware `generate --io int8` made runs the stripped model
+        facts = check(with_io(facts, io))
 
     tflm_src = tflm_tree_for(board, runtime, tflm_src) if not port else None  # fail early
     if profile and tflm_src is not None:
@@ -370,16 +391,18 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     hostref.warn_untested()
     tout = facts.outputs[0]
     keys = input_keys("test", len(facts.inputs))
-    xs, labels = load_split(data, "test", len(facts.inputs))
-    xs = [_input_samples(x, t, Path(data), k) for x, t, k in zip(xs, facts.inputs, keys,
-                                                                  strict=True)]
+    shapes = [t.sample_shape for t in facts.inputs]
+    xs, labels = load_split(data, "test", len(facts.inputs), shapes)
+    counts = [len(x) for x, s in zip(xs, shapes, strict=True) if not given_once(x, s)]
+    xs = [_input_samples(x, t, Path(data), k, max(counts, default=1))
+          for x, t, k in zip(xs, facts.inputs, keys, strict=True)]
     if samples is not None:
         if samples > len(xs[0]):
             log.warning("--samples %d but x_test has %d samples: validating all %d", samples,
                         len(xs[0]), len(xs[0]))
         xs = [x[:samples] for x in xs]
         labels = None if labels is None else labels[:samples]
-    q_in = quantize_inputs(xs, facts, keys)
+    q_in = quantize_inputs(xs, facts, keys, data)
     n = len(q_in[0])
     stage("validate", f"{n} samples{', one stateful sequence' if stateful else ''}"
                       f", host reference (tflite-micro {hostref.tflm_version()})")

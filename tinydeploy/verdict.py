@@ -68,8 +68,8 @@ def rule_for(t: TensorFacts, tolerance_lsb: int = 0,
 def _ordered(values: np.ndarray) -> np.ndarray:
     """Float bit patterns as int64 in float order (-0.0 -> -1, +0.0 -> 0)."""
     bits = values.view(f"i{values.dtype.itemsize}").astype(np.int64)
-    sign = np.int64(1) << np.int64(8 * values.dtype.itemsize - 1)
-    return np.where(bits < 0, -(bits & (sign - 1)) - 1, bits)
+    magnitude = np.int64((1 << (8 * values.dtype.itemsize - 1)) - 1)  # all but the sign bit
+    return np.where(bits < 0, -(bits & magnitude) - 1, bits)
 
 
 def units_apart(host: np.ndarray, device: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import jinja2
 
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
+from ..interface import interface_lines
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
@@ -201,7 +202,8 @@ def _comment(text: str) -> str:
     return safe[:120]
 
 
-_DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32", "INT16": "TD_DTYPE_INT16"}
+_DTYPES = {"INT8": "TD_DTYPE_INT8", "FLOAT32": "TD_DTYPE_FLOAT32", "INT16": "TD_DTYPE_INT16",
+           "INT32": "TD_DTYPE_INT32"}
 
 
 def _io_tensors(g: Graph, indices: list[int]) -> list[dict[str, Any]]:
@@ -218,7 +220,7 @@ def _io_tensors(g: Graph, indices: list[int]) -> list[dict[str, Any]]:
                     "runtime")
         out.append({"k": k, "index": i, "offset": off, "bytes": t.nbytes,
                     "dtype": _DTYPES[t.dtype], "dims": list(t.shape) or [1],
-                    "scale": float_lit(t.scale), "zp": t.zp})
+                    "scale": float_lit(t.scale), "zp": t.zp, "quantized": bool(t.scales)})
         off += t.nbytes
     return out
 
@@ -271,6 +273,7 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
 
     ctx = {
         "version": __version__, "source": _comment(Path(facts.path).name),
+        "interface": [_comment(line) for line in interface_lines(facts)],
         "model_name": model_name, "sha256": facts.sha256,
         "sha256_bytes": ", ".join(str(b) for b in bytes.fromhex(facts.sha256)),
         "n_ops": len(g.ops), "arena": mem.size, "arena_alloc": max(mem.size, 1),
@@ -288,7 +291,8 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         "in_scale": float_lit(x.scale), "in_zp": x.zp,
         "out_scale": float_lit(y.scale), "out_zp": y.zp,
         # every input/output tensor, for td_model_describe (the protocol's HELLO)
-        "io": {side: [{"dtype": _DTYPES[t.dtype], "dims": list(t.shape) or [1],
+        "io": {side: [{"dtype": _DTYPES[t.dtype], "ndims": len(t.shape),
+                       "dims": list(t.shape) or [0],  # rank 0: no dims (C99: one 0)
                        "scale": float_lit(t.scale), "zp": t.zp}
                       for t in (g.t(i) for i in ids)]
                for side, ids in (("inputs", g.inputs), ("outputs", g.outputs))},

@@ -412,10 +412,13 @@ class Emitter:
         return f"td_requantize(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
 
     def _quantize(self, op: Op, p: str) -> str:
-        if float_boundary(self.g, op):  # float32 graph input -> int8 (AffineQuantize)
+        if float_boundary(self.g, op):  # float32 graph input -> int8/int16 (AffineQuantize)
             _, y = self._io(op)
-            return (f"td_quantize_f32({y.size}, {float_lit(y.scale)}, {y.zp}, "
-                    f"(const uint8_t *){self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});")
+            out = self.loc(op.outputs[0])
+            fn, out = (("td_quantize_f32_16", f"(int16_t *)(void *){out}")
+                       if y.dtype == "INT16" else ("td_quantize_f32", out))
+            return (f"{fn}({y.size}, {float_lit(y.scale)}, {y.zp}, "
+                    f"(const uint8_t *){self.ref(op.inputs[0])}, {out});")
         return self._requant(op, p, -128, 127)
 
     def _dequantize(self, op: Op, p: str) -> str:
@@ -423,6 +426,10 @@ class Emitter:
         if not float_boundary(self.g, op):
             raise TinyDeployError("model_rejected", path=self.g.path,
                                   problem="DEQUANTIZE inside the graph", fix=FIX_TFLM)
+        if x.dtype == "INT16":  # float32(scale * (q - zp)): one exact float multiply
+            return (f"td_dequantize_16({x.size}, {float_lit(x.scale)}, {x.zp}, "
+                    f"(const int16_t *)(const void *){self.ref(op.inputs[0])}, "
+                    f"(uint8_t *){self.loc(op.outputs[0])});")
         # float32(double(scale) * (q - zp)) for every q: a table of float bit patterns
         q = np.arange(-128, 128, dtype=np.int64)
         table = (np.float64(np.float32(x.scale)) * (q - x.zp)).astype(np.float32)

@@ -1,7 +1,7 @@
-"""Extension kernels of the C runtime: SUB, MAXIMUM/MINIMUM, STRIDED_SLICE, TRANSPOSE_CONV,
-EXPAND_DIMS/SQUEEZE, UNIDIRECTIONAL_SEQUENCE_LSTM (int8) and the 16x8 variants (int16
-activations, int8 weights) of FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, ADD, SUB, MUL, PAD,
-LEAKY_RELU, RESHAPE and QUANTIZE.
+"""Extension kernels of the C runtime: SUB, MAXIMUM/MINIMUM, STRIDED_SLICE, TRANSPOSE (as a
+strided gather), TRANSPOSE_CONV, EXPAND_DIMS/SQUEEZE, UNIDIRECTIONAL_SEQUENCE_LSTM (int8)
+and the 16x8 variants (int16 activations, int8 weights) of FULLY_CONNECTED, CONV_2D,
+DEPTHWISE_CONV_2D, ADD, SUB, MUL, PAD, LEAKY_RELU, RESHAPE, QUANTIZE and TRANSPOSE.
 
 Hooked into the int8 emitter (``emit.py``) and the graph check (``graph.py``) through three
 functions: ``ext_reason(g, op)`` (None when an extension kernel runs ``op``, else why not),
@@ -23,6 +23,8 @@ from ..c_names import reserved_safe
 from ..errors import TinyDeployError
 from . import quant
 from .ctext import c_struct as _struct
+from .emit_gather import ES as _ES
+from .emit_gather import GATHER_OPS, gather_fields, slice_copy_plan
 from .emit_int16 import (
     conv16_plan,
     conv16_scratch_bytes,
@@ -40,22 +42,26 @@ if TYPE_CHECKING:
 
 __all__ = ["ALIAS_OPS", "EXT_KERNEL_FILES", "EXT_KERNEL_SOURCES", "EXT_OPS", "emit",
            "ext_reason", "reserved_safe", "scratch_bytes", "sigmoid_table_decl",
-           "state_decls"]
+           "slice_copy_plan", "state_decls"]
 
 EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_int16_fast.c",
                       "td_kernels_lstm.c")
 EXT_KERNEL_FILES = ("td_kernels_ext.h", *EXT_KERNEL_SOURCES)
 # operators only the extension runs (any dtype it accepts)
 EXT_OPS = frozenset({"SUB", "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV",
-                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM"})
+                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "TRANSPOSE",
+                     "RESIZE_NEAREST_NEIGHBOR"})
 # int8 operators that also have a 16x8 kernel here
 INT16_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL",
                        "PAD", "LEAKY_RELU", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "QUANTIZE",
-                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV"})
+                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV", "TRANSPOSE",
+                       "RESIZE_NEAREST_NEIGHBOR"})
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")  # output = input bytes (may share storage)
-MAX_RANK = 6
-_RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767)}
-_ES = {"INT8": 1, "INT16": 2}
+_RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767), "INT32": (-(1 << 31), (1 << 31) - 1)}
+# QUANTIZE (requantize) pairs TFLM runs, besides int8 -> int8 (emit.py): (in, out)
+QUANTIZE_PAIRS = frozenset({("INT8", "INT16"), ("INT16", "INT8"), ("INT16", "INT16"),
+                            ("INT8", "INT32"), ("INT16", "INT32"), ("INT32", "INT8"),
+                            ("INT32", "INT16")})
 
 
 def _data_inputs(g: Graph, op: Op) -> list[int]:
@@ -86,7 +92,7 @@ def ext_reason(g: Graph, op: Op) -> str | None:
     ins, outs = _dtypes(g, op)
     types = ins | outs
     if op.name == "QUANTIZE":
-        if types <= {"INT8", "INT16"} and types != {"INT8"}:
+        if len(ins) == len(outs) == 1 and (*ins, *outs) in QUANTIZE_PAIRS:
             return None
         return _describe(g, op)
     if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
@@ -284,72 +290,11 @@ def _max_min(em: Emitter, op: Op, p: str) -> str:
                         "TD_BIN_MAX" if op.name == "MAXIMUM" else "TD_BIN_MIN")
 
 
-def _strided_slice(em: Emitter, op: Op, p: str) -> str:
-    g = em.g
-    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-    begin, end, strides = (g.t(i) for i in op.inputs[1:4])
-    if any(t.data is None for t in (begin, end, strides)):
-        raise _reject(g, "STRIDED_SLICE needs constant begin/end/strides")
-    o = op.options
-    if int(o.ellipsisMask or 0) or int(o.newAxisMask or 0):
-        raise _reject(g, "STRIDED_SLICE with ellipsis_mask or new_axis_mask")
-    rank = len(x.shape)
-    if rank > MAX_RANK:
-        raise _reject(g, f"STRIDED_SLICE rank {rank} > {MAX_RANK}")
-    bv = [int(v) for v in begin.data.reshape(-1)]
-    ev = [int(v) for v in end.data.reshape(-1)]
-    sv = [int(v) for v in strides.data.reshape(-1)]
-    bm, em_, sm = int(o.beginMask or 0), int(o.endMask or 0), int(o.shrinkAxisMask or 0)
-    offset = bool(getattr(o, "offset", False))
-    start, count, step = [], [], []
-    for d in range(rank):
-        n = x.shape[d]
-        b_ = bv[d] if d < len(bv) else 0
-        e_ = ev[d] if d < len(ev) else n
-        s_ = sv[d] if d < len(sv) else 1
-        if s_ == 0:
-            raise _reject(g, "STRIDED_SLICE stride 0")
-        if offset:
-            e_ = b_ + e_
-        if sm >> d & 1:  # TFLM: a begin_mask bit on a shrunk axis selects index 0
-            b_ = 0 if bm >> d & 1 else b_
-            k = b_ + n if b_ < 0 else b_
-            start.append(min(max(k, 0), n - 1))
-            count.append(1)
-            step.append(1)
-            continue
-        lo, hi, st = slice(None if bm >> d & 1 else b_, None if em_ >> d & 1 else e_,
-                           s_).indices(n)
-        start.append(lo)
-        count.append(len(range(lo, hi, st)))
-        step.append(st)
-    if int(np.prod(count)) != y.size:
-        raise _reject(g, f"STRIDED_SLICE output size {y.size} does not match the slice "
-                         f"{count}")
-    if y.size == 0:
-        raise _reject(g, "STRIDED_SLICE with an empty output")
-    fields = slice_copy_plan(list(x.shape), start, count, step, _ES[x.dtype])
+def _gathered(em: Emitter, op: Op, p: str) -> str:
+    """STRIDED_SLICE, TRANSPOSE, RESIZE_NEAREST_NEIGHBOR: one strided gather (emit_gather)."""
+    fields = gather_fields(em.g, op)
     em.decls.append(_struct("td_strided_slice_params", p, fields))
     return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
-
-
-def slice_copy_plan(shape: list[int], start: list[int], count: list[int], step: list[int],
-                    es: int) -> dict[str, object]:
-    """td_strided_slice_params: the innermost axes taken whole (step 1) merge into one
-    contiguous copy of ``run`` bytes; the next axis is the row loop, the others step the
-    source in bytes (leading axes padded with count 1)."""
-    rank = len(shape)
-    bs = [es * int(np.prod(shape[d + 1:], dtype=np.int64)) for d in range(rank)]
-    run, d = es, rank - 1
-    while d >= 0 and step[d] == 1 and run == bs[d]:
-        run = count[d] * bs[d]
-        d -= 1
-    inner_n, inner_step = (count[d], step[d] * bs[d]) if d >= 0 else (1, run)
-    outer = [(count[i], step[i] * bs[i]) for i in range(max(d, 0))]
-    pad = MAX_RANK - 1 - len(outer)
-    return {"base": sum(s * b for s, b in zip(start, bs, strict=True)), "run": run,
-            "inner_n": inner_n, "inner_step": inner_step,
-            "count": [1] * pad + [c for c, _ in outer], "step": [0] * pad + [s for _, s in outer]}
 
 
 def _per_channel(x: Tensor, w: Tensor, y: Tensor, n: int) -> tuple[list[int], list[int]]:
@@ -524,7 +469,8 @@ def _leaky16(em: Emitter, op: Op, p: str) -> str:
 
 _EMITTERS: dict[str, Any] = {
     "SUB": _add_sub, "ADD": _add_sub, "MUL": _mul16, "MAXIMUM": _max_min,
-    "MINIMUM": _max_min, "STRIDED_SLICE": _strided_slice, "TRANSPOSE_CONV": _transpose_conv,
+    "MINIMUM": _max_min, "TRANSPOSE_CONV": _transpose_conv,
+    **{name: _gathered for name in GATHER_OPS},
     "EXPAND_DIMS": _alias, "SQUEEZE": _alias, "RESHAPE": _alias,
     "CONV_2D": _conv16, "DEPTHWISE_CONV_2D": _conv16, "FULLY_CONNECTED": _fc16,
     "QUANTIZE": _quantize, "PAD": _pad16, "LEAKY_RELU": _leaky16,

@@ -178,15 +178,18 @@ def _check(g: Graph) -> None:
         users = [op for op in g.ops if i in op.inputs or i in op.outputs]
         if t.dtype == "FLOAT32" and users and all(float_boundary(g, op) for op in users):
             continue
+        if t.dtype == "INT32":  # a shape operand, an index, a requantized int32 tensor
+            continue
         if t.dtype not in IO_DTYPES or not t.scales:
             raise _reject(g, f"model I/O tensor '{t.name}' is {t.dtype}; the C runtime takes "
-                             "int8 or int16 (quantized) input and output (float only into "
-                             "QUANTIZE / out of DEQUANTIZE)")
+                             "int8 or int16 (quantized) and int32 input and output (float "
+                             "only into QUANTIZE / out of DEQUANTIZE)")
     for op in g.ops:
         if float_boundary(g, op):
             inner = g.t(op.outputs[0] if op.name == "QUANTIZE" else op.inputs[0])
-            if inner.dtype != "INT8" or not inner.scales:
-                raise _reject(g, f"{op.name} '{inner.name}' is {inner.dtype}; need int8")
+            if inner.dtype not in ("INT8", "INT16") or len(inner.scales) != 1:
+                raise _reject(g, f"{op.name} '{inner.name}' is {inner.dtype}; need int8 or "
+                                 "int16 with one scale")
             continue
         reason = ext_reason(g, op)
         if reason is None:
