@@ -229,6 +229,8 @@ def generate(
                         "a byte count")] = "auto",
     fmt: Annotated[str, typer.Option("--format", help="arduino | platformio | both")] = "both",
     runtime: Annotated[str, typer.Option(help="tflm | c (interpreter-free C)")] = "tflm",
+    name: Annotated[str | None, typer.Option(
+        help="library name (a C identifier; default: the --out folder's name)")] = None,
     labels: Annotated[str | None, typer.Option(
         help="class labels: a,b,c or a file (default: quantization.json beside the model)")
     ] = None,
@@ -239,11 +241,12 @@ def generate(
         help="TFLM tree measured for --arena tuned (the board's library)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Render firmware: Arduino library (API + examples) and/or PlatformIO project."""
+    """Render firmware: Arduino library (API + examples) and/or PlatformIO project.
+    Re-generating into the same folder keeps your files (src/main.cpp is yours)."""
     from .render import generate as run
 
     result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime,
-                 labels=labels, data=data, tflm_src=tflm_src)
+                 name=name, labels=labels, data=data, tflm_src=tflm_src)
     _echo(result, as_json)
 
 
