@@ -255,8 +255,8 @@ def project_sources(project: Path) -> tuple[list[Path], list[Path]]:
     library finder does; not the user's app in ``src/``) and the include folders. For tools
     that build the project without PlatformIO (native/QEMU builds)."""
     project = Path(project)
-    folders = [project / Path(SERVER_MAIN).parent, *sorted(p / "src" for p in (project / "lib").glob("*")
-                                        if (p / "src").is_dir())]
+    libs = sorted(p / "src" for p in (project / "lib").glob("*") if (p / "src").is_dir())
+    folders = [project / Path(SERVER_MAIN).parent, *libs]
     sources = [f for d in folders for f in sorted(d.iterdir())
                if f.suffix in (".c", ".cpp", ".cc")]
     return sources, folders
