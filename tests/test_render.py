@@ -371,12 +371,13 @@ def test_regenerate_replaces_generated_files_only(tmp_path: Path) -> None:
     gen(tmp_path, "sine_mlp", boards=["nano33ble"])
     out = tmp_path / "fw"
     (out / "notes.txt").write_text("mine")
-    (out / "src" / "stale.cpp").write_text("old")
-    (out / "lib" / "fw" / "src" / "stale.cpp").write_text("old")
+    (out / "src" / "mine.cpp").write_text("mine")
+    (out / "lib" / "fw" / "src" / "mine.cpp").write_text("mine")
     gen(tmp_path, "tanh_mlp", boards=["rpipico"], fmt="platformio")
-    assert (out / "notes.txt").read_text() == "mine"
-    assert not (out / "src" / "stale.cpp").exists()
-    assert not (out / "lib" / "fw" / "src" / "stale.cpp").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # files generate did not write stay
+    assert (out / "src" / "mine.cpp").read_text() == "mine"  # (more in test_owned.py)
+    assert (out / "lib" / "fw" / "src" / "mine.cpp").read_text() == "mine"
+    assert not (out / "fw").exists()  # the sketch of the earlier format is removed
     assert "[env:rpipico]" in (out / "platformio.ini").read_text()
     assert "AddTanh" in (out / "lib" / "fw" / "src" / "td_tflm_app.cpp").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["fw"]  # no temp folder left
