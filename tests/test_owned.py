@@ -171,3 +171,18 @@ def test_app_skeleton_compiles_against_the_library(tmp_path: Path, runtime: str)
                            *inc, str(out / "src" / "main.cpp")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_user_file_where_generate_needs_a_folder_is_one_error(tmp_path: Path) -> None:
+    from tinydeploy.errors import TinyDeployError
+
+    out = tmp_path / NAME
+    gen(out, "arduino", "c")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "lib").write_text("my file called lib\n")
+    with pytest.raises(TinyDeployError) as exc:
+        gen(out, "both", "c")
+    assert exc.value.code == "io_error" and "lib" in str(exc.value)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "lib"} \
+        == before  # nothing half-written
+    assert not [p for p in out.iterdir() if p.name.startswith(".tinydeploy-stage")]

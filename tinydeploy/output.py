@@ -201,6 +201,12 @@ def _own(tmp: Path, out: Path, once: set[str]) -> dict[str, str | None]:
     kept: set[str] = set()
     for rel in _staged_files(tmp):
         src, dest = tmp / rel, out / rel
+        blocked = next((p for p in dest.parents if out in p.parents
+                        and (p.is_file() or p.is_symlink())), None)
+        if blocked is not None:  # checked before anything moves: nothing half-written
+            raise TinyDeployError("io_error", path=blocked, problem=f"is a file, generate "
+                                  f"writes {rel} in a folder of that name",
+                                  fix="rename or remove it, or choose another --out")
         if rel in once:
             if dest.exists() or dest.is_symlink():
                 src.unlink()
