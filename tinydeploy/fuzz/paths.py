@@ -32,6 +32,8 @@ __all__ = ["LayerPath", "classify", "layer_regimes", "op_label"]
 
 _STRUCT = re.compile(r"static const (\w+) (td_p\d+(?:_fast)?) = \{(.*?)\n\};", re.S)
 _FIELD = re.compile(r"\.(\w+) = (\{[^}]*\}|[^,\n]+)")
+_INT8_VARIANT = re.compile(r"td_(conv2d|depthwise_conv2d|fully_connected)"
+                           r"_(fast|fastg|fastm|fastmg|ref)")
 _CALL = re.compile(r"/\* (\d+): (\w+) \*/ (.*)")
 F32_MIN_NORMAL = 1.1754943508222875e-38
 
@@ -83,8 +85,7 @@ def _path(call: str, s: dict[str, dict[str, str]], k: int) -> str:
     f = s.get(f"td_p{k}", {})
     q = s.get(f"td_p{k}_fast", {})
     fn = call.split("(", 1)[0].strip()
-    if fn.startswith(("td_conv2d_", "td_depthwise_conv2d_", "td_fully_connected_")) and \
-            fn.rsplit("_", 1)[1] in ("fast", "fastg", "fastm", "fastmg", "ref"):
+    if _INT8_VARIANT.fullmatch(fn):
         return _conv8(fn, f)
     if fn == "td_conv2d_16_fast":
         return "fast" if _int(q, "wide") == 0 and _set(q, "fold_bias") else "partial"
