@@ -213,7 +213,7 @@ def test_c_runtime_library_compiles_to_arm_objects(tmp_path: Path, board: str) -
     jobs += [[*cxx, "-c", str(f)] for f in sorted((lib / "src").glob("*.cpp"))]
     jobs += [[*cxx, "-include", "Arduino.h", "-x", "c++", "-c", str(f)]
              for f in sorted(lib.glob("examples/*/*.ino"))]
-    main_cpp = tmp_path / "fw" / "src" / "main.cpp"
+    main_cpp = tmp_path / "fw" / "src" / "tinydeploy" / "main.cpp"
     jobs += [[*cxx, *d, "-c", str(main_cpp), "-o", f"main{i}.o"]
              for i, d in enumerate(([], ["-DTD_EXAMPLE_BASIC"]))]
     for cmd in jobs:
@@ -326,13 +326,15 @@ def test_project_sources_lists_main_and_library(tmp_path: Path) -> None:
 
     render.generate(DATA / "sine_mlp.tflite", tmp_path / "p", boards=["nano33ble"],
                     arena=4096, fmt="platformio")
+    (tmp_path / "p" / "src" / "mine.cpp").write_text("int mine;\n")  # the user's app: not built
     sources, includes = project_sources(tmp_path / "p")
     assert {f.name for f in sources} == {"main.cpp", "td_tflm_app.cpp", "td_app.cpp",
                                          "model_data.cpp", "td_protocol.c", "td_arduino.cpp",
                                          # sine_mlp's per-channel Dense on Chirale 2.0.0
                                          "td_tflm_fc.cpp", "td_kernels_fc_plain.c",
                                          "td_kernels_conv_ref.c"}
-    assert includes == [tmp_path / "p" / "src", tmp_path / "p" / "lib" / "p" / "src"]
+    assert sources[0] == tmp_path / "p" / "src" / "tinydeploy" / "main.cpp"  # the server
+    assert includes == [tmp_path / "p" / "src" / "tinydeploy", tmp_path / "p" / "lib" / "p" / "src"]
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,

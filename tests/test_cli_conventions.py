@@ -164,8 +164,9 @@ def test_regenerate_owns_its_folder(tmp_path: Path) -> None:
     assert not (out / "fw").exists()  # the old sketch is gone
     assert (out / "platformio.ini").is_file() and (out / "notes.txt").read_text() == "mine"
     generate(DIGITS, out, boards=["nano33ble"], fmt="arduino")
-    assert not (out / "platformio.ini").exists() and not (out / "src").exists()
+    assert not (out / "platformio.ini").exists() and not (out / "src" / "tinydeploy").exists()
     assert not (out / "lib").exists()
+    assert [p.name for p in (out / "src").iterdir()] == ["main.cpp"]  # the app: the user's
     assert sketch.is_file() and (out / "notes.txt").is_file()
 
 

@@ -80,7 +80,7 @@ def test_generated_cpp_compiles_for_every_board(tmp_path: Path, model: str) -> N
         if per_channel_fc_layers(load(DATA / f"{model}.tflite")) else set()
     assert {p.name for p in sources} == {"td_tflm_app.cpp", "model_data.cpp", "td_app.cpp",
                                          "td_protocol.c", "td_arduino.cpp", *override}
-    main_cpp = tmp_path / "fw" / "src" / "main.cpp"
+    main_cpp = tmp_path / "fw" / "src" / "tinydeploy" / "main.cpp"
     _compile([*sources, main_cpp], src, [BOARDS["nano33ble"].define, "TD_SERIAL_BAUD=115200"])
     _compile([main_cpp], src, ["TD_EXAMPLE_BASIC"])
     for board in MCU[1:]:  # every board's branch of model_settings.h
@@ -113,7 +113,7 @@ def test_odd_tensor_names_stay_inside_comments(tmp_path: Path) -> None:
     model.write_bytes(bytes(b.Output()))
     res = render.generate(model, tmp_path / "fw", boards=["nano33ble"], arena=4096)
     src = tmp_path / "fw" / "lib" / "fw" / "src"
-    main_cpp = tmp_path / "fw" / "src" / "main.cpp"
+    main_cpp = tmp_path / "fw" / "src" / "tinydeploy" / "main.cpp"
     _compile([src / "td_tflm_app.cpp", src / "td_app.cpp", main_cpp], src,
              [BOARDS["nano33ble"].define])
     assert res.sketch_dir is not None
@@ -204,7 +204,9 @@ def test_arena_auto_uses_the_cortex_m_prediction(tmp_path: Path) -> None:
 def test_format_choices(tmp_path: Path, fmt: str) -> None:
     res = gen(tmp_path, "sine_mlp", out="My Sketch", fmt=fmt)
     out = tmp_path / "My Sketch"
-    has_pio = (out / "platformio.ini").is_file() and (out / "src" / "main.cpp").is_file()
+    has_pio = ((out / "platformio.ini").is_file()
+               and (out / "src" / "tinydeploy" / "main.cpp").is_file()
+               and (out / "src" / "main.cpp").is_file())  # validation server, app skeleton
     sketch = out / "My_Sketch"
     has_ino = (sketch / "library.properties").is_file()
     assert has_pio == (fmt != "arduino") and has_ino == (fmt != "platformio")
@@ -232,8 +234,12 @@ def test_platformio_ini_parses_with_one_env_per_board(tmp_path: Path) -> None:
     ini = configparser.ConfigParser()
     ini.read(tmp_path / "fw" / "platformio.ini")
     envs = [s[4:] for s in ini.sections() if s.startswith("env:")]
-    assert envs == [e for b in boards for e in (b, f"{b}_basic")]
-    assert [e.strip() for e in ini["platformio"]["default_envs"].split(",")] == boards
+    assert envs == [e for b in boards for e in (b, f"{b}_app", f"{b}_basic")]
+    assert [e.strip() for e in ini["platformio"]["default_envs"].split(",")] == \
+        [f"{b}_app" for b in boards]  # the user's application; tinydeploy flashes env:BOARD
+    for name in boards:  # the server builds src/tinydeploy/ only, the app everything else
+        assert ini[f"env:{name}"]["build_src_filter"] == "-<*> +<tinydeploy/>"
+        assert ini[f"env:{name}_app"]["build_src_filter"] == "+<*> -<tinydeploy/>"
     for name in boards:
         env, b = ini[f"env:{name}"], BOARDS[name]
         assert env["platform"] == b.pio_platform and env["board"] == b.pio_board
@@ -260,7 +266,8 @@ def test_names_are_sanitized(tmp_path: Path) -> None:
     res = gen(tmp_path, "sine_mlp", out="o", fmt="arduino", name="int")
     assert res.sketch == "int_" and (tmp_path / "o" / "int_" / "src" / "int_.h").is_file()
     res = gen(tmp_path, "sine_mlp", out="src")
-    assert res.sketch == "src_sketch" and (tmp_path / "src" / "src" / "main.cpp").is_file()
+    assert res.sketch == "src_sketch"
+    assert (tmp_path / "src" / "src" / "tinydeploy" / "main.cpp").is_file()
 
 
 # --- refusals leave nothing behind ------------------------------------------------------
@@ -364,12 +371,13 @@ def test_regenerate_replaces_generated_files_only(tmp_path: Path) -> None:
     gen(tmp_path, "sine_mlp", boards=["nano33ble"])
     out = tmp_path / "fw"
     (out / "notes.txt").write_text("mine")
-    (out / "src" / "stale.cpp").write_text("old")
-    (out / "lib" / "fw" / "src" / "stale.cpp").write_text("old")
+    (out / "src" / "mine.cpp").write_text("mine")
+    (out / "lib" / "fw" / "src" / "mine.cpp").write_text("mine")
     gen(tmp_path, "tanh_mlp", boards=["rpipico"], fmt="platformio")
-    assert (out / "notes.txt").read_text() == "mine"
-    assert not (out / "src" / "stale.cpp").exists()
-    assert not (out / "lib" / "fw" / "src" / "stale.cpp").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # files generate did not write stay
+    assert (out / "src" / "mine.cpp").read_text() == "mine"  # (more in test_owned.py)
+    assert (out / "lib" / "fw" / "src" / "mine.cpp").read_text() == "mine"
+    assert not (out / "fw").exists()  # the sketch of the earlier format is removed
     assert "[env:rpipico]" in (out / "platformio.ini").read_text()
     assert "AddTanh" in (out / "lib" / "fw" / "src" / "td_tflm_app.cpp").read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["fw"]  # no temp folder left

@@ -107,8 +107,8 @@ def test_generated_firmware_compiles_against_the_library(tmp_path: Path, lib_id:
     src = _lib_src(tmp_path)
     app = (src / "td_tflm_app.cpp").read_text()
     assert f"#include <{libraries()[lib_id].header}>" in app
-    proc = syntax_check([tmp_path / "fw" / "src" / "main.cpp", src / "td_tflm_app.cpp"], src,
-                        inc, [BOARDS[MCU[0]].define])
+    server = tmp_path / "fw" / "src" / "tinydeploy" / "main.cpp"
+    proc = syntax_check([server, src / "td_tflm_app.cpp"], src, inc, [BOARDS[MCU[0]].define])
     assert proc.returncode == 0, proc.stderr[-3000:]
     for board in MCU[1:]:
         proc = syntax_check([src / "td_tflm_app.cpp"], src, inc, [BOARDS[board].define])
@@ -277,7 +277,7 @@ def test_generated_firmware_compiles_against_the_real_chirale_tree(tmp_path: Pat
     src_root = Path(str(CHIRALE_SRC)) / "src"
     res = render.generate(DATA / "ds_cnn_kws.tflite", tmp_path / "fw", boards=MCU, arena=40000)
     src = _lib_src(tmp_path)
-    main_cpp = tmp_path / "fw" / "src" / "main.cpp"
+    main_cpp = tmp_path / "fw" / "src" / "tinydeploy" / "main.cpp"
     cxx = [compiler, *CXX[1:]] + (["-mcpu=cortex-m4", "-mthumb"] if "arm" in compiler else [])
     arduino = tmp_path / "arduino"  # only Arduino.h from the stubs: TFLM is the real one
     arduino.mkdir()

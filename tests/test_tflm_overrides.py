@@ -95,7 +95,8 @@ def test_override_registered_for_a_library_without_per_channel_fc(tmp_path: Path
     for board in ("nano33ble", "rpipico"):
         define = BOARDS[board].define
         proc = syntax_check([src / "td_tflm_app.cpp", src / "td_tflm_fc.cpp",
-                             tmp_path / "fw" / "src" / "main.cpp"], src, inc, [define])
+                             tmp_path / "fw" / "src" / "tinydeploy" / "main.cpp"],
+                            src, inc, [define])
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert _override_on(src, inc, define)
     # the copied C kernels compile warning-free and define every td_ function the kernel calls

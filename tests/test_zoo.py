@@ -127,7 +127,10 @@ def test_qemu_cm4_is_bit_exact_with_cm4(name: str, tmp_path: Path) -> None:
     samples = _samples(facts, _inputs(name))
     cm4 = np.load(DATA / f"{name}.outputs_cm4.npy")
     want = np.load(DATA / f"{name}.outputs_cm4_stateful.npy") if name in STATEFUL else cm4
-    n = 4 if name in ("person_detect", "ad01_int8", "seanet_conv0") else len(samples)  # CI time
+    # CI time: 4 samples of the slow ones (simple_add_model: 48 kB over the emulated UART per
+    # sample); all 16 run natively above
+    slow = ("person_detect", "ad01_int8", "seanet_conv0", "simple_add_model")
+    n = 4 if name in slow else len(samples)
     resettable = "reset" in inspect.signature(Link.infer).parameters  # protocol v2
 
     def run(link: Link, reset: bool) -> np.ndarray:

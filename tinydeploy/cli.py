@@ -235,6 +235,8 @@ def generate(
                         "a byte count")] = "auto",
     fmt: Annotated[str, typer.Option("--format", help="arduino | platformio | both")] = "both",
     runtime: Annotated[str, typer.Option(help="tflm | c (interpreter-free C)")] = "tflm",
+    name: Annotated[str | None, typer.Option(
+        help="library name (a C identifier; default: the --out folder's name)")] = None,
     labels: Annotated[str | None, typer.Option(
         help="class labels: a,b,c or a file (default: quantization.json beside the model)")
     ] = None,
@@ -246,11 +248,12 @@ def generate(
     io: Annotated[str, typer.Option(help=IO_HELP)] = "model",
     as_json: JsonOpt = False,
 ) -> None:
-    """Render firmware: Arduino library (API + examples) and/or PlatformIO project."""
+    """Render firmware: Arduino library (API + examples) and/or PlatformIO project.
+    Re-generating into the same folder keeps your files (src/main.cpp is yours)."""
     from .render import generate as run
 
     result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime,
-                 labels=labels, data=data, tflm_src=tflm_src, io=io)
+                 name=name, labels=labels, data=data, tflm_src=tflm_src, io=io)
     _echo(result, as_json)
 
 

@@ -172,7 +172,10 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
     Raises:
         TinyDeployError: ``file_not_found`` / ``bad_flatbuffer`` (exit 2/3), or
             ``model_rejected`` / ``unsupported_op`` (exit 3) naming the cause: float, hybrid,
-            uint8 models, float inputs/outputs, custom ops and operators TFLite Micro lacks.
+            uint8 models, float inputs/outputs, custom ops and operators TFLite Micro lacks;
+            ``model_rejected`` "inconsistent model" for a file whose shapes, buffers,
+            quantization or tensor tables contradict each other (corrupted or hand-edited:
+            :mod:`tinydeploy.cruntime.consistency`).
     """
     facts = load(model)  # file_not_found / bad_flatbuffer
     path = facts.path
@@ -228,6 +231,9 @@ def check(model: str | Path | bytes | ModelFacts) -> ModelFacts:
         if t.dtype == "INT8" and (t.scale is None or t.zero_point is None):
             raise _reject(path, f"{role} '{t.name}' has no quantization parameters")
     _check_ops(path, facts, scheme)
+    from .cruntime.graph import consistent_graph
+
+    consistent_graph(facts)  # shapes, buffers, quantization agree (a corrupted file does not)
     return facts
 
 

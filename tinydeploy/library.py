@@ -11,9 +11,15 @@ Layout of ``--out DIR`` (``NAME`` = the sketch/library name)::
     DIR/NAME/src/...                       model + runtime + protocol sources
     DIR/NAME/examples/basic/basic.ino      one sample -> printed result and top label
     DIR/NAME/examples/validate/validate.ino  the protocol server `tinydeploy validate` uses
-    DIR/platformio.ini, DIR/lib/NAME/, DIR/src/main.cpp   --format platformio|both
-                                           (main.cpp = validate; -D TD_EXAMPLE_BASIC or the
-                                           [env:BOARD_basic] envs = basic)
+    DIR/platformio.ini, DIR/lib/NAME/      --format platformio|both
+    DIR/src/tinydeploy/main.cpp            validate ([env:BOARD], what tinydeploy flashes);
+                                           -D TD_EXAMPLE_BASIC ([env:BOARD_basic]) = basic
+    DIR/src/main.cpp                       the user's application ([env:BOARD_app]): created
+                                           once, never overwritten (``APP_SKELETON``)
+
+``generate`` owns only the files it wrote (:func:`tinydeploy.output.staged_output` with
+``owned=True``): other files in ``DIR`` stay, a generated file the user edited is kept and
+the new one written beside it (``NAME.new``), stale generated files are removed.
 
 C runtime budget (per board; the TFLM one is :func:`tinydeploy.render.budget`): flash =
 weights and parameter tables of ``td_model.c`` + C code (``C_CODE_BASE`` for kernels,
@@ -49,6 +55,8 @@ LIB_TEMPLATES = {  # path in the library -> template
     "examples/basic/basic.ino": "_lib/basic.ino.jinja",
     "examples/validate/validate.ino": "_lib/validate.ino.jinja",
 }
+APP_SKELETON = "src/main.cpp"  # the user's app in the PlatformIO project (created once)
+SERVER_MAIN = "src/tinydeploy/main.cpp"  # the validation server (generated)
 OVERRIDES_TEMPLATE = "_shared/overrides.h.jinja"
 RUNTIME_TEMPLATES = {
     "tflm": {"src/model_settings.h": "_shared/settings.h.jinja",
@@ -156,9 +164,11 @@ def write_library(env: Any, ctx: dict[str, Any], dest: Path, runtime: str,
 
 def write_platformio(env: Any, ctx: dict[str, Any], dest: Path, runtime: str,
                      sources: dict[str, str], firmware: tuple[str, ...]) -> list[Path]:
-    """``platformio.ini``, ``src/main.cpp`` and the same library under ``lib/NAME``."""
+    """``platformio.ini``, the validation server ``SERVER_MAIN``, the app skeleton
+    ``APP_SKELETON`` (stage it with ``once={APP_SKELETON}``) and the library ``lib/NAME``."""
     files = render_files(env, {"platformio.ini": "platformio/platformio.ini.jinja",
-                               "src/main.cpp": "platformio/src/main.cpp.jinja"},
+                               SERVER_MAIN: "platformio/src/tinydeploy/main.cpp.jinja",
+                               APP_SKELETON: "platformio/app.cpp.jinja"},
                          {**ctx, "with_arduino_h": True}, dest)
     return files + write_library(env, ctx, dest / "lib" / ctx["name"], runtime, sources,
                                  firmware)
@@ -214,7 +224,7 @@ def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], 
     result = GenerateResult(out=out_path, boards=[b.id for b in boards], runtime="c", fmt=fmt,
                             sketch=name, arena=plan, budgets=budgets)
     env = _env()
-    with staged_output(out_path) as tmp:
+    with staged_output(out_path, owned=True, once={APP_SKELETON}) as tmp:
         files = render_files(env, {"README.md": "_lib/README_c.md.jinja"}, ctx, tmp)
         if ctx["platformio"]:
             files += write_platformio(env, ctx, tmp, "c", texts, firmware)
@@ -240,12 +250,13 @@ def compiler_note(boards: list[Board]) -> str:
 
 
 def project_sources(project: Path) -> tuple[list[Path], list[Path]]:
-    """The C/C++ sources a build of a generated PlatformIO ``project`` compiles (``src/``
-    and every ``lib/*/src/``, as PlatformIO's library finder does) and the include folders.
-    For tools that build the project without PlatformIO (native/QEMU builds)."""
+    """The C/C++ sources the validation server env ``[env:BOARD]`` of a generated PlatformIO
+    ``project`` compiles (``src/tinydeploy/`` and every ``lib/*/src/``, as PlatformIO's
+    library finder does; not the user's app in ``src/``) and the include folders. For tools
+    that build the project without PlatformIO (native/QEMU builds)."""
     project = Path(project)
-    folders = [project / "src", *sorted(p / "src" for p in (project / "lib").glob("*")
-                                        if (p / "src").is_dir())]
+    libs = sorted(p / "src" for p in (project / "lib").glob("*") if (p / "src").is_dir())
+    folders = [project / Path(SERVER_MAIN).parent, *libs]
     sources = [f for d in folders for f in sorted(d.iterdir())
                if f.suffix in (".c", ".cpp", ".cc")]
     return sources, folders

@@ -2,16 +2,22 @@
 
 Every stage that writes user-visible output goes through here, so a failed run leaves no
 half-written result. Policy for an existing output folder: entries the stage generates
-replace same-named entries; everything else in the folder is kept.
+replace same-named entries; everything else in the folder is kept. With ``owned=True``
+(``generate``) the stage owns single files, recorded with their hashes in
+``OWNED_MANIFEST``: a re-run never overwrites or deletes a file it did not write, keeps a
+generated file the user edited (writing the new one beside it as ``NAME.new``) and removes
+only its own stale files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 from .errors import TinyDeployError
@@ -55,11 +61,20 @@ def _replace(src: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_output(out: str | Path) -> Iterator[Path]:
+def staged_output(out: str | Path, *, owned: bool = False,
+                  once: Collection[str] = ()) -> Iterator[Path]:
     """Yield a temporary folder on the same filesystem as ``out`` (inside it when it exists,
     so a mount point works; else beside it); when the block succeeds, move its entries into
-    ``out`` (replacing same-named entries, keeping the others). On error the temporary folder
-    and any parent folder created for it are removed."""
+    ``out``. On error the temporary folder and any parent folder created for it are removed.
+
+    Args:
+        out: the output folder.
+        owned: ``False``: staged top-level entries replace same-named entries wholesale,
+            the others are kept. ``True``: the stage owns only the files it wrote, per
+            file, recorded with their hashes in ``OWNED_MANIFEST`` (see :func:`_own`).
+        once: (with ``owned``) relative paths created when missing and never overwritten
+            or removed afterwards (the user's application skeleton).
+    """
     out = check_output_dir(out).absolute()
     created = _missing_parents(out.parent)
     tmp = (out / f".tinydeploy-stage.{secrets.token_hex(4)}.tmp" if out.is_dir()
@@ -72,8 +87,14 @@ def staged_output(out: str | Path) -> Iterator[Path]:
                                   problem=f"cannot create a folder ({exc.strerror or exc})",
                                   fix=_FIX) from exc
         yield tmp
+        stale = _own(tmp, out, set(once)) if owned else {}
         if not out.exists():
             os.replace(tmp, out)
+            return
+        if owned:
+            _merge_files(tmp, out)
+            _remove_stale(out, stale)
+            shutil.rmtree(tmp)
             return
         for entry in sorted(tmp.iterdir()):
             _replace(entry, out / entry.name)
@@ -125,37 +146,123 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 
 
 OWNED_MANIFEST = ".tinydeploy-owned.json"
+NEW_SUFFIX = ".new"  # the fresh version of a generated file the user edited
 
 
-def prune_owned(out: str | Path, produced: set[str], owned: set[str]) -> list[Path]:
-    """Make a re-run own its output folder: remove the entries of ``out`` an earlier run
-    of the same stage wrote (recorded in ``OWNED_MANIFEST``, plus the names in ``owned``)
-    that this run did not produce; then record ``produced``. Other entries are kept.
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    Args:
-        out: the output folder (after the staged move).
-        produced: top-level names this run wrote.
-        owned: top-level names the stage may write in any mode (e.g. ``platformio.ini``).
+
+def _staged_files(tmp: Path) -> list[str]:
+    return sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*")
+                  if p.is_file() or p.is_symlink())
+
+
+def _safe(rel: str) -> bool:
+    """A manifest entry that names a path inside the output folder."""
+    parts = Path(rel).parts
+    return bool(parts) and not Path(rel).is_absolute() and ".." not in parts
+
+
+def read_manifest(out: Path) -> dict[str, str | None]:
+    """The files an earlier run wrote into ``out``: relative path -> sha256 of what it
+    wrote (``None``: a manifest of the older format, top-level names without hashes)."""
+    try:
+        data = json.loads((out / OWNED_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    if isinstance(data.get("files"), dict):
+        return {str(k): str(v) for k, v in data["files"].items() if _safe(str(k))}
+    found: dict[str, str | None] = {}
+    for name in data.get("entries", []):  # older format: whole top-level entries
+        top = out / str(name)
+        if not _safe(str(name)) or top.is_symlink():
+            continue
+        files = [p for p in top.rglob("*") if p.is_file()] if top.is_dir() else [top]
+        found.update({p.relative_to(out).as_posix(): None for p in files})
+    return found
+
+
+def _own(tmp: Path, out: Path, once: set[str]) -> dict[str, str | None]:
+    """Decide, per staged file of ``tmp``, what happens in ``out`` (rewriting ``tmp``):
+    written when new, identical or unchanged since the earlier run wrote it; kept when the
+    user wrote or edited it, the staged one then renamed to ``NAME.new`` (one log line);
+    dropped when it is in ``once`` and exists. Writes the new manifest into ``tmp``.
 
     Returns:
-        The removed paths.
+        The earlier run's files this run no longer owns (path -> hash), for removal.
     """
-    import json
+    from .log import log
 
-    out = Path(out)
-    manifest = out / OWNED_MANIFEST
-    before: set[str] = set(owned)
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        before |= {str(n) for n in json.loads(manifest.read_text()).get("entries", [])}
+    before = read_manifest(out) if out.is_dir() else {}
+    now: dict[str, str | None] = {}
+    kept: set[str] = set()
+    for rel in _staged_files(tmp):
+        src, dest = tmp / rel, out / rel
+        blocked = next((p for p in dest.parents if out in p.parents
+                        and (p.is_file() or p.is_symlink())), None)
+        if blocked is not None:  # checked before anything moves: nothing half-written
+            raise TinyDeployError("io_error", path=blocked, problem=f"is a file, generate "
+                                  f"writes {rel} in a folder of that name",
+                                  fix="rename or remove it, or choose another --out")
+        if rel in once:
+            if dest.exists() or dest.is_symlink():
+                src.unlink()
+            continue
+        digest = _sha256(src)
+        if not (dest.exists() or dest.is_symlink()) or (
+                dest.is_file() and not dest.is_symlink()
+                and (before.get(rel, "") in (None, _sha256(dest)) or _sha256(dest) == digest)):
+            now[rel] = digest
+            continue
+        kept.add(rel)  # the user's file (written or edited by them): never overwritten
+        if before.get(rel):
+            now[rel] = before[rel]  # still differs next time: kept again
+        fresh = rel + NEW_SUFFIX
+        if (out / fresh).exists() and before.get(fresh, "") not in (None, _sha256(out / fresh)):
+            src.unlink()  # the user's NAME.new too: leave both alone
+            log.warning("kept your %s and %s (generate's version not written)",
+                        out / rel, out / fresh)
+            continue
+        src.rename(tmp / fresh)
+        now[fresh] = digest
+        log.warning("kept your %s (edited or not generate's); the new version is %s",
+                    out / rel, out / fresh)
+    (tmp / OWNED_MANIFEST).write_text(json.dumps({"version": 2, "files": dict(sorted(
+        (k, v) for k, v in now.items() if v is not None))}, indent=2) + "\n")
+    return {rel: h for rel, h in before.items() if rel not in now and rel not in kept}
+
+
+def _merge_files(tmp: Path, out: Path) -> None:
+    """Move every staged file into place one by one (folders are merged, not replaced)."""
+    for rel in _staged_files(tmp):
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, dest)
+
+
+def _remove_stale(out: Path, stale: Mapping[str, str | None]) -> list[Path]:
+    """Remove the files an earlier run wrote that this one did not, unless the user edited
+    them (then one log line), and the folders that leaves empty."""
+    from .log import log
+
     removed = []
-    for name in sorted(before - produced - {OWNED_MANIFEST}):
-        path = out / name
-        if Path(name).name != name or not (path.exists() or path.is_symlink()):
-            continue  # never outside ``out``
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    for rel, digest in sorted(stale.items()):
+        path = out / rel
+        if digest is None or not path.is_file() or path.is_symlink():
+            continue  # an older manifest without hashes: cannot tell the user's edits
+        if _sha256(path) != digest:
+            log.warning("kept your edited %s (no longer generated)", path)
+            continue
+        path.unlink()
         removed.append(path)
-    write_atomic(manifest, json.dumps({"entries": sorted(produced)}, indent=2) + "\n")
+        for folder in path.parents:
+            if folder == out or out not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break
     return removed

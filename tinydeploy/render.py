@@ -7,7 +7,9 @@ path parts are templates too (``{{ sketch }}``); folders starting with ``_`` hol
 partials that are included, never written. Layout of ``--out DIR``::
 
     DIR/README.md                          what to install, how to build, the budget
-    DIR/platformio.ini, DIR/src/...        --format platformio|both (one [env:BOARD] each)
+    DIR/platformio.ini, DIR/src/...        --format platformio|both (per board [env:BOARD]
+                                           = validation server, [env:BOARD_app] = src/main.cpp,
+                                           the user's app, created once)
     DIR/SKETCH/SKETCH.ino + sources        --format arduino|both (SKETCH = DIR's name)
 
 Everything is checked before anything is written (unknown board, a model the guard
@@ -452,8 +454,10 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
     type, also with ``summary()``); ``arena`` and ``fmt`` apply to the TFLM runtime.
-    A re-generate owns ``out``: outputs of an earlier run that this one does not produce
-    (a sketch after switching to ``fmt="platformio"``) are removed; other files stay.
+    A re-generate owns only the files it wrote (manifest with hashes): outputs of an
+    earlier run that this one does not produce (a sketch after switching to
+    ``fmt="platformio"``) are removed, a generated file the user edited is kept and the
+    new one written beside it as ``NAME.new``, other files stay.
 
     Args:
         model: int8 ``.tflite`` path, bytes or :class:`ModelFacts`.
@@ -465,7 +469,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
             activation memory).
         fmt: ``arduino``, ``platformio`` or ``both``.
         runtime: ``tflm`` or ``c``.
-        name: sketch name (default: the ``out`` folder's name), sanitized with
+        name: library/sketch name (default: the ``out`` folder's name), sanitized with
             :func:`tinydeploy.c_array.c_identifier`.
         labels: class labels (``a,b,c``, a file or a list; default: found beside the model,
             see :mod:`tinydeploy.app_api`).
@@ -519,7 +523,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
                                        labels=labels, data=data)
         from .cruntime import generate_c
 
-        return generate_c(facts, out_path, name=name)
+        return generate_c(facts, out_path, name=name, owned=True)
     ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path,
                  BOARDS.values())
@@ -543,17 +547,15 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     result = GenerateResult(out=out_path, boards=[b.id for b in board_list], runtime=runtime,
                             fmt=fmt, sketch=sketch, arena=plan, budgets=budgets)
     env = _env()
-    with staged_output(out_path) as tmp:
+    from .library import APP_SKELETON
+
+    with staged_output(out_path, owned=True, once={APP_SKELETON}) as tmp:
         files = render_tree(env, "common", ctx, tmp)
         if fmt in ("platformio", "both"):
             files += write_platformio(env, ctx, tmp, "tflm", sources, firmware)
         if fmt in ("arduino", "both"):
             files += write_library(env, ctx, tmp / sketch, "tflm", sources, firmware)
         result.files = sorted(out_path / f.relative_to(tmp) for f in files)
-    from .output import prune_owned  # a re-generate owns the folder: no stale sketch/project
-
-    prune_owned(out_path, {f.relative_to(out_path).parts[0] for f in result.files},
-                {"README.md", "platformio.ini", "src", "lib", sketch})
     if fmt in ("platformio", "both"):
         result.platformio_dir = out_path
     if fmt in ("arduino", "both"):

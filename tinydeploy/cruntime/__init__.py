@@ -6,10 +6,12 @@ The kernels reproduce TFLite Micro's reference int8 arithmetic bit for bit. Floa
 appears only where a model's input/output is float32 (QUANTIZE of the input, DEQUANTIZE of
 the output, by table); ``td_invoke`` then takes/returns raw float32 bytes.
 
-Modules: ``graph`` (IR + refusal of unsupported models), ``quant`` (multipliers/shifts as
-TFLM's Prepare computes them), ``overlap`` (how far an output may overlap its dying input),
-``planner`` (static arena), ``emit`` (per-op C), ``codegen`` (files), ``harness`` (host
-compile/run for tests and benchmarks).
+Modules: ``graph`` (IR + refusal of unsupported models), ``consistency`` (refusal of
+inconsistent, e.g. corrupted, models before any code generation), ``quant``
+(multipliers/shifts as TFLM's Prepare computes them), ``overlap`` (how far an output may
+overlap its dying input), ``planner`` (static arena), ``emit`` (per-op C), ``codegen``
+(files), ``harness`` (host compile/run for tests and benchmarks), ``mutation`` (byte-mutated
+models through the generator and ASan/UBSan builds).
 """
 
 from __future__ import annotations

@@ -306,14 +306,17 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
 
 
 def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
-               name: str | None = None, tflm_arena: bool = True) -> CResult:
-    """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan."""
+               name: str | None = None, tflm_arena: bool = True, owned: bool = False,
+               ) -> CResult:
+    """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan.
+    ``owned``: own only the files written (``generate``; see
+    :func:`tinydeploy.output.staged_output`), else replace same-named files (build folders)."""
     facts = load(facts)
     out_dir = check_output_dir(out_dir)
     texts, result = build(facts, name)  # raises before anything is written
     if tflm_arena:
         result.tflm_arena_cortex_m = _tflm_arena(facts)
-    with staged_output(out_dir) as tmp:
+    with staged_output(out_dir, owned=owned) as tmp:
         for fname, text in texts.items():
             (tmp / fname).write_text(text)
         fw = firmware_dir()

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, op_name, tensor_name
 from ..ops import C_RUNTIME_OPS
+from .consistency import check_buffer, validate, validate_operators, validate_tables
 
 _TYPES = {9: ("INT8", np.int8), 2: ("INT32", np.int32), 0: ("FLOAT32", np.float32),
           3: ("UINT8", np.uint8), 7: ("INT16", np.int16), 4: ("INT64", np.int64),
@@ -82,7 +83,7 @@ class Graph:
         return self.tensors[index]
 
 
-def _tensor(model: Any, sub: Any, i: int) -> Tensor:
+def _tensor(model: Any, sub: Any, i: int, path: str) -> Tensor:
     t = sub.tensors[i]
     dtype, np_type = _TYPES.get(int(t.type), (f"TYPE_{t.type}", None))
     q = t.quantization
@@ -93,6 +94,8 @@ def _tensor(model: Any, sub: Any, i: int) -> Tensor:
     buf = model.buffers[t.buffer] if model.buffers and t.buffer < len(model.buffers) else None
     if buf is not None and buf.data is not None and len(buf.data) > 0 and np_type is not None:
         raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
+        check_buffer(path, i, tensor_name(t), shape, dtype, np.dtype(np_type).itemsize,
+                     len(raw))  # shape x dtype size bytes, before the data is shaped
         data = np.frombuffer(raw, dtype=np.dtype(np_type).newbyteorder("<")).astype(np_type)
         if shape:
             data = data.reshape(shape)
@@ -101,24 +104,42 @@ def _tensor(model: Any, sub: Any, i: int) -> Tensor:
 
 
 def read_graph(facts: ModelFacts) -> Graph:
-    """Build the IR; raise ``TinyDeployError`` for anything outside the C runtime."""
+    """Build the IR; raise ``TinyDeployError`` for an inconsistent model (a corrupted file:
+    ``consistency.py``) and for anything outside the C runtime."""
+    if facts.subgraph_count != 1:
+        raise TinyDeployError("model_rejected", path=facts.path,
+                              problem=f"{facts.subgraph_count} subgraphs; the C runtime runs one",
+                              fix=FIX_TFLM)
+    g = _graph(facts)
+    validate_tables(g)  # what naming the operators' dtypes needs
+    _check(g)  # operators the C runtime lacks: refused by name
+    validate_operators(g)
+    return g
+
+
+def consistent_graph(facts: ModelFacts) -> Graph:
+    """The IR of the main subgraph, proven consistent (``consistency.validate``: shapes,
+    buffers, quantization and tables agree); ``model_rejected`` if not."""
+    g = _graph(facts)
+    validate(g)
+    return g
+
+
+def _graph(facts: ModelFacts) -> Graph:
     model = facts.model
     path = facts.path
     if model is None:
         raise TinyDeployError("bad_flatbuffer", path=path, problem="no parsed model")
     sub = model.subgraphs[0]
     names = [op_name(model.operatorCodes[op.opcodeIndex]) for op in (sub.operators or [])]
-    if facts.subgraph_count != 1:
-        raise TinyDeployError("model_rejected", path=path,
-                              problem=f"{facts.subgraph_count} subgraphs; the C runtime runs one",
-                              fix=FIX_TFLM)
-    tensors = [_tensor(model, sub, i) for i in range(len(sub.tensors or []))]
-    ops = [Op(k, name, [int(i) for i in op.inputs], [int(i) for i in op.outputs],
-              op.builtinOptions)
+    tensors = [_tensor(model, sub, i, path) for i in range(len(sub.tensors or []))]
+    ops = [Op(k, name, _ints(op.inputs), _ints(op.outputs), op.builtinOptions)
            for k, (op, name) in enumerate(zip(sub.operators or [], names, strict=True))]
-    g = Graph(tensors, ops, [int(i) for i in sub.inputs], [int(i) for i in sub.outputs], path)
-    _check(g)
-    return g
+    return Graph(tensors, ops, _ints(sub.inputs), _ints(sub.outputs), path)
+
+
+def _ints(values: Any) -> list[int]:
+    return [] if values is None else [int(v) for v in values]
 
 
 def _reject(g: Graph, problem: str) -> TinyDeployError:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinyDeployError
+from ..objcache import compile_objects, is_library_source
 
 HARNESS_C = r"""/* tinydeploy test harness: raw int8 samples on stdin -> raw outputs on stdout. */
 #include <stdio.h>
@@ -48,13 +49,24 @@ def compiler() -> str:
 def compile_c(sources: list[Path], output: Path, include: list[Path],
               flags: tuple[str, ...] = STRICT_FLAGS, opt: str = "-O1",
               timeout: float = 300.0) -> Path:
-    cmd = [compiler(), *flags, opt, *(f"-I{p}" for p in include),
-           *(str(s) for s in sources), "-o", str(output)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise TinyDeployError("build_failed", what="C compile", rc=proc.returncode,
-                              tail=" | ".join(tail), fix="report this model to tinydeploy")
+    """Compile and link ``sources`` into ``output`` (with ``-c`` in ``flags``: compile one
+    source to an object). tinydeploy's own library sources (``firmware/``) come from the
+    object cache (:mod:`tinydeploy.objcache`), the rest (the model) is compiled now."""
+    cc = compiler()
+
+    def run(cmd: list[str], what: str = "C compile") -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise TinyDeployError("build_failed", what=what, rc=proc.returncode,
+                                  tail=" | ".join(tail), fix="report this model to tinydeploy")
+        return proc
+
+    cflags = [*flags, opt, *(f"-I{p}" for p in include)]
+    library = [s for s in sources if is_library_source(s)] if "-c" not in flags else []
+    objects, _ = compile_objects(cc, library, cflags, run, lambda _src: "C compile")
+    cached = dict(zip(library, objects, strict=True))
+    run([cc, *cflags, *(str(cached.get(s, s)) for s in sources), "-o", str(output)])
     return output
 
 

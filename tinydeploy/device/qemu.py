@@ -31,6 +31,7 @@ from ..cruntime.codegen import generator_digest
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..log import log
+from ..objcache import compile_objects
 from ..output import write_atomic
 from ..resources import firmware_dir
 from .native import model_flags
@@ -153,15 +154,15 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
     tmp = workdir / (ELF + ".tmp")
     includes = [*model_flags(res.out_dir), f"-I{res.out_dir}", f"-I{fw}", f"-I{fw / 'cm4'}"]
     kernels = [src for src in res.sources if src.name.startswith("td_kernels")]
-    objects = []
-    for src in kernels:  # the kernels at KERNEL_OPT, the rest -Os (see KERNEL_OPT)
-        obj = workdir / "obj" / (src.stem + ".o")
-        obj.parent.mkdir(exist_ok=True)
-        _run([cc, *(f for f in flags if f not in LDFLAGS), KERNEL_OPT, *includes, "-c",
-              str(src), "-o", str(obj)], f"arm-none-eabi-gcc ({src.name})")
-        objects.append(obj)
+    cflags = [*(f for f in flags if f not in LDFLAGS), *includes]
+    # the kernels at KERNEL_OPT, the rest -Os (see KERNEL_OPT); the library sources from
+    # the object cache (tinydeploy.objcache), the model's own td_model.c compiled now
+    objects, _ = compile_objects(cc, kernels, [*cflags, KERNEL_OPT], _run,
+                                 lambda src: f"arm-none-eabi-gcc ({src.name})")
+    board_objects, _ = compile_objects(cc, sources, [*flags, *includes], _run,
+                                       lambda src: f"arm-none-eabi-gcc ({src.name})")
     cmd = [cc, *flags, *includes, "-T", str(fw / "cm4" / LINKER_SCRIPT),
-           *(str(s) for s in [*sources, *(x for x in res.sources if x not in kernels),
+           *(str(s) for s in [*board_objects, *(x for x in res.sources if x not in kernels),
                               *objects]), "-o", str(tmp)]
     proc = _run(cmd, "arm-none-eabi-gcc (qemu-cm4 firmware)")
     sizes = elf_sizes(tmp)

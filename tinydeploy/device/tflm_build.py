@@ -400,7 +400,7 @@ def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree
 
     fw = firmware_dir()
     b = get_board(board)
-    # src/main.cpp and the generated library lib/NAME/src, as PlatformIO compiles them
+    # src/tinydeploy/ (the validation server) and lib/NAME/src, as [env:BOARD] compiles them
     app_sources, folders = project_sources(project)
     port_sources = [fw / "arduino_core" / f for f in CORE_SOURCES] + \
         [fw / f for f in PORT_SOURCES[board]]

@@ -1,19 +1,19 @@
 """Run many generated C models per process: the portable build on this machine (host gcc,
 ``-DTD_PORTABLE``) and the DSP build on qemu-cm4 (arm-none-eabi-gcc, QEMU mps2-an386).
 
-The kernel sources are compiled once per flavour into objects (cached by the hash of the
-sources and flags); per model only its ``td_model.c`` is compiled, inside a wrapper that
-renames its public symbols (``td_invoke`` -> ``fz_m<k>_invoke``, ...) and carries its
-input samples. One program (native) or firmware image (qemu-cm4) then runs every model of
-a batch on every sample, calling ``td_reset()`` first, and writes ``FZ`` + the case number,
-then per sample the return code and the raw output bytes. A crashing or hanging model is
-found from the last case header written; the batch resumes after it.
+The kernel sources are compiled once per flavour into objects (:mod:`tinydeploy.objcache`,
+keyed by the preprocessed sources and flags); per model only its ``td_model.c`` is
+compiled, inside a wrapper that renames its public symbols (``td_invoke`` ->
+``fz_m<k>_invoke``, ...) and carries its input samples. One program (native) or firmware
+image (qemu-cm4) then runs every model of a batch on every sample, calling ``td_reset()``
+first, and writes ``FZ`` + the case number, then per sample the return code and the raw
+output bytes. A crashing or hanging model is found from the last case header written; the
+batch resumes after it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import subprocess
 import time
@@ -23,6 +23,8 @@ from pathlib import Path
 from ..cruntime.codegen import MODEL_SOURCES
 from ..cruntime.emit_ext import sigmoid_table_decl
 from ..errors import TinyDeployError
+from ..objcache import compile_objects
+from ..output import write_atomic
 from ..resources import firmware_dir
 
 __all__ = ["FLAVOURS", "Case", "Flavour", "run_cases"]
@@ -168,36 +170,32 @@ def _cc(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.Completed
 
 
 def kernel_objects(fl: Flavour, cache: Path, fw: Path) -> list[Path]:
-    """The kernel (and board support) objects of a flavour from the sources in ``fw``,
-    compiled once per content."""
+    """The kernel (and board support) objects of a flavour from the sources in ``fw``, from
+    the object cache (:mod:`tinydeploy.objcache`: compiled once per content and flags)."""
     kernels = [fw / f for f in MODEL_SOURCES if f != "td_model.c"]
     board = [fw / "cm4" / f for f in CM4_SOURCES] if fl.name == "qemu-cm4" else []
-    h = hashlib.sha256(" ".join([fl.cc, *fl.flags, fl.kernel_opt]).encode())
-    for p in sorted([*fw.glob("td_*.h"), *kernels, *board, *(fw / "cm4").glob("*.h")]):
-        h.update(p.name.encode() + p.read_bytes())
-    out = cache / f"lib-{fl.name}-{h.hexdigest()[:16]}"
-    objs = [out / (p.stem + ".o") for p in [*kernels, *board]]
-    if all(o.is_file() for o in objs):
-        return objs
-    tmp = out.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     # td_kernels_lstm.c compiles its kernel only for models with an LSTM (td_model.h says
     # so): the library always has it (the case table defines td_sigmoid_table)
-    (tmp / "td_model.h").write_text("#ifndef TD_MODEL_H\n#define TD_MODEL_H\n"
-                                    "#define TD_MODEL_HAS_LSTM 1\n#endif\n")
-    for src in [*kernels, *board]:
-        opt = fl.kernel_opt if src in kernels else "-Os"
-        proc = _cc([_tool(fl.cc), *fl.flags, opt, f"-I{tmp}", f"-I{fw}", f"-I{fw / 'cm4'}",
-                    "-c", str(src),
-                    "-o", str(tmp / (src.stem + ".o"))], tmp)
+    inc = cache / "include"
+    inc.mkdir(parents=True, exist_ok=True)
+    write_atomic(inc / "td_model.h", "#ifndef TD_MODEL_H\n#define TD_MODEL_H\n"
+                                     "#define TD_MODEL_HAS_LSTM 1\n#endif\n")
+    cc = _tool(fl.cc)
+    base = [*fl.flags, f"-I{inc}", f"-I{fw}", f"-I{fw / 'cm4'}"]
+
+    def run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+        proc = _cc(cmd, cache)
         if proc.returncode:
-            raise TinyDeployError("build_failed", what=f"{fl.cc} ({src.name})",
-                                  rc=proc.returncode, tail=proc.stderr.strip()[-300:],
-                                  fix="fix the kernel sources")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return objs
+            raise TinyDeployError("build_failed", what=what, rc=proc.returncode,
+                                  tail=proc.stderr.strip()[-300:], fix="fix the kernel sources")
+        return proc
+
+    def what(src: Path) -> str:
+        return f"{fl.cc} ({src.name})"
+
+    objs, _ = compile_objects(cc, kernels, [*base, fl.kernel_opt], run, what)
+    board_objs, _ = compile_objects(cc, board, [*base, "-Os"], run, what)
+    return [*objs, *board_objs]
 
 
 def _c_bytes(name: str, data: bytes) -> str:
