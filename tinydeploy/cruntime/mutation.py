@@ -65,7 +65,8 @@ static size_t td_bytes(const td_tensor_info *t, uint32_t n) {
   size_t total = 0;
   uint32_t k, d;
   for (k = 0; k < n; ++k) {
-    size_t size = t[k].dtype == TD_DTYPE_FLOAT32 ? 4 : t[k].dtype == TD_DTYPE_INT16 ? 2 : 1;
+    const uint8_t dt = t[k].dtype;
+    size_t size = dt == TD_DTYPE_FLOAT32 || dt == TD_DTYPE_INT32 ? 4 : dt == TD_DTYPE_INT16 ? 2 : 1;
     for (d = 0; d < t[k].ndims; ++d) size *= (size_t)t[k].dims[d];
     total += size;
   }
@@ -284,7 +285,7 @@ def sample_inputs(g: Graph, rng: np.random.Generator, count: int = 3) -> bytes:
                 v = rng.uniform(-1000, 1000, t.size).astype(np.float32)
                 v = v if k > 1 else np.full(t.size, (-1e4, 1e4)[k], np.float32)
             else:
-                info = np.iinfo(np.int16 if t.dtype == "INT16" else np.int8)
+                info = np.iinfo({"INT16": np.int16, "INT32": np.int32}.get(t.dtype, np.int8))
                 v = (rng.integers(info.min, info.max + 1, t.size) if k > 1 else
                      np.full(t.size, (info.min, info.max)[k])).astype(info.dtype)
             parts.append(v.astype(v.dtype.newbyteorder("<")).tobytes())
