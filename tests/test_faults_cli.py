@@ -51,7 +51,9 @@ def test_sigterm_mid_validate_leaves_nothing(tmp_path: Path) -> None:
                 proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM
     assert list(tmp.iterdir()) == []
-    assert not out.exists() or list(out.iterdir()) == []
+    # samples.csv is the run's progress log (appended per confirmed sample, by design);
+    # no verdict or report is left behind
+    assert not out.exists() or {p.name for p in out.iterdir()} <= {"samples.csv"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
 
 

@@ -100,7 +100,15 @@ def strip_float_io(model: str | ModelFacts | bytes) -> ModelFacts:
     become the model's inputs and outputs (same positions); unused tensors are dropped
     and the others renumbered. The path gets ``_int8io`` before its suffix.
 
-    Raises ``model_rejected`` when the model has no float boundary op to strip."""
+    Args:
+        model: a path, loaded facts or the flatbuffer bytes.
+
+    Returns:
+        The stripped model's facts (deterministic bytes: the same input gives the same
+        model, so its hash matches firmware generated with ``--io int8``).
+
+    Raises:
+        TinyDeployError: ``model_rejected`` when the model has no float boundary op."""
     facts = load(model)
     bounds = float_boundaries(facts)
     if not bounds:
