@@ -113,3 +113,21 @@ def test_unwritable_cache_falls_back_to_a_temporary_folder(tmp_path: Path, cache
     cache.write_text("a file where the cache folder should be")
     (obj,), _ = _compile(_lib(tmp_path / "a"), Runs())
     assert obj.is_file() and not obj.is_relative_to(cache.parent)
+
+
+def test_key_is_remembered_until_a_header_changes(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Path] = []
+    real = objcache._preprocessed_key
+
+    def counting(cc: str, src: Path, flags) -> str | None:  # type: ignore[no-untyped-def]
+        calls.append(src)
+        return real(cc, src, flags)
+
+    monkeypatch.setattr(objcache, "_preprocessed_key", counting)
+    src, runs = _lib(tmp_path / "a"), Runs()
+    first = _compile(src, runs)
+    assert _compile(src, runs) == first and len(calls) == 1  # same place, nothing changed
+    (src.parent / "k.h").write_text("#define K 3\n#define EXTRA 0\n")  # a header it includes
+    (obj,), _ = _compile(src, runs)
+    assert len(calls) == 2 and obj != first[0][0] and len(runs.cmds) == 2

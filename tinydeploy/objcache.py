@@ -84,9 +84,41 @@ def _compiler_id(cc: str) -> str:
     return f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{version}"
 
 
+def _folder_state(folders: Sequence[str]) -> str:
+    """Digest of (name, size, mtime) of every file directly in ``folders``."""
+    h = hashlib.sha256()
+    for folder in folders:
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for e in sorted(entries, key=lambda e: e.name):
+                if e.is_file():
+                    st = e.stat()
+                    h.update(f"{folder}/{e.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()
+
+
+_KEYS: dict[tuple[str, ...], str] = {}  # this process's keys of unchanged sources (_key)
+
+
 def _key(cc: str, src: Path, flags: Sequence[str]) -> str | None:
     """The object's key, or None when the source does not preprocess on its own (then it is
-    compiled uncached and the compiler reports the problem)."""
+    compiled uncached and the compiler reports the problem). A source compiled again from
+    the same place, with its folder and the include folders unchanged (the headers it can
+    include), reuses the key this process computed (no preprocessing)."""
+    memo: tuple[str, ...] | None = None
+    if not any(f in ("-I", "-include", "-iquote", "-isystem", "-imacros") for f in flags):
+        dirs = [str(src.parent), *(f[2:] for f in flags if f.startswith("-I"))]
+        memo = (cc, *flags, str(src), _folder_state(dirs))
+        if memo in _KEYS:
+            return _KEYS[memo]
+    key = _preprocessed_key(cc, src, flags)
+    if memo is not None and key is not None:
+        if len(_KEYS) > 10_000:
+            _KEYS.clear()
+        _KEYS[memo] = key
+    return key
+
+
+def _preprocessed_key(cc: str, src: Path, flags: Sequence[str]) -> str | None:
     try:
         pre = subprocess.run([cc, *flags, "-E", "-P", str(src)], capture_output=True,
                              timeout=PREPROCESS_TIMEOUT)

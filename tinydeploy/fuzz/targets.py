@@ -178,8 +178,12 @@ def kernel_objects(fl: Flavour, cache: Path, fw: Path) -> list[Path]:
     # so): the library always has it (the case table defines td_sigmoid_table)
     inc = cache / "include"
     inc.mkdir(parents=True, exist_ok=True)
-    write_atomic(inc / "td_model.h", "#ifndef TD_MODEL_H\n#define TD_MODEL_H\n"
-                                     "#define TD_MODEL_HAS_LSTM 1\n#endif\n")
+    header = "#ifndef TD_MODEL_H\n#define TD_MODEL_H\n#define TD_MODEL_HAS_LSTM 1\n#endif\n"
+    with contextlib.suppress(OSError):
+        if (inc / "td_model.h").read_text() == header:
+            header = ""  # unchanged: objcache remembers the keys of unchanged folders
+    if header:
+        write_atomic(inc / "td_model.h", header)
     cc = _tool(fl.cc)
     base = [*fl.flags, f"-I{inc}", f"-I{fw}", f"-I{fw / 'cm4'}"]
 
