@@ -104,9 +104,10 @@ def vibration_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
 # one unit of work, handed out in collection order; starting with these keeps a worker from
 # getting a long module last while the other has nothing left. xdist's own order (by test
 # count) would start the fuzz slice (5 tests, ~35 s) last.
-HEAVY_MODULES = ("test_validate.py", "test_cruntime_ops.py", "test_fuzz_slice.py",
-                 "test_appfw.py", "test_zoo.py", "test_render.py", "test_cli_errors.py",
-                 "test_deploy.py", "test_arena.py", "test_cruntime_cm4.py")
+HEAVY_MODULES = ("test_validate.py", "test_float_io.py", "test_mutated_models.py",
+                 "test_fuzz_slice.py", "test_cruntime_ops.py", "test_appfw.py", "test_zoo.py",
+                 "test_render.py", "test_cli_errors.py", "test_deploy.py", "test_arena.py",
+                 "test_cruntime_cm4.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
