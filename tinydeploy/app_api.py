@@ -26,6 +26,7 @@ import numpy as np
 from .data import given_once
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
+from .render_base import comment_text
 
 LABELS_FILE = "labels.txt"
 QUANT_JSON = "quantization.json"
@@ -204,8 +205,6 @@ def _tensors(ts: list[TensorFacts], facts: ModelFacts, side: str) -> list[dict[s
 def api_context(facts: ModelFacts, labels: list[str], sample: Sample, runtime: str,
                 name: str) -> dict[str, Any]:
     """Context of the ``templates/_lib`` files (API header/source, sample, examples)."""
-    from .render import comment_text
-
     ins = _tensors(list(facts.inputs), facts, "input")
     outs = _tensors(list(facts.outputs), facts, "output")
     from .interface import interface_lines, interface_markdown

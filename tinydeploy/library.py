@@ -21,7 +21,7 @@ Layout of ``--out DIR`` (``NAME`` = the sketch/library name)::
 ``owned=True``): other files in ``DIR`` stay, a generated file the user edited is kept and
 the new one written beside it (``NAME.new``), stale generated files are removed.
 
-C runtime budget (per board; the TFLM one is :func:`tinydeploy.render.budget`): flash =
+C runtime budget (per board; the TFLM one is ``tinydeploy.render.budget``): flash =
 weights and parameter tables of ``td_model.c`` + C code (``C_CODE_BASE`` for kernels,
 protocol, server and API, measured on Cortex-M4/M0+ objects with margin, plus
 ``C_CODE_PER_OP`` per operator call) + the Arduino core (``Board.framework_flash``); RAM =
@@ -37,9 +37,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .app_api import api_context, class_labels, load_sample
+from .arena_plan import ArenaPlan
 from .boards import KIB, Board
 from .errors import TinyDeployError
 from .facts import ModelFacts
+from .render_base import (
+    PROTOCOL_RAM,
+    SERIAL_BAUD,
+    Budget,
+    GenerateResult,
+    board_context,
+    comment_text,
+    template_env,
+)
 
 C_CODE_BASE = 32 * KIB  # kernels + protocol + server + API + libm pieces (see tests)
 C_CODE_PER_OP = 128  # one kernel call with its arguments in td_invoke()
@@ -66,26 +77,21 @@ RUNTIME_TEMPLATES = {
 
 
 # --- C runtime budget ----------------------------------------------------------------------
-def _budget_cls() -> type:
-    from .render import Budget
+@dataclass(frozen=True)
+class CBudget(Budget):
+    """Flash and RAM of the C-runtime firmware on one board (same fields as TFLM's)."""
 
-    @dataclass(frozen=True)
-    class CBudget(Budget):
-        """Flash and RAM of the C-runtime firmware on one board (same fields as TFLM's)."""
+    def flash_detail(self) -> str:
+        return (f"flash {self.flash_used} > {self.flash_limit} bytes (weights and "
+                f"parameters {self.model_bytes} + C runtime code ~{self.code_bytes} + "
+                f"core ~{self.framework_flash})")
 
-        def flash_detail(self) -> str:
-            return (f"flash {self.flash_used} > {self.flash_limit} bytes (weights and "
-                    f"parameters {self.model_bytes} + C runtime code ~{self.code_bytes} + "
-                    f"core ~{self.framework_flash})")
-
-        def ram_detail(self) -> str:
-            extra = (f" + code and weights {self.model_bytes + self.code_bytes} (run from "
-                     "RAM)" if self.code_in_ram else "")
-            return (f"RAM {self.ram_used} > {self.ram_limit} bytes (static arena "
-                    f"{self.arena_bytes} + tensor buffers/protocol/stack ~{self.overhead_ram}"
-                    f" + core ~{self.framework_ram}{extra})")
-
-    return CBudget
+    def ram_detail(self) -> str:
+        extra = (f" + code and weights {self.model_bytes + self.code_bytes} (run from "
+                 "RAM)" if self.code_in_ram else "")
+        return (f"RAM {self.ram_used} > {self.ram_limit} bytes (static arena "
+                f"{self.arena_bytes} + tensor buffers/protocol/stack ~{self.overhead_ram}"
+                f" + core ~{self.framework_ram}{extra})")
 
 
 def c_code_estimate(n_ops: int) -> int:
@@ -94,19 +100,17 @@ def c_code_estimate(n_ops: int) -> int:
 
 
 def c_budget(board: Board, weights: int, n_ops: int, arena: int, io_bytes: int,
-             output_count: int) -> Any:
-    """The C-runtime budget of one board (a :class:`tinydeploy.render.Budget`)."""
-    from .render import PROTOCOL_RAM
-
+             output_count: int) -> CBudget:
+    """The C-runtime budget of one board."""
     overhead = PROTOCOL_RAM + 2 * io_bytes + 4 * output_count + 16 + C_STACK_RESERVE
-    return _budget_cls()(
+    return CBudget(
         board=board.id, model_bytes=weights, code_bytes=c_code_estimate(n_ops),
         framework_flash=board.framework_flash, flash_limit=board.flash_bytes,
         arena_bytes=arena, overhead_ram=overhead, framework_ram=board.framework_ram,
         code_in_ram=board.code_in_ram, ram_limit=board.ram_bytes)
 
 
-def check_c_budget(facts: ModelFacts, b: Any) -> Any:
+def check_c_budget(facts: ModelFacts, b: CBudget) -> CBudget:
     """``b`` if it fits; else ``TinyDeployError("does_not_fit")`` with the numbers."""
     if b.flash_used > b.flash_limit:
         raise TinyDeployError("does_not_fit", what=f"model {facts.name} (C runtime)",
@@ -177,16 +181,14 @@ def write_platformio(env: Any, ctx: dict[str, Any], dest: Path, runtime: str,
 def lib_context(facts: ModelFacts, name: str, runtime: str, labels: Any, data: Any,
                 ) -> dict[str, Any]:
     """The application-API part of the template context (labels, sample, tensors)."""
-    from .app_api import api_context, class_labels, load_sample
-
     found = class_labels(facts, labels)
     return api_context(facts, found, load_sample(facts, data, found), runtime, name)
 
 
 def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], fmt: str,
-                        name: str, labels: Any = None, data: Any = None) -> Any:
+                        name: str, labels: Any = None, data: Any = None) -> GenerateResult:
     """Arduino library and/or PlatformIO project around the C runtime for MCU ``boards``
-    (see the module docstring); a :class:`tinydeploy.render.GenerateResult`.
+    (see the module docstring); a :class:`GenerateResult`.
 
     Errors: the C runtime's refusals (unsupported op), ``does_not_fit`` (budget),
     ``bad_argument``/``bad_data`` (labels, sample data); nothing is written then."""
@@ -194,7 +196,6 @@ def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], 
     from .cruntime import codegen
     from .log import stage
     from .output import staged_output
-    from .render import SERIAL_BAUD, ArenaPlan, GenerateResult, _env, board_context, comment_text
 
     texts, cres = codegen.build(facts, name)  # refuses unsupported models first
     api = lib_context(facts, name, "c", labels, data)
@@ -223,7 +224,7 @@ def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], 
                                               f"(lower bound {cres.plan.lower_bound} B)")
     result = GenerateResult(out=out_path, boards=[b.id for b in boards], runtime="c", fmt=fmt,
                             sketch=name, arena=plan, budgets=budgets)
-    env = _env()
+    env = template_env()
     with staged_output(out_path, owned=True, once={APP_SKELETON}) as tmp:
         files = render_files(env, {"README.md": "_lib/README_c.md.jinja"}, ctx, tmp)
         if ctx["platformio"]:

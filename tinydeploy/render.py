@@ -42,19 +42,29 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .arduino_cores import core_of
 from .arena_plan import ArenaPlan
 from .boards import BOARDS, KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
+from .library import APP_SKELETON, generate_c_firmware, lib_context, write_library, write_platformio
 from .log import stage
 from .ops import TFLM_OPS
 from .output import check_output_dir, staged_output
+from .render_base import (
+    PROTOCOL_RAM,
+    SERIAL_BAUD,
+    TD_MAX_PAYLOAD,
+    Budget,
+    GenerateResult,
+    board_context,
+    comment_text,
+    lib_macro,
+    template_env,
+)
 from .tflm_libraries import check_boards, library_context
 
 if TYPE_CHECKING:
@@ -77,11 +87,8 @@ OP_CODE: dict[str, int] = {
     "CONCATENATION": 4 * KIB, "RELU": 4 * KIB, "RELU6": 4 * KIB, "QUANTIZE": 4 * KIB,
     "DEQUANTIZE": 4 * KIB, "UNIDIRECTIONAL_SEQUENCE_LSTM": 24 * KIB, "SVDF": 12 * KIB,
 }
-# TD_DEVICE_STORAGE_BYTES of td_protocol.h (TD_MAX_PAYLOAD + 384; inputs and outputs travel
-# in chunks straight into/out of the arena's tensors) + interpreter and resolver objects + a
+# the protocol storage (render_base.PROTOCOL_RAM) + interpreter and resolver objects + a
 # stack reserve for Invoke()
-TD_MAX_PAYLOAD = 1024
-PROTOCOL_RAM = TD_MAX_PAYLOAD + 384
 INTERPRETER_RAM = 2 * KIB
 STACK_RESERVE = 8 * KIB
 RAM_OVERHEAD = PROTOCOL_RAM + INTERPRETER_RAM + STACK_RESERVE
@@ -90,65 +97,15 @@ FIRMWARE_FILES = ("td_protocol.h", "td_protocol.c", "td_arduino.h", "td_arduino.
                   "td_tflm_app.h")
 MODEL_ARRAY = "g_model"
 _PIO_FOLDERS = frozenset({"src", "include", "lib", "test", "boards", "data"})
-SERIAL_BAUD = 115200
 
 _DTYPES = {"FLOAT32": "TD_DTYPE_FLOAT32", "INT32": "TD_DTYPE_INT32",
            "UINT8": "TD_DTYPE_UINT8", "INT8": "TD_DTYPE_INT8", "INT16": "TD_DTYPE_INT16"}
-_CYCLES = {"dwt": "TD_CYCLES_DWT", "ccount": "TD_CYCLES_CCOUNT", "none": "TD_CYCLES_NONE",
-           "systick": "TD_CYCLES_CORE"}  # systick: qemu-cm4's core (firmware/arduino_core)
 
 
 # --- budget ------------------------------------------------------------------------------
 def tflm_code_estimate(op_names: list[str]) -> int:
     """Estimated TFLM .text bytes for a firmware registering exactly these operators."""
     return TFLM_BASE_CODE + sum(OP_CODE.get(n, OP_CODE_DEFAULT) for n in dict.fromkeys(op_names))
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Estimated flash and RAM use of the TFLM firmware on one board."""
-
-    board: str
-    model_bytes: int
-    code_bytes: int
-    framework_flash: int
-    flash_limit: int
-    arena_bytes: int
-    overhead_ram: int
-    framework_ram: int
-    code_in_ram: bool
-    ram_limit: int
-
-    @property
-    def flash_used(self) -> int:
-        return self.model_bytes + self.code_bytes + self.framework_flash
-
-    @property
-    def ram_used(self) -> int:
-        in_ram = self.model_bytes + self.code_bytes if self.code_in_ram else 0
-        return self.arena_bytes + self.overhead_ram + self.framework_ram + in_ram
-
-    @property
-    def fits(self) -> bool:
-        return self.flash_used <= self.flash_limit and self.ram_used <= self.ram_limit
-
-    def flash_detail(self) -> str:
-        return (f"flash {self.flash_used} > {self.flash_limit} bytes (model {self.model_bytes}"
-                f" + TFLM code ~{self.code_bytes} + core ~{self.framework_flash})")
-
-    def ram_detail(self) -> str:
-        extra = (f" + code and model {self.model_bytes + self.code_bytes} (run from RAM)"
-                 if self.code_in_ram else "")
-        return (f"RAM {self.ram_used} > {self.ram_limit} bytes (arena {self.arena_bytes}"
-                f" + interpreter/protocol/stack ~{self.overhead_ram} + core "
-                f"~{self.framework_ram}{extra})")
-
-    def line(self) -> str:
-        if not (self.flash_limit and self.ram_limit):
-            return f"{self.board}: flash ~{self.flash_used} B, RAM ~{self.ram_used} B (no limit)"
-        return (f"{self.board}: flash ~{self.flash_used}/{self.flash_limit} B "
-                f"({100 * self.flash_used / self.flash_limit:.0f}%), RAM ~{self.ram_used}/"
-                f"{self.ram_limit} B ({100 * self.ram_used / self.ram_limit:.0f}%)")
 
 
 def budget(facts: ModelFacts, board: Board, arena_bytes: int, extra_ram: int = 0) -> Budget:
@@ -241,16 +198,6 @@ def _float(x: float | None) -> str:
     return text + ("f" if any(c in text for c in ".en") else ".0f")
 
 
-def comment_text(text: str) -> str:
-    """``text`` safe inside a C/C++ comment and on one line of any generated file: printable
-    ASCII only, no comment delimiters, trigraphs or line splices."""
-    out = "".join(c if " " <= c <= "~" else "_" for c in " ".join(str(text).split()))
-    for bad, good in (("*/", "*_/"), ("/*", "/_*"), ("//", "/_/"), ("??", "?_"),
-                      ("\\", "_")):
-        out = out.replace(bad, good)
-    return out
-
-
 def tensor_context(t: TensorFacts, facts: ModelFacts, side: str) -> dict[str, Any]:
     if t.dtype not in _DTYPES:
         raise TinyDeployError("model_rejected", path=facts.path,
@@ -278,30 +225,6 @@ def resolver_ops(facts: ModelFacts) -> list[dict[str, Any]]:
              "version": o.version, "override": None} for o in facts.ops]
 
 
-def _lib_macro(header: str) -> str:
-    stem = header.rsplit(".", 1)[0]
-    return "TD_TFLM_" + "".join(c if c.isalnum() else "_" for c in stem).upper()
-
-
-def board_context(board: Board, b: Budget) -> dict[str, Any]:
-    cond = " || ".join(f"defined({m})" for m in (board.define, *board.arduino_macros))
-    return {"id": board.id, "name": board.name, "define": board.define, "condition": cond,
-            "cpu_hz": board.clock_hz, "cycles": _CYCLES[board.cycle_counter],
-            "cycle_counter": board.cycle_counter, "mcu": board.mcu, "core": board.core,
-            "lib_macro": _lib_macro(board.tflm_header or "none"),
-            "tflm_header": board.tflm_header, "tflm_lib_deps": board.tflm_lib_deps,
-            "tflm_arduino_lib": board.tflm_arduino_lib, "pio_platform": board.pio_platform,
-            "tflm_lib": library_context(board.tflm_lib, [board]) if board.tflm_lib else None,
-            # README board table: the library (pseudo-boards build against a given tree)
-            "tflm_lib_text": board.tflm_lib.label if board.tflm_lib else "the TFLM tree given "
-                             "with --tflm-src",
-            "pio_board": board.pio_board, "pio_framework": board.pio_framework,
-            "fqbn": board.arduino_fqbn, "monitor_speed": board.monitor_speed,
-            "arduino_core": core_of(board.arduino_fqbn)[0],
-            "arduino_core_url": core_of(board.arduino_fqbn)[1],
-            "budget": b, "flash_used": b.flash_used, "ram_used": b.ram_used}
-
-
 def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketch: str,
                   budgets: list[Budget], fmt: str = "both") -> dict[str, Any]:
     ops = resolver_ops(facts)
@@ -310,7 +233,7 @@ def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketc
         if bd.tflm_lib and bd.tflm_header:
             users = [b for b in boards if b.tflm_library == bd.tflm_library]
             libs.setdefault(bd.tflm_header, {"header": bd.tflm_header,
-                                             "macro": _lib_macro(bd.tflm_header),
+                                             "macro": lib_macro(bd.tflm_header),
                                              **library_context(bd.tflm_lib, users),
                                              "boards": []})
             libs[bd.tflm_header]["boards"].append(bd.id)
@@ -337,16 +260,6 @@ def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketc
 
 
 # --- rendering ---------------------------------------------------------------------------
-def _env() -> Any:
-    import jinja2
-
-    from .resources import templates_dir
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())), undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-
-
 def render_tree(env: Any, subdir: str, ctx: dict[str, Any], dest: Path) -> list[Path]:
     """Render ``templates/<subdir>`` into ``dest``; return the written files."""
     from .resources import templates_dir
@@ -376,51 +289,6 @@ def _model_sources(facts: ModelFacts) -> dict[str, str]:
 
     header, source = model_source(facts.data, MODEL_ARRAY, header_name="model_data.h")
     return {"model_data.h": header, "model_data.cpp": source}
-
-
-@dataclass
-class GenerateResult:
-    out: Path
-    boards: list[str]
-    runtime: str
-    fmt: str
-    sketch: str
-    arena: ArenaPlan
-    budgets: list[Budget]
-    files: list[Path] = field(default_factory=list)
-    sketch_dir: Path | None = None
-    platformio_dir: Path | None = None
-    readme: Path | None = None
-
-    @property
-    def arena_size(self) -> int:
-        return self.arena.size
-
-    def to_dict(self) -> dict[str, Any]:
-        def path(p: Path | None) -> str | None:  # absolute: valid from any folder
-            return str(Path(p).resolve()) if p else None
-
-        return {"out": path(self.out), "boards": self.boards, "runtime": self.runtime,
-                "format": self.fmt, "sketch": self.sketch, "arena_size": self.arena.size,
-                "arena_predicted": self.arena.predicted, "arena_margin": self.arena.margin,
-                "budgets": [{"board": b.board, "flash_used": b.flash_used,
-                             "flash_limit": b.flash_limit, "ram_used": b.ram_used,
-                             "ram_limit": b.ram_limit} for b in self.budgets],
-                "files": [path(f) for f in self.files],
-                "sketch_dir": path(self.sketch_dir),
-                "platformio_dir": path(self.platformio_dir)}
-
-    def summary(self) -> str:
-        lines = [f"generated {self.runtime} firmware for {', '.join(self.boards)} in {self.out}"]
-        if self.platformio_dir:
-            lines.append(f"  PlatformIO project: {self.platformio_dir / 'platformio.ini'}")
-        if self.sketch_dir:
-            lines.append(f"  Arduino library:    {self.sketch_dir} (examples basic, validate)")
-        lines.append(f"  tensor arena: {self.arena.size} B ({self.arena.note})")
-        lines += [f"  {b.line()}" for b in self.budgets]
-        if self.readme:
-            lines.append(f"  see {self.readme}")
-        return "\n".join(lines)
 
 
 def _boards(names: list[str] | list[str | Board], runtime: str) -> list[Board]:
@@ -514,8 +382,6 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         sketch += "_sketch"
     if runtime == "c":  # the interpreter-free C runtime plans its own memory
         if any(b.is_mcu for b in board_list):  # Arduino library / PlatformIO project
-            from .library import generate_c_firmware
-
             if not all(b.is_mcu for b in board_list):
                 raise TinyDeployError("bad_argument", problem="MCU boards and pseudo-boards "
                                       "in one --board list", fix="generate them separately")
@@ -537,18 +403,14 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "
                       f"arena {plan.size} B)")
     ctx = build_context(facts, board_list, plan, sketch, budgets, fmt)
-    from .library import lib_context, write_library, write_platformio
-
     ctx.update(lib_context(facts, sketch, "tflm", labels, data))  # application API
     ctx["depends"] = ", ".join(lib["arduino"] for lib in ctx["libs"])
     firmware = tflm_overrides.add_to_context(ctx, overrides, facts, FIRMWARE_FILES,
-                                             lambda b: _lib_macro(b.tflm_header or "none"))
+                                             lambda b: lib_macro(b.tflm_header or "none"))
     sources = _model_sources(facts)
     result = GenerateResult(out=out_path, boards=[b.id for b in board_list], runtime=runtime,
                             fmt=fmt, sketch=sketch, arena=plan, budgets=budgets)
-    env = _env()
-    from .library import APP_SKELETON
-
+    env = template_env()
     with staged_output(out_path, owned=True, once={APP_SKELETON}) as tmp:
         files = render_tree(env, "common", ctx, tmp)
         if fmt in ("platformio", "both"):
@@ -599,3 +461,8 @@ def describe(facts: ModelFacts) -> str:
                                   f"(+ model {facts.size_bytes} B)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+_env = template_env  # the name tests and older callers use
+__all__ = ["PROTOCOL_RAM", "SERIAL_BAUD", "TD_MAX_PAYLOAD", "Budget", "GenerateResult",
+           "board_context", "comment_text", "generate", "describe", "budget", "plan_arena"]
