@@ -14,6 +14,11 @@ TASK = "classification"
 CLASSES = tuple(str(d) for d in range(10))  # labels in the generated firmware
 EPOCHS = 40
 BATCH_SIZE = 32
+# what the model's input is (tinydeploy.preprocessing: into the generated td_app.h/README)
+PREPROCESSING = {"text": "an 8x8 grayscale image (scikit-learn digits: pixel values 0..16, "
+                         "ink bright), row by row, each pixel divided by 16 to [0, 1]",
+                 "unit": "pixel value 0..16", "multiplier": 1.0 / 16.0, "offset": 0.0,
+                 "channels": 1}
 
 
 def make_data(seed: int = 0) -> Dataset:

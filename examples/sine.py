@@ -16,6 +16,9 @@ TASK = "regression"
 EPOCHS = 150
 BATCH_SIZE = 32
 SAMPLES = 1000
+# what the model's input is (tinydeploy.preprocessing: into the generated td_app.h/README)
+PREPROCESSING = {"text": "x: an angle in radians in [0, 2*pi], fed as is (no scaling)",
+                 "unit": "rad", "multiplier": 1.0, "offset": 0.0, "channels": 1}
 
 
 def make_data(seed: int = 0) -> Dataset:

@@ -22,6 +22,12 @@ SAMPLES = 1500
 WINDOW = 128  # samples per window
 RATE = 400.0  # Hz
 CLASSES = ("normal", "fault")
+# what the model's input is (tinydeploy.preprocessing: into the generated td_app.h/README)
+PREPROCESSING = {"text": f"a window of {WINDOW} samples at {RATE:g} Hz of 3-axis acceleration "
+                         "in g (x, y, z interleaved per sample; gravity, +1 g, on z), "
+                         "unfiltered and not normalized",
+                 "unit": "g", "multiplier": 1.0, "offset": 0.0, "sample_rate_hz": RATE,
+                 "window": WINDOW, "channels": 3}
 
 
 def _window(rng: np.random.Generator, fault: bool) -> np.ndarray:

@@ -1,5 +1,5 @@
 /* td_c_app.cpp -- Arduino firmware around the tinydeploy C runtime (td_model.c): the
- * backend of the application API (td_app.h) and the validation server (td_tflm_app.h:
+ * validation server (td_tflm_app.h:
  * td_app_setup/td_app_loop serve the tinydeploy protocol on Serial, like the TFLite
  * Micro firmware does). Copied into generated projects from tinydeploy's firmware/. */
 #include <Arduino.h>
@@ -78,11 +78,7 @@ int Infer(void *ctx, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t 
 
 }  // namespace
 
-int td_backend_begin(void) { return 0; } /* static memory plan: nothing to set up */
-
-int td_backend_invoke(const uint8_t *input, uint8_t *output) {
-  return td_invoke(reinterpret_cast<const int8_t *>(input), reinterpret_cast<int8_t *>(output));
-}
+/* td_backend_begin() / td_backend_invoke(), the API's backend, are in td_app.c (plain C). */
 
 void td_app_setup(void) {
   Serial.begin(TD_SERIAL_BAUD);

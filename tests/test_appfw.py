@@ -137,14 +137,14 @@ def test_labels_reach_the_header(tmp_path: Path) -> None:
         out = tmp_path / runtime
         render.generate(DATA / "digits_cnn.tflite", out, boards=["nano33ble"], arena=8192,
                         runtime=runtime, fmt="arduino", labels=",".join(names))
-        api = (out / runtime / "src" / "td_app.cpp").read_text()
+        api = (out / runtime / "src" / "td_app.c").read_text()
         assert '"zero",' in api and '"th\\"ree",' in api and '"nine",' in api
         assert "#define TD_APP_NUM_LABELS 10u" in (out / runtime / "src" / "td_app.h").read_text()
     # a labels file, and the labels quantize stores in quantization.json beside the model
     (tmp_path / "labels.txt").write_text("\n".join(names) + "\n")
     render.generate(DATA / "digits_cnn.tflite", tmp_path / "f", boards=["rpipico"],
                     runtime="c", fmt="arduino", labels=tmp_path / "labels.txt")
-    assert '"eight",' in (tmp_path / "f" / "f" / "src" / "td_app.cpp").read_text()
+    assert '"eight",' in (tmp_path / "f" / "f" / "src" / "td_app.c").read_text()
     qdir = tmp_path / "q"
     qdir.mkdir()
     shutil.copy(DATA / "digits_cnn.tflite", qdir / "model_int8.tflite")
@@ -152,7 +152,7 @@ def test_labels_reach_the_header(tmp_path: Path) -> None:
                                                         "labels": DIGITS[::-1]}))
     render.generate(qdir / "model_int8.tflite", tmp_path / "g", boards=["rpipico"],
                     runtime="c", fmt="arduino")
-    api = (tmp_path / "g" / "g" / "src" / "td_app.cpp").read_text()
+    api = (tmp_path / "g" / "g" / "src" / "td_app.c").read_text()
     assert api.index('"9",') < api.index('"0",')
     # a regressor gets none; a wrong count is refused before anything is written
     render.generate(DATA / "sine_mlp.tflite", tmp_path / "s", boards=["rpipico"],
@@ -294,12 +294,12 @@ def test_api_handles_several_inputs_each_with_its_quantization(tmp_path: Path) -
     from tinydeploy.render import _env
 
     facts = load(DATA / "simple_add_model.tflite")
-    ctx = library.lib_context(facts, "adder", "c", None, None)
+    ctx = library.lib_context(facts, "adder", "tflm", None, None)  # the backend: below
     assert [t["offset"] for t in ctx["api_inputs"]] == [0, 16384] and ctx["input_bytes"] == 32768
     ctx.update(version="test", model={"name": "simple_add", "sha256": facts.sha256})
     src = tmp_path / "src"
     library.render_files(_env(), {"td_app.h": "_lib/td_app.h.jinja",
-                                  "td_app.cpp": "_lib/td_app.cpp.jinja"}, ctx, src)
+                                  "td_app.c": "_lib/td_app.c.jinja"}, ctx, src)
     (src / "main.cpp").write_text(
         '#include <Arduino.h>\n#include <string.h>\n#include "td_app.h"\n'
         "int td_backend_begin(void) { return 0; }\n"
@@ -312,7 +312,9 @@ def test_api_handles_several_inputs_each_with_its_quantization(tmp_path: Path) -
         '  Serial.print("out: ");\n  Serial.println(r.outputs[5], 6);\n'
         '  Serial.print("top: ");\n  Serial.println(r.top);\n}\nvoid loop() {}\n')
     exe = tmp_path / "adder"
-    _run(["g++", "-std=c++17", *WARN, f"-I{HOST}", f"-I{src}", str(src / "td_app.cpp"),
+    _run(["gcc", "-std=c99", *WARN, f"-I{src}", "-c", str(src / "td_app.c"), "-o",
+          str(tmp_path / "td_app.o")])
+    _run(["g++", "-std=c++17", *WARN, f"-I{HOST}", f"-I{src}", str(tmp_path / "td_app.o"),
           str(src / "main.cpp"), str(HOST / "arduino_host.cpp"), "-o", str(exe)])
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30).stdout
     i1, o = facts.inputs[1], facts.outputs[0]
@@ -328,7 +330,8 @@ def test_project_sources_lists_main_and_library(tmp_path: Path) -> None:
                     arena=4096, fmt="platformio")
     (tmp_path / "p" / "src" / "mine.cpp").write_text("int mine;\n")  # the user's app: not built
     sources, includes = project_sources(tmp_path / "p")
-    assert {f.name for f in sources} == {"main.cpp", "td_tflm_app.cpp", "td_app.cpp",
+    assert {f.name for f in sources} == {"main.cpp", "td_tflm_app.cpp", "td_app.c",
+                                         "td_app_arduino.cpp",
                                          "model_data.cpp", "td_protocol.c", "td_arduino.cpp",
                                          # sine_mlp's per-channel Dense on Chirale 2.0.0
                                          "td_tflm_fc.cpp", "td_kernels_fc_plain.c",
@@ -352,9 +355,16 @@ def test_tflm_library_compiles_to_arm_objects_against_stubs(tmp_path: Path) -> N
            f"-I{Path(__file__).parent / 'stubs'}", f"-I{lib / 'src'}", "-include", "Arduino.h",
            "-x", "c++", "-c"]
     for f in [*sorted((lib / "src").glob("*.cpp")), *sorted(lib.glob("examples/*/*.ino"))]:
-        _run([*cxx, str(f), "-o", str(tmp_path / f"{f.stem}.o")])
+        _run([*cxx, "-DARDUINO=10819", str(f), "-o", str(tmp_path / f"{f.stem}.o")])
+    cc = ["arm-none-eabi-gcc", *ARM["nano33ble"], "-mthumb", "-Os", "-std=c99", *WARN,
+          f"-I{lib / 'src'}", "-c"]
+    for f in sorted((lib / "src").glob("*.c")):  # the API: plain C, no Arduino.h
+        _run([*cc, "-DARDUINO=10819", str(f), "-o", str(tmp_path / f"{f.stem}.o")])
     assert {p.name for p in tmp_path.glob("*.o")} >= {"td_app.o", "td_tflm_app.o", "basic.o",
-                                                      "validate.o"}
+                                                      "validate.o", "td_app_arduino.o"}
+    syms = subprocess.run(["arm-none-eabi-nm", str(tmp_path / "td_app_arduino.o")],
+                          capture_output=True, text=True, check=True).stdout
+    assert " T td_app_arduino_micros" in syms  # the Arduino default clock: micros()
 
 
 def test_c_runtime_validate_example_serves_the_protocol(tmp_path: Path) -> None:

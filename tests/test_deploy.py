@@ -96,7 +96,8 @@ def test_tune_arena_reflashes_with_the_measured_arena(
     flashed: list[Path] = []
 
     def fake_generate(model: Any, out: Path, boards: list[str], arena: Any = "auto",
-                      fmt: str = "both", runtime: str = "tflm") -> SimpleNamespace:
+                      fmt: str = "both", runtime: str = "tflm",
+                      data: Any = None) -> SimpleNamespace:
         generated.append({"boards": boards, "arena": arena, "fmt": fmt})
         proj = Path(out) / "platformio"
         proj.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,7 @@ def test_tune_arena_with_a_tflm_tree_uses_the_measured_minimum(
 
     def fake_generate(model: Any, out: Path, boards: list[str], arena: Any = "auto",
                       fmt: str = "both", runtime: str = "tflm",
-                      tflm_src: Any = None) -> SimpleNamespace:
+                      tflm_src: Any = None, data: Any = None) -> SimpleNamespace:
         generated.append({"arena": arena, "tflm_src": tflm_src})
         proj = Path(out) / "platformio"
         proj.mkdir(parents=True, exist_ok=True)

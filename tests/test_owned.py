@@ -105,7 +105,7 @@ def test_edited_file_of_an_earlier_format_is_kept(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / NAME
     gen(out, "arduino", "c")
-    edited = out / NAME / "src" / "td_app.cpp"
+    edited = out / NAME / "src" / "td_app.c"
     edited.write_text(edited.read_text() + "// mine\n")
     with caplog.at_level(logging.WARNING, logger="tinydeploy"):
         gen(out, "platformio", "c")

@@ -78,8 +78,9 @@ def test_generated_cpp_compiles_for_every_board(tmp_path: Path, model: str) -> N
     sources = sorted(p for p in src.iterdir() if p.suffix in (".cpp", ".c"))
     override = {f for f in OVERRIDES[0].files if f.endswith((".c", ".cpp"))} \
         if per_channel_fc_layers(load(DATA / f"{model}.tflite")) else set()
-    assert {p.name for p in sources} == {"td_tflm_app.cpp", "model_data.cpp", "td_app.cpp",
-                                         "td_protocol.c", "td_arduino.cpp", *override}
+    assert {p.name for p in sources} == {"td_tflm_app.cpp", "model_data.cpp", "td_app.c",
+                                         "td_app_arduino.cpp", "td_protocol.c",
+                                         "td_arduino.cpp", *override}
     main_cpp = tmp_path / "fw" / "src" / "tinydeploy" / "main.cpp"
     _compile([*sources, main_cpp], src, [BOARDS["nano33ble"].define, "TD_SERIAL_BAUD=115200"])
     _compile([main_cpp], src, ["TD_EXAMPLE_BASIC"])
@@ -88,8 +89,10 @@ def test_generated_cpp_compiles_for_every_board(tmp_path: Path, model: str) -> N
     # the Arduino library: no -D from the IDE, the core's macro (or nothing) picks the board
     lib = res.sketch_dir
     assert lib is not None
-    ino = [lib / "src" / "td_tflm_app.cpp", lib / "src" / "td_app.cpp"]
+    ino = [lib / "src" / "td_tflm_app.cpp", lib / "src" / "td_app.c",
+           lib / "src" / "td_app_arduino.cpp"]
     _compile(ino, lib / "src", [])
+    _compile(ino[1:], lib / "src", ["ARDUINO=10819"])  # the default clock: micros()
     _compile(ino[:1], lib / "src", [BOARDS["esp32-s3"].arduino_macros[0]])
     for example in ("basic", "validate"):  # the IDE adds #include <Arduino.h> to a .ino
         _compile([lib / "examples" / example / f"{example}.ino"], lib / "src", [],
@@ -114,7 +117,7 @@ def test_odd_tensor_names_stay_inside_comments(tmp_path: Path) -> None:
     res = render.generate(model, tmp_path / "fw", boards=["nano33ble"], arena=4096)
     src = tmp_path / "fw" / "lib" / "fw" / "src"
     main_cpp = tmp_path / "fw" / "src" / "tinydeploy" / "main.cpp"
-    _compile([src / "td_tflm_app.cpp", src / "td_app.cpp", main_cpp], src,
+    _compile([src / "td_tflm_app.cpp", src / "td_app.c", main_cpp], src,
              [BOARDS["nano33ble"].define])
     assert res.sketch_dir is not None
     _compile([res.sketch_dir / "src" / "td_tflm_app.cpp"], res.sketch_dir / "src", [])
@@ -213,7 +216,8 @@ def test_format_choices(tmp_path: Path, fmt: str) -> None:
     assert (res.platformio_dir is not None) == has_pio and (res.sketch_dir is not None) == has_ino
     if has_ino:
         names = {p.name for p in (sketch / "src").iterdir()}
-        assert names == {"My_Sketch.h", "td_app.h", "td_app.cpp", "td_sample.h",
+        assert names == {"My_Sketch.h", "td_app.h", "td_app.c", "td_app_arduino.cpp",
+                         "td_sample.h",
                          "td_tflm_app.cpp", "td_tflm_app.h", "model_settings.h",
                          "model_data.h", "model_data.cpp", "td_protocol.h", "td_protocol.c",
                          "td_arduino.h", "td_arduino.cpp",

@@ -1,5 +1,6 @@
 """The application API of generated firmware: class labels, a stored sample, the context
-of ``td_app.h`` / ``td_app.cpp`` (templates ``templates/_lib/``).
+of ``td_app.h`` / ``td_app.c`` (templates ``templates/_lib/``): per-tensor facts, labels,
+the preprocessing record (:mod:`tinydeploy.preprocessing`), named error codes.
 
 A user's program calls ``td_begin()`` once, then ``td_run_float(x, &r)`` (float input,
 quantized with each input tensor's scale and zero point) or ``td_run_int8(q, &r)`` (the raw
@@ -30,7 +31,8 @@ from .render_base import comment_text
 
 LABELS_FILE = "labels.txt"
 QUANT_JSON = "quantization.json"
-MAX_LABEL = 64  # characters kept of one label
+MAX_LABEL = 64  # characters kept of one label (and of a tensor name)
+MAX_RANK = 6  # TD_APP_MAX_RANK
 
 # the API's own dtype codes (TFLite TensorType numbering), emitted into td_app.h
 _DTYPES = {"FLOAT32": ("TD_APP_FLOAT32", 0, 4), "INT32": ("TD_APP_INT32", 2, 4),
@@ -129,6 +131,7 @@ class Sample:
     values: list[float]
     expected: str | None
     source: str
+    zeros: bool = False  # no data: the basic example runs zeros (and says so)
 
 
 def _input_floats(x: np.ndarray, t: TensorFacts) -> np.ndarray:
@@ -147,7 +150,8 @@ def load_sample(facts: ModelFacts, data: str | Path | None, labels: list[str]) -
         path = cand if cand.is_file() else None
     want = sum(t.elements for t in facts.inputs)
     if path is None:
-        return Sample([0.0] * want, None, "zeros (no data.npz given)")
+        return Sample([0.0] * want, None, "zeros: no data given (regenerate with --data "
+                      "DATA.npz for a real sample)", zeros=True)
     if not path.is_file():
         raise TinyDeployError("file_not_found", what="data file", path=path)
     with np.load(path, allow_pickle=False) as npz:
@@ -187,33 +191,47 @@ def _float_lit(x: float) -> str:
 
 
 def _tensors(ts: list[TensorFacts], facts: ModelFacts, side: str) -> list[dict[str, Any]]:
-    out, offset = [], 0
+    out, offset, first = [], 0, 0
     for k, t in enumerate(ts):
         if t.dtype not in _DTYPES:
             raise TinyDeployError("model_rejected", path=facts.path,
                                   problem=f"{side} {k} has type {t.dtype}",
                                   fix="quantize the model to int8 (or int16) input/output")
+        if len(t.shape) > MAX_RANK:
+            raise TinyDeployError("model_rejected", path=facts.path,
+                                  problem=f"{side} {k} has {len(t.shape)} dimensions "
+                                          f"(max {MAX_RANK})", fix="reshape the model's "
+                                  f"{side}")
         code, _, size = _DTYPES[t.dtype]
+        dims = [int(d) for d in t.shape]
         out.append({"k": k, "dtype": code, "count": t.elements, "offset": offset,
-                    "bytes": t.elements * size, "scale": _float_lit(t.scale or 1.0),
-                    "zero_point": int(t.zero_point or 0), "shape": list(t.shape),
-                    "dtype_name": t.dtype})
+                    "float_offset": first, "bytes": t.elements * size,
+                    "scale": _float_lit(t.scale or 1.0), "zero_point": int(t.zero_point or 0),
+                    "scale_text": f"{t.scale:.9g}" if t.scale else "1 (float32)",
+                    "shape": dims, "rank": len(dims), "dtype_name": t.dtype,
+                    "name": c_string(comment_text(t.name)[:MAX_LABEL]),
+                    "name_text": comment_text(t.name)[:MAX_LABEL],
+                    "dims_init": ", ".join(map(str, dims)) or "0",
+                    "dims_padded": ", ".join(map(str, dims + [0] * (MAX_RANK - len(dims))))})
         offset += t.elements * size
+        first += t.elements
     return out
 
 
 def api_context(facts: ModelFacts, labels: list[str], sample: Sample, runtime: str,
                 name: str) -> dict[str, Any]:
     """Context of the ``templates/_lib`` files (API header/source, sample, examples)."""
-    ins = _tensors(list(facts.inputs), facts, "input")
-    outs = _tensors(list(facts.outputs), facts, "output")
+    from . import preprocessing
     from .interface import interface_lines, interface_markdown
 
+    ins = _tensors(list(facts.inputs), facts, "input")
+    outs = _tensors(list(facts.outputs), facts, "output")
     return {
         "name": name, "runtime": runtime,
         "interface": [comment_text(line) for line in interface_lines(facts)],
         "interface_md": interface_markdown(facts),
         "runtime_text": "TFLite Micro" if runtime == "tflm" else "the tinydeploy C runtime",
+        "backend_file": "td_tflm_app.cpp" if runtime == "tflm" else "td_app.c itself",
         "api_inputs": ins, "api_outputs": outs,
         "input_count": sum(t["count"] for t in ins),
         "output_count": sum(t["count"] for t in outs),
@@ -222,8 +240,10 @@ def api_context(facts: ModelFacts, labels: list[str], sample: Sample, runtime: s
         "labels": [c_string(lab) for lab in labels], "num_labels": len(labels),
         "label_text": comment_text(", ".join(labels) if labels else "none (regressor)"),
         "binary": 1 if (labels and outs[0]["count"] == 1 and len(labels) == 2) else 0,
+        "pre": preprocessing.context(preprocessing.find(facts.path), c_string, comment_text),
         "sample": {"rows": [", ".join(_float_lit(v) for v in sample.values[i:i + 8])
                             for i in range(0, len(sample.values), 8)],
                    "expected": c_string(sample.expected) if sample.expected else "0",
-                   "source": sample.source},
+                   "source": comment_text(sample.source), "source_c": c_string(sample.source),
+                   "zeros": 1 if sample.zeros else 0},
     }

@@ -6,11 +6,15 @@ Layout of ``--out DIR`` (``NAME`` = the sketch/library name)::
     DIR/README.md
     DIR/NAME/library.properties            --format arduino|both: the Arduino library
     DIR/NAME/src/NAME.h                    what a sketch includes (API + validation server)
-    DIR/NAME/src/td_app.h, td_app.cpp      the application API (td_begin, td_run_float, ...)
+    DIR/NAME/src/td_app.h, td_app.c        the application API (td_begin, td_run_float, ...;
+                                           plain C99, no Arduino.h: td_app_arduino.cpp
+                                           only sets its default clock to micros())
     DIR/NAME/src/td_sample.h               one stored test sample (the basic example)
     DIR/NAME/src/...                       model + runtime + protocol sources
     DIR/NAME/examples/basic/basic.ino      one sample -> printed result and top label
     DIR/NAME/examples/validate/validate.ino  the protocol server `tinydeploy validate` uses
+    DIR/NAME/extras/host_c/main.c          --runtime c: the library from plain C on a PC
+                                           (gcc, no Arduino), one sample -> its label
     DIR/platformio.ini, DIR/lib/NAME/      --format platformio|both
     DIR/src/tinydeploy/main.cpp            validate ([env:BOARD], what tinydeploy flashes);
                                            -D TD_EXAMPLE_BASIC ([env:BOARD_basic]) = basic
@@ -61,18 +65,21 @@ LIB_TEMPLATES = {  # path in the library -> template
     "library.properties": "_lib/library.properties.jinja",
     "src/{name}.h": "_lib/lib.h.jinja",
     "src/td_app.h": "_lib/td_app.h.jinja",
-    "src/td_app.cpp": "_lib/td_app.cpp.jinja",
+    "src/td_app.c": "_lib/td_app.c.jinja",
+    "src/td_app_arduino.cpp": "_lib/td_app_arduino.cpp.jinja",
     "src/td_sample.h": "_lib/td_sample.h.jinja",
     "examples/basic/basic.ino": "_lib/basic.ino.jinja",
     "examples/validate/validate.ino": "_lib/validate.ino.jinja",
 }
+HOST_EXAMPLE = "extras/host_c/main.c"  # plain C on a PC (C runtime; extras/: not a sketch)
 APP_SKELETON = "src/main.cpp"  # the user's app in the PlatformIO project (created once)
 SERVER_MAIN = "src/tinydeploy/main.cpp"  # the validation server (generated)
 OVERRIDES_TEMPLATE = "_shared/overrides.h.jinja"
 RUNTIME_TEMPLATES = {
     "tflm": {"src/model_settings.h": "_shared/settings.h.jinja",
              "src/td_tflm_app.cpp": "_shared/app.cpp.jinja"},
-    "c": {"src/model_settings.h": "_lib/c_settings.h.jinja"},
+    "c": {"src/model_settings.h": "_lib/c_settings.h.jinja",
+          HOST_EXAMPLE: "_lib/host_c.c.jinja"},
 }
 
 
@@ -178,11 +185,27 @@ def write_platformio(env: Any, ctx: dict[str, Any], dest: Path, runtime: str,
                                  firmware)
 
 
+def properties_context(boards: list[Board], runtime: str) -> dict[str, str]:
+    """``architectures`` and ``depends`` of ``library.properties``. The C runtime needs no
+    other library and is plain C: ``*``. TFLM: the architectures the boards' TFLM libraries
+    declare (``*`` when one declares ``*`` or a board has none), each library pinned to its
+    version with the Arduino syntax ``NAME (=X.Y.Z)``."""
+    libs = {b.tflm_lib.id: b.tflm_lib for b in boards if b.tflm_lib} if runtime == "tflm" \
+        else {}
+    archs = [a for lib in libs.values() for a in lib.architectures]
+    if not libs or "*" in archs or any(b.tflm_lib is None for b in boards):
+        archs = ["*"]
+    return {"architectures": ",".join(dict.fromkeys(archs)),
+            "depends": ", ".join(f"{lib.name} (={lib.version})" for lib in libs.values())}
+
+
 def lib_context(facts: ModelFacts, name: str, runtime: str, labels: Any, data: Any,
-                ) -> dict[str, Any]:
-    """The application-API part of the template context (labels, sample, tensors)."""
+                boards: list[Board] | None = None) -> dict[str, Any]:
+    """The application-API part of the template context (labels, sample, tensors,
+    preprocessing, ``library.properties``)."""
     found = class_labels(facts, labels)
-    return api_context(facts, found, load_sample(facts, data, found), runtime, name)
+    return {**api_context(facts, found, load_sample(facts, data, found), runtime, name),
+            **properties_context(boards or [], runtime)}
 
 
 def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], fmt: str,
@@ -198,7 +221,7 @@ def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], 
     from .output import staged_output
 
     texts, cres = codegen.build(facts, name)  # refuses unsupported models first
-    api = lib_context(facts, name, "c", labels, data)
+    api = lib_context(facts, name, "c", labels, data, boards)
     weights = cres.weight_bytes + cres.param_bytes
     budgets = [check_c_budget(facts, c_budget(b, weights, cres.n_ops, cres.plan.size,
                                                api["input_bytes"] + api["output_bytes"],
@@ -213,7 +236,7 @@ def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], 
     ctx = {**api, "version": __version__, "firmware_version": f"tinydeploy {__version__}",
            "model": {"name": comment_text(facts.name), "file": comment_text(Path(facts.path).name),
                      "sha256": facts.sha256, "bytes": facts.size_bytes},
-           "boards": bctx, "baud": SERIAL_BAUD, "sketch": name, "depends": "",
+           "boards": bctx, "baud": SERIAL_BAUD, "sketch": name,
            "arduino": fmt in ("arduino", "both"), "platformio": fmt in ("platformio", "both"),
            "arena_bytes": cres.plan.size, "weights": weights, "n_ops": cres.n_ops,
            "estimate": {"code": c_code_estimate(cres.n_ops), "stack": C_STACK_RESERVE},

@@ -336,7 +336,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
         fw = out / "firmware"
         with timer("generate"):
             gen = generate(facts, fw, boards=[b.id], arena=opts["arena"], fmt=opts["fmt"],
-                           runtime=opts["runtime"] or "tflm")
+                           runtime=opts["runtime"] or "tflm", data=data_path)
         project = Path(getattr(gen, "platformio_dir", None) or fw)
         with timer("flash"):
             fr = flash(project, b, port=port)
@@ -344,7 +344,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
         port = fr.port
         if tune_arena:
             with timer("tune_arena"):
-                arena_info = _tune_arena(facts, fw, b, port, opts["tflm_src"])
+                arena_info = _tune_arena(facts, fw, b, port, opts["tflm_src"], data_path)
         with timer("validate"):
             result = validate(facts, data_path, out, port=port, samples=samples,
                               tolerance_lsb=opts["tolerance_lsb"])
@@ -386,7 +386,7 @@ def tuned_arena(used: int) -> int:
 
 
 def _tune_arena(facts: Any, fw: Path, b: Any, port: str,
-                tflm_src: Any = None) -> dict[str, Any]:
+                tflm_src: Any = None, data: Any = None) -> dict[str, Any]:
     """With a TFLM tree (``--tflm-src`` or ``$TINYDEPLOY_TFLM_SRC``): regenerate with the
     minimum measured on qemu-cm4 + 16 B (``--arena tuned``) and reflash. Without one: read
     arena_used from the device, regenerate with it plus the margin, reflash."""
@@ -397,7 +397,7 @@ def _tune_arena(facts: Any, fw: Path, b: Any, port: str,
 
     if tflm_src is not None or os.environ.get("TINYDEPLOY_TFLM_SRC"):
         gen = generate(facts, fw, boards=[b.id], arena="tuned", fmt="platformio",
-                       tflm_src=tflm_src)
+                       tflm_src=tflm_src, data=data)
         stage("tune-arena", f"reflashing with {gen.arena.size} B ({gen.arena.note})")
         fr = flash(Path(gen.platformio_dir or fw), b, port=port)
         return {"arena_measured": gen.arena.predicted, "arena_size": gen.arena.size,
@@ -405,6 +405,6 @@ def _tune_arena(facts: Any, fw: Path, b: Any, port: str,
     used = _measured_arena(port)
     arena = tuned_arena(used)
     stage("tune-arena", f"device uses {used} bytes; reflashing with {arena}")
-    gen = generate(facts, fw, boards=[b.id], arena=str(arena), fmt="platformio")
+    gen = generate(facts, fw, boards=[b.id], arena=str(arena), fmt="platformio", data=data)
     fr = flash(Path(gen.platformio_dir or fw), b, port=port)
     return {"arena_used": used, "arena_size": arena, "reflash_s": round(fr.seconds, 3)}

@@ -391,6 +391,11 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
         if task == "classification" and labels_file.is_file():
             data["labels"] = [ln.strip() for ln in labels_file.read_text().splitlines()
                               if ln.strip()]
+        from .preprocessing import find
+
+        pre = find(str(model_path), quantized=False)  # train: the example's preprocessing
+        if pre is not None:
+            data["preprocessing"] = pre
         (tmp / JSON_NAME).write_text(json.dumps(data, indent=2) + "\n")
         (tmp / MD_NAME).write_text(report.markdown())
     tdlog.log.info("%s", report.summary().splitlines()[1])

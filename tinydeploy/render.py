@@ -403,8 +403,7 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     stage("generate", f"{facts.name} -> {out_path} ({fmt}; {', '.join(b.id for b in board_list)}; "
                       f"arena {plan.size} B)")
     ctx = build_context(facts, board_list, plan, sketch, budgets, fmt)
-    ctx.update(lib_context(facts, sketch, "tflm", labels, data))  # application API
-    ctx["depends"] = ", ".join(lib["arduino"] for lib in ctx["libs"])
+    ctx.update(lib_context(facts, sketch, "tflm", labels, data, board_list))  # the API
     firmware = tflm_overrides.add_to_context(ctx, overrides, facts, FIRMWARE_FILES,
                                              lambda b: lib_macro(b.tflm_header or "none"))
     sources = _model_sources(facts)

@@ -11,6 +11,7 @@ succeeded.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -298,11 +299,17 @@ def train(example: str | Path, out: str | Path, epochs: int | None = None,
                                   "as the model's output, or regression targets of its shape"
                               ) from exc
     classes = getattr(module, "CLASSES", None) if not _is_user_model(example) else None
+    pre = getattr(module, "PREPROCESSING", None) if not _is_user_model(example) else None
     with staged_output(out) as tmp:
         model.save(tmp / "model.keras")
         dataset.save(tmp / "data.npz")
         if classes:  # class labels, carried by quantize into quantization.json
             (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in classes))
+        if pre and data is None:  # what the example did to its inputs (ditto)
+            from . import preprocessing
+
+            rec = preprocessing.record(name, pre, dataset.x_train)
+            (tmp / preprocessing.PRE_JSON).write_text(json.dumps(rec, indent=2) + "\n")
     result = TrainResult(model_path=out / "model.keras", data_path=out / "data.npz",
                          metrics=metrics, task=task, name=name, epochs=n_epochs,
                          history=history)
