@@ -17,7 +17,7 @@ import pytest
 
 from tinydeploy import render
 from tinydeploy.boards import BOARDS
-from tinydeploy.facts import load
+from tinydeploy.facts import ModelFacts, load
 from tinydeploy.hostref import HostModel, quantize_input
 
 DATA = Path(__file__).parent / "data"
@@ -56,7 +56,8 @@ int main(void) {
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"{' '.join(cmd[:6])}...\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{' '.join(cmd[:6])}...\n{proc.stdout[-2000:]}" \
+                                 f"{proc.stderr[-3000:]}"
     return proc.stdout
 
 
@@ -88,7 +89,7 @@ def _probe(lib: Path, work: Path) -> str:
     return out
 
 
-def _host_label(facts, x: np.ndarray, labels: list[str]) -> str:
+def _host_label(facts: ModelFacts, x: np.ndarray, labels: list[str]) -> str:
     q = quantize_input(x[np.newaxis], facts.inputs[0])[0]
     return labels[int(np.argmax(HostModel(facts).predict_one(q)))]
 
