@@ -61,27 +61,31 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def _build_host_c(lib: Path, work: Path) -> Path:
-    """The library's plain-C host example, built as its README says plus -Werror (no
-    Arduino header anywhere on the include path)."""
+def _objects(lib: Path, work: Path) -> list[str]:
+    """The library's C sources compiled once: gcc -std=c99 -pedantic -Werror, only src/ on
+    the include path (no Arduino header anywhere)."""
+    objs = []
+    for src in sorted((lib / "src").glob("td_*.c")):
+        objs.append(str(work / f"{src.stem}.o"))
+        _run(["gcc", "-std=c99", "-O1", *STRICT, "-pedantic", f"-I{lib / 'src'}", "-c",
+              str(src), "-o", objs[-1]])
+    return objs
+
+
+def _build_host_c(lib: Path, work: Path, objs: list[str]) -> Path:
+    """The library's plain-C host example, built as its README says plus -Werror."""
     exe = work / "host_c"
-    sources = sorted(str(p) for p in (lib / "src").glob("td_*.c"))
-    _run(["gcc", "-std=c99", "-O1", *STRICT, "-pedantic", f"-I{lib / 'src'}", *sources,
+    _run(["gcc", "-std=c99", "-O1", *STRICT, "-pedantic", f"-I{lib / 'src'}", *objs,
           str(lib / "extras" / "host_c" / "main.c"), "-lm", "-o", str(exe)])
     return exe
 
 
-def _probe(lib: Path, work: Path) -> str:
-    """PROBE compiled with gcc and g++ against the library (C runtime), both outputs equal."""
+def _probe(lib: Path, work: Path, objs: list[str]) -> str:
+    """PROBE built with gcc and with g++ against the library's objects: same output."""
     src = work / "probe.c"
     src.write_text(PROBE)
-    sources = sorted(str(p) for p in (lib / "src").glob("td_*.c"))
-    _run(["gcc", "-std=c99", *STRICT, f"-I{lib / 'src'}", *sources, str(src), "-lm", "-o",
+    _run(["gcc", "-std=c99", *STRICT, f"-I{lib / 'src'}", str(src), *objs, "-lm", "-o",
           str(work / "probe")])
-    objs = []
-    for s in sources:  # the C objects, linked into a C++ program
-        objs.append(str(work / (Path(s).stem + ".o")))
-        _run(["gcc", "-std=c99", *STRICT, f"-I{lib / 'src'}", "-c", s, "-o", objs[-1]])
     _run(["g++", "-std=c++17", *STRICT, f"-I{lib / 'src'}", "-x", "c++", str(src), "-x", "none",
           *objs, "-lm", "-o", str(work / "probe_cxx")])
     out = _run([str(work / "probe")])
@@ -103,7 +107,8 @@ def test_plain_c_host_example_prints_the_host_label(digits_run, tmp_path: Path) 
                           fmt="arduino", data=digits_run.data_npz)
     assert res.sketch_dir is not None
     lib = res.sketch_dir
-    exe = _build_host_c(lib, tmp_path)
+    objs = _objects(lib, tmp_path)
+    exe = _build_host_c(lib, tmp_path, objs)
     facts = load(model)
     labels = [str(d) for d in range(10)]
     with np.load(digits_run.data_npz) as npz:
@@ -126,7 +131,7 @@ def test_plain_c_host_example_prints_the_host_label(digits_run, tmp_path: Path) 
     proc = subprocess.run([str(exe), str(bad)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "exactly 64 float32 values" in proc.stderr
 
-    probe = _probe(lib, tmp_path)
+    probe = _probe(lib, tmp_path, objs)
     t = facts.inputs[0]
     assert re.search(rf"^input {re.escape(t.name)} dtype=9 scale={float(np.float32(t.scale)):.9g} "
                      rf"zp={t.zero_point} count=64 bytes=64 offset=0 first=0 dims=1,8,8,1$",
@@ -174,7 +179,8 @@ def test_user_model_preprocessing_unknown_and_zero_sample_said(tmp_path: Path) -
     assert "#define TD_APP_PRE_KNOWN 0" in header and "unknown: this model carries no" in header
     assert "Unknown (`TD_APP_PRE_KNOWN 0`)" in Path(res.readme).read_text()
     assert "#define TD_SAMPLE_IS_ZEROS 1" in (res.sketch_dir / "src" / "td_sample.h").read_text()
-    out = _run([str(_build_host_c(res.sketch_dir, tmp_path))])
+    objs = _objects(res.sketch_dir, tmp_path)
+    out = _run([str(_build_host_c(res.sketch_dir, tmp_path, objs))])
     assert "warning: the sample is all zeros, not real data" in out
     assert re.search(r"^regression: -?\d", out, re.M), out
 
