@@ -36,6 +36,10 @@ kernel flavour of each board's TFLM library plus a margin (1 % for the modelled 
 25 % / 2 KiB otherwise); ``--arena tuned``: the minimum measured on qemu-cm4 with the
 user's TFLM tree + 16 bytes -- see :mod:`tinydeploy.arena_plan`. The firmware reports the
 real ``arena_used_bytes()`` in its HELLO reply.
+
+Imports go one way: this module -> :mod:`tinydeploy.library` (the Arduino library, the C
+runtime on MCU boards) -> :mod:`tinydeploy.app_api` -> :mod:`tinydeploy.render_base` (budget
+record, board context, template environment, ``GenerateResult``, shared by all three).
 """
 
 from __future__ import annotations
@@ -57,7 +61,6 @@ from .output import check_output_dir, staged_output
 from .render_base import (
     PROTOCOL_RAM,
     SERIAL_BAUD,
-    TD_MAX_PAYLOAD,
     Budget,
     GenerateResult,
     board_context,
@@ -463,5 +466,3 @@ def describe(facts: ModelFacts) -> str:
 
 
 _env = template_env  # the name tests and older callers use
-__all__ = ["PROTOCOL_RAM", "SERIAL_BAUD", "TD_MAX_PAYLOAD", "Budget", "GenerateResult",
-           "board_context", "comment_text", "generate", "describe", "budget", "plan_arena"]
