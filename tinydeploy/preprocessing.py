@@ -89,8 +89,10 @@ def find(model_path: str | None, quantized: bool = True) -> dict[str, Any] | Non
 
 
 def _flit(x: Any) -> str:
+    """A C float literal, parenthesized when negative (safe in any macro expansion)."""
     text = f"{float(x):.9g}"
-    return text + ("f" if any(c in text for c in ".e") else ".0f")
+    text += "f" if any(c in text for c in ".e") else ".0f"
+    return f"({text})" if text.startswith("-") else text
 
 
 def _num(x: float) -> str:
