@@ -30,7 +30,8 @@ PRE_JSON = "preprocessing.json"
 QUANT_JSON = "quantization.json"
 UNKNOWN_TEXT = ("unknown: this model carries no record of its preprocessing (tinydeploy "
                 "records it when it trains one of its examples); feed inputs prepared "
-                "exactly as in your training")
+                "exactly as in your training, or record it in a preprocessing.json beside "
+                "the model (fields: tinydeploy.preprocessing) and generate again")
 _NUMBERS = ("multiplier", "offset", "sample_rate_hz", "train_min", "train_max", "train_mean",
             "train_std")
 
