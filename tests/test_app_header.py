@@ -183,6 +183,17 @@ def test_user_model_preprocessing_unknown_and_zero_sample_said(tmp_path: Path) -
     out = _run([str(_build_host_c(res.sketch_dir, tmp_path, objs))])
     assert "warning: the sample is all zeros, not real data" in out
     assert re.search(r"^regression: -?\d", out, re.M), out
+    # the user records it: a preprocessing.json beside the model
+    own = tmp_path / "own" / "sine.tflite"
+    own.parent.mkdir()
+    shutil.copy(DATA / "sine_mlp.tflite", own)
+    (own.parent / "preprocessing.json").write_text(json.dumps(
+        {"text": "angle in degrees / 180 * pi", "unit": "deg", "multiplier": 0.0174533}))
+    res = render.generate(own, tmp_path / "fw2", boards=["rpipico"], runtime="c",
+                          fmt="arduino")
+    header = (tmp_path / "fw2" / "fw2" / "src" / "td_app.h").read_text()
+    assert "#define TD_APP_PRE_KNOWN 1" in header and '"angle in degrees / 180 * pi"' in header
+    assert "#define TD_APP_PRE_MULTIPLIER 0.0174533f" in header
 
 
 def test_library_properties_follow_the_runtime(tmp_path: Path) -> None:
