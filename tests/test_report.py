@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinydeploy import report, report_html
 from tinydeploy.device.sim import start_sim
 from tinydeploy.facts import load
-from tinydeploy.report_sections import deploy_sections
+from tinydeploy.report import page as report_html
+from tinydeploy.report import plots
+from tinydeploy.report.sections import deploy_sections
 from tinydeploy.validation import validate, write_html
 
 DATA = Path(__file__).parent / "data"
@@ -193,9 +194,9 @@ def test_qemu_report_shows_instructions_not_microseconds(tmp_path: Path) -> None
 
 def test_latency_plot_clips_an_outlier_and_says_so() -> None:
     times = np.array([100] * 50 + [101] * 49 + [50_000])
-    _, caption = report._latency_figure(times, "µs")
+    _, caption = plots._latency_figure(times, "µs")
     assert "clipped at p99" in caption and "1 slower sample" in caption
-    _, plain = report._latency_figure(np.array([100, 101, 102, 103]), "µs")
+    _, plain = plots._latency_figure(np.array([100, 101, 102, 103]), "µs")
     assert "clipped" not in plain
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import hostref, report, report_facts, runinfo
+from . import hostref, runinfo
 from .data import given_once, input_keys, load_split
 from .device.connect import as_dict, check_device, open_device, tflm_tree_for
 from .errors import TinyDeployError
@@ -32,7 +32,8 @@ from .facts import ModelFacts, TensorFacts
 from .hostref import HostModel, quantize_input, saturation
 from .interface import with_io
 from .log import log, progress, stage
-from .output import check_output_dir
+from .output import check_output_dir, write_atomic
+from .report import facts as report_facts
 from .verdict import (
     compute_metrics,
     judge,
@@ -277,7 +278,7 @@ def report_facts_of(host: np.ndarray, device: np.ndarray, out: TensorFacts,
                     facts: ModelFacts, board: str | None,
                     build: dict[str, Any] | None,
                     tolerance_float: float | None = None) -> dict[str, Any]:
-    """The report facts of one run (see :mod:`tinydeploy.report_facts`); also moves the
+    """The report facts of one run (see :mod:`tinydeploy.report.facts`); also moves the
     latency of an emulated board out of ``metrics['latency_us']`` (instructions, not µs).
     The differing samples are those of output ``out`` outside its rule
     (:func:`tinydeploy.verdict.rule_for`)."""
@@ -474,7 +475,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
         doc["layers"] = {"unit": prof.unit(str(board)), "rows": layers}
     doc["model"] = {"path": str(Path(facts.path).resolve()), "sha256": facts.sha256}
     doc["data"] = str(Path(data).resolve())
-    report.write_atomic(paths["json"], json.dumps(doc, indent=2, default=str) + "\n")
+    write_atomic(paths["json"], json.dumps(doc, indent=2, default=str) + "\n")
     write_html(result, facts)  # the report renders result.layers as its per-layer table
     return result
 
@@ -512,7 +513,8 @@ def write_html(result: ValidationResult, facts: ModelFacts,
     Returns:
         The path of ``report.html``.
     """
-    from .report_html import validation_page
+    from .report.page import validation_page
+    from .report.plots import validation_plots
 
     doc = result.to_dict()
     if getattr(result, "layers", None):  # a per-layer profile, when the run made one
@@ -527,8 +529,8 @@ def write_html(result: ValidationResult, facts: ModelFacts,
     values = result.time_us
     if unit == "instructions":
         values = result.cycles if np.any(result.cycles) else result.time_us * 1000
-    figures = report.validation_plots(result.host, result.device_out, values, unit,
+    figures = validation_plots(result.host, result.device_out, values, unit,
                                       result.report.get("regression"))
     page = validation_page(doc, extra or {}, figures,
                            title or f"tinydeploy validation: {facts.name}")
-    return report.write_atomic(result.paths["html"], page)
+    return write_atomic(result.paths["html"], page)

@@ -1,7 +1,7 @@
 """The numbers behind the validation report, as plain JSON-able dicts.
 
 Everything here lands in ``validation.json`` (key ``report``) and is rendered by
-:mod:`tinydeploy.report_html`: per-class results (confusion matrices, precision and
+:mod:`tinydeploy.report.page`: per-class results (confusion matrices, precision and
 recall, host and device vs the labels), the first differing samples, latency percentiles
 in the unit the board really measures, memory (arena, firmware sections), and the serial
 link's counters.
@@ -51,7 +51,7 @@ def latency(time_us: np.ndarray, cycles: np.ndarray, board_id: str) -> dict[str,
     Returns:
         ``{"unit", "what", "stats", "cycles"?, "clock_hz"?}``.
     """
-    from .boards import BOARDS
+    from ..boards import BOARDS
 
     board = BOARDS.get(board_id)
     t = np.asarray(time_us, dtype=np.int64).reshape(-1)

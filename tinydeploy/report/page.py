@@ -2,7 +2,8 @@
 
 Every value goes through :func:`fmt` (units, %, thousands grouping, yes/no; never a raw
 ``dict``, ``True`` or ``None``), so the page reads like an engineer's report, not a dump.
-:mod:`tinydeploy.report` adds the plots and writes the file.
+:mod:`tinydeploy.report.plots` makes the plots; :func:`tinydeploy.validation.write_html`
+writes the file.
 """
 
 from __future__ import annotations
@@ -354,7 +355,7 @@ def validation_page(doc: Mapping[str, Any], extra: Mapping[str, Mapping[str, Any
     Args:
         doc: ``ValidationResult.to_dict()`` plus ``model``; facts under ``report``.
         extra: more sections (name -> dict), shown after the header (deploy stages...).
-        figures: ``<figure>`` snippets from :func:`tinydeploy.report.validation_plots`.
+        figures: ``<figure>`` snippets from :func:`tinydeploy.report.plots.validation_plots`.
         title: page title.
 
     Returns:
