@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from . import log as tdlog
+from .cli_examples import epilog
 from .errors import TinyDeployError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -425,8 +426,16 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in app.registered_commands:  # every command, also ones added later in the file
         if cmd.callback is not None:
             cmd.callback = _with_common_options(cmd.callback)
+            cmd.epilog = cmd.epilog or epilog(cmd.name or cmd.callback.__name__)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        try:
+            rv = app(args=argv, standalone_mode=False)
+        except OSError as exc:  # a write a stage did not wrap: read-only, full disk...
+            from .output import WRITE_ERRORS, io_error
+
+            if exc.errno not in WRITE_ERRORS or _state["debug"]:
+                raise
+            raise io_error(exc, exc.filename or ".") from exc
     except TinyDeployError as err:
         if _state["debug"]:
             raise
