@@ -268,7 +268,9 @@ def memory_section(mem: Mapping[str, Any]) -> str:
 
 LINK = (("retransmits", "requests resent"), ("timeouts", "reply timeouts"),
         ("crc_errors", "damaged frames received (CRC / framing)"),
-        ("rejected", "requests the device received damaged"), ("resets", "device resets"),
+        ("rejected", "requests the device received damaged"),
+        ("chunk_shrinks", "chunks halved on a noisy line"),
+        ("chunk_bytes", "chunk size at the end (bytes)"), ("resets", "device resets"),
         ("bytes_sent", "bytes sent"), ("bytes_received", "bytes received"))
 
 
