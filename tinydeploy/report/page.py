@@ -24,12 +24,13 @@ text-align:left;font-size:.92em} th{background:#f4f4f4} td.n{text-align:right}
 td.diag{background:#e8f5e9;font-weight:600} td.off{background:#ffebee}
 .pass{color:#fff;background:#2e7d32;padding:.15em .6em;border-radius:4px}
 .warning{color:#222;background:#ffb300;padding:.15em .6em;border-radius:4px}
-.headline{display:flex;flex-wrap:wrap;gap:.8em;margin:.6em 0 1em}
-.fig{border:1px solid #ddd;border-radius:6px;padding:.5em .9em;min-width:11em}
+.headline{margin:.6em 0 1em}
+.fig{display:inline-block;vertical-align:top;border:1px solid #ddd;border-radius:6px;
+padding:.5em .9em;min-width:11em;margin:0 .6em .6em 0}
 .fig .k{font-size:.8em;color:#555;text-transform:uppercase;letter-spacing:.04em}
 .fig .v{font-size:1.35em;font-weight:600} .fig .s{font-size:.8em;color:#555}
 ul.diag{padding-left:1.2em} ul.diag li{margin:.3em 0}
-li.cause{color:#b71c1c} li.warning{color:#8d5a00} li.note{color:#444}
+li.d-cause{color:#b71c1c} li.d-warning{color:#8d5a00} li.d-note{color:#444}
 .fail{color:#fff;background:#c62828;padding:.15em .6em;border-radius:4px}
 .plots{display:flex;flex-wrap:wrap;gap:1em} .plots figure{margin:0}
 figcaption{font-size:.85em;color:#555;text-align:center;max-width:380px}
@@ -326,7 +327,7 @@ def diagnosis_section(diag: Sequence[Mapping[str, Any]]) -> str:
     """Causes, warnings and notes, one line each (empty: no section)."""
     if not diag:
         return ""
-    items = "".join(f"<li class='{html.escape(str(d.get('level', 'note')))}'><b>"
+    items = "".join(f"<li class='d-{html.escape(str(d.get('level', 'note')))}'><b>"
                     f"{html.escape(str(d.get('level', 'note')))}</b>: "
                     f"{html.escape(str(d.get('text', '')))}</li>" for d in diag)
     return f"<h2>Diagnosis</h2><ul class='diag'>{items}</ul>"
