@@ -98,23 +98,20 @@ def test_known_library_defect_is_named_only_when_it_reproduces(tmp_path: Path) -
     assert head["mae"]["device"] > 10 * head["mae"]["host"]  # regressor: MAE vs labels
     errs = r.report["errors"]
     assert errs["host vs labels"]["nse"] > 0.9 > errs["device vs labels"]["nse"]
-    # a device that is wrong in another way: nothing is claimed
-    with start_sim(SINE_MLP, wrong_outputs=0.5, seed=2) as sim:
+    # a device that is wrong in another way (1 LSB off on a few samples): nothing claimed
+    with start_sim(SINE_MLP, wrong_outputs=0.2, seed=2) as sim:
         other = validate(SINE_MLP, npz, tmp_path / "w", port=sim.port)
-    assert not other.passed
-    assert not [d for d in other.report["diagnosis"] if d["kind"] == "known_defect"]
+    assert not other.passed and other.differing < 12
+    assert not [d for d in other.report["diagnosis"] if d["level"] == "cause"]
 
 
-@pytest.mark.parametrize("share,named", [(1.0, True), (0.2, False)])
-def test_one_lsb_on_most_samples_is_named_rounding(share: float, named: bool,
-                                                   digits_npz: Path, tmp_path: Path) -> None:
-    with start_sim(DIGITS, wrong_outputs=share, seed=5) as sim:
+def test_one_lsb_on_every_sample_is_named_rounding(digits_npz: Path, tmp_path: Path) -> None:
+    with start_sim(DIGITS, wrong_outputs=1.0, seed=5) as sim:
         r = validate(DIGITS, digits_npz, tmp_path / "v", port=sim.port, samples=30)
-    assert not r.passed and r.metrics["max_abs_diff_lsb"] == 1
-    kinds = [d["kind"] for d in r.report["diagnosis"]]
-    assert ("rounding" in kinds) is named
-    if named:
-        assert "--tolerance-lsb 1" in r.paths["html"].read_text()
+    assert not r.passed and r.metrics["max_abs_diff_lsb"] == 1 and r.differing == 30
+    (cause,) = [d for d in r.report["diagnosis"] if d["level"] == "cause"]
+    assert cause["kind"] == "rounding" and "30 of 30 samples" in cause["text"]
+    assert "--tolerance-lsb 1" in r.paths["html"].read_text()
 
 
 def test_rounding_rule() -> None:
@@ -131,6 +128,10 @@ def test_class_names_and_one_matrix_only_when_host_and_device_agree(digits_npz: 
     names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     (model.parent / "labels.txt").write_text("\n".join(names) + "\n")
     r = validate(model, digits_npz, tmp_path / "v", board="sim", samples=20)
+    with r.paths["csv"].open(newline="") as f:  # the same columns on every board
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == CSV_HEADER
+    assert all(row["time_us"] != "" and row["instructions"] == "" for row in rows)
     c = r.report["classification"]
     assert c["names"] == names and c["agree"]
     html = classification_section(c)
@@ -179,15 +180,6 @@ def test_latency_has_the_same_keys_and_one_clock_statement_on_every_board() -> N
     # `tinydeploy boards` states the same clock
     assert "none" in BOARDS["qemu-cm4"].clock_text
     assert BOARDS["qemu-cm4"].to_dict()["clock"] == qemu["clock"]
-
-
-def test_samples_csv_has_the_same_columns_on_every_board(digits_npz: Path,
-                                                         tmp_path: Path) -> None:
-    r = validate(DIGITS, digits_npz, tmp_path / "v", board="sim", samples=5)
-    with r.paths["csv"].open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0]) == CSV_HEADER
-    assert all(row["time_us"] != "" and row["instructions"] == "" for row in rows)
 
 
 def test_error_stats() -> None:
