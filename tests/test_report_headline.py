@@ -65,6 +65,8 @@ def test_saturated_inputs_are_a_warning_state(factor: float, state: str, digits_
     assert head["accuracy"]["host"] == head["accuracy"]["device"]
     assert head["latency"]["unit"] == "µs" and head["ram"]["bytes"] > 0
     assert head["flash"]["bytes"] == DIGITS.stat().st_size
+    # the host reference the verdict was made against is named (hostref.reference())
+    assert head["reference"].startswith("tflite-micro ") and "against: tflite-micro" in r.summary()
     # the headline comes before every table
     assert page.index("class='headline'") < page.index("<h2>Summary")
     if state == "pass":

@@ -183,6 +183,16 @@ def headline(passed: bool, samples: int, differing: int, explained: int,
     return out
 
 
+def reference_text(ref: Mapping[str, Any]) -> str:
+    """The host reference a verdict was made against, in words: ``ref["text"]`` when the
+    reference names itself (e.g. a fallback reference, :func:`tinydeploy.hostref.reference`),
+    else package and version."""
+    if ref.get("text"):
+        return str(ref["text"])
+    name = f"{ref.get('package', 'tflite-micro')} {ref.get('version', '?')}".strip()
+    return name + (f" ({ref['kernels']})" if ref.get("kernels") else "")
+
+
 def lines(head: Mapping[str, Any], diagnosis: Sequence[Mapping[str, Any]]) -> list[str]:
     """The headline and diagnosis as text lines (the CLI summary's first lines)."""
     rows = [str(head.get("text", ""))]
@@ -190,5 +200,7 @@ def lines(head: Mapping[str, Any], diagnosis: Sequence[Mapping[str, Any]]) -> li
                       ("ram", "RAM"), ("flash", "flash")):
         if key in head:
             rows.append(f"  {name}: {head[key]['text']}")
+    if head.get("reference"):
+        rows.append(f"  against: {head['reference']}")
     rows += [f"  {d['level']}: {d['text']}" for d in diagnosis]
     return rows

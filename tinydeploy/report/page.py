@@ -319,7 +319,9 @@ def headline_section(head: Mapping[str, Any]) -> str:
         tiles.append(f"<div class='fig'><div class='k'>{html.escape(name)}</div>"
                      f"<div class='v'>{html.escape(main)}</div>"
                      f"<div class='s'>{html.escape(sub.rstrip(')'))}</div></div>")
-    return (f"<p><b>{html.escape(str(head.get('text', '')))}</b></p>"
+    ref = (f"<br><span class='note'>against the host reference "
+           f"{html.escape(str(head['reference']))}</span>" if head.get("reference") else "")
+    return (f"<p><b>{html.escape(str(head.get('text', '')))}</b>{ref}</p>"
             f"<div class='headline'>{''.join(tiles)}</div>")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import runinfo
+from .. import hostref, runinfo
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, TensorFacts
 from ..verdict import predicted_class, rule_for, units_apart, values, within
@@ -97,3 +97,4 @@ def add_answer(rep: dict[str, Any], facts: ModelFacts, xs: list[np.ndarray],
     rep["headline"] = report_headline.headline(
         verdict.differing == 0, n, verdict.differing, int(np.sum(verdict.explained)), metrics,
         rep["latency"], rep["memory"], rep["diagnosis"], macs, facts.size_bytes)
+    rep["headline"]["reference"] = report_headline.reference_text(hostref.reference())
