@@ -198,3 +198,22 @@ def test_help_shows_an_example(command: str, capsys: pytest.CaptureFixture[str])
     assert cli.main([command, "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert f"Example: tinydeploy {command}" in out
+
+
+def test_json_of_a_failed_validation_is_one_document(tmp_path: Path) -> None:
+    """--json on a FAIL: the results and the error in one JSON document on stdout."""
+    import subprocess
+    import sys
+
+    x = np.linspace(0, 6, 8, dtype=np.float32)[:, None]
+    npz = Dataset(x_train=x, y_train=np.sin(x), x_val=x, y_val=np.sin(x), x_test=x,
+                  y_test=np.sin(x)).save(tmp_path / "s.npz")
+    with start_sim(SINE_MLP, defect="fc_per_channel") as sim:
+        proc = subprocess.run([sys.executable, "-m", "tinydeploy.cli", "validate",
+                               str(SINE_MLP), "--data", str(npz), "--port", sim.port,
+                               "--out", str(tmp_path / "v"), "--json", "-q"],
+                              capture_output=True, text=True, timeout=300)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 6 and doc["state"] == "fail" and not doc["passed"]
+    assert doc["error"]["code"] == "validation_failed"
+    assert doc["report"]["diagnosis"][0]["kind"] == "known_defect"
