@@ -79,6 +79,7 @@ def test_saturated_inputs_are_a_warning_state(factor: float, state: str, digits_
     assert 0.3 < frac < 0.7
     assert '<span class="warning">PASS with warnings</span>' in page
     assert page.index("<h2>Diagnosis") < page.index("<h2>Summary")
+    assert "PASS with warnings: all 60 samples bit-exact (see the diagnosis)" in page
     assert r.summary().startswith("PASS with warnings") and "warning: " in r.summary()
     # the clipped run still scores lower: the warning is about accuracy, not agreement
     assert head["accuracy"]["device"] < 0.95

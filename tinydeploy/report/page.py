@@ -115,6 +115,8 @@ def verdict_rows(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     if doc.get("passed") and known:
         verdict = (f"PASS with a note: {n - known} of {n} samples {tol_text}, {known} differ "
                    "only by a known TFLM version difference (not a device fault)")
+    if doc.get("state") == "warning":
+        verdict = verdict.replace("PASS", "PASS with warnings", 1) + " (see the diagnosis)"
     run = doc.get("report", {}).get("run", {})
     rows = [("verdict", verdict)]
     rows += [("known TFLM version difference", str(x.get("text", "")))
