@@ -128,14 +128,14 @@ def _memory(mem: Mapping[str, Any], model_bytes: int) -> tuple[dict[str, Any], d
     the tensor arena and the model's size."""
     elf = mem.get("elf", {})
     if "ram_bytes" in elf:
-        ram = {"bytes": elf["ram_bytes"], "what": "static RAM (.data + .bss) of the firmware"}
+        ram = {"bytes": elf["ram_bytes"], "what": ".data + .bss of the firmware"}
     elif mem.get("arena_used_bytes") or mem.get("arena_planned_bytes"):
         used = mem.get("arena_used_bytes") or mem.get("arena_planned_bytes")
         ram = {"bytes": used, "what": "tensor arena used; no firmware image measured"}
     else:
         ram = {}
     if "flash_bytes" in elf:
-        flash = {"bytes": elf["flash_bytes"], "what": "flash (.text + .data) of the firmware"}
+        flash = {"bytes": elf["flash_bytes"], "what": ".text + .data of the firmware"}
     elif model_bytes:
         flash = {"bytes": model_bytes, "what": "the model alone; no firmware image measured"}
     else:
@@ -190,7 +190,7 @@ def reference_text(ref: Mapping[str, Any]) -> str:
     if ref.get("text"):
         return str(ref["text"])
     name = f"{ref.get('package', 'tflite-micro')} {ref.get('version', '?')}".strip()
-    return name + (f" ({ref['kernels']})" if ref.get("kernels") else "")
+    return name + (f", {ref['kernels']}" if ref.get("kernels") else "")
 
 
 def lines(head: Mapping[str, Any], diagnosis: Sequence[Mapping[str, Any]]) -> list[str]:
