@@ -192,6 +192,10 @@ def test_qemu_report_shows_instructions_not_microseconds(tmp_path: Path) -> None
     assert "flash (.text + .data), qemu ELF" in memory and "tensor arena, used" in memory
     assert doc["report"]["memory"]["elf"]["text"] > 0
     assert "latency (instructions)" in r.summary()
+    head = doc["report"]["headline"]  # the answer first, in the board's unit
+    assert head["latency"]["unit"] == "instructions" and head["latency"]["per_mac"] > 1
+    assert head["ram"]["bytes"] == doc["report"]["memory"]["elf"]["ram_bytes"]
+    assert "instructions/MAC" in text and lat["clock"].startswith("none")
 
 
 def test_latency_plot_clips_an_outlier_and_says_so() -> None:
