@@ -20,6 +20,7 @@ from tinydeploy import render
 from tinydeploy.cli import main
 from tinydeploy.device import building
 from tinydeploy.device import flashing as fl
+from tinydeploy.device import pio as piomod
 from tinydeploy.errors import TinyDeployError
 
 DATA = Path(__file__).parent / "data"
@@ -119,7 +120,7 @@ def test_missing_platformio_is_exit_7(tmp_path: Path, monkeypatch: pytest.Monkey
     proj = _project(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setattr(sys, "executable", str(tmp_path / "nobin" / "python"))
-    monkeypatch.setattr(fl.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(piomod.importlib.util, "find_spec", lambda name: None)
     assert main(["build", str(proj), "--board", "nano33ble"]) == 7
     line = _one_error_line(capsys)
     assert "PlatformIO" in line and "pip install platformio" in line

@@ -15,7 +15,7 @@ import pytest
 import serial.tools.list_ports
 
 from tinydeploy.boards import get_board
-from tinydeploy.device import building
+from tinydeploy.device import building, pio
 from tinydeploy.device import flashing as fl
 from tinydeploy.errors import TinyDeployError
 
@@ -43,7 +43,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         return subprocess.CompletedProcess(cmd, 0, stdout="Uploading...\nSUCCESS\n", stderr="")
 
     monkeypatch.setattr(fl.subprocess, "run", fake_run)
-    monkeypatch.setattr(fl.shutil, "which",
+    monkeypatch.setattr(pio.shutil, "which",
                         lambda name: "/opt/pio/bin/pio" if name == "pio" else None)
     monkeypatch.setattr(fl, "check_port", lambda port: None)
     # the build before the upload (tests/test_build.py runs it with a fake pio)
@@ -97,9 +97,9 @@ def test_no_port_fails_fast(tmp_path: Path, runs: list[list[str]],
 
 def test_missing_platformio_fails_fast(tmp_path: Path, runs: list[list[str]],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fl.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pio.shutil, "which", lambda name: None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "nobin" / "python"))
-    monkeypatch.setattr(fl.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(pio.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(TinyDeployError) as err:
         fl.flash(_project(tmp_path), "nano33ble", port="/dev/ttyACM0")
     assert err.value.code == "tool_missing" and "platformio" in str(err.value).lower()
@@ -107,10 +107,10 @@ def test_missing_platformio_fails_fast(tmp_path: Path, runs: list[list[str]],
 
 
 def test_platformio_module_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(fl.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pio.shutil, "which", lambda name: None)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "nobin" / "python"))
-    monkeypatch.setattr(fl.importlib.util, "find_spec", lambda name: object())
-    assert fl.pio_command() == [sys.executable, "-m", "platformio"]
+    monkeypatch.setattr(pio.importlib.util, "find_spec", lambda name: object())
+    assert pio.pio_command() == [sys.executable, "-m", "platformio"]
 
 
 def test_project_without_env_or_ini_is_refused(tmp_path: Path, runs: list[list[str]]) -> None:
@@ -131,7 +131,7 @@ def test_unopenable_port_fails_before_pio(tmp_path: Path, monkeypatch: pytest.Mo
                                           runs: list[list[str]]) -> None:
     monkeypatch.undo()  # real check_port
     monkeypatch.setattr(fl.subprocess, "run", lambda *a, **k: runs.append(a[0]))
-    monkeypatch.setattr(fl.shutil, "which", lambda name: "/opt/pio/bin/pio")
+    monkeypatch.setattr(pio.shutil, "which", lambda name: "/opt/pio/bin/pio")
     monkeypatch.setattr(building, "build", lambda *a, **k: runs.append(["build"]))
     with pytest.raises(TinyDeployError) as err:
         fl.flash(_project(tmp_path), "nano33ble", port=str(tmp_path / "ttyNOPE"))

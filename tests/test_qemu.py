@@ -101,9 +101,10 @@ def test_validate_is_bit_exact_with_cm4_and_tflm(name: str, builds: dict[str, Pa
     assert host.astype(np.int8).tobytes() == cm4.tobytes() == r.host.tobytes()
     with (tmp_path / "val" / "samples.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    cycles = [int(row["cycles"]) for row in rows]
+    # an emulated board measures instructions only: no time, no cycles in samples.csv
+    cycles = [int(row["instructions"]) for row in rows]
     assert len(cycles) == len(cm4) and min(cycles) > 0
-    assert all(int(row["time_us"]) == c // 1000 for row, c in zip(rows, cycles, strict=True))
+    assert all(row["time_us"] == row["cycles"] == "" for row in rows)
 
     # the same inputs in another build, freshly booted: the same instruction counts
     from tinydeploy.device.link import Link

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinydeploy import report, report_html
 from tinydeploy.device.sim import start_sim
 from tinydeploy.facts import load
-from tinydeploy.report_sections import deploy_sections
+from tinydeploy.report import page as report_html
+from tinydeploy.report import plots
+from tinydeploy.report.sections import deploy_sections
 from tinydeploy.validation import validate, write_html
 
 DATA = Path(__file__).parent / "data"
@@ -84,11 +85,13 @@ def test_digits_report_has_confusion_matrix_and_per_class_table(digits_run,
     text = _text(page)
     assert "Per class" in text.h2 and "Latency" in text.h2 and "Serial link" in text.h2
     per_class = _section(page, "Per class")
-    assert "Confusion matrix, host (TFLM Python) vs labels" in per_class
-    assert "Confusion matrix, device vs labels" in per_class
-    for head in ("precision host", "recall host", "F1 device", "support"):
+    # host and device agree on every class: one matrix, one set of per-class columns
+    assert cls["agree"] and cls["host"] == cls["device"]
+    assert "Confusion matrix, host and device (identical predictions) vs labels" in per_class
+    assert "Confusion matrix, device vs labels" not in per_class
+    for head in ("precision", "recall", "F1", "support"):
         assert f"<th>{head}</th>" in per_class
-    assert per_class.count("class='diag'") == 20  # both matrices' diagonals
+    assert per_class.count("class='diag'") == 10  # one matrix's diagonal
     # header facts
     summary = _section(page, "Summary")
     for needle in ("PASS: all 80 samples bit-exact", "tinydeploy version", "command line",
@@ -189,13 +192,17 @@ def test_qemu_report_shows_instructions_not_microseconds(tmp_path: Path) -> None
     assert "flash (.text + .data), qemu ELF" in memory and "tensor arena, used" in memory
     assert doc["report"]["memory"]["elf"]["text"] > 0
     assert "latency (instructions)" in r.summary()
+    head = doc["report"]["headline"]  # the answer first, in the board's unit
+    assert head["latency"]["unit"] == "instructions" and head["latency"]["per_mac"] > 1
+    assert head["ram"]["bytes"] == doc["report"]["memory"]["elf"]["ram_bytes"]
+    assert "instructions/MAC" in text and lat["clock"].startswith("none")
 
 
 def test_latency_plot_clips_an_outlier_and_says_so() -> None:
     times = np.array([100] * 50 + [101] * 49 + [50_000])
-    _, caption = report._latency_figure(times, "µs")
+    _, caption = plots._latency_figure(times, "µs")
     assert "clipped at p99" in caption and "1 slower sample" in caption
-    _, plain = report._latency_figure(np.array([100, 101, 102, 103]), "µs")
+    _, plain = plots._latency_figure(np.array([100, 101, 102, 103]), "µs")
     assert "clipped" not in plain
 
 

@@ -309,10 +309,11 @@ def test_more_samples_than_x_test_warns(sine_npz: Path, tmp_path: Path,
 
 
 def test_report_tables_keep_every_digit_of_large_numbers() -> None:
-    from tinydeploy.report import table
+    from tinydeploy.report.page import dict_table
 
-    page = table({"median": 1410080.0, "mean": 1410061.889, "rate": 0.9388888, "n": 7})
-    assert "1410080<" in page and "1410061.9<" in page and "0.938889<" in page
+    page = dict_table({"median": 1410080.0, "mean": 1410061.889, "rate": 0.9388888, "n": 7})
+    assert "1\u202f410\u202f080<" in page and "1\u202f410\u202f061.9<" in page
+    assert "0.938889<" in page
     assert "e+06" not in page
 
 

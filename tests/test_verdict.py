@@ -65,7 +65,7 @@ def test_float_output_off_by_1e4_fails(float_out: Path) -> None:
     h = np.array([[1.0, 0.0, np.nan]], np.float32)
     d = np.array([[np.nextafter(np.float32(1), np.float32(2)), -0.0, np.nan]], np.float32)
     assert units_apart(h, d).tolist() == [[1, 1, 0]]
-    from tinydeploy.report import validation_plots  # plotted as floats, not truncated
+    from tinydeploy.report.plots import validation_plots  # plotted as floats, not truncated
 
     assert len(validation_plots(host, device, zeros)) == 3
 

@@ -104,6 +104,16 @@ class Board:
         return runtime in self.runtimes
 
     @property
+    def clock_text(self) -> str:
+        """The one statement of the board's clock every output uses (boards table, report):
+        ``64 MHz``; for QEMU no clock (it counts instructions); host CPU for pty boards."""
+        if self.emulated:
+            return "none: emulated, latency in instructions (QEMU -icount)"
+        if self.simulated or self.native:
+            return "host CPU: latency in µs of wall-clock time"
+        return f"{self.clock_hz // 1_000_000} MHz" if self.clock_hz else "unknown"
+
+    @property
     def tflm_lib(self) -> TflmLibrary | None:
         """The board's TFLM library (table entry), None for pseudo-boards."""
         return get_library(self.tflm_library) if self.tflm_library else None
@@ -135,6 +145,7 @@ class Board:
                  tflm_header=self.tflm_header)
         d["usb_ids"] = [f"{v:04x}:{p:04x}" for v, p in self.usb_ids]
         d["has_dwt"] = self.has_dwt
+        d["clock"] = self.clock_text
         return d
 
 
@@ -240,7 +251,7 @@ def table() -> str:
             "pty (simulated)" if b.simulated else
             f"pty (qemu {b.qemu_machine})" if b.emulated else "pty (host gcc)")
         rows.append((
-            b.id, b.mcu, b.core, f"{b.clock_hz // 1_000_000} MHz" if b.clock_hz else "-",
+            b.id, b.mcu, b.core, b.clock_text.split(":")[0],
             _size(b.ram_bytes), _size(b.flash_bytes), pio, b.tflm_lib_deps or "-",
             b.cycle_counter if b.is_mcu or b.emulated else "-", ",".join(b.runtimes) or "-",
         ))

@@ -19,11 +19,12 @@ from typing import Annotated, Any
 import typer
 
 from . import log as tdlog
+from .cli_examples import epilog
 from .errors import TinyDeployError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keras -> int8 TFLite -> microcontroller firmware, validated on device.")
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False}
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
 ModelArg = Annotated[Path, typer.Argument(help="int8 .tflite model")]
@@ -35,9 +36,11 @@ def _echo_json(obj: object) -> None:
 
 
 def _echo(result: object, as_json: bool, text: str | None = None) -> None:
-    """Print ``result.to_dict()`` as JSON with --json, else ``text`` or its summary()."""
+    """Print ``result.to_dict()`` as JSON with --json (when the command ends: a failure
+    that follows, e.g. a FAIL verdict, joins it as its ``error``: one JSON document),
+    else ``text`` or its summary()."""
     if as_json:
-        _echo_json(_plain(result))
+        _state["json_doc"] = _plain(result)
     else:
         typer.echo(text if text is not None else result.summary())  # type: ignore[attr-defined]
 
@@ -408,9 +411,12 @@ def _on_sigterm(signum: int, _frame: object) -> None:
 
 
 def _error_json(err: TinyDeployError) -> None:
-    """The one-line error as a JSON object on stdout (with --json)."""
-    _echo_json({"error": {"code": err.code, "exit_code": err.exit_code,
-                          "message": err.message, "hint": err.hint}})
+    """The one-line error as a JSON object on stdout (with --json), inside the command's
+    own document when it made one (a validation that failed: its results and the error)."""
+    error = {"code": err.code, "exit_code": err.exit_code, "message": err.message,
+             "hint": err.hint}
+    doc = _state.pop("json_doc", None)
+    _echo_json({**doc, "error": error} if isinstance(doc, dict) else {"error": error})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,11 +428,20 @@ def main(argv: list[str] | None = None) -> int:
     runinfo.set_command(args)
     with contextlib.suppress(ValueError):  # only the main thread may set handlers
         signal.signal(signal.SIGTERM, _on_sigterm)
+    _state.pop("json_doc", None)
     for cmd in app.registered_commands:  # every command, also ones added later in the file
         if cmd.callback is not None:
             cmd.callback = _with_common_options(cmd.callback)
+            cmd.epilog = cmd.epilog or epilog(cmd.name or cmd.callback.__name__)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        try:
+            rv = app(args=argv, standalone_mode=False)
+        except OSError as exc:  # a write a stage did not wrap: read-only, full disk...
+            from .output import WRITE_ERRORS, io_error
+
+            if exc.errno not in WRITE_ERRORS or _state["debug"]:
+                raise
+            raise io_error(exc, exc.filename or ".") from exc
     except TinyDeployError as err:
         if _state["debug"]:
             raise
@@ -455,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 130
         raise
+    if "json_doc" in _state:
+        _echo_json(_state.pop("json_doc"))
     if rv == 130:  # click turns Ctrl-C into an exit code when not standalone
         tdlog.console.print("interrupted", markup=False)
         return 130

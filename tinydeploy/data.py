@@ -203,3 +203,53 @@ def load_split(path: str | Path, split: str = "test", n_inputs: int = 1,
         raise TinyDeployError("bad_data", path=p, problem=f"sample counts differ ({shown})",
                               fix="give every array one row per sample")
     return xs, y
+
+
+def check_labels(y: np.ndarray, out_elements: int, path: str | Path, key: str = "y_test",
+                 output: str = "output") -> np.ndarray:
+    """Labels a validation can score against the model's first output, or one ``bad_data``
+    error naming the problem: numbers (not strings), finite, per sample either one value
+    or as many as the output has (one-hot rows, regression targets; any layout), and one
+    value per sample of a wider output is a class index in 0..K-1.
+
+    Args:
+        y: the labels, sample axis first (counts are checked by :func:`load_split`).
+        out_elements: values per sample of the model's first output.
+        path: the data file (named in the error).
+        key: the labels' key in the file.
+        output: the output's name (named in the error).
+
+    Returns:
+        ``y`` unchanged.
+    """
+    y = np.asarray(y)
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+        kind = "strings" if y.dtype.kind in "US" else str(y.dtype)
+        raise TinyDeployError("bad_data", path=path,
+                              problem=f"{key} holds {kind}, not numbers",
+                              fix="store class indices 0..K-1 (class names go in labels.txt "
+                                  "beside the model) or numeric targets")
+    if y.ndim == 0 or (np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y))):
+        problem = "a single number" if y.ndim == 0 else "NaN or inf"
+        raise TinyDeployError("bad_data", path=path, problem=f"{key} holds {problem}",
+                              fix="give one finite label row per sample")
+    per = int(np.prod(y.shape[1:])) if y.ndim > 1 else 1
+    if per not in (1, out_elements):
+        raise TinyDeployError(
+            "bad_data", path=path,
+            problem=f"{key} has {per} values per sample (shape {tuple(y.shape)}) but the "
+                    f"model's {output} has {out_elements}",
+            fix=f"give class indices [N] or rows of {out_elements} values (one-hot or "
+                "targets) per sample")
+    if per == 1 and out_elements > 1 and y.size:
+        v = y.reshape(-1).astype(np.float64)
+        if not (np.all(v == np.round(v)) and v.min() >= 0 and v.max() < out_elements):
+            raise TinyDeployError(
+                "bad_data", path=path,
+                problem=f"{key} holds one value per sample for a {out_elements}-value "
+                        f"output, but not class indices 0..{out_elements - 1} (values "
+                        f"{v.min():g}..{v.max():g})",
+                fix=f"give class indices 0..{out_elements - 1}, or one-hot rows of "
+                    f"{out_elements} values")
+    return y
+

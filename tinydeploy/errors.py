@@ -40,6 +40,10 @@ ERRORS: dict[str, tuple[int, str, str]] = {
                              "of {seconds} s each ({allowed} s of them for one inference)",
                           "if one inference takes longer, pass --timeout SECONDS; else reset "
                           "the board and check --port"),
+    "link_errors": (5, "the device on {port} answers, but the line damages the frames: "
+                       "{detail}",
+                    "check the cable, its ground and the baud rate on both ends (electrical "
+                    "noise); the link already resent with backoff and smaller chunks"),
     "protocol_error": (5, "device protocol error: {problem}",
                        "reflash the firmware made by this tinydeploy version"),
     "device_reset": (5, "the device on {port} reset during the run (reset {count})",

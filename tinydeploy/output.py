@@ -12,6 +12,7 @@ only its own stale files.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +24,38 @@ from pathlib import Path
 from .errors import TinyDeployError
 
 _FIX = "choose a writable --out folder"
+# what a write can meet on the user's disk, spelled for them (the rest stays a bug's traceback)
+WRITE_ERRORS = {
+    errno.EROFS: ("the filesystem is read-only", _FIX),
+    errno.EACCES: ("permission denied", _FIX),
+    errno.EPERM: ("operation not permitted", _FIX),
+    errno.ENOSPC: ("no space left on the device", "free some space or choose an --out on "
+                                                  "another filesystem"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or choose an --out on another "
+                                          "filesystem"),
+    errno.EFBIG: ("file too large for the filesystem", "choose an --out on another "
+                                                       "filesystem"),
+}
+
+
+def io_error(exc: OSError, path: str | Path) -> TinyDeployError:
+    """The one-line ``io_error`` for a failed write (``exc.filename`` or ``path``): a
+    read-only filesystem, no permission, a full disk..."""
+    problem, fix = WRITE_ERRORS.get(exc.errno or 0, (exc.strerror or str(exc), _FIX))
+    where = Path(exc.filename) if exc.filename else Path(path)
+    return TinyDeployError("io_error", path=where, problem=f"cannot write ({problem})",
+                           fix=f"{fix}; nothing was written")
+
+
+@contextlib.contextmanager
+def write_errors(path: str | Path) -> Iterator[None]:
+    """Turn a write error of the block (``WRITE_ERRORS``) into one ``io_error``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in WRITE_ERRORS:
+            raise io_error(exc, path) from exc
+        raise
 
 
 def check_output_dir(out: str | Path) -> Path:
@@ -99,9 +132,11 @@ def staged_output(out: str | Path, *, owned: bool = False,
         for entry in sorted(tmp.iterdir()):
             _replace(entry, out / entry.name)
         tmp.rmdir()
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(created)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:
+            raise io_error(exc, out) from exc
         raise
 
 
@@ -128,9 +163,7 @@ def write_files(files: Mapping[Path, str | bytes]) -> list[Path]:
         for tmp, target in temps:
             os.replace(tmp, target)
     except OSError as exc:
-        bad = Path(exc.filename) if exc.filename else targets[0]
-        raise TinyDeployError("io_error", path=bad,
-                              problem=f"cannot write ({exc.strerror or exc})", fix=_FIX) from exc
+        raise io_error(exc, targets[0]) from exc
     finally:
         for tmp, _ in temps:
             with contextlib.suppress(OSError):

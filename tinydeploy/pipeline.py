@@ -368,7 +368,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
                        json_path=out / "deploy.json", quantization=quant, training=training,
                        flash=flash_info, arena=arena_info, device_build=device_build,
                        reused=reused)
-    from .report_sections import deploy_sections
+    from .report.sections import deploy_sections
 
     extra = deploy_sections(target, board, int8_path, data_path, res.stages, training, quant,
                             arena_info, flash_info, reused)

@@ -43,7 +43,7 @@ def _final_activation(model_or_facts: Any) -> tuple[int, str | None]:
     if isinstance(model_or_facts, str | Path | bytes | bytearray):
         p = Path(model_or_facts) if not isinstance(model_or_facts, bytes | bytearray) else None
         if p is not None and p.suffix in (".keras", ".h5"):
-            from .training import load_keras_model
+            from .keras_models import load_keras_model
 
             model_or_facts = load_keras_model(p)
         else:
@@ -126,7 +126,7 @@ def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = Tru
     everything else as TFLiteConverter's defaults (float32 interface around the int8 core,
     per-channel Dense weights): the models users bring.
     """
-    from .training import quiet_tensorflow
+    from .keras_models import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf
@@ -329,7 +329,7 @@ def quantize(model: str | Path, data: str | Path, out: str | Path,
     """
     from .guard import check
     from .interface import float_boundaries
-    from .training import input_shape_of, load_keras_model
+    from .keras_models import input_shape_of, load_keras_model
 
     model_path, data_path, out = Path(model), Path(data), Path(out)
     if io not in IO_TYPES:

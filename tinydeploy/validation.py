@@ -24,33 +24,34 @@ from typing import Any
 
 import numpy as np
 
-from . import hostref, report, report_facts, runinfo
-from .data import given_once, input_keys, load_split
+from . import hostref
+from .data import check_labels, given_once, input_keys, load_split
 from .device.connect import as_dict, check_device, open_device, tflm_tree_for
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .hostref import HostModel, quantize_input, saturation
 from .interface import with_io
 from .log import log, progress, stage
-from .output import check_output_dir
+from .output import check_output_dir, write_atomic, write_errors
+from .report import headline as report_headline
+from .report.run import add_answer, class_names, run_facts
 from .verdict import (
     compute_metrics,
     judge,
-    predicted_class,
-    rule_for,
     units_apart,
-    values,
-    within,
 )
 
 __all__ = ["ValidationResult", "check_device", "compute_metrics", "open_device", "tflm_tree_for",
            "validate", "write_html"]
 
 MAX_RESETS_PER_SAMPLE = 5
-SATURATION_WARN = 0.01  # warn when more than 1 % of the quantized input values clip
+SATURATION_WARN = report_headline.SATURATION_WARN  # more than 1 % of input values clipped
 CSV_NAME = "samples.csv"
 JSON_NAME = "validation.json"
 HTML_NAME = "report.html"
+# samples.csv: the same columns on every board; a value the board does not measure is empty
+CSV_HEADER = ["index", "host", "device", "max_abs_diff_lsb", "exact", "time_us", "cycles",
+              "instructions", "label"]
 
 
 @dataclass
@@ -72,11 +73,28 @@ class ValidationResult:
     explained: int = 0  # samples whose mismatches are known TFLM version differences
     notes: list[dict[str, Any]] = field(default_factory=list)  # those differences
 
+    @property
+    def state(self) -> str:
+        """``pass``, ``warning`` (a PASS with a diagnosis warning, e.g. saturated inputs)
+        or ``fail``."""
+        return str(self.report.get("headline", {}).get(
+            "state", "pass" if self.passed else "fail"))
+
+    def warnings(self) -> list[str]:
+        """The diagnosis warnings (texts): a PASS that needs a look."""
+        return [str(d["text"]) for d in self.report.get("diagnosis", [])
+                if d.get("level") == "warning"]
+
     def summary(self) -> str:
         m = self.metrics
         verdict = "PASS" if self.passed else "FAIL"
         if self.passed and self.explained:
             verdict = "PASS (with a known TFLM version difference, see the note)"
+        head = self.report.get("headline")
+        first = (report_headline.lines(head, self.report.get("diagnosis", []))
+                 if head else [])
+        if head and head.get("state") == "warning":
+            verdict = "PASS with warnings"
         tol = "bit-exact" if self.tolerance_lsb == 0 else f"|Δ| <= {self.tolerance_lsb} LSB"
         if self.tolerance_float:
             tol += f", float |Δ| <= {self.tolerance_float:g}"
@@ -86,13 +104,15 @@ class ValidationResult:
             f"{verdict}: {within}/{self.samples} samples within tolerance ({tol})"
             + (f", {self.explained} explained" if self.explained else "")
             + f"; {self.differing} samples differ",
+            *first[1:],
             f"  exact match {m['exact_match_rate'] * 100:.2f} % of values, "
             f"max |Δ| {m['max_abs_diff_lsb']} {unit}, mean |Δ| {m['mean_abs_diff_lsb']:.4f} "
             f"{unit}",
             f"  MAE {m['mae']:.6g}, RMSE {m['rmse']:.6g}, cosine {m['cosine_similarity']:.6f}",
         ]
         lines += [f"  compared: {r['text']}" for r in m.get("comparison", [])]
-        lines += [f"  note: {x['text']}" for x in self.notes]
+        if not head:  # else the diagnosis lines above carry them
+            lines += [f"  note: {x['text']}" for x in self.notes]
         ref = self.report.get("run", {}).get("host_reference")
         if ref:
             lines.append(f"  host reference: {ref}")
@@ -114,12 +134,14 @@ class ValidationResult:
                          f"{n(st.get('p99', st['max']))} / max {n(st['max'])}"
                          + (f"; cycles median {n(lat['cycles']['median'])}"
                             if lat.get("cycles") else ""))
-        lines += [f"  cause: {d['text']}" for d in self.report.get("defects", [])]
+        if not head:
+            lines += [f"  cause: {d['text']}" for d in self.report.get("defects", [])]
         lines.append(f"  report: {self.paths.get('html', '')}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "samples": self.samples, "differing": self.differing,
+        return {"passed": self.passed, "state": self.state, "warnings": self.warnings(),
+                "samples": self.samples, "differing": self.differing,
                 "explained": self.explained, "known_differences": self.notes,
                 "tolerance_lsb": self.tolerance_lsb, "tolerance_float": self.tolerance_float,
                 "host_reference": hostref.reference(), "metrics": self.metrics,
@@ -165,10 +187,12 @@ def _input_samples(x: np.ndarray, t: TensorFacts, data: Path, key: str = "x_test
 
 
 def quantize_inputs(xs: list[np.ndarray], facts: ModelFacts, keys: list[str],
-                    data: str | Path = "<data>") -> list[np.ndarray]:
+                    data: str | Path = "<data>", clipped_out: dict[str, float] | None = None,
+                    ) -> list[np.ndarray]:
     """Quantize each input like the firmware expects it (arrays already of the tensor's
     int8/int16 dtype are taken as is; a float32 input gets the float data as it is); log
-    one warning when more than 1 % of the values of an input clip to its dtype's range.
+    one warning when more than 1 % of the values of an input clip to its dtype's range
+    (``clipped_out`` gets every input's clipped fraction, for the report).
     Integer data for a float32 input is ``bad_data`` (it would be sent as its values)."""
     q, clipped = [], []
     for key, x, t in zip(keys, xs, facts.inputs, strict=True):
@@ -180,6 +204,8 @@ def quantize_inputs(xs: list[np.ndarray], facts: ModelFacts, keys: list[str],
                 fix="give the float data, or validate with --io int8 (the float interface "
                     "stripped) to send quantized data")
         frac = saturation(x, t)
+        if clipped_out is not None:
+            clipped_out[key] = frac
         if frac > SATURATION_WARN:
             clipped.append(f"{key} {frac * 100:.1f} %")
         q.append(quantize_input(x, t))
@@ -214,11 +240,14 @@ def _flat(arrays: list[np.ndarray]) -> np.ndarray:
 
 def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
                 writer: Any, csv_file: Any, host: list[np.ndarray], labels: np.ndarray | None,
-                stateful: bool = False,
+                stateful: bool = False, emulated: bool = False,
                 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, int]:
     """Send every sample once (all inputs' bytes concatenated); on a device reset re-check
     HELLO and resend the last one. ``stateful``: one sequence, the model state is reset
-    only before the first sample (a device reset then ends the run: its state is lost)."""
+    only before the first sample (a device reset then ends the run: its state is lost).
+    Each row of ``CSV_HEADER`` fills what the board measures and leaves the rest empty:
+    ``time_us`` and ``cycles`` (where counted), or on an ``emulated`` board only
+    ``instructions``."""
     from .device.link import DeviceReset
 
     n = len(q_in[0])
@@ -256,8 +285,9 @@ def run_samples(link: Any, facts: ModelFacts, q_in: list[np.ndarray], port: str,
         delta = max(int(units_apart(h, d).max(initial=0)) for h, d in zip(want_i, got_i,
                                                                            strict=True))
         label = "" if labels is None else _label(labels[i])
-        writer.writerow([i, _text(want_i), _text(got_i), delta, int(delta == 0),
-                         times[i], cycles[i], label])
+        cost = (["", "", int(cycles[i] or times[i] * 1000)] if emulated
+                else [int(times[i]), int(cycles[i]) or "", ""])
+        writer.writerow([i, _text(want_i), _text(got_i), delta, int(delta == 0), *cost, label])
         csv_file.flush()
     return device, times, cycles, resets
 
@@ -269,45 +299,6 @@ def _build_facts(folder: Path) -> dict[str, Any]:
         with contextlib.suppress(OSError, ValueError):
             found[p.stem] = json.loads(p.read_text())
     return found
-
-
-def report_facts_of(host: np.ndarray, device: np.ndarray, out: TensorFacts,
-                    labels: np.ndarray | None, times: np.ndarray, cycles: np.ndarray,
-                    tolerance_lsb: int, metrics: dict[str, Any], device_info: dict[str, Any],
-                    facts: ModelFacts, board: str | None,
-                    build: dict[str, Any] | None,
-                    tolerance_float: float | None = None) -> dict[str, Any]:
-    """The report facts of one run (see :mod:`tinydeploy.report_facts`); also moves the
-    latency of an emulated board out of ``metrics['latency_us']`` (instructions, not µs).
-    The differing samples are those of output ``out`` outside its rule
-    (:func:`tinydeploy.verdict.rule_for`)."""
-    board_id = str(device_info.get("board_id") or board or "")
-    lat = report_facts.latency(times, cycles, board_id)
-    if lat["unit"] == "instructions":
-        metrics.pop("latency_us", None)
-        metrics.pop("cycles", None)
-        metrics["instructions"] = lat["stats"]
-    facts_doc: dict[str, Any] = {
-        "run": runinfo.header(board_id, str(device_info.get("runtime", "")), facts.sha256,
-                              str(Path(facts.path).resolve()) if Path(facts.path).is_file()
-                              else str(facts.path)),
-        "latency": lat}
-    hc = dc = None
-    if labels is not None and len(host) and metrics.get("task") == "classification":
-        hc, dc = predicted_class(host, out), predicted_class(device, out)
-        width = int(np.prod(out.sample_shape)) if out.sample_shape else 1
-        facts_doc["classification"] = report_facts.classification(hc, dc, labels,
-                                                                  max(width, 2))
-    elif labels is not None and len(host):
-        facts_doc["regression"] = report_facts.regression(
-            values(host, out), values(device, out), labels)
-    rule = rule_for(out, tolerance_lsb, tolerance_float)
-    apart = units_apart(host, device)
-    facts_doc["differing"] = report_facts.differing(
-        host, device, tolerance_lsb, hc, dc, apart=apart,
-        outside=~within(host, device, rule, apart))
-    facts_doc["memory"] = report_facts.memory(device_info, build)
-    return facts_doc
 
 
 def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
@@ -393,6 +384,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     keys = input_keys("test", len(facts.inputs))
     shapes = [t.sample_shape for t in facts.inputs]
     xs, labels = load_split(data, "test", len(facts.inputs), shapes)
+    if labels is not None:
+        check_labels(labels, tout.elements, data, output=f"output '{tout.name}'")
     counts = [len(x) for x, s in zip(xs, shapes, strict=True) if not given_once(x, s)]
     xs = [_input_samples(x, t, Path(data), k, max(counts, default=1))
           for x, t, k in zip(xs, facts.inputs, keys, strict=True)]
@@ -402,7 +395,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                         len(xs[0]), len(xs[0]))
         xs = [x[:samples] for x in xs]
         labels = None if labels is None else labels[:samples]
-    q_in = quantize_inputs(xs, facts, keys, data)
+    clipped: dict[str, float] = {}
+    q_in = quantize_inputs(xs, facts, keys, data, clipped)
     n = len(q_in[0])
     stage("validate", f"{n} samples{', one stateful sequence' if stateful else ''}"
                       f", host reference (tflite-micro {hostref.tflm_version()})")
@@ -410,8 +404,6 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
 
     out_dir = check_output_dir(out)  # it, or its nearest existing parent, is a folder
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME, "html": out_dir / HTML_NAME}
-    header = ["index", "host", "device", "max_abs_diff_lsb", "exact", "time_us", "cycles",
-              "label"]
     with tempfile.TemporaryDirectory(prefix="td-validate-") as work, \
             open_device(facts, port, board, Path(work), profile, runtime, tflm_src) as dev_port:
         stage("validate", f"device on {dev_port}")
@@ -420,16 +412,19 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             check_device(info, facts, dev_port)
             device_info = as_dict(info)
             link.infer_seconds = _infer_seconds(facts, device_info, board, runtime, timeout)
-            out_dir.mkdir(parents=True, exist_ok=True)  # not before a device answered
-            for stale in (paths["json"], paths["html"]):  # a new run starts: no old verdict
-                stale.unlink(missing_ok=True)
-            with paths["csv"].open("w", newline="", encoding="utf-8") as f:
+            with write_errors(out_dir):  # read-only, full disk: one line
+                out_dir.mkdir(parents=True, exist_ok=True)  # not before a device answered
+                for stale in (paths["json"], paths["html"]):  # a new run: no old verdict
+                    stale.unlink(missing_ok=True)
+                f = paths["csv"].open("w", newline="", encoding="utf-8")
+            with f, write_errors(paths["csv"]):
                 writer = csv.writer(f)
-                writer.writerow(header)
+                writer.writerow(CSV_HEADER)
                 f.flush()
                 try:
                     device, times, cycles, resets = run_samples(
-                        link, facts, q_in, dev_port, writer, f, host, labels, stateful)
+                        link, facts, q_in, dev_port, writer, f, host, labels, stateful,
+                        _emulated(device_info, board))
                 except (TinyDeployError, KeyboardInterrupt):
                     log.warning("validation stopped; every confirmed sample is in %s",
                                 paths["csv"])
@@ -453,14 +448,15 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     metrics["comparison"] = [r.to_dict() for r in verdict.rules]
     if stateful:
         metrics["stateful"] = True
-    rep = report_facts_of(host[0], device[0], tout, labels, times, cycles, tolerance_lsb, metrics,
-                          device_info, facts, board, build, tolerance_float)
+    rep = run_facts(host[0], device[0], tout, labels, times, cycles, tolerance_lsb, metrics,
+                          device_info, facts, board, build, tolerance_float, class_names(facts))
     rep["link"] = {**link_stats, "resets": max(resets, int(link_stats.get("resets", 0)))}
     rep["run"]["host_reference"] = f"tflite-micro {hostref.tflm_version()}"
-    if verdict.differing and device_info.get("runtime") == "tflm":  # a known library defect?
+    if verdict.differing:  # a known library defect that reproduces the device's outputs?
         from .tflm_overrides import explain_mismatch
 
         rep["defects"] = [m.to_dict() for m in explain_mismatch(facts, q_in, device, stateful)]
+    add_answer(rep, facts, xs, host, device, metrics, verdict, n, clipped, stateful)
     result = ValidationResult(passed=verdict.differing == 0, samples=n,
                               differing=verdict.differing, tolerance_lsb=tolerance_lsb,
                               metrics=metrics, device=device_info, paths=paths, time_us=times,
@@ -474,9 +470,17 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
         doc["layers"] = {"unit": prof.unit(str(board)), "rows": layers}
     doc["model"] = {"path": str(Path(facts.path).resolve()), "sha256": facts.sha256}
     doc["data"] = str(Path(data).resolve())
-    report.write_atomic(paths["json"], json.dumps(doc, indent=2, default=str) + "\n")
+    write_atomic(paths["json"], json.dumps(doc, indent=2, default=str) + "\n")
     write_html(result, facts)  # the report renders result.layers as its per-layer table
     return result
+
+
+def _emulated(device_info: dict[str, Any], board: str | None) -> bool:
+    """Does the device count emulated instructions instead of time (qemu-cm4)?"""
+    from .boards import BOARDS
+
+    b = BOARDS.get(str(device_info.get("board_id") or board or ""))
+    return b is not None and b.emulated
 
 
 def _infer_seconds(facts: ModelFacts, device: dict[str, Any], board: str | None,
@@ -512,7 +516,8 @@ def write_html(result: ValidationResult, facts: ModelFacts,
     Returns:
         The path of ``report.html``.
     """
-    from .report_html import validation_page
+    from .report.page import validation_page
+    from .report.plots import validation_plots
 
     doc = result.to_dict()
     if getattr(result, "layers", None):  # a per-layer profile, when the run made one
@@ -527,8 +532,8 @@ def write_html(result: ValidationResult, facts: ModelFacts,
     values = result.time_us
     if unit == "instructions":
         values = result.cycles if np.any(result.cycles) else result.time_us * 1000
-    figures = report.validation_plots(result.host, result.device_out, values, unit,
+    figures = validation_plots(result.host, result.device_out, values, unit,
                                       result.report.get("regression"))
     page = validation_page(doc, extra or {}, figures,
                            title or f"tinydeploy validation: {facts.name}")
-    return report.write_atomic(result.paths["html"], page)
+    return write_atomic(result.paths["html"], page)

@@ -34,7 +34,7 @@ from typing import Any
 from ..boards import Board, get_board
 from ..errors import TinyDeployError
 from ..log import stage
-from .flashing import board_env, check_project, pio_command
+from .pio import board_env, check_project, pio_command
 
 BUILD_TIMEOUT_S = 1800.0  # a first build compiles all of TFLM
 TAIL_LINES = 15

@@ -10,12 +10,7 @@ upload start.
 
 from __future__ import annotations
 
-import configparser
-import importlib.util
-import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +20,7 @@ from typing import Any
 from ..boards import Board, get_board
 from ..errors import TinyDeployError
 from ..log import log, stage
+from .pio import board_env, check_project, pio_command
 
 UPLOAD_TIMEOUT_S = 900.0  # a first build downloads toolchains + compiles TFLM
 TAIL_LINES = 15
@@ -47,52 +43,6 @@ class FlashResult:
     def to_dict(self) -> dict[str, Any]:
         return {"project": str(Path(self.project).resolve()), "board": self.board, "env": self.env,
                 "port": self.port, "command": self.command, "seconds": self.seconds}
-
-
-def board_env(board: Board) -> str:
-    """The PlatformIO environment the generated project has for this board (its id)."""
-    return board.id
-
-
-# --- checks ----------------------------------------------------------------------------------
-def pio_command() -> list[str]:
-    """The PlatformIO executable (``pio``/``platformio`` on PATH or beside this Python)."""
-    for name in ("pio", "platformio"):
-        found = shutil.which(name)
-        if found:
-            return [found]
-    bindir = Path(sys.executable).parent
-    for name in ("pio", "platformio"):
-        candidate = bindir / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return [str(candidate)]
-    if importlib.util.find_spec("platformio") is not None:
-        return [sys.executable, "-m", "platformio"]
-    raise TinyDeployError("tool_missing", tool="PlatformIO (pio)",
-                          fix="pip install platformio (or run scripts/setup)")
-
-
-def check_project(project: Path, env: str) -> Path:
-    ini = project / "platformio.ini"
-    if not project.is_dir():
-        raise TinyDeployError("file_not_found", what="PlatformIO project folder", path=project)
-    if not ini.is_file():
-        raise TinyDeployError("bad_argument", problem=f"{project} has no platformio.ini",
-                              fix="pass the folder made by `tinydeploy generate --format "
-                                  "platformio`")
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read(ini, encoding="utf-8")
-    except configparser.Error as exc:
-        raise TinyDeployError("bad_argument", problem=f"{ini} is not readable ({exc})",
-                              fix="regenerate the project with `tinydeploy generate`") from exc
-    if f"env:{env}" not in parser.sections():
-        envs = [s[4:] for s in parser.sections() if s.startswith("env:")]
-        have = ", ".join(envs) or "none"
-        raise TinyDeployError("bad_argument", problem=f"{ini} has no [env:{env}] (it has {have})",
-                              fix=f"generate the project for this board: tinydeploy generate "
-                                  f"MODEL --board {env}")
-    return ini
 
 
 def find_port(board: str | Board) -> str:

@@ -18,6 +18,11 @@ A device reset (an unsolicited boot HELLO, or the port vanishing and coming back
 ``DeviceReset`` (a ``TinyDeployError``) from ``infer()`` after a fresh handshake: that
 sample did not produce a result, call ``infer()`` again. ``infer()`` moves inputs and
 outputs larger than one frame in chunks (DATA/READ), each its own retried request.
+
+A noisy line is told from a silent device: a command that gives up after damaged frames
+raises ``link_errors`` (``LineErrors``: the device answered), not ``device_timeout``.
+Before that, resends after damage wait a short doubling backoff, and repeated damage halves
+the chunks (:mod:`tinydeploy.device.chunking`) and sends the sample again.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import serial
 
 from ..errors import TinyDeployError
 from ..log import log
+from .chunking import ChunkSize, LineErrors
 from .protocol import (
     DATA_HEADER,
     HEADER_BYTES,
@@ -69,7 +75,8 @@ from .protocol import (
     unpack_span,
 )
 
-__all__ = ["Link", "DeviceInfo", "TensorInfo", "InferReply", "DeviceReset", "Op", "ErrorCode"]
+__all__ = ["Link", "DeviceInfo", "TensorInfo", "InferReply", "DeviceReset", "LineErrors", "Op",
+           "ErrorCode"]
 
 RETRY_ERRORS = (ErrorCode.BAD_CRC, ErrorCode.BAD_FRAME)
 REPLY_OPS = {Op.HELLO: Op.INFO, Op.INFER: Op.RESULT, Op.DATA: Op.ACK, Op.READ: Op.OUTPUT}
@@ -85,14 +92,19 @@ PORT_LOSSES = 2  # a command gives up when the port vanishes this often
 MAX_FRAME_PAYLOAD = 0xFFFF  # the frame's u16 length field
 RECENT_SEQS = 16  # seqs of the last requests: replies carrying them may still be in flight
 INFER_RTT_FACTOR = 4.0  # an inference may take 4x the slowest one answered (host load)
+LINE_BACKOFF = 0.005  # seconds before a resend after a damaged frame, doubling per repeat
+MAX_LINE_BACKOFF = 0.16
 
 # what one wait for a reply ended with (besides the reply itself)
 TIMEOUT = "timeout"  # no reply in time: counted
-REJECTED = "rejected"  # BAD_CRC/BAD_FRAME error for this seq (the request arrived damaged): counted
+REJECTED = "rejected"  # BAD_CRC/BAD_FRAME error for this seq (the request arrived damaged):
+# counted as a line error (LINE_FACTOR x (retries + 1) of them per command)
 DAMAGED = "damaged"  # a damaged frame with this seq (our reply, damaged): not counted
 SUSPECT = "suspect"  # damage that may concern this request: not counted, retries + 1 at most
 REBOOTED = "rebooted"  # a boot announcement during a HELLO: the request was lost, not counted
-COUNTED = (TIMEOUT, REJECTED)
+COUNTED = (TIMEOUT,)
+LINE = (REJECTED, DAMAGED, SUSPECT)  # the device answered, the line damaged a frame
+LINE_FACTOR = 2  # line errors per command: 2 x (retries + 1), each cheap (no timeout)
 
 
 class DeviceReset(TinyDeployError):
@@ -130,6 +142,7 @@ class Link:
         self.damaged_frames = 0  # frames received with a bad CRC or framing
         self.rejected_frames = 0  # requests the device reported damaged (BAD_CRC/BAD_FRAME)
         self.timeouts = 0  # waits for a reply that ended without one
+        self.chunks = ChunkSize()  # bytes per DATA/READ frame, smaller on a noisy line
         self.info: DeviceInfo | None = None
         self._seq = random.randrange(1, 0xFFFF)
         self._recent: deque[int] = deque(maxlen=RECENT_SEQS)
@@ -138,6 +151,7 @@ class Link:
         self._reset_seen = False
         self._booting = True  # no HELLO answered since the port opened or the device reset
         self._last_rtt = 0.0
+        self._infer_sent = False  # the current sample's INFER went out
         self.open()
 
     # --- port ---------------------------------------------------------------------------
@@ -220,15 +234,14 @@ class Link:
     def command(self, op: int, payload: bytes = b"", reply_bytes: int = 64) -> Frame:
         """Send one request and return its reply frame (the expected reply or an ERROR).
 
-        Counted failures -- a timeout, or a BAD_CRC/BAD_FRAME error for this seq -- resend
-        the same seq; the one after ``retries`` of them gives up with
-        TinyDeployError("device_timeout"). Every counted failure doubles the wait (up to
-        8x). Resent at once without counting: on a damaged frame carrying this seq (the
-        reply, damaged), a boot announcement during a HELLO, and -- at most retries + 1
-        times -- on a damaged frame with a seq no recent request used or a BAD_CRC/BAD_FRAME
-        error for another seq. Stale replies and damaged stale frames are ignored. Bounds:
-        at most 4 x (retries + 1) sends and the time ``retries + 1`` waits take; the first
-        HELLO after opening or a reset keeps trying for at least ``boot_wait`` seconds.
+        A timeout resends the same seq and doubles the wait (up to 8x); after ``retries``
+        of them: ``device_timeout``. Line errors -- a BAD_CRC/BAD_FRAME error for this seq,
+        a damaged frame with this seq, or (at most retries + 1 times) damage with an unknown
+        seq -- resend after a short doubling backoff, at most ``LINE_FACTOR`` x (retries +
+        1) rejections; giving up after as many line errors as timeouts or more raises
+        ``LineErrors``. A boot announcement during a HELLO resends at once; stale frames
+        are ignored. Bounds: 4 x (retries + 1) sends and the time retries + 1 waits take;
+        the first HELLO after opening or a reset tries for at least ``boot_wait`` seconds.
         Raises ``DeviceReset`` (after re-handshaking) when the device restarts during a
         non-HELLO command.
         """
@@ -270,7 +283,7 @@ class Link:
         floor = self.boot_wait if op == Op.HELLO and self._booting else 0.0
         start = time.monotonic()
         end = start + max(budget, floor)
-        failures = sends = guesses = 0
+        failures = sends = guesses = line = silent = rejected = 0
         exhausted = False
         while True:
             if sends:
@@ -291,6 +304,7 @@ class Link:
                 outcome = self._await(op, seq, expect, deadline, fast=not exhausted,
                                       guess=guesses <= self.retries)
             if isinstance(outcome, Frame):
+                self._note_line(line)
                 self._last_rtt = time.monotonic() - sent
                 if op == Op.INFER and outcome.op == Op.RESULT:
                     self._slowest_infer = max(self._slowest_infer, self._last_rtt)
@@ -299,22 +313,42 @@ class Link:
                 return outcome
             if outcome in COUNTED:
                 failures += 1
-                if outcome == TIMEOUT:
-                    self.timeouts += 1
-                else:
-                    self.rejected_frames += 1
+                self.timeouts += 1
+                silent += 1
+            elif outcome == REJECTED:
+                self.rejected_frames += 1
+                rejected += 1
             elif outcome == SUSPECT:
                 guesses += 1
+            if outcome in LINE:  # the device answered: a noisy line
+                line += 1
+                time.sleep(min(LINE_BACKOFF * 2 ** (line - 1), MAX_LINE_BACKOFF,
+                               max(0.0, end - time.monotonic())))
             log.debug("%s seq=%d: %s", frame.op_name, seq, outcome)
             now = time.monotonic()
-            exhausted = failures > self.retries or sends >= max_sends
+            exhausted = (failures > self.retries or sends >= max_sends
+                         or rejected >= LINE_FACTOR * (self.retries + 1))
             if now >= end or (exhausted and now - start >= floor):
                 break
+        self._note_line(line)
+        if line and line >= silent:  # it answered, damaged: not a silent device
+            raise LineErrors(self.port, line, sends, silent)
         if op == Op.INFER:
             raise TinyDeployError("inference_timeout", port=self.port, attempts=sends,
                                   seconds=f"{wait + compute:.1f}",
                                   allowed=f"{compute:.1f}")
         raise TinyDeployError("device_timeout", port=self.port, attempts=sends)
+
+    def _note_line(self, line: int) -> None:
+        if self.info is not None:
+            self.chunks.note(line, self._device_chunk(self.info))
+
+    def _shrink(self) -> bool:
+        """Halve the chunk size (False: already the smallest)."""
+        if self.info is None or not self.chunks.shrink(self._device_chunk(self.info)):
+            return False
+        log.debug("noisy line on %s: chunks of %d bytes", self.port, self.chunks.limit)
+        return True
 
     def _absorb_pending(self, op: int) -> None:
         """Read what arrived between commands, so a boot announcement is not missed (for at
@@ -433,12 +467,15 @@ class Link:
         Returns:
             ``retransmits`` (requests sent again), ``timeouts``, ``crc_errors`` (damaged
             frames received), ``rejected`` (requests the device received damaged),
-            ``resets`` (device restarts), ``bytes_sent``, ``bytes_received``.
+            ``resets`` (device restarts), ``bytes_sent``, ``bytes_received``,
+            ``chunk_shrinks`` (times a noisy line halved the chunks), ``chunk_bytes`` (the
+            chunk size at the end).
         """
         return {"retransmits": self.retransmits, "timeouts": self.timeouts,
                 "crc_errors": self.damaged_frames, "rejected": self.rejected_frames,
                 "resets": self.resets, "bytes_sent": self.bytes_sent,
-                "bytes_received": self.bytes_received}
+                "bytes_received": self.bytes_received, "chunk_shrinks": self.chunks.shrinks,
+                "chunk_bytes": self._chunk(self.info) if self.info else 0}
 
     def hello(self) -> DeviceInfo:
         """Handshake: the device's firmware, model and tensor description."""
@@ -482,7 +519,7 @@ class Link:
         flags = INFER_RESET if reset else 0
         for _ in range(self.retries + 1):
             try:
-                return self._infer_once(info, data, flags)
+                return self._infer_line_safe(info, data, flags, reset)
             except _Restart as why:
                 if not reset and str(why) == ErrorCode.NO_RESULT.name:
                     # the model ran, then the device lost the result (a reset nobody saw):
@@ -497,12 +534,31 @@ class Link:
                               problem=f"the device lost the chunks of one sample "
                                       f"{self.retries + 1} times")
 
-    def _chunk(self, info: DeviceInfo) -> int:
-        """Input/output bytes per frame: the device's payload limit minus the headers."""
+    def _infer_line_safe(self, info: DeviceInfo, data: bytes, flags: int,
+                         reset: bool) -> InferReply:
+        """``_infer_once``; on ``LineErrors`` halve the chunks and send the sample again
+        (a stateful step only when its INFER never went out)."""
+        while True:
+            try:
+                return self._infer_once(info, data, flags)
+            except LineErrors:
+                if not self._shrink() or (not reset and self._infer_sent):
+                    raise
+                log.warning("noisy line on %s: resending the sample in chunks of %d bytes",
+                            self.port, self._chunk(info))
+
+    @staticmethod
+    def _device_chunk(info: DeviceInfo) -> int:
         return min(info.max_payload, MAX_FRAME_PAYLOAD) - INFER_HEADER
+
+    def _chunk(self, info: DeviceInfo) -> int:
+        """Input/output bytes per frame: the device's payload limit minus the headers, or
+        less on a noisy line (``chunks``)."""
+        return self.chunks.size(self._device_chunk(info))
 
     def _infer_once(self, info: DeviceInfo, data: bytes, flags: int) -> InferReply:
         chunk = self._chunk(info)
+        self._infer_sent = False
         last = 0 if len(data) <= chunk else (len(data) - 1) // chunk * chunk
         for off in range(0, last, chunk):
             piece = data[off:off + chunk]
@@ -511,6 +567,7 @@ class Link:
             if got != (off, len(piece)):
                 raise TinyDeployError("protocol_error",
                                       problem=f"ACK for {got}, sent offset {off} + {len(piece)}")
+        self._infer_sent = True  # from here the device may have run the model
         frame = self.command(Op.INFER, pack_infer(flags, last, crc32(data), data[last:]),
                              reply_bytes=HEADER_BYTES + RESULT_HEADER + min(
                                  info.output_bytes, info.max_payload))

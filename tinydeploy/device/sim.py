@@ -79,6 +79,7 @@ class Faults:
     infer_delay: float = 0.0  # seconds every inference takes (a slow model)
     wrong_outputs: float = 0.0  # fraction of samples with one output off by 1 LSB (ULP)
     float_offset: float = 0.0  # added to every value of every float output
+    defect: str = ""  # compute like a TFLM library with this known defect (tflm_overrides)
     seed: int = 0
 
 
@@ -117,6 +118,11 @@ class SimDevice:
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
         self.model = HostModel(facts)
+        if self.faults.defect:  # a board whose TFLM library has a known defect
+            from ..tflm_overrides import OVERRIDES
+
+            override = next(o for o in OVERRIDES if o.defect == self.faults.defect)
+            self.model = HostModel(load(override.simulate(facts)))
         self.max_payload = max(MIN_PAYLOAD, min(int(max_payload), 0xFFFF))
         self.info = DeviceInfo(
             protocol_version=PROTOCOL_VERSION, firmware_version=f"tinydeploy-sim {__version__}",
@@ -347,13 +353,16 @@ def main(argv: list[str] | None = None) -> None:
                    help="fraction of samples with one output off by 1 LSB")
     p.add_argument("--float-offset", type=float, default=0.0,
                    help="added to every value of every float output")
+    p.add_argument("--defect", default="",
+                   help="compute like a TFLM library with this known defect "
+                        "(tflm_overrides, e.g. fc_per_channel)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", default=None, help="write counters (JSON) to this file")
     p.add_argument("--max-payload", type=int, default=MAX_PAYLOAD,
                    help="largest frame payload (bytes) the board takes and sends")
     a = p.parse_args(argv)
     faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.infer_delay,
-                    a.wrong_outputs, a.float_offset, a.seed)
+                    a.wrong_outputs, a.float_offset, defect=a.defect, seed=a.seed)
     serve(a.model, faults, a.stats, a.max_payload)
 
 
@@ -381,7 +390,7 @@ class SimProcess(PtyProcess):
 def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
               drop: float = 0.0, split: bool = False, reset_after: int | None = None,
               delay: float = 0.0, infer_delay: float = 0.0, wrong_outputs: float = 0.0,
-              float_offset: float = 0.0, seed: int = 0,
+              float_offset: float = 0.0, seed: int = 0, defect: str = "",
               max_payload: int = MAX_PAYLOAD) -> SimProcess:
     """Launch the simulated board and wait for its ``PTY`` line."""
     tmpdir = tempfile.TemporaryDirectory(prefix="tinydeploy-sim-")
@@ -399,6 +408,8 @@ def start_sim(model: str | Path | bytes | ModelFacts, *, corrupt: float = 0.0,
            "--wrong-outputs", str(wrong_outputs),
            "--float-offset", repr(float(float_offset)), "--seed", str(seed),
            "--stats", stats_path, "--max-payload", str(max_payload)]
+    if defect:
+        cmd += ["--defect", defect]
     if split:
         cmd.append("--split")
     if reset_after is not None:

@@ -1,4 +1,4 @@
-"""One self-contained HTML report: tables of numbers plus plots embedded as base64 PNG.
+"""The report's plots, embedded in the page as base64 PNG ``<figure>`` snippets.
 
 Plots use matplotlib's Agg backend (no display needed). The page has no external
 resources, so the single ``report.html`` can be mailed or attached to a CI run.
@@ -9,46 +9,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .output import write_atomic  # validate.py calls it as report.write_atomic
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;padding:.25em .6em;
-text-align:left;font-size:.92em} th{background:#f4f4f4}
-.pass{color:#fff;background:#2e7d32;padding:.15em .6em;border-radius:4px}
-.fail{color:#fff;background:#c62828;padding:.15em .6em;border-radius:4px}
-.plots{display:flex;flex-wrap:wrap;gap:1em} .plots figure{margin:0}
-figcaption{font-size:.85em;color:#555;text-align:center}
-"""
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return "n/a"
-        if abs(value) < 1e15 and value.is_integer():
-            return str(int(value))  # a median of cycles, not 1.41008e+06
-        if abs(value) >= 1e5:
-            return f"{value:.1f}"
-        return f"{value:.6g}"
-    if isinstance(value, list | tuple | dict):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def table(rows: Mapping[str, Any]) -> str:
-    """A two-column HTML table (key, value); values formatted compactly."""
-    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
-                   for k, v in rows.items())
-    return f"<table>{body}</table>"
 
 
 def _png(fig: Any) -> str:
@@ -123,7 +86,7 @@ def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray,
         ax.set_ylabel(f"device output ({'float' if kind is np.float64 else 'int'})")
         figures.append(_figure(_png(fig), "host vs device outputs"))
 
-        from .verdict import units_apart
+        from ..verdict import units_apart
 
         d_unit = "ULP" if kind is np.float64 else "LSB"  # floats: bit-pattern distance
         diff = units_apart(np.asarray(host).reshape(1, -1), np.asarray(device).reshape(1, -1))[0]
@@ -153,32 +116,3 @@ def validation_plots(host: np.ndarray, device: np.ndarray, time_us: np.ndarray,
         ax.legend()
         figures.append(_figure(_png(fig), "predicted vs true (first output)"))
     return figures
-
-
-def render(title: str, passed: bool | None, sections: Mapping[str, Mapping[str, Any]],
-           figures: list[str]) -> str:
-    """The whole page: a title with PASS/FAIL badge, one table per section, the plots."""
-    badge = ""
-    if passed is not None:
-        badge = '<span class="pass">PASS</span>' if passed else '<span class="fail">FAIL</span>'
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             f"</title><style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(title)} {badge}</h1>"]
-    for name, rows in sections.items():
-        if rows:
-            parts.append(f"<h2>{html.escape(name)}</h2>{table(rows)}")
-    if figures:
-        parts.append("<h2>Plots</h2><div class='plots'>" + "".join(figures) + "</div>")
-    parts.append("</body></html>\n")
-    return "".join(parts)
-
-
-def write_report(path: str | Path, title: str, passed: bool | None,
-                 sections: Mapping[str, Mapping[str, Any]], host: np.ndarray | None = None,
-                 device: np.ndarray | None = None,
-                 time_us: np.ndarray | None = None) -> Path:
-    """Render and atomically write a self-contained HTML report."""
-    figures: list[str] = []
-    if host is not None and device is not None and time_us is not None:
-        figures = validation_plots(host, device, time_us)
-    return write_atomic(path, render(title, passed, sections, figures))

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .report_html import fmt, pct
+from .fmt import fmt, pct
 
 
 def _score(name: str, value: Any) -> str:

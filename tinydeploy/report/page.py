@@ -2,15 +2,19 @@
 
 Every value goes through :func:`fmt` (units, %, thousands grouping, yes/no; never a raw
 ``dict``, ``True`` or ``None``), so the page reads like an engineer's report, not a dump.
-:mod:`tinydeploy.report` adds the plots and writes the file.
+:mod:`tinydeploy.report.plots` makes the plots; :func:`tinydeploy.validation.write_html`
+writes the file.
 """
 
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from .fmt import fmt, label, number, pct
+
+__all__ = ["fmt", "label", "number", "pct", "validation_page"]
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -19,53 +23,19 @@ table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;paddin
 text-align:left;font-size:.92em} th{background:#f4f4f4} td.n{text-align:right}
 td.diag{background:#e8f5e9;font-weight:600} td.off{background:#ffebee}
 .pass{color:#fff;background:#2e7d32;padding:.15em .6em;border-radius:4px}
+.warning{color:#222;background:#ffb300;padding:.15em .6em;border-radius:4px}
+.headline{margin:.6em 0 1em}
+.fig{display:inline-block;vertical-align:top;border:1px solid #ddd;border-radius:6px;
+padding:.5em .9em;min-width:11em;margin:0 .6em .6em 0}
+.fig .k{font-size:.8em;color:#555;text-transform:uppercase;letter-spacing:.04em}
+.fig .v{font-size:1.35em;font-weight:600} .fig .s{font-size:.8em;color:#555}
+ul.diag{padding-left:1.2em} ul.diag li{margin:.3em 0}
+li.d-cause{color:#b71c1c} li.d-warning{color:#8d5a00} li.d-note{color:#444}
 .fail{color:#fff;background:#c62828;padding:.15em .6em;border-radius:4px}
 .plots{display:flex;flex-wrap:wrap;gap:1em} .plots figure{margin:0}
 figcaption{font-size:.85em;color:#555;text-align:center;max-width:380px}
 p.note{color:#555;font-size:.9em} .mono{font-family:ui-monospace,monospace;font-size:.85em}
 """
-
-
-# --- values ------------------------------------------------------------------------------
-def number(value: float | int, digits: int = 6) -> str:
-    """A number without exponent noise: integers grouped (``1 410 080``), floats with
-    ``digits`` significant digits."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float) and math.isnan(value):
-        return "n/a"
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()
-                                  and abs(value) < 1e15):
-        return f"{int(value):,}".replace(",", "\u202f")
-    if abs(value) >= 1e5:
-        return f"{value:,.1f}".replace(",", "\u202f")
-    return f"{value:.{digits}g}"
-
-
-def pct(value: float | None, digits: int = 2) -> str:
-    """A fraction as a percentage (``0.9388`` -> ``93.88 %``)."""
-    return "n/a" if value is None else f"{100.0 * float(value):.{digits}f} %"
-
-
-def fmt(value: Any, unit: str = "") -> str:
-    """Any JSON value as text: bool -> yes/no, None -> "-", lists and dicts spelled out."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | float):
-        return number(value) + (f" {unit}" if unit else "")
-    if isinstance(value, Mapping):
-        return "; ".join(f"{label(k)}: {fmt(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, list | tuple):
-        return ", ".join(fmt(v) for v in value) or "-"
-    return str(value)
-
-
-def label(key: Any) -> str:
-    """A JSON key as a row label: ``sizes_bytes.int8`` -> ``sizes bytes: int8``."""
-    text = str(key).replace("_", " ")
-    return ": ".join(p.strip() for p in text.split(".")) if "." in text else text
 
 
 # --- tables ------------------------------------------------------------------------------
@@ -145,6 +115,8 @@ def verdict_rows(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     if doc.get("passed") and known:
         verdict = (f"PASS with a note: {n - known} of {n} samples {tol_text}, {known} differ "
                    "only by a known TFLM version difference (not a device fault)")
+    if doc.get("state") == "warning":
+        verdict = verdict.replace("PASS", "PASS with warnings", 1) + " (see the diagnosis)"
     run = doc.get("report", {}).get("run", {})
     rows = [("verdict", verdict)]
     rows += [("known TFLM version difference", str(x.get("text", "")))
@@ -190,30 +162,40 @@ def task_section(m: Mapping[str, Any]) -> str:
     return "<h2>Against the labels</h2>" + rows_table(rows)
 
 
-def _confusion(matrix: list[list[int]]) -> str:
-    header = ["true \\ predicted", *(str(k) for k in range(len(matrix)))]
+def _confusion(matrix: list[list[int]], names: Sequence[str] | None = None) -> str:
+    names = list(names) if names and len(names) == len(matrix) else [
+        str(k) for k in range(len(matrix))]
+    header = ["true \\ predicted", *names]
     rows, cls = [], []
     for i, row in enumerate(matrix):
-        rows.append([str(i), *(str(v) for v in row)])
+        rows.append([names[i], *(str(v) for v in row)])
         cls.append(["", *("diag" if i == j else ("off" if v else "n")
                           for j, v in enumerate(row))])
     return grid(header, rows, cls)
 
 
 def classification_section(c: Mapping[str, Any]) -> str:
-    """Confusion matrices (host, device vs labels) and the per-class table."""
+    """Confusion matrices (host, device vs labels; one when both predicted the same class
+    for every sample) and the per-class table, rows and columns named by class."""
+    names = c.get("names") or []
+    sides = ((("host", "host and device (identical predictions) vs labels"),) if c.get("agree")
+             else (("host", "host (TFLM Python) vs labels"), ("device", "device vs labels")))
     parts = ["<h2>Per class</h2><div class='plots'>"]
-    for side, name in (("host", "host (TFLM Python) vs labels"), ("device", "device vs labels")):
+    for side, name in sides:
         parts.append(f"<div><h3>Confusion matrix, {html.escape(name)}</h3>"
-                     f"{_confusion(c[side]['confusion'])}</div>")
+                     f"{_confusion(c[side]['confusion'], names)}</div>")
     parts.append("</div>")
     rows = []
     for h, d in zip(c["host"]["per_class"], c["device"]["per_class"], strict=True):
-        rows.append([str(h["class"]), pct(h["precision"], 1), pct(h["recall"], 1),
-                     pct(h["f1"], 1), pct(d["precision"], 1), pct(d["recall"], 1),
-                     pct(d["f1"], 1), str(h["support"])])
-    parts.append(grid(["class", "precision host", "recall host", "F1 host",
-                       "precision device", "recall device", "F1 device", "support"], rows))
+        k = int(h["class"])
+        sides = (h,) if c.get("agree") else (h, d)
+        rows.append([names[k] if k < len(names) else str(k),
+                     *(pct(x[key], 1) for x in sides for key in ("precision", "recall", "f1")),
+                     str(h["support"])])
+    head = (["precision", "recall", "F1"] if c.get("agree") else
+            ["precision host", "recall host", "F1 host", "precision device", "recall device",
+             "F1 device"])
+    parts.append(grid(["class", *head, "support"], rows))
     return "".join(parts)
 
 
@@ -254,8 +236,11 @@ def latency_section(lat: Mapping[str, Any]) -> str:
     if lat.get("cycles"):
         rows.append(["cycles", *(number(lat["cycles"][k], 4) for k in keys)])
     note = f"<p class='note'>{html.escape(lat.get('what', ''))}"
-    if lat.get("clock_hz"):
-        note += f"; CPU clock {number(lat['clock_hz'] / 1e6, 4)} MHz"
+    if lat.get("clock"):
+        note += f"; clock: {html.escape(str(lat['clock']))}"
+    if lat.get("below_resolution"):
+        note += (f"; {lat['below_resolution']} samples read 0 µs (faster than the 1 µs "
+                 "timer)")
     note += f"; {lat['stats']['count']} samples.</p>"
     title = "Latency" + (" (emulated instructions, not time)" if unit == "instructions" else "")
     return f"<h2>{title}</h2>{grid(['unit', *keys], rows)}{note}"
@@ -286,7 +271,9 @@ def memory_section(mem: Mapping[str, Any]) -> str:
 
 LINK = (("retransmits", "requests resent"), ("timeouts", "reply timeouts"),
         ("crc_errors", "damaged frames received (CRC / framing)"),
-        ("rejected", "requests the device received damaged"), ("resets", "device resets"),
+        ("rejected", "requests the device received damaged"),
+        ("chunk_shrinks", "chunks halved on a noisy line"),
+        ("chunk_bytes", "chunk size at the end (bytes)"), ("resets", "device resets"),
         ("bytes_sent", "bytes sent"), ("bytes_received", "bytes received"))
 
 
@@ -295,22 +282,81 @@ def link_section(link: Mapping[str, Any]) -> str:
     return "<h2>Serial link</h2>" + rows_table(rows) if rows else ""
 
 
-def device_section(dev: Mapping[str, Any], emulated: bool) -> str:
+def device_section(dev: Mapping[str, Any], clock: str) -> str:
     rows = []
     for key, name in (("board_id", "board"), ("firmware_version", "firmware"),
                       ("runtime", "runtime"), ("protocol_version", "protocol version"),
                       ("max_payload", "max frame payload")):
         if key in dev:
             rows.append((name, fmt(dev[key], "B" if key == "max_payload" else "")))
-    if emulated:
-        rows.append(("CPU clock", "none (emulated: counts instructions, not time)"))
-    elif dev.get("cpu_hz"):
-        rows.append(("CPU clock", f"{number(dev['cpu_hz'] / 1e6, 4)} MHz"))
+    if clock:  # the board's one clock statement (the same as the latency section's)
+        rows.append(("clock", clock))
     for side in ("input", "output"):
         t = dev.get(side)
         if isinstance(t, Mapping):
             rows.append((f"{side} tensor", f"{t.get('dtype', '?')} {list(t.get('shape', []))}"))
     return "<h2>Device</h2>" + rows_table(rows)
+
+
+HEADLINE = (("accuracy", "accuracy (host / device)"), ("mae", "vs labels (host / device)"),
+            ("latency", "latency"), ("ram", "RAM"), ("flash", "flash"))
+
+
+def headline_section(head: Mapping[str, Any]) -> str:
+    """The answer first: the verdict line and the key figures as tiles."""
+    if not head:
+        return ""
+    tiles = []
+    for key, name in HEADLINE:
+        if key not in head:
+            continue
+        text = str(head[key].get("text", ""))
+        main, _, sub = text.partition(" (")
+        if key == "accuracy":
+            main = f"{pct(head[key]['host'])} / {pct(head[key]['device'])}"
+            sub = ""
+        elif key == "mae":
+            main = f"{number(head[key]['host'], 4)} / {number(head[key]['device'], 4)}"
+            sub = "MAE"
+        tiles.append(f"<div class='fig'><div class='k'>{html.escape(name)}</div>"
+                     f"<div class='v'>{html.escape(main)}</div>"
+                     f"<div class='s'>{html.escape(sub.rstrip(')'))}</div></div>")
+    ref = (f"<br><span class='note'>against the host reference "
+           f"{html.escape(str(head['reference']))}</span>" if head.get("reference") else "")
+    return (f"<p><b>{html.escape(str(head.get('text', '')))}</b>{ref}</p>"
+            f"<div class='headline'>{''.join(tiles)}</div>")
+
+
+def diagnosis_section(diag: Sequence[Mapping[str, Any]]) -> str:
+    """Causes, warnings and notes, one line each (empty: no section)."""
+    if not diag:
+        return ""
+    items = "".join(f"<li class='d-{html.escape(str(d.get('level', 'note')))}'><b>"
+                    f"{html.escape(str(d.get('level', 'note')))}</b>: "
+                    f"{html.escape(str(d.get('text', '')))}</li>" for d in diag)
+    return f"<h2>Diagnosis</h2><ul class='diag'>{items}</ul>"
+
+
+ERRORS = (("mean", "error mean"), ("std", "error std"), ("mae", "MAE"), ("rmse", "RMSE"),
+          ("max_abs", "max |error|"), ("nse", "NSE"))
+
+
+def errors_section(rep: Mapping[str, Any]) -> str:
+    """Error statistics of the dequantized outputs: device vs host, and device and host vs
+    the float model where it was found (ST's X-cross)."""
+    rows = [(name, stats) for name, stats in rep.get("errors", {}).items() if stats]
+    fr = rep.get("float_reference", {})
+    rows += [(f"{side} vs float model", fr[side]) for side in ("device", "host")
+             if fr.get(side)]
+    if not rows:
+        return ""
+    cols = [(k, n) for k, n in ERRORS if any(k in st for _, st in rows)]
+    body = [[name, *(number(st[k], 4) if k in st else "-" for k, _ in cols)]
+            for name, st in rows]
+    note = (f"<p class='note'>float model: {html.escape(str(fr['model']))}</p>"
+            if fr.get("model") else "")
+    return ("<h2>Errors (dequantized outputs)</h2>"
+            + grid(["compared", *(n for _, n in cols)], body) + note)
 
 
 def layers_section(layers: Sequence[Mapping[str, Any]]) -> str:
@@ -319,12 +365,18 @@ def layers_section(layers: Sequence[Mapping[str, Any]]) -> str:
     return "<h2>Per-layer cost</h2>" + records_table(layers)
 
 
+BADGES = {"pass": ("pass", "PASS"), "warning": ("warning", "PASS with warnings"),
+          "fail": ("fail", "FAIL")}
+
+
 def page(title: str, passed: bool | None, body: Sequence[str], figures: Sequence[str],
-         figure_note: str = "") -> str:
-    """The whole self-contained HTML document."""
+         figure_note: str = "", state: str | None = None) -> str:
+    """The whole self-contained HTML document; the badge shows ``state`` (pass, warning,
+    fail; default from ``passed``)."""
     badge = ""
-    if passed is not None:
-        badge = '<span class="pass">PASS</span>' if passed else '<span class="fail">FAIL</span>'
+    if passed is not None or state:
+        cls, text = BADGES[state or ("pass" if passed else "fail")]
+        badge = f'<span class="{cls}">{text}</span>'
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{CSS}</style></head><body>",
              f"<h1>{html.escape(title)} {badge}</h1>", *[b for b in body if b]]
@@ -354,7 +406,7 @@ def validation_page(doc: Mapping[str, Any], extra: Mapping[str, Mapping[str, Any
     Args:
         doc: ``ValidationResult.to_dict()`` plus ``model``; facts under ``report``.
         extra: more sections (name -> dict), shown after the header (deploy stages...).
-        figures: ``<figure>`` snippets from :func:`tinydeploy.report.validation_plots`.
+        figures: ``<figure>`` snippets from :func:`tinydeploy.report.plots.validation_plots`.
         title: page title.
 
     Returns:
@@ -362,19 +414,22 @@ def validation_page(doc: Mapping[str, Any], extra: Mapping[str, Mapping[str, Any
     """
     rep = doc.get("report", {})
     m = doc.get("metrics", {})
-    body = ["<h2>Summary</h2>" + rows_table(verdict_rows(doc))]
+    body = [headline_section(rep.get("headline", {})),
+            diagnosis_section(rep.get("diagnosis", [])),
+            "<h2>Summary</h2>" + rows_table(verdict_rows(doc))]
     body += [f"<h2>{html.escape(name)}</h2>{dict_table(rows)}"
              for name, rows in extra.items() if rows]
-    body += [agreement_section(m), task_section(m)]
+    body += [agreement_section(m), task_section(m), errors_section(rep)]
     if rep.get("classification"):
         body.append(classification_section(rep["classification"]))
     body.append(differing_section(rep.get("differing", {}), int(doc.get("tolerance_lsb", 0))))
     lat = rep.get("latency", {})
     body += [latency_section(lat), memory_section(rep.get("memory", {})),
              link_section(rep.get("link", {})),
-             device_section(doc.get("device", {}), lat.get("unit") == "instructions"),
+             device_section(doc.get("device", {}), str(lat.get("clock", ""))),
              layers_section(_layers(doc))]
     model = doc.get("model_facts", {})
     if model:
         body.append("<h2>Model</h2>" + rows_table([(label(k), fmt(v)) for k, v in model.items()]))
-    return page(title, doc.get("passed"), body, figures, rep.get("plot_note", ""))
+    return page(title, doc.get("passed"), body, figures, rep.get("plot_note", ""),
+                rep.get("headline", {}).get("state"))

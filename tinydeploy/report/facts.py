@@ -1,7 +1,7 @@
 """The numbers behind the validation report, as plain JSON-able dicts.
 
 Everything here lands in ``validation.json`` (key ``report``) and is rendered by
-:mod:`tinydeploy.report_html`: per-class results (confusion matrices, precision and
+:mod:`tinydeploy.report.page`: per-class results (confusion matrices, precision and
 recall, host and device vs the labels), the first differing samples, latency percentiles
 in the unit the board really measures, memory (arena, firmware sections), and the serial
 link's counters.
@@ -36,40 +36,66 @@ def percentiles(values: np.ndarray) -> dict[str, float | int]:
 
 
 def latency(time_us: np.ndarray, cycles: np.ndarray, board_id: str) -> dict[str, Any]:
-    """Latency facts in the unit the board measures.
+    """Latency facts in the unit the board measures, with the same keys on every board.
 
     On an emulated board (``qemu-cm4``: ``-icount shift=0``) the device counts emulated
     instructions, which are no time: the unit is ``instructions`` and no µs are given.
-    Elsewhere the unit is ``µs`` (device clock), with cycle percentiles where the MCU
-    counts cycles.
+    Elsewhere the unit is ``µs`` (device or host clock), with cycle percentiles where the
+    MCU counts cycles. ``clock`` is the board's one clock statement
+    (:attr:`tinydeploy.boards.Board.clock_text`).
 
     Args:
         time_us: device-reported time per sample (µs).
-        cycles: device-reported cycles per sample (0 where not counted).
+        cycles: device-reported cycles per sample (0 where not counted; instructions on an
+            emulated board).
         board_id: the board the device reported (or was started as).
 
     Returns:
-        ``{"unit", "what", "stats", "cycles"?, "clock_hz"?}``.
+        ``{"unit", "what", "stats", "clock", "below_resolution"?, "cycles"?}``;
+        ``below_resolution``: the samples that read 0 µs (faster than the 1 µs timer).
     """
-    from .boards import BOARDS
+    from ..boards import BOARDS
 
     board = BOARDS.get(board_id)
+    clock = board.clock_text if board is not None else "unknown"
     t = np.asarray(time_us, dtype=np.int64).reshape(-1)
     c = np.asarray(cycles, dtype=np.int64).reshape(-1)
     if board is not None and board.emulated:
         counts = c if c.any() else t * 1000  # 1 instruction = 1 ns of virtual time
-        return {"unit": "instructions", "stats": percentiles(counts),
+        return {"unit": "instructions", "stats": percentiles(counts), "clock": clock,
                 "what": "emulated instruction count per inference (QEMU -icount shift=0); "
                         "deterministic, not the timing of real silicon"}
     host = board is not None and (board.simulated or board.native)
     out: dict[str, Any] = {
-        "unit": "µs", "stats": percentiles(t),
+        "unit": "µs", "stats": percentiles(t), "clock": clock,
         "what": ("wall-clock time of one inference on this host" if host
                  else "device-reported inference time")}
+    if t.size and int(np.sum(t == 0)):
+        out["below_resolution"] = int(np.sum(t == 0))
     if c.any():
         out["cycles"] = percentiles(c)
-        if board is not None and board.clock_hz:
-            out["clock_hz"] = board.clock_hz
+    return out
+
+
+def error_stats(reference: np.ndarray, got: np.ndarray, nse: bool = False
+                ) -> dict[str, float]:
+    """How far ``got`` is from ``reference`` (same shape, dequantized values): the error
+    ``got - reference`` as mean, std, MAE, RMSE, max |error|; with ``nse`` also the
+    Nash-Sutcliffe efficiency 1 - sum(err^2) / sum((ref - mean(ref))^2) (1: perfect; for
+    regressors). Non-finite values are left out. ST Edge AI's "X-cross" numbers."""
+    r = np.asarray(reference, np.float64).reshape(-1)
+    g = np.asarray(got, np.float64).reshape(-1)
+    ok = np.isfinite(r) & np.isfinite(g)
+    r, g = r[ok], g[ok]
+    if not r.size:
+        return {}
+    e = g - r
+    out = {"mean": float(e.mean()), "std": float(e.std()), "mae": float(np.abs(e).mean()),
+           "rmse": float(np.sqrt(np.mean(e * e))), "max_abs": float(np.abs(e).max()),
+           "values": int(r.size)}
+    if nse:
+        spread = float(np.sum((r - r.mean()) ** 2))
+        out["nse"] = 1.0 - float(np.sum(e * e)) / spread if spread else float("nan")
     return out
 
 
@@ -104,20 +130,26 @@ def per_class(matrix: list[list[int]]) -> list[dict[str, Any]]:
 
 
 def classification(host_pred: np.ndarray, device_pred: np.ndarray, labels: np.ndarray,
-                   classes: int) -> dict[str, Any]:
+                   classes: int, names: list[str] | None = None) -> dict[str, Any]:
     """Confusion matrices and per-class tables, host and device, against the labels.
 
     Args:
         host_pred, device_pred: predicted class per sample.
         labels: ``y_test`` rows (class indices or one-hot).
         classes: number of classes (the output's width, 2 for one sigmoid unit).
+        names: class names (index order); numbers where not given or of another count.
 
     Returns:
-        ``{"classes", "host": {"confusion", "per_class"}, "device": {...}}``.
+        ``{"classes", "names", "agree", "host": {"confusion", "per_class"}, "device":
+        {...}}``; ``agree``: host and device predicted the same class for every sample
+        (then the two matrices are one).
     """
     truth = _labels(labels)
     classes = max(classes, int(truth.max()) + 1 if truth.size else 0)
-    out: dict[str, Any] = {"classes": classes}
+    if not names or len(names) != classes:
+        names = [str(k) for k in range(classes)]
+    agree = bool(np.array_equal(np.asarray(host_pred), np.asarray(device_pred)))
+    out: dict[str, Any] = {"classes": classes, "names": list(names), "agree": agree}
     for side, pred in (("host", host_pred), ("device", device_pred)):
         matrix = confusion(truth, np.asarray(pred, dtype=np.int64), classes)
         out[side] = {"confusion": matrix, "per_class": per_class(matrix)}
