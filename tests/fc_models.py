@@ -33,7 +33,7 @@ def fc_model(rng: np.random.Generator, *, rows: int, accum: int, in_shape: list[
              keep: bool, per_channel: bool, bias: bool, act: str, w_zp: int = 0,
              big_channel: bool = False, dead_channel: bool = False) -> tuple[bytes, dict]:
     """A one-operator int8 FULLY_CONNECTED model and its raw parameters."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    from tinydeploy.tflm_py import schema as s
 
     lead = int(np.prod(in_shape[:-1]))
     out_shape = [*in_shape[:-1], rows] if keep else [lead, rows]

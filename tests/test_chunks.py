@@ -27,7 +27,8 @@ def pool_model(shape: tuple[int, ...] = (1, 96, 96, 3), pool: int = 2) -> bytes:
     """A one-operator int8 model (MAX_POOL_2D pool x pool, stride pool): a 96x96x3 input is
     27,648 bytes (MLPerf Tiny VWW size), its output 6,912 bytes."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     def tensor(name: bytes, dims: list[int], buf: int) -> schema.TensorT:
         t = schema.TensorT()

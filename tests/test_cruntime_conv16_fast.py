@@ -29,7 +29,8 @@ def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], kind: str
     DEPTHWISE_CONV_2D (weights [1, h, w, out_c]); ``bias32``: an int32 bias of that
     magnitude instead."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     rng = np.random.default_rng(seed)
     data = (DATA / "seanet_conv0.tflite").read_bytes()

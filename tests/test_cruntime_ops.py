@@ -261,7 +261,8 @@ def _append_quantize(facts: Any, scale: float, zero_point: int, out_type: int = 
     import copy
 
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     model = copy.deepcopy(facts.model)
     sub = model.subgraphs[0]

@@ -129,7 +129,7 @@ def test_unsupported_op_refused_before_writing(tmp_path: Path) -> None:
 
     facts = load(DATA / "sine_mlp.tflite")
     model = facts.model
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tinydeploy.tflm_py import schema
 
     model.operatorCodes[0].builtinCode = schema.BuiltinOperator.SQUARED_DIFFERENCE
     model.operatorCodes[0].deprecatedBuiltinCode = schema.BuiltinOperator.SQUARED_DIFFERENCE

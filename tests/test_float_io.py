@@ -175,7 +175,8 @@ def test_guard_accepts_the_float_interface(look_alike: Path, capsys) -> None:
 
 def _retyped(data: bytes, edit) -> bytes:
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     edit(model.subgraphs[0])

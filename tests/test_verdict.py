@@ -103,7 +103,8 @@ def test_validate_and_generate_refuse_what_check_refuses(float_out: Path, tmp_pa
                                                         capsys: pytest.CaptureFixture[str]
                                                         ) -> None:
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     check(float_out)  # a float output out of DEQUANTIZE: a float interface, accepted
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(
