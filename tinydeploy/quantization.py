@@ -293,15 +293,20 @@ class QuantReport:
 
 # --- the stage ---------------------------------------------------------------------------
 def evaluate_int8(facts: ModelFacts, x: np.ndarray) -> np.ndarray:
-    """Dequantized outputs of the int8 model in the TFLM Python runtime."""
-    from .hostref import HostModel, dequantize, quantize_input
+    """Dequantized outputs of the int8 model in the host reference (the TFLM Python
+    runtime, else a stand-in: ``hostref_native``)."""
+    from .hostref import dequantize, quantize_input
+    from .hostref_native import reference_model
 
     try:
-        host = HostModel(facts)
+        host = reference_model(facts)
     except RuntimeError:  # larger than the default 1 MiB arena
-        host = HostModel(facts, arena_size=16 << 20)
+        host = reference_model(facts, arena_size=16 << 20)
     q = quantize_input(x, facts.inputs[0])
-    return dequantize(host.predict(q), facts.outputs[0])
+    try:
+        return dequantize(host.predict(q), facts.outputs[0])
+    finally:
+        host.close()
 
 
 def quantize(model: str | Path, data: str | Path, out: str | Path,

@@ -111,12 +111,12 @@ class SimDevice:
 
     def __init__(self, facts: ModelFacts, faults: Faults | None = None,
                  max_payload: int = MAX_PAYLOAD) -> None:
-        from ..hostref import HostModel
+        from ..hostref_native import reference_model
 
         self.facts = facts
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
-        self.model = HostModel(facts)
+        self.model = reference_model(facts)  # tflite-micro, else a stand-in
         self.max_payload = max(MIN_PAYLOAD, min(int(max_payload), 0xFFFF))
         self.info = DeviceInfo(
             protocol_version=PROTOCOL_VERSION, firmware_version=f"tinydeploy-sim {__version__}",
@@ -157,7 +157,7 @@ class SimDevice:
         self.cache = None
         self.head = None
         self.input = bytearray(len(self.input))
-        self.model.interpreter.reset()
+        self.model.reset()
         self.stats.resets += 1
         return self.announce()
 
