@@ -18,6 +18,7 @@ gives a stand-in (the C runtime or the TFLM firmware compiled for this machine).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from .log import log
 
 DEFAULT_ARENA = 1 << 20
 TESTED_TFLM = "0.dev20261023182759"  # the pip tflite-micro build pinned in pyproject.toml
+TESTED_TENSORFLOW = "2.21"  # the converter series pinned in pyproject.toml (>=2.21,<2.22)
 MAX_ARENA = 1 << 28  # 256 MiB: no microcontroller model needs more
 _DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4, 17: 1}
 
@@ -76,6 +78,19 @@ def warn_untested() -> bool:
                 "with %s; known TFLM differences (docs/tflm-differences.md) are not applied "
                 "and a correct device may differ -- pip install 'tflite-micro==%s'",
                 version, TESTED_TFLM, TESTED_TFLM)
+    return False
+
+
+@functools.cache
+def warn_untested_tensorflow(version: str) -> bool:
+    """Log a warning (once per version) when the installed TensorFlow, whose converter
+    writes the int8 model, is not of the tested series; -> matches."""
+    if version == TESTED_TENSORFLOW or version.startswith(TESTED_TENSORFLOW + "."):
+        return True
+    log.warning("quantize: tensorflow %s is installed but tinydeploy was tested with %s.x; "
+                "its converter may quantize differently -- pip install "
+                "'tensorflow>=%s,<2.%d'", version, TESTED_TENSORFLOW, TESTED_TENSORFLOW,
+                int(TESTED_TENSORFLOW.split(".")[1]) + 1)
     return False
 
 

@@ -131,6 +131,9 @@ def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = Tru
     quiet_tensorflow()
     import tensorflow as tf
 
+    from .hostref import warn_untested_tensorflow
+
+    warn_untested_tensorflow(str(tf.__version__))
     raw = str(getattr(model.inputs[0], "name", "") or "input")
     name = re.sub(r"[^A-Za-z0-9_.]", "_", raw).lstrip("_.") or "input"
     spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name=name)
