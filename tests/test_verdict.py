@@ -184,7 +184,8 @@ def test_host_reference_is_pinned_and_named(tmp_path: Path, monkeypatch: pytest.
     import tomllib
 
     deps = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    assert f"tflite-micro=={hostref.TESTED_TFLM}" in deps["project"]["dependencies"]
+    assert any(d.startswith(f"tflite-micro=={hostref.TESTED_TFLM};")  # where wheels exist
+               for d in deps["project"]["dependencies"])
     assert hostref.reference()["version"] == hostref.tflm_version() != "unknown"
     seen: list[str] = []
     handler = logging.Handler(level=logging.WARNING)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..boards import Board, get_board
 from ..errors import TinyDeployError
+from ..install_hints import PLATFORMIO
 from ..log import log, stage
 
 UPLOAD_TIMEOUT_S = 900.0  # a first build downloads toolchains + compiles TFLM
@@ -69,7 +70,7 @@ def pio_command() -> list[str]:
     if importlib.util.find_spec("platformio") is not None:
         return [sys.executable, "-m", "platformio"]
     raise TinyDeployError("tool_missing", tool="PlatformIO (pio)",
-                          fix="pip install platformio (or run scripts/setup)")
+                          fix=PLATFORMIO)
 
 
 def check_project(project: Path, env: str) -> Path:
@@ -179,7 +180,7 @@ def flash(project: str | Path, board: str | Board, port: str | None = None,
                               fix="check the board is in bootloader mode and the port") from exc
     except OSError as exc:
         raise TinyDeployError("tool_missing", tool=pio[0],
-                              fix=f"pip install platformio ({exc})") from exc
+                              fix=f"{PLATFORMIO} ({exc})") from exc
     seconds = time.monotonic() - start
     tail = _tail((proc.stdout or "") + "\n" + (proc.stderr or ""))
     if proc.returncode != 0:
