@@ -4,6 +4,7 @@ benchmarks/tflm_fc_override.py."""
 
 from __future__ import annotations
 
+import needs_tflm
 import numpy as np
 
 from tinydeploy.tflm_overrides import pack
@@ -13,6 +14,7 @@ ACT = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3}  # fused activation 
 
 def reference(model: bytes, x: np.ndarray) -> np.ndarray:
     """The TFLM Python runtime's outputs, one row per sample (the whole input tensor each)."""
+    needs_tflm.require_tflm()
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(model)

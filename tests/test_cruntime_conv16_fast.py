@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -129,6 +130,7 @@ def _inputs(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
 
 
 def _tflm(facts: ModelFacts, x: np.ndarray) -> list[np.ndarray]:
+    needs_tflm.require_tflm()
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(facts.data, arena_size=1 << 20)

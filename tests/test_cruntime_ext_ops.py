@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import needs_tflm
 import numpy as np
 import pytest
 from test_cruntime_ops import _randomize
@@ -320,6 +321,7 @@ def _random_inputs(facts: ModelFacts, n: int, seed: int) -> list[list[np.ndarray
 def _tflm(facts: ModelFacts, samples: list[list[np.ndarray]],
           reset: bool = True) -> list[list[np.ndarray]]:
     """The TFLM Python runtime, Reset() before every sample (or one sequence)."""
+    needs_tflm.require_tflm()
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(facts.data, arena_size=1 << 20)

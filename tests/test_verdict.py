@@ -9,6 +9,7 @@ import json
 import logging
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ from tinydeploy import cli, hostref
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 from tinydeploy.guard import check
-from tinydeploy.hostref import HostModel
+from tinydeploy.hostref_native import reference_model
 from tinydeploy.known_diffs import differences, explain
 from tinydeploy.log import log
 from tinydeploy.validation import validate
@@ -41,7 +42,7 @@ def float_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _host(model: Path, n: int = 16) -> tuple[np.ndarray, np.ndarray]:
     x = np.arange(-128, 128, 256 // n, dtype=np.int8).reshape(n, 1)
-    return x, HostModel(load(model)).predict(x)
+    return x, reference_model(load(model)).predict(x)
 
 
 # --- outputs compared in their own dtype -----------------------------------------------------
@@ -134,6 +135,7 @@ def test_validate_and_generate_refuse_what_check_refuses(float_out: Path, tmp_pa
 
 
 # --- known TFLM version differences ------------------------------------------------------------
+@needs_tflm.mark
 def test_known_differences_are_data() -> None:
     by_op = {(d["op"], d["dtype"]): d for d in differences()}
     assert by_op[("LEAKY_RELU", "INT16")]["lsb"] == by_op[("SUB", "INT16")]["lsb"] == 1
@@ -156,6 +158,7 @@ def _sub16_data(tmp_path: Path) -> Path:
     return tmp_path / "sub16.npz"
 
 
+@needs_tflm.mark
 def test_known_difference_is_a_pass_with_a_note(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from tinydeploy.device.sim import start_sim
@@ -179,6 +182,7 @@ def test_known_difference_is_a_pass_with_a_note(tmp_path: Path,
 
 
 # --- the host reference -----------------------------------------------------------------------
+@needs_tflm.mark
 def test_host_reference_is_pinned_and_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                             ) -> None:
     import tomllib
