@@ -1,8 +1,9 @@
 """Validate a model on a device: send the test set over serial, compare with the host.
 
 The host side runs the same quantized model in the TFLM Python runtime (where it is
-missing, a stand-in named in the report: ``hostref_native``) on the same quantized inputs (``hostref.quantize_input``; int8/int16 data of the input's dtype is sent
-as is), so a correct device is bit-exact. Only ``x_test`` is needed (``x_test_0``,
+missing, a stand-in named in the report: ``hostref_native``) on the same quantized inputs
+(``hostref.quantize_input``; int8/int16 data of the input's dtype is sent as is), so a
+correct device is bit-exact. Only ``x_test`` is needed (``x_test_0``,
 ``x_test_1``, ... for several inputs; ``y_test`` optional, for accuracy). Every sample
 starts from a fresh model state unless ``stateful``: then the samples are one sequence, on
 the device and on the host. Before any sample is sent the device's HELLO is checked (model
