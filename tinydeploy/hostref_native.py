@@ -28,7 +28,7 @@ import numpy as np
 from . import tflm_py
 from .errors import TinyDeployError
 from .facts import ModelFacts
-from .hostref import MISSING_FIX, MISSING_TOOL, HostModel, Predictor, has_state
+from .hostref import MISSING_FIX, MISSING_TOOL, HostModel, Predictor, arena_for, has_state
 from .log import log
 
 C_KIND = "c-runtime"
@@ -54,14 +54,27 @@ class _StandIn(Predictor):
     kind = ""
     label = ""  # the reference as the text report names it
     kernels = ""
-    arena_size = 0  # no TFLM arena on the host (the sim board reports 0)
 
     def __init__(self, facts: ModelFacts) -> None:
         self.facts = facts
+        self.arena_size = arena_for(facts)  # the arena the TFLM Python runtime would get
         self.stateful = has_state(facts)
         self._sequence: list[list[np.ndarray]] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="td-hostref-")
         self.workdir = Path(self._tmp.name)
+
+    @property
+    def arena_used(self) -> int:
+        """About the arena bytes TFLM reports in use on this host: the replay of its
+        allocator for 64-bit hosts (native x86-64 TFLM's figure, tests/test_arena.py; the
+        Python runtime adds ~300 B of its own); 0 when the replay does not know the model."""
+        from .arena_model import HOST64_NATIVE, Graph, simulate
+
+        try:
+            return int(simulate(Graph.from_facts(self.facts), self.arena_size,
+                                HOST64_NATIVE)["used"])
+        except Exception:  # an operator or layout the replay does not model
+            return 0
 
     def reset(self) -> None:
         """Back to the initial model state."""
