@@ -141,7 +141,6 @@ class HostRuntime:
     def __init__(self, data: bytes) -> None:
         import tempfile
 
-        from . import tflm_py
         from .hostref import MISSING_FIX, MISSING_TOOL
 
         if not tflm_py.available():
