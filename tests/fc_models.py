@@ -4,6 +4,7 @@ benchmarks/tflm_fc_override.py."""
 
 from __future__ import annotations
 
+import needs_tflm
 import numpy as np
 
 from tinydeploy.tflm_overrides import pack
@@ -13,6 +14,7 @@ ACT = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3}  # fused activation 
 
 def reference(model: bytes, x: np.ndarray) -> np.ndarray:
     """The TFLM Python runtime's outputs, one row per sample (the whole input tensor each)."""
+    needs_tflm.require_tflm()
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(model)
@@ -33,7 +35,7 @@ def fc_model(rng: np.random.Generator, *, rows: int, accum: int, in_shape: list[
              keep: bool, per_channel: bool, bias: bool, act: str, w_zp: int = 0,
              big_channel: bool = False, dead_channel: bool = False) -> tuple[bytes, dict]:
     """A one-operator int8 FULLY_CONNECTED model and its raw parameters."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    from tinydeploy.tflm_py import schema as s
 
     lead = int(np.prod(in_shape[:-1]))
     out_shape = [*in_shape[:-1], rows] if keep else [lead, rows]

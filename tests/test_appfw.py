@@ -20,7 +20,8 @@ from tinydeploy.boards import BOARDS, KIB
 from tinydeploy.cli import main
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
-from tinydeploy.hostref import HostModel, dequantize
+from tinydeploy.hostref import dequantize
+from tinydeploy.hostref_native import reference_model
 from tinydeploy.library import c_code_estimate
 
 DATA = Path(__file__).parent / "data"
@@ -96,7 +97,7 @@ def test_basic_example_runs_natively_on_the_c_runtime(tmp_path: Path, runtime_in
     assert out.returncode == 0, out.stderr
     got = _parse(out.stdout)
     facts = load(DATA / "digits_cnn.tflite")
-    host = HostModel(facts).predict_one(q[0])
+    host = reference_model(facts).predict_one(q[0])
     want = int(np.argmax(host))
     assert want != 0 or runtime_index == 0  # a broken "top = 0" cannot pass
     assert int(got["top"]) == want and got["label"] == labels[want]
@@ -186,7 +187,7 @@ def test_trained_digits_end_to_end(digits_run, tmp_path: Path) -> None:
     got = _parse(out.stdout)
     from tinydeploy.hostref import quantize_input
 
-    want = int(np.argmax(HostModel(facts).predict_one(quantize_input(x, facts.inputs[0])[0])))
+    want = int(np.argmax(reference_model(facts).predict_one(quantize_input(x, facts.inputs[0])[0])))
     assert int(got["top"]) == want and got["label"] == str(want)
     assert f"expected: {y}" in out.stdout
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import needs_tflm
 import pytest
 from models import GENERATED
 
@@ -49,6 +50,7 @@ def _fresh_child_works(model: Path, size: int) -> bool:
 
 
 @pytest.mark.parametrize("name", MODELS)
+@needs_tflm.mark  # measured with the TFLM Python runtime
 def test_cortex_m_prediction_within_bound(name: str) -> None:
     result = arena(DATA / f"{name}.tflite")
     truth = TRUTH[name]["min_arena_cm4"]
@@ -60,6 +62,7 @@ def test_cortex_m_prediction_within_bound(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["sine_mlp", "tanh_mlp", "concat_branches"])
+@needs_tflm.mark  # measured with the TFLM Python runtime
 def test_host64_search_is_exact(name: str) -> None:
     model = DATA / f"{name}.tflite"
     result = arena(model, target="host64")
@@ -69,6 +72,7 @@ def test_host64_search_is_exact(name: str) -> None:
     assert not _fresh_child_works(model, n - 1)
 
 
+@needs_tflm.mark  # measured with the TFLM Python runtime
 def test_host64_sine_crash_region_is_survived() -> None:
     # sine_mlp segfaults the runtime for some sizes just below its minimum
     result = arena(DATA / "sine_mlp.tflite", target="host64")
@@ -89,6 +93,7 @@ def test_allocator_model_matches_native_64bit_ground_truth() -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
+@needs_tflm.mark  # measured with the TFLM Python runtime
 def test_replayed_plan_equals_runtime_head(name: str) -> None:
     """The greedy-planner port gives the head the TFLM runtime itself reports."""
     facts = load(DATA / f"{name}.tflite")
@@ -122,6 +127,7 @@ def test_predict_arena_helper_is_conservative() -> None:
         assert n >= TRUTH[name]["min_arena_cm4"]
 
 
+@needs_tflm.mark  # measured with the TFLM Python runtime
 def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     from tinydeploy.cli import main
 

@@ -34,7 +34,8 @@ def _log_handler_per_test():
 
 def _edited(name: str, edit) -> bytes:
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     data = (DATA / f"{name}.tflite").read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
@@ -96,7 +97,7 @@ def test_corrupt_names_validate_on_native(corrupt: Path, tmp_path: Path, capfd) 
 
 
 def test_corrupt_custom_op_name_is_one_error(capfd, tmp_path: Path) -> None:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tinydeploy.tflm_py import schema
 
     def custom(model) -> None:
         for code in model.operatorCodes:

@@ -16,7 +16,7 @@ from tinydeploy.device.protocol import ErrorCode, Frame, FrameDecoder, Op, encod
 from tinydeploy.device.sim import Faults, SimDevice, start_sim
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import ModelFacts, load
-from tinydeploy.hostref import HostModel
+from tinydeploy.hostref_native import reference_model
 
 DATA = Path(__file__).parent / "data"
 GCC = shutil.which("gcc")
@@ -27,7 +27,8 @@ def pool_model(shape: tuple[int, ...] = (1, 96, 96, 3), pool: int = 2) -> bytes:
     """A one-operator int8 model (MAX_POOL_2D pool x pool, stride pool): a 96x96x3 input is
     27,648 bytes (MLPerf Tiny VWW size), its output 6,912 bytes."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     def tensor(name: bytes, dims: list[int], buf: int) -> schema.TensorT:
         t = schema.TensorT()
@@ -65,7 +66,7 @@ def pool_model(shape: tuple[int, ...] = (1, 96, 96, 3), pool: int = 2) -> bytes:
 def big() -> tuple[ModelFacts, np.ndarray, np.ndarray]:
     facts = load(pool_model())
     x = np.random.default_rng(5).integers(-128, 128, size=(3, 96, 96, 3), dtype=np.int8)
-    y = HostModel(facts).predict(x)
+    y = reference_model(facts).predict(x)
     return facts, x, y
 
 
@@ -122,7 +123,7 @@ def test_chunks_survive_corruption_drops_and_a_reset(
 
     facts = load(pool_model((1, 24, 24, 3)))  # 1,728 B in, 432 B out: 16 + 4 chunks
     x = np.random.default_rng(9).integers(-128, 128, size=(6, 24, 24, 3), dtype=np.int8)
-    y = HostModel(facts).predict(x).reshape(len(x), -1)
+    y = reference_model(facts).predict(x).reshape(len(x), -1)
     outs, resets = [], 0
     with start_sim(facts, corrupt=0.001, drop=0.001, reset_after=3, seed=4,
                    max_payload=128) as sim, Link(sim.port, timeout=0.3, retries=8) as link:
@@ -159,7 +160,7 @@ class _LostAnnouncement:
 def test_unnoticed_reset_resends_the_chunks() -> None:
     facts = load(pool_model((1, 16, 16, 3)))  # 768 B: 4 chunks of 244
     x = np.random.default_rng(2).integers(-128, 128, size=(3, 16, 16, 3), dtype=np.int8)
-    y = HostModel(facts).predict(x).reshape(len(x), -1)
+    y = reference_model(facts).predict(x).reshape(len(x), -1)
     board = _LostAnnouncement(facts)
     with board.board, Link(board.board.port, timeout=0.3, boot_wait=0.0) as link:
         out = np.stack([np.frombuffer(link.infer(s.tobytes()).output, np.int8) for s in x])
@@ -193,7 +194,7 @@ def test_lost_result_resends_or_stops_a_stateful_sequence(reset: bool) -> None:
     with board.board, Link(board.board.port, timeout=0.3, boot_wait=0.0) as link:
         if reset:
             out = link.infer(x.tobytes(), reset=True).output
-            assert out == HostModel(facts).predict(x[None]).tobytes()
+            assert out == reference_model(facts).predict(x[None]).tobytes()
             assert board.device.stats.invocations == 2  # run again after the lost result
         else:
             with pytest.raises(TinyDeployError, match="stateful step"):

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import click
+import needs_tflm
 import pytest
 import typer
 
@@ -114,6 +115,7 @@ def test_arena_json_is_coherent_and_names_the_generate_size(
     assert Path(gen["out"]).is_absolute()
 
 
+@needs_tflm.mark  # measured with the TFLM Python runtime
 def test_arena_below_the_prediction_warns_below_the_activations_fails(
         tmp_path: Path, caplog: pytest.LogCaptureFixture,
         capfd: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 from test_cruntime_ops import op_models  # noqa: F401  (session fixture, shared)
@@ -59,6 +60,7 @@ def test_dsp_and_forced_portable_paths_equal_cm4(name: str, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("case", ["wide", "general", "right-shifts"])
+@needs_tflm.mark
 def test_random_lstm_dsp_and_portable_equal_tflm(case: str, tmp_path: Path) -> None:
     """The LSTM kernel's SXTB16/SMLAD/SMMULR/SSAT path and its plain C one equal TFLM on
     random LSTMs (column tails; each requantization form)."""
@@ -83,6 +85,7 @@ CM4_CASES = [("conv", 0), ("conv", 4), ("dwconv", 0), ("dwconv", 4), ("dense", 1
 
 
 @pytest.mark.parametrize(("case", "seed"), CM4_CASES, ids=[f"{c}-{s}" for c, s in CM4_CASES])
+@needs_tflm.mark
 def test_random_op_models_bit_exact_on_cm4(op_models: Callable[[str, int], Path],  # noqa: F811
                                            case: str, seed: int, tmp_path: Path) -> None:
     path = op_models(case, seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -29,7 +30,8 @@ def _rewrite(in_shape: list[int], w: np.ndarray, out_shape: list[int], kind: str
     DEPTHWISE_CONV_2D (weights [1, h, w, out_c]); ``bias32``: an int32 bias of that
     magnitude instead."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     rng = np.random.default_rng(seed)
     data = (DATA / "seanet_conv0.tflite").read_bytes()
@@ -128,6 +130,7 @@ def _inputs(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
 
 
 def _tflm(facts: ModelFacts, x: np.ndarray) -> list[np.ndarray]:
+    needs_tflm.require_tflm()
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(facts.data, arena_size=1 << 20)

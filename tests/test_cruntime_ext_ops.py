@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import needs_tflm
 import numpy as np
 import pytest
 from test_cruntime_ops import _randomize
@@ -118,7 +119,8 @@ def _as_expand_squeeze(data: bytes) -> bytes:
     """The converter writes expand_dims/squeeze as RESHAPE: turn the RESHAPE that adds a
     unit axis into EXPAND_DIMS (axis 2) and the one that drops it into SQUEEZE."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     sub = model.subgraphs[0]
@@ -319,6 +321,7 @@ def _random_inputs(facts: ModelFacts, n: int, seed: int) -> list[list[np.ndarray
 def _tflm(facts: ModelFacts, samples: list[list[np.ndarray]],
           reset: bool = True) -> list[list[np.ndarray]]:
     """The TFLM Python runtime, Reset() before every sample (or one sequence)."""
+    needs_tflm.require_tflm()
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(facts.data, arena_size=1 << 20)
@@ -366,7 +369,8 @@ def random_lstm(seed: int, sizes: tuple[int, int, int, int] | None = None,
     activation, schema ActivationFunctionType (4: TANH); ``w_scale_div``: weight scales
     divided by it (small ones: every gate multiplier below 1/2, no left shift)."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     rng = np.random.default_rng(100 + seed)
     data = (Path(__file__).parent / "data" / "trained_lstm_int8.tflite").read_bytes()
@@ -456,7 +460,8 @@ def test_lstm_cell_activation_other_than_tanh_refused(tmp_path: Path) -> None:
 def _append_quantize(data: bytes, out_type: int, scale: float, zero_point: int) -> bytes:
     """The model with one more operator: QUANTIZE of its output to int8 (9) or int16 (7)."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     sub = model.subgraphs[0]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -238,6 +239,7 @@ def op_models(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int], 
 
 
 @pytest.mark.parametrize(("case", "seed"), PARAMS, ids=[f"{c}-{s}" for c, s in PARAMS])
+@needs_tflm.mark
 def test_op_bit_exact(op_models: Callable[[str, int], Path], case: str, seed: int,
                       tmp_path: Path) -> None:
     facts = load(op_models(case, seed))
@@ -261,7 +263,8 @@ def _append_quantize(facts: Any, scale: float, zero_point: int, out_type: int = 
     import copy
 
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     model = copy.deepcopy(facts.model)
     sub = model.subgraphs[0]
@@ -292,6 +295,7 @@ def _append_quantize(facts: Any, scale: float, zero_point: int, out_type: int = 
 
 
 @pytest.mark.parametrize(("scale", "zp"), [(0.0131, 7), (0.5, -100), (0.00391, -128)])
+@needs_tflm.mark
 def test_quantize_requantize_bit_exact(scale: float, zp: int, tmp_path: Path) -> None:
     base = load(Path(__file__).parent / "data" / "tanh_mlp.tflite")
     facts = load(_append_quantize(base, scale, zp))
@@ -304,6 +308,7 @@ def test_quantize_requantize_bit_exact(scale: float, zp: int, tmp_path: Path) ->
     np.testing.assert_array_equal(y, HostModel(facts).predict(x).reshape(y.shape))
 
 
+@needs_tflm.mark
 def test_dequantized_float_output_bit_exact(tmp_path: Path) -> None:
     base = load(Path(__file__).parent / "data" / "sine_mlp.tflite")
     facts = load(_append_quantize(base, 0.0, 0, out_type=0))  # DEQUANTIZE -> float32
@@ -316,6 +321,7 @@ def test_dequantized_float_output_bit_exact(tmp_path: Path) -> None:
     np.testing.assert_array_equal(y.view(np.uint32), ref.astype(np.float32).view(np.uint32))
 
 
+@needs_tflm.mark
 def test_float_io_model_bit_exact(tmp_path: Path) -> None:
     import keras
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 from models import GENERATED
@@ -39,6 +40,7 @@ def test_reference_models_present() -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
+@needs_tflm.mark
 def test_equals_cm4_and_tflm(built: dict, name: str) -> None:
     facts, res, binary = built[name]
     x = np.load(DATA / f"{name}.inputs.npy")
@@ -129,7 +131,7 @@ def test_unsupported_op_refused_before_writing(tmp_path: Path) -> None:
 
     facts = load(DATA / "sine_mlp.tflite")
     model = facts.model
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tinydeploy.tflm_py import schema
 
     model.operatorCodes[0].builtinCode = schema.BuiltinOperator.SQUARED_DIFFERENCE
     model.operatorCodes[0].deprecatedBuiltinCode = schema.BuiltinOperator.SQUARED_DIFFERENCE

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -96,6 +97,7 @@ def _edited_digits() -> bytes:
 
 
 @needs_gcc
+@needs_tflm.mark
 def test_shift_and_activation_edge_layers_bit_exact(tmp_path: Path) -> None:
     facts = load(_edited_digits())
     res = generate_c(facts, tmp_path / "c", tflm_arena=False)

@@ -16,6 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -64,6 +65,7 @@ def _check_device(model: bytes | Path, x: np.ndarray, ref: np.ndarray, work: Pat
 
 def _bit_exact(model: bytes | Path, x: np.ndarray, work: Path) -> Path:
     """Host build and qemu-cm4 equal the TFLM Python runtime; returns the generated dir."""
+    needs_tflm.require_tflm()
     facts = load(model)
     res = generate_c(facts, work / "c", tflm_arena=False)
     ref = HostModel(facts).predict(x)
@@ -175,6 +177,7 @@ FUZZ_FOUND = ["int32_bias_conv16", "int32_bias_fc16", "layout_conv_zero_weights"
 
 @needs_gcc
 @pytest.mark.parametrize("name", FUZZ_FOUND)
+@needs_tflm.mark
 def test_fuzzer_found_models_bit_exact(name: str, tmp_path: Path) -> None:
     """The minimal models the differential fuzzer shrank (tests/data/regressions/README.md):
     the host build equals the TFLM Python runtime on their saved samples."""

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -26,6 +27,7 @@ from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 from tinydeploy.guard import check
 from tinydeploy.hostref import HostModel, dequantize, quantize_input
+from tinydeploy.hostref_native import reference_model
 from tinydeploy.interface import float_boundaries, strip_float_io, with_io
 
 DATA = Path(__file__).parent / "data"
@@ -175,7 +177,8 @@ def test_guard_accepts_the_float_interface(look_alike: Path, capsys) -> None:
 
 def _retyped(data: bytes, edit) -> bytes:
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     edit(model.subgraphs[0])
@@ -201,6 +204,7 @@ def test_guard_refuses_float_into_or_out_of_other_ops() -> None:
         assert f"{role} " in text and "FLOAT32" in text and "QUANTIZE" in text
 
 
+@needs_tflm.mark
 def test_c_runtime_16x8_boundary_ops_bit_exact(look_alike16: Path, tmp_path: Path) -> None:
     """float32 -> int16 QUANTIZE and int16 -> float32 DEQUANTIZE around a 16x8 core."""
     from tinydeploy.cruntime import generate_c
@@ -232,8 +236,8 @@ def test_strip_float_io_is_exact(look_alike: Path) -> None:
     assert strip_float_io(facts).sha256 == stripped.sha256  # deterministic: same firmware
     assert with_io(stripped, "int8") is stripped and with_io(facts, "model") is facts
     x = _samples(facts, 12)
-    want = HostModel(facts).predict(x)
-    q_out = HostModel(stripped).predict(quantize_input(x, stripped.inputs[0]))
+    want = reference_model(facts).predict(x)
+    q_out = reference_model(stripped).predict(quantize_input(x, stripped.inputs[0]))
     got = dequantize(q_out, stripped.outputs[0]).reshape(want.shape)
     np.testing.assert_array_equal(got.view(np.uint32), want.astype(np.float32).view(np.uint32))
     with pytest.raises(TinyDeployError) as err:
@@ -344,7 +348,7 @@ def test_app_api_basic_example_on_the_host(look_alike: Path, tmp_path: Path, io:
     exe = _host_build(res.sketch_dir, tmp_path / "obj")
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30)
     got = np.array([float(v) for v in _parse(out.stdout)["outputs"]])
-    want = HostModel(facts).predict(x)[0].reshape(-1)
+    want = reference_model(facts).predict(x)[0].reshape(-1)
     np.testing.assert_allclose(got, want, atol=6e-5)  # printed with 4 decimals
 
 

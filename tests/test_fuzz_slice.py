@@ -12,10 +12,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import needs_tflm
 import pytest
 
 from tinydeploy.fuzz.run import Summary, fuzz
 from tinydeploy.resources import firmware_dir
+
+pytestmark = needs_tflm.mark  # differential: the TFLM Python interpreter is one side
 
 if shutil.which("gcc") is None:
     pytest.skip("gcc not installed (apt-get install gcc)", allow_module_level=True)

@@ -103,7 +103,8 @@ def test_rejects_truncated_and_garbage(tmp_path: Path) -> None:
 def _with_op(data: bytes, old: str, new: str) -> bytes:
     """Rename one operator code of a model (the guard only reads the graph)."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     for code in model.operatorCodes:
@@ -138,7 +139,8 @@ def test_cli_check(capfd, tmp_path: Path) -> None:
 
 def test_partially_quantized_names_the_float_operator() -> None:
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     data = (DATA / "digits_cnn.tflite").read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
@@ -156,7 +158,8 @@ def test_partially_quantized_names_the_float_operator() -> None:
 
 def test_corrupt_indices_and_names_give_one_error() -> None:
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     data = (DATA / "sine_mlp.tflite").read_bytes()
 

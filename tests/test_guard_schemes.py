@@ -19,7 +19,8 @@ DATA = Path(__file__).parent / "data"
 
 def _edited(name: str, edit) -> bytes:
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     data = (DATA / f"{name}.tflite").read_bytes()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))

@@ -27,7 +27,8 @@ SEED = 7
 
 def _edit(data: bytes, fn) -> bytes:
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     fn(model, schema)
@@ -94,7 +95,8 @@ def quantize_model(src: str, dst: str, shape: tuple[int, ...] = (1, 2, 16, 2)) -
     """One QUANTIZE from ``src`` to ``dst`` dtype (SEANet's quantize0/1: int32 <-> int16),
     written from the schema."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     scales = {"INT32": 1.4901161193847656e-07, "INT16": 0.0009219714556820691,
               "INT8": 0.05}

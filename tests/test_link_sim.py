@@ -47,7 +47,7 @@ from tinydeploy.device.ptyproc import read_pty_line
 from tinydeploy.device.sim import Faults, SimDevice, start_sim
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
-from tinydeploy.hostref import HostModel
+from tinydeploy.hostref_native import reference_model
 from tinydeploy.log import log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def test_native_bad_crc_is_answered_with_error(native_port: str) -> None:
 @pytest.fixture(scope="module")
 def reference() -> tuple[np.ndarray, np.ndarray]:
     x = np.load(DATA / "digits_cnn.inputs.npy")
-    y = HostModel(load(MODEL)).predict(x).reshape(len(x), -1)
+    y = reference_model(load(MODEL)).predict(x).reshape(len(x), -1)
     return x, y
 
 

@@ -66,7 +66,7 @@ def test_native_rebuilds_when_the_c_generator_changes(tmp_path: Path,
     assert "/* generator changed */" in (tmp_path / "w" / "model" / "td_model.c").read_text()
 
 def test_native_refuses_unsupported_model(tmp_path: Path) -> None:
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tinydeploy.tflm_py import schema
 
     facts = load(DATA / "sine_mlp.tflite")
     facts.model.operatorCodes[0].builtinCode = schema.BuiltinOperator.SVDF

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -85,6 +86,7 @@ def test_build_is_cached(builds: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
+@needs_tflm.mark
 def test_validate_is_bit_exact_with_cm4_and_tflm(name: str, builds: dict[str, Path],
                                                   tmp_path: Path) -> None:
     from tinydeploy.validation import validate

@@ -103,7 +103,8 @@ def test_odd_tensor_names_stay_inside_comments(tmp_path: Path) -> None:
     """Tensor names come from the model file: comment delimiters, line splices and
     newlines in them must not break the generated C++."""
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     data = (DATA / "sine_mlp.tflite").read_bytes()
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
@@ -326,7 +327,8 @@ def _uint8_io(model: str) -> bytes:
     import copy
 
     import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from tinydeploy.tflm_py import schema
 
     m = copy.deepcopy(load(DATA / f"{model}.tflite").model)
     sub = m.subgraphs[0]

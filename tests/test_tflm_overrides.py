@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 from tflm_standins import CXX, fixtures, syntax_check, write_standins
@@ -224,6 +225,7 @@ def test_native_firmware_follows_the_tree(tmp_path: Path) -> None:
 
 
 # --- the validation report ----------------------------------------------------------------------
+@needs_tflm.mark
 def test_explain_names_the_defect_only_when_it_reproduces_the_device() -> None:
     facts = load(PER_CHANNEL)
     x = np.load(DATA / "sine_mlp.inputs.npy").astype(np.int8)

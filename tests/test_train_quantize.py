@@ -11,7 +11,8 @@ import pytest
 from tinydeploy.data import Dataset, load_data
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
-from tinydeploy.hostref import HostModel, dequantize, quantize_input
+from tinydeploy.hostref import dequantize, quantize_input
+from tinydeploy.hostref_native import reference_model
 from tinydeploy.quantization import metric, representative, task_of
 
 DATA = Path(__file__).parent / "data"
@@ -21,7 +22,7 @@ def _int8_metric(run) -> tuple[str, float]:
     """Score the int8 model independently of quantize's own report."""
     facts = load(run.int8_tflite)
     data = load_data(run.data_npz)
-    host = HostModel(facts)
+    host = reference_model(facts)
     pred = dequantize(host.predict(quantize_input(data.x_test, facts.inputs[0])),
                       facts.outputs[0])
     return metric(run.train.task, pred, data.y_test)
@@ -37,7 +38,7 @@ def _check_common(run, task: str) -> dict:
     assert facts.inputs[0].shape[0] == 1  # batch fixed to 1
     # loads and runs in the TFLM runtime
     q = quantize_input(load_data(run.data_npz).x_test[:1], facts.inputs[0])
-    out = HostModel(facts).predict(q)
+    out = reference_model(facts).predict(q)
     assert out.dtype == np.int8 and out.shape[0] == 1
     report = json.loads(Path(run.report_json).read_text())
     sizes = report["sizes_bytes"]

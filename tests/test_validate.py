@@ -176,11 +176,11 @@ class _DyingLink:
 
     def __init__(self, facts: object, exc: BaseException, die_at: int) -> None:
         from tinydeploy.device.protocol import DeviceInfo, TensorInfo
-        from tinydeploy.hostref import HostModel
+        from tinydeploy.hostref_native import reference_model
 
         self.facts, self.exc, self.die_at, self.calls = facts, exc, die_at, 0
         self.csv_path: Path | None = None
-        self.host = HostModel(facts)  # type: ignore[arg-type]
+        self.host = reference_model(facts)  # type: ignore[arg-type]
         t = [TensorInfo(x.dtype, x.shape, x.scale, x.zero_point)
              for x in (facts.inputs[0], facts.outputs[0])]  # type: ignore[attr-defined]
         self.info = DeviceInfo(1, "fake", "fake", "tflm", facts.sha256,  # type: ignore[attr-defined]

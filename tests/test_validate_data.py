@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -154,6 +155,7 @@ def test_device_with_another_tensor_count_is_refused() -> None:
                      facts, "p")
 
 
+@needs_tflm.mark
 def test_host_reference_resets_only_stateful_models() -> None:
     from tinydeploy.facts import load
     from tinydeploy.hostref import HostModel, has_state

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -42,6 +43,7 @@ def big_arena(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@needs_tflm.mark
 def test_arena_over_1_mib_gets_a_verdict(big_arena: Path, tmp_path: Path) -> None:
     from tflite_micro.python.tflite_micro import runtime
 

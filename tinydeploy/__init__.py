@@ -23,6 +23,9 @@ from typing import Any
 
 from ._version import __version__
 from .errors import TinyDeployError
+from .tflm_py import hide_if_asked
+
+hide_if_asked()  # $TINYDEPLOY_HIDE_TFLITE_MICRO: behave as where no tflite-micro wheel exists
 
 _API = {  # API name -> (module, attribute)
     "train": ("training", "train"), "quantize": ("quantization", "quantize"),

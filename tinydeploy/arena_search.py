@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import tflm_py
 from .arena_kernels import FLAVOURS, REFERENCE
 from .arena_model import (
     ALIGN,
@@ -140,6 +141,13 @@ class HostRuntime:
     def __init__(self, data: bytes) -> None:
         import tempfile
 
+        from .hostref import MISSING_FIX, MISSING_TOOL
+
+        if not tflm_py.available():
+            raise TinyDeployError("tool_missing", tool=f"{MISSING_TOOL}, which measures "
+                                                       "the arena on this machine",
+                                  fix="use --target cortex-m (predicted) or --target "
+                                      "qemu-cm4 --tflm-src DIR (measured), or " + MISSING_FIX)
         self._dir = tempfile.TemporaryDirectory(prefix="td-arena-")
         self._model = Path(self._dir.name) / "model.tflite"
         self._model.write_bytes(data)
@@ -333,7 +341,7 @@ def predict_arena(model: str | Path | bytes | ModelFacts, measure: bool = True) 
     facts = load(model)
     g = Graph.from_facts(facts)
     head = None
-    if measure:
+    if measure and tflm_py.available():  # else the pure replay
         with HostRuntime(facts.data) as rt:
             head = parse_allocations(rt.probe()).get("head")
     return _predict(g, head)[0]
@@ -435,7 +443,7 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
     measured: dict[str, int] = {}
     host64 = None
     trials = crashes = 0
-    if flavour == REFERENCE or target == "host64":
+    if target == "host64" or (flavour == REFERENCE and tflm_py.available()):
         with HostRuntime(facts.data) as rt:
             measured = parse_allocations(rt.probe(name))
             if target == "host64":

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts, load, tensor_name
 from .interface import float_boundaries
 from .ops import TFLM_OPS
+from .tflm_py import schema
 
 _TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 

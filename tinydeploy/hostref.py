@@ -10,12 +10,15 @@ bookkeeping, at least 1 MiB); a model the runtime still cannot allocate gets the
 working size measured in a child process (some sizes crash the runtime), else one
 ``model_rejected`` error. The reference is the pip ``tflite-micro`` build tinydeploy was
 tested with (``TESTED_TFLM``, pinned in pyproject.toml); ``reference()`` names the
-installed one and ``warn_untested()`` logs a warning when it differs.
+installed one and ``warn_untested()`` logs a warning when it differs. Where tflite-micro
+is missing (no wheel: macOS, Windows, Linux aarch64) ``hostref_native.reference_model``
+gives a stand-in (the C runtime or the TFLM firmware compiled for this machine).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Sequence
@@ -29,14 +32,25 @@ from .log import log
 
 DEFAULT_ARENA = 1 << 20
 TESTED_TFLM = "0.dev20261023182759"  # the pip tflite-micro build pinned in pyproject.toml
+TESTED_TENSORFLOW = "2.21"  # the converter series pinned in pyproject.toml (>=2.21,<2.22)
 MAX_ARENA = 1 << 28  # 256 MiB: no microcontroller model needs more
 _DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4, 17: 1}
 
 
+MISSING_TOOL = "the tflite-micro Python runtime (TFLM reference kernels)"
+MISSING_FIX = ("pip install 'tflite-micro==" + TESTED_TFLM + "' where a wheel exists (Linux "
+               "x86-64); elsewhere tinydeploy uses a stand-in reference (see the README)")
+
+
 def tflm_version() -> str:
-    """The installed pip ``tflite-micro`` version (``unknown`` if it has no metadata)."""
+    """The installed pip ``tflite-micro`` version (``unknown`` if it has no metadata,
+    ``not installed`` when it is missing or hidden)."""
     import importlib.metadata
 
+    from . import tflm_py
+
+    if not tflm_py.available():
+        return "not installed"
     try:
         return importlib.metadata.version("tflite-micro")
     except importlib.metadata.PackageNotFoundError:
@@ -46,7 +60,8 @@ def tflm_version() -> str:
 def reference() -> dict[str, Any]:
     """The host reference of a report: package, installed and tested version."""
     version = tflm_version()
-    return {"package": "tflite-micro", "version": version, "tested": TESTED_TFLM,
+    return {"kind": "tflite-micro", "name": f"tflite-micro {version}",
+            "package": "tflite-micro", "version": version, "tested": TESTED_TFLM,
             "tested_match": version == TESTED_TFLM,
             "kernels": "TFLM reference kernels (TFLM Python runtime)"}
 
@@ -56,10 +71,26 @@ def warn_untested() -> bool:
     version = tflm_version()
     if version == TESTED_TFLM:
         return True
+    if version == "not installed":
+        log.info("host reference: tflite-micro is not installed; a stand-in is used")
+        return False
     log.warning("host reference: tflite-micro %s is installed but tinydeploy was tested "
                 "with %s; known TFLM differences (docs/tflm-differences.md) are not applied "
                 "and a correct device may differ -- pip install 'tflite-micro==%s'",
                 version, TESTED_TFLM, TESTED_TFLM)
+    return False
+
+
+@functools.cache
+def warn_untested_tensorflow(version: str) -> bool:
+    """Log a warning (once per version) when the installed TensorFlow, whose converter
+    writes the int8 model, is not of the tested series; -> matches."""
+    if version == TESTED_TENSORFLOW or version.startswith(TESTED_TENSORFLOW + "."):
+        return True
+    log.warning("quantize: tensorflow %s is installed but tinydeploy was tested with %s.x; "
+                "its converter may quantize differently -- pip install "
+                "'tensorflow>=%s,<2.%d'", version, TESTED_TENSORFLOW, TESTED_TENSORFLOW,
+                int(TESTED_TENSORFLOW.split(".")[1]) + 1)
     return False
 
 
@@ -148,10 +179,51 @@ def has_state(facts: ModelFacts) -> bool:
     return any(bool(t.isVariable) for sg in (model.subgraphs or []) for t in (sg.tensors or []))
 
 
-class HostModel:
-    """A TFLM Python interpreter for one model; ``predict`` takes quantized inputs."""
+class Predictor:
+    """What every host reference offers on top of ``run`` (one sample: one array per
+    input -> one per output): single-input and batch forms. Subclasses set ``facts``."""
+
+    facts: ModelFacts
+
+    kind = ""  # what the reference is: tflite-micro, c-runtime, tflm-firmware
+
+    def run(self, q_in: Sequence[np.ndarray], reset: bool = True) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free what the reference holds (a build folder); nothing by default."""
+
+    def predict_one(self, q_in: np.ndarray, reset: bool = True) -> np.ndarray:
+        """One sample of a single-input model -> its first output (no batch axis)."""
+        return self.run([q_in], reset)[0]
+
+    def predict(self, q_inputs: np.ndarray, stateful: bool = False) -> np.ndarray:
+        """Run each sample (batch axis first) and stack the first output (batch axis
+        first). ``stateful``: the samples are one sequence (no state reset between them)."""
+        return self.predict_all([q_inputs], stateful)[0]
+
+    def predict_all(self, q_inputs: Sequence[np.ndarray],
+                    stateful: bool = False) -> list[np.ndarray]:
+        """Several inputs: one array per model input (batch axis first, same length) ->
+        one array per output (batch axis first). ``stateful`` as in ``predict``."""
+        n = len(q_inputs[0]) if len(q_inputs) else 0
+        runs = [self.run([x[i] for x in q_inputs], reset=not stateful or i == 0)
+                for i in range(n)]
+        return [np.stack([r[k] for r in runs]) for k in range(len(self.facts.outputs))]
+
+
+class HostModel(Predictor):
+    """A TFLM Python interpreter for one model; ``predict`` takes quantized inputs.
+    ``tool_missing`` where the tflite-micro Python runtime is not installed (use
+    ``hostref_native.reference_model`` for a reference that falls back)."""
+
+    kind = "tflite-micro"
 
     def __init__(self, facts: ModelFacts, arena_size: int | None = None) -> None:
+        from . import tflm_py
+
+        if not tflm_py.available():
+            raise TinyDeployError("tool_missing", tool=MISSING_TOOL, fix=MISSING_FIX)
         from tflite_micro.python.tflite_micro import runtime
 
         self.facts = facts
@@ -164,6 +236,19 @@ class HostModel:
             self.interpreter = runtime.Interpreter.from_bytes(facts.data,
                                                               arena_size=self.arena_size)
         self.stateful = has_state(facts)  # else a reset is skipped (it changes nothing)
+
+    @property
+    def label(self) -> str:
+        """The reference as the report names it."""
+        return f"tflite-micro {tflm_version()}"
+
+    def describe(self) -> dict[str, Any]:
+        """The reference for the JSON report (``reference()``)."""
+        return reference()
+
+    def reset(self) -> None:
+        """Back to the initial model state."""
+        self.interpreter.reset()
 
     def run(self, q_in: Sequence[np.ndarray], reset: bool = True) -> list[np.ndarray]:
         """One sample: one array per model input (no batch axis) -> one per output.
@@ -179,24 +264,10 @@ class HostModel:
         return [np.array(self.interpreter.get_output(k)).reshape(t.sample_shape)
                 for k, t in enumerate(self.facts.outputs)]
 
-    def predict_one(self, q_in: np.ndarray, reset: bool = True) -> np.ndarray:
-        """One sample of a single-input model -> its first output (no batch axis)."""
-        return self.run([q_in], reset)[0]
-
     def predict(self, q_inputs: np.ndarray, stateful: bool = False) -> np.ndarray:
-        """Run each sample (batch axis first) and stack the outputs (batch axis first).
-        ``stateful``: the samples are one sequence (no state reset between them)."""
+        """As ``Predictor.predict`` (one interpreter call per sample)."""
         return np.stack([self.predict_one(x, reset=not stateful or i == 0)
                          for i, x in enumerate(q_inputs)])
-
-    def predict_all(self, q_inputs: Sequence[np.ndarray],
-                    stateful: bool = False) -> list[np.ndarray]:
-        """Several inputs: one array per model input (batch axis first, same length) ->
-        one array per output (batch axis first). ``stateful`` as in ``predict``."""
-        n = len(q_inputs[0]) if len(q_inputs) else 0
-        runs = [self.run([x[i] for x in q_inputs], reset=not stateful or i == 0)
-                for i in range(n)]
-        return [np.stack([r[k] for r in runs]) for k in range(len(self.facts.outputs))]
 
     def allocations(self) -> str:
         """The RecordingMicroAllocator breakdown (printed by TFLM to C-level stderr)."""

@@ -131,6 +131,9 @@ def to_tflite(model: Any, rep: np.ndarray | None = None, *, optimize: bool = Tru
     quiet_tensorflow()
     import tensorflow as tf
 
+    from .hostref import warn_untested_tensorflow
+
+    warn_untested_tensorflow(str(tf.__version__))
     raw = str(getattr(model.inputs[0], "name", "") or "input")
     name = re.sub(r"[^A-Za-z0-9_.]", "_", raw).lstrip("_.") or "input"
     spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name=name)
@@ -293,15 +296,20 @@ class QuantReport:
 
 # --- the stage ---------------------------------------------------------------------------
 def evaluate_int8(facts: ModelFacts, x: np.ndarray) -> np.ndarray:
-    """Dequantized outputs of the int8 model in the TFLM Python runtime."""
-    from .hostref import HostModel, dequantize, quantize_input
+    """Dequantized outputs of the int8 model in the host reference (the TFLM Python
+    runtime, else a stand-in: ``hostref_native``)."""
+    from .hostref import dequantize, quantize_input
+    from .hostref_native import reference_model
 
     try:
-        host = HostModel(facts)
+        host = reference_model(facts)
     except RuntimeError:  # larger than the default 1 MiB arena
-        host = HostModel(facts, arena_size=16 << 20)
+        host = reference_model(facts, arena_size=16 << 20)
     q = quantize_input(x, facts.inputs[0])
-    return dequantize(host.predict(q), facts.outputs[0])
+    try:
+        return dequantize(host.predict(q), facts.outputs[0])
+    finally:
+        host.close()
 
 
 def quantize(model: str | Path, data: str | Path, out: str | Path,

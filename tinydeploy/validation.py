@@ -1,8 +1,9 @@
 """Validate a model on a device: send the test set over serial, compare with the host.
 
-The host side runs the same quantized model in the TFLM Python runtime on the same
-quantized inputs (``hostref.quantize_input``; int8/int16 data of the input's dtype is sent
-as is), so a correct device is bit-exact. Only ``x_test`` is needed (``x_test_0``,
+The host side runs the same quantized model in the TFLM Python runtime (where it is
+missing, a stand-in named in the report: ``hostref_native``) on the same quantized inputs
+(``hostref.quantize_input``; int8/int16 data of the input's dtype is sent as is), so a
+correct device is bit-exact. Only ``x_test`` is needed (``x_test_0``,
 ``x_test_1``, ... for several inputs; ``y_test`` optional, for accuracy). Every sample
 starts from a fresh model state unless ``stateful``: then the samples are one sequence, on
 the device and on the host. Before any sample is sent the device's HELLO is checked (model
@@ -29,7 +30,8 @@ from .data import check_labels, given_once, input_keys, load_split
 from .device.connect import as_dict, check_device, open_device, tflm_tree_for
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
-from .hostref import HostModel, quantize_input, saturation
+from .hostref import quantize_input, saturation
+from .hostref_native import reference_model
 from .interface import with_io
 from .log import log, progress, stage
 from .output import check_output_dir, write_atomic, write_errors
@@ -72,6 +74,7 @@ class ValidationResult:
     tolerance_float: float | None = None  # allowed |Δ| of float outputs (None: bit-exact)
     explained: int = 0  # samples whose mismatches are known TFLM version differences
     notes: list[dict[str, Any]] = field(default_factory=list)  # those differences
+    reference: dict[str, Any] | None = None  # the host reference used (default: tflite-micro)
 
     @property
     def state(self) -> str:
@@ -144,7 +147,7 @@ class ValidationResult:
                 "samples": self.samples, "differing": self.differing,
                 "explained": self.explained, "known_differences": self.notes,
                 "tolerance_lsb": self.tolerance_lsb, "tolerance_float": self.tolerance_float,
-                "host_reference": hostref.reference(), "metrics": self.metrics,
+                "host_reference": self.reference or hostref.reference(), "metrics": self.metrics,
                 "device": self.device,
                 "paths": {k: str(Path(v).resolve()) for k, v in self.paths.items()},
                 "report": self.report}
@@ -361,6 +364,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     if io != "model":  # the firmware `generate --io int8` made runs the stripped model
         facts = check(with_io(facts, io))
 
+    given_src = tflm_src  # also the stand-in host reference's tree (hostref_native)
     tflm_src = tflm_tree_for(board, runtime, tflm_src) if not port else None  # fail early
     if profile and tflm_src is not None:
         raise TinyDeployError("bad_argument", problem="--profile measures the C runtime's layers",
@@ -398,9 +402,13 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     clipped: dict[str, float] = {}
     q_in = quantize_inputs(xs, facts, keys, data, clipped)
     n = len(q_in[0])
+    ref = reference_model(facts, tflm_src or given_src)  # tflite-micro, else a stand-in
     stage("validate", f"{n} samples{', one stateful sequence' if stateful else ''}"
-                      f", host reference (tflite-micro {hostref.tflm_version()})")
-    host = HostModel(facts).predict_all(q_in, stateful=stateful)  # before any build
+                      f", host reference ({ref.label})")
+    try:
+        host = ref.predict_all(q_in, stateful=stateful)  # before any build
+    finally:
+        ref.close()
 
     out_dir = check_output_dir(out)  # it, or its nearest existing parent, is a folder
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME, "html": out_dir / HTML_NAME}
@@ -411,6 +419,9 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             info = link.hello()
             check_device(info, facts, dev_port)
             device_info = as_dict(info)
+            if ref.kind == "c-runtime" and device_info.get("runtime") == "c":
+                log.warning("host reference: the C runtime stand-in runs the same kernels as "
+                            "this device; the run checks build, link and protocol, not kernels")
             link.infer_seconds = _infer_seconds(facts, device_info, board, runtime, timeout)
             with write_errors(out_dir):  # read-only, full disk: one line
                 out_dir.mkdir(parents=True, exist_ok=True)  # not before a device answered
@@ -451,7 +462,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     rep = run_facts(host[0], device[0], tout, labels, times, cycles, tolerance_lsb, metrics,
                           device_info, facts, board, build, tolerance_float, class_names(facts))
     rep["link"] = {**link_stats, "resets": max(resets, int(link_stats.get("resets", 0)))}
-    rep["run"]["host_reference"] = f"tflite-micro {hostref.tflm_version()}"
+    rep["run"]["host_reference"] = ref.label
     if verdict.differing:  # a known library defect that reproduces the device's outputs?
         from .tflm_overrides import explain_mismatch
 
@@ -464,7 +475,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                               device_out=device[0] if len(device) == 1 else _flat(device),
                               layers=layers, cycles=cycles, report=rep,
                               tolerance_float=tolerance_float,
-                              explained=int(np.sum(verdict.explained)), notes=verdict.notes)
+                              explained=int(np.sum(verdict.explained)), notes=verdict.notes,
+                              reference=ref.describe())
     doc = result.to_dict()
     if layers:
         doc["layers"] = {"unit": prof.unit(str(board)), "rows": layers}

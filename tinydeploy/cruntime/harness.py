@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TinyDeployError
+from ..install_hints import C_COMPILER
 from ..objcache import compile_objects, is_library_source
 
 HARNESS_C = r"""/* tinydeploy test harness: raw int8 samples on stdin -> raw outputs on stdout. */
@@ -43,7 +44,7 @@ def compiler() -> str:
         if path:
             return path
     raise TinyDeployError("tool_missing", tool="a C compiler (gcc)",
-                          fix="install gcc (apt-get install gcc)")
+                          fix=C_COMPILER)
 
 
 def compile_c(sources: list[Path], output: Path, include: list[Path],

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..boards import Board, get_board
 from ..errors import TinyDeployError
+from ..install_hints import PLATFORMIO
 from ..log import stage
 from .pio import board_env, check_project, pio_command
 
@@ -206,7 +207,7 @@ def build(project: str | Path, board: str | Board, timeout: float = BUILD_TIMEOU
         rc, tail = run_streamed(cmd, timeout, echo)
     except OSError as exc:
         raise TinyDeployError("tool_missing", tool=pio[0],
-                              fix=f"pip install platformio ({exc})") from exc
+                              fix=f"{PLATFORMIO} ({exc})") from exc
     seconds = time.monotonic() - start
     if rc is None:
         raise TinyDeployError("build_failed", what="pio run", rc="timeout",

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..boards import Board, get_board
 from ..errors import TinyDeployError
+from ..install_hints import PLATFORMIO
 from ..log import log, stage
 from .pio import board_env, check_project, pio_command
 
@@ -129,7 +130,7 @@ def flash(project: str | Path, board: str | Board, port: str | None = None,
                               fix="check the board is in bootloader mode and the port") from exc
     except OSError as exc:
         raise TinyDeployError("tool_missing", tool=pio[0],
-                              fix=f"pip install platformio ({exc})") from exc
+                              fix=f"{PLATFORMIO} ({exc})") from exc
     seconds = time.monotonic() - start
     tail = _tail((proc.stdout or "") + "\n" + (proc.stderr or ""))
     if proc.returncode != 0:

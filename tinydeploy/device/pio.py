@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..boards import Board
 from ..errors import TinyDeployError
+from ..install_hints import PLATFORMIO
 
 
 def board_env(board: Board) -> str:
@@ -37,7 +38,7 @@ def pio_command() -> list[str]:
     if importlib.util.find_spec("platformio") is not None:
         return [sys.executable, "-m", "platformio"]
     raise TinyDeployError("tool_missing", tool="PlatformIO (pio)",
-                          fix="pip install platformio (or run scripts/setup)")
+                          fix=PLATFORMIO)
 
 
 def check_project(project: Path, env: str) -> Path:

@@ -30,6 +30,7 @@ from ..cruntime import generate_c
 from ..cruntime.codegen import generator_digest
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
+from ..install_hints import ARM_QEMU
 from ..log import log
 from ..objcache import compile_objects
 from ..output import write_atomic
@@ -47,7 +48,7 @@ STAMP = "qemu.json"
 PROFILE = "profile.txt"
 START_TIMEOUT = 15.0
 BUILD_TIMEOUT = 300.0
-APT_FIX = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+APT_FIX = ARM_QEMU  # apt and Homebrew
 
 CC = "arm-none-eabi-gcc"
 SIZE = "arm-none-eabi-size"

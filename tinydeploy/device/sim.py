@@ -97,6 +97,8 @@ def _tensor(t: Any) -> TensorInfo:
 
 
 def _arena_used(model: Any) -> int:
+    if hasattr(model, "arena_used"):  # a stand-in reference (hostref_native): replayed
+        return int(model.arena_used)
     try:
         text = model.allocations()
     except Exception:  # the runtime may not expose it
@@ -112,17 +114,17 @@ class SimDevice:
 
     def __init__(self, facts: ModelFacts, faults: Faults | None = None,
                  max_payload: int = MAX_PAYLOAD) -> None:
-        from ..hostref import HostModel
+        from ..hostref_native import reference_model
 
         self.facts = facts
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
-        self.model = HostModel(facts)
+        self.model = reference_model(facts)  # tflite-micro, else a stand-in
         if self.faults.defect:  # a board whose TFLM library has a known defect
             from ..tflm_overrides import OVERRIDES
 
             override = next(o for o in OVERRIDES if o.defect == self.faults.defect)
-            self.model = HostModel(load(override.simulate(facts)))
+            self.model = reference_model(load(override.simulate(facts)))
         self.max_payload = max(MIN_PAYLOAD, min(int(max_payload), 0xFFFF))
         self.info = DeviceInfo(
             protocol_version=PROTOCOL_VERSION, firmware_version=f"tinydeploy-sim {__version__}",
@@ -163,7 +165,7 @@ class SimDevice:
         self.cache = None
         self.head = None
         self.input = bytearray(len(self.input))
-        self.model.interpreter.reset()
+        self.model.reset()
         self.stats.resets += 1
         return self.announce()
 

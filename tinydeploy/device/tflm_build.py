@@ -48,6 +48,7 @@ from typing import Any
 
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
+from ..install_hints import ARM_CXX, C_COMPILER
 from ..log import log
 from ..output import write_atomic
 from ..resources import firmware_dir
@@ -97,14 +98,13 @@ class Toolchain:
 def toolchain(board: str) -> Toolchain:
     """The compilers for ``board`` (``tool_missing`` with the apt fix if absent)."""
     if board == "qemu-cm4":
-        fix = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-               "libstdc++-arm-none-eabi-newlib")
+        fix = ARM_CXX
         names = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-ar")
         cpu = CM4_CPU
         ld = ("--specs=nano.specs", "--specs=nosys.specs", "-nostartfiles",
               "-Wl,--gc-sections")
     elif board == "native":
-        fix = "apt-get install g++"
+        fix = C_COMPILER
         names = (os.environ.get("CC", "gcc"), os.environ.get("CXX", "g++"), "ar")
         cpu = ()
         ld = ("-Wl,--gc-sections",)

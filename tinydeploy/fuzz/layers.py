@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from ..tflm_py import schema
 from . import weighted
 from .net import RANGES, Invalid, Layer, Net, act_quant, log_uniform
 from .weighted import out_size

@@ -12,7 +12,8 @@ from typing import Any
 
 import flatbuffers
 import numpy as np
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from ..tflm_py import schema
 
 __all__ = ["DTYPES", "GraphSpec", "OpSpec", "TensorSpec", "to_tflite"]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..cruntime.codegen import MODEL_SOURCES
 from ..cruntime.emit_ext import sigmoid_table_decl
 from ..errors import TinyDeployError
+from ..install_hints import ARM_QEMU, C_COMPILER
 from ..objcache import compile_objects
 from ..output import write_atomic
 from ..resources import firmware_dir
@@ -160,8 +161,7 @@ def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         raise TinyDeployError("tool_missing", tool=name,
-                              fix="apt-get install gcc gcc-arm-none-eabi "
-                                  "libnewlib-arm-none-eabi qemu-system-arm")
+                              fix=C_COMPILER if name in ("gcc", "cc") else ARM_QEMU)
     return path
 
 

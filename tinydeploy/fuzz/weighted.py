@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from ..tflm_py import schema
 from .net import Invalid, Layer, Net, act_quant, log_uniform
 
 __all__ = ["conv2d", "depthwise", "fully_connected", "lstm", "out_size", "rand_channels",

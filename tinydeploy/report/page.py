@@ -128,6 +128,8 @@ def verdict_rows(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("host reference", f"{ref.get('package', 'tflite-micro')} {ref['version']}"
                      + (" (the tested build)" if ref.get("tested_match")
                         else f" (NOT the tested build {ref.get('tested')})")))
+    elif ref.get("name"):  # a stand-in where tflite-micro is missing (hostref_native)
+        rows.append(("host reference", str(ref["name"])))
     for key, name in (("date", "date"), ("tinydeploy", "tinydeploy version"),
                       ("command", "command line"), ("board", "board"),
                       ("runtime", "runtime"), ("model", "model"),
