@@ -100,3 +100,23 @@ def overlap_distance(op: Op, g: Graph) -> int | None:
     need_next = np.append(suffix[1:], np.iinfo(np.int64).max)
     o = np.arange(lo.size, dtype=np.int64)
     return int(np.max(o + 1 - need_next))
+
+
+# extension kernels (emit_ext.py: td_binary_ext, td_requantize_ext, td_leaky_relu_16) that
+# read input element i and then write output element i, in increasing i
+_EXT_FORWARD = frozenset({"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "LEAKY_RELU", "QUANTIZE"})
+
+
+def ext_overlap_distance(op: Op, g: Graph) -> int | None:
+    """0 when an extension kernel's output may start at (or below) its dying input: an
+    element-wise op without broadcast whose output elements are no wider than the input's
+    (output element i then covers input bytes of elements <= i only, all read already);
+    None otherwise."""
+    if op.name not in _EXT_FORWARD:
+        return None
+    y = g.t(op.outputs[0])
+    n = 2 if op.name not in ("LEAKY_RELU", "QUANTIZE") else 1
+    ins = [g.t(i) for i in op.inputs[:n] if i >= 0]
+    if len(ins) != n or any(x.shape != y.shape or x.itemsize < y.itemsize for x in ins):
+        return None
+    return 0
