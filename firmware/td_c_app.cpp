@@ -87,8 +87,13 @@ int Infer(void *ctx, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t 
 
 int td_backend_begin(void) { return 0; } /* static memory plan: nothing to set up */
 
-int td_backend_invoke(const uint8_t *input, uint8_t *output) {
+int td_backend_invoke(const uint8_t *input, uint8_t *output) { /* NULL: planned buffers */
   return td_invoke(reinterpret_cast<const int8_t *>(input), reinterpret_cast<int8_t *>(output));
+}
+
+uint8_t *td_backend_tensor(int output, uint32_t k) { /* inside the memory plan */
+  int8_t *t = output ? td_output(static_cast<int>(k)) : td_input(static_cast<int>(k));
+  return reinterpret_cast<uint8_t *>(t);
 }
 
 void td_app_setup(void) {

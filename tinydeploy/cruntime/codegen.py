@@ -164,6 +164,7 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
 
 
 SCRATCH_ID = 1 << 24  # buffer ids above the tensor indices
+SCRATCH_MIN_SAVING = 64  # bytes (and 1/32 of the arena) one-pixel im2col must save
 
 
 def _plan_joint(buffers: list[Buffer], scratch: list[Buffer], alignment: int) -> MemoryPlan:
@@ -178,7 +179,8 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
                        ) -> tuple[dict[int, int], MemoryPlan]:
     """The memory plan including the convolutions' im2col scratch: two pixels' receptive
     fields each (the faster kernel path), reduced to one where that makes the arena
-    smaller (the scratch is live only during its operator, but may raise the peak)."""
+    noticeably smaller (the scratch is live only during its operator, but may raise the
+    peak; a few bytes are not worth the slower one-pixel path)."""
     need = {op.index: core_scratch_bytes(op, g, 1) for op in g.ops
             if ext_reason(g, op) is not None}  # extension kernels: scratch_bytes()
     need = {i: n for i, n in need.items() if n > 0}
@@ -199,7 +201,7 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
                 break
             fewer = {**cols, i: 1}
             m = trial(fewer)
-            if m.size < mem.size:
+            if m.size < mem.size - max(SCRATCH_MIN_SAVING, mem.size // 32):
                 cols, mem = fewer, m
     return cols, mem
 
