@@ -23,6 +23,13 @@ whole-flash ratio of 0.25x is out of reach where they alone exceed it (person_de
 0.70x of TFLM's whole firmware); the line "constants alone" lists those floors.
 Models with several inputs read ``NAME.inputs_K.npy`` and send them concatenated.
 
+A second table gives the RAM that matters (issue 18): everything the runtime needs besides
+the serial protocol (the firmware's .data/.bss symbols minus the protocol's and the board
+harness's: arena with the planned inputs/outputs and scratch, state, any I/O buffers) next
+to TFLM's ``arena_used_bytes_cm4`` plus its interpreter (the rest of ``cm4_bss`` beside the
+arena), with the ratio and the memory techniques the plan used (memory.json's
+``saved_bytes``). Reported, not enforced: target <= 0.5x TFLM on every CNN.
+
     python benchmarks/cortex_m4_speed.py [--models a,b] [--portable] [--json out.json]
 
 ``--portable`` builds with -DTD_PORTABLE (the plain C kernels instead of the DSP-extension
