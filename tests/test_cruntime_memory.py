@@ -7,9 +7,10 @@
   instead of 48 KB.
 * In-place execution: an operator's output over the input it consumes last -- core int8
   kernels (convolutions, depthwise, pooling, element-wise, at the distance overlap.py
-  proves) and the extension's element-wise kernels (int8/int16 SUB, MAXIMUM, MUL, ADD,
-  LEAKY_RELU, element sizes permitting). memory.json lists each such operator; every
-  model here is compared with the TFLM Python runtime on the host build and on qemu-cm4.
+  proves) and the extension's kernels: element-wise (int8/int16 SUB, MAXIMUM, MUL, ADD,
+  LEAKY_RELU, element sizes permitting) and the 16x8 CONV_2D (pixel pairs). memory.json
+  lists each such operator; every model here is compared with the TFLM Python runtime on
+  the host build and on qemu-cm4.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ IN_PLACE = {
     EXT / "maximum_0.tflite": "MAXIMUM/INT8",
     EXT / "mul16_0.tflite": "MUL/INT16",
     EXT / "pad_leaky16_0.tflite": "LEAKY_RELU/INT16",
+    DATA / "seanet_conv0.tflite": "CONV_2D/INT16",
+    EXT / "conv16_1.tflite": "CONV_2D/INT16",
 }
 
 ZERO_COPY_MAIN = r"""/* planned I/O: inputs written in place, td_invoke(NULL, NULL), outputs read */

@@ -108,10 +108,12 @@ _EXT_FORWARD = frozenset({"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "LEAKY_RELU
 
 
 def ext_overlap_distance(op: Op, g: Graph) -> int | None:
-    """0 when an extension kernel's output may start at (or below) its dying input: an
+    """Bytes an extension kernel's output may start below its dying input: 0 for an
     element-wise op without broadcast whose output elements are no wider than the input's
-    (output element i then covers input bytes of elements <= i only, all read already);
-    None otherwise."""
+    (output element i then covers input bytes of elements <= i only, all read already),
+    the pair-aware distance for a 16x8 CONV_2D; None otherwise."""
+    if op.name == "CONV_2D":
+        return _conv16_distance(op, g)
     if op.name not in _EXT_FORWARD:
         return None
     y = g.t(op.outputs[0])
@@ -120,3 +122,26 @@ def ext_overlap_distance(op: Op, g: Graph) -> int | None:
     if len(ins) != n or any(x.shape != y.shape or x.itemsize < y.itemsize for x in ins):
         return None
     return 0
+
+
+def _conv16_distance(op: Op, g: Graph) -> int | None:
+    """Bytes for a 16x8 CONV_2D (int16 in and out). td_conv2d_16_fast computes output pixels
+    in pairs (within a batch) and writes both pixels' channels interleaved, reading both
+    windows until the pair's last write: every write of a pair must stay below the smallest
+    input index still to be read from the pair's first pixel on (td_conv2d_16, one element
+    after the other, needs no more). Rounded up to 8 bytes (the planner's alignment)."""
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype != "INT16" or y.dtype != "INT16" or y.size > _MAX_ELEMENTS or y.size == 0:
+        return None
+    lo = _window_lo(op, g)
+    if lo is None:
+        return None
+    _, oh, ow, oc = y.shape
+    npix = oh * ow
+    pix = np.arange(y.size, dtype=np.int64) // oc
+    batch_end = (pix // npix + 1) * npix
+    start = pix - (pix % npix) % 2
+    end = np.minimum(start + 2, batch_end)
+    suffix = np.minimum.accumulate(lo.astype(np.int64)[::-1])[::-1]
+    d = int(np.max(end * oc - suffix[start * oc]))
+    return (2 * max(d, 0) + 7) // 8 * 8
