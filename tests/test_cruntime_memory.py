@@ -11,6 +11,8 @@
   LEAKY_RELU, element sizes permitting) and the 16x8 CONV_2D (pixel pairs). memory.json
   lists each such operator; every model here is compared with the TFLM Python runtime on
   the host build and on qemu-cm4.
+* Fusion: a RELU / RELU6 after a FULLY_CONNECTED, ADD or CONV_2D folds into the producer's
+  clamp (models here get one appended: the converter already fuses what it can).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_cruntime_ext_ops import _random_inputs, _shape, _tflm
+from test_cruntime_ops import _append_quantize
 
 from tinydeploy.cruntime import generate_c
+from tinydeploy.cruntime.graph import read_graph
 from tinydeploy.cruntime.harness import build_harness, compile_c, run_harness_bytes
 from tinydeploy.facts import load
 
@@ -174,7 +178,6 @@ def test_planner_drops_a_pin_that_stacks_above_the_peak(monkeypatch: pytest.Monk
 
     from tinydeploy.cruntime import planner
     from tinydeploy.cruntime.codegen import _storage
-    from tinydeploy.cruntime.graph import read_graph
 
     _, buffers = _storage(read_graph(load(DATA / "person_detect.tflite")))
     relaxed = planner.plan([replace(b) for b in buffers])
@@ -182,3 +185,33 @@ def test_planner_drops_a_pin_that_stacks_above_the_peak(monkeypatch: pytest.Monk
     stacked = planner.plan([replace(b) for b in buffers])
     assert stacked.size == 37360 and relaxed.size == 37263
     assert relaxed.lower_bound == stacked.lower_bound == 36871
+
+
+FUSED = [("sine_mlp", "RELU", "FULLY_CONNECTED"), ("hello_world_int8", "RELU6", "FULLY_CONNECTED"),
+         ("simple_add_model", "RELU", "ADD"),
+         ("regressions/layout_conv_zero_weights", "RELU6", "CONV_2D")]
+
+
+@needs_gcc
+@pytest.mark.parametrize(("model", "act", "producer"), FUSED, ids=[f[0] for f in FUSED])
+def test_fused_activation_bit_exact(model: str, act: str, producer: str,
+                                    tmp_path: Path) -> None:
+    facts = load(_append_quantize(load(DATA / f"{model}.tflite"), 0.0, 0, op_name=act))
+    assert facts.op_names[-1] == act
+    path = tmp_path / "fused.tflite"
+    path.write_bytes(facts.data)
+    res = generate_c(facts, tmp_path / "c", tflm_arena=False)
+    mem = json.loads((res.out_dir / "memory.json").read_text())
+    [f] = mem["fused_ops"]
+    ops = read_graph(facts).ops
+    assert f["name"] == act and ops[f["producer"]].name == producer and f["op"] == len(ops) - 1
+    text = (res.out_dir / "td_model.c").read_text()
+    assert f"/* {f['op']}: {act} */ /* fused into op {f['producer']} */" in text
+    samples = _random_inputs(facts, 24, 9)
+    ref = _tflm(facts, samples)
+    outs = [(_shape(t), t.numpy_dtype) for t in facts.outputs]
+    _assert_equal(run_harness_bytes(build_harness(res.out_dir), samples, outs, reset=True),
+                  ref, "native")
+    if HAS_QEMU:
+        _assert_equal(_qemu_outputs(path, samples[:4], tmp_path / "q",
+                                    [t.numpy_dtype for t in facts.outputs]), ref[:4], "qemu-cm4")

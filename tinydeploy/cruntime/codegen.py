@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from .emit_ext import (
     sigmoid_table_decl,
     state_decls,
 )
+from .fusion import fusions
 from .graph import Graph, read_graph
 from .overlap import ext_overlap_distance, overlap_distance
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
@@ -102,6 +103,7 @@ class Techniques:
     io: bool = True  # inputs and outputs inside the plan (else outside, not planned)
     alias: bool = True  # RESHAPE/SQUEEZE/EXPAND_DIMS outputs share their input's bytes
     in_place: bool = True  # outputs over their dying input (overlap.py, planner pins)
+    fusion: bool = True  # RELU/RELU6 folded into the producing kernel (fusion.py)
 
 
 def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int], list[Buffer]]:
@@ -112,8 +114,11 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
     output from its producer to the last operator (the application reads it afterwards)."""
     alias: dict[int, int] = {}
     external = set() if tech.io else set(g.inputs) | set(g.outputs)
+    fused = fusions(g) if tech.fusion else {}
     for op in g.ops:
-        if op.name in ALIAS_OPS and tech.alias and op.outputs[0] not in external:
+        if op.index in fused and op.outputs[0] not in external:  # shares the producer's
+            alias[op.outputs[0]] = alias.get(op.inputs[0], op.inputs[0])
+        elif op.name in ALIAS_OPS and tech.alias and op.outputs[0] not in external:
             src = op.inputs[0]
             if not g.t(src).is_const and not g.t(src).variable:
                 alias[op.outputs[0]] = alias.get(src, src)
@@ -213,12 +218,13 @@ def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer]) -> dict[
     tensor, the inputs and outputs included, in its own bytes while live: no alias, no
     in-place; the operators' scratch counted while they run)."""
     io_bytes = sum(g.t(i).nbytes for i in {*g.inputs, *g.outputs})
-    _, plain = _storage(g, Techniques(alias=False, in_place=False))
+    _, plain = _storage(g, Techniques(alias=False, in_place=False, fusion=False))
     start = lower_bound([*plain, *(replace(b) for b in scratch)], mem.alignment)
     saved: dict[str, int] = {}
     for key, tech in (("inputs_outputs_in_plan", Techniques(io=False)),
                       ("reshape_alias", Techniques(alias=False)),
-                      ("in_place", Techniques(in_place=False))):
+                      ("in_place", Techniques(in_place=False)),
+                      ("fusion", Techniques(fusion=False))):
         _, bufs = _storage(g, tech)
         size = _plan_joint(bufs, scratch, mem.alignment).size
         saved[key] = size + (0 if tech.io else io_bytes) - mem.size
@@ -330,7 +336,11 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         return None if sid is None else (f"(td_arena + {offsets[sid]})", cols[op_index])
 
     em = Emitter(g, loc, scratch_loc)
-    calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]
+    fused = fusions(g)
+    em.clamp = {f.producer: (f.lo, f.hi) for f in fused.values()}
+    calls = [f"/* {op.index}: {op.name} */ " + (
+        f"/* fused into op {fused[op.index].producer} */" if op.index in fused else em.emit(op))
+        for op in g.ops]
     states = state_decls(g)
     if any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops):
         em.decls.insert(0, sigmoid_table_decl())
@@ -371,7 +381,8 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
                      param_bytes=em.param_bytes, n_ops=len(g.ops),
                      extra={**technique_savings(g, mem, [b for b in mem.buffers
                                                          if b.tensor < 0]),
-                            "in_place_ops": in_place_ops(g, mem, alias)},
+                            "in_place_ops": in_place_ops(g, mem, alias),
+                            "fused_ops": [asdict(f) for f in fusions(g).values()]},
                      state_bytes=sum(s["size"] * g.t(s["index"]).itemsize for s in states))
     return texts, result
 
