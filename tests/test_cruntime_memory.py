@@ -8,7 +8,8 @@
 * In-place execution: an operator's output over the input it consumes last -- core int8
   kernels (convolutions, depthwise, pooling, element-wise, at the distance overlap.py
   proves) and the extension's kernels: element-wise (int8/int16 SUB, MAXIMUM, MUL, ADD,
-  LEAKY_RELU, element sizes permitting) and the 16x8 CONV_2D (pixel pairs). memory.json
+  LEAKY_RELU, requantize), DEQUANTIZE to float32 (the wider output ending where its input
+  ends) and the 16x8 CONV_2D (pixel pairs). memory.json
   lists each such operator; every model here is compared with the TFLM Python runtime on
   the host build and on qemu-cm4.
 * Fusion: a RELU / RELU6 after a FULLY_CONNECTED, ADD or CONV_2D folds into the producer's
@@ -21,6 +22,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,6 +53,8 @@ IN_PLACE = {
     EXT / "pad_leaky16_0.tflite": "LEAKY_RELU/INT16",
     DATA / "seanet_conv0.tflite": "CONV_2D/INT16",
     EXT / "conv16_1.tflite": "CONV_2D/INT16",
+    DATA / "float_io" / "detect_like.tflite": "DEQUANTIZE/FLOAT32",  # 4x wider, same end
+    DATA / "float_io" / "float16x8.tflite": "DEQUANTIZE/FLOAT32",  # from int16
 }
 
 ZERO_COPY_MAIN = r"""/* planned I/O: inputs written in place, td_invoke(NULL, NULL), outputs read */
@@ -101,6 +105,15 @@ def _qemu_outputs(path: Path, samples: list[list[np.ndarray]], work: Path,
     return got
 
 
+def _samples(facts: Any, n: int, seed: int) -> list[list[np.ndarray]]:
+    """Random samples: integer inputs over their whole range, float32 ones N(0, 1)."""
+    if all(t.dtype != "FLOAT32" for t in facts.inputs):
+        return _random_inputs(facts, n, seed)
+    rng = np.random.default_rng(seed)
+    return [[rng.normal(0, 1.0, size=_shape(t)).astype(np.float32) for t in facts.inputs]
+            for _ in range(n)]
+
+
 def _assert_equal(got: list[list[np.ndarray]], ref: list[list[np.ndarray]], what: str) -> None:
     for k, (g, r) in enumerate(zip(got, ref, strict=True)):
         for j, (a, b) in enumerate(zip(g, r, strict=True)):
@@ -117,7 +130,7 @@ def test_in_place_path_bit_exact(path: Path, tmp_path: Path) -> None:
     assert IN_PLACE[path] in used, used
     assert mem["saved_bytes"]["in_place"] >= 0  # (none where another layout ties)
     assert mem["ram_bytes"] <= mem["live_tensor_lower_bound"]
-    samples = _random_inputs(facts, 12, 5)
+    samples = _samples(facts, 12, 5)
     dtypes = [t.numpy_dtype for t in facts.outputs]
     ref = _tflm(facts, samples)
     outs = [(_shape(t), t.numpy_dtype) for t in facts.outputs]

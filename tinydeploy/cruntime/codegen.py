@@ -38,7 +38,7 @@ from .emit_ext import (
 )
 from .fusion import fusions
 from .graph import Graph, read_graph
-from .overlap import ext_overlap_distance, overlap_distance
+from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
@@ -155,7 +155,7 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
         y = op.outputs[0]
         if not tech.in_place or y not in buffers or y in alias:
             continue
-        ext = ext_reason(g, op) is None  # an extension kernel runs it
+        ext = ext_reason(g, op) is None or op.name in FORWARD_CORE  # (overlap.py)
         binary = op.name in ("ADD", "MUL") or (ext and op.name in ("SUB", "MAXIMUM", "MINIMUM"))
         for i in op.inputs[:2] if binary else op.inputs[:1]:
             r = alias.get(i, i)

@@ -102,26 +102,31 @@ def overlap_distance(op: Op, g: Graph) -> int | None:
     return int(np.max(o + 1 - need_next))
 
 
-# extension kernels (emit_ext.py: td_binary_ext, td_requantize_ext, td_leaky_relu_16) that
-# read input element i and then write output element i, in increasing i
+# kernels that read input element i and then write output element i, in increasing i:
+# the extension's (emit_ext.py: td_binary_ext, td_requantize_ext, td_leaky_relu_16) and
+# DEQUANTIZE's (td_dequantize_lut, td_dequantize_16)
 _EXT_FORWARD = frozenset({"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "LEAKY_RELU", "QUANTIZE"})
+FORWARD_CORE = frozenset({"DEQUANTIZE"})
 
 
 def ext_overlap_distance(op: Op, g: Graph) -> int | None:
-    """Bytes an extension kernel's output may start below its dying input: 0 for an
-    element-wise op without broadcast whose output elements are no wider than the input's
-    (output element i then covers input bytes of elements <= i only, all read already),
-    the pair-aware distance for a 16x8 CONV_2D; None otherwise."""
+    """Bytes an extension kernel's (or DEQUANTIZE's) output may start below its dying
+    input: the pair-aware distance for a 16x8 CONV_2D; for an element-wise op without
+    broadcast, n * (output - input element size) bytes when the output elements are wider
+    (both then end at the same byte), else 0 -- output element i then covers input bytes of
+    elements <= i only, all read already (rounded up to 8 bytes, the planner's alignment);
+    None otherwise."""
     if op.name == "CONV_2D":
         return _conv16_distance(op, g)
-    if op.name not in _EXT_FORWARD:
+    if op.name not in _EXT_FORWARD | FORWARD_CORE:
         return None
     y = g.t(op.outputs[0])
-    n = 2 if op.name not in ("LEAKY_RELU", "QUANTIZE") else 1
+    n = 1 if op.name in ("LEAKY_RELU", "QUANTIZE", "DEQUANTIZE") else 2
     ins = [g.t(i) for i in op.inputs[:n] if i >= 0]
-    if len(ins) != n or any(x.shape != y.shape or x.itemsize < y.itemsize for x in ins):
+    if len(ins) != n or any(x.shape != y.shape or x.itemsize != ins[0].itemsize for x in ins):
         return None
-    return 0
+    wider = y.size * max(0, y.itemsize - ins[0].itemsize)
+    return (wider + 7) // 8 * 8
 
 
 def _conv16_distance(op: Op, g: Graph) -> int | None:
