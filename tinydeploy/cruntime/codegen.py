@@ -39,6 +39,7 @@ from .emit_ext import (
 from .fusion import fusions
 from .graph import Graph, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
+from .patch import Stage, option, plan_stage, stage_block
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
@@ -104,6 +105,7 @@ class Techniques:
     alias: bool = True  # RESHAPE/SQUEEZE/EXPAND_DIMS outputs share their input's bytes
     in_place: bool = True  # outputs over their dying input (overlap.py, planner pins)
     fusion: bool = True  # RELU/RELU6 folded into the producing kernel (fusion.py)
+    stage: Stage | None = None  # patch-based first stage (patch.py), an option
 
 
 def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int], list[Buffer]]:
@@ -142,9 +144,17 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
         r = alias.get(i, i)
         first.setdefault(r, 0)
         last[r] = end
+    st = tech.stage
+    if st is not None:  # whole input and output across the stage, its tensors in bands
+        rx, ry = alias.get(st.x, st.x), alias.get(st.y, st.y)
+        last[rx], first[ry] = max(last[rx], st.last), min(first[ry], st.first)
+        for t in st.inner:
+            first.pop(t, None)
     buffers = {r: Buffer(r, g.t(r).name, g.t(r).nbytes, first[r], last[r])
                for r in sorted(first)
                if not g.t(r).variable and not g.t(r).is_const and r not in external}
+    for t in st.inner if st is not None else []:
+        buffers[t] = Buffer(t, g.t(t).name + " (band)", st.band_bytes(g, t), st.first, st.last)
     for op in g.ops:  # per-operator scratch (emit_ext.scratch_bytes), id SCRATCH_ID + op
         n = scratch_bytes(g, op)
         if n:
@@ -153,7 +163,8 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
                                                     op.index, op.index)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
-        if not tech.in_place or y not in buffers or y in alias:
+        if not tech.in_place or y not in buffers or y in alias \
+                or (st is not None and op.index in st.ops):
             continue
         ext = ext_reason(g, op) is None or op.name in FORWARD_CORE  # (overlap.py)
         binary = op.name in ("ADD", "MUL") or (ext and op.name in ("SUB", "MAXIMUM", "MINIMUM"))
@@ -180,8 +191,8 @@ def _plan_joint(buffers: list[Buffer], scratch: list[Buffer], alignment: int) ->
     return joint if joint.size < after.size else after
 
 
-def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
-                       ) -> tuple[dict[int, int], MemoryPlan]:
+def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
+                       stage: Stage | None = None) -> tuple[dict[int, int], MemoryPlan]:
     """The memory plan including the convolutions' im2col scratch: two pixels' receptive
     fields each (the faster kernel path), reduced to one where that makes the arena
     noticeably smaller (the scratch is live only during its operator, but may raise the
@@ -191,7 +202,8 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
     need = {i: n for i, n in need.items() if n > 0}
 
     def scratch(cols: dict[int, int]) -> list[Buffer]:
-        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i] * c, i, i)
+        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i] * c,
+                       *((stage.first, stage.last) if stage and i in stage.ops else (i, i)))
                 for i, c in cols.items()]
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
@@ -211,7 +223,8 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
     return cols, mem
 
 
-def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer]) -> dict[str, Any]:
+def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer],
+                      stage: Stage | None = None) -> dict[str, Any]:
     """What each memory technique saved: the plan made with all of them (``mem``) against
     the plan made without that one (RAM = arena, plus the inputs and outputs when they
     live outside it), and the live-tensor lower bound the planner started from (every
@@ -219,12 +232,13 @@ def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer]) -> dict[
     in-place; the operators' scratch counted while they run)."""
     io_bytes = sum(g.t(i).nbytes for i in {*g.inputs, *g.outputs})
     _, plain = _storage(g, Techniques(alias=False, in_place=False, fusion=False))
+    base = Techniques(stage=stage)
     start = lower_bound([*plain, *(replace(b) for b in scratch)], mem.alignment)
     saved: dict[str, int] = {}
-    for key, tech in (("inputs_outputs_in_plan", Techniques(io=False)),
-                      ("reshape_alias", Techniques(alias=False)),
-                      ("in_place", Techniques(in_place=False)),
-                      ("fusion", Techniques(fusion=False))):
+    for key, tech in (("inputs_outputs_in_plan", replace(base, io=False)),
+                      ("reshape_alias", replace(base, alias=False)),
+                      ("in_place", replace(base, in_place=False)),
+                      ("fusion", replace(base, fusion=False))):
         _, bufs = _storage(g, tech)
         size = _plan_joint(bufs, scratch, mem.alignment).size
         saved[key] = size + (0 if tech.io else io_bytes) - mem.size
@@ -310,13 +324,17 @@ def _environment(folder: str) -> jinja2.Environment:
                               autoescape=False)
 
 
-def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], CResult]:
-    """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
+def build(facts: ModelFacts, name: str | None = None,
+          patch: tuple[int, int, int] | None = None) -> tuple[dict[str, str], CResult]:
+    """Everything but the file writes: {filename: text} and the result (out_dir unset).
+    ``patch``: (first op, last op, bands) run patch-based (patch.py)."""
     g = read_graph(facts)
-    alias, buffers = _storage(g)
+    want = option(patch)
+    stage = plan_stage(g, *want) if want is not None else None
+    alias, buffers = _storage(g, Techniques(stage=stage))
     wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
                for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1)
+    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage)
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -341,6 +359,19 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
     calls = [f"/* {op.index}: {op.name} */ " + (
         f"/* fused into op {fused[op.index].producer} */" if op.index in fused else em.emit(op))
         for op in g.ops]
+    extra: dict[str, Any] = {}
+    if stage is not None:
+        whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
+        ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
+        for k in stage.ops:
+            calls[k] = f"/* {k}: {g.ops[k].name} */ " + (
+                stage_block(g, stage, whole, ptrs) if k == stage.first
+                else "/* in the band loop above */")
+        _, plain = _storage(g)
+        unpatched = _plan_with_scratch(g, plain, mem.alignment)[1].size
+        extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
+                          "recompute_macs_ratio": stage.recompute_macs_ratio,
+                          "saved_bytes": unpatched - mem.size}
     states = state_decls(g)
     if any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops):
         em.decls.insert(0, sigmoid_table_decl())
@@ -380,22 +411,22 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
     result = CResult(out_dir=Path("."), files=[], plan=mem, weight_bytes=em.weight_bytes,
                      param_bytes=em.param_bytes, n_ops=len(g.ops),
                      extra={**technique_savings(g, mem, [b for b in mem.buffers
-                                                         if b.tensor < 0]),
+                                                         if b.tensor < 0], stage),
                             "in_place_ops": in_place_ops(g, mem, alias),
-                            "fused_ops": [asdict(f) for f in fusions(g).values()]},
+                            "fused_ops": [asdict(f) for f in fusions(g).values()], **extra},
                      state_bytes=sum(s["size"] * g.t(s["index"]).itemsize for s in states))
     return texts, result
 
 
 def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
                name: str | None = None, tflm_arena: bool = True, owned: bool = False,
-               ) -> CResult:
+               patch: tuple[int, int, int] | None = None) -> CResult:
     """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan.
     ``owned``: own only the files written (``generate``; see
     :func:`tinydeploy.output.staged_output`), else replace same-named files (build folders)."""
     facts = load(facts)
     out_dir = check_output_dir(out_dir)
-    texts, result = build(facts, name)  # raises before anything is written
+    texts, result = build(facts, name, patch)  # raises before anything is written
     if tflm_arena:
         result.tflm_arena_cortex_m = _tflm_arena(facts)
     with staged_output(out_dir, owned=owned) as tmp:
