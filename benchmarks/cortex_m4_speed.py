@@ -126,8 +126,12 @@ def runtime_ram(work: Path) -> int:
 def memory_techniques(work: Path) -> str:
     """The memory techniques the generated model's plan used (memory.json), e.g. "io+inplace"."""
     path = work / "model" / "memory.json"
-    saved = json.loads(path.read_text()).get("saved_bytes", {}) if path.is_file() else {}
-    return "+".join(k for k, v in saved.items() if v > 0) or "-"
+    mem = json.loads(path.read_text()) if path.is_file() else {}
+    used = [k for k, v in mem.get("saved_bytes", {}).items() if v > 0]
+    if "patch" in mem:  # TINYDEPLOY_PATCH=first:last:bands
+        used.append("patch({}..{}, {} bands, {:.2f}x outputs)".format(
+            *mem["patch"]["ops"], mem["patch"]["bands"], mem["patch"]["recompute_macs_ratio"]))
+    return "+".join(used) or "-"
 
 
 def tflm_ram(g: dict[str, Any]) -> int:
