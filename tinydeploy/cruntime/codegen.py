@@ -341,8 +341,15 @@ def build(facts: ModelFacts, name: str | None = None,
     for t in (*inputs, *outputs):  # the planned buffer the application reads/writes
         t["arena_offset"] = offsets[alias.get(t["index"], t["index"])]
 
+    io_loc = {alias.get(t["index"], t["index"]): f"TD_OUT({t['offset']}, {t['arena_offset']})"
+              for t in outputs}  # TD_IO_BUFFERS builds: the caller's buffers (td_model.c)
+    io_loc.update({alias.get(t["index"], t["index"]): f"TD_IN({t['offset']}, {t['arena_offset']})"
+                   for t in inputs})
+
     def loc(i: int) -> str:
         r = alias.get(i, i)
+        if r in io_loc:
+            return io_loc[r]
         if i >= SCRATCH_ID:
             return f"(td_arena + {offsets[i]})"
         if g.t(r).variable:

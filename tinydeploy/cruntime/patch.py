@@ -26,7 +26,8 @@ from .graph import Graph, Op
 
 STAGE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
                        "PAD"})
-_CALL = re.compile(r"^(\w+)\(&(td_p\d+), (\([^,()]*\)|\w+), (\([^,()]*\)|\w+)\);$")
+_ARG = r"(\([^,()]*\)|\w+|TD_(?:IN|OUT)\(\d+, \d+\))"  # a pointer as codegen.loc() writes it
+_CALL = re.compile(rf"^(\w+)\(&(td_p\d+), {_ARG}, {_ARG}\);$")
 
 
 @dataclass
