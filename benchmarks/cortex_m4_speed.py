@@ -23,6 +23,13 @@ whole-flash ratio of 0.25x is out of reach where they alone exceed it (person_de
 0.70x of TFLM's whole firmware); the line "constants alone" lists those floors.
 Models with several inputs read ``NAME.inputs_K.npy`` and send them concatenated.
 
+A second table gives the RAM that matters (issue 18): everything the runtime needs besides
+the serial protocol (the firmware's .data/.bss symbols minus the protocol's and the board
+harness's: arena with the planned inputs/outputs and scratch, state, any I/O buffers) next
+to TFLM's ``arena_used_bytes_cm4`` plus its interpreter (the rest of ``cm4_bss`` beside the
+arena), with the ratio and the memory techniques the plan used (memory.json's
+``saved_bytes``). Reported, not enforced: target <= 0.5x TFLM on every CNN.
+
     python benchmarks/cortex_m4_speed.py [--models a,b] [--portable] [--json out.json]
 
 ``--portable`` builds with -DTD_PORTABLE (the plain C kernels instead of the DSP-extension
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import sys
 import tempfile
@@ -49,6 +57,7 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 SUM_TARGET = 1.0
 MAX_TARGET = 1.5
 FLASH_CNN_TARGET = 0.25
+RAM_CNN_TARGET = 0.5  # issue 18: RAM besides the protocol vs TFLM's arena + interpreter
 BEFORE = Path(__file__).resolve().parent / "results" / "cortex_m4_speed_before.txt"
 CNN_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
@@ -85,7 +94,50 @@ def measure(name: str, data: Path, work: Path, defines: tuple[str, ...] = ()
     return {"model": name, "instr": float(np.mean(cycles)), "exact": exact,
             "text": info["text"], "data": info["data"], "bss": info["bss"],
             "flash": info["text"] + info["data"], "consts": model_constants(work),
-            "tflite": path.stat().st_size}
+            "tflite": path.stat().st_size, "ram": runtime_ram(work),
+            "techniques": memory_techniques(work)}
+
+
+# RAM of the firmware that belongs to the serial protocol or the board harness, not to the
+# runtime: td_protocol.c's device state and td_info, td_model_describe()'s tensor tables
+# (protocol metadata), the SysTick wrap counter and the profiling marks
+PROTOCOL_RAM = re.compile(r"^(info|device_storage|systick_wraps|inputs\.\d+|outputs\.\d+|"
+                          r"profile_\w+)$")
+
+
+def runtime_ram(work: Path) -> int:
+    """Bytes of RAM (.data + .bss symbols of the firmware ELF) the runtime needs besides the
+    serial protocol: the arena (plan, I/O, scratch), state tensors, any I/O buffers outside
+    the plan and the kernels' static data. The stack is not counted (nor is TFLM's)."""
+    import subprocess
+
+    from tinydeploy.device.qemu import ELF
+
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(work / ELF)], check=True,
+                         capture_output=True, text=True).stdout
+    total = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "bBdD" and not PROTOCOL_RAM.match(parts[3]):
+            total += int(parts[1], 16)
+    return total
+
+
+def memory_techniques(work: Path) -> str:
+    """The memory techniques the generated model's plan used (memory.json), e.g. "io+inplace"."""
+    path = work / "model" / "memory.json"
+    mem = json.loads(path.read_text()) if path.is_file() else {}
+    used = [k for k, v in mem.get("saved_bytes", {}).items() if v > 0]
+    if "patch" in mem:  # TINYDEPLOY_PATCH=first:last:bands
+        used.append("patch({}..{}, {} bands, {:.2f}x outputs)".format(
+            *mem["patch"]["ops"], mem["patch"]["bands"], mem["patch"]["recompute_macs_ratio"]))
+    return "+".join(used) or "-"
+
+
+def tflm_ram(g: dict[str, Any]) -> int:
+    """TFLM's RAM besides the protocol: arena_used_bytes() on the Cortex-M4 plus the
+    interpreter (the rest of the firmware's .bss: interpreter, op resolver, harness)."""
+    return int(g["arena_used_bytes_cm4"] + g["cm4_bss"] - g["cm4_arena_in_bss"])
 
 
 def model_constants(work: Path) -> int:
@@ -169,7 +221,26 @@ def table(rows: list[dict[str, Any]], gt: dict[str, Any]) -> tuple[str, bool]:
         f"(target: no more)",
     ]
     ok &= s_instr <= SUM_TARGET * s_cmsis and bss_now <= bss_old
-    return "\n".join(lines), ok
+    return "\n".join(lines + ram_lines(rows, gt)), ok
+
+
+def ram_lines(rows: list[dict[str, Any]], gt: dict[str, Any]) -> list[str]:
+    """RAM besides the protocol (runtime_ram) next to TFLM's (tflm_ram), per model, with
+    the memory techniques the plan used; the issue's targets are reported, not enforced."""
+    lines = ["", f"{'model':22} {'ram':>7} {'tflm_ram':>8} {'x_tflm':>6} techniques"]
+    for r in rows:
+        r["tflm_ram"] = tflm_ram(gt[r["model"]])
+        r["x_ram"] = r["ram"] / r["tflm_ram"]
+        lines.append(f"{r['model']:22} {r['ram']:7d} {r['tflm_ram']:8d} {r['x_ram']:6.3f} "
+                     f"{r.get('techniques', '-')}")
+    cnn = [r for r in rows if r["cnn"]]
+    worst = max(cnn, key=lambda r: r["x_ram"], default=None)
+    s_ram = sum(r["ram"] for r in rows) / sum(r["tflm_ram"] for r in rows)
+    lines.append(f"RAM besides the protocol (arena incl. I/O + scratch + state + buffers; "
+                 f"TFLM: arena_used_bytes_cm4 + interpreter): sum {s_ram:.3f}x TFLM"
+                 + (f", worst CNN {worst['model']} {worst['x_ram']:.3f}x (target <= "
+                    f"{RAM_CNN_TARGET})" if worst else ""))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

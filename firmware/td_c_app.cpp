@@ -51,10 +51,17 @@ int RunTimed(const uint8_t *in, uint8_t *out, td_timing *timing) {
 }
 
 #if TD_PROTOCOL_VERSION >= 2
+#ifdef TD_PLANNED_IO
+/* protocol v2: the host writes the inputs into the model's planned input buffers (bound by
+ * td_model_describe(), chunked), the server reads the outputs from the planned ones */
+uint8_t *const g_in = nullptr;
+uint8_t *const g_out = nullptr;
+#else
 /* protocol v2: the host writes the inputs into these buffers (chunked), the server reads
  * the outputs from them */
 alignas(8) uint8_t g_in[TD_APP_INPUT_BYTES];
 alignas(8) uint8_t g_out[TD_APP_OUTPUT_BYTES];
+#endif
 
 int Infer(void *ctx, uint32_t flags, td_timing *timing) {
   (void)ctx;
@@ -78,7 +85,7 @@ int Infer(void *ctx, const uint8_t *in, uint32_t in_len, uint8_t *out, uint32_t 
 
 }  // namespace
 
-/* td_backend_begin() / td_backend_invoke(), the API's backend, are in td_app.c (plain C). */
+/* td_backend_begin() / _invoke() / _tensor(), the API's backend, are in td_app.c (plain C). */
 
 void td_app_setup(void) {
   Serial.begin(TD_SERIAL_BAUD);
@@ -90,7 +97,7 @@ void td_app_setup(void) {
   g_info.firmware_version = TD_FIRMWARE_VERSION;
   g_info.board_id = TD_BOARD_ID;
   g_info.cpu_hz = TD_CPU_HZ;
-#if TD_PROTOCOL_VERSION >= 2
+#if TD_PROTOCOL_VERSION >= 2 && !defined(TD_PLANNED_IO)
   td_bind_buffer(&g_info, 0, g_in, sizeof g_in);
   td_bind_buffer(&g_info, 1, g_out, sizeof g_out);
 #endif

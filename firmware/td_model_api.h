@@ -18,7 +18,10 @@ extern "C" {
 void td_model_describe(td_info *info);
 
 /* Run one inference: `in` holds all input tensors' bytes concatenated in model order,
- * `out` receives all outputs' likewise. Return 0 on success. */
+ * `out` receives all outputs' likewise. Return 0 on success. A model whose
+ * td_model_describe() binds the tensors' `data` (the C runtime: inputs and outputs inside its
+ * memory plan) also takes NULL for either: the inputs are then read from, the outputs left
+ * in, those bound buffers (no copies). */
 int td_invoke(const int8_t *in, int8_t *out);
 
 #ifdef TD_HAS_RESET

@@ -6,9 +6,10 @@
  *   ./device --profile FILE ...  (built with -DTD_PROFILE) -> after every inference one
  *                        line "P t0 t1 ... tn" of CLOCK_MONOTONIC ns at each operator
  *
- * The model comes from td_model_describe()/td_invoke() (td_model_api.h). Its input and
- * output tensors live in two buffers of their total sizes (td_bind_buffer): DATA/INFER
- * chunks are written straight into the input buffer that td_invoke() reads.
+ * The model comes from td_model_describe()/td_invoke() (td_model_api.h). When the model
+ * binds its tensors itself (the C runtime: inputs and outputs inside its memory plan), DATA/
+ * INFER chunks land in those buffers and td_invoke(NULL, NULL) runs on them; otherwise the
+ * input and output tensors live in two buffers of their total sizes (td_bind_buffer).
  * Build with -DTD_HAS_RESET when the model provides td_reset() (stateful models).
  */
 #define _XOPEN_SOURCE 600
@@ -67,7 +68,7 @@ static int native_infer(void *ctx, uint32_t flags, td_timing *timing) {
   (void)flags;
 #endif
   t0 = td_posix_micros();
-  rc = td_invoke((const int8_t *)in_buf, (int8_t *)out_buf);
+  rc = td_invoke((const int8_t *)in_buf, (int8_t *)out_buf); /* NULL: the model's own */
   timing->time_us = td_posix_micros() - t0;
 #ifdef TD_PROFILE
   profile_flush();
@@ -113,7 +114,7 @@ int main(int argc, char **argv) {
   info.board_id = "native";
   info.runtime = "c";
   td_model_describe(&info);
-  {
+  if (info.num_inputs == 0u || info.inputs[0].data == NULL) { /* else: bound by the model */
     uint32_t in_bytes = td_tensors_bytes(&info, 0), out_bytes = td_tensors_bytes(&info, 1);
     in_buf = (uint8_t *)calloc(in_bytes ? in_bytes : 1u, 1);
     out_buf = (uint8_t *)calloc(out_bytes ? out_bytes : 1u, 1);

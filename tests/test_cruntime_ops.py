@@ -258,8 +258,10 @@ def test_op_bit_exact(op_models: Callable[[str, int], Path], case: str, seed: in
                            f"{bad[0].tolist()}: C {y[tuple(bad[0])]} vs TFLM {ref[tuple(bad[0])]}")
 
 
-def _append_quantize(facts: Any, scale: float, zero_point: int, out_type: int = 9) -> bytes:
-    """The model with one more operator: QUANTIZE (requantize) of its output."""
+def _append_quantize(facts: Any, scale: float, zero_point: int, out_type: int = 9,
+                     op_name: str | None = None) -> bytes:
+    """The model with one more operator: QUANTIZE (requantize) of its output (``op_name``:
+    that operator instead, e.g. RELU, its output quantized like its input)."""
     import copy
 
     import flatbuffers
@@ -272,13 +274,14 @@ def _append_quantize(facts: Any, scale: float, zero_point: int, out_type: int = 
     new = copy.deepcopy(old)
     new.name = b"requantized"
     new.type = out_type
-    new.quantization.scale = [scale] if out_type == 9 else None
-    new.quantization.zeroPoint = [zero_point] if out_type == 9 else None
+    if op_name is None:
+        new.quantization.scale = [scale] if out_type == 9 else None
+        new.quantization.zeroPoint = [zero_point] if out_type == 9 else None
     model.buffers.append(schema.BufferT())
     new.buffer = len(model.buffers) - 1
     sub.tensors.append(new)
     code = schema.OperatorCodeT()
-    name = "QUANTIZE" if out_type == 9 else "DEQUANTIZE"
+    name = op_name or ("QUANTIZE" if out_type == 9 else "DEQUANTIZE")
     code.builtinCode = getattr(schema.BuiltinOperator, name)
     code.deprecatedBuiltinCode = code.builtinCode
     code.version = 1

@@ -16,7 +16,13 @@
 #include "td_model.h"
 #include "td_model_api.h"
 
-/* The model's input and output buffers: DATA/INFER chunks land straight in td_in. */
+/* The model's input and output tensors: inside its memory plan (TD_PLANNED_IO: the model's
+ * td_model_describe() binds them, DATA/INFER chunks land there, td_invoke(NULL, NULL) runs
+ * on them), else two buffers here. */
+#ifdef TD_PLANNED_IO
+#define td_in NULL
+#define td_out NULL
+#else
 #ifndef TD_INPUT_BYTES
 #define TD_INPUT_BYTES TD_MODEL_INPUT_SIZE
 #endif
@@ -25,6 +31,7 @@
 #endif
 static uint64_t td_in[(TD_INPUT_BYTES + 7) / 8];
 static uint64_t td_out[(TD_OUTPUT_BYTES + 7) / 8];
+#endif
 
 #ifndef TD_FIRMWARE_VERSION
 #define TD_FIRMWARE_VERSION "tinydeploy-qemu-cm4 0.1.0"
@@ -111,10 +118,12 @@ int main(void) {
   info.runtime = "c";
   info.cpu_hz = TD_CM4_VIRTUAL_HZ;
   td_model_describe(&info);
+#ifndef TD_PLANNED_IO
   if (td_bind_buffer(&info, 0, (uint8_t *)td_in, sizeof td_in) != 0 ||
       td_bind_buffer(&info, 1, (uint8_t *)td_out, sizeof td_out) != 0) {
     info.model_status = -1; /* sizes disagree with td_model.h: INFER answers ERROR MODEL */
   }
+#endif
   dev = td_init(device_storage, &info, cm4_infer, 0, cm4_write, 0);
   td_announce(dev);
   for (;;) td_feed(dev, cm4_uart_getc());

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,11 @@ from .emit_ext import (
     sigmoid_table_decl,
     state_decls,
 )
+from .fusion import fusions
 from .graph import Graph, read_graph
-from .overlap import overlap_distance
-from .planner import Buffer, MemoryPlan, add_buffers, plan
+from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
+from .patch import Stage, option, plan_stage, stage_block
+from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
                 "td_kernels_conv_ref.c", "td_kernels_dwm.c", "td_kernels_elem.c",
@@ -60,6 +62,7 @@ class CResult:
     tflm_arena_cortex_m: int | None = None
     min_arena_cm4: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    state_bytes: int = 0  # variable (state) tensors, outside the arena
 
     @property
     def sources(self) -> list[Path]:
@@ -72,6 +75,8 @@ class CResult:
                              "tflm_arena_cortex_m": self.tflm_arena_cortex_m}
         if self.tflm_arena_cortex_m:
             d["ratio_vs_tflm"] = round(self.plan.size / self.tflm_arena_cortex_m, 4)
+        d.update(self.extra)  # live_tensor_lower_bound, saved_bytes (technique_savings)
+        d["ram_bytes"] = self.plan.size + self.state_bytes
         d["plan"] = self.plan.to_dict()
         return d
 
@@ -91,17 +96,40 @@ def c_identifier(name: str) -> str:
     return reserved_safe("_" + s if s[0].isdigit() else s)
 
 
-def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
-    """Alias map (RESHAPE output -> root tensor) and the buffers the planner places."""
+@dataclass(frozen=True)
+class Techniques:
+    """The memory techniques the planner may use (all on in generated code; switched off
+    one at a time to report what each saved, see :func:`technique_savings`)."""
+
+    io: bool = True  # inputs and outputs inside the plan (else outside, not planned)
+    alias: bool = True  # RESHAPE/SQUEEZE/EXPAND_DIMS outputs share their input's bytes
+    in_place: bool = True  # outputs over their dying input (overlap.py, planner pins)
+    fusion: bool = True  # RELU/RELU6 folded into the producing kernel (fusion.py)
+    stage: Stage | None = None  # patch-based first stage (patch.py), an option
+
+
+def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int], list[Buffer]]:
+    """Alias map (RESHAPE output -> root tensor) and the buffers the planner places.
+
+    The model's inputs and outputs are planned like any tensor: an input is live from the
+    first operator (the application wrote it before ``td_invoke``) to its last reader, an
+    output from its producer to the last operator (the application reads it afterwards)."""
     alias: dict[int, int] = {}
-    external = set(g.inputs) | set(g.outputs)
+    external = set() if tech.io else set(g.inputs) | set(g.outputs)
+    fused = fusions(g) if tech.fusion else {}
     for op in g.ops:
-        if op.name in ALIAS_OPS and op.outputs[0] not in external:
+        if op.index in fused and op.outputs[0] not in external:  # shares the producer's
+            alias[op.outputs[0]] = alias.get(op.inputs[0], op.inputs[0])
+        elif op.name in ALIAS_OPS and tech.alias and op.outputs[0] not in external:
             src = op.inputs[0]
-            if not g.t(src).is_const:
+            if not g.t(src).is_const and not g.t(src).variable:
                 alias[op.outputs[0]] = alias.get(src, src)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
+    end = max(len(g.ops) - 1, 0)
+    for i in g.inputs:
+        r = alias.get(i, i)
+        first[r], last[r] = 0, 0
     for op in g.ops:
         for i in op.outputs:
             r = alias.get(i, i)
@@ -112,8 +140,21 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
                 continue
             r = alias.get(i, i)
             last[r] = max(last.get(r, op.index), op.index)
+    for i in g.outputs:
+        r = alias.get(i, i)
+        first.setdefault(r, 0)
+        last[r] = end
+    st = tech.stage
+    if st is not None:  # whole input and output across the stage, its tensors in bands
+        rx, ry = alias.get(st.x, st.x), alias.get(st.y, st.y)
+        last[rx], first[ry] = max(last[rx], st.last), min(first[ry], st.first)
+        for t in st.inner:
+            first.pop(t, None)
     buffers = {r: Buffer(r, g.t(r).name, g.t(r).nbytes, first[r], last[r])
-               for r in sorted(first) if r not in external and not g.t(r).variable}
+               for r in sorted(first)
+               if not g.t(r).variable and not g.t(r).is_const and r not in external}
+    for t in st.inner if st is not None else []:
+        buffers[t] = Buffer(t, g.t(t).name + " (band)", st.band_bytes(g, t), st.first, st.last)
     for op in g.ops:  # per-operator scratch (emit_ext.scratch_bytes), id SCRATCH_ID + op
         n = scratch_bytes(g, op)
         if n:
@@ -122,14 +163,16 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
                                                     op.index, op.index)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
-        if y not in buffers or y in alias or ext_reason(g, op) is None:
+        if not tech.in_place or y not in buffers or y in alias \
+                or (st is not None and op.index in st.ops):
             continue
-        candidates = op.inputs[:2] if op.name in ("ADD", "MUL") else op.inputs[:1]
-        for i in candidates:
+        ext = ext_reason(g, op) is None or op.name in FORWARD_CORE  # (overlap.py)
+        binary = op.name in ("ADD", "MUL") or (ext and op.name in ("SUB", "MAXIMUM", "MINIMUM"))
+        for i in op.inputs[:2] if binary else op.inputs[:1]:
             r = alias.get(i, i)
             if r in buffers and r != y and last[r] == op.index \
                     and g.t(r).size == g.t(i).size:
-                d = overlap_distance(op, g)
+                d = ext_overlap_distance(op, g) if ext else overlap_distance(op, g)
                 if d is not None:
                     buffers[y].pin = (r, d)
                 break
@@ -137,25 +180,34 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
 
 
 SCRATCH_ID = 1 << 24  # buffer ids above the tensor indices
+SCRATCH_MIN_SAVING = 64  # bytes (and 1/32 of the arena) one-pixel im2col must save
 
 
-def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
-                       ) -> tuple[dict[int, int], MemoryPlan]:
+def _plan_joint(buffers: list[Buffer], scratch: list[Buffer], alignment: int) -> MemoryPlan:
+    """The smaller of two plans: scratch placed with the tensors, or after them."""
+    joint = plan([*(replace(b) for b in buffers), *(replace(b) for b in scratch)], alignment)
+    after = add_buffers(plan([replace(b) for b in buffers], alignment),
+                        [replace(b) for b in scratch])
+    return joint if joint.size < after.size else after
+
+
+def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
+                       stage: Stage | None = None) -> tuple[dict[int, int], MemoryPlan]:
     """The memory plan including the convolutions' im2col scratch: two pixels' receptive
     fields each (the faster kernel path), reduced to one where that makes the arena
-    smaller (the scratch is live only during its operator, but may raise the peak)."""
+    noticeably smaller (the scratch is live only during its operator, but may raise the
+    peak; a few bytes are not worth the slower one-pixel path)."""
     need = {op.index: core_scratch_bytes(op, g, 1) for op in g.ops
             if ext_reason(g, op) is not None}  # extension kernels: scratch_bytes()
     need = {i: n for i, n in need.items() if n > 0}
 
     def scratch(cols: dict[int, int]) -> list[Buffer]:
-        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i] * c, i, i)
+        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i] * c,
+                       *((stage.first, stage.last) if stage and i in stage.ops else (i, i)))
                 for i, c in cols.items()]
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
-        joint = plan([*(replace(b) for b in buffers), *scratch(cols)], alignment)
-        after = add_buffers(plan([replace(b) for b in buffers], alignment), scratch(cols))
-        return joint if joint.size < after.size else after
+        return _plan_joint(buffers, scratch(cols), alignment)
 
     cols = {i: 2 for i in need}
     mem = trial(cols)
@@ -166,9 +218,47 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
                 break
             fewer = {**cols, i: 1}
             m = trial(fewer)
-            if m.size < mem.size:
+            if m.size < mem.size - max(SCRATCH_MIN_SAVING, mem.size // 32):
                 cols, mem = fewer, m
     return cols, mem
+
+
+def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer],
+                      stage: Stage | None = None) -> dict[str, Any]:
+    """What each memory technique saved: the plan made with all of them (``mem``) against
+    the plan made without that one (RAM = arena, plus the inputs and outputs when they
+    live outside it), and the live-tensor lower bound the planner started from (every
+    tensor, the inputs and outputs included, in its own bytes while live: no alias, no
+    in-place; the operators' scratch counted while they run)."""
+    io_bytes = sum(g.t(i).nbytes for i in {*g.inputs, *g.outputs})
+    _, plain = _storage(g, Techniques(alias=False, in_place=False, fusion=False))
+    base = Techniques(stage=stage)
+    start = lower_bound([*plain, *(replace(b) for b in scratch)], mem.alignment)
+    saved: dict[str, int] = {}
+    for key, tech in (("inputs_outputs_in_plan", replace(base, io=False)),
+                      ("reshape_alias", replace(base, alias=False)),
+                      ("in_place", replace(base, in_place=False)),
+                      ("fusion", replace(base, fusion=False))):
+        _, bufs = _storage(g, tech)
+        size = _plan_joint(bufs, scratch, mem.alignment).size
+        saved[key] = size + (0 if tech.io else io_bytes) - mem.size
+    return {"live_tensor_lower_bound": start, "saved_bytes": saved}
+
+
+def in_place_ops(g: Graph, mem: MemoryPlan, alias: dict[int, int]) -> list[dict[str, Any]]:
+    """The operators whose output the plan put over bytes of an input they consume last."""
+    by = {b.tensor: b for b in mem.buffers}
+    out = []
+    for op in g.ops:
+        y = by.get(alias.get(op.outputs[0], op.outputs[0])) if op.outputs else None
+        for i in op.inputs:
+            x = by.get(alias.get(i, i)) if i >= 0 else None
+            if x is not None and y is not None and x is not y and x.last == op.index \
+                    and x.offset < y.offset + y.size and y.offset < x.offset + x.size:
+                out.append({"op": op.index, "name": op.name, "dtype": g.t(y.tensor).dtype,
+                            "over_tensor": x.tensor})
+                break
+    return out
 
 
 def _tflm_arena(facts: ModelFacts) -> int | None:
@@ -234,19 +324,27 @@ def _environment(folder: str) -> jinja2.Environment:
                               autoescape=False)
 
 
-def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], CResult]:
-    """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
+def build(facts: ModelFacts, name: str | None = None,
+          patch: tuple[int, int, int] | None = None) -> tuple[dict[str, str], CResult]:
+    """Everything but the file writes: {filename: text} and the result (out_dir unset).
+    ``patch``: (first op, last op, bands) run patch-based (patch.py)."""
     g = read_graph(facts)
-    alias, buffers = _storage(g)
+    want = option(patch)
+    stage = plan_stage(g, *want) if want is not None else None
+    alias, buffers = _storage(g, Techniques(stage=stage))
     wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
                for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1)
+    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage)
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
-    io_loc = {t["index"]: f"(in + {t['offset']})" if t["offset"] else "in" for t in inputs}
-    io_loc.update({t["index"]: f"(out + {t['offset']})" if t["offset"] else "out"
-                   for t in outputs})
+    for t in (*inputs, *outputs):  # the planned buffer the application reads/writes
+        t["arena_offset"] = offsets[alias.get(t["index"], t["index"])]
+
+    io_loc = {alias.get(t["index"], t["index"]): f"TD_OUT({t['offset']}, {t['arena_offset']})"
+              for t in outputs}  # TD_IO_BUFFERS builds: the caller's buffers (td_model.c)
+    io_loc.update({alias.get(t["index"], t["index"]): f"TD_IN({t['offset']}, {t['arena_offset']})"
+                   for t in inputs})
 
     def loc(i: int) -> str:
         r = alias.get(i, i)
@@ -263,7 +361,24 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         return None if sid is None else (f"(td_arena + {offsets[sid]})", cols[op_index])
 
     em = Emitter(g, loc, scratch_loc)
-    calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]
+    fused = fusions(g)
+    em.clamp = {f.producer: (f.lo, f.hi) for f in fused.values()}
+    calls = [f"/* {op.index}: {op.name} */ " + (
+        f"/* fused into op {fused[op.index].producer} */" if op.index in fused else em.emit(op))
+        for op in g.ops]
+    extra: dict[str, Any] = {}
+    if stage is not None:
+        whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
+        ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
+        for k in stage.ops:
+            calls[k] = f"/* {k}: {g.ops[k].name} */ " + (
+                stage_block(g, stage, whole, ptrs) if k == stage.first
+                else "/* in the band loop above */")
+        _, plain = _storage(g)
+        unpatched = _plan_with_scratch(g, plain, mem.alignment)[1].size
+        extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
+                          "recompute_macs_ratio": stage.recompute_macs_ratio,
+                          "saved_bytes": unpatched - mem.size}
     states = state_decls(g)
     if any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops):
         em.decls.insert(0, sigmoid_table_decl())
@@ -293,27 +408,32 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
         # every input/output tensor, for td_model_describe (the protocol's HELLO)
         "io": {side: [{"dtype": _DTYPES[t.dtype], "ndims": len(t.shape),
                        "dims": list(t.shape) or [0],  # rank 0: no dims (C99: one 0)
-                       "scale": float_lit(t.scale), "zp": t.zp}
-                      for t in (g.t(i) for i in ids)]
-               for side, ids in (("inputs", g.inputs), ("outputs", g.outputs))},
+                       "scale": float_lit(t.scale), "zp": t.zp, "arena_offset": io["arena_offset"]}
+                      for t, io in ((g.t(io["index"]), io) for io in ios)]
+               for side, ios in (("inputs", inputs), ("outputs", outputs))},
     }
     env = _environment(str(templates_dir() / "c"))
     texts = {fname: env.get_template(fname + ".jinja").render(**ctx)
              for fname in ("td_model.h", "td_model.c")}
     result = CResult(out_dir=Path("."), files=[], plan=mem, weight_bytes=em.weight_bytes,
-                     param_bytes=em.param_bytes, n_ops=len(g.ops))
+                     param_bytes=em.param_bytes, n_ops=len(g.ops),
+                     extra={**technique_savings(g, mem, [b for b in mem.buffers
+                                                         if b.tensor < 0], stage),
+                            "in_place_ops": in_place_ops(g, mem, alias),
+                            "fused_ops": [asdict(f) for f in fusions(g).values()], **extra},
+                     state_bytes=sum(s["size"] * g.t(s["index"]).itemsize for s in states))
     return texts, result
 
 
 def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
                name: str | None = None, tflm_arena: bool = True, owned: bool = False,
-               ) -> CResult:
+               patch: tuple[int, int, int] | None = None) -> CResult:
     """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan.
     ``owned``: own only the files written (``generate``; see
     :func:`tinydeploy.output.staged_output`), else replace same-named files (build folders)."""
     facts = load(facts)
     out_dir = check_output_dir(out_dir)
-    texts, result = build(facts, name)  # raises before anything is written
+    texts, result = build(facts, name, patch)  # raises before anything is written
     if tflm_arena:
         result.tflm_arena_cortex_m = _tflm_arena(facts)
     with staged_output(out_dir, owned=owned) as tmp:

@@ -139,6 +139,7 @@ class Emitter:
         self.param_bytes = 0  # multipliers/shifts arrays
         self.layouts: dict[str, str] = {}  # constant array -> its layout (variants.py)
         self.arrays: dict[str, list[int]] = {}  # int32 parameter arrays by name
+        self.clamp: dict[int, tuple[int, int]] = {}  # op -> range of a fused RELU (fusion.py)
 
     # --- helpers -------------------------------------------------------------------------
     def ref(self, i: int) -> str:
@@ -197,7 +198,8 @@ class Emitter:
     def act(self, op: Op, out: Tensor) -> tuple[int, int]:
         a = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
         try:
-            return quant.activation_range(a, out.scale, out.zp)
+            lo, hi = quant.activation_range(a, out.scale, out.zp)
+            return self.clamp.get(op.index, (lo, hi))  # fused: the intersection
         except ValueError as exc:
             raise TinyDeployError("model_rejected", path=self.g.path,
                                   problem=f"{op.name}: {exc}", fix=FIX_TFLM) from exc

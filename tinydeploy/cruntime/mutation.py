@@ -228,7 +228,7 @@ class SanitizedBuild:
         lib = self.library()
         exe = model_dir / "td_mutation_harness"
         proc = subprocess.run(
-            [self.cc, *STRICT_FLAGS, *SANITIZE, MODEL_OPT, f"-I{model_dir}",
+            [self.cc, *STRICT_FLAGS, *SANITIZE, MODEL_OPT, "-DTD_IO_BUFFERS", f"-I{model_dir}",
              f"-I{firmware_dir()}", str(self._main), str(model_dir / "td_model.c"), str(lib),
              "-o", str(exe)], capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:

@@ -100,3 +100,53 @@ def overlap_distance(op: Op, g: Graph) -> int | None:
     need_next = np.append(suffix[1:], np.iinfo(np.int64).max)
     o = np.arange(lo.size, dtype=np.int64)
     return int(np.max(o + 1 - need_next))
+
+
+# kernels that read input element i and then write output element i, in increasing i:
+# the extension's (emit_ext.py: td_binary_ext, td_requantize_ext, td_leaky_relu_16) and
+# DEQUANTIZE's (td_dequantize_lut, td_dequantize_16)
+_EXT_FORWARD = frozenset({"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "LEAKY_RELU", "QUANTIZE"})
+FORWARD_CORE = frozenset({"DEQUANTIZE"})
+
+
+def ext_overlap_distance(op: Op, g: Graph) -> int | None:
+    """Bytes an extension kernel's (or DEQUANTIZE's) output may start below its dying
+    input: the pair-aware distance for a 16x8 CONV_2D; for an element-wise op without
+    broadcast, n * (output - input element size) bytes when the output elements are wider
+    (both then end at the same byte), else 0 -- output element i then covers input bytes of
+    elements <= i only, all read already (rounded up to 8 bytes, the planner's alignment);
+    None otherwise."""
+    if op.name == "CONV_2D":
+        return _conv16_distance(op, g)
+    if op.name not in _EXT_FORWARD | FORWARD_CORE:
+        return None
+    y = g.t(op.outputs[0])
+    n = 1 if op.name in ("LEAKY_RELU", "QUANTIZE", "DEQUANTIZE") else 2
+    ins = [g.t(i) for i in op.inputs[:n] if i >= 0]
+    if len(ins) != n or any(x.shape != y.shape or x.itemsize != ins[0].itemsize for x in ins):
+        return None
+    wider = y.size * max(0, y.itemsize - ins[0].itemsize)
+    return (wider + 7) // 8 * 8
+
+
+def _conv16_distance(op: Op, g: Graph) -> int | None:
+    """Bytes for a 16x8 CONV_2D (int16 in and out). td_conv2d_16_fast computes output pixels
+    in pairs (within a batch) and writes both pixels' channels interleaved, reading both
+    windows until the pair's last write: every write of a pair must stay below the smallest
+    input index still to be read from the pair's first pixel on (td_conv2d_16, one element
+    after the other, needs no more). Rounded up to 8 bytes (the planner's alignment)."""
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.dtype != "INT16" or y.dtype != "INT16" or y.size > _MAX_ELEMENTS or y.size == 0:
+        return None
+    lo = _window_lo(op, g)
+    if lo is None:
+        return None
+    _, oh, ow, oc = y.shape
+    npix = oh * ow
+    pix = np.arange(y.size, dtype=np.int64) // oc
+    batch_end = (pix // npix + 1) * npix
+    start = pix - (pix % npix) % 2
+    end = np.minimum(start + 2, batch_end)
+    suffix = np.minimum.accumulate(lo.astype(np.int64)[::-1])[::-1]
+    d = int(np.max(end * oc - suffix[start * oc]))
+    return (2 * max(d, 0) + 7) // 8 * 8

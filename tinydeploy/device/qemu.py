@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -141,7 +142,8 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
     fw = firmware_dir()
     flags = [*CPU_FLAGS, *CFLAGS, *LDFLAGS, f"-DTD_MAX_PAYLOAD={payload}", *defines,
              *(("-DTD_PROFILE",) if profile else ())]
-    fingerprint = _fingerprint(facts, [*flags, KERNEL_OPT])
+    # (TINYDEPLOY_PATCH: the C runtime's patch-based stage option changes the model code)
+    fingerprint = _fingerprint(facts, [*flags, KERNEL_OPT, os.environ.get("TINYDEPLOY_PATCH", "")])
     with contextlib.suppress(OSError, ValueError):
         if elf.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
             log.debug("qemu-cm4 build up to date: %s", elf)

@@ -110,7 +110,8 @@ int main(int argc, char **argv) {
 #endif
 """
 
-RENAMED = ("td_invoke", "td_reset", "td_model_describe", "td_model_name", "td_sigmoid_table")
+RENAMED = ("td_invoke", "td_reset", "td_model_describe", "td_model_name", "td_sigmoid_table",
+           "td_input", "td_output")
 STRICT = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 
 
