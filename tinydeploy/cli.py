@@ -200,7 +200,7 @@ def arena(
 ) -> None:
     """Find the smallest tensor arena (cortex-m: predicted for 32-bit; host64 / qemu-cm4:
     measured)."""
-    from .arena_search import arena as run
+    from .arena.search import arena as run
 
     if flavour is None and board is not None:
         from .boards import kernel_flavour

@@ -31,10 +31,10 @@ Budget estimate (per board, documented in the generated README):
   (``Board.framework_ram``), plus code and model on boards that run code from the same RAM
   (``Board.code_in_ram``, Teensy 4).
 
-Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` for the
+Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena.search` for the
 kernel flavour of each board's TFLM library plus a margin (1 % for the modelled libraries,
 25 % / 2 KiB otherwise); ``--arena tuned``: the minimum measured on qemu-cm4 with the
-user's TFLM tree + 16 bytes -- see :mod:`tinydeploy.arena_plan`. The firmware reports the
+user's TFLM tree + 16 bytes -- see :mod:`tinydeploy.arena.plan`. The firmware reports the
 real ``arena_used_bytes()`` in its HELLO reply.
 """
 
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .arduino_cores import core_of
-from .arena_plan import ArenaPlan
+from .arena.plan import ArenaPlan
 from .boards import BOARDS, KIB, Board, get_board
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
@@ -187,9 +187,9 @@ _PREDICTIONS: dict[str, int] = {}
 
 
 def predict_arena(facts: ModelFacts) -> int:
-    """Cortex-M arena prediction of :mod:`tinydeploy.arena_search` (cached per model hash)."""
+    """Cortex-M arena prediction of :mod:`tinydeploy.arena.search` (cached per model hash)."""
     if facts.sha256 not in _PREDICTIONS:
-        from .arena_search import arena as run
+        from .arena.search import arena as run
 
         _PREDICTIONS[facts.sha256] = int(run(facts, target="cortex-m").arena_bytes)
     return _PREDICTIONS[facts.sha256]
@@ -203,16 +203,16 @@ def with_margin(arena_bytes: int) -> int:
 
 def plan_arena(facts: ModelFacts, arena: str | int, boards: list[Board] | None = None,
                tflm_src: str | Path | None = None) -> ArenaPlan:
-    """``--arena``: auto (per-board flavour prediction + margin, :mod:`tinydeploy.arena_plan`;
+    """``--arena``: auto (per-board flavour prediction + margin, :mod:`tinydeploy.arena.plan`;
     without ``boards`` the reference prediction + 25 %), tuned (measured with ``tflm_src``)
     or a byte count."""
     text = str(arena).strip().lower()
     if text == "tuned":
-        from .arena_plan import plan_tuned
+        from .arena.plan import plan_tuned
 
         return plan_tuned(facts, tflm_src)
     if text == "auto" and boards:
-        from .arena_plan import plan_auto
+        from .arena.plan import plan_auto
 
         return plan_auto(facts, boards)
     if text == "auto":
@@ -228,7 +228,7 @@ def plan_arena(facts: ModelFacts, arena: str | int, boards: list[Board] | None =
     if size <= 0:
         raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
                               fix="pass --arena auto, --arena tuned or a positive number of bytes")
-    from .arena_check import check_explicit_arena
+    from .arena.check import check_explicit_arena
 
     warning = check_explicit_arena(facts, size)  # error below the measured minimum
     note = f"{size} B as given with --arena (no margin added)"

@@ -173,7 +173,7 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
 
 def _tflm_arena(facts: ModelFacts) -> int | None:
     try:
-        from ..arena_search import arena  # helper module; optional
+        from ..arena.search import arena  # helper module; optional
     except ImportError:
         return None
     try:

@@ -1,12 +1,14 @@
-"""The generated firmware's arena size for ``--arena auto`` and ``--arena tuned``.
+"""The generated firmware's arena size for ``--arena auto`` and ``--arena tuned`` (layer 6
+of :mod:`tinydeploy.arena`, choice).
 
-* ``auto`` -- per board, the cortex-m prediction of :mod:`tinydeploy.arena_search` for the
+* ``auto`` -- per board, the cortex-m prediction of :mod:`.search` for the
   kernel flavour of the board's TFLM library (:func:`tinydeploy.boards.kernel_flavour`:
   ``cmsis-nn`` for Chirale_TensorFlowLite, ``reference`` for upstream TFLM) plus a margin;
   with several boards the largest figure wins (one ``TD_ARENA_SIZE`` per project).
 
   - Modelled libraries (``reference``: TFLM 90b983c2; ``cmsis-nn``: Chirale_TensorFlowLite
-    2.0.0): margin ``MODELLED_MARGIN`` (1 %, no rounding). The replay reproduces those
+    2.0.0): margin ``MODELLED_MARGIN`` (1 %, no rounding; :mod:`.margin`). The replay
+    reproduces those
     libraries' byte-exact minimum on the emulated Cortex-M4 (checked on every reference
     model, see tests/test_arena*.py and docs); a real Cortex-M board compiles the same
     sources with the same ABI (AAPCS: 4-byte pointers, short enums, 8-byte aligned
@@ -18,7 +20,7 @@
     replay does not know).
 
 * ``tuned`` -- the minimum *measured* on qemu-cm4 with the user's TFLM tree
-  (:func:`tinydeploy.arena_measure.measure_arena`) plus ``TUNED_MARGIN`` (16 bytes), a
+  (:func:`.measure.measure_arena`) plus ``TUNED_MARGIN`` (16 bytes), a
   size the measurement itself verified (min .. min + 16 all allocate and invoke). The same
   library on a Cortex-M board needs the same bytes: pointers are 32-bit on both, the code
   and therefore every struct and alignment are identical, and the only address-dependent
@@ -28,19 +30,16 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .arena_kernels import FLAVOURS
-from .errors import TinyDeployError
-from .facts import ModelFacts
-
-MODELLED_MARGIN = 0.01
-UNMODELLED_MARGIN = 0.25
-UNMODELLED_MARGIN_MIN = 2 * 1024
-TUNED_MARGIN = 16
+from ..errors import TinyDeployError
+from ..facts import ModelFacts
+from .library import FLAVOURS
+from .margin import TUNED_MARGIN, modelled_margin, unmodelled_margin
+from .measure import measure_arena
+from .search import arena
 
 
 @dataclass(frozen=True)
@@ -61,16 +60,8 @@ def predicted(facts: ModelFacts, flavour: str) -> int:
     """Cortex-M prediction for ``flavour`` (cached per model hash and flavour)."""
     key = (facts.sha256, flavour)
     if key not in _PREDICTIONS:
-        from .arena_search import arena as run
-
-        _PREDICTIONS[key] = int(run(facts, target="cortex-m", flavour=flavour).arena_bytes)
+        _PREDICTIONS[key] = int(arena(facts, target="cortex-m", flavour=flavour).arena_bytes)
     return _PREDICTIONS[key]
-
-
-def unmodelled_margin(arena_bytes: int) -> int:
-    """An arena figure plus the 25 % / 2 KiB margin, rounded up to 16 bytes."""
-    margin = max(UNMODELLED_MARGIN_MIN, math.ceil(arena_bytes * UNMODELLED_MARGIN))
-    return -(-(arena_bytes + margin) // 16) * 16
 
 
 WHY_MODELLED = (
@@ -98,7 +89,7 @@ LIB_TEXT = {"cmsis-nn": "Chirale_TensorFlowLite 2.0.0, CMSIS-NN kernels",
 def _auto_for(facts: ModelFacts, flavour: str) -> ArenaPlan:
     if flavour in FLAVOURS:
         pred = predicted(facts, flavour)
-        margin = math.ceil(pred * MODELLED_MARGIN)
+        margin = modelled_margin(pred)
         return ArenaPlan(pred + margin, pred, margin,
                          f"Cortex-M prediction for {LIB_TEXT[flavour]} {pred} B + margin "
                          f"{margin} B (1 %)", WHY_MODELLED.format(lib=LIB_TEXT[flavour]),
@@ -112,7 +103,7 @@ def _auto_for(facts: ModelFacts, flavour: str) -> ArenaPlan:
 
 def plan_auto(facts: ModelFacts, boards: list[Any]) -> ArenaPlan:
     """``--arena auto`` for ``boards`` (the largest per-board figure)."""
-    from .boards import kernel_flavour
+    from ..boards import kernel_flavour
 
     flavours = sorted({kernel_flavour(b) for b in boards}) or ["reference"]
     plans = [_auto_for(facts, f) for f in flavours]
@@ -124,15 +115,13 @@ def plan_tuned(facts: ModelFacts, tflm_src: str | Path | None) -> ArenaPlan:
     Without a tree: ``tool_missing`` naming ``--tflm-src``."""
     import os
 
-    from .device.tflm_build import ENV_SRC
+    from ..device.tflm_build import ENV_SRC
 
     if tflm_src is None and not os.environ.get(ENV_SRC):
         raise TinyDeployError(
             "tool_missing", tool="a TFLM source tree for --arena tuned",
             fix=f"pass --tflm-src DIR (or set {ENV_SRC}) with the board's TFLM library "
                 "(e.g. .pio/libdeps/<env>/Chirale_TensorFLowLite), or use --arena auto")
-    from .arena_measure import measure_arena
-
     m = measure_arena(facts, tflm_src)
     size = m.arena_bytes + TUNED_MARGIN
     return ArenaPlan(size, m.arena_bytes, TUNED_MARGIN,

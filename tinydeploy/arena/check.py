@@ -1,17 +1,19 @@
-"""Checks an explicit ``generate --arena N`` against what the model needs.
+"""Checks an explicit ``generate --arena N`` against what the model needs (layer 6 of
+:mod:`tinydeploy.arena`, choice).
 
 * below the **measured** planned head (activation tensors and kernel scratch buffers laid
   out by TFLM's greedy planner, the same on every ABI; measured with the TFLM Python
   runtime): the firmware cannot allocate -> ``does_not_fit`` error;
-* below the Cortex-M **prediction** (:mod:`tinydeploy.arena_search`): probably too small
+* below the Cortex-M **prediction** (:mod:`.search`): probably too small
   (``AllocateTensors()`` fails on the device) -> a warning naming both numbers.
 """
 
 from __future__ import annotations
 
-from .errors import TinyDeployError
-from .facts import ModelFacts
-from .log import log
+from ..errors import TinyDeployError
+from ..facts import ModelFacts
+from ..log import log
+from .search import arena
 
 
 def check_explicit_arena(facts: ModelFacts, size: int) -> str:
@@ -27,8 +29,6 @@ def check_explicit_arena(facts: ModelFacts, size: int) -> str:
     Raises:
         TinyDeployError: ``does_not_fit`` when ``size`` is below the measured planned head.
     """
-    from .arena_search import arena
-
     result = arena(facts, target="cortex-m")
     head = int(result.host64_breakdown.get("head", 0))
     predicted = int(result.cortex_m_bytes or result.arena_bytes)

@@ -1,5 +1,8 @@
 """Measured arena: the smallest tensor arena a TFLM library needs on the emulated Cortex-M4.
 
+Layer 5 of :mod:`tinydeploy.arena` (prediction/measurement; the search starts from
+:mod:`.predict`).
+
 ``measure_arena(model, tflm_src)`` builds tinydeploy's arena probe firmware
 (``firmware/td_arena_probe.cpp``: one interpreter over a large static buffer, result on the
 UART) against the user's TFLM tree (:mod:`tinydeploy.device.tflm_build`: an upstream
@@ -39,11 +42,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import TinyDeployError
-from .facts import ModelFacts, load
-from .log import log
-from .output import write_atomic
-from .resources import firmware_dir
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, load
+from ..log import log
+from ..output import write_atomic
+from ..resources import firmware_dir
+from .predict import predict_flavour
 
 PROBE_SOURCE = "td_arena_probe.cpp"
 TRIAL_TIMEOUT = 60.0  # seconds of host time per boot besides the inference (start-up, alloc)
@@ -78,7 +82,7 @@ class MeasuredArena:
 # --- the probe firmware ---------------------------------------------------------------------
 def probe_header(facts: ModelFacts, arena_max: int) -> str:
     """td_arena_probe.h: the buffer size and exactly the model's operators."""
-    from .render import resolver_ops
+    from ..render import resolver_ops
 
     ops = resolver_ops(facts)
     calls = " || ".join(f"(r).{o['resolver']}() != kTfLiteOk" for o in ops) or "false"
@@ -134,8 +138,8 @@ def _probe_digest() -> str:
 
 def build_probe(facts: ModelFacts, tree: Any, arena_max: int, out_dir: Path) -> Path:
     """Compile the probe firmware for ``facts`` against ``tree`` (a ``TflmTree``); -> ELF."""
-    from .c_array import model_source
-    from .device import tflm_build as tb
+    from ..c_array import model_source
+    from ..device import tflm_build as tb
 
     board = "qemu-cm4"
     tc = tb.toolchain(board)
@@ -210,12 +214,12 @@ class ProbeRunner:
     ``timeout``: seconds a boot may take (start-up plus one inference)."""
 
     def __init__(self, elf: Path, arena_max: int, timeout: float = TRIAL_TIMEOUT) -> None:
-        from .device.qemu import QEMU, _tool
+        from ..device.qemu import QEMU, _tool
 
         self.qemu = _tool(QEMU)
         self.elf = elf
         self.arena_max = arena_max
-        from .device.qemu import elf_sizes
+        from ..device.qemu import elf_sizes
 
         sizes = elf_sizes(elf)
         if sizes["text"] + sizes["data"] >= SIZE_ADDR:
@@ -291,7 +295,7 @@ def search_min(run: ProbeRunner, start: int) -> tuple[int, dict[str, bool]]:
 
 # --- public API -----------------------------------------------------------------------------
 def _cache_dir() -> Path:
-    from .device.tflm_build import cache_root
+    from ..device.tflm_build import cache_root
 
     return cache_root().parent / "arena"
 
@@ -300,7 +304,7 @@ def trial_timeout(facts: ModelFacts, timeout: float | None = None) -> float:
     """Seconds one probe boot may take: ``TRIAL_TIMEOUT`` plus ``timeout`` or the time the
     model's predicted instructions (TFLM reference kernels, the slowest) take on qemu-cm4
     at its slowest speed."""
-    from .device.timing import infer_seconds
+    from ..device.timing import infer_seconds
 
     return TRIAL_TIMEOUT + (timeout if timeout is not None
                             else infer_seconds(facts, "qemu-cm4", "tflm"))
@@ -313,8 +317,7 @@ def measure_arena(model: str | Path | bytes | ModelFacts, tflm_src: str | Path |
     predicted). Errors: ``tool_missing`` (no tree, no toolchain/QEMU), ``bad_argument``
     (not a TFLM tree), ``build_failed``, ``arena_not_found``, ``inference_timeout`` (a
     trial allocated but its inference did not end in time)."""
-    from .arena_search import predict_flavour
-    from .device.tflm_build import find_tflm_tree
+    from ..device.tflm_build import find_tflm_tree
 
     t0 = time.perf_counter()
     facts = load(model)
