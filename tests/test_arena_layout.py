@@ -14,7 +14,7 @@ import tinydeploy
 PKG = Path(tinydeploy.__file__).parent / "arena"
 # library facts -> model -> kernel sizes -> allocator replay -> prediction/measurement -> choice
 LAYERS = {"library": 1, "graph": 2, "cmsis_nn": 3, "kernels": 3, "replay": 4, "host": 5,
-          "predict": 5, "measure": 5, "margin": 6, "search": 6, "plan": 6, "check": 6}
+          "predict": 5, "measure": 5, "margin": 6, "search": 6, "check": 6, "plan": 6}
 
 
 def _imports(path: Path) -> set[str]:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .arduino_cores import core_of
 from .arena.plan import ArenaPlan
-from .boards import BOARDS, KIB, Board, get_board
+from .boards import BOARDS, KIB, Board, get_board, kernel_flavour
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .log import stage
@@ -221,16 +221,12 @@ def plan_arena(facts: ModelFacts, arena: str | int, boards: list[Board] | None =
         note = (f"Cortex-M prediction {predicted} B + margin {size - predicted} B "
                 f"(max({ARENA_MARGIN_MIN} B, {ARENA_MARGIN_FRACTION:.0%}), rounded up to 16 B)")
         return ArenaPlan(size, predicted, size - predicted, note)
-    try:
-        size = int(text, 0)
-    except ValueError:
-        size = -1
-    if size <= 0:
-        raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
-                              fix="pass --arena auto, --arena tuned or a positive number of bytes")
     from .arena.check import check_explicit_arena
+    from .arena.plan import explicit_size
 
-    warning = check_explicit_arena(facts, size)  # error below the measured minimum
+    size = explicit_size(arena)
+    flavours = tuple(kernel_flavour(b) for b in boards or [])
+    warning = check_explicit_arena(facts, size, flavours or ("reference",))  # refuses < head
     note = f"{size} B as given with --arena (no margin added)"
     return ArenaPlan(size, None, 0, note + (f"; WARNING: {warning}" if warning else ""))
 

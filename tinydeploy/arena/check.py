@@ -13,15 +13,20 @@ from __future__ import annotations
 from ..errors import TinyDeployError
 from ..facts import ModelFacts
 from ..log import log
+from .library import FLAVOURS, REFERENCE
+from .predict import predict_flavour
 from .search import arena
 
 
-def check_explicit_arena(facts: ModelFacts, size: int) -> str:
+def check_explicit_arena(facts: ModelFacts, size: int,
+                         flavours: tuple[str, ...] = (REFERENCE,)) -> str:
     """Warn or refuse an explicit arena size.
 
     Args:
         facts: the model.
         size: the ``--arena`` byte count.
+        flavours: kernel flavours of the libraries the firmware is for (the largest
+            prediction counts; an unmodelled library counts as ``reference``).
 
     Returns:
         A note for the plan ("" when the size is at least the prediction).
@@ -32,6 +37,8 @@ def check_explicit_arena(facts: ModelFacts, size: int) -> str:
     result = arena(facts, target="cortex-m")
     head = int(result.host64_breakdown.get("head", 0))
     predicted = int(result.cortex_m_bytes or result.arena_bytes)
+    for flavour in set(flavours) & set(FLAVOURS) - {REFERENCE}:
+        predicted = max(predicted, predict_flavour(facts, flavour))
     if head and size < head:
         raise TinyDeployError(
             "does_not_fit", what=f"model {facts.name}", board=f"a {size} B arena (--arena)",

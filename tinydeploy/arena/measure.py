@@ -310,18 +310,21 @@ def trial_timeout(facts: ModelFacts, timeout: float | None = None) -> float:
                             else infer_seconds(facts, "qemu-cm4", "tflm"))
 
 
-def measure_arena(model: str | Path | bytes | ModelFacts, tflm_src: str | Path | None,
+def measure_arena(model: str | Path | bytes | ModelFacts, tflm_src: Any,
                   use_cache: bool = True, timeout: float | None = None) -> MeasuredArena:
-    """Measure the smallest arena on qemu-cm4 with the TFLM tree at ``tflm_src`` (or
-    ``$TINYDEPLOY_TFLM_SRC``); ``timeout``: seconds one inference may take (default:
-    predicted). Errors: ``tool_missing`` (no tree, no toolchain/QEMU), ``bad_argument``
-    (not a TFLM tree), ``build_failed``, ``arena_not_found``, ``inference_timeout`` (a
-    trial allocated but its inference did not end in time)."""
-    from ..device.tflm_build import find_tflm_tree
+    """Measure the smallest arena on qemu-cm4 with the TFLM tree at ``tflm_src`` (a path, a
+    ``TflmTree``, or None for ``$TINYDEPLOY_TFLM_SRC``); ``timeout``: seconds one inference
+    may take (default: predicted). Errors: ``tool_missing`` (no tree, no toolchain/QEMU),
+    ``bad_argument`` (not a TFLM tree), ``unsupported_op`` (an operator the tree cannot
+    run), ``build_failed``, ``arena_not_found``, ``inference_timeout`` (a trial allocated
+    but its inference did not end in time)."""
+    from ..device.tflm_build import TflmTree, find_tflm_tree
+    from ..device.tflm_ops import check_tree_ops
 
     t0 = time.perf_counter()
     facts = load(model)
-    tree = find_tflm_tree(tflm_src)
+    tree = tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
+    check_tree_ops(facts, tree)  # before the probe's library build
     key = f"{facts.sha256[:24]}-{tree.flavour}-{tree.content_hash[:16]}-{_probe_digest()}"
     cache = _cache_dir() / f"{key}.json"
     if use_cache and cache.is_file():

@@ -31,11 +31,11 @@ of :mod:`tinydeploy.arena`, choice).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import TinyDeployError
 from ..facts import ModelFacts
+from .check import check_explicit_arena
 from .library import FLAVOURS
 from .margin import TUNED_MARGIN, modelled_margin, unmodelled_margin
 from .measure import measure_arena
@@ -110,9 +110,46 @@ def plan_auto(facts: ModelFacts, boards: list[Any]) -> ArenaPlan:
     return max(plans, key=lambda p: p.size)
 
 
-def plan_tuned(facts: ModelFacts, tflm_src: str | Path | None) -> ArenaPlan:
-    """``--arena tuned``: the measured qemu-cm4 minimum of ``tflm_src`` + 16 bytes.
-    Without a tree: ``tool_missing`` naming ``--tflm-src``."""
+def plan_for_tree(facts: ModelFacts, arena: str | int, tree: Any, native: bool) -> ArenaPlan:
+    """``--arena auto | tuned | N`` for the TFLM firmware a pseudo-board builds against
+    ``tree`` (a ``TflmTree``): its kernel flavour decides the prediction. ``native`` (a
+    64-bit host, 8-byte pointers: the allocator's structs are larger than on Cortex-M)
+    gets the unmodelled margin (25 %, at least 2 KiB) on the Cortex-M figure; qemu-cm4 the
+    board margins (1 % for a modelled library, 16 B on a measurement)."""
+    text = str(arena).strip().lower()
+    if text in ("auto", "tuned"):
+        plan = (plan_tuned(facts, tree) if text == "tuned"
+                else _auto_for(facts, tree.flavour))
+        if not native:
+            return plan
+        base = int(plan.predicted or plan.size)
+        size = unmodelled_margin(base)
+        return ArenaPlan(size, base, size - base,
+                         f"{plan.note.split(' + ')[0]} + margin {size - base} B for the 64-bit "
+                         "host (max(2048 B, 25%), rounded up to 16 B)", plan.why,
+                         plan.flavour, plan.measured)
+    size = explicit_size(arena)
+    warning = check_explicit_arena(facts, size, (tree.flavour,))
+    note = f"{size} B as given with --arena (no margin added)"
+    return ArenaPlan(size, None, 0, note + (f"; WARNING: {warning}" if warning else ""),
+                     flavour=tree.flavour)
+
+
+def explicit_size(arena: str | int) -> int:
+    """``--arena N`` as a positive byte count (``bad_argument`` otherwise)."""
+    try:
+        size = int(str(arena).strip(), 0)
+    except ValueError:
+        size = -1
+    if size <= 0:
+        raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
+                              fix="pass --arena auto, --arena tuned or a positive number of bytes")
+    return size
+
+
+def plan_tuned(facts: ModelFacts, tflm_src: Any) -> ArenaPlan:
+    """``--arena tuned``: the measured qemu-cm4 minimum of ``tflm_src`` (a path or a
+    ``TflmTree``) + 16 bytes. Without a tree: ``tool_missing`` naming ``--tflm-src``."""
     import os
 
     from ..device.tflm_build import ENV_SRC

@@ -19,6 +19,7 @@ from .library import FLAVOURS, REFERENCE
 from .replay import (
     ALIGN,
     CORTEX_M,
+    HOST64_NATIVE,
     ROBUST_WINDOW,
     OutOfArena,
     greedy_plan,
@@ -78,3 +79,9 @@ def predict_with_head(g: Graph, head: int | None) -> tuple[int, dict[str, int]]:
         n += 1
     best = n - ROBUST_WINDOW
     return best, simulate(g, best, CORTEX_M, head, extra)
+
+
+def predict_host64(model: str | Path | bytes | ModelFacts) -> int:
+    """The replay's minimum for TFLM on a 64-bit host (reference kernels, 8-byte pointers:
+    the native pseudo-board), a pure replay."""
+    return predict(Graph.from_facts(load(model)), HOST64_NATIVE)[0]
