@@ -285,3 +285,35 @@ def test_too_small_arena_is_reported_from_the_hello(tmp_path: Path, sine_npz: Pa
     assert lines[-1].startswith(f"error: arena too small: {head} bytes, needs at least") \
         or f"arena too small: {head} bytes, needs at least" in lines[-1], lines
     assert not any("reflash" in ln or "link" in ln.lower() for ln in lines)
+
+
+def test_tuned_arena_is_refused_for_a_board_whose_library_differs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tinydeploy.arena import plan
+    from tinydeploy.arena.measure import MeasuredArena
+
+    measured: list[str] = []
+
+    def fake_measure(facts: Any, tree: Any, **_k: Any) -> MeasuredArena:
+        measured.append(tree.name)
+        return MeasuredArena(facts.name, facts.sha256, 2000, 1500, tree.flavour, tree.name,
+                             tree.content_hash, 1990)
+
+    monkeypatch.setattr(plan, "measure_arena", fake_measure)
+    other = _tree(tmp_path / "other", ALL_METHODS)  # Fake_TFLM 1.2.3
+    out = tmp_path / "fw"
+    rc = main(["generate", str(SINE), "--out", str(out), "--board", "nano33ble",
+               "--arena", "tuned", "--tflm-src", str(other)])
+    lines = _lines(capsys)
+    assert rc == 2 and len(lines) == 1 and measured == [], lines
+    assert "Fake_TFLM 1.2.3" in lines[0] and "Chirale_TensorFLowLite 2.0.0" in lines[0]
+    assert not out.exists()
+    # the board's own library (same name and version) is measured and used
+    same = _tree(tmp_path / "same", ALL_METHODS)
+    (same / "library.properties").write_text("name=Chirale_TensorFLowLite\nversion=2.0.0\n")
+    got = plan.plan_tuned(load(SINE), same, ["nano33ble"])
+    assert measured == ["Chirale_TensorFLowLite 2.0.0"] and got.size == 2000 + 16
+    assert "Chirale_TensorFLowLite 2.0.0" in got.note
+    # a pseudo-board builds against the tree: any tree is its library
+    assert plan.plan_tuned(load(SINE), other, ["qemu-cm4"]).size == 2016

@@ -210,7 +210,7 @@ def plan_arena(facts: ModelFacts, arena: str | int, boards: list[Board] | None =
     if text == "tuned":
         from .arena.plan import plan_tuned
 
-        return plan_tuned(facts, tflm_src)
+        return plan_tuned(facts, tflm_src, boards or [])
     if text == "auto" and boards:
         from .arena.plan import plan_auto
 

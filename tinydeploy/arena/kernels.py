@@ -9,7 +9,7 @@ first for that flavour; the reference kernels' rules (TFLM 90b983c2) cover the r
 from __future__ import annotations
 
 from .cmsis_nn import cmsis_persistent, cmsis_scratch, cmsis_temps
-from .graph import DTYPE_BYTES, Graph, Op
+from .graph import DTYPE_BYTES, INT8, INT16, Graph, Op
 from .library import CMSIS_NN, INT16_LUT_BYTES, KNOWN_OPS
 
 
@@ -37,12 +37,28 @@ def op_scratch(g: Graph, op: Op) -> list[int]:
         n_axes = axes.nbytes // 4 if axes is not None else 1
         sizes += [4 * max(inp.rank, 1), 4 * max(n_axes, 1)]
         return sizes
+    if op.name == "TRANSPOSE_CONV":
+        return transpose_conv_scratch(g, op)
     if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
         hidden, cell = g.tensor(op, 18), g.tensor(op, 19)
         if hidden is not None and cell is not None and len(hidden.shape) >= 2:
             per = hidden.shape[0] * hidden.shape[-1] * DTYPE_BYTES.get(cell.dtype, 2)
             return [per] * 4
     return []
+
+
+def transpose_conv_scratch(g: Graph, op: Op) -> list[int]:
+    """TRANSPOSE_CONV's Prepare (TFLM 90b983c2 and January 2023 alike): an int32 (int8
+    model) or int64 (16x8) accumulator per output element, then in CalculateOpData, for a
+    16x8 model with an int16 bias, the bias widened to int64."""
+    inp, out, bias = g.tensor(op, 2), g.tensor(op, 0, outputs=True), g.tensor(op, 3)
+    if inp is None or out is None or inp.dtype not in (INT8, INT16):
+        return []
+    elems = out.nbytes // DTYPE_BYTES.get(out.dtype, 1)
+    sizes = [(4 if inp.dtype == INT8 else 8) * elems]
+    if inp.dtype == INT16 and bias is not None and bias.dtype == INT16:
+        sizes.append(8 * (bias.nbytes // 2))
+    return sizes
 
 
 def temp_tensors(g: Graph, op: Op) -> list[int]:
@@ -52,6 +68,9 @@ def temp_tensors(g: Graph, op: Op) -> list[int]:
         got = cmsis_temps(op)
         if got is not None:
             return got
+    if op.name == "TRANSPOSE_CONV":  # Prepare: output, input, filter; then CalculateOpData
+        pick = [op.inputs[k] for k in (2, 1, 3) if k < len(op.inputs) and op.inputs[k] >= 0]
+        return op.outputs[:1] + pick[:2] + pick + op.outputs[:1]
     return [t for t in op.inputs + op.outputs if t >= 0]
 
 

@@ -147,19 +147,48 @@ def explicit_size(arena: str | int) -> int:
     return size
 
 
-def plan_tuned(facts: ModelFacts, tflm_src: Any) -> ArenaPlan:
+def tree_matches(tree: Any, lib: Any) -> bool:
+    """Whether the TFLM tree ``tree`` is the board library ``lib`` (name and version from
+    its library.properties; an upstream checkout is no board's library)."""
+    if lib is None:
+        return True  # a pseudo-board builds against the tree itself
+    return str(tree.name).casefold() == str(lib.label).casefold()
+
+
+def check_tuned_tree(tree: Any, boards: list[Any]) -> None:
+    """Refuse ``--arena tuned`` measured with ``tree`` for a board whose library differs:
+    another library needs other bytes (``bad_argument``, before the measurement)."""
+    from ..boards import get_board
+
+    for board in boards:
+        b = get_board(board)
+        lib = getattr(b, "tflm_lib", None)
+        if not tree_matches(tree, lib):
+            raise TinyDeployError(
+                "bad_argument",
+                problem=f"--arena tuned measures with {tree.name} ({tree.root}) but board "
+                        f"{b.id} uses {lib.label}: its kernels need other arena bytes",
+                fix=f"pass --tflm-src with {lib.label} (e.g. .pio/libdeps/<env>/{lib.name}), "
+                    "or use --arena auto")
+
+
+def plan_tuned(facts: ModelFacts, tflm_src: Any, boards: list[Any] | None = None
+               ) -> ArenaPlan:
     """``--arena tuned``: the measured qemu-cm4 minimum of ``tflm_src`` (a path or a
-    ``TflmTree``) + 16 bytes. Without a tree: ``tool_missing`` naming ``--tflm-src``."""
+    ``TflmTree``) + 16 bytes, refused for a board of ``boards`` whose library is another
+    (:func:`check_tuned_tree`). Without a tree: ``tool_missing`` naming ``--tflm-src``."""
     import os
 
-    from ..device.tflm_build import ENV_SRC
+    from ..device.tflm_build import ENV_SRC, TflmTree, find_tflm_tree
 
     if tflm_src is None and not os.environ.get(ENV_SRC):
         raise TinyDeployError(
             "tool_missing", tool="a TFLM source tree for --arena tuned",
             fix=f"pass --tflm-src DIR (or set {ENV_SRC}) with the board's TFLM library "
                 "(e.g. .pio/libdeps/<env>/Chirale_TensorFLowLite), or use --arena auto")
-    m = measure_arena(facts, tflm_src)
+    tree = tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
+    check_tuned_tree(tree, list(boards or []))
+    m = measure_arena(facts, tree)
     size = m.arena_bytes + TUNED_MARGIN
     return ArenaPlan(size, m.arena_bytes, TUNED_MARGIN,
                      f"measured minimum {m.arena_bytes} B on qemu-cm4 with {m.tree} "
