@@ -95,11 +95,13 @@ def probe_header(facts: ModelFacts, arena_max: int) -> str:
             "#endif\n")
 
 
-# Operators of the reference models: every probe library holds their kernels, so one
-# library per tree serves them all (plus any other operator the model uses).
+# Operators of the reference and arena-check models (tests/data/arena_measured.json): every
+# probe library holds their kernels, so one library per tree serves them all (plus any
+# other operator the model uses).
 COMMON_OPS = ("ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
               "FULLY_CONNECTED", "LOGISTIC", "MAX_POOL_2D", "MEAN", "PAD", "RELU", "RESHAPE",
-              "SOFTMAX", "TANH", "UNIDIRECTIONAL_SEQUENCE_LSTM")
+              "SOFTMAX", "STRIDED_SLICE", "TANH", "TRANSPOSE_CONV",
+              "UNIDIRECTIONAL_SEQUENCE_LSTM")
 _REGISTER = re.compile(r"^\s*(?:TFLMRegistration|TfLiteRegistration\w*)\s+\*?\s*"
                        r"Register_([A-Z0-9_]+)\s*\(", re.M)
 

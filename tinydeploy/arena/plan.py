@@ -12,9 +12,10 @@ of :mod:`tinydeploy.arena`, choice).
     libraries' byte-exact minimum on the emulated Cortex-M4 (checked on every reference
     model, see tests/test_arena*.py and docs); a real Cortex-M board compiles the same
     sources with the same ABI (AAPCS: 4-byte pointers, short enums, 8-byte aligned
-    doubles), so the struct sizes and the allocation sequence carry over. The 1 % covers a
-    board toolchain whose flags change a layout (e.g. ``-fno-short-enums``) and keeps the
-    figure within 2 % of the measured minimum.
+    doubles), so the struct sizes and the allocation sequence carry over; the 1 % keeps the
+    figure within 2 % of the measured minimum. A board whose Arduino core compiles with
+    ``-fno-short-enums`` (or whose flags are unknown) gets at least the worst case that
+    int-sized enums add (:func:`.margin.int_enum_extra`).
   - Other libraries (``esp-nn``, unknown): ``UNMODELLED_MARGIN`` -- 25 %, at least 2 KiB,
     rounded up to 16 bytes (another TFLM version, kernels whose scratch buffers the
     replay does not know).
@@ -36,8 +37,9 @@ from typing import Any
 from ..errors import TinyDeployError
 from ..facts import ModelFacts
 from .check import check_explicit_arena
+from .graph import Graph
 from .library import FLAVOURS
-from .margin import TUNED_MARGIN, modelled_margin, unmodelled_margin
+from .margin import TUNED_MARGIN, abi_margin, modelled_margin, unmodelled_margin
 from .measure import measure_arena
 from .search import arena
 
@@ -67,8 +69,9 @@ def predicted(facts: ModelFacts, flavour: str) -> int:
 WHY_MODELLED = (
     "The prediction replays the allocations of the board's TFLM library ({lib}) for a 32-bit "
     "Cortex-M and matches that library's byte-exact minimum on the emulated Cortex-M4; the "
-    "board compiles the same sources with the same ABI, so only a toolchain flag that "
-    "changes a struct layout could differ: the 1 % margin covers that. The firmware reports "
+    "board compiles the same sources with the same ABI. The margin is 1 % where the board's "
+    "Arduino core compiles with short enums (as the measurement), else at least the worst "
+    "case int-sized enums (-fno-short-enums) add to the library's structs. The firmware reports "
     "the real `arena_used_bytes()` in its HELLO reply; `--arena tuned --tflm-src DIR` "
     "measures the minimum instead.")
 WHY_UNMODELLED = (
@@ -86,13 +89,16 @@ LIB_TEXT = {"cmsis-nn": "Chirale_TensorFlowLite 2.0.0, CMSIS-NN kernels",
             "reference": "TFLM reference kernels"}
 
 
-def _auto_for(facts: ModelFacts, flavour: str) -> ArenaPlan:
+def _auto_for(facts: ModelFacts, flavour: str, short_enums: bool | None = True) -> ArenaPlan:
     if flavour in FLAVOURS:
         pred = predicted(facts, flavour)
-        margin = modelled_margin(pred)
+        margin = abi_margin(Graph.from_facts(facts, flavour), pred, short_enums)
+        why = "1 %" if margin == modelled_margin(pred) else \
+            "covers int-sized enums: the board's core compiles with -fno-short-enums or " \
+            "its flags are unknown"
         return ArenaPlan(pred + margin, pred, margin,
                          f"Cortex-M prediction for {LIB_TEXT[flavour]} {pred} B + margin "
-                         f"{margin} B (1 %)", WHY_MODELLED.format(lib=LIB_TEXT[flavour]),
+                         f"{margin} B ({why})", WHY_MODELLED.format(lib=LIB_TEXT[flavour]),
                          flavour)
     pred = predicted(facts, "reference")
     size = unmodelled_margin(pred)
@@ -102,11 +108,15 @@ def _auto_for(facts: ModelFacts, flavour: str) -> ArenaPlan:
 
 
 def plan_auto(facts: ModelFacts, boards: list[Any]) -> ArenaPlan:
-    """``--arena auto`` for ``boards`` (the largest per-board figure)."""
-    from ..boards import kernel_flavour
+    """``--arena auto`` for ``boards`` (the largest per-board figure): per board, its
+    library's kernel flavour and its Arduino core's enum size
+    (:func:`tinydeploy.arduino_cores.short_enums`)."""
+    from ..arduino_cores import short_enums
+    from ..boards import get_board, kernel_flavour
 
-    flavours = sorted({kernel_flavour(b) for b in boards}) or ["reference"]
-    plans = [_auto_for(facts, f) for f in flavours]
+    keys = {(kernel_flavour(b), short_enums(getattr(get_board(b), "arduino_fqbn", None)))
+            for b in boards} or {("reference", True)}
+    plans = [_auto_for(facts, f, e) for f, e in sorted(keys, key=str)]
     return max(plans, key=lambda p: p.size)
 
 
@@ -119,7 +129,7 @@ def plan_for_tree(facts: ModelFacts, arena: str | int, tree: Any, native: bool) 
     text = str(arena).strip().lower()
     if text in ("auto", "tuned"):
         plan = (plan_tuned(facts, tree) if text == "tuned"
-                else _auto_for(facts, tree.flavour))
+                else _auto_for(facts, tree.flavour, True))  # built here: short enums
         if not native:
             return plan
         base = int(plan.predicted or plan.size)

@@ -132,9 +132,9 @@ class Abi:
 
 
 CORTEX_M = Abi("cortex-m", 4, enum=1)
-# ChiraleTensorFlowLite 2.0.0 as the Arduino IDE builds it: no TF_LITE_STATIC_MEMORY (full
+# Chirale_TensorFlowLite 2.0.0 as the Arduino IDE builds it: no TF_LITE_STATIC_MEMORY (full
 # TfLiteTensor/TfLiteNode), variables allocated before planning (TFLM of January 2023)
-CORTEX_M_CHIRALE = Abi("cortex-m (ChiraleTensorFlowLite 2.0.0)", 4, enum=1,
+CORTEX_M_CHIRALE = Abi("cortex-m (Chirale_TensorFlowLite 2.0.0)", 4, enum=1,
                        tensor_size=CHIRALE_TFLITE_TENSOR,
                        node_size=CHIRALE_NODE_AND_REGISTRATION,
                        late_variables=False)
