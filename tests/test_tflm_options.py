@@ -180,6 +180,14 @@ def test_unbiased_16x8_transpose_conv_is_refused_for_a_tree_with_the_defect(
     with pytest.raises(TinyDeployError) as err:
         check_tree_ops(unbiased, bad)
     assert err.value.code == "unsupported_op" and "16x8" in str(err.value)
+    # generate for a board whose library is that old: refused by its facts, nothing written
+    path = tmp_path / "tconv16_nobias.tflite"
+    path.write_bytes(unbiased.data)
+    out = tmp_path / "fw"
+    assert main(["generate", str(path), "--out", str(out), "--board", "nano33ble"]) == 3
+    assert not out.exists()
+    assert main(["generate", str(DATA / "ext_ops" / "transpose_conv16_0.tflite"), "--out",
+                 str(out), "--board", "nano33ble", "--format", "platformio"]) == 0
 
 
 def _drop_bias(data: bytes) -> bytes:

@@ -524,6 +524,9 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path,
                  BOARDS.values())
     from . import tflm_overrides
+    from .device.tflm_ops import check_board_libraries
+
+    check_board_libraries(facts, board_list)  # kernel defects no arena size gets around
 
     # library defects: MCU boards by their library's facts, native / qemu-cm4 by the tree
     overrides = tflm_overrides.plan(facts, board_list, tflm_src)  # logs what it decided

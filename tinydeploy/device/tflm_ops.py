@@ -87,6 +87,28 @@ def _unbiased_16x8_transpose_conv(facts: ModelFacts) -> bool:
     return False
 
 
+# TFLM fixed the TRANSPOSE_CONV bias dereference on 2024-05-09 (tflite-micro #2566): a
+# library whose TFLM snapshot is older has the defect
+TCONV16_BIAS_FIX = "2024-05"
+
+
+def check_board_libraries(facts: ModelFacts, boards: list[Any]) -> None:
+    """Refuse boards whose TFLM library (by its facts: the month of its TFLM snapshot)
+    crashes on the model at any arena size: a 16x8 TRANSPOSE_CONV without bias before
+    :data:`TCONV16_BIAS_FIX` (``unsupported_op``)."""
+    if "TRANSPOSE_CONV" not in facts.op_names or not _unbiased_16x8_transpose_conv(facts):
+        return
+    for board in boards:
+        lib = getattr(board, "tflm_lib", None)
+        if lib is not None and str(lib.tflm_date) < TCONV16_BIAS_FIX:
+            raise TinyDeployError(
+                "unsupported_op", path=facts.path, op="TRANSPOSE_CONV (16x8, without bias)",
+                runtime=f"{lib.label} (TFLite Micro of {lib.tflm_date}), the TFLM library of "
+                        f"board {board.id}: its kernel reads the missing bias's type in "
+                        "Prepare (fixed in TFLM of May 2024)",
+                fix="give the layer a bias (use_bias=True) or quantize it int8")
+
+
 def check_tree_ops(facts: ModelFacts, tree: Any) -> None:
     """Refuse a model ``tree`` cannot run, before anything is compiled.
 
