@@ -72,6 +72,7 @@ OPDATA_CHIRALE: dict[str, int] = {
     "PAD": 56, "PADV2": 56, "RELU": 28, "RELU6": 2, "QUANTIZE": 32, "DEQUANTIZE": 32,
     "UNIDIRECTIONAL_SEQUENCE_LSTM": 384, "LEAKY_RELU": 24, "HARD_SWISH": 20,
     "TRANSPOSE_CONV": 72, "PRELU": 28, "DIV": 28, "SVDF": 36,
+    "STRIDED_SLICE": 84,  # StridedSliceParams: 3 x (int8 count + int32[5]) + 5 x uint16
     "RESHAPE": 0, "SQUEEZE": 0, "EXPAND_DIMS": 0,
 }
 # builtin options that differ from TFLM 90b983c2 on Cortex-M: (size, alignment)
