@@ -139,6 +139,13 @@ def test_tflm_src_alone_builds_tflm_firmware_with_the_given_arena(
     found = tb.find_tflm_tree(tree)
     assert found.flavour == "cmsis-nn"
     assert no_build[-1] == ("native", plan_for_tree(load(SINE), "auto", found, True).size)
+    # generate for qemu-cm4 with the tree: the same figure in model_settings.h
+    gen = tmp_path / "gen"
+    assert main(["generate", str(SINE), "--out", str(gen), "--board", "qemu-cm4",
+                 "--tflm-src", str(tree), "--format", "platformio"]) == 0
+    size = plan_for_tree(load(SINE), "auto", found, False).size
+    settings = next(gen.rglob("model_settings.h")).read_text()
+    assert f"#define TD_ARENA_SIZE {size}u" in settings
     # the C runtime keeps ignoring --arena, and says so
     rc = main(["validate", str(SINE), "--data", str(sine_npz), "--out", str(tmp_path / "c"),
                "--board", "sim", "--arena", "4000"])

@@ -214,7 +214,7 @@ def plan_arena(facts: ModelFacts, arena: str | int, boards: list[Board] | None =
     if text == "auto" and boards:
         from .arena.plan import plan_auto
 
-        return plan_auto(facts, boards)
+        return plan_auto(facts, boards, tflm_src)
     if text == "auto":
         predicted = predict_arena(facts)
         size = with_margin(predicted)

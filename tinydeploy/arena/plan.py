@@ -107,16 +107,25 @@ def _auto_for(facts: ModelFacts, flavour: str, short_enums: bool | None = True) 
                      "25%), rounded up to 16 B)", WHY_UNMODELLED.format(lib=flavour), flavour)
 
 
-def plan_auto(facts: ModelFacts, boards: list[Any]) -> ArenaPlan:
+def plan_auto(facts: ModelFacts, boards: list[Any], tflm_src: Any = None) -> ArenaPlan:
     """``--arena auto`` for ``boards`` (the largest per-board figure): per board, its
     library's kernel flavour and its Arduino core's enum size
-    (:func:`tinydeploy.arduino_cores.short_enums`)."""
+    (:func:`tinydeploy.arduino_cores.short_enums`); native / qemu-cm4 with a TFLM tree
+    ``tflm_src``: :func:`plan_for_tree`."""
     from ..arduino_cores import short_enums
     from ..boards import get_board, kernel_flavour
 
+    pseudo = [get_board(b) for b in boards if get_board(b).native or get_board(b).emulated]
+    plans = []
+    if tflm_src is not None and pseudo:
+        from ..device.tflm_build import TflmTree, find_tflm_tree
+
+        tree = tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
+        plans = [plan_for_tree(facts, "auto", tree, b.native) for b in pseudo]
+        boards = [b for b in boards if get_board(b) not in pseudo]
     keys = {(kernel_flavour(b), short_enums(getattr(get_board(b), "arduino_fqbn", None)))
-            for b in boards} or {("reference", True)}
-    plans = [_auto_for(facts, f, e) for f, e in sorted(keys, key=str)]
+            for b in boards} or ({("reference", True)} if not plans else set())
+    plans += [_auto_for(facts, f, e) for f, e in sorted(keys, key=str)]
     return max(plans, key=lambda p: p.size)
 
 
