@@ -25,8 +25,9 @@ to a bracket, bisect at byte granularity, then verify: ``min - 1`` fails and ``m
 min + 16`` succeed (if one of those fails -- the feasible set is not quite monotone, as
 persistent allocations are aligned from the arena end -- the search moves up to the first
 size with 17 successes in a row and verifies again). Results are cached per (model sha256,
-tree content hash, probe firmware digest) in ``<cache>/arena/`` (``$TINYDEPLOY_TFLM_CACHE``'s
-parent, default ``~/.cache/tinydeploy``), so the second call is instant.
+tree content hash and compile defines, probe firmware digest) in ``<cache>/arena/``
+(``$TINYDEPLOY_TFLM_CACHE``'s parent, default ``~/.cache/tinydeploy``), so the second call
+is instant.
 """
 
 from __future__ import annotations
@@ -327,7 +328,8 @@ def measure_arena(model: str | Path | bytes | ModelFacts, tflm_src: Any,
     facts = load(model)
     tree = tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
     check_tree_ops(facts, tree)  # before the probe's library build
-    key = f"{facts.sha256[:24]}-{tree.flavour}-{tree.content_hash[:16]}-{_probe_digest()}"
+    tree_key = hashlib.sha256(" ".join((tree.content_hash, *tree.defines)).encode())
+    key = f"{facts.sha256[:24]}-{tree.flavour}-{tree_key.hexdigest()[:16]}-{_probe_digest()}"
     cache = _cache_dir() / f"{key}.json"
     if use_cache and cache.is_file():
         try:
