@@ -281,6 +281,37 @@ int main(void) {
     assert info.model_status == 3 and info.arena_size == 1234
 
 
+def test_a_device_lost_before_its_hello_with_a_small_arena_is_arena_too_small() -> None:
+    """TFLM of January 2023 crashes in AllocateTensors() instead of failing: a TFLM
+    firmware built here that vanishes before its HELLO, with an arena below the
+    prediction, is reported as too small; otherwise the loss stays what it was."""
+    from types import SimpleNamespace
+
+    from tinydeploy.arena.predict import predict_flavour, predict_host64
+    from tinydeploy.device.connect import crash_in_allocation
+
+    facts = load(SINE)
+    tree = SimpleNamespace(flavour="cmsis-nn", name="Chirale_TensorFLowLite 2.0.0")
+    lost = TinyDeployError("port_error", port="/dev/pts/9", problem="no such file")
+
+    def run(arena: int, native: bool = False, up: bool = False) -> TinyDeployError:
+        with pytest.raises(TinyDeployError) as err, \
+                crash_in_allocation(facts, tree, arena, native) as started:
+            started["up"] = up
+            raise lost
+        return err.value
+
+    err = run(600)
+    need = predict_flavour(facts, "cmsis-nn")
+    assert err.code == "arena_too_small" and err.exit_code == 4
+    assert str(err).startswith(f"arena too small: 600 bytes, needs at least {need}")
+    assert "Chirale_TensorFLowLite 2.0.0" in str(err) and "reflash" not in str(err)
+    assert str(run(need - 1, native=True)).startswith(  # native: the 64-bit replay's figure
+        f"arena too small: {need - 1} bytes, needs at least {predict_host64(facts)}")
+    assert run(need).code == "port_error"  # not below the prediction: another cause
+    assert run(600, up=True).code == "port_error"  # after the HELLO: not the allocation
+
+
 TREE = os.environ.get(tb.ENV_SRC)
 
 
