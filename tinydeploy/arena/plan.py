@@ -69,9 +69,10 @@ def predicted(facts: ModelFacts, flavour: str) -> int:
 WHY_MODELLED = (
     "The prediction replays the allocations of the board's TFLM library ({lib}) for a 32-bit "
     "Cortex-M and matches that library's byte-exact minimum on the emulated Cortex-M4; the "
-    "board compiles the same sources with the same ABI. The margin is 1 % where the board's "
-    "Arduino core compiles with short enums (as the measurement), else at least the worst "
-    "case int-sized enums (-fno-short-enums) add to the library's structs. The firmware reports "
+    "board compiles the same sources with the same ABI. The 1 % margin holds where the "
+    "board's Arduino core compiles with short enums (as the measurement); elsewhere the "
+    "margin is at least the worst case int-sized enums (-fno-short-enums) add to the "
+    "library's structs. The firmware reports "
     "the real `arena_used_bytes()` in its HELLO reply; `--arena tuned --tflm-src DIR` "
     "measures the minimum instead.")
 WHY_UNMODELLED = (
