@@ -297,8 +297,7 @@ static void send_info(td_device *dev, uint16_t seq, uint8_t flags) {
   if (n_out > 255) n_out = 255;
   p[0] = TD_PROTOCOL_VERSION;
   p[1] = flags;
-  p[2] = 0;
-  p[3] = 0;
+  put_u16(p + 2, (uint32_t)info->model_status); /* 0 = ready; e.g. AllocateTensors failed */
   put_u32(p + 4, TD_MAX_PAYLOAD);
   put_u32(p + 8, info->cpu_hz);
   put_u32(p + 12, info->arena_size);

@@ -109,7 +109,8 @@ typedef struct {
   uint8_t num_outputs;
   td_tensor_info *inputs;
   td_tensor_info *outputs;
-  int32_t model_status;      /* 0 = ready; else the app's error code (ERROR MODEL detail) */
+  int32_t model_status;      /* 0 = ready; else the app's error code (ERROR MODEL detail,
+                                INFO bytes 2-3: the host reports why the model did not start) */
   uint32_t arena_size;       /* bytes reserved for the tensor arena */
   uint32_t arena_used;       /* bytes actually used (TFLM arena_used_bytes()) */
   uint32_t cpu_hz;           /* 0 if unknown */

@@ -28,7 +28,7 @@ def test_import_and_quick_commands_do_not_load_tensorflow() -> None:
 def test_api_names_stay_functions_after_stage_modules_load() -> None:
     import importlib
 
-    for module in ("training", "quantization", "c_array", "arena_search", "device.flashing",
+    for module in ("training", "quantization", "c_array", "arena.search", "device.flashing",
                    "validation", "pipeline"):
         importlib.import_module(f"tinydeploy.{module}")
     assert tinydeploy.train.__module__ == "tinydeploy.training"

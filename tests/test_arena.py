@@ -11,19 +11,19 @@ import needs_tflm
 import pytest
 from models import GENERATED
 
-from tinydeploy.arena_model import planned_buffers, predict
-from tinydeploy.arena_search import (
+from tinydeploy.arena.graph import Graph
+from tinydeploy.arena.host import HostRuntime, parse_allocations
+from tinydeploy.arena.predict import predict_arena
+from tinydeploy.arena.replay import (
     CORTEX_M,
     HOST64_NATIVE,
     Abi,
-    Graph,
-    HostRuntime,
-    arena,
     greedy_plan,
-    parse_allocations,
-    predict_arena,
+    planned_buffers,
+    predict,
     simulate,
 )
+from tinydeploy.arena.search import arena
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 

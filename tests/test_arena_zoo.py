@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from models import GENERATED, GROUND_TRUTH, ZOO
 
-from tinydeploy import cmsis_nn_sizes as cm
-from tinydeploy.arena_model import CORTEX_M, Graph, simulate
-from tinydeploy.arena_search import arena, predict_flavour
+from tinydeploy.arena import cmsis_nn as cm
+from tinydeploy.arena.kernels import scratch_requests
+from tinydeploy.arena.predict import predict_flavour
+from tinydeploy.arena.replay import CORTEX_M, Graph, simulate
+from tinydeploy.arena.search import arena
 from tinydeploy.boards import kernel_flavour
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
@@ -38,7 +40,7 @@ def test_lstm_state_and_scratch_are_modelled() -> None:
     g = Graph.from_facts(load(DATA / "trained_lstm_int8.tflite"))
     bd = simulate(g, 1 << 20, CORTEX_M)
     assert bd["variable tensors"] == 32 + 48  # int8 [1,20] and int16 [1,20] state, 16-aligned
-    assert [n for _, n in g.scratch_requests()] == [40] * 4  # 4 int16 gate buffers of 20
+    assert [n for _, n in scratch_requests(g)] == [40] * 4  # 4 int16 gate buffers of 20
 
 
 def test_cmsis_nn_buffer_sizes_by_hand() -> None:
@@ -62,14 +64,14 @@ def test_cmsis_nn_buffer_sizes_by_hand() -> None:
 
 def test_cmsis_nn_graph_scratch_requests() -> None:
     g = Graph.from_facts(load(DATA / "ds_cnn_kws.tflite"), "cmsis-nn")
-    sizes = {g.ops[k].name: [] for k, _ in g.scratch_requests()}
-    for k, n in g.scratch_requests():
+    sizes = {g.ops[k].name: [] for k, _ in scratch_requests(g)}
+    for k, n in scratch_requests(g):
         sizes[g.ops[k].name].append(n)
     assert sizes["CONV_2D"] == [160]  # the 10x4 stem (1x1 pointwise convs need none)
     assert set(sizes["DEPTHWISE_CONV_2D"]) == {64 * 3 * 3 * 2}
     assert sizes["AVERAGE_POOL_2D"] == [4 * 64]
     # the reference kernels request none of these
-    assert Graph.from_facts(load(DATA / "ds_cnn_kws.tflite")).scratch_requests() == []
+    assert scratch_requests(Graph.from_facts(load(DATA / "ds_cnn_kws.tflite"))) == []
 
 
 @pytest.mark.parametrize("name", ["sine_mlp", "ds_cnn_kws", "trained_lstm_int8",
@@ -131,7 +133,7 @@ needs_tree = pytest.mark.skipif(
 
 @needs_tree
 def test_measured_minimum_on_qemu_cm4() -> None:
-    from tinydeploy.arena_measure import measure_arena
+    from tinydeploy.arena.measure import measure_arena
 
     m = measure_arena(DATA / "sine_mlp.tflite", TREE)
     assert all(m.verified.values())
@@ -150,7 +152,7 @@ def test_cmsis_nn_prediction_vs_chirale_measured_on_qemu(name: str) -> None:
     """CMSIS-NN flavour vs the minimum measured with Chirale_TensorFlowLite 2.0.0 on
     qemu-cm4 (tests/data/arena_chirale_cm4.json): never below, at most 2 % above; the
     generated `--arena auto` size (prediction + 1 %) likewise."""
-    from tinydeploy.arena_plan import plan_auto
+    from tinydeploy.arena.plan import plan_auto
 
     measured = CHIRALE[name]["min_arena"]
     facts = load(DATA / f"{name}.tflite")

@@ -168,7 +168,8 @@ def test_settings_carry_facts(tmp_path: Path) -> None:
 
 
 def test_arena_auto_adds_documented_margin(tmp_path: Path, monkeypatch) -> None:
-    from tinydeploy import arena_plan
+    from tinydeploy.arena import plan as arena_plan
+    from tinydeploy.arena.margin import UNMODELLED_MARGIN_MIN
 
     facts = load(DATA / "residual_cnn.tflite")
     # a CMSIS-NN board (Chirale): the modelled library's prediction + 1 %
@@ -185,7 +186,7 @@ def test_arena_auto_adds_documented_margin(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(arena_plan._PREDICTIONS, (facts.sha256, "reference"), 100)
     esp_nn = dataclasses.replace(get_board("esp32-s3"), tflm_library="tflm_esp32-2.0.0")
     res = render.generate(facts, tmp_path / "fw2", boards=[esp_nn], arena="auto")
-    assert res.arena.size == 100 + arena_plan.UNMODELLED_MARGIN_MIN + 12
+    assert res.arena.size == 100 + UNMODELLED_MARGIN_MIN + 12
     # several boards: the largest figure
     res = render.generate(facts, tmp_path / "fw3", boards=["nucleo_f446re", esp_nn],
                           arena="auto")
@@ -193,7 +194,7 @@ def test_arena_auto_adds_documented_margin(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_arena_auto_uses_the_cortex_m_prediction(tmp_path: Path) -> None:
-    from tinydeploy.arena_search import predict_flavour
+    from tinydeploy.arena.predict import predict_flavour
 
     res = render.generate(DATA / "sine_mlp.tflite", tmp_path / "fw", boards=["nano33ble"])
     pred = predict_flavour(DATA / "sine_mlp.tflite", "cmsis-nn")  # Chirale: CMSIS-NN

@@ -141,7 +141,7 @@ def _fake_probe(lines: str) -> subprocess.Popen[bytes]:
     ("TD_PROBE START 4096\nTD_PROBE FAIL allocate 0\n", "fail"),
 ])
 def test_probe_trial_tells_slow_from_failing(lines: str, want: str) -> None:
-    from tinydeploy.arena_measure import read_trial, trial_timeout
+    from tinydeploy.arena.measure import read_trial, trial_timeout
 
     proc = _fake_probe(lines)
     try:

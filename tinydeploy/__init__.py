@@ -9,11 +9,12 @@ The Python API mirrors the CLI, one function per stage::
     td.generate(facts, "out/sine/fw", boards=["nano33ble"])
 
 Stage modules (``training``, ``quantization``, ``guard``, ``facts``, ``c_array``,
-``arena_search``, ``boards``, ``render``, ``cruntime``, ``flashing``, ``validation``,
+``arena``, ``boards``, ``render``, ``cruntime``, ``flashing``, ``validation``,
 ``pipeline``, ``layers``) load on first use, and import TensorFlow only inside the
 functions that need it, so importing tinydeploy (and quick commands such as ``carray``)
 stays fast. No module shares a name with an API function, so ``tinydeploy.train`` is
-always the function. ``dir(tinydeploy)`` lists the whole API.
+always the function -- except the ``arena`` package, which is itself callable as
+``tinydeploy.arena(...)``. ``dir(tinydeploy)`` lists the whole API.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _API = {  # API name -> (module, attribute)
     "train": ("training", "train"), "quantize": ("quantization", "quantize"),
     "check": ("guard", "check"), "inspect": ("facts", "load"), "load": ("facts", "load"),
     "ModelFacts": ("facts", "ModelFacts"), "carray": ("c_array", "carray"),
-    "arena": ("arena_search", "arena"), "BOARDS": ("boards", "BOARDS"),
+    "arena": ("arena", ""), "BOARDS": ("boards", "BOARDS"),
     "generate": ("render", "generate"), "flash": ("device.flashing", "flash"),
     "build": ("device.building", "build"),
     "validate": ("validation", "validate"), "deploy": ("pipeline", "deploy"),
@@ -50,6 +51,8 @@ def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module 'tinydeploy' has no attribute {name!r}")
     module, attr = _API[name]
-    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    value = importlib.import_module(f".{module}", __name__)
+    if attr:  # "" : the module itself is the API (the callable ``arena`` package)
+        value = getattr(value, attr)
     globals()[name] = value  # cache: later lookups skip __getattr__
     return value

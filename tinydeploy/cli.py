@@ -203,7 +203,7 @@ def arena(
 ) -> None:
     """Find the smallest tensor arena (cortex-m: predicted for 32-bit; host64 / qemu-cm4:
     measured)."""
-    from .arena_search import arena as run
+    from .arena.search import arena as run
 
     if flavour is None and board is not None:
         from .boards import kernel_flavour
@@ -237,7 +237,8 @@ def generate(
         "--arena", help="auto (predicted) | tuned (measured on qemu-cm4, needs --tflm-src) | "
                         "a byte count")] = "auto",
     fmt: Annotated[str, typer.Option("--format", help="arduino | platformio | both")] = "both",
-    runtime: Annotated[str, typer.Option(help="tflm | c (interpreter-free C)")] = "tflm",
+    runtime: Annotated[str | None, typer.Option(
+        help="tflm | c (interpreter-free C); default tflm")] = None,
     name: Annotated[str | None, typer.Option(
         help="library name (a C identifier; default: the --out folder's name)")] = None,
     labels: Annotated[str | None, typer.Option(
@@ -253,8 +254,10 @@ def generate(
 ) -> None:
     """Render firmware: Arduino library (API + examples) and/or PlatformIO project.
     Re-generating into the same folder keeps your files (src/main.cpp is yours)."""
+    from .device.connect import resolve_runtime
     from .render import generate as run
 
+    runtime = resolve_runtime(runtime, tflm_src, "tflm")
     result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime,
                  name=name, labels=labels, data=data, tflm_src=tflm_src, io=io)
     _echo(result, as_json)
@@ -288,8 +291,11 @@ def flash(
 IO_HELP = ("the firmware's interface: model (the model's own: a float interface takes and "
            "returns float32) | int8 (float QUANTIZE/DEQUANTIZE stripped) | float (require "
            "a float interface)")
-RUNTIME_HELP = ("native/qemu-cm4 firmware: c (interpreter-free C) | tflm (the generated "
-                "TFLite Micro firmware, needs --tflm-src)")
+RUNTIME_HELP = ("native/qemu-cm4 firmware: c (interpreter-free C, the default) | tflm (the "
+                "generated TFLite Micro firmware, needs a tree; --tflm-src implies it)")
+ARENA_HELP = ("the TFLM firmware's tensor arena (every board, native/qemu-cm4 with "
+              "--runtime tflm too): auto (predicted for the tree's kernels) | tuned "
+              "(measured on qemu-cm4) | a byte count")
 TFLM_SRC_HELP = ("TFLM source tree for --runtime tflm: an Arduino library folder or a "
                  "tflite-micro checkout [env: TINYDEPLOY_TFLM_SRC]")
 
@@ -310,8 +316,9 @@ def validate(
     profile: Annotated[bool, typer.Option(
         "--profile", help="per-layer instructions (qemu-cm4) / time (native)")] = False,
     as_json: JsonOpt = False,
-    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "c",
+    runtime: Annotated[str | None, typer.Option(help=RUNTIME_HELP)] = None,
     tflm_src: Annotated[str | None, typer.Option(help=TFLM_SRC_HELP)] = None,
+    arena_: Annotated[str, typer.Option("--arena", help=ARENA_HELP)] = "auto",
     tolerance_float: Annotated[float | None, typer.Option(
         help="allowed |device-host| of float32 outputs (default: bit-exact by bit pattern)")
     ] = None,
@@ -331,7 +338,7 @@ def validate(
                  tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
                  profile=profile, runtime=runtime, tflm_src=tflm_src,
                  tolerance_float=tolerance_float, timeout=timeout,
-                 known_differences=not strict, io=io)
+                 known_differences=not strict, io=io, arena=arena_)
     _echo(result, as_json)
     for row in [] if as_json else sorted(result.layers, key=lambda r: -r["cost"])[:5]:
         typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
@@ -353,8 +360,7 @@ def deploy(
     tune_arena: Annotated[
         bool, typer.Option("--tune-arena", help="reflash with the measured arena")
     ] = False,
-    arena_: Annotated[str, typer.Option("--arena", help="generate: auto or a byte count")
-                      ] = "auto",
+    arena_: Annotated[str, typer.Option("--arena", help=ARENA_HELP)] = "auto",
     runtime: Annotated[str | None, typer.Option(
         help="tflm | c (default: tflm on MCU boards, c on native / qemu-cm4)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="generate: platformio | both")

@@ -28,6 +28,7 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "unsupported_op": (3, "{path}: operator {op} is not supported by {runtime}",
                        "{fix}"),
     "does_not_fit": (4, "{what} does not fit on {board}: {detail}", "{fix}"),
+    "arena_too_small": (4, "arena too small: {size} bytes, needs at least {needed}", "{fix}"),
     "arena_not_found": (4, "no arena size up to {limit} bytes lets {path} allocate and run",
                         "check the model with `tinydeploy check` (the runtime fails it at every "
                         "size: a kernel error, not the arena)"),

@@ -278,7 +278,7 @@ def _measured_arena(facts: ModelFacts, problem: str) -> int:
     """A size with which the runtime allocates and invokes the model: ``arena_for``
     doubled until one works, each trial in a child process (a size that crashes the
     runtime ends only the child); ``model_rejected`` when none up to ``MAX_ARENA`` does."""
-    from .arena_search import HostRuntime
+    from .arena.host import HostRuntime
 
     log.info("host reference: %s; trying larger arenas", problem)
     with HostRuntime(facts.data) as rt:

@@ -68,7 +68,8 @@ class _StandIn(Predictor):
         """About the arena bytes TFLM reports in use on this host: the replay of its
         allocator for 64-bit hosts (native x86-64 TFLM's figure, tests/test_arena.py; the
         Python runtime adds ~300 B of its own); 0 when the replay does not know the model."""
-        from .arena_model import HOST64_NATIVE, Graph, simulate
+        from .arena.graph import Graph
+        from .arena.replay import HOST64_NATIVE, simulate
 
         try:
             return int(simulate(Graph.from_facts(self.facts), self.arena_size,

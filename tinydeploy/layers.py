@@ -5,7 +5,7 @@ dtype, its parameters (elements and bytes of its constant inputs: weights, biase
 multiply-accumulates and its activation bytes (output tensors); plus the totals: MACs,
 weight bytes and peak activation memory -- both the sum of the non-constant tensors live
 at the worst operator and TFLM's greedy plan of the planned tensors and kernel scratch
-buffers (:mod:`tinydeploy.arena_model`, the arena's planned head).
+buffers (:mod:`tinydeploy.arena.replay`, the arena's planned head).
 
 MACs: FULLY_CONNECTED and BATCH_MATMUL = outputs x reduction depth; CONV_2D = outputs x
 kernel height x width x input channels; DEPTHWISE_CONV_2D = outputs x kernel area;
@@ -152,7 +152,8 @@ def _live_peak(facts: ModelFacts, const: set[int]) -> int:
 def _planned(facts: ModelFacts) -> int | None:
     """TFLM's greedy plan of the activations and scratch buffers (None if not modelled)."""
     try:
-        from .arena_model import Graph, greedy_plan, planned_buffers
+        from .arena.graph import Graph
+        from .arena.replay import greedy_plan, planned_buffers
 
         return int(greedy_plan(planned_buffers(Graph.from_facts(facts))))
     except Exception:  # an op the allocator model does not know: the live peak still holds

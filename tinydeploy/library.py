@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .app_api import api_context, class_labels, load_sample
-from .arena_plan import ArenaPlan
+from .arena.plan import ArenaPlan
 from .boards import KIB, Board
 from .errors import TinyDeployError
 from .facts import ModelFacts

@@ -150,8 +150,8 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
         samples: validate only the first N test samples.
         tune_arena: reflash with the measured arena plus margin (physical boards).
         arena, runtime, fmt: passed to :func:`tinydeploy.generate` (physical boards;
-            native / qemu-cm4 build the C runtime, or with ``runtime='tflm'`` the generated
-            TFLite Micro firmware).
+            native / qemu-cm4 build the C runtime, or with ``runtime='tflm'`` -- implied by
+            ``tflm_src`` -- the generated TFLite Micro firmware with that ``arena``).
         tolerance_lsb: passed to :func:`tinydeploy.validate`.
         retrain: rerun training and quantization even when up to date.
         tflm_src: with ``runtime='tflm'`` on native / qemu-cm4, the TFLM tree the generated
@@ -172,10 +172,11 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
     """
     from .boards import get_board
     from .interface import check_io_choice
-    from .validation import tflm_tree_for
+    from .validation import resolve_runtime, tflm_tree_for
 
     b = get_board(board)
     check_io_choice(io)
+    runtime = resolve_runtime(runtime, tflm_src, None)  # --tflm-src implies tflm
     _check_passthrough(b, arena, runtime, fmt, tolerance_lsb)
     tree = tflm_tree_for(board, runtime or "c", tflm_src)  # before minutes of training
     target = str(target)
@@ -243,7 +244,7 @@ def _check_passthrough(b: Any, arena: str | int, runtime: str | None, fmt: str,
                                           "makes no PlatformIO project",
                                   fix="pass --format platformio or both")
         return
-    ignored = [f"--arena {arena}" if str(arena) != "auto" else "",
+    ignored = [f"--arena {arena}" if str(arena) != "auto" and runtime != "tflm" else "",
                f"--format {fmt}" if fmt != "platformio" else ""]
     if any(ignored):
         log.warning("%s: ignored for board %s (it builds the C runtime, which plans its own "
@@ -327,7 +328,7 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
     flash_info: dict[str, Any] = {}
     arena_info: dict[str, Any] = {}
     device_build: dict[str, Any] = {}
-    from .validation import open_device, validate, write_html
+    from .validation import open_device, tflm_arena, validate, write_html
 
     if _flashable(b):
         from .device.flashing import flash
@@ -351,8 +352,11 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
     else:
         stage("deploy", f"{board}: serving the model on a pseudo-terminal")
         start = time.monotonic()
+        arena_bytes = None
+        if opts["tree"] is not None:  # the TFLM firmware's arena: --arena for the tree
+            arena_bytes = tflm_arena(facts, opts["arena"], opts["tree"], board).size
         with open_device(facts, port, board, out / "device", runtime=opts["runtime"] or "c",
-                         tflm_src=opts["tree"]) as dev_port:
+                         tflm_src=opts["tree"], arena_bytes=arena_bytes) as dev_port:
             # native / emulated: compiling the C runtime; sim: starting the simulator
             compiled = b.native or b.emulated
             timer.stages["build" if compiled else "start"] = round(time.monotonic() - start, 3)

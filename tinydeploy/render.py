@@ -31,10 +31,10 @@ Budget estimate (per board, documented in the generated README):
   (``Board.framework_ram``), plus code and model on boards that run code from the same RAM
   (``Board.code_in_ram``, Teensy 4).
 
-Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena_search` for the
+Arena with ``--arena auto``: the Cortex-M prediction of :mod:`tinydeploy.arena.search` for the
 kernel flavour of each board's TFLM library plus a margin (1 % for the modelled libraries,
 25 % / 2 KiB otherwise); ``--arena tuned``: the minimum measured on qemu-cm4 with the
-user's TFLM tree + 16 bytes -- see :mod:`tinydeploy.arena_plan`. The firmware reports the
+user's TFLM tree + 16 bytes -- see :mod:`tinydeploy.arena.plan`. The firmware reports the
 real ``arena_used_bytes()`` in its HELLO reply.
 
 Imports go one way: this module -> :mod:`tinydeploy.library` (the Arduino library, the C
@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .arena_plan import ArenaPlan
-from .boards import BOARDS, KIB, Board, get_board
+from .arena.plan import ArenaPlan
+from .boards import BOARDS, KIB, Board, get_board, kernel_flavour
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .library import APP_SKELETON, generate_c_firmware, lib_context, write_library, write_platformio
@@ -147,9 +147,9 @@ _PREDICTIONS: dict[str, int] = {}
 
 
 def predict_arena(facts: ModelFacts) -> int:
-    """Cortex-M arena prediction of :mod:`tinydeploy.arena_search` (cached per model hash)."""
+    """Cortex-M arena prediction of :mod:`tinydeploy.arena.search` (cached per model hash)."""
     if facts.sha256 not in _PREDICTIONS:
-        from .arena_search import arena as run
+        from .arena.search import arena as run
 
         _PREDICTIONS[facts.sha256] = int(run(facts, target="cortex-m").arena_bytes)
     return _PREDICTIONS[facts.sha256]
@@ -163,34 +163,30 @@ def with_margin(arena_bytes: int) -> int:
 
 def plan_arena(facts: ModelFacts, arena: str | int, boards: list[Board] | None = None,
                tflm_src: str | Path | None = None) -> ArenaPlan:
-    """``--arena``: auto (per-board flavour prediction + margin, :mod:`tinydeploy.arena_plan`;
+    """``--arena``: auto (per-board flavour prediction + margin, :mod:`tinydeploy.arena.plan`;
     without ``boards`` the reference prediction + 25 %), tuned (measured with ``tflm_src``)
     or a byte count."""
     text = str(arena).strip().lower()
     if text == "tuned":
-        from .arena_plan import plan_tuned
+        from .arena.plan import plan_tuned
 
-        return plan_tuned(facts, tflm_src)
+        return plan_tuned(facts, tflm_src, boards or [])
     if text == "auto" and boards:
-        from .arena_plan import plan_auto
+        from .arena.plan import plan_auto
 
-        return plan_auto(facts, boards)
+        return plan_auto(facts, boards, tflm_src)
     if text == "auto":
         predicted = predict_arena(facts)
         size = with_margin(predicted)
         note = (f"Cortex-M prediction {predicted} B + margin {size - predicted} B "
                 f"(max({ARENA_MARGIN_MIN} B, {ARENA_MARGIN_FRACTION:.0%}), rounded up to 16 B)")
         return ArenaPlan(size, predicted, size - predicted, note)
-    try:
-        size = int(text, 0)
-    except ValueError:
-        size = -1
-    if size <= 0:
-        raise TinyDeployError("bad_argument", problem=f"--arena {arena!r} is not a byte count",
-                              fix="pass --arena auto, --arena tuned or a positive number of bytes")
-    from .arena_check import check_explicit_arena
+    from .arena.check import check_explicit_arena
+    from .arena.plan import explicit_size
 
-    warning = check_explicit_arena(facts, size)  # error below the measured minimum
+    size = explicit_size(arena)
+    flavours = tuple(kernel_flavour(b) for b in boards or [])
+    warning = check_explicit_arena(facts, size, flavours or ("reference",))  # refuses < head
     note = f"{size} B as given with --arena (no margin added)"
     return ArenaPlan(size, None, 0, note + (f"; WARNING: {warning}" if warning else ""))
 
@@ -397,6 +393,9 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path,
                  BOARDS.values())
     from . import tflm_overrides
+    from .device.tflm_ops import check_board_libraries
+
+    check_board_libraries(facts, board_list)  # kernel defects no arena size gets around
 
     # library defects: MCU boards by their library's facts, native / qemu-cm4 by the tree
     overrides = tflm_overrides.plan(facts, board_list, tflm_src)  # logs what it decided

@@ -18,7 +18,7 @@ from .boards import Board
 from .tflm_libraries import library_context
 
 if TYPE_CHECKING:
-    from .arena_plan import ArenaPlan
+    from .arena.plan import ArenaPlan
 
 # TD_DEVICE_STORAGE_BYTES of td_protocol.h (TD_MAX_PAYLOAD + 384; inputs and outputs travel
 # in chunks straight into/out of the arena's tensors)

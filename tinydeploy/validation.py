@@ -27,7 +27,15 @@ import numpy as np
 
 from . import hostref
 from .data import check_labels, given_once, input_keys, load_split
-from .device.connect import as_dict, check_device, open_device, tflm_tree_for
+from .device.connect import (
+    as_dict,
+    check_device,
+    crash_in_allocation,
+    open_device,
+    resolve_runtime,
+    tflm_arena,
+    tflm_tree_for,
+)
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .hostref import quantize_input, saturation
@@ -43,8 +51,8 @@ from .verdict import (
     units_apart,
 )
 
-__all__ = ["ValidationResult", "check_device", "compute_metrics", "open_device", "tflm_tree_for",
-           "validate", "write_html"]
+__all__ = ["ValidationResult", "check_device", "compute_metrics", "open_device",
+           "resolve_runtime", "tflm_arena", "tflm_tree_for", "validate", "write_html"]
 
 MAX_RESETS_PER_SAMPLE = 5
 SATURATION_WARN = report_headline.SATURATION_WARN  # more than 1 % of input values clipped
@@ -308,10 +316,10 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              port: str | None = None, board: str | None = None, samples: int | None = None,
              tolerance_lsb: int = 0, trace: bool = False,
              stateful: bool = False, profile: bool = False,
-             build: dict[str, Any] | None = None, runtime: str = "c",
+             build: dict[str, Any] | None = None, runtime: str | None = None,
              tflm_src: Any = None, tolerance_float: float | None = None,
              timeout: float | None = None, known_differences: bool = True,
-             io: str = "model") -> ValidationResult:
+             io: str = "model", arena: str | int = "auto") -> ValidationResult:
     """Run ``x_test`` on the device, compare with the host, write the three result files.
 
     The model must pass the guard first (:func:`tinydeploy.guard.check`, the same error
@@ -335,9 +343,12 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
         build: build facts of the firmware (``{"qemu": {...text, data, bss}}``) for the
             report's memory table, when the caller built it.
         runtime: what a native / qemu-cm4 board builds: ``c`` (the C runtime) or ``tflm``
-            (the generated TFLite Micro firmware, against ``tflm_src``).
+            (the generated TFLite Micro firmware, against ``tflm_src``); default ``tflm``
+            when ``tflm_src`` is given, else ``c``.
         tflm_src: a TFLM tree (Arduino library or tflite-micro checkout; default
             ``$TINYDEPLOY_TFLM_SRC``), for ``runtime='tflm'``.
+        arena: the TFLM firmware's arena on native / qemu-cm4 (``auto``, ``tuned`` or a
+            byte count; :func:`tinydeploy.arena.plan.plan_for_tree`).
         tolerance_float: allowed |device - host| of float outputs (default: bit-exact).
         timeout: seconds one inference may take on the device (default: predicted from
             the model and the board, :mod:`tinydeploy.device.timing`).
@@ -365,7 +376,14 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
         facts = check(with_io(facts, io))
 
     given_src = tflm_src  # also the stand-in host reference's tree (hostref_native)
+    runtime = resolve_runtime(runtime, tflm_src, "c") or "c"
     tflm_src = tflm_tree_for(board, runtime, tflm_src) if not port else None  # fail early
+    arena_bytes = None
+    if tflm_src is not None:  # the tree's operators and arena, before any build
+        arena_bytes = tflm_arena(facts, arena, tflm_src, str(board)).size
+    elif str(arena) != "auto":
+        log.warning("--arena %s: ignored (it sizes the TFLM firmware; this run %s)", arena,
+                    "uses a flashed board" if port else "builds no TFLM firmware")
     if profile and tflm_src is not None:
         raise TinyDeployError("bad_argument", problem="--profile measures the C runtime's layers",
                               fix="drop --profile with --runtime tflm, or use --runtime c")
@@ -413,11 +431,15 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     out_dir = check_output_dir(out)  # it, or its nearest existing parent, is a folder
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME, "html": out_dir / HTML_NAME}
     with tempfile.TemporaryDirectory(prefix="td-validate-") as work, \
-            open_device(facts, port, board, Path(work), profile, runtime, tflm_src) as dev_port:
+            open_device(facts, port, board, Path(work), profile, runtime, tflm_src,
+                        arena_bytes) as dev_port:
         stage("validate", f"device on {dev_port}")
-        with _open_link(dev_port, trace) as link:
+        native = board == "native"
+        with crash_in_allocation(facts, tflm_src, arena_bytes, native) as started, \
+                _open_link(dev_port, trace) as link:
             info = link.hello()
-            check_device(info, facts, dev_port)
+            started["up"] = True
+            check_device(info, facts, dev_port, _flavour(board, tflm_src), native)
             device_info = as_dict(info)
             if ref.kind == "c-runtime" and device_info.get("runtime") == "c":
                 log.warning("host reference: the C runtime stand-in runs the same kernels as "
@@ -493,6 +515,15 @@ def _emulated(device_info: dict[str, Any], board: str | None) -> bool:
 
     b = BOARDS.get(str(device_info.get("board_id") or board or ""))
     return b is not None and b.emulated
+
+
+def _flavour(board: str | None, tree: Any) -> str:
+    """Kernel flavour of the TFLM library the device runs (the tree's, else the board's)."""
+    if tree is not None:
+        return str(tree.flavour)
+    from .boards import BOARDS, kernel_flavour
+
+    return kernel_flavour(board) if board in BOARDS else "reference"
 
 
 def _infer_seconds(facts: ModelFacts, device: dict[str, Any], board: str | None,

@@ -263,7 +263,7 @@ def in_place_ops(g: Graph, mem: MemoryPlan, alias: dict[int, int]) -> list[dict[
 
 def _tflm_arena(facts: ModelFacts) -> int | None:
     try:
-        from ..arena_search import arena  # helper module; optional
+        from ..arena.search import arena  # helper module; optional
     except ImportError:
         return None
     try:

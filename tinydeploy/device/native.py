@@ -111,16 +111,13 @@ def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path,
     Without ``tflm`` the program is the C runtime (``profile``: a file that gets one line of
     per-operator times per inference, ``tinydeploy.profile``); with a TFLM tree it is the
     generated TFLite Micro firmware on the Arduino-core stand-in (arena ``arena_bytes`` or
-    ``auto``)."""
+    ``--arena auto`` for the tree's kernels)."""
     if tflm is None:
         binary = build_native(facts, workdir, profile is not None)
         return run_native(binary, profile)
-    from ..render import plan_arena
     from .tflm_build import build_tflm_firmware
 
-    facts = load(facts)
-    arena = arena_bytes or plan_arena(facts, "auto").size
-    return run_native(build_tflm_firmware(facts, "native", tflm, arena, Path(workdir)))
+    return run_native(build_tflm_firmware(facts, "native", tflm, arena_bytes, Path(workdir)))
 
 
 def run_native(binary: Path, profile: Path | None = None) -> NativeProcess:

@@ -272,6 +272,7 @@ class DeviceInfo:
     arena_used: int
     cpu_hz: int
     max_payload: int = MAX_PAYLOAD
+    model_status: int = 0  # 0 ready; else why the model did not start (MODEL_STATUS)
 
     @property
     def input(self) -> TensorInfo:
@@ -312,6 +313,13 @@ class ResultHead:
     data: bytes
 
 
+# INFO model status (bytes 2-3): why the firmware's model did not start (0: it did)
+MODEL_STATUS = {1: "the model's schema version differs from the library's",
+                2: "registering an operator failed (resolver too small)",
+                3: "AllocateTensors() failed", 4: "the model's tensors differ from the "
+                "generated settings", -1: "the tensor sizes differ from the generated model"}
+STATUS_ALLOCATE_FAILED = 3
+
 _TENSOR = struct.Struct("<BB6ifi")
 _INFO_HEAD = struct.Struct("<BBHIIII32sBB")
 _INFER_HEAD = struct.Struct("<BBHII")
@@ -338,7 +346,8 @@ def _pack_str(s: str, limit: int) -> bytes:
 
 
 def pack_info(info: DeviceInfo, flags: int = 0) -> bytes:
-    head = _INFO_HEAD.pack(info.protocol_version, flags, 0, info.max_payload, info.cpu_hz,
+    head = _INFO_HEAD.pack(info.protocol_version, flags, info.model_status & 0xFFFF,
+                           info.max_payload, info.cpu_hz,
                            info.arena_size, info.arena_used, bytes.fromhex(info.model_sha256),
                            len(info.inputs), len(info.outputs))
     return (head + b"".join(_pack_tensor(t) for t in (*info.inputs, *info.outputs))
@@ -356,7 +365,7 @@ def unpack_info(payload: bytes) -> tuple[DeviceInfo, int]:
     """INFO payload -> (DeviceInfo, flags); raises FrameError(BAD_LENGTH) when short.
     Check ``info_version`` first: other versions have another layout."""
     try:
-        ver, flags, _, max_payload, cpu_hz, arena, used, sha, n_in, n_out = \
+        ver, flags, status, max_payload, cpu_hz, arena, used, sha, n_in, n_out = \
             _INFO_HEAD.unpack_from(payload)
         off = _INFO_HEAD.size
         tensors = [_unpack_tensor(payload, off + k * _TENSOR.size) for k in range(n_in + n_out)]
@@ -373,7 +382,8 @@ def unpack_info(payload: bytes) -> tuple[DeviceInfo, int]:
     if n_in < 1 or n_out < 1:
         raise FrameError(ErrorCode.BAD_LENGTH, f"INFO with {n_in} inputs, {n_out} outputs")
     info = DeviceInfo(ver, strings[0], strings[1], strings[2], sha.hex(), tuple(tensors[:n_in]),
-                      tuple(tensors[n_in:]), arena, used, cpu_hz, max_payload)
+                      tuple(tensors[n_in:]), arena, used, cpu_hz, max_payload,
+                      -1 if status == 0xFFFF else status)
     return info, flags
 
 

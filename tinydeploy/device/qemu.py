@@ -229,7 +229,7 @@ def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
     ``profile``: a profiling build whose per-layer SysTick ticks go to
     ``workdir/profile.txt``, one line per inference); with a TFLM tree it is the generated
     TFLite Micro firmware (:func:`tflm_build.build_tflm_firmware`, arena ``arena_bytes`` or
-    the generator's ``auto`` size), built in ``workdir``."""
+    ``--arena auto`` for the tree's kernels), built in ``workdir``."""
     b = get_board(board)
     _tool(QEMU)  # before a build it could not run
     if tflm is None:
@@ -238,18 +238,9 @@ def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
     else:
         from .tflm_build import build_tflm_firmware, firmware_info
 
-        facts = load(facts)
-        arena = arena_bytes or auto_arena(facts)
-        elf = build_tflm_firmware(facts, b.id, tflm, arena, Path(workdir))
+        elf = build_tflm_firmware(facts, b.id, tflm, arena_bytes, Path(workdir))
         info = firmware_info(workdir)
     return boot_qemu(elf, b, info, Path(workdir) / PROFILE if profile and tflm is None else None)
-
-
-def auto_arena(facts: ModelFacts) -> int:
-    """The arena ``tinydeploy generate --arena auto`` gives a real board."""
-    from ..render import plan_arena
-
-    return plan_arena(facts, "auto").size
 
 
 def boot_qemu(elf: Path, board: str | Board = BOARD, info: dict[str, Any] | None = None,

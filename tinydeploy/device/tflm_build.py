@@ -358,8 +358,11 @@ def _fingerprint(facts: ModelFacts, board: str, arena_bytes: int, lib_key: str) 
 
 
 def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree: TflmTree,
-                        arena_bytes: int, out_dir: Path) -> Path:
-    """Render the TFLM firmware for ``board`` with an arena of ``arena_bytes`` and build it.
+                        arena_bytes: int | None, out_dir: Path) -> Path:
+    """Render the TFLM firmware for ``board`` with an arena of ``arena_bytes`` (None:
+    ``--arena auto`` for the tree's kernels, :func:`tinydeploy.arena.plan.plan_for_tree`)
+    and build it. The model's operators the tree cannot run are refused before anything is
+    compiled (:func:`tinydeploy.device.tflm_ops.check_tree_ops`).
 
     ``out_dir/project`` gets the generated PlatformIO project (``src/`` exactly as a real
     board gets it), ``out_dir/obj`` the objects, ``out_dir/tflm.json`` the build facts
@@ -370,11 +373,17 @@ def build_tflm_firmware(facts: ModelFacts | str | Path | bytes, board: str, tree
     """
     from ..boards import get_board
     from ..render import generate
+    from .tflm_ops import check_tree_ops
 
     facts = load(facts)
     if board not in BOARDS:
         raise TinyDeployError("bad_argument", problem=f"board {board} cannot build TFLM firmware",
                               fix=f"choose one of: {', '.join(BOARDS)}")
+    check_tree_ops(facts, tree)  # before any library build
+    if arena_bytes is None:
+        from ..arena.plan import plan_for_tree
+
+        arena_bytes = plan_for_tree(facts, "auto", tree, native=board == "native").size
     if arena_bytes <= 0:
         raise TinyDeployError("bad_argument", problem=f"arena of {arena_bytes} bytes",
                               fix="pass a positive arena size")

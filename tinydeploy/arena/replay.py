@@ -1,10 +1,11 @@
 """TFLM's tensor-arena allocator, replayed in Python for any pointer size.
 
-Used by :mod:`tinydeploy.arena_search` to predict the arena a 32-bit Cortex-M needs, for a
-kernel flavour (``Graph.flavour``: ``reference`` = TFLM 90b983c2, ``cmsis-nn`` =
-Chirale_TensorFlowLite 2.0.0, whose allocator differences -- no TF_LITE_STATIC_MEMORY,
-variables before planning -- are the ``CORTEX_M_CHIRALE`` ABI). Per-kernel facts live in
-:mod:`tinydeploy.arena_kernels` and :mod:`tinydeploy.cmsis_nn_sizes`.
+Layer 4 of :mod:`tinydeploy.arena` (library facts -> kernel sizes -> allocator replay ->
+prediction/measurement -> choice): used by :mod:`.predict` to predict the arena a 32-bit
+Cortex-M needs, for a kernel flavour (``Graph.flavour``: ``reference`` = TFLM 90b983c2,
+``cmsis-nn`` = Chirale_TensorFlowLite 2.0.0, whose allocator differences -- no
+TF_LITE_STATIC_MEMORY, variables before planning -- are the ``CORTEX_M_CHIRALE`` ABI).
+Per-kernel facts live in :mod:`.library`, :mod:`.kernels` and :mod:`.cmsis_nn`.
 
 The allocator model (``MicroAllocator`` on one ``SingleArenaBufferAllocator``):
 
@@ -39,33 +40,29 @@ The minimum is the smallest arena for which every step of that sequence fits; th
 prediction is the smallest size from which on 64 consecutive sizes all fit (robust
 against the alignment effects). Struct sizes come from TFLM's public headers (pointer
 size 4 vs 8, ``size_t`` likewise); kernel ``OpData`` layouts cover the built-in
-operators in ``arena_kernels.KNOWN_OPS``; others get a conservative estimate and are flagged.
+operators in ``library.KNOWN_OPS``; others get a conservative estimate and are flagged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from .arena_kernels import (
+from .graph import Graph, Tensor
+from .kernels import kernel_persistent, scratch_requests, temp_tensors
+from .library import (
+    CHIRALE_NODE_AND_REGISTRATION,
+    CHIRALE_TFLITE_TENSOR,
     CMSIS_NN,
-    INT16_LUT_BYTES,
-    KNOWN_OPS,
-    REFERENCE,
     builtin_data,
     opdata_bytes,
 )
-from .cmsis_nn_sizes import NODE_AND_REGISTRATION as CHIRALE_NODE
-from .cmsis_nn_sizes import TFLITE_TENSOR as CHIRALE_TENSOR
-from .facts import ModelFacts
 
-__all__ = ["KNOWN_OPS", "Abi", "Graph", "predict", "simulate", "greedy_plan"]
+__all__ = ["Abi", "Graph", "predict", "simulate", "greedy_plan"]
 
 ALIGN = 16  # MicroArenaBufferAlignment()
 MAX_SCRATCH_PER_OP = 12  # kMaxScratchBuffersPerOp
 PLANNER_BYTES_PER_BUFFER = 40  # GreedyMemoryPlanner::per_buffer_size()
 ROBUST_WINDOW = 64
-_DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4, 17: 1}
 
 
 # --- ABI: struct sizes ----------------------------------------------------------------
@@ -80,7 +77,7 @@ class Abi:
 
     @property
     def index(self) -> int:
-        """Column in the per-kernel tables of :mod:`tinydeploy.arena_kernels`."""
+        """Column in the per-kernel tables of :mod:`.library`."""
         return 0 if self.ptr == 4 else 1
 
     def struct(self, *fields: str) -> int:
@@ -138,156 +135,10 @@ CORTEX_M = Abi("cortex-m", 4, enum=1)
 # Chirale_TensorFlowLite 2.0.0 as the Arduino IDE builds it: no TF_LITE_STATIC_MEMORY (full
 # TfLiteTensor/TfLiteNode), variables allocated before planning (TFLM of January 2023)
 CORTEX_M_CHIRALE = Abi("cortex-m (Chirale_TensorFlowLite 2.0.0)", 4, enum=1,
-                       tensor_size=CHIRALE_TENSOR, node_size=CHIRALE_NODE,
+                       tensor_size=CHIRALE_TFLITE_TENSOR,
+                       node_size=CHIRALE_NODE_AND_REGISTRATION,
                        late_variables=False)
 HOST64_NATIVE = Abi("host64-native", 8)
-
-
-# --- the model as the allocator sees it -------------------------------------------------
-@dataclass
-class _Tensor:
-    nbytes: int
-    const: bool
-    channels: int  # quantization scale count (0: not quantized)
-    variable: bool = False
-    rank: int = 0
-    shape: tuple[int, ...] = ()
-    dtype: int = 9  # schema TensorType code (9 = INT8)
-
-
-@dataclass
-class _Op:
-    name: str
-    inputs: list[int]
-    outputs: list[int]
-    options: dict[str, int] = field(default_factory=dict)
-    intermediates: list[int] = field(default_factory=list)
-
-
-def _options(op: Any) -> dict[str, int]:
-    """Integer builtin options a kernel's buffer sizes depend on (strides, padding...)."""
-    opts = op.builtinOptions
-    out: dict[str, int] = {}
-    for key in ("strideW", "strideH", "dilationWFactor", "dilationHFactor", "padding",
-                "depthMultiplier", "filterWidth", "filterHeight", "timeMajor"):
-        value = getattr(opts, key, None) if opts is not None else None
-        if value is not None:
-            out[key] = int(value)
-    return out
-
-
-@dataclass
-class Graph:
-    """What the allocator sees of a model: tensors, operators, graph inputs/outputs."""
-
-    tensors: list[_Tensor]
-    ops: list[_Op]
-    inputs: list[int]
-    outputs: list[int]
-    offline_planned: bool = False
-    flavour: str = REFERENCE
-
-    @classmethod
-    def from_facts(cls, facts: ModelFacts, flavour: str = REFERENCE) -> Graph:
-        from .facts import op_name
-
-        model = facts.model
-        assert model is not None
-        sub = model.subgraphs[0]
-        tensors = []
-        for t in sub.tensors or []:
-            buf = model.buffers[t.buffer] if model.buffers else None
-            const = buf is not None and buf.data is not None and len(buf.data) > 0
-            n = _DTYPE_BYTES.get(int(t.type), 4)
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-            for d in shape:
-                n *= max(d, 0)
-            q = t.quantization
-            ch = len(q.scale) if (q is not None and q.scale is not None
-                                  and q.zeroPoint is not None and len(q.zeroPoint)) else 0
-            tensors.append(_Tensor(n, const, ch, bool(t.isVariable), len(shape), shape,
-                                   int(t.type)))
-        ops = [_Op(op_name(model.operatorCodes[o.opcodeIndex]),
-                   [int(i) for i in (o.inputs if o.inputs is not None else [])],
-                   [int(i) for i in (o.outputs if o.outputs is not None else [])],
-                   _options(o),
-                   [int(i) for i in (o.intermediates if o.intermediates is not None else [])])
-               for o in sub.operators or []]
-        offline = any((m.name or b"") in (b"OfflineMemoryAllocation", "OfflineMemoryAllocation")
-                      for m in (model.metadata or []))
-        return cls(tensors, ops, [int(i) for i in sub.inputs], [int(i) for i in sub.outputs],
-                   offline, flavour)
-
-    def _t(self, op: _Op, k: int, outputs: bool = False) -> _Tensor | None:
-        idx = op.outputs if outputs else op.inputs
-        return self.tensors[idx[k]] if k < len(idx) and idx[k] >= 0 else None
-
-    def scratch_requests(self) -> list[tuple[int, int]]:
-        """(node index, bytes) of the kernels' RequestScratchBufferInArena calls, in order."""
-        out = []
-        for k, op in enumerate(self.ops):
-            out += [(k, n) for n in self.op_scratch(op)]
-        return out
-
-    def op_scratch(self, op: _Op) -> list[int]:
-        """Scratch-buffer request sizes of one operator's Prepare."""
-        if self.flavour == CMSIS_NN:
-            from .cmsis_nn_sizes import cmsis_scratch
-
-            got = cmsis_scratch(self, op)
-            if got is not None:
-                return got
-        inp, out = self._t(op, 0), self._t(op, 0, outputs=True)
-        if op.name in ("MEAN", "SUM", "REDUCE_MAX") and inp is not None:
-            sizes = []
-            if op.name != "REDUCE_MAX" and inp.dtype in (7, 9):  # int16/int8 accumulators
-                sizes.append(4 * max(out.nbytes // _DTYPE_BYTES.get(out.dtype, 1), 1)
-                             if out is not None else 4)
-            axes = self._t(op, 1)
-            n_axes = axes.nbytes // 4 if axes is not None else 1
-            sizes += [4 * max(inp.rank, 1), 4 * max(n_axes, 1)]
-            return sizes
-        if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-            hidden, cell = self._t(op, 18), self._t(op, 19)
-            if hidden is not None and cell is not None and len(hidden.shape) >= 2:
-                per = hidden.shape[0] * hidden.shape[-1] * _DTYPE_BYTES.get(cell.dtype, 2)
-                return [per] * 4
-        return []
-
-    def temp_tensors(self, op: _Op) -> list[int]:
-        """Tensors whose temporary TfLiteTensor copies the kernel's Prepare allocates (the
-        temp section is only released after the node, so repeats add up)."""
-        if self.flavour == CMSIS_NN:
-            from .cmsis_nn_sizes import cmsis_temps
-
-            got = cmsis_temps(op)
-            if got is not None:
-                return got
-        return [t for t in op.inputs + op.outputs if t >= 0]
-
-    def kernel_persistent(self, k: int, abi: Abi) -> list[int]:
-        """Sizes a kernel allocates with AllocatePersistentBuffer during Prepare."""
-        op = self.ops[k]
-        w = self._t(op, 1)
-        if self.flavour == CMSIS_NN:
-            from .cmsis_nn_sizes import cmsis_persistent
-
-            got = cmsis_persistent(self, op)
-            if got is not None:
-                return got
-        if op.name in ("CONV_2D", "TRANSPOSE_CONV") and w is not None and w.shape:
-            return [4 * w.shape[0]] * 2  # per-output-channel multiplier and shift
-        if op.name == "DEPTHWISE_CONV_2D" and w is not None and w.shape:
-            return [4 * w.shape[-1]] * 2
-        if op.name == "FULLY_CONNECTED":
-            return [4 * w.channels] * 2 if w is not None and w.channels > 1 else []
-        if op.name == "SOFTMAX":
-            inp = self._t(op, 0)
-            return [INT16_LUT_BYTES // 2] * 2 if inp is not None and inp.dtype == 7 else []
-        if op.name not in KNOWN_OPS:  # unknown kernel: assume per-channel requantization
-            ch = max((self.tensors[t].channels for t in op.inputs if t >= 0), default=0)
-            return [4 * ch] * 2 if ch > 1 else []
-        return []
 
 
 # --- greedy memory planner (the algorithm TFLM documents in greedy_memory_planner.h) -----
@@ -327,7 +178,7 @@ def planned_buffers(g: Graph) -> list[tuple[int, int, int]]:
 
     for t in g.inputs + g.outputs:
         create(t, 0)
-    scratch = g.scratch_requests()
+    scratch = scratch_requests(g)
     scratch_life: list[tuple[int, int, int]] = []
     for k, op in enumerate(g.ops):
         s = k + 1
@@ -384,7 +235,7 @@ class _Arena:
         return self.tail // ALIGN * ALIGN - align_up(self.temp, ALIGN)
 
 
-def _temp_tensor(a: _Arena, t: _Tensor, abi: Abi) -> None:
+def _temp_tensor(a: _Arena, t: Tensor, abi: Abi) -> None:
     a.temp_alloc("temp TfLiteTensor", abi.tflite_tensor, abi.ptr)
     if t.channels:
         a.temp_alloc("temp quantization", abi.affine_quant, abi.ptr)
@@ -427,12 +278,12 @@ def simulate(g: Graph, size: int, abi: Abi, head_plan: int | None = None,
         n = opdata_bytes(op.name, abi.index, g.flavour)
         if n:
             a.persistent("kernel OpData", n, ALIGN)
-    scratch = g.scratch_requests()
+    scratch = scratch_requests(g)
     count = 0
     for k, op in enumerate(g.ops):
-        for n in g.kernel_persistent(k, abi):
+        for n in kernel_persistent(g, k):
             a.persistent("per-channel arrays", n, ALIGN)
-        for t in g.temp_tensors(op):
+        for t in temp_tensors(g, op):
             _temp_tensor(a, g.tensors[t], abi)
         count += sum(1 for node, _ in scratch if node == k) + (1 if extra_scratch > k else 0)
         a.temp = a.head

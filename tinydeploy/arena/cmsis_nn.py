@@ -10,37 +10,13 @@ Two parts:
   without a CMSIS-NN kernel, its (January 2023) reference kernels.
 
 :func:`cmsis_scratch` / :func:`cmsis_persistent` return ``None`` for an operator they do
-not cover; :mod:`tinydeploy.arena_model` then uses the reference-kernel rules.
+not cover; :mod:`.kernels` then uses the reference-kernel rules. Layer 3 of
+:mod:`tinydeploy.arena` (after :mod:`.library` and :mod:`.graph`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .arena_model import Graph, _Op
-
-INT8, INT16 = 9, 7  # schema TensorType codes
-
-# sizeof OpData in Chirale_TensorFlowLite 2.0.0 (arm-none-eabi-g++ -mcpu=cortex-m4, short
-# enums, no TF_LITE_STATIC_MEMORY -- the Arduino IDE build); CMSIS-NN kernels wrap the
-# reference OpData with a buffer index and shapes.
-OPDATA: dict[str, int] = {
-    "FULLY_CONNECTED": 60, "CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "MAX_POOL_2D": 36,
-    "AVERAGE_POOL_2D": 36, "SOFTMAX": 64, "MEAN": 40, "SUM": 40, "REDUCE_MAX": 40,
-    "ADD": 60, "SUB": 52, "MUL": 36, "LOGISTIC": 16, "TANH": 16, "CONCATENATION": 24,
-    "PAD": 56, "PADV2": 56, "RELU": 28, "RELU6": 2, "QUANTIZE": 32, "DEQUANTIZE": 32,
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": 384, "LEAKY_RELU": 24, "HARD_SWISH": 20,
-    "TRANSPOSE_CONV": 72, "PRELU": 28, "DIV": 28, "SVDF": 36,
-    "RESHAPE": 0, "SQUEEZE": 0, "EXPAND_DIMS": 0,
-}
-# builtin options that differ from TFLM 90b983c2 on Cortex-M: (size, alignment)
-BUILTIN_DATA: dict[str, tuple[int, int]] = {
-    "FULLY_CONNECTED": (4, 1), "CONV_2D": (24, 4), "STRIDED_SLICE": (20, 4),
-}
-# struct sizes of that build (TfLiteTensor and TfLiteNode carry the dynamic-memory fields)
-TFLITE_TENSOR = 64
-NODE_AND_REGISTRATION = 44
+from .graph import INT8, INT16, Graph, Op
 
 
 # --- CMSIS-NN buffer sizes (DSP, no MVE) ------------------------------------------------------
@@ -103,9 +79,9 @@ def _dims4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     return s[-4], s[-3], s[-2], s[-1]
 
 
-def cmsis_scratch(g: Graph, op: _Op) -> list[int] | None:
+def cmsis_scratch(g: Graph, op: Op) -> list[int] | None:
     """Scratch-buffer requests of the CMSIS-NN build's kernel, None if not covered."""
-    inp, w, out = g._t(op, 0), g._t(op, 1), g._t(op, 0, outputs=True)
+    inp, w, out = g.tensor(op, 0), g.tensor(op, 1), g.tensor(op, 0, outputs=True)
     o = op.options
     if op.name == "CONV_2D" and inp is not None and w is not None and out is not None:
         n, ih, iw, ic = _dims4(inp.shape)
@@ -141,16 +117,16 @@ def cmsis_scratch(g: Graph, op: _Op) -> list[int] | None:
             return [4 * elems]
         return []
     if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        hidden, cell = g._t(op, 18), g._t(op, 19)
+        hidden, cell = g.tensor(op, 18), g.tensor(op, 19)
         if hidden is not None and cell is not None and len(cell.shape) >= 2:
             n = cell.shape[0] * cell.shape[-1]
             return [2 * n] * 4 + [n]  # four int16 gate buffers, one int8
     return None
 
 
-def cmsis_persistent(g: Graph, op: _Op) -> list[int] | None:
+def cmsis_persistent(g: Graph, op: Op) -> list[int] | None:
     """Persistent allocations of the CMSIS-NN build's kernel Prepare, None if not covered."""
-    inp, w, out = g._t(op, 0), g._t(op, 1), g._t(op, 0, outputs=True)
+    inp, w, out = g.tensor(op, 0), g.tensor(op, 1), g.tensor(op, 0, outputs=True)
     if op.name == "FULLY_CONNECTED":
         if inp is not None and out is not None and w is not None and inp.dtype == INT8 \
                 and len(out.shape) > 2 and w.shape and w.shape[-1] % 4 == 0:
@@ -163,7 +139,7 @@ def cmsis_persistent(g: Graph, op: _Op) -> list[int] | None:
         # present input-to-gate (inputs 1-4) and recurrent-to-gate (5-8) weight matrix
         sizes = []
         for k in (2, 5, 3, 6, 4, 7, 1, 8):  # forget, cell, output, input gate order
-            t = g._t(op, k)
+            t = g.tensor(op, k)
             if t is not None and t.shape:
                 sizes.append(4 * t.shape[0])
         return sizes
@@ -172,7 +148,7 @@ def cmsis_persistent(g: Graph, op: _Op) -> list[int] | None:
     return None
 
 
-def cmsis_temps(op: _Op) -> list[int] | None:
+def cmsis_temps(op: Op) -> list[int] | None:
     """Temp tensors the library's Prepare allocates, in order (None: inputs + outputs)."""
     i, o, m = op.inputs, op.outputs, op.intermediates
 

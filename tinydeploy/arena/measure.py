@@ -1,5 +1,8 @@
 """Measured arena: the smallest tensor arena a TFLM library needs on the emulated Cortex-M4.
 
+Layer 5 of :mod:`tinydeploy.arena` (prediction/measurement; the search starts from
+:mod:`.predict`).
+
 ``measure_arena(model, tflm_src)`` builds tinydeploy's arena probe firmware
 (``firmware/td_arena_probe.cpp``: one interpreter over a large static buffer, result on the
 UART) against the user's TFLM tree (:mod:`tinydeploy.device.tflm_build`: an upstream
@@ -22,8 +25,9 @@ to a bracket, bisect at byte granularity, then verify: ``min - 1`` fails and ``m
 min + 16`` succeed (if one of those fails -- the feasible set is not quite monotone, as
 persistent allocations are aligned from the arena end -- the search moves up to the first
 size with 17 successes in a row and verifies again). Results are cached per (model sha256,
-tree content hash, probe firmware digest) in ``<cache>/arena/`` (``$TINYDEPLOY_TFLM_CACHE``'s
-parent, default ``~/.cache/tinydeploy``), so the second call is instant.
+tree content hash and compile defines, probe firmware digest) in ``<cache>/arena/``
+(``$TINYDEPLOY_TFLM_CACHE``'s parent, default ``~/.cache/tinydeploy``), so the second call
+is instant.
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import TinyDeployError
-from .facts import ModelFacts, load
-from .log import log
-from .output import write_atomic
-from .resources import firmware_dir
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, load
+from ..log import log
+from ..output import write_atomic
+from ..resources import firmware_dir
+from .predict import predict_flavour
 
 PROBE_SOURCE = "td_arena_probe.cpp"
 TRIAL_TIMEOUT = 60.0  # seconds of host time per boot besides the inference (start-up, alloc)
@@ -78,7 +83,7 @@ class MeasuredArena:
 # --- the probe firmware ---------------------------------------------------------------------
 def probe_header(facts: ModelFacts, arena_max: int) -> str:
     """td_arena_probe.h: the buffer size and exactly the model's operators."""
-    from .render import resolver_ops
+    from ..render import resolver_ops
 
     ops = resolver_ops(facts)
     calls = " || ".join(f"(r).{o['resolver']}() != kTfLiteOk" for o in ops) or "false"
@@ -91,11 +96,13 @@ def probe_header(facts: ModelFacts, arena_max: int) -> str:
             "#endif\n")
 
 
-# Operators of the reference models: every probe library holds their kernels, so one
-# library per tree serves them all (plus any other operator the model uses).
+# Operators of the reference and arena-check models (tests/data/arena_measured.json): every
+# probe library holds their kernels, so one library per tree serves them all (plus any
+# other operator the model uses).
 COMMON_OPS = ("ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
               "FULLY_CONNECTED", "LOGISTIC", "MAX_POOL_2D", "MEAN", "PAD", "RELU", "RESHAPE",
-              "SOFTMAX", "TANH", "UNIDIRECTIONAL_SEQUENCE_LSTM")
+              "SOFTMAX", "STRIDED_SLICE", "TANH", "TRANSPOSE_CONV",
+              "UNIDIRECTIONAL_SEQUENCE_LSTM")
 _REGISTER = re.compile(r"^\s*(?:TFLMRegistration|TfLiteRegistration\w*)\s+\*?\s*"
                        r"Register_([A-Z0-9_]+)\s*\(", re.M)
 
@@ -134,8 +141,8 @@ def _probe_digest() -> str:
 
 def build_probe(facts: ModelFacts, tree: Any, arena_max: int, out_dir: Path) -> Path:
     """Compile the probe firmware for ``facts`` against ``tree`` (a ``TflmTree``); -> ELF."""
-    from .c_array import model_source
-    from .device import tflm_build as tb
+    from ..c_array import model_source
+    from ..device import tflm_build as tb
 
     board = "qemu-cm4"
     tc = tb.toolchain(board)
@@ -210,12 +217,12 @@ class ProbeRunner:
     ``timeout``: seconds a boot may take (start-up plus one inference)."""
 
     def __init__(self, elf: Path, arena_max: int, timeout: float = TRIAL_TIMEOUT) -> None:
-        from .device.qemu import QEMU, _tool
+        from ..device.qemu import QEMU, _tool
 
         self.qemu = _tool(QEMU)
         self.elf = elf
         self.arena_max = arena_max
-        from .device.qemu import elf_sizes
+        from ..device.qemu import elf_sizes
 
         sizes = elf_sizes(elf)
         if sizes["text"] + sizes["data"] >= SIZE_ADDR:
@@ -291,7 +298,7 @@ def search_min(run: ProbeRunner, start: int) -> tuple[int, dict[str, bool]]:
 
 # --- public API -----------------------------------------------------------------------------
 def _cache_dir() -> Path:
-    from .device.tflm_build import cache_root
+    from ..device.tflm_build import cache_root
 
     return cache_root().parent / "arena"
 
@@ -300,26 +307,29 @@ def trial_timeout(facts: ModelFacts, timeout: float | None = None) -> float:
     """Seconds one probe boot may take: ``TRIAL_TIMEOUT`` plus ``timeout`` or the time the
     model's predicted instructions (TFLM reference kernels, the slowest) take on qemu-cm4
     at its slowest speed."""
-    from .device.timing import infer_seconds
+    from ..device.timing import infer_seconds
 
     return TRIAL_TIMEOUT + (timeout if timeout is not None
                             else infer_seconds(facts, "qemu-cm4", "tflm"))
 
 
-def measure_arena(model: str | Path | bytes | ModelFacts, tflm_src: str | Path | None,
+def measure_arena(model: str | Path | bytes | ModelFacts, tflm_src: Any,
                   use_cache: bool = True, timeout: float | None = None) -> MeasuredArena:
-    """Measure the smallest arena on qemu-cm4 with the TFLM tree at ``tflm_src`` (or
-    ``$TINYDEPLOY_TFLM_SRC``); ``timeout``: seconds one inference may take (default:
-    predicted). Errors: ``tool_missing`` (no tree, no toolchain/QEMU), ``bad_argument``
-    (not a TFLM tree), ``build_failed``, ``arena_not_found``, ``inference_timeout`` (a
-    trial allocated but its inference did not end in time)."""
-    from .arena_search import predict_flavour
-    from .device.tflm_build import find_tflm_tree
+    """Measure the smallest arena on qemu-cm4 with the TFLM tree at ``tflm_src`` (a path, a
+    ``TflmTree``, or None for ``$TINYDEPLOY_TFLM_SRC``); ``timeout``: seconds one inference
+    may take (default: predicted). Errors: ``tool_missing`` (no tree, no toolchain/QEMU),
+    ``bad_argument`` (not a TFLM tree), ``unsupported_op`` (an operator the tree cannot
+    run), ``build_failed``, ``arena_not_found``, ``inference_timeout`` (a trial allocated
+    but its inference did not end in time)."""
+    from ..device.tflm_build import TflmTree, find_tflm_tree
+    from ..device.tflm_ops import check_tree_ops
 
     t0 = time.perf_counter()
     facts = load(model)
-    tree = find_tflm_tree(tflm_src)
-    key = f"{facts.sha256[:24]}-{tree.flavour}-{tree.content_hash[:16]}-{_probe_digest()}"
+    tree = tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
+    check_tree_ops(facts, tree)  # before the probe's library build
+    tree_key = hashlib.sha256(" ".join((tree.content_hash, *tree.defines)).encode())
+    key = f"{facts.sha256[:24]}-{tree.flavour}-{tree_key.hexdigest()[:16]}-{_probe_digest()}"
     cache = _cache_dir() / f"{key}.json"
     if use_cache and cache.is_file():
         try:

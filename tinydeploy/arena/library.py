@@ -1,6 +1,7 @@
-"""Per-kernel arena facts of TFLM: what each operator allocates in the tensor arena.
+"""Library facts: what each operator of a TFLM library allocates in the tensor arena.
 
-Used by :mod:`tinydeploy.arena_model`. Two kernel *flavours*:
+First layer of :mod:`tinydeploy.arena` (library facts -> kernel sizes -> allocator replay ->
+prediction/measurement -> choice); imports nothing of the package. Two kernel *flavours*:
 
 * ``reference`` -- TFLM's reference kernels at commit 90b983c2 (the ground-truth build).
 * ``cmsis-nn`` -- TFLM as bundled by the Chirale_TensorFlowLite 2.0.0 Arduino library
@@ -15,12 +16,10 @@ pointers, *short enums* -- an enum whose values fit in a byte takes one byte) an
 x86-64 ``g++`` (8-byte pointers, 4-byte enums); the Prepare-time allocations
 (per-channel arrays, LUTs, scratch-buffer requests) are written down from the kernels'
 ``Prepare`` functions, the CMSIS-NN buffer sizes from the ``arm_*_get_buffer_size``
-functions (see :mod:`tinydeploy.cmsis_nn_sizes`).
+functions (see :mod:`tinydeploy.arena.cmsis_nn`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 REFERENCE = "reference"
 CMSIS_NN = "cmsis-nn"
@@ -63,30 +62,37 @@ BUILTIN_DATA: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "SVDF": ((8, 4), (12, 4)),
 }
 
+# sizeof OpData in Chirale_TensorFlowLite 2.0.0 (arm-none-eabi-g++ -mcpu=cortex-m4, short
+# enums, no TF_LITE_STATIC_MEMORY -- the Arduino IDE build); CMSIS-NN kernels wrap the
+# reference OpData with a buffer index and shapes.
+OPDATA_CHIRALE: dict[str, int] = {
+    "FULLY_CONNECTED": 60, "CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "MAX_POOL_2D": 36,
+    "AVERAGE_POOL_2D": 36, "SOFTMAX": 64, "MEAN": 40, "SUM": 40, "REDUCE_MAX": 40,
+    "ADD": 60, "SUB": 52, "MUL": 36, "LOGISTIC": 16, "TANH": 16, "CONCATENATION": 24,
+    "PAD": 56, "PADV2": 56, "RELU": 28, "RELU6": 2, "QUANTIZE": 32, "DEQUANTIZE": 32,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": 384, "LEAKY_RELU": 24, "HARD_SWISH": 20,
+    "TRANSPOSE_CONV": 72, "PRELU": 28, "DIV": 28, "SVDF": 36,
+    "STRIDED_SLICE": 84,  # StridedSliceParams: 3 x (int8 count + int32[5]) + 5 x uint16
+    "RESHAPE": 0, "SQUEEZE": 0, "EXPAND_DIMS": 0,
+}
+# builtin options that differ from TFLM 90b983c2 on Cortex-M: (size, alignment)
+BUILTIN_DATA_CHIRALE: dict[str, tuple[int, int]] = {
+    "FULLY_CONNECTED": (4, 1), "CONV_2D": (24, 4), "STRIDED_SLICE": (20, 4),
+}
+# struct sizes of that build (TfLiteTensor and TfLiteNode carry the dynamic-memory fields)
+CHIRALE_TFLITE_TENSOR = 64
+CHIRALE_NODE_AND_REGISTRATION = 44
+
+
 # Ops whose tables above are complete for the flavour (others are estimated generously).
 KNOWN_OPS = frozenset(OPDATA_REFERENCE)
 INT16_LUT_BYTES = 2 * 513  # softmax int16: exp and 1/(1+x) tables, 513 int16 each
 
 
-@dataclass(frozen=True)
-class OpShape:
-    """What a kernel's Prepare looks at: its tensors' shapes, dtypes, scale counts."""
-
-    name: str
-    in_shapes: list[tuple[int, ...]]  # () for an omitted optional input
-    in_dtypes: list[int]  # schema TensorType codes (-1: omitted)
-    in_channels: list[int]  # quantization scale counts
-    out_shapes: list[tuple[int, ...]]
-    out_dtypes: list[int]
-    options: dict[str, int]  # strides, dilations, padding ... (see arena_model)
-
-
 def opdata_bytes(op: str, abi_index: int, flavour: str = REFERENCE) -> int:
     """sizeof the OpData the kernel's Init allocates (generous estimate if unknown)."""
     if flavour == CMSIS_NN:
-        from .cmsis_nn_sizes import OPDATA
-
-        return OPDATA.get(op, 80)
+        return OPDATA_CHIRALE.get(op, 80)
     if op in OPDATA_REFERENCE:
         return OPDATA_REFERENCE[op][abi_index]
     return (80, 112)[abi_index]
@@ -94,10 +100,7 @@ def opdata_bytes(op: str, abi_index: int, flavour: str = REFERENCE) -> int:
 
 def builtin_data(op: str, abi_index: int, flavour: str = REFERENCE) -> tuple[int, int] | None:
     """(size, alignment) of the op's parsed builtin options, None if none are allocated."""
-    if flavour == CMSIS_NN:
-        from .cmsis_nn_sizes import BUILTIN_DATA as CHIRALE
-
-        if op in CHIRALE:
-            return CHIRALE[op]
+    if flavour == CMSIS_NN and op in BUILTIN_DATA_CHIRALE:
+        return BUILTIN_DATA_CHIRALE[op]
     entry = BUILTIN_DATA.get(op)
     return entry[abi_index] if entry else None

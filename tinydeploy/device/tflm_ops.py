@@ -1,0 +1,137 @@
+"""Which of a model's operators a TFLM source tree can run -- checked before any build.
+
+A ``--tflm-src`` tree is read, not trusted to a compiler: its
+``MicroMutableOpResolver`` header says which ``Add*`` methods exist (a model whose
+operator has none, e.g. ``BATCH_MATMUL`` with Chirale_TensorFlowLite 2.0.0, would only fail
+at compile time after minutes of library build), and its kernel sources show known defects
+that make a model unrunnable at any arena size (the January 2023 ``TRANSPOSE_CONV`` reads a
+16x8 model's bias type without checking that a bias exists). :func:`check_tree_ops` raises
+``unsupported_op`` (exit 3) naming the operator, the tree and the way out.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import TinyDeployError
+from ..facts import ModelFacts, op_name
+
+RESOLVER_HEADER = "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+INT16 = 7  # schema TensorType code
+_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+# transpose_conv Prepare: `if (bias->type == kTfLiteInt16)` with no `bias != nullptr` test
+_TCONV_BIAS_DEREF = re.compile(r"if\s*\(\s*bias->type\s*==\s*kTfLiteInt16\s*\)")
+
+
+def _top_level_params(text: str) -> list[str]:
+    """``text`` (a parameter list) split at commas outside brackets."""
+    parts, depth, cur = [], 0, ""
+    for c in text:
+        depth += c in "(<[{"
+        depth -= c in ")>]}"
+        if c == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c
+    return [p for p in (*parts, cur) if p.strip()]
+
+
+@functools.lru_cache(maxsize=16)
+def resolver_methods(header: Path) -> frozenset[str]:
+    """``Add*`` methods of ``MicroMutableOpResolver`` in ``header`` callable without
+    arguments (every parameter has a default)."""
+    text = _COMMENTS.sub(" ", header.read_text(encoding="utf-8", errors="replace"))
+    out = set()
+    for m in re.finditer(r"\bTfLiteStatus\s+(Add\w+)\s*\(", text):
+        depth, i = 1, m.end()
+        while depth and i < len(text):
+            depth += (text[i] == "(") - (text[i] == ")")
+            i += 1
+        if all("=" in p for p in _top_level_params(text[m.end():i - 1])):
+            out.add(m.group(1))
+    return frozenset(out)
+
+
+def _find(tree: Any, rel: str) -> Path | None:
+    for d in tree.include_dirs:
+        if (Path(d) / rel).is_file():
+            return Path(d) / rel
+    return None
+
+
+def _kernel_text(tree: Any, stem: str) -> str:
+    """The reference kernel source ``stem`` of ``tree`` ("" if absent)."""
+    for src in tree.sources:
+        if src.stem == stem and src.parent.name == "kernels":
+            return _COMMENTS.sub(" ", src.read_text(encoding="utf-8", errors="replace"))
+    return ""
+
+
+def _unbiased_16x8_transpose_conv(facts: ModelFacts) -> bool:
+    """A TRANSPOSE_CONV with int16 activations and no bias input."""
+    model = facts.model
+    if model is None:
+        return False
+    sub = model.subgraphs[0]
+    for op in sub.operators or []:
+        if op_name(model.operatorCodes[op.opcodeIndex]) != "TRANSPOSE_CONV":
+            continue
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        if len(ins) > 2 and ins[2] >= 0 and int(sub.tensors[ins[2]].type) == INT16 \
+                and (len(ins) < 4 or ins[3] < 0):
+            return True
+    return False
+
+
+# TFLM fixed the TRANSPOSE_CONV bias dereference on 2024-05-09 (tflite-micro #2566): a
+# library whose TFLM snapshot is older has the defect
+TCONV16_BIAS_FIX = "2024-05"
+
+
+def check_board_libraries(facts: ModelFacts, boards: list[Any]) -> None:
+    """Refuse boards whose TFLM library (by its facts: the month of its TFLM snapshot)
+    crashes on the model at any arena size: a 16x8 TRANSPOSE_CONV without bias before
+    :data:`TCONV16_BIAS_FIX` (``unsupported_op``)."""
+    if "TRANSPOSE_CONV" not in facts.op_names or not _unbiased_16x8_transpose_conv(facts):
+        return
+    for board in boards:
+        lib = getattr(board, "tflm_lib", None)
+        if lib is not None and str(lib.tflm_date) < TCONV16_BIAS_FIX:
+            raise TinyDeployError(
+                "unsupported_op", path=facts.path, op="TRANSPOSE_CONV (16x8, without bias)",
+                runtime=f"{lib.label} (TFLite Micro of {lib.tflm_date}), the TFLM library of "
+                        f"board {board.id}: its kernel reads the missing bias's type in "
+                        "Prepare (fixed in TFLM of May 2024)",
+                fix="give the layer a bias (use_bias=True) or quantize it int8")
+
+
+def check_tree_ops(facts: ModelFacts, tree: Any) -> None:
+    """Refuse a model ``tree`` cannot run, before anything is compiled.
+
+    Raises:
+        TinyDeployError: ``unsupported_op`` for an operator the tree's resolver has no
+            ``Add*`` method for, or one a known kernel defect of the tree breaks.
+    """
+    from ..render import resolver_ops
+
+    where = f"{tree.name} (the TFLM tree at {tree.root})"
+    header = _find(tree, RESOLVER_HEADER)
+    if header is not None:
+        methods = resolver_methods(header)
+        missing = [o["name"] for o in resolver_ops(facts) if o["resolver"] not in methods]
+        if missing:
+            raise TinyDeployError(
+                "unsupported_op", path=facts.path, op=", ".join(missing), runtime=where,
+                fix="pass a newer TFLM tree with --tflm-src (a tflite-micro checkout), or "
+                    "use the C runtime (--runtime c) if it has the operator")
+    if "TRANSPOSE_CONV" in facts.op_names and _unbiased_16x8_transpose_conv(facts) \
+            and _TCONV_BIAS_DEREF.search(_kernel_text(tree, "transpose_conv")):
+        raise TinyDeployError(
+            "unsupported_op", path=facts.path, op="TRANSPOSE_CONV (16x8, without bias)",
+            runtime=where + ": its kernel reads the missing bias's type in Prepare",
+            fix="give the layer a bias (use_bias=True), quantize it int8, or pass a newer "
+                "TFLM tree with --tflm-src")
