@@ -10,8 +10,9 @@ silent. Silence tinydeploy with ``logging.getLogger("tinydeploy").setLevel(loggi
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -28,13 +29,26 @@ console = Console(stderr=True)
 T = TypeVar("T")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler on whatever ``sys.stderr`` is when a record is written (not the one
+    of its creation: a test's captured stream, a redirected stderr)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _handler() -> logging.Handler:
     handler: logging.Handler
     if console.is_terminal:
         handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:  # logs, CI, pipes: one unwrapped line per record
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
     return handler
 
