@@ -208,12 +208,13 @@ def tree_facts(src: Path, optimized: bool = True) -> dict[str, bool]:
 def tree_defects(path: str | Path) -> frozenset[str]:
     """The defects of the TFLM tree tinydeploy builds from ``path`` (``--tflm-src``: an
     Arduino library, compiled with its optimized kernels, or a tflite-micro checkout,
-    compiled with the reference kernels)."""
-    from .device.tflm_tree import ARDUINO, find_tflm_tree
+    compiled with the kernels of its flavour)."""
+    from .device.tflm_tree import ARDUINO, CMSIS_NN, find_tflm_tree
 
     tree = find_tflm_tree(path)
     arduino = tree.kind == ARDUINO
-    facts = tree_facts(tree.root / "src" if arduino else tree.root, optimized=arduino)
+    facts = tree_facts(tree.root / "src" if arduino else tree.root,
+                       optimized=arduino or tree.flavour == CMSIS_NN)
     return frozenset(d for d in DEFECTS if facts.get(d, True) is False)
 
 
