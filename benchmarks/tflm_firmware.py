@@ -68,8 +68,8 @@ def run_one(name: str, board: str, tree: Any, work: Path, gt: dict[str, Any]) ->
             "text": fw.get("text"), "gt_text": gt["cm4_text"],
             "bss_without_arena": int(fw.get("bss", 0)) - arena,
             "gt_bss_without_arena": gt["cm4_bss"] - gt["cm4_arena_in_bss"],
-            "instr_mean": float(np.mean(v.metrics["cycles"]["mean"]))
-            if "cycles" in v.metrics else None,
+            "instr_mean": v.metrics["instructions"]["mean"]
+            if "instructions" in v.metrics else None,
             "gt_instr": gt.get(instr_key), "gt_instr_key": instr_key,
         })
     return row
