@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="td-tflm-bench-") as tmp:
         for path in trees:
-            tree = find_tflm_tree(path)
             for board in args.board or ["qemu-cm4", "native"]:
+                tree = find_tflm_tree(path, board=board)  # a checkout: CMSIS-NN on Cortex-M
                 for name in args.model or MODELS:
                     row = run_one(name, board, tree, Path(tmp), gt_all[name])
                     rows.append(row)

@@ -264,7 +264,7 @@ def test_generated_tflm_firmware_is_bit_exact(board: str, tmp_path: Path) -> Non
     # digits_cnn has per-channel FULLY_CONNECTED weights, which Arduino libraries built from
     # older TFLM (Chirale_TensorFLowLite 2.0.0) compute with one scale: the firmware then
     # registers tinydeploy's kernel (tflm_overrides) and matches the ground truth all the same
-    tree = tb.find_tflm_tree(TREE)
+    tree = tb.find_tflm_tree(TREE, board=board)  # a checkout: its CMSIS-NN on qemu-cm4
     name = "digits_cnn"
     cm4 = np.load(DATA / f"{name}.outputs_cm4.npy")
     r = validate(DATA / f"{name}.tflite", _reference_npz(name, tmp_path / "d.npz"),
