@@ -17,13 +17,15 @@ QUANTIZE covers, ``default_rng(2026)``). The build is the shared ground truth's:
 ``benchmarks/cortex_m4_speed.py --mcunet-vww`` compares the C runtime with the stored file.
 
     python benchmarks/mcunet_vww_tflm.py --model vww.tflite --tree TFLITE_MICRO
-        [--samples 8] [--tflm-commit SHA] [--out benchmarks/results/mcunet_vww_tflm_cm4.json]
+        [--samples 8] [--tflm-commit SHA] [--min-arena]
+        [--out benchmarks/results/mcunet_vww_tflm_cm4.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -36,7 +38,7 @@ import numpy as np
 
 from tinydeploy.device.qemu import QEMU
 from tinydeploy.device.tflm_build import toolchain
-from tinydeploy.device.tflm_tree import _DOWNLOADS, FLAVOURS, find_tflm_tree
+from tinydeploy.device.tflm_tree import _DOWNLOADS, ENV_FLAVOUR, FLAVOURS, find_tflm_tree
 from tinydeploy.facts import ModelFacts, load
 from tinydeploy.interface import float_boundaries
 from tinydeploy.validation import validate
@@ -52,7 +54,9 @@ HOW = ("tinydeploy validate --board qemu-cm4 --runtime tflm (the firmware `gener
        "QEMU mps2-an386 Cortex-M4 without FPU, -icount shift=0; instructions = SysTick ticks "
        "x 40 around Invoke(), mean over the inputs; TFLM core -Os, kernels and CMSIS-NN -O2, "
        "-mcpu=cortex-m4 -mthumb -mfloat-abi=soft, newlib-nano, --gc-sections; arena_used = "
-       "MicroInterpreter::arena_used_bytes() after AllocateTensors (HELLO); text/data/bss of "
+       "MicroInterpreter::arena_used_bytes() after AllocateTensors (HELLO); min_arena = the "
+       "smallest arena for AllocateTensors + Invoke (tinydeploy arena --target qemu-cm4: byte "
+       "bisection, a fresh boot per trial, min-1 fails, min+1..16 work); text/data/bss of "
        "the whole firmware ELF (model array and tinydeploy's protocol included; "
        "code_without_model = text + data - model bytes)")
 
@@ -81,12 +85,32 @@ def _first_line(cmd: list[str]) -> str:
     return out.splitlines()[0].strip() if out else ""
 
 
-def measure(model: Path, data: Path, tree: Any, out: Path) -> dict[str, Any]:
-    """One flavour: validate on qemu-cm4 and collect the numbers."""
+def min_arena(model: Path, tree: Any) -> int:
+    """The smallest arena AllocateTensors and Invoke accept on qemu-cm4 with ``tree``'s
+    flavour (:func:`tinydeploy.arena_measure.measure_arena`: byte bisection, fresh boot per
+    trial, min-1 fails and min+1..16 work; cached per model and tree)."""
+    from tinydeploy.arena_measure import measure_arena
+
+    saved = os.environ.get(ENV_FLAVOUR)
+    os.environ[ENV_FLAVOUR] = tree.flavour  # measure_arena finds the tree by its path
+    try:
+        return measure_arena(model, tree.root).arena_bytes
+    finally:
+        if saved is None:
+            os.environ.pop(ENV_FLAVOUR, None)
+        else:
+            os.environ[ENV_FLAVOUR] = saved
+
+
+def measure(model: Path, data: Path, tree: Any, out: Path, arena_min: bool = False,
+            ) -> dict[str, Any]:
+    """One flavour: validate on qemu-cm4 and collect the numbers (``arena_min``: also the
+    measured minimum arena, minutes per flavour)."""
     start = time.monotonic()
     res = validate(model, data, out, board=BOARD, runtime="tflm", tflm_src=tree)
     stats = res.metrics["instructions"]
     elf = res.report["memory"]["elf"]
+    extra = {"min_arena": min_arena(model, tree)} if arena_min else {}
     return {
         "tree": tree.name, "flavour": tree.flavour, "tree_content_hash": tree.content_hash,
         "passed": res.passed, "exact_match_rate": res.metrics["exact_match_rate"],
@@ -95,7 +119,7 @@ def measure(model: Path, data: Path, tree: Any, out: Path) -> dict[str, Any]:
         "arena_size": res.device.get("arena_size"), "arena_used": res.device.get("arena_used"),
         "text": elf["text"], "data": elf["data"], "bss": elf["bss"],
         "code_without_model": elf["text"] + elf["data"] - model.stat().st_size,
-        "seconds": round(time.monotonic() - start, 1),
+        **extra, "seconds": round(time.monotonic() - start, 1),
     }
 
 
@@ -107,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tflm-commit", default=None, help="the checkout's commit, for the record")
     ap.add_argument("--model-commit", default=None, help="TinyEngine's commit, for the record")
     ap.add_argument("--flavour", action="append", choices=FLAVOURS)
+    ap.add_argument("--min-arena", action="store_true",
+                    help="also measure the smallest arena per flavour (minutes each)")
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
     facts = load(args.model)
@@ -116,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         np.savez(data, x_test=vww_inputs(facts, args.samples))
         for flavour in args.flavour or [FLAVOURS[1], FLAVOURS[0]]:
             tree = find_tflm_tree(args.tree, flavour=flavour, board=BOARD)
-            rows[flavour] = measure(args.model, data, tree, Path(tmp) / flavour)
+            rows[flavour] = measure(args.model, data, tree, Path(tmp) / flavour,
+                                    args.min_arena)
             print(json.dumps(rows[flavour]), flush=True)
     result: dict[str, Any] = {
         "model": {"name": "mcunet-vww", "file": args.model.name, "bytes": facts.size_bytes,
