@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="td-tflm-bench-") as tmp:
         for path in trees:
             for board in args.board or ["qemu-cm4", "native"]:
-                tree = find_tflm_tree(path, board=board)  # a checkout: CMSIS-NN on Cortex-M
+                tree = find_tflm_tree(path, board=board)  # TINYDEPLOY_TFLM_FLAVOUR=auto
                 for name in args.model or MODELS:
                     row = run_one(name, board, tree, Path(tmp), gt_all[name])
                     rows.append(row)

@@ -116,12 +116,14 @@ def test_upstream_checkout_layout(tmp_path: Path) -> None:
 
 
 def test_upstream_cmsis_nn_flavour(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With downloads/cmsis_nn a Cortex-M build gets TFLM's cmsis_nn kernels in place of
-    their reference namesakes, CMSIS-NN's int sources and the Makefile's defines; native,
-    the env and the argument choose reference; the name and hash say which."""
-    monkeypatch.delenv(ENV_FLAVOUR, raising=False)
+    """With downloads/cmsis_nn, flavour auto gives a Cortex-M build TFLM's cmsis_nn kernels
+    in place of their reference namesakes, CMSIS-NN's int sources and the Makefile's
+    defines, and native the reference ones; the default and the env choose reference; the
+    name and hash say which."""
+    monkeypatch.setenv(ENV_FLAVOUR, "auto")
     root = _upstream(tmp_path / "tflite-micro")
-    ref = tb.find_tflm_tree(root)
+    ref = tb.find_tflm_tree(root)  # no CMSIS-NN downloaded: reference whatever the choice
+    assert ref.flavour == "reference"
     cmsis = root / tb._DOWNLOADS / "cmsis_nn"
     _touch(cmsis / "Include/arm_nnfunctions.h")
     for name in ("ConvolutionFunctions/arm_convolve_s8.c", "ConvolutionFunctions/arm_conv_f32.c",
@@ -146,6 +148,9 @@ def test_upstream_cmsis_nn_flavour(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert tb.find_tflm_tree(root, board="native", flavour="cmsis-nn").flavour == "cmsis-nn"
     monkeypatch.setenv(ENV_FLAVOUR, "reference")
     assert tb.find_tflm_tree(root, board="qemu-cm4").content_hash == ref.content_hash
+    monkeypatch.delenv(ENV_FLAVOUR)  # the default: the ground truth's reference kernels
+    assert tb.find_tflm_tree(root, board="qemu-cm4").flavour == "reference"
+    assert tb.find_tflm_tree(root, flavour="auto").flavour == "cmsis-nn"
     monkeypatch.setenv(ENV_FLAVOUR, "fast")
     with pytest.raises(TinyDeployError) as err:
         tb.find_tflm_tree(root)
@@ -264,7 +269,7 @@ def test_generated_tflm_firmware_is_bit_exact(board: str, tmp_path: Path) -> Non
     # digits_cnn has per-channel FULLY_CONNECTED weights, which Arduino libraries built from
     # older TFLM (Chirale_TensorFLowLite 2.0.0) compute with one scale: the firmware then
     # registers tinydeploy's kernel (tflm_overrides) and matches the ground truth all the same
-    tree = tb.find_tflm_tree(TREE, board=board)  # a checkout: its CMSIS-NN on qemu-cm4
+    tree = tb.find_tflm_tree(TREE, board=board)  # the flavour as the CLI picks it
     name = "digits_cnn"
     cm4 = np.load(DATA / f"{name}.outputs_cm4.npy")
     r = validate(DATA / f"{name}.tflite", _reference_npz(name, tmp_path / "d.npz"),
