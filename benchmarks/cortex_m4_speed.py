@@ -31,6 +31,13 @@ arena), with the ratio and the memory techniques the plan used (memory.json's
 ``saved_bytes``). Reported, not enforced: target <= 0.5x TFLM on every CNN.
 
     python benchmarks/cortex_m4_speed.py [--models a,b] [--portable] [--json out.json]
+        [--mcunet-vww vww.tflite]
+
+``--mcunet-vww`` (or ``$TINYDEPLOY_MCUNET_VWW``): MIT's MCUNet VWW (TinyEngine's
+``assets/vww.tflite``, float I/O, not committed) on the C runtime with the inputs of the
+stored TFLM measurement ``results/mcunet_vww_tflm_cm4.json`` (``mcunet_vww_tflm.py``:
+TFLM 90b983c2 with CMSIS-NN and with its reference kernels), bit-exact with the host;
+target <= 0.55x TFLM+CMSIS-NN.
 
 ``--portable`` builds with -DTD_PORTABLE (the plain C kernels instead of the DSP-extension
 ones; the numbers must be identical).
@@ -41,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -60,6 +68,8 @@ FLASH_CNN_TARGET = 0.25
 RAM_CNN_TARGET = 0.5  # issue 18: RAM besides the protocol vs TFLM's arena + interpreter
 BEFORE = Path(__file__).resolve().parent / "results" / "cortex_m4_speed_before.txt"
 CNN_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+MCUNET_TARGET = 0.55
+MCUNET_ENV = "TINYDEPLOY_MCUNET_VWW"
 
 
 def measure(name: str, data: Path, work: Path, defines: tuple[str, ...] = ()
@@ -243,12 +253,41 @@ def ram_lines(rows: list[dict[str, Any]], gt: dict[str, Any]) -> list[str]:
     return lines
 
 
+def mcunet_vww(path: Path, work: Path) -> tuple[str, dict[str, Any], bool]:
+    """MCUNet VWW on the C runtime (qemu-cm4, validated against the host) next to the
+    stored TFLM measurement: the printed line, the row, whether the target holds."""
+    from mcunet_vww_tflm import RESULT, vww_inputs
+
+    from tinydeploy.validation import validate
+
+    stored = json.loads(RESULT.read_text())
+    facts = load(path)
+    if facts.sha256 != stored["model"]["sha256"]:
+        return f"mcunet_vww: {path} is not the model measured in {RESULT.name}", {}, False
+    np.savez(work / "vww.npz", x_test=vww_inputs(facts, stored["inputs"]["count"]))
+    res = validate(path, work / "vww.npz", work / "vww", board="qemu-cm4")
+    tflm = stored["flavours"]
+    row = {"model": "mcunet_vww", "instr": res.metrics["instructions"]["mean"],
+           "exact": res.passed and res.metrics["exact_match_rate"] == 1.0,
+           "bss": res.report["memory"]["elf"]["bss"],
+           "x_cmsis": res.metrics["instructions"]["mean"] / tflm["cmsis-nn"]["instructions_mean"],
+           "x_ref": res.metrics["instructions"]["mean"] / tflm["reference"]["instructions_mean"]}
+    line = (f"mcunet_vww: {row['instr']:.0f} instructions = {row['x_cmsis']:.2f}x TFLM+CMSIS-NN "
+            f"({tflm['cmsis-nn']['instructions_mean']:.0f}; target <= {MCUNET_TARGET}), "
+            f"{row['x_ref']:.3f}x TFLM reference; bss {row['bss']} B (TFLM arena_used "
+            f"{tflm['cmsis-nn']['arena_used']} B); {'exact' if row['exact'] else 'MISMATCH'} "
+            f"over {stored['inputs']['count']} inputs")
+    return line, row, row["exact"] and row["x_cmsis"] <= MCUNET_TARGET
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--models", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--portable", action="store_true", help="build with -DTD_PORTABLE")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    ap.add_argument("--mcunet-vww", type=Path, default=os.environ.get(MCUNET_ENV) or None,
+                    help=f"TinyEngine's assets/vww.tflite (default ${MCUNET_ENV})")
     args = ap.parse_args(argv)
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
         if shutil.which(tool) is None:
@@ -268,12 +307,16 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rows.append(row)
             print(f"  {name}: {row['instr']:.0f} instructions", file=sys.stderr, flush=True)
-    text, ok = table(rows, gt)
+        text, ok = table(rows, gt)
+        extra: dict[str, Any] = {}
+        if args.mcunet_vww:
+            line, extra, ok_vww = mcunet_vww(args.mcunet_vww, Path(tmp))
+            text, ok = f"{text}\n{line}", ok and ok_vww
     print(text)
     if skipped:
         print("not run by the C runtime: " + ", ".join(skipped))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped,
+        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "mcunet_vww": extra,
                                          "portable": args.portable}, indent=2) + "\n")
     return 0 if ok else 1
 

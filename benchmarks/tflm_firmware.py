@@ -68,8 +68,8 @@ def run_one(name: str, board: str, tree: Any, work: Path, gt: dict[str, Any]) ->
             "text": fw.get("text"), "gt_text": gt["cm4_text"],
             "bss_without_arena": int(fw.get("bss", 0)) - arena,
             "gt_bss_without_arena": gt["cm4_bss"] - gt["cm4_arena_in_bss"],
-            "instr_mean": float(np.mean(v.metrics["cycles"]["mean"]))
-            if "cycles" in v.metrics else None,
+            "instr_mean": v.metrics["instructions"]["mean"]
+            if "instructions" in v.metrics else None,
             "gt_instr": gt.get(instr_key), "gt_instr_key": instr_key,
         })
     return row
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="td-tflm-bench-") as tmp:
         for path in trees:
-            tree = find_tflm_tree(path)
             for board in args.board or ["qemu-cm4", "native"]:
+                tree = find_tflm_tree(path, board=board)  # TINYDEPLOY_TFLM_FLAVOUR=auto
                 for name in args.model or MODELS:
                     row = run_one(name, board, tree, Path(tmp), gt_all[name])
                     rows.append(row)

@@ -422,6 +422,30 @@ def test_mcunet_vww_when_present(tmp_path: Path) -> None:
     assert res.passed and res.metrics["exact_match_rate"] == 1.0
 
 
+@pytest.mark.skipif(not (Path(VWW).is_file() and TFLM_TREE),
+                    reason="needs MCUNet and a TFLM tree: set TINYDEPLOY_MCUNET_VWW to "
+                           "assets/vww.tflite of github.com/mit-han-lab/tinyengine and "
+                           "TINYDEPLOY_TFLM_SRC to a tflite-micro checkout with its downloads")
+def test_mcunet_vww_tflm_when_present(tmp_path: Path) -> None:
+    """MCUNet VWW in the generated TFLite Micro firmware on native, built from the tree:
+    float32 in, float32 out, every output bit-exact with the host TFLM."""
+    from tinydeploy.device.tflm_tree import UPSTREAM, find_tflm_tree
+    from tinydeploy.validation import validate
+
+    tree = find_tflm_tree(TFLM_TREE, board="native")
+    if tree.kind != UPSTREAM:  # Chirale 2.0.0 (TFLM of Jan 2023) rounds int8 MEAN otherwise
+        pytest.skip(f"{tree.name} is no tflite-micro checkout (the must-show is upstream TFLM)")
+    facts = check(VWW)
+    x = np.random.default_rng(1).uniform(-1, 1, size=(20, *facts.inputs[0].shape[1:]))
+    np.savez(tmp_path / "d.npz", x_test=x.astype(np.float32))
+    res = validate(VWW, tmp_path / "d.npz", tmp_path / "out", board="native", runtime="tflm",
+                   tflm_src=tree)
+    assert res.passed and res.metrics["exact_match_rate"] == 1.0, res.summary()
+    assert res.device["runtime"] == "tflm" and res.samples == 20
+    assert [t["dtype"] for t in res.device["inputs"]] == ["FLOAT32"]
+    assert 0 < res.device["arena_used"] <= res.device["arena_size"]
+
+
 if __name__ == "__main__":  # regenerate tests/data/float_io/*.tflite (TensorFlow converter)
     STORED.mkdir(parents=True, exist_ok=True)
     for name_ in ("mcunet_like", "float16x8", "detect_like", "conv_float"):

@@ -15,6 +15,7 @@ import pytest
 from tinydeploy.cli import main
 from tinydeploy.data import Dataset
 from tinydeploy.device import tflm_build as tb
+from tinydeploy.device.tflm_tree import ENV_FLAVOUR
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 from tinydeploy.hostref import dequantize
@@ -112,6 +113,53 @@ def test_upstream_checkout_layout(tmp_path: Path) -> None:
     assert "tensorflow/lite/micro/kernels/softmax.cc" not in picked
     assert "tensorflow/lite/micro/kernels/softmax.cc" in _rel(
         tree, tb.model_sources(tree, "native", ["SOFTMAX"]))
+
+
+def test_upstream_cmsis_nn_flavour(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With downloads/cmsis_nn, flavour auto gives a Cortex-M build TFLM's cmsis_nn kernels
+    in place of their reference namesakes, CMSIS-NN's int sources and the Makefile's
+    defines, and native the reference ones; the default and the env choose reference; the
+    name and hash say which."""
+    monkeypatch.setenv(ENV_FLAVOUR, "auto")
+    root = _upstream(tmp_path / "tflite-micro")
+    ref = tb.find_tflm_tree(root)  # no CMSIS-NN downloaded: reference whatever the choice
+    assert ref.flavour == "reference"
+    cmsis = root / tb._DOWNLOADS / "cmsis_nn"
+    _touch(cmsis / "Include/arm_nnfunctions.h")
+    for name in ("ConvolutionFunctions/arm_convolve_s8.c", "ConvolutionFunctions/arm_conv_f32.c",
+                 "NNSupportFunctions/arm_nntables_flt.c", "SoftmaxFunctions/arm_softmax_f16.c"):
+        _touch(cmsis / "Source" / name)
+    _touch(root / "tensorflow/lite/micro/kernels/cmsis_nn/conv.cc")
+    tree = tb.find_tflm_tree(root, board="qemu-cm4")
+    assert (tree.flavour, tree.name) == ("cmsis-nn", "tflite-micro cmsis-nn")
+    rel = _rel(tree, list(tree.sources))
+    assert {"tensorflow/lite/micro/kernels/cmsis_nn/conv.cc",
+            f"{tb._DOWNLOADS}/cmsis_nn/Source/ConvolutionFunctions/arm_convolve_s8.c"} <= rel
+    assert "tensorflow/lite/micro/kernels/conv.cc" not in rel
+    assert not any(p.endswith(("_f32.c", "_f16.c", "_flt.c")) for p in rel)
+    assert {"-DCMSIS_NN", "-DARM_NN_ENABLE_F32=0"} <= set(tree.defines)
+    assert {cmsis, cmsis / "Include"} <= set(tree.include_dirs)
+    assert tree.is_kernel(cmsis / "Source/ConvolutionFunctions/arm_convolve_s8.c")
+    assert tb.find_tflm_tree(root).flavour == "cmsis-nn"  # no board: a Cortex-M target
+    native = tb.find_tflm_tree(root, board="native")
+    assert native.flavour == "reference" and native.content_hash == ref.content_hash
+    assert tree.content_hash != ref.content_hash
+    assert tb.library_key(tree, "native") != tb.library_key(native, "native")
+    assert tb.find_tflm_tree(root, board="native", flavour="cmsis-nn").flavour == "cmsis-nn"
+    monkeypatch.setenv(ENV_FLAVOUR, "reference")
+    assert tb.find_tflm_tree(root, board="qemu-cm4").content_hash == ref.content_hash
+    monkeypatch.delenv(ENV_FLAVOUR)  # the default: the ground truth's reference kernels
+    assert tb.find_tflm_tree(root, board="qemu-cm4").flavour == "reference"
+    assert tb.find_tflm_tree(root, flavour="auto").flavour == "cmsis-nn"
+    monkeypatch.setenv(ENV_FLAVOUR, "fast")
+    with pytest.raises(TinyDeployError) as err:
+        tb.find_tflm_tree(root)
+    assert err.value.code == "bad_argument" and ENV_FLAVOUR in str(err.value)
+    monkeypatch.setenv(ENV_FLAVOUR, "cmsis-nn")
+    shutil.rmtree(cmsis)
+    with pytest.raises(TinyDeployError) as err:
+        tb.find_tflm_tree(root)
+    assert "OPTIMIZED_KERNEL_DIR=cmsis_nn" in str(err.value)
 
 
 def test_upstream_without_downloads_names_the_make_target(tmp_path: Path) -> None:
@@ -221,7 +269,7 @@ def test_generated_tflm_firmware_is_bit_exact(board: str, tmp_path: Path) -> Non
     # digits_cnn has per-channel FULLY_CONNECTED weights, which Arduino libraries built from
     # older TFLM (Chirale_TensorFLowLite 2.0.0) compute with one scale: the firmware then
     # registers tinydeploy's kernel (tflm_overrides) and matches the ground truth all the same
-    tree = tb.find_tflm_tree(TREE)
+    tree = tb.find_tflm_tree(TREE, board=board)  # the flavour as the CLI picks it
     name = "digits_cnn"
     cm4 = np.load(DATA / f"{name}.outputs_cm4.npy")
     r = validate(DATA / f"{name}.tflite", _reference_npz(name, tmp_path / "d.npz"),

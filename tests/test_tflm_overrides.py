@@ -196,6 +196,9 @@ def test_defect_detected_in_a_tree(tmp_path: Path) -> None:
         "refuses": (_tree(tmp_path / "refuses", with_flag, common="TF_LITE_ENSURE_MSG(c, s == 1,"
                           ' "FullyConnected per-channel quantization not yet supported.");'),
                     False),
+        "hexagon_only": (_tree(tmp_path / "hexagon_only", with_flag, common="#ifdef HEXAGON\n"
+                               ' "FullyConnected per-channel quantization not yet supported on '
+                               'Hexagon. "\n#endif\n'), True),
     }
     for name, (root, ok) in cases.items():
         assert tree_facts(root / "src") == {"fc_per_channel": ok}, name

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +192,8 @@ def fc_per_channel(src: Path, optimized: bool = True) -> bool:
     if "is_per_channel" not in _read(kernels / "fully_connected.h"):
         return False
     common = "".join(_read(p) for p in kernels.glob("fully_connected_common.c*"))
-    if "per-channel quantization not yet supported" in common:
+    # current TFLM refuses only under #ifdef HEXAGON ("... not yet supported on Hexagon.")
+    if re.search(r"per-channel quantization not yet supported(?! on Hexagon)", common):
         return False
     for sub in OPTIMIZED_KERNEL_DIRS if optimized else ():
         files = sorted((kernels / sub).glob("fully_connected.c*"))
@@ -208,12 +210,13 @@ def tree_facts(src: Path, optimized: bool = True) -> dict[str, bool]:
 def tree_defects(path: str | Path) -> frozenset[str]:
     """The defects of the TFLM tree tinydeploy builds from ``path`` (``--tflm-src``: an
     Arduino library, compiled with its optimized kernels, or a tflite-micro checkout,
-    compiled with the reference kernels)."""
-    from .device.tflm_tree import ARDUINO, find_tflm_tree
+    compiled with the kernels of its flavour)."""
+    from .device.tflm_tree import ARDUINO, CMSIS_NN, find_tflm_tree
 
     tree = find_tflm_tree(path)
     arduino = tree.kind == ARDUINO
-    facts = tree_facts(tree.root / "src" if arduino else tree.root, optimized=arduino)
+    facts = tree_facts(tree.root / "src" if arduino else tree.root,
+                       optimized=arduino or tree.flavour == CMSIS_NN)
     return frozenset(d for d in DEFECTS if facts.get(d, True) is False)
 
 

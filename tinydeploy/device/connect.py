@@ -216,4 +216,4 @@ def tflm_tree_for(board: str | None, runtime: str, tflm_src: Any = None) -> Any:
     b = get_board(board)
     if not (b.native or b.emulated):
         return None
-    return tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src)
+    return tflm_src if isinstance(tflm_src, TflmTree) else find_tflm_tree(tflm_src, board=b.id)

@@ -7,6 +7,21 @@ tensorflow/tflite-micro checkout with its Makefile downloads (the sources of
 ``tools/make/sources.inc``, reference kernels, ``-DTF_LITE_STATIC_MEMORY
 -DTF_LITE_DISABLE_X86_NEON``; ``cortex_m_generic/debug_log.cc`` on Cortex-M). The tree's
 ``content_hash`` covers every source and header the build reads.
+
+A tflite-micro checkout has two kernel flavours, as TFLM's Makefile builds it: ``reference``
+and ``cmsis-nn`` (``OPTIMIZED_KERNEL_DIR=cmsis_nn``: ``kernels/cmsis_nn/X.cc`` replaces
+``kernels/X.cc``; the C sources of ``downloads/cmsis_nn/Source`` without the float ones;
+``-DCMSIS_NN -DARM_NN_ENABLE_F16=0 -DARM_NN_ENABLE_F32=0 -DKERNELS_OPTIMIZED_FOR_SPEED``;
+CMSIS-NN picks its DSP code from ``-mcpu=cortex-m4``). The rule (:func:`upstream_flavour`):
+the ``flavour`` argument, else ``$TINYDEPLOY_TFLM_FLAVOUR`` (``reference``, ``cmsis-nn`` or
+``auto``: ``cmsis-nn`` when ``downloads/cmsis_nn`` is there and the target is a Cortex-M,
+every board but ``native``, no board counting as one), else ``DEFAULT_FLAVOUR``
+(``reference``: the shared ground truth's kernels, which the arena prediction models
+exactly; the Cortex-M prediction's ``cmsis-nn`` is Chirale 2.0.0's, and upstream CMSIS-NN
+needs more: sine_mlp 1,412 B measured vs 1,192 B predicted, its FULLY_CONNECTED keeps
+``kernel_sums`` with ``KERNELS_OPTIMIZED_FOR_SPEED``). The name (``tflite-micro cmsis-nn``)
+and the content hash say which. An Arduino library's flavour is its own (it ships the
+kernels it has).
 """
 
 from __future__ import annotations
@@ -24,6 +39,13 @@ from ..errors import TinyDeployError
 from ..log import log
 
 ENV_SRC = "TINYDEPLOY_TFLM_SRC"
+ENV_FLAVOUR = "TINYDEPLOY_TFLM_FLAVOUR"
+REFERENCE = "reference"
+CMSIS_NN = "cmsis-nn"
+FLAVOURS = (REFERENCE, CMSIS_NN)
+AUTO = "auto"
+DEFAULT_FLAVOUR = REFERENCE  # AUTO once the arena prediction models upstream CMSIS-NN
+HOST_BOARDS = frozenset({"native"})  # targets that are not a Cortex-M
 ARDUINO = "arduino-library"
 UPSTREAM = "tflite-micro"
 MISSING_FIX = (
@@ -39,6 +61,11 @@ _UPSTREAM_NEEDS = {  # download -> a file that proves it is there
     "gemmlowp": "gemmlowp/fixedpoint/fixedpoint.h",
     "ruy": "ruy/ruy/profiler/instrumentation.h",
 }
+_CMSIS_NN_PROBE = "cmsis_nn/Include/arm_nnfunctions.h"  # in downloads/
+# cmsis_nn.inc (ARM_NN_ENABLE_F16/F32=0) and the Makefile's OPTIMIZE_KERNELS_FOR default
+_CMSIS_NN_DEFINES = ("-DCMSIS_NN", "-DARM_NN_ENABLE_F16=0", "-DARM_NN_ENABLE_F32=0",
+                     "-DKERNELS_OPTIMIZED_FOR_SPEED")
+_CMSIS_NN_SKIP = re.compile(r"(_f16|_f32)\.c$|^arm_nntables_flt\.c$")
 _SOURCE_EXT = (".c", ".cc", ".cpp")
 _HEADER_EXT = (".h", ".hpp", ".inc")
 _SKIP_DIRS = frozenset({"examples", "example", "tests", "test", "testing", "benchmarks",
@@ -95,8 +122,8 @@ def _walk(top: Path, exts: tuple[str, ...], skip_dirs: frozenset[str] = _SKIP_DI
     return found
 
 
-def _content_hash(root: Path, files: Iterable[Path]) -> str:
-    h = hashlib.sha256()
+def _content_hash(root: Path, files: Iterable[Path], salt: str = "") -> str:
+    h = hashlib.sha256(salt.encode())
     for path in sorted(set(files)):
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -135,7 +162,31 @@ def _arduino_tree(root: Path) -> TflmTree:
                                                       root / "library.properties"]))
 
 
-def _upstream_tree(root: Path) -> TflmTree:
+def upstream_flavour(root: Path, flavour: str | None = None, board: str | None = None) -> str:
+    """The kernel flavour a tflite-micro checkout is built with: ``flavour`` (``reference``,
+    ``cmsis-nn``, ``auto`` or None), else ``$TINYDEPLOY_TFLM_FLAVOUR``, else
+    ``DEFAULT_FLAVOUR``; ``auto``: ``cmsis-nn`` when ``downloads/cmsis_nn`` is there and
+    ``board`` is a Cortex-M (None counts as one), ``reference`` otherwise. ``bad_argument``
+    for another value, or for ``cmsis-nn`` without the download."""
+    env = os.environ.get(ENV_FLAVOUR, "").strip()
+    choice = (flavour or env or DEFAULT_FLAVOUR).strip().lower()
+    has_cmsis = (root / _DOWNLOADS / _CMSIS_NN_PROBE).is_file()
+    source = "--flavour" if flavour else ENV_FLAVOUR
+    if choice not in (*FLAVOURS, AUTO):
+        raise TinyDeployError("bad_argument", problem=f"{source}={choice!r} is no TFLM kernel "
+                              "flavour", fix=f"choose one of: {', '.join(FLAVOURS)}, {AUTO}")
+    if choice == CMSIS_NN and not has_cmsis:
+        raise TinyDeployError(
+            "bad_argument",
+            problem=f"{source}={CMSIS_NN} but {root / _DOWNLOADS / 'cmsis_nn'} has no CMSIS-NN",
+            fix="run `make -f tensorflow/lite/micro/tools/make/Makefile OPTIMIZED_KERNEL_DIR="
+                f"cmsis_nn third_party_downloads` in {root}, or set {ENV_FLAVOUR}={REFERENCE}")
+    if choice != AUTO:
+        return choice
+    return CMSIS_NN if has_cmsis and board not in HOST_BOARDS else REFERENCE
+
+
+def _upstream_tree(root: Path, flavour: str) -> TflmTree:
     downloads = root / _DOWNLOADS
     missing = [name for name, probe in _UPSTREAM_NEEDS.items()
                if not (downloads / probe).is_file()]
@@ -147,6 +198,7 @@ def _upstream_tree(root: Path) -> TflmTree:
             fix=f"run `make -f tensorflow/lite/micro/tools/make/Makefile third_party_downloads` "
                 f"in {root}")
     micro = root / "tensorflow/lite/micro"
+    kernels = micro / "kernels"
     sources: list[Path] = []
     # TFL_CC_SRCS: every .cc/.c under tensorflow/ outside lite/micro and lite/experimental
     for path in _walk(root / "tensorflow", (".cc", ".c")):
@@ -156,7 +208,7 @@ def _upstream_tree(root: Path) -> TflmTree:
         if rel == "tensorflow/lite/array.cc" or _SKIP_FILE.search(path.name):
             continue  # array.cc: excluded by the Makefile with TF_LITE_STATIC_MEMORY
         sources.append(path)
-    # MICROLITE_CC_BASE_SRCS minus tests, and the kernels (reference)
+    # MICROLITE_CC_BASE_SRCS minus tests, and the kernels
     for sub in ("", "arena_allocator", "memory_planner", "tflite_bridge", "kernels"):
         folder = micro / sub if sub else micro
         sources += [p for p in sorted(folder.glob("*.cc"))
@@ -166,24 +218,40 @@ def _upstream_tree(root: Path) -> TflmTree:
                 downloads / "ruy"]
     for dep in ("flatbuffers/include", "gemmlowp", "ruy"):
         headers += _walk(downloads / dep, _HEADER_EXT)
+    defines = ["-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON"]
+    kernel_dirs = [kernels]
+    if flavour == CMSIS_NN:  # specialize_files.py: kernels/cmsis_nn/X.cc replaces kernels/X.cc
+        cmsis = downloads / "cmsis_nn"
+        optimized = {p.name: p for p in sorted((kernels / "cmsis_nn").glob("*.cc"))}
+        sources = [optimized.get(p.name, p) if p.parent == kernels else p for p in sources]
+        sources += [p for p in _walk(cmsis / "Source", (".c",), frozenset())
+                    if not _CMSIS_NN_SKIP.search(p.name)]
+        headers += _walk(cmsis / "Include", _HEADER_EXT, frozenset())
+        includes += [cmsis, cmsis / "Include"]
+        defines += _CMSIS_NN_DEFINES
+        kernel_dirs.append(cmsis)  # THIRD_PARTY_KERNEL_OPTIMIZATION_LEVEL = -O2
     debug_log = micro / "cortex_m_generic/debug_log.cc"
     replacements = (("qemu-cm4", debug_log),) if debug_log.is_file() else ()
-    return TflmTree(kind=UPSTREAM, root=root, flavour="reference", name="tflite-micro",
+    name = UPSTREAM if flavour == REFERENCE else f"{UPSTREAM} {flavour}"
+    return TflmTree(kind=UPSTREAM, root=root, flavour=flavour, name=name,
                     include_dirs=tuple(includes), sources=tuple(sources),
-                    defines=("-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON"),
-                    kernel_dirs=(micro / "kernels",),
+                    defines=tuple(defines), kernel_dirs=tuple(kernel_dirs),
                     content_hash=_content_hash(root, [*sources, *headers,
-                                                      *(p for _, p in replacements)]),
+                                                      *(p for _, p in replacements)],
+                                               "" if flavour == REFERENCE else flavour),
                     replacements=replacements)
 
 
-def find_tflm_tree(path: str | Path | None = None) -> TflmTree:
+def find_tflm_tree(path: str | Path | None = None, flavour: str | None = None,
+                   board: str | None = None) -> TflmTree:
     """Detect the TFLM tree at ``path`` (default: ``$TINYDEPLOY_TFLM_SRC``).
 
     Accepts an Arduino library folder (or its ``src/``, or a folder holding exactly one such
     library, like PlatformIO's ``.pio/libdeps/<env>``) and a tflite-micro checkout with its
-    downloads. Errors: none given -> ``tool_missing``; not a folder -> ``file_not_found``;
-    another layout or missing downloads -> ``bad_argument``.
+    downloads. ``flavour`` / ``board`` choose a checkout's kernels (:func:`upstream_flavour`;
+    an Arduino library has its own). Errors: none given -> ``tool_missing``; not a folder ->
+    ``file_not_found``; another layout, missing downloads or an unknown flavour ->
+    ``bad_argument``.
     """
     if path is None or not str(path).strip():
         path = os.environ.get(ENV_SRC) or None
@@ -203,7 +271,7 @@ def find_tflm_tree(path: str | Path | None = None) -> TflmTree:
     if _is_arduino_lib(root):
         tree = _arduino_tree(root)
     elif (root / "tensorflow/lite/micro/micro_interpreter.h").is_file():
-        tree = _upstream_tree(root)
+        tree = _upstream_tree(root, upstream_flavour(root, flavour, board))
     else:
         raise TinyDeployError(
             "bad_argument",

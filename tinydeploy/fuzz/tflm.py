@@ -26,7 +26,7 @@ def tflm_tree() -> TflmTree | None:
     """The tree of ``$TINYDEPLOY_TFLM_SRC``, or None when it is not set."""
     from ..device.tflm_tree import ENV_SRC, find_tflm_tree
 
-    return find_tflm_tree() if os.environ.get(ENV_SRC) else None
+    return find_tflm_tree(board="native") if os.environ.get(ENV_SRC) else None
 
 
 def run_tflm(p: Prepared, tree: TflmTree, work: Path) -> bytes | str:
