@@ -363,3 +363,21 @@ def test_tuned_arena_is_refused_for_a_board_whose_library_differs(
     assert "Chirale_TensorFLowLite 2.0.0" in got.note
     # a pseudo-board builds against the tree: any tree is its library
     assert plan.plan_tuned(load(SINE), other, ["qemu-cm4"]).size == 2016
+
+
+def test_upstream_cmsis_nn_kernels_get_the_unmodelled_margin() -> None:
+    """A tflite-micro checkout's CMSIS-NN keeps FULLY_CONNECTED kernel sums the kernel table
+    does not model (sine_mlp: 1,412 B measured on qemu-cm4 against 1,192 B predicted): its
+    auto arena gets the unmodelled margin, never the bare prediction."""
+    from types import SimpleNamespace
+
+    from tinydeploy.arena.plan import plan_for_tree
+
+    facts = load(SINE)
+    up = SimpleNamespace(kind="tflite-micro", flavour="cmsis-nn", name="tflite-micro cmsis-nn")
+    ref = SimpleNamespace(kind="tflite-micro", flavour="reference", name="tflite-micro")
+    lib = SimpleNamespace(kind="arduino-library", flavour="cmsis-nn", name="Chirale 2.0.0")
+    got = plan_for_tree(facts, "auto", up, False)
+    assert got.size >= int(got.predicted) + 2048 > plan_for_tree(facts, "auto", ref, False).size
+    assert got.size >= 1412 and "does not model" in got.note
+    assert plan_for_tree(facts, "auto", lib, False).size < got.size  # Chirale is modelled

@@ -140,13 +140,19 @@ def plan_for_tree(facts: ModelFacts, arena: str | int, tree: Any, native: bool) 
     if text in ("auto", "tuned"):
         plan = (plan_tuned(facts, tree) if text == "tuned"
                 else _auto_for(facts, tree.flavour, True))  # built here: short enums
-        if not native:
+        # the kernel table models the reference kernels and the Arduino library's CMSIS-NN;
+        # a tflite-micro checkout's newer CMSIS-NN keeps more (FULLY_CONNECTED kernel sums)
+        unmodelled = (text == "auto" and tree.flavour != "reference"
+                      and getattr(tree, "kind", "") == "tflite-micro")
+        if not native and not unmodelled:
             return plan
         base = int(plan.predicted or plan.size)
         size = unmodelled_margin(base)
+        why = ("the 64-bit host" if native else
+               "tflite-micro's CMSIS-NN kernels, which the kernel table does not model")
         return ArenaPlan(size, base, size - base,
-                         f"{plan.note.split(' + ')[0]} + margin {size - base} B for the 64-bit "
-                         "host (max(2048 B, 25%), rounded up to 16 B)", plan.why,
+                         f"{plan.note.split(' + ')[0]} + margin {size - base} B for {why} "
+                         "(max(2048 B, 25%), rounded up to 16 B)", plan.why,
                          plan.flavour, plan.measured)
     size = explicit_size(arena)
     warning = check_explicit_arena(facts, size, (tree.flavour,))
