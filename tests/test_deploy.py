@@ -217,3 +217,28 @@ def test_tune_arena_with_a_tflm_tree_uses_the_measured_minimum(
     assert res.passed
     assert generated[1] == {"arena": "tuned", "tflm_src": "/some/Chirale_TensorFLowLite"}
     assert res.arena["arena_size"] == 1208 and res.arena["arena_measured"] == 1192
+
+
+def test_deploy_c_runtime_to_a_flashable_board(
+        sine_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``deploy --runtime c`` uploads the C runtime's PlatformIO project (its validation
+    server env) and validates it; --tune-arena is refused for it (the arena is exact)."""
+    flashed: list[Path] = []
+    with start_sim(SINE) as sim:
+        def fake_flash(project: Path, board: Any, port: str | None = None) -> fl.FlashResult:
+            ini = (Path(project) / "platformio.ini").read_text()
+            assert "[env:nano33ble]" in ini
+            assert any(Path(project).rglob("td_model.c"))  # the C runtime, not TFLM
+            flashed.append(Path(project))
+            return fl.FlashResult(project=Path(project), board="nano33ble", env="nano33ble",
+                                  port=sim.port, command=["pio"], seconds=0.0)
+
+        monkeypatch.setattr(fl, "flash", fake_flash)
+        monkeypatch.setattr(fl, "find_port", lambda board: sim.port)
+        monkeypatch.setattr(fl, "pio_command", lambda: ["pio"])
+        res = dp.deploy(SINE, tmp_path / "d", board="nano33ble", data=sine_npz, samples=5,
+                        runtime="c")
+        assert res.passed and len(flashed) == 1
+        code = cli.main(["deploy", str(SINE), "--board", "nano33ble", "--runtime", "c",
+                         "--tune-arena", "--data", str(sine_npz), "--out", str(tmp_path / "e")])
+    assert code == 2 and not (tmp_path / "e").exists()

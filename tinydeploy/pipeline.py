@@ -195,6 +195,11 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
         if target not in example_names():
             raise TinyDeployError("unknown_example", name=target,
                                   choices=", ".join(example_names()) or "(none installed)")
+    if tune_arena and runtime == "c":
+        raise TinyDeployError("bad_argument",
+                              problem="--tune-arena sizes TFLM's tensor arena; the C runtime "
+                                      "plans its memory offline (its arena is exact)",
+                              fix="drop --tune-arena, or drop --runtime c (TFLM firmware)")
     if tune_arena and not _flashable(b):
         raise TinyDeployError("bad_argument",
                               problem=f"--tune-arena reflashes a board; {board} is not flashed",
@@ -232,12 +237,6 @@ def _check_passthrough(b: Any, arena: str | int, runtime: str | None, fmt: str,
         raise TinyDeployError("bad_argument", problem=f"board {b.id} cannot run the {runtime} "
                                                       "runtime", fix=f"runtimes of {b.id}: {ok}")
     if _flashable(b):
-        if runtime == "c":
-            raise TinyDeployError("bad_argument",
-                                  problem="--runtime c generates sources, no PlatformIO "
-                                          "project deploy could upload",
-                                  fix="drop --runtime c (TFLM firmware), or deploy to "
-                                      "--board native or qemu-cm4 to run the C runtime")
         if fmt == "arduino":
             raise TinyDeployError("bad_argument",
                                   problem="deploy uploads with PlatformIO; --format arduino "
