@@ -35,6 +35,8 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
  *   td_depthwise_conv2d_fast    plain [1][f_h][f_w][out_c] rq              depth_mult 1
  *   td_depthwise_conv2d_fastg   plain [1][f_h][f_w][out_c] rq_general      depth_mult 1
+ *   td_depthwise_conv2d_fastw   dw16 [g][f_h*f_w] pairs    rq              depth_mult 1, filter_w
+ *   td_depthwise_conv2d_fastwg  dw16 [g][f_h*f_w] pairs    rq_general      depth_mult 1, filter_w
  *   td_depthwise_conv2d_fastm   plain [1][f_h][f_w][out_c] rq              depth_mult > 1
  *   td_depthwise_conv2d_fastmg  plain [1][f_h][f_w][out_c] rq_general      depth_mult > 1
  *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
@@ -44,6 +46,9 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_fully_connected_plaing   plain [out_c][accum]       rq_general      bias_eff, w zp 0
  *   (* scratch unless the conv is an unpadded 1x1, which reads its input directly)
  *
+ * dw16 (field filter_w, int32 words): per group of four channels g, per tap t (row-major),
+ * {w[t][4g] | w[t][4g+2] << 16, w[t][4g+1] | w[t][4g+3] << 16} as int16, channels past
+ * out_c zero (td_kernels_dww.c).
  * interleaved4: rows in groups of four; per group, for each 4 k the 4 bytes of each row,
  * then each row's K % 4 tail; the out_c % 4 last rows plain.
  * rq: pairs {mult, -shift - 1} per output channel (one pair for a per-tensor FC), every
@@ -68,6 +73,7 @@ typedef struct {
   int8_t *scratch;
   int32_t scratch_cols;  /* receptive fields the scratch holds: 2 (pixel pairs) or 1 */
   const int32_t *rq;     /* _fast/_fastg variants (see above) */
+  const int32_t *filter_w; /* _fastw/_fastwg: the dw16 filter (filter unused) */
 } td_conv_params;
 
 typedef struct {
@@ -93,6 +99,8 @@ void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastw(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastwg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fastm(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fastmg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out);

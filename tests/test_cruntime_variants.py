@@ -156,6 +156,7 @@ def test_layout_contract_refuses_a_mismatch() -> None:
                                                       "fully_connected")
                              for v in ("fast", "fastg", "ref")} - {
         "td_depthwise_conv2d_ref"} | {"td_depthwise_conv2d_fastm", "td_depthwise_conv2d_fastmg",
+                                      "td_depthwise_conv2d_fastw", "td_depthwise_conv2d_fastwg",
                                       # weights in place: tinydeploy's TFLM kernel
                                       "td_fully_connected_plain", "td_fully_connected_plaing"}
 

@@ -14,7 +14,7 @@ from ..errors import TinyDeployError
 from . import fixedpoint, quant
 from .ctext import c_struct as _struct
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
-from .variants import INTERLEAVED4, PLAIN, check_call, fast_variant, rq_pairs
+from .variants import DW16, INTERLEAVED4, PLAIN, check_call, fast_variant, rq_pairs
 
 MAX_RANK = 6
 
@@ -104,6 +104,20 @@ def interleave_rows(rows: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else rows.reshape(-1)
 
 
+def dw16_layout(w: np.ndarray) -> np.ndarray:
+    """td_depthwise_conv2d_fastw's filter (variants.DW16, td_kernels.h): the depthwise
+    weights [1][f_h][f_w][c] as int16 pairs, per group of four channels g and tap t the words
+    {w[t][4g] | w[t][4g+2] << 16, w[t][4g+1] | w[t][4g+3] << 16}, channels past c zero."""
+    c = w.shape[-1]
+    taps = np.asarray(w, np.int64).reshape(-1, c)
+    cp = -(-c // 4) * 4
+    padded = np.zeros((taps.shape[0], cp), np.int64)
+    padded[:, :c] = taps
+    grp = padded.reshape(taps.shape[0], cp // 4, 4).transpose(1, 0, 2)  # [g][t][lane]
+    lo, hi = grp[..., [0, 1]] & 0xFFFF, grp[..., [2, 3]] & 0xFFFF
+    return ((lo | (hi << 16)) ^ 0x80000000).astype(np.int64).reshape(-1) - 0x80000000
+
+
 def folded_bias(rows: np.ndarray | None, bias: Tensor | None, in_offset: int
                 ) -> np.ndarray | None:
     """bias + in_offset * (sum of each filter row, one row per output channel): the
@@ -188,7 +202,7 @@ class Emitter:
         """Declare the kernel's parameter struct and return its call, after checking that
         the arrays are in the layouts the variant reads (variants.check_call). A *_fast
         variant becomes its general instance where the ``rq`` table needs it."""
-        if function.endswith(("_fast", "_fastm")):
+        if function.endswith(("_fast", "_fastw", "_fastm")):
             function = fast_variant(function, self.arrays[str(fields["rq"])])
         check_call(function, fields, self.layouts, self.arrays, self.g.path)
         self.decls.append(_struct(ctype, p, fields))
@@ -303,6 +317,14 @@ class Emitter:
                 fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
                               scratch=scratch[0], scratch_cols=scratch[1])
                 return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
+        _, fh, fw, oc = w.shape
+        if w.data is not None and oc == x.shape[3]:  # depth multiplier 1, constant weights
+            fields = self._conv_common(op, p, True, "0", rq=True)
+            fields["filter_w"] = self.int_array(p + "_filter_w", dw16_layout(w.data))
+            self.layouts[p + "_filter_w"] = DW16
+            self.weight_bytes += 4 * len(self.arrays[p + "_filter_w"])
+            self.param_bytes -= 4 * len(self.arrays[p + "_filter_w"])
+            return self.call("td_depthwise_conv2d_fastw", "td_conv_params", p, fields, op)
         fields = self._conv_common(op, p, True, rq=True)
         if fields["depth_mult"] != 1:
             return self.call("td_depthwise_conv2d_fastm", "td_conv_params", p, fields, op)

@@ -15,6 +15,7 @@ from ..errors import TinyDeployError
 
 PLAIN = "plain"  # the tensor's own layout
 INTERLEAVED4 = "interleaved4"  # emit.interleave_rows: rows in groups of four
+DW16 = "dw16"  # emit.dw16_layout: depthwise weights as int16 pairs per 4 channels and tap
 PAIRS16 = "pairs16"  # emit_int16.pair_layout (the 16x8 fast kernels' own structs)
 RQ = "rq"  # {mult, -shift - 1} pairs, every shift <= -1 (td_kernels.h)
 RQ_GENERAL = "rq_general"  # the same pairs, shifts >= 0 allowed
@@ -23,13 +24,14 @@ MULT_SHIFT = "mult_shift"  # TFLM's QuantizeMultiplier arrays
 
 @dataclass(frozen=True)
 class Variant:
-    """One kernel entry point: the layout of its filter, its requantization form and the
-    struct fields it needs set (non-zero)."""
+    """One kernel entry point: the layout of its filter (the struct field ``filter_field``),
+    its requantization form and the struct fields it needs set (non-zero)."""
 
     function: str
     filter_layout: str
     requant: str
     needs: tuple[str, ...] = ()
+    filter_field: str = "filter"
 
 
 VARIANTS: dict[str, Variant] = {v.function: v for v in (
@@ -38,6 +40,8 @@ VARIANTS: dict[str, Variant] = {v.function: v for v in (
     Variant("td_conv2d_ref", PLAIN, MULT_SHIFT),
     Variant("td_depthwise_conv2d_fast", PLAIN, RQ),
     Variant("td_depthwise_conv2d_fastg", PLAIN, RQ_GENERAL),
+    Variant("td_depthwise_conv2d_fastw", DW16, RQ, filter_field="filter_w"),
+    Variant("td_depthwise_conv2d_fastwg", DW16, RQ_GENERAL, filter_field="filter_w"),
     Variant("td_depthwise_conv2d_fastm", PLAIN, RQ),
     Variant("td_depthwise_conv2d_fastmg", PLAIN, RQ_GENERAL),
     Variant("td_fully_connected_fast", INTERLEAVED4, RQ, ("bias_eff",)),
@@ -63,7 +67,7 @@ def needs_general(rq: Sequence[int]) -> bool:
 
 
 def fast_variant(base: str, rq: Sequence[int]) -> str:
-    """``base`` (a *_fast or *_fastm entry point) or its general instance for this ``rq``
+    """``base`` (a *_fast, *_fastw or *_fastm entry point) or its general instance for this ``rq``
     table."""
     return base + "g" if needs_general(rq) else base
 
@@ -76,7 +80,7 @@ def check_call(function: str, fields: Mapping[str, object], layouts: Mapping[str
     ``layouts``: the layout of every emitted constant array, ``arrays``: the values of the
     emitted int32 arrays, both by C name."""
     v = VARIANTS[function]
-    filt = str(fields.get("filter", ""))
+    filt = str(fields.get(v.filter_field, ""))
     problems = []
     if layouts.get(filt) != v.filter_layout:
         problems.append(f"filter {filt} is {layouts.get(filt)}, {function} reads "
