@@ -269,6 +269,10 @@ TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int
   const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
   const int32_t pix_stride = p->stride_w * p->in_c, row_stride = p->stride_h * p->in_w * p->in_c;
   int8_t pair_out[TD_PAIR_MAX];
+  /* the widened pixel pair (td_kernels_gemm.c): after the raw fields in the scratch,
+   * word-aligned, when the plan reserved it (scratch_cols 2, kk >= 4) */
+  uint32_t *const u = p->scratch && p->scratch_cols >= 2 && kk >= 4 ? (uint32_t *)(void *)(
+      ((uintptr_t)(p->scratch + (direct ? 0 : 2 * kk)) + 3u) & ~(uintptr_t)3u) : 0;
   int8_t *const out0 = out;
   int32_t b, pix;
   /* output pixels in pairs (flat order within an image): each column is read once per
@@ -299,7 +303,11 @@ TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int
         c1 = p->scratch + kk;
         if (pix + 1 < npix) td_im2col(p, inb, oy1, ox1, p->scratch + kk);
       }
-      if (pix + 1 < npix && out_c <= TD_PAIR_MAX) {
+      if (pix + 1 < npix && u) { /* both fields widened first: outputs in place */
+        td_widen2(c0, c1, kk >> 2, u);
+        (gen ? td_rows2u_g : td_rows2u)(p->filter, u, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, out + out_c);
+        out += 2 * out_c;
+      } else if (pix + 1 < npix && out_c <= TD_PAIR_MAX) {
         (gen ? td_rows2_g : td_rows2)(p->filter, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, pair_out);
         memcpy(out + out_c, pair_out, (size_t)out_c);
         out += 2 * out_c;

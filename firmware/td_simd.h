@@ -148,4 +148,13 @@ TD_ALWAYS_INLINE void td_act_clamp(int8_t *y, int32_t n, int32_t lo, int32_t hi)
   for (i = 0; i < n; ++i) y[i] = (int8_t)td_clamp_i32(y[i], lo, hi);
 }
 
+/* the pixel-pair product on a widened input (td_kernels_gemm.c, used by td_kernels_conv.c) */
+void td_widen2(const int8_t *c0, const int8_t *c1, int32_t n4, uint32_t *u);
+void td_rows2u(const int8_t *w, const uint32_t *u, const int8_t *c0, const int8_t *c1,
+               int32_t n, int32_t out_c, const int32_t *bias, const int32_t *rq,
+               int32_t out_offset, int8_t *y0, int8_t *y1);
+void td_rows2u_g(const int8_t *w, const uint32_t *u, const int8_t *c0, const int8_t *c1,
+                 int32_t n, int32_t out_c, const int32_t *bias, const int32_t *rq,
+                 int32_t out_offset, int8_t *y0, int8_t *y1);
+
 #endif /* TD_SIMD_H */

@@ -42,11 +42,12 @@ from .planner import Buffer, MemoryPlan, add_buffers, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
                 "td_kernels_conv_ref.c", "td_kernels_dwm.c", "td_kernels_dww.c",
-                "td_kernels_elem.c", "td_kernels_io.c", "td_kernels_pool.c", *EXT_KERNEL_FILES)
+                "td_kernels_gemm.c", "td_kernels_elem.c", "td_kernels_io.c", "td_kernels_pool.c",
+                *EXT_KERNEL_FILES)
 SUPPORT_FILES = ("td_protocol.h", "td_model_api.h")
 MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_conv_ref.c",
-                 "td_kernels_dwm.c", "td_kernels_dww.c", "td_kernels_elem.c", "td_kernels_io.c",
-                 "td_kernels_pool.c",
+                 "td_kernels_dwm.c", "td_kernels_dww.c", "td_kernels_gemm.c", "td_kernels_elem.c",
+                 "td_kernels_io.c", "td_kernels_pool.c",
                  *EXT_KERNEL_SOURCES)
 
 
@@ -145,13 +146,13 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
     """The memory plan including the convolutions' im2col scratch: two pixels' receptive
     fields each (the faster kernel path), reduced to one where that makes the arena
     smaller (the scratch is live only during its operator, but may raise the peak)."""
-    need = {op.index: core_scratch_bytes(op, g, 1) for op in g.ops
-            if ext_reason(g, op) is not None}  # extension kernels: scratch_bytes()
-    need = {i: n for i, n in need.items() if n > 0}
+    need = {op.index: (core_scratch_bytes(op, g, 1), core_scratch_bytes(op, g, 2))
+            for op in g.ops if ext_reason(g, op) is not None}  # extension: scratch_bytes()
+    need = {i: n for i, n in need.items() if n[1] > 0}
 
     def scratch(cols: dict[int, int]) -> list[Buffer]:
-        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i] * c, i, i)
-                for i, c in cols.items()]
+        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1], i, i)
+                for i, c in cols.items() if need[i][c - 1] > 0]
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
         joint = plan([*(replace(b) for b in buffers), *scratch(cols)], alignment)
@@ -162,7 +163,7 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
     mem = trial(cols)
     if need:
         base = plan([replace(b) for b in buffers], alignment).size
-        for i in sorted(need, key=lambda j: -need[j]):
+        for i in sorted(need, key=lambda j: -need[j][1]):
             if mem.size <= base:
                 break
             fewer = {**cols, i: 1}
@@ -261,7 +262,9 @@ def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], C
 
     def scratch_loc(op_index: int) -> tuple[str, int] | None:
         sid = scratch.get(op_index)
-        return None if sid is None else (f"(td_arena + {offsets[sid]})", cols[op_index])
+        if sid is None or sid not in offsets:  # none, or a 1x1 left on its raw input
+            return None
+        return f"(td_arena + {offsets[sid]})", cols[op_index]
 
     em = Emitter(g, loc, scratch_loc)
     calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]

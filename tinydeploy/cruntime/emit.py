@@ -72,7 +72,8 @@ def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
 def scratch_bytes(op: Op, g: Graph, cols: int = 2) -> int:
     """Arena bytes an operator's kernel needs besides its tensors (the static memory plan
     reserves them for the operator alone): CONV_2D gathers the receptive fields of ``cols``
-    (1 or 2) output pixels (im2col) unless it is an unpadded 1x1 convolution."""
+    (1 or 2) output pixels (im2col) unless it is an unpadded 1x1 convolution, and with two
+    widens them to int16 (4 bytes per 4 k and pixel, td_kernels_gemm.c)."""
     if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         return 0
     x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
@@ -83,9 +84,11 @@ def scratch_bytes(op: Op, g: Graph, cols: int = 2) -> int:
         if x.shape[3] != 1 or y.shape[3] == 1:
             return 0
         ic = 1
-    if fh == 1 and fw == 1:  # never padded: reads its input directly
-        return 0
-    return cols * fh * fw * ic
+    kk = fh * fw * ic
+    raw = 0 if fh == 1 and fw == 1 else cols * kk  # a 1x1 is never padded: read directly
+    # a pixel pair's fields widened to int16 (td_kernels_gemm.c), word-aligned in the kernel
+    wide = 16 * (kk // 4) + 3 if cols >= 2 and kk >= 4 else 0
+    return raw + wide
 
 
 def interleave_rows(rows: np.ndarray) -> np.ndarray:
@@ -292,12 +295,12 @@ class Emitter:
         bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
         scratch = self.scratch(op.index)
         folded = folded_bias(w.data, bias, -x.zp) if w.dtype == "INT8" else None
-        fast = folded is not None and (scratch is not None or scratch_bytes(op, self.g) == 0)
+        fast = folded is not None and (scratch is not None or scratch_bytes(op, self.g, 1) == 0)
         if fast and w.data is not None and w.index not in self.const_names:
             filt = self.weights(p + "_filter", interleave_rows(w.data), INTERLEAVED4)
             fields = self._conv_common(op, p, False, filt, rq=True)
             fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)  # type: ignore[arg-type]
-            fields["scratch"], fields["scratch_cols"] = scratch or (0, 2)
+            fields["scratch"], fields["scratch_cols"] = scratch or (0, 1)
             return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
         return self.call("td_conv2d_ref", "td_conv_params", p,
                          self._conv_common(op, p, False), op)

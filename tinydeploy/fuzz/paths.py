@@ -74,9 +74,8 @@ def _conv8(fn: str, f: dict[str, str]) -> str:
     int16 weights), ``ref``; ``partial`` where the fast variant runs
     part of its work on a slower branch (one-pixel im2col, the depthwise edge loop)."""
     variant = fn.rsplit("_", 1)[1]
-    if fn.startswith("td_conv2d_fast") and _int(f, "scratch_cols", 2) < 2 and _set(
-            f, "scratch"):
-        return "partial"
+    if fn.startswith("td_conv2d_fast") and _int(f, "scratch_cols", 2) < 2:
+        return "partial"  # one pixel's field, or a 1x1 on the raw input without the scratch
     if fn == "td_depthwise_conv2d_fast" and not (
             _set(f, "bias_eff") and f.get("f_h") == f.get("f_w") == "3"):
         return "partial"
