@@ -71,6 +71,43 @@ TD_INLINE int32_t td_requant_lsh(int32_t x, int32_t mult, int32_t lsh) {
   return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
 }
 
+/* td_requant(x, mult, shift) with the per-layer part done once (td_rq_prepare): for a
+ * shift <= -1 the one-multiply form td_requant_rq with its rounding constant precomputed
+ * (sh = -shift - 1 >= 0), else td_requant_lsh (sh = -shift - 1 < 0: left shift -sh - 1). */
+typedef struct {
+  int32_t m, sh;
+  uint32_t lo;
+  int32_t hi;
+} td_rqp;
+
+TD_INLINE td_rqp td_rq_prepare(int32_t mult, int32_t shift) {
+  td_rqp r;
+  const uint32_t t = shift <= -1 ? 1u << (-shift - 1) : 0u;
+  r.m = mult;
+  r.sh = -shift - 1;
+  r.lo = shift <= -1 ? 0x40000000u | (t << 31) : 0u;
+  r.hi = (int32_t)(t >> 1);
+  return r;
+}
+
+TD_INLINE int32_t td_rq_apply(const td_rqp r, int32_t x) {
+  if (r.sh < 0) return td_requant_lsh(x, r.m, -r.sh - 1);
+  {
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+    uint32_t lo = r.lo;
+    int32_t hi = r.hi;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(r.m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"((uint32_t)x >> 31), "r"(INT32_MIN));
+    return hi >> r.sh;
+#else
+    int64_t acc = (int64_t)(((uint64_t)(uint32_t)r.hi << 32) | r.lo);
+    acc += (int64_t)x * r.m;
+    acc -= (int64_t)((uint32_t)x >> 31) << 31;
+    return (int32_t)(acc >> 32) >> r.sh;
+#endif
+  }
+}
+
 TD_INLINE int32_t td_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
