@@ -148,12 +148,14 @@ void td_clamp(int32_t size, int32_t lo, int32_t hi, const int8_t *in, int8_t *ou
 }
 
 void td_leaky_relu(const td_leaky_relu_params *p, const int8_t *in, int8_t *out) {
+  const td_rqp id = td_rq_prepare(p->mult_id, p->shift_id);
+  const td_rqp al = td_rq_prepare(p->mult_alpha, p->shift_alpha);
+  const int32_t n = p->size, in_zp = p->in_zp, out_zp = p->out_zp;
   int32_t i;
-  for (i = 0; i < p->size; ++i) {
-    const int32_t x = (int32_t)in[i] - p->in_zp;
-    const int32_t v = x >= 0 ? td_mbqm(x, p->mult_id, p->shift_id)
-                             : td_mbqm(x, p->mult_alpha, p->shift_alpha);
-    out[i] = td_clamp8(v + p->out_zp, -128, 127);
+  for (i = 0; i < n; ++i) {
+    const int32_t x = (int32_t)in[i] - in_zp;
+    const int32_t v = x >= 0 ? td_rq_apply_signed(id, x) : td_rq_apply_signed(al, x);
+    out[i] = (int8_t)td_sat8(v + out_zp);
   }
 }
 

@@ -108,6 +108,27 @@ TD_INLINE int32_t td_rq_apply(const td_rqp r, int32_t x) {
   }
 }
 
+/* td_rq_apply for a multiplier of either sign (LEAKY_RELU's alpha may be negative): the
+ * one-multiply form's correction follows the sign of the product, not of x */
+TD_INLINE int32_t td_rq_apply_signed(const td_rqp r, int32_t x) {
+  if (r.sh < 0) return td_requant_lsh(x, r.m, -r.sh - 1);
+  {
+    const uint32_t neg = ((uint32_t)x ^ (uint32_t)r.m) >> 31;
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+    uint32_t lo = r.lo;
+    int32_t hi = r.hi;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(r.m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(neg), "r"(INT32_MIN));
+    return hi >> r.sh;
+#else
+    int64_t acc = (int64_t)(((uint64_t)(uint32_t)r.hi << 32) | r.lo);
+    acc += (int64_t)x * r.m;
+    acc -= (int64_t)neg << 31;
+    return (int32_t)(acc >> 32) >> r.sh;
+#endif
+  }
+}
+
 TD_INLINE int32_t td_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
