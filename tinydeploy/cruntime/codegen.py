@@ -141,11 +141,12 @@ def _storage(g: Graph) -> tuple[dict[int, int], list[Buffer]]:
 SCRATCH_ID = 1 << 24  # buffer ids above the tensor indices
 
 
-def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
-                       ) -> tuple[dict[int, int], MemoryPlan]:
+def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
+                       pairs: bool = False) -> tuple[dict[int, int], MemoryPlan]:
     """The memory plan including the convolutions' im2col scratch: two pixels' receptive
     fields each (the faster kernel path), reduced to one where that makes the arena
-    smaller (the scratch is live only during its operator, but may raise the peak)."""
+    smaller (the scratch is live only during its operator, but may raise the peak);
+    ``pairs``: keep two everywhere (the fuzzer's second plan, the fastest kernel paths)."""
     need = {op.index: (core_scratch_bytes(op, g, 1), core_scratch_bytes(op, g, 2))
             for op in g.ops if ext_reason(g, op) is not None}  # extension: scratch_bytes()
     need = {i: n for i, n in need.items() if n[1] > 0}
@@ -161,7 +162,7 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1
 
     cols = {i: 2 for i in need}
     mem = trial(cols)
-    if need:
+    if need and not pairs:
         base = plan([replace(b) for b in buffers], alignment).size
         for i in sorted(need, key=lambda j: -need[j][1]):
             if mem.size <= base:
@@ -236,13 +237,17 @@ def _environment(folder: str) -> jinja2.Environment:
                               autoescape=False)
 
 
-def build(facts: ModelFacts, name: str | None = None) -> tuple[dict[str, str], CResult]:
-    """Everything but the file writes: {filename: text} and the result (out_dir unset)."""
+def build(facts: ModelFacts, name: str | None = None, scratch_pairs: bool = False
+          ) -> tuple[dict[str, str], CResult]:
+    """Everything but the file writes: {filename: text} and the result (out_dir unset).
+    ``scratch_pairs``: every convolution keeps its pixel-pair scratch even where that
+    raises the arena (the fuzzer builds half its models so)."""
     g = read_graph(facts)
     alias, buffers = _storage(g)
     wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
                for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1)
+    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1,
+                                   pairs=scratch_pairs)
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)

@@ -53,7 +53,9 @@ def prepare(built: Built, host: HostRef, samples: int = SAMPLES
         return None, "tflm-refused", res.refused[-160:]
     facts = load(built.data)
     try:
-        texts, cres = build_c(facts)
+        # every other model on the plan that keeps each convolution's pixel-pair scratch:
+        # the fastest kernel paths, which the RAM-first plan drops in most small models
+        texts, cres = build_c(facts, scratch_pairs=built.recipe.seed % 2 == 1)
     except TinyDeployError as exc:
         return None, "c-refused", str(exc)[:160]
     ir = read_graph(facts)
