@@ -35,9 +35,9 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
  *   td_depthwise_conv2d_fast    plain [1][f_h][f_w][out_c] rq              depth_mult 1
  *   td_depthwise_conv2d_fastg   plain [1][f_h][f_w][out_c] rq_general      depth_mult 1
- *   td_depthwise_conv2d_fastw   dw16 [g][f_h*f_w] pairs    rq              depth_mult 1, filter_w
- *   td_depthwise_conv2d_fastwg  dw16 [g][f_h*f_w] pairs    rq_general      depth_mult 1, filter_w
- *   td_depthwise_conv2d_fastm   plain [1][f_h][f_w][out_c] rq              depth_mult > 1
+ *   td_depthwise_conv2d_fastw   dw16 [g][f_h*f_w] pairs    rq              depth_mult 1/2/4k, filter_w
+ *   td_depthwise_conv2d_fastwg  dw16 [g][f_h*f_w] pairs    rq_general      depth_mult 1/2/4k, filter_w
+ *   td_depthwise_conv2d_fastm   plain [1][f_h][f_w][out_c] rq              other depth_mult > 1
  *   td_depthwise_conv2d_fastmg  plain [1][f_h][f_w][out_c] rq_general      depth_mult > 1
  *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
  *   td_fully_connected_fastg    interleaved4 [out_c][K]    rq_general      bias_eff, w zp 0

@@ -13,8 +13,9 @@
  *   the inner loop is a plain int8 dot product, and interleaves the filter rows by four.
  *   Two output pixels' receptive fields are gathered (im2col) into the scratch buffer,
  *   padding filled with the input zero point (whose offset-corrected value is 0); an
- *   unpadded 1x1 convolution reads its input directly (a matrix product). 2 pixels x 2
- *   output channels per inner loop (SXTB16 + SMLAD with the DSP extension).
+ *   unpadded 1x1 convolution reads its input directly (a matrix product). With the scratch
+ *   for it, a pixel pair is widened to int16 once and runs 2 pixels x 2 output channels per
+ *   inner loop (td_kernels_gemm.c); else one pixel x 4 output channels (SXTB16 + SMLAD).
  * - DEPTHWISE_CONV_2D (depth multiplier 1): 4 channels at a time, taps clipped to the
  *   input, offset added while sign-extending (SXTAB16).
  * - FULLY_CONNECTED (filter offset 0): the same dot products as CONV_2D.
@@ -126,110 +127,6 @@ TD_HOT void td_rows_g(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c
   td_rows_b(w, x, n, out_c, bias, rq, pc, out_offset, y, 1);
 }
 
-/* Two filter rows (w: row 0 at w, row 1 at w + 4, stride 16 per 4 k: two rows of the
- * interleaved layout) against two columns c0, c1, over n4 groups of 4 k. */
-TD_ALWAYS_INLINE void td_dot_2x2(const int8_t *w, const int8_t *c0, const int8_t *c1,
-                                 int32_t n4, int32_t *a) {
-  int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
-  int32_t k;
-#if TD_DSP
-  for (k = n4; k > 0; --k) {
-    const uint32_t x0 = td_read32(c0), x1 = td_read32(c1);
-    const int16x2_t x0a = td_sx02(x0), x0b = td_sx13(x0);
-    const int16x2_t x1a = td_sx02(x1), x1b = td_sx13(x1);
-    uint32_t wv = td_read32(w);
-    int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
-    a00 = __smlad(wa, x0a, a00);
-    a00 = __smlad(wb, x0b, a00);
-    a01 = __smlad(wa, x1a, a01);
-    a01 = __smlad(wb, x1b, a01);
-    wv = td_read32(w + 4);
-    wa = td_sx02(wv);
-    wb = td_sx13(wv);
-    a10 = __smlad(wa, x0a, a10);
-    a10 = __smlad(wb, x0b, a10);
-    a11 = __smlad(wa, x1a, a11);
-    a11 = __smlad(wb, x1b, a11);
-    c0 += 4;
-    c1 += 4;
-    w += 16;
-  }
-#else
-  for (k = n4; k > 0; --k) {
-    int32_t j;
-    for (j = 0; j < 4; ++j) {
-      a00 += w[j] * c0[j];
-      a01 += w[j] * c1[j];
-      a10 += w[4 + j] * c0[j];
-      a11 += w[4 + j] * c1[j];
-    }
-    c0 += 4;
-    c1 += 4;
-    w += 16;
-  }
-#endif
-  a[0] = a00;
-  a[1] = a01;
-  a[2] = a10;
-  a[3] = a11;
-}
-
-/* Two output pixels (columns c0, c1 of n int8) against all out_c filter rows: as td_rows,
- * outputs to y0 and y1. */
-TD_ALWAYS_INLINE void td_rows2_b(const int8_t *w, const int8_t *c0, const int8_t *c1,
-                                 int32_t n, int32_t out_c, const int32_t *bias,
-                                 const int32_t *rq, int32_t out_offset, int8_t *y0, int8_t *y1,
-                                 const int32_t gen) {
-  const int32_t n4 = n >> 2, t = n & 3, body = 16 * n4;
-  int32_t oc = 0, k, j;
-  for (; oc + 4 <= out_c; oc += 4) {
-    int32_t a[4], b[4];
-    a[0] = a[1] = bias[oc];
-    a[2] = a[3] = bias[oc + 1];
-    b[0] = b[1] = bias[oc + 2];
-    b[2] = b[3] = bias[oc + 3];
-    td_dot_2x2(w, c0, c1, n4, a);
-    td_dot_2x2(w + 8, c0, c1, n4, b);
-    for (k = 0; k < t; ++k) {
-      const int32_t x0 = c0[4 * n4 + k], x1 = c1[4 * n4 + k];
-      const int8_t *wt = w + body + k;
-      a[0] += wt[0] * x0;
-      a[1] += wt[0] * x1;
-      a[2] += wt[t] * x0;
-      a[3] += wt[t] * x1;
-      b[0] += wt[2 * t] * x0;
-      b[1] += wt[2 * t] * x1;
-      b[2] += wt[3 * t] * x0;
-      b[3] += wt[3 * t] * x1;
-    }
-    for (j = 0; j < 2; ++j) {
-      const int32_t *r = j ? b : a;
-      const int32_t c = oc + 2 * j;
-      y0[c] = td_out8q(r[0], rq + 2 * c, out_offset, gen);
-      y1[c] = td_out8q(r[1], rq + 2 * c, out_offset, gen);
-      y0[c + 1] = td_out8q(r[2], rq + 2 * c + 2, out_offset, gen);
-      y1[c + 1] = td_out8q(r[3], rq + 2 * c + 2, out_offset, gen);
-    }
-    w += 4 * n;
-  }
-  for (; oc < out_c; ++oc) {
-    y0[oc] = td_out8q(td_dot_1x1(w, c0, n, bias[oc]), rq + 2 * oc, out_offset, gen);
-    y1[oc] = td_out8q(td_dot_1x1(w, c1, n, bias[oc]), rq + 2 * oc, out_offset, gen);
-    w += n;
-  }
-}
-
-TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
-                     int32_t out_c, const int32_t *bias, const int32_t *rq,
-                     int32_t out_offset, int8_t *y0, int8_t *y1) {
-  td_rows2_b(w, c0, c1, n, out_c, bias, rq, out_offset, y0, y1, 0);
-}
-TD_HOT void td_rows2_g(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
-                       int32_t out_c, const int32_t *bias, const int32_t *rq,
-                       int32_t out_offset, int8_t *y0, int8_t *y1) {
-  td_rows2_b(w, c0, c1, n, out_c, bias, rq, out_offset, y0, y1, 1);
-}
-
 /* Gather the receptive field of output pixel (oy, ox) into dst (padding: zero point). */
 static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int32_t ox,
                       int8_t *dst) {
@@ -260,25 +157,22 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
   }
 }
 
-#define TD_PAIR_MAX 256 /* output channels staged on the stack for a pixel pair */
-
 TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int8_t *out,
                                   const int32_t gen) {
   const int32_t kk = p->f_h * p->f_w * p->in_c, out_c = p->out_c, out_w = p->out_w;
   const int32_t npix = p->out_h * out_w;
   const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
   const int32_t pix_stride = p->stride_w * p->in_c, row_stride = p->stride_h * p->in_w * p->in_c;
-  int8_t pair_out[TD_PAIR_MAX];
   /* the widened pixel pair (td_kernels_gemm.c): after the raw fields in the scratch,
    * word-aligned, when the plan reserved it (scratch_cols 2, kk >= 4) */
   uint32_t *const u = p->scratch && p->scratch_cols >= 2 && kk >= 4 ? (uint32_t *)(void *)(
       ((uintptr_t)(p->scratch + (direct ? 0 : 2 * kk)) + 3u) & ~(uintptr_t)3u) : 0;
   int8_t *const out0 = out;
   int32_t b, pix;
-  /* output pixels in pairs (flat order within an image): each column is read once per
-   * filter row pair. The second pixel's outputs are staged in pair_out and stored after
-   * the pair, so the output is written in flat order (the in-place overlap planned by
-   * overlap.py assumes it; a 1x1 convolution reads its input in place). */
+  /* output pixels in pairs (flat order within an image). A pair's fields are read in full
+   * (widened, or gathered into the scratch) before its outputs are written, and pixels
+   * taken one at a time write theirs after reading only their own field, so the in-place
+   * overlap planned by overlap.py holds (a 1x1 convolution reads its input in place). */
   for (b = 0; b < p->batches; ++b) {
     const int8_t *inb = in + b * p->in_h * p->in_w * p->in_c;
     if (!direct && p->scratch_cols < 2) { /* room for one receptive field only */
@@ -307,17 +201,13 @@ TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int
         td_widen2(c0, c1, kk >> 2, u);
         (gen ? td_rows2u_g : td_rows2u)(p->filter, u, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, out + out_c);
         out += 2 * out_c;
-      } else if (pix + 1 < npix && out_c <= TD_PAIR_MAX) {
-        (gen ? td_rows2_g : td_rows2)(p->filter, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, pair_out);
-        memcpy(out + out_c, pair_out, (size_t)out_c);
-        out += 2 * out_c;
-      } else if (pix + 1 < npix) {
-        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
-        (gen ? td_rows_g : td_rows)(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out + out_c);
-        out += 2 * out_c;
-      } else {
+      } else { /* one pixel at a time (a 1x1 without the scratch, or the last pixel) */
         (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
         out += out_c;
+        if (pix + 1 < npix) {
+          (gen ? td_rows_g : td_rows)(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+          out += out_c;
+        }
       }
     }
   }

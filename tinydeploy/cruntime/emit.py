@@ -81,7 +81,8 @@ def scratch_bytes(op: Op, g: Graph, cols: int = 2) -> int:
         return 0
     _, fh, fw, ic = w.shape
     if op.name == "DEPTHWISE_CONV_2D":  # one input channel: computed as a CONV_2D
-        if x.shape[3] != 1 or y.shape[3] == 1:
+        mult = y.shape[3] // max(x.shape[3], 1)
+        if x.shape[3] != 1 or mult in (1, 2) or mult % 4 == 0:  # else td_depthwise_*_fastw
             return 0
         ic = 1
     kk = fh * fw * ic
@@ -309,6 +310,15 @@ class Emitter:
         x, w = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
         bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
         scratch = self.scratch(op.index)
+        _, fh, fw, oc = w.shape
+        mult = oc // max(int(x.shape[3]), 1)
+        if w.data is not None and (mult in (1, 2) or mult % 4 == 0):  # (scratch_bytes: none)
+            fields = self._conv_common(op, p, True, "0", rq=True)
+            fields["filter_w"] = self.int_array(p + "_filter_w", dw16_layout(w.data))
+            self.layouts[p + "_filter_w"] = DW16
+            self.weight_bytes += 4 * len(self.arrays[p + "_filter_w"])
+            self.param_bytes -= 4 * len(self.arrays[p + "_filter_w"])
+            return self.call("td_depthwise_conv2d_fastw", "td_conv_params", p, fields, op)
         if scratch is not None and w.data is not None and w.index not in self.const_names:
             # one input channel, depth multiplier M: a CONV_2D with M filters [f_h][f_w][1]
             _, fh, fw, oc = w.shape
@@ -320,14 +330,6 @@ class Emitter:
                 fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
                               scratch=scratch[0], scratch_cols=scratch[1])
                 return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
-        _, fh, fw, oc = w.shape
-        if w.data is not None and oc == x.shape[3]:  # depth multiplier 1, constant weights
-            fields = self._conv_common(op, p, True, "0", rq=True)
-            fields["filter_w"] = self.int_array(p + "_filter_w", dw16_layout(w.data))
-            self.layouts[p + "_filter_w"] = DW16
-            self.weight_bytes += 4 * len(self.arrays[p + "_filter_w"])
-            self.param_bytes -= 4 * len(self.arrays[p + "_filter_w"])
-            return self.call("td_depthwise_conv2d_fastw", "td_conv_params", p, fields, op)
         fields = self._conv_common(op, p, True, rq=True)
         if fields["depth_mult"] != 1:
             return self.call("td_depthwise_conv2d_fastm", "td_conv_params", p, fields, op)
