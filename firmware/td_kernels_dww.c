@@ -156,6 +156,24 @@ TD_ALWAYS_INLINE void td_dww_tail(const int8_t *x, const int32_t *wt, int32_t c,
 #define TD_DWW_TAP4(xp, wp) TD_DWW_TAPM(xp, wp)
 #endif
 
+#if TD_DSP
+/* the taps of one group of four output channels, two per step (TAPAT: the multiplier's
+ * tap with an addressing suffix) */
+#define TD_DWW_TAPS2(TAPAT)                                                  \
+  for (fy = 0; fy < ny; ++fy) {                                              \
+    const int8_t *xp = xr;                                                   \
+    const int32_t *wp = wr;                                                  \
+    for (fx = nx; fx >= 2; fx -= 2) {                                        \
+      TAPAT(xp, "", x_tap, wp, 0);                                           \
+      TAPAT(xp, ", %[t]", x_tap, wp, 8);                                     \
+      xp += 2 * x_tap;                                                       \
+      wp += 4;                                                               \
+    }                                                                        \
+    if (fx) TAPAT(xp, "", x_tap, wp, 0);                                     \
+    xr += x_row;                                                             \
+    wr += 2 * f_w;                                                           \
+  }
+#endif
 /* the taps of one group of four output channels (TAP: the multiplier's tap) */
 #define TD_DWW_TAPS(TAP)                                                     \
   for (fy = 0; fy < ny; ++fy) {                                              \
@@ -199,14 +217,33 @@ TD_ALWAYS_INLINE void td_dww_pixel_b(const int8_t *x, const int32_t *fw, int32_t
     }
     if (mult == 1) {
 #if TD_DSP
-      TD_DWW_TAPS(TD_DWW_TAP)
+      if (nx == 3 || nx == 2) { /* a clipped 3x3 window: each row unrolled */
+        for (fy = 0; fy < ny; ++fy) {
+          const int8_t *xp = xr;
+          TD_DWW_TAP_AT(xp, "", x_tap, wr, 0);
+          TD_DWW_TAP_AT(xp, ", %[t]", x_tap, wr, 8);
+          if (nx == 3) TD_DWW_TAP_AT(xp, ", %[t], lsl #1", x_tap, wr, 16);
+          xr += x_row;
+          wr += 2 * f_w;
+        }
+      } else {
+        TD_DWW_TAPS2(TD_DWW_TAP_AT)
+      }
 #else
       TD_DWW_TAPS(TD_DWW_TAPM)
 #endif
     } else if (mult == 2) {
+#if TD_DSP
+      TD_DWW_TAPS2(TD_DWW_TAP2_AT)
+#else
       TD_DWW_TAPS(TD_DWW_TAP2)
+#endif
     } else {
+#if TD_DSP
+      TD_DWW_TAPS2(TD_DWW_TAP4_AT)
+#else
       TD_DWW_TAPS(TD_DWW_TAP4)
+#endif
     }
     td_dww_out4(a0, a1, a2, a3, rq + 2 * ch, out_offset, o + ch, gen);
   }
@@ -216,6 +253,7 @@ TD_ALWAYS_INLINE void td_dww_pixel_b(const int8_t *x, const int32_t *fw, int32_t
   }
 }
 #undef TD_DWW_TAPS
+#undef TD_DWW_TAPS2
 
 TD_HOT void td_dww_pixel(const int8_t *x, const int32_t *fw, int32_t c, int32_t mult,
                          int32_t ny, int32_t nx, int32_t x_row, int32_t x_tap, int32_t gt,
