@@ -105,7 +105,7 @@ TD_ALWAYS_INLINE void td_rows2u_b(const int8_t *w, const uint32_t *u, const int8
                                   const int32_t *bias, const int32_t *rq, int32_t out_offset,
                                   int8_t *y0, int8_t *y1, const int32_t gen) {
   const int32_t n4 = n >> 2, t = n & 3, body = 16 * n4;
-  int32_t oc = 0, k, j, x0t[3] = {0, 0, 0}, x1t[3] = {0, 0, 0};
+  int32_t oc = 0, k, x0t[3] = {0, 0, 0}, x1t[3] = {0, 0, 0};
   for (k = 0; k < t; ++k) { /* the tails, read before any output is written */
     x0t[k] = c0[4 * n4 + k];
     x1t[k] = c1[4 * n4 + k];
@@ -130,14 +130,10 @@ TD_ALWAYS_INLINE void td_rows2u_b(const int8_t *w, const uint32_t *u, const int8
       b[2] += wt[3 * t] * x0;
       b[3] += wt[3 * t] * x1;
     }
-    for (j = 0; j < 2; ++j) {
-      const int32_t *r = j ? b : a;
-      const int32_t c = oc + 2 * j;
-      y0[c] = td_out8q(r[0], rq + 2 * c, out_offset, gen);
-      y0[c + 1] = td_out8q(r[2], rq + 2 * c + 2, out_offset, gen);
-      y1[c] = td_out8q(r[1], rq + 2 * c, out_offset, gen);
-      y1[c + 1] = td_out8q(r[3], rq + 2 * c + 2, out_offset, gen);
-    }
+    td_out8q_pair(a[0], a[1], rq + 2 * oc, out_offset, gen, y0 + oc, y1 + oc);
+    td_out8q_pair(a[2], a[3], rq + 2 * oc + 2, out_offset, gen, y0 + oc + 1, y1 + oc + 1);
+    td_out8q_pair(b[0], b[1], rq + 2 * oc + 4, out_offset, gen, y0 + oc + 2, y1 + oc + 2);
+    td_out8q_pair(b[2], b[3], rq + 2 * oc + 6, out_offset, gen, y0 + oc + 3, y1 + oc + 3);
     w += 4 * n;
   }
   for (; oc < out_c; ++oc) { /* the out_c % 4 last rows, plain layout */
@@ -152,6 +148,7 @@ TD_ALWAYS_INLINE void td_rows2u_b(const int8_t *w, const uint32_t *u, const int8
       s1 = __smlad(wa, (int16x2_t)up[2], s1);
       s1 = __smlad(wb, (int16x2_t)up[3], s1);
 #else
+      int32_t j;
       for (j = 0; j < 4; ++j) {
         s0 += w[4 * k + j] * td_lane(up[j & 1], j >> 1);
         s1 += w[4 * k + j] * td_lane(up[2 + (j & 1)], j >> 1);
@@ -163,8 +160,7 @@ TD_ALWAYS_INLINE void td_rows2u_b(const int8_t *w, const uint32_t *u, const int8
       s0 += w[4 * n4 + k] * x0t[k];
       s1 += w[4 * n4 + k] * x1t[k];
     }
-    y0[oc] = td_out8q(s0, rq + 2 * oc, out_offset, gen);
-    y1[oc] = td_out8q(s1, rq + 2 * oc, out_offset, gen);
+    td_out8q_pair(s0, s1, rq + 2 * oc, out_offset, gen, y0 + oc, y1 + oc);
     w += n;
   }
 }

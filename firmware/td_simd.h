@@ -198,6 +198,36 @@ TD_ALWAYS_INLINE int8_t td_out8q(int32_t acc, const int32_t *rq, int32_t out_off
   return (int8_t)td_sat8(v + out_offset);
 }
 
+/* td_out8q of one channel at two pixels (pair path): the channel's rounding constant is
+ * formed once */
+TD_ALWAYS_INLINE void td_out8q_pair(int32_t acc0, int32_t acc1, const int32_t *rq,
+                                    int32_t out_offset, const int32_t gen, int8_t *p0,
+                                    int8_t *p1) {
+  const int32_t m = rq[0], sh = rq[1];
+  if (gen && sh < 0) {
+    *p0 = (int8_t)td_sat8(td_requant_lsh(acc0, m, -sh - 1) + out_offset);
+    *p1 = (int8_t)td_sat8(td_requant_lsh(acc1, m, -sh - 1) + out_offset);
+    return;
+  }
+  {
+    const uint32_t t = 1u << sh;
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+    uint32_t lo0 = 0x40000000u | (t << 31), lo1 = lo0;
+    int32_t hi0 = (int32_t)(t >> 1), hi1 = hi0;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo0), "+r"(hi0) : "r"(acc0), "r"(m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo0), "+r"(hi0) : "r"((uint32_t)acc0 >> 31), "r"(INT32_MIN));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo1), "+r"(hi1) : "r"(acc1), "r"(m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo1), "+r"(hi1) : "r"((uint32_t)acc1 >> 31), "r"(INT32_MIN));
+    *p0 = (int8_t)td_sat8((hi0 >> sh) + out_offset);
+    *p1 = (int8_t)td_sat8((hi1 >> sh) + out_offset);
+#else
+    *p0 = (int8_t)td_sat8(td_requant_rq(acc0, m, sh) + out_offset);
+    *p1 = (int8_t)td_sat8(td_requant_rq(acc1, m, sh) + out_offset);
+    (void)t;
+#endif
+  }
+}
+
 /* clamp n outputs to [lo, hi] unless that is the whole int8 range (the converter's usual
  * choice, e.g. ReLU with the output zero point at -128) */
 TD_ALWAYS_INLINE void td_act_clamp(int8_t *y, int32_t n, int32_t lo, int32_t hi) {
