@@ -33,12 +33,8 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_conv2d_fast              interleaved4 [out_c][K]    rq              bias_eff, scratch*
  *   td_conv2d_fastg             interleaved4 [out_c][K]    rq_general      bias_eff, scratch*
  *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
- *   td_depthwise_conv2d_fast    plain [1][f_h][f_w][out_c] rq              depth_mult 1
- *   td_depthwise_conv2d_fastg   plain [1][f_h][f_w][out_c] rq_general      depth_mult 1
- *   td_depthwise_conv2d_fastw   dw16 [g][f_h*f_w] pairs    rq              depth_mult 1/2/4k, filter_w
- *   td_depthwise_conv2d_fastwg  dw16 [g][f_h*f_w] pairs    rq_general      depth_mult 1/2/4k, filter_w
- *   td_depthwise_conv2d_fastm   plain [1][f_h][f_w][out_c] rq              other depth_mult > 1
- *   td_depthwise_conv2d_fastmg  plain [1][f_h][f_w][out_c] rq_general      depth_mult > 1
+ *   td_depthwise_conv2d_fastw   dw16 [g][f_h*f_w] pairs    rq4             filter_w (any depth_mult)
+ *   td_depthwise_conv2d_fastwg  dw16 [g][f_h*f_w] pairs    rq4_general     filter_w (any depth_mult)
  *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
  *   td_fully_connected_fastg    interleaved4 [out_c][K]    rq_general      bias_eff, w zp 0
  *   td_fully_connected_ref      plain [out_c][accum]       mult/shift      -
@@ -55,7 +51,9 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  * -shift - 1 >= 0 (shift <= -1; a zero multiplier is stored as {0, 0}, which yields 0 like
  * TFLM's): one 64-bit multiply per output (td_requant_rq). rq_general: the same pairs, some
  * with -shift - 1 < 0 (shift >= 0: TFLM's left shift), at one compare more per output; only
- * a model with such a layer links these instances. mult/shift: TFLM's QuantizeMultiplier
+ * a model with such a layer links these instances. rq4 / rq4_general: quads {mult,
+ * -shift - 1, lo, hi}, lo/hi td_requant_rq's 64-bit rounding constant 2^30 + 2^(31 + sh)
+ * precomputed (unused for a shift >= 0). mult/shift: TFLM's QuantizeMultiplier
  * values per output channel. */
 typedef struct {
   int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;
@@ -97,12 +95,8 @@ typedef struct {
 void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fastw(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fastwg(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_fastm(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_fastmg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_ref(const td_fc_params *p, const int8_t *in, int8_t *out);

@@ -1,7 +1,7 @@
-/* tinydeploy kernels: DEPTHWISE_CONV_2D with depth multiplier 1 on pre-widened weights
- * (td_depthwise_conv2d_fastw / _fastwg; layout and requantization forms: td_kernels.h),
- * and with depth multiplier 2 or a multiple of 4 (one or two input channels per group of
- * four output channels; the other multipliers: td_kernels_dwm.c).
+/* tinydeploy kernels: DEPTHWISE_CONV_2D, any depth multiplier, on pre-widened weights
+ * (td_depthwise_conv2d_fastw / _fastwg; layout and requantization forms: td_kernels.h).
+ * A group of four output channels reads one input channel (multiplier 1: four; a multiple
+ * of 4: one; else one or two, packed into the lanes each output needs).
  *
  * The generator stores the filter as int16 pairs ("dw16", p->filter_w): per group of four
  * channels g, per tap t (row-major over f_h x f_w), two words {w[t][4g] | w[t][4g+2] << 16,
@@ -22,14 +22,35 @@ TD_ALWAYS_INLINE int32_t td_dw16_lane(const int32_t *wt, int32_t j) {
   return (int32_t)(int16_t)(uint16_t)((j & 2) ? v >> 16 : v & 0xffffu);
 }
 
-/* requantize four accumulators (channels ch..ch+3) and store them */
-TD_ALWAYS_INLINE void td_dww_out4(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
-                                  const int32_t *rq, int32_t out_offset, int8_t *o,
+/* td_out8q on a {mult, code, lo, hi} quad (rq4, td_kernels.h): the rounding constant
+ * precomputed by the generator */
+TD_ALWAYS_INLINE int8_t td_out8q4(int32_t acc, const int32_t *q, int32_t out_offset,
                                   const int32_t gen) {
-  o[0] = td_out8q(a0, rq, out_offset, gen);
-  o[1] = td_out8q(a1, rq + 2, out_offset, gen);
-  o[2] = td_out8q(a2, rq + 4, out_offset, gen);
-  o[3] = td_out8q(a3, rq + 6, out_offset, gen);
+  int32_t v;
+  if (gen && q[1] < 0) {
+    v = td_requant_lsh(acc, q[0], -q[1] - 1);
+  } else {
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+    uint32_t lo = (uint32_t)q[2];
+    int32_t hi = q[3];
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(acc), "r"(q[0]));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"((uint32_t)acc >> 31), "r"(INT32_MIN));
+    v = hi >> q[1];
+#else
+    v = td_requant_rq(acc, q[0], q[1]);
+#endif
+  }
+  return (int8_t)td_sat8(v + out_offset);
+}
+
+/* requantize four accumulators (channels ch..ch+3, q their first quad) and store them */
+TD_ALWAYS_INLINE void td_dww_out4(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                                  const int32_t *q, int32_t out_offset, int8_t *o,
+                                  const int32_t gen) {
+  o[0] = td_out8q4(a0, q, out_offset, gen);
+  o[1] = td_out8q4(a1, q + 4, out_offset, gen);
+  o[2] = td_out8q4(a2, q + 8, out_offset, gen);
+  o[3] = td_out8q4(a3, q + 12, out_offset, gen);
 }
 
 #if TD_DSP
@@ -86,15 +107,16 @@ TD_ALWAYS_INLINE void td_dww_tail(const int8_t *x, const int32_t *wt, int32_t c,
       xr += x_row;
       wr += w_row;
     }
-    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset, gen);
+    o[ch] = td_out8q4(acc, rq + 4 * ch, out_offset, gen);
   }
 }
 
 #if TD_DSP
-/* depth multiplier 2: output channels 4g, 4g+1 read input channel 2g, 4g+2, 4g+3 read 2g+1
- * (one halfword, both offset lanes packed into one word); multiplier 4k: all four read one
- * input channel (the bottom lane, SMLAxB) */
-#define TD_DWW_TAP2_AT(xp, xo, xt, wp, wo)                                   \
+/* depth multiplier M > 1, a group of four output channels over two input channels: the
+ * first k outputs (k = 1..3) read input channel i, the others i + 1. One halfword holds
+ * both inputs (offset added, packed as {x_i, x_i+1}); each accumulator's multiply takes
+ * the half it needs (I1..I3: the SMLAxy of outputs 1, 2, 3). Multiplier 2 is k = 2. */
+#define TD_DWW_TAPK_AT(xp, xo, xt, wp, wo, I1, I2, I3)                       \
   do {                                                                       \
     uint32_t xv_, xa_, wa_, wb_;                                             \
     __asm__("ldrh %[xv], [%[x]" xo "]\n\t"                                  \
@@ -103,14 +125,21 @@ TD_ALWAYS_INLINE void td_dww_tail(const int8_t *x, const int32_t *wt, int32_t c,
             "pkhbt %[xa], %[xa], %[xv], lsl #16\n\t"                        \
             "ldrd %[wa], %[wb], [%[w], %[k]]\n\t"                           \
             "smlabb %[a0], %[xa], %[wa], %[a0]\n\t"                         \
-            "smlatt %[a2], %[xa], %[wa], %[a2]\n\t"                         \
-            "smlabb %[a1], %[xa], %[wb], %[a1]\n\t"                         \
-            "smlatt %[a3], %[xa], %[wb], %[a3]"                              \
+            I2 " %[a2], %[xa], %[wa], %[a2]\n\t"                            \
+            I1 " %[a1], %[xa], %[wb], %[a1]\n\t"                            \
+            I3 " %[a3], %[xa], %[wb], %[a3]"                                 \
             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),    \
               [xv] "=&r"(xv_), [xa] "=&r"(xa_), [wa] "=&r"(wa_), [wb] "=&r"(wb_) \
             : [x] "r"(xp), [t] "r"(xt), [w] "r"(wp), [k] "n"(wo), [off] "r"(off2) \
             : "memory");                                                     \
   } while (0)
+#define TD_DWW_TAPK1_AT(xp, xo, xt, wp, wo) \
+  TD_DWW_TAPK_AT(xp, xo, xt, wp, wo, "smlatb", "smlatt", "smlatt")
+#define TD_DWW_TAPK2_AT(xp, xo, xt, wp, wo) \
+  TD_DWW_TAPK_AT(xp, xo, xt, wp, wo, "smlabb", "smlatt", "smlatt")
+#define TD_DWW_TAPK3_AT(xp, xo, xt, wp, wo) \
+  TD_DWW_TAPK_AT(xp, xo, xt, wp, wo, "smlabb", "smlabt", "smlatt")
+/* a multiple of 4: all four outputs read one input channel (its bottom lane, SMLAxB) */
 #define TD_DWW_TAP4_AT(xp, xo, xt, wp, wo)                                   \
   do {                                                                       \
     uint32_t xv_, wa_, wb_;                                                  \
@@ -126,8 +155,6 @@ TD_ALWAYS_INLINE void td_dww_tail(const int8_t *x, const int32_t *wt, int32_t c,
             : [x] "r"(xp), [t] "r"(xt), [w] "r"(wp), [k] "n"(wo), [off] "r"(off2) \
             : "memory");                                                     \
   } while (0)
-#define TD_DWW_TAP2(xp, wp) TD_DWW_TAP2_AT(xp, "", x_tap, wp, 0)
-#define TD_DWW_TAP4(xp, wp) TD_DWW_TAP4_AT(xp, "", x_tap, wp, 0)
 /* the nine taps of a 3x3 window at xp (xp advanced by two rows), weights at wg */
 #define TD_DWW_NINE(TAPAT)                                                   \
   do {                                                                       \
@@ -152,8 +179,6 @@ TD_ALWAYS_INLINE void td_dww_tail(const int8_t *x, const int32_t *wt, int32_t c,
     a2 += ((int32_t)xq_[d2] + off) * td_dw16_lane((wp), 2);                  \
     a3 += ((int32_t)xq_[d3] + off) * td_dw16_lane((wp), 3);                  \
   } while (0)
-#define TD_DWW_TAP2(xp, wp) TD_DWW_TAPM(xp, wp)
-#define TD_DWW_TAP4(xp, wp) TD_DWW_TAPM(xp, wp)
 #endif
 
 #if TD_DSP
@@ -188,7 +213,7 @@ TD_ALWAYS_INLINE void td_dww_tail(const int8_t *x, const int32_t *wt, int32_t c,
     wr += 2 * f_w;                                                           \
   }
 
-/* One output pixel over ny x nx valid taps (any window), depth multiplier 1, 2 or 4k: x
+/* One output pixel over ny x nx valid taps (any window), any depth multiplier: x
  * points at the first valid tap (input channel 0), fw at that tap's words of group 0; taps
  * per group (group word step / 2) gt, filter row step in taps f_w. */
 TD_ALWAYS_INLINE void td_dww_pixel_b(const int8_t *x, const int32_t *fw, int32_t c,
@@ -232,20 +257,23 @@ TD_ALWAYS_INLINE void td_dww_pixel_b(const int8_t *x, const int32_t *fw, int32_t
 #else
       TD_DWW_TAPS(TD_DWW_TAPM)
 #endif
-    } else if (mult == 2) {
-#if TD_DSP
-      TD_DWW_TAPS2(TD_DWW_TAP2_AT)
-#else
-      TD_DWW_TAPS(TD_DWW_TAP2)
-#endif
     } else {
 #if TD_DSP
-      TD_DWW_TAPS2(TD_DWW_TAP4_AT)
+      const int32_t k = mult - ch % mult; /* outputs of the group on its first input */
+      if (k >= 4) {
+        TD_DWW_TAPS2(TD_DWW_TAP4_AT)
+      } else if (k == 3) {
+        TD_DWW_TAPS2(TD_DWW_TAPK3_AT)
+      } else if (k == 2) {
+        TD_DWW_TAPS2(TD_DWW_TAPK2_AT)
+      } else {
+        TD_DWW_TAPS2(TD_DWW_TAPK1_AT)
+      }
 #else
-      TD_DWW_TAPS(TD_DWW_TAP4)
+      TD_DWW_TAPS(TD_DWW_TAPM)
 #endif
     }
-    td_dww_out4(a0, a1, a2, a3, rq + 2 * ch, out_offset, o + ch, gen);
+    td_dww_out4(a0, a1, a2, a3, rq + 4 * ch, out_offset, o + ch, gen);
   }
   if (c & 3) {
     td_dww_tail(x, wg, c, mult, ny, nx, x_row, x_tap, 2 * f_w, bias, rq, off, out_offset, o,
@@ -296,7 +324,7 @@ TD_ALWAYS_INLINE void td_dww_run3_b(const int8_t *x, const int32_t *fw, int32_t 
         a3 = bias[ch + 3];                                                   \
       }                                                                      \
       TD_DWW_NINE(TAPAT);                                                    \
-      td_dww_out4(a0, a1, a2, a3, rq + 2 * ch, out_offset, o + ch, gen);     \
+      td_dww_out4(a0, a1, a2, a3, rq + 4 * ch, out_offset, o + ch, gen);     \
     }                                                                        \
     if (c & 3) {                                                             \
       td_dww_tail(x, wg, c, mult, 3, 3, x_row, x_tap, 6, bias, rq, off, out_offset, o, \
@@ -305,7 +333,7 @@ TD_ALWAYS_INLINE void td_dww_run3_b(const int8_t *x, const int32_t *fw, int32_t 
   }
   if (mult == 1) {
     TD_DWW_RUN3(TD_DWW_TAP_AT, 1)
-  } else { /* 4k (multiplier 2 takes the pixel loop: td_dww_b) */
+  } else { /* 4k (the other multipliers take the pixel loop: td_dww_b) */
     TD_DWW_RUN3(TD_DWW_TAP4_AT, mult)
   }
 #undef TD_DWW_RUN3
@@ -334,7 +362,7 @@ TD_ALWAYS_INLINE void td_dww_run3_b(const int8_t *x, const int32_t *fw, int32_t 
       TD_DWW_TAPM(xp, wg + 12);
       TD_DWW_TAPM(xp + x_tap, wg + 14);
       TD_DWW_TAPM(xp + 2 * x_tap, wg + 16);
-      td_dww_out4(a0, a1, a2, a3, rq + 2 * ch, out_offset, o + ch, gen);
+      td_dww_out4(a0, a1, a2, a3, rq + 4 * ch, out_offset, o + ch, gen);
     }
     if (c & 3) {
       td_dww_tail(x, wg, c, mult, 3, 3, x_row, x_tap, 6, bias, rq, off, out_offset, o, gen);
@@ -382,7 +410,8 @@ TD_ALWAYS_INLINE void td_dww_b(const td_conv_params *p, const int8_t *in, int8_t
       for (ox = 0; ox < out_w; ++ox) {
         const int32_t x0 = ox * stride_w - pad_w;
         int32_t fx0 = 0, fx1 = f_w;
-        if (ox == lo && hi > lo && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && mult != 2) {
+        if (ox == lo && hi > lo && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 &&
+            (mult == 1 || mult % 4 == 0)) {
           (gen ? td_dww_run3_g : td_dww_run3)(inb + (y0 * in_w + x0) * in_c, fw, c, mult,
                                               hi - lo, stride_w * in_c, row_step, tap_step,
                                               bias, rq,

@@ -41,12 +41,12 @@ from .overlap import overlap_distance
 from .planner import Buffer, MemoryPlan, add_buffers, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
-                "td_kernels_conv_ref.c", "td_kernels_dwm.c", "td_kernels_dww.c",
+                "td_kernels_conv_ref.c", "td_kernels_dww.c",
                 "td_kernels_gemm.c", "td_kernels_elem.c", "td_kernels_io.c", "td_kernels_pool.c",
                 *EXT_KERNEL_FILES)
 SUPPORT_FILES = ("td_protocol.h", "td_model_api.h")
 MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_conv_ref.c",
-                 "td_kernels_dwm.c", "td_kernels_dww.c", "td_kernels_gemm.c", "td_kernels_elem.c",
+                 "td_kernels_dww.c", "td_kernels_gemm.c", "td_kernels_elem.c",
                  "td_kernels_io.c", "td_kernels_pool.c",
                  *EXT_KERNEL_SOURCES)
 

@@ -14,7 +14,17 @@ from ..errors import TinyDeployError
 from . import fixedpoint, quant
 from .ctext import c_struct as _struct
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
-from .variants import DW16, INTERLEAVED4, PLAIN, check_call, fast_variant, rq_pairs
+from .variants import (
+    DW16,
+    INTERLEAVED4,
+    PLAIN,
+    RQ4,
+    VARIANTS,
+    check_call,
+    fast_variant,
+    rq4_quads,
+    rq_pairs,
+)
 
 MAX_RANK = 6
 
@@ -73,18 +83,14 @@ def scratch_bytes(op: Op, g: Graph, cols: int = 2) -> int:
     """Arena bytes an operator's kernel needs besides its tensors (the static memory plan
     reserves them for the operator alone): CONV_2D gathers the receptive fields of ``cols``
     (1 or 2) output pixels (im2col) unless it is an unpadded 1x1 convolution, and with two
-    widens them to int16 (4 bytes per 4 k and pixel, td_kernels_gemm.c)."""
-    if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+    widens them to int16 (4 bytes per 4 k and pixel, td_kernels_gemm.c); DEPTHWISE_CONV_2D
+    needs none."""
+    if op.name != "CONV_2D":
         return 0
     x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
     if len(w.shape) != 4 or len(x.shape) != 4 or len(y.shape) != 4:
         return 0
     _, fh, fw, ic = w.shape
-    if op.name == "DEPTHWISE_CONV_2D":  # one input channel: computed as a CONV_2D
-        mult = y.shape[3] // max(x.shape[3], 1)
-        if x.shape[3] != 1 or mult in (1, 2) or mult % 4 == 0:  # else td_depthwise_*_fastw
-            return 0
-        ic = 1
     kk = fh * fw * ic
     raw = 0 if fh == 1 and fw == 1 else cols * kk  # a 1x1 is never padded: read directly
     # a pixel pair's fields widened to int16 (td_kernels_gemm.c), word-aligned in the kernel
@@ -207,7 +213,8 @@ class Emitter:
         the arrays are in the layouts the variant reads (variants.check_call). A *_fast
         variant becomes its general instance where the ``rq`` table needs it."""
         if function.endswith(("_fast", "_fastw", "_fastm")):
-            function = fast_variant(function, self.arrays[str(fields["rq"])])
+            stride = 4 if VARIANTS[function].requant == RQ4 else 2
+            function = fast_variant(function, self.arrays[str(fields["rq"])], stride)
         check_call(function, fields, self.layouts, self.arrays, self.g.path)
         self.decls.append(_struct(ctype, p, fields))
         return f"{function}(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
@@ -307,38 +314,20 @@ class Emitter:
                          self._conv_common(op, p, False), op)
 
     def _depthwise_conv_2d(self, op: Op, p: str) -> str:
-        x, w = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
-        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-        scratch = self.scratch(op.index)
-        _, fh, fw, oc = w.shape
-        mult = oc // max(int(x.shape[3]), 1)
-        if w.data is not None and (mult in (1, 2) or mult % 4 == 0):  # (scratch_bytes: none)
-            fields = self._conv_common(op, p, True, "0", rq=True)
-            fields["filter_w"] = self.int_array(p + "_filter_w", dw16_layout(w.data))
-            self.layouts[p + "_filter_w"] = DW16
-            self.weight_bytes += 4 * len(self.arrays[p + "_filter_w"])
-            self.param_bytes -= 4 * len(self.arrays[p + "_filter_w"])
-            return self.call("td_depthwise_conv2d_fastw", "td_conv_params", p, fields, op)
-        if scratch is not None and w.data is not None and w.index not in self.const_names:
-            # one input channel, depth multiplier M: a CONV_2D with M filters [f_h][f_w][1]
-            _, fh, fw, oc = w.shape
-            rows = w.data.reshape(fh * fw, oc).T
-            folded = folded_bias(rows, bias, -x.zp)
-            if folded is not None:
-                filt = self.weights(p + "_filter", interleave_rows(rows), INTERLEAVED4)
-                fields = self._conv_common(op, p, True, filt, rq=True)
-                fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
-                              scratch=scratch[0], scratch_cols=scratch[1])
-                return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
-        fields = self._conv_common(op, p, True, rq=True)
-        if fields["depth_mult"] != 1:
-            return self.call("td_depthwise_conv2d_fastm", "td_conv_params", p, fields, op)
-        # interior pixels of the 3x3 DSP path: input offset folded into the bias
-        _, fh, fw, oc = w.shape
-        folded = folded_bias(w.data.reshape(fh * fw, oc).T, bias, -x.zp)
-        if folded is not None:
-            fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
-        return self.call("td_depthwise_conv2d_fast", "td_conv_params", p, fields, op)
+        """Every int8 DEPTHWISE_CONV_2D (any depth multiplier; constant weights, as
+        _conv_common requires): td_depthwise_conv2d_fastw on the int16-widened filter."""
+        w = self.g.t(op.inputs[1])
+        fields = self._conv_common(op, p, True, "0", rq=True)
+        rq = self.arrays[str(fields["rq"])]
+        self.decls = [d for d in self.decls  # the pair table: replaced by its quads
+                      if not d.startswith(f"static const int32_t {p}_rq[")]
+        self.param_bytes -= 4 * len(rq)
+        fields["rq"] = self.int_array(p + "_rq", rq4_quads(rq))
+        fields["filter_w"] = self.int_array(p + "_filter_w", dw16_layout(w.data))
+        self.layouts[p + "_filter_w"] = DW16
+        self.weight_bytes += 4 * len(self.arrays[p + "_filter_w"])
+        self.param_bytes -= 4 * len(self.arrays[p + "_filter_w"])
+        return self.call("td_depthwise_conv2d_fastw", "td_conv_params", p, fields, op)
 
     def _fully_connected(self, op: Op, p: str) -> str:
         x, y = self._io(op)
