@@ -160,6 +160,10 @@ typedef struct {
 } td_mean_params;
 
 void td_add(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+/* int8 ADD with each input's rescaling (offset, << left_shift, in*_mult/shift) looked up in
+ * a 256-entry int32 table per input (lut[v + 128], made by the generator) */
+void td_add_lut(const td_binary_params *p, const int32_t *lut1, const int32_t *lut2,
+                const int8_t *in1, const int8_t *in2, int8_t *out);
 void td_mul(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 /* same-shape ADD (sub 0) or SUB (sub 1), requantization inline (int8 or int16) */
 void td_addsub_flat8(const td_binary_params *p, int32_t sub, const int8_t *in1,

@@ -24,7 +24,7 @@ from ..interface import interface_lines
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
-from .emit import Emitter, float_lit
+from .emit import ADD_LUT_MIN, Emitter, float_lit
 from .emit import scratch_bytes as core_scratch_bytes
 from .emit_ext import (
     ALIAS_OPS,
@@ -237,17 +237,18 @@ def _environment(folder: str) -> jinja2.Environment:
                               autoescape=False)
 
 
-def build(facts: ModelFacts, name: str | None = None, scratch_pairs: bool = False
+def build(facts: ModelFacts, name: str | None = None, speed_first: bool = False
           ) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset).
-    ``scratch_pairs``: every convolution keeps its pixel-pair scratch even where that
-    raises the arena (the fuzzer builds half its models so)."""
+    ``speed_first``: every convolution keeps its pixel-pair scratch even where that raises
+    the arena, and every int8 ADD takes the table kernel (the fuzzer builds half its models
+    so: the paths the size-first choices leave out of small models)."""
     g = read_graph(facts)
     alias, buffers = _storage(g)
     wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
                for b in buffers)  # int16/int32 data and extension scratch stay aligned
     cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1,
-                                   pairs=scratch_pairs)
+                                   pairs=speed_first)
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -271,7 +272,7 @@ def build(facts: ModelFacts, name: str | None = None, scratch_pairs: bool = Fals
             return None
         return f"(td_arena + {offsets[sid]})", cols[op_index]
 
-    em = Emitter(g, loc, scratch_loc)
+    em = Emitter(g, loc, scratch_loc, add_lut_min=1 if speed_first else ADD_LUT_MIN)
     calls = [f"/* {op.index}: {op.name} */ " + em.emit(op) for op in g.ops]
     states = state_decls(g)
     if any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops):

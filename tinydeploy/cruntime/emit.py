@@ -27,6 +27,7 @@ from .variants import (
 )
 
 MAX_RANK = 6
+ADD_LUT_MIN = 512  # int8 ADD outputs from which td_add_lut's 2 KB of tables pay off
 
 
 def c_array(name: str, ctype: str, values: Sequence[int] | np.ndarray) -> str:
@@ -150,11 +151,14 @@ class Emitter:
 
     ``loc(i)``: the C expression of tensor i's storage; ``scratch(op_index)``: that of the
     operator's im2col scratch and how many pixels' receptive fields it holds
-    (``scratch_bytes``), None when the plan has none."""
+    (``scratch_bytes``), None when the plan has none. ``add_lut_min``: int8 ADDs from this
+    many outputs take td_add_lut (the fuzzer lowers it to reach the path in small models)."""
 
     def __init__(self, g: Graph, loc: Callable[[int], str],
-                 scratch: Callable[[int], tuple[str, int] | None] | None = None) -> None:
+                 scratch: Callable[[int], tuple[str, int] | None] | None = None,
+                 add_lut_min: int = ADD_LUT_MIN) -> None:
         self.g = g
+        self.add_lut_min = add_lut_min
         self.loc = loc
         self.scratch = scratch or (lambda _i: None)
         self.decls: list[str] = []
@@ -520,8 +524,13 @@ class Emitter:
                   "in1_shift": s1, "in2_mult": m2, "in2_shift": s2, "out_mult": mo,
                   "out_shift": so, "act_min": lo, "act_max": hi}
         self.decls.append(_struct("td_binary_params", p, fields))
-        return (f"td_add(&{p}, {self.ref(op.inputs[0])}, {self.ref(op.inputs[1])}, "
-                f"{self.loc(op.outputs[0])});")
+        args = f"{self.ref(op.inputs[0])}, {self.ref(op.inputs[1])}, {self.loc(op.outputs[0])}"
+        if y.size >= self.add_lut_min:  # the input rescalings as two 1 KB tables (flash)
+            luts = [self.int_array(f"{p}_lut{k + 1}", [
+                fixedpoint.mbqm((v - t.zp) << left_shift, m, s) for v in range(-128, 128)])
+                for k, (t, m, s) in enumerate(((a, m1, s1), (b, m2, s2)))]
+            return f"td_add_lut(&{p}, {luts[0]}, {luts[1]}, {args});"
+        return f"td_add(&{p}, {args});"
 
     def _mul(self, op: Op, p: str) -> str:
         a, b = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])

@@ -53,9 +53,9 @@ def prepare(built: Built, host: HostRef, samples: int = SAMPLES
         return None, "tflm-refused", res.refused[-160:]
     facts = load(built.data)
     try:
-        # every other model on the plan that keeps each convolution's pixel-pair scratch:
-        # the fastest kernel paths, which the RAM-first plan drops in most small models
-        texts, cres = build_c(facts, scratch_pairs=built.recipe.seed % 2 == 1)
+        # every other model generated speed-first (each convolution's pixel-pair scratch, the
+        # table ADD at any size): paths the size-first choices leave out of small models
+        texts, cres = build_c(facts, speed_first=built.recipe.seed % 2 == 1)
     except TinyDeployError as exc:
         return None, "c-refused", str(exc)[:160]
     ir = read_graph(facts)

@@ -96,6 +96,8 @@ def _path(call: str, s: dict[str, dict[str, str]], k: int) -> str:
         return "ref"
     if fn == "td_transpose_conv8":
         return "dot"
+    if fn == "td_add_lut":  # the input rescalings from the generator's tables
+        return "lut"
     if fn in ("td_add", "td_mul", "td_binary_ext"):
         return "bcast" if _int(f, "broadcast") else "flat"
     if fn in ("td_max_pool", "td_avg_pool"):

@@ -17,7 +17,7 @@ EXPECTED_PATHS = {
     "DEPTHWISE_CONV_2D/16x8": ("fast", "partial", "ref"),
     "FULLY_CONNECTED/16x8": ("fast", "partial", "ref"),
     "UNIDIRECTIONAL_SEQUENCE_LSTM/i8": ("fast", "partial", "ref"),
-    "ADD/i8": ("flat", "bcast"), "SUB/i8": ("flat", "bcast"), "MUL/i8": ("flat", "bcast"),
+    "ADD/i8": ("flat", "bcast", "lut"), "SUB/i8": ("flat", "bcast"), "MUL/i8": ("flat", "bcast"),
     "ADD/16x8": ("flat", "bcast"), "SUB/16x8": ("flat", "bcast"),
     "MUL/16x8": ("flat", "bcast"), "MEAN/i8": ("fast", "ref"),
     "MAX_POOL_2D/i8": ("simd4", "scalar", "simd4+tail"),
