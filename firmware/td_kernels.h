@@ -15,6 +15,14 @@ extern "C" {
 
 #define TD_MAX_RANK 6
 
+/* the generator's kernel-layout weight arrays start on a word (the fast loops read them
+ * with LDRD/LDM, which need it) */
+#if defined(__GNUC__)
+#define TD_ALIGN4 __attribute__((aligned(4)))
+#else
+#define TD_ALIGN4
+#endif
+
 /* ---- fixed-point primitives (td_kernels.c) ---------------------------------------- */
 int32_t td_srdhm(int32_t a, int32_t b);               /* saturating rounding doubling high mul */
 int32_t td_rdbpot(int32_t x, int32_t exponent);       /* rounding divide by power of two */

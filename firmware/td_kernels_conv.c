@@ -31,7 +31,44 @@ TD_ALWAYS_INLINE void td_dot_1x4(const int8_t *w, const int8_t *x, int32_t n, in
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
   int32_t k, t = n & 3;
 #if TD_DSP
-  for (k = n >> 2; k > 0; --k) {
+  k = n >> 2;
+  if (((uintptr_t)w & 3u) == 0 && k > 0) {
+    /* one LDM of the four rows' words per 4 k (ascending registers), one asm block:
+     * 16 multiply-accumulates in 22 instructions */
+    register uint32_t w0 __asm__("r8"), w1 __asm__("r9"), w2 __asm__("r10"),
+        w3 __asm__("r11");
+    uint32_t xv, xa, tt;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[xv], [%[x]], #4\n\t"
+        "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"
+        "sxtb16 %[xa], %[xv]\n\t"
+        "sxtb16 %[xv], %[xv], ror #8\n\t"
+        "sxtb16 %[t], %[w0]\n\t"
+        "smlad %[a0], %[t], %[xa], %[a0]\n\t"
+        "sxtb16 %[w0], %[w0], ror #8\n\t"
+        "smlad %[a0], %[w0], %[xv], %[a0]\n\t"
+        "sxtb16 %[t], %[w1]\n\t"
+        "smlad %[a1], %[t], %[xa], %[a1]\n\t"
+        "sxtb16 %[w1], %[w1], ror #8\n\t"
+        "smlad %[a1], %[w1], %[xv], %[a1]\n\t"
+        "sxtb16 %[t], %[w2]\n\t"
+        "smlad %[a2], %[t], %[xa], %[a2]\n\t"
+        "sxtb16 %[w2], %[w2], ror #8\n\t"
+        "smlad %[a2], %[w2], %[xv], %[a2]\n\t"
+        "sxtb16 %[t], %[w3]\n\t"
+        "smlad %[a3], %[t], %[xa], %[a3]\n\t"
+        "sxtb16 %[w3], %[w3], ror #8\n\t"
+        "smlad %[a3], %[w3], %[xv], %[a3]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+          [w] "+r"(w), [n] "+r"(k), [xv] "=&r"(xv), [xa] "=&r"(xa), [t] "=&r"(tt),
+          [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
+        :
+        : "cc", "memory");
+  }
+  for (; k > 0; --k) {
     const uint32_t xv = td_read32(x);
     const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
     uint32_t wv = td_read32(w);

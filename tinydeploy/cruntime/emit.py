@@ -256,8 +256,10 @@ class Emitter:
 
     # --- convolutions ----------------------------------------------------------------------
     def weights(self, name: str, values: np.ndarray, layout: str) -> str:
-        """A constant int8 array in a kernel-specific layout (instead of the tensor's)."""
-        self.decls.append(c_array(name, "int8_t", values))
+        """A constant int8 array in a kernel-specific layout (instead of the tensor's),
+        word-aligned (TD_ALIGN4: the fast loops read it with LDRD/LDM)."""
+        self.decls.append(c_array(name, "int8_t", values).replace(
+            f" {name}[", f" TD_ALIGN4 {name}[", 1))
         self.weight_bytes += int(values.size)
         self.layouts[name] = layout
         return name
