@@ -183,7 +183,8 @@ TD_ALWAYS_INLINE void td_dww_tail(const int8_t *x, const int32_t *wt, int32_t c,
 
 #if TD_DSP
 /* the taps of one group of four output channels, two per step (TAPAT: the multiplier's
- * tap with an addressing suffix) */
+ * tap with an addressing suffix); TD_DWW_TAPS3: three per step (the 4k multipliers' long
+ * windows) */
 #define TD_DWW_TAPS2(TAPAT)                                                  \
   for (fy = 0; fy < ny; ++fy) {                                              \
     const int8_t *xp = xr;                                                   \
@@ -195,6 +196,22 @@ TD_ALWAYS_INLINE void td_dww_tail(const int8_t *x, const int32_t *wt, int32_t c,
       wp += 4;                                                               \
     }                                                                        \
     if (fx) TAPAT(xp, "", x_tap, wp, 0);                                     \
+    xr += x_row;                                                             \
+    wr += 2 * f_w;                                                           \
+  }
+#define TD_DWW_TAPS3(TAPAT)                                                  \
+  for (fy = 0; fy < ny; ++fy) {                                              \
+    const int8_t *xp = xr;                                                   \
+    const int32_t *wp = wr;                                                  \
+    for (fx = nx; fx >= 3; fx -= 3) {                                        \
+      TAPAT(xp, "", x_tap, wp, 0);                                           \
+      TAPAT(xp, ", %[t]", x_tap, wp, 8);                                     \
+      TAPAT(xp, ", %[t], lsl #1", x_tap, wp, 16);                            \
+      xp += 3 * x_tap;                                                       \
+      wp += 6;                                                               \
+    }                                                                        \
+    if (fx) TAPAT(xp, "", x_tap, wp, 0);                                     \
+    if (fx == 2) TAPAT(xp, ", %[t]", x_tap, wp, 8);                          \
     xr += x_row;                                                             \
     wr += 2 * f_w;                                                           \
   }
@@ -261,7 +278,7 @@ TD_ALWAYS_INLINE void td_dww_pixel_b(const int8_t *x, const int32_t *fw, int32_t
 #if TD_DSP
       const int32_t k = mult - ch % mult; /* outputs of the group on its first input */
       if (k >= 4) {
-        TD_DWW_TAPS2(TD_DWW_TAP4_AT)
+        TD_DWW_TAPS3(TD_DWW_TAP4_AT)
       } else if (k == 3) {
         TD_DWW_TAPS2(TD_DWW_TAPK3_AT)
       } else if (k == 2) {
@@ -282,6 +299,7 @@ TD_ALWAYS_INLINE void td_dww_pixel_b(const int8_t *x, const int32_t *fw, int32_t
 }
 #undef TD_DWW_TAPS
 #undef TD_DWW_TAPS2
+#undef TD_DWW_TAPS3
 
 TD_HOT void td_dww_pixel(const int8_t *x, const int32_t *fw, int32_t c, int32_t mult,
                          int32_t ny, int32_t nx, int32_t x_row, int32_t x_tap, int32_t gt,
@@ -296,6 +314,21 @@ TD_HOT void td_dww_pixel_g(const int8_t *x, const int32_t *fw, int32_t c, int32_
                            int32_t out_offset, int8_t *o) {
   td_dww_pixel_b(x, fw, c, mult, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o,
                  1);
+}
+/* multiplier 1 instances (the constant drops the other forms' code and registers) */
+TD_HOT void td_dww_pixel1(const int8_t *x, const int32_t *fw, int32_t c, int32_t mult,
+                          int32_t ny, int32_t nx, int32_t x_row, int32_t x_tap, int32_t gt,
+                          int32_t f_w, const int32_t *bias, const int32_t *rq, int32_t off,
+                          int32_t out_offset, int8_t *o) {
+  (void)mult;
+  td_dww_pixel_b(x, fw, c, 1, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o, 0);
+}
+TD_HOT void td_dww_pixel1_g(const int8_t *x, const int32_t *fw, int32_t c, int32_t mult,
+                            int32_t ny, int32_t nx, int32_t x_row, int32_t x_tap, int32_t gt,
+                            int32_t f_w, const int32_t *bias, const int32_t *rq, int32_t off,
+                            int32_t out_offset, int8_t *o) {
+  (void)mult;
+  td_dww_pixel_b(x, fw, c, 1, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o, 1);
 }
 
 /* n interior pixels of a 3x3 window, x_pix apart (stride x input channels): all nine taps
@@ -422,7 +455,8 @@ TD_ALWAYS_INLINE void td_dww_b(const td_conv_params *p, const int8_t *in, int8_t
         }
         while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
         while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
-        (gen ? td_dww_pixel_g : td_dww_pixel)(
+        (mult == 1 ? (gen ? td_dww_pixel1_g : td_dww_pixel1)
+                   : (gen ? td_dww_pixel_g : td_dww_pixel))(
             inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * in_c,
             fw + 2 * (fy0 * f_w + fx0), c, mult, fy1 - fy0, fx1 - fx0, row_step, tap_step, gt,
             f_w, bias, rq, off, out_offset, out);
