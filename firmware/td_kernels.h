@@ -38,8 +38,8 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  * (tinydeploy/cruntime/variants.py holds the same table and checks every call):
  *
  *   entry point                 filter layout              requantization  also needs
- *   td_conv2d_fast              interleaved4 [out_c][K]    rq              bias_eff, scratch*
- *   td_conv2d_fastg             interleaved4 [out_c][K]    rq_general      bias_eff, scratch*
+ *   td_conv2d_fast              interleaved4 [out_c][K]    rq4             bias_eff, scratch*
+ *   td_conv2d_fastg             interleaved4 [out_c][K]    rq4_general     bias_eff, scratch*
  *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
  *   td_depthwise_conv2d_fastw   dw16 [g][f_h*f_w] pairs    rq4             filter_w (any depth_mult)
  *   td_depthwise_conv2d_fastwg  dw16 [g][f_h*f_w] pairs    rq4_general     filter_w (any depth_mult)

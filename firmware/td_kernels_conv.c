@@ -131,9 +131,10 @@ TD_HOT int32_t td_dot_1x1(const int8_t *w, const int8_t *x, int32_t n, int32_t a
 }
 
 /* One output pixel / FC row: x (n int8) against all out_c filter rows (interleaved
- * layout), folded bias, requantization. mult/shift: per channel, or one value (pc 0). */
+ * layout), folded bias, requantization: channel c's rq entry at rq + rs * c (rs 4: the
+ * conv's quads, 2: per-channel FC pairs, 0: one pair). */
 TD_ALWAYS_INLINE void td_rows_b(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
-                                const int32_t *bias, const int32_t *rq, int32_t pc,
+                                const int32_t *bias, const int32_t *rq, int32_t rs,
                                 int32_t out_offset, int8_t *y, const int32_t gen) {
   int32_t oc = 0;
   for (; oc + 4 <= out_c; oc += 4) {
@@ -144,23 +145,23 @@ TD_ALWAYS_INLINE void td_rows_b(const int8_t *w, const int8_t *x, int32_t n, int
     a[3] = bias[oc + 3];
     td_dot_1x4(w, x, n, a);
     w += 4 * n;
-    for (j = 0; j < 4; ++j) y[oc + j] = td_out8q(a[j], rq + 2 * pc * (oc + j), out_offset, gen);
+    for (j = 0; j < 4; ++j) y[oc + j] = td_out8q(a[j], rq + rs * (oc + j), out_offset, gen);
   }
   for (; oc < out_c; ++oc) {
-    y[oc] = td_out8q(td_dot_1x1(w, x, n, bias[oc]), rq + 2 * pc * oc, out_offset, gen);
+    y[oc] = td_out8q(td_dot_1x1(w, x, n, bias[oc]), rq + rs * oc, out_offset, gen);
     w += n;
   }
 }
 
 TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
-                    const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
+                    const int32_t *bias, const int32_t *rq, int32_t rs, int32_t out_offset,
                     int8_t *y) {
-  td_rows_b(w, x, n, out_c, bias, rq, pc, out_offset, y, 0);
+  td_rows_b(w, x, n, out_c, bias, rq, rs, out_offset, y, 0);
 }
 TD_HOT void td_rows_g(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
-                      const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
+                      const int32_t *bias, const int32_t *rq, int32_t rs, int32_t out_offset,
                       int8_t *y) {
-  td_rows_b(w, x, n, out_c, bias, rq, pc, out_offset, y, 1);
+  td_rows_b(w, x, n, out_c, bias, rq, rs, out_offset, y, 1);
 }
 
 /* Gather the receptive field of output pixel (oy, ox) into dst (padding: zero point). */
@@ -215,7 +216,7 @@ TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int
       for (pix = 0; pix < npix; ++pix) {
         const int32_t oy = pix / out_w;
         td_im2col(p, inb, oy, pix - oy * out_w, p->scratch);
-        (gen ? td_rows_g : td_rows)(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 4, p->out_offset, out);
         out += out_c;
       }
       continue;
@@ -238,10 +239,10 @@ TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int
         (gen ? td_rows2u_g : td_rows2u)(p->filter, u, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, out + out_c);
         out += 2 * out_c;
       } else { /* one pixel at a time (a 1x1 without the scratch, or the last pixel) */
-        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 4, p->out_offset, out);
         out += out_c;
         if (pix + 1 < npix) {
-          (gen ? td_rows_g : td_rows)(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+          (gen ? td_rows_g : td_rows)(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 4, p->out_offset, out);
           out += out_c;
         }
       }
@@ -262,7 +263,8 @@ TD_ALWAYS_INLINE void td_fc_b(const td_fc_params *p, const int8_t *in, int8_t *o
   int32_t b;
   for (b = 0; b < p->batches; ++b) {
     (gen ? td_rows_g : td_rows)(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff,
-                                p->rq, p->per_channel, p->out_offset, out + b * p->out_c);
+                                p->rq, 2 * p->per_channel, p->out_offset,
+                                out + b * p->out_c);
   }
   td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);
 }

@@ -237,7 +237,8 @@ TD_ALWAYS_INLINE void td_dww_pixel_b(const int8_t *x, const int32_t *fw, int32_t
                                      int32_t mult, int32_t ny, int32_t nx, int32_t x_row,
                                      int32_t x_tap, int32_t gt, int32_t f_w,
                                      const int32_t *bias, const int32_t *rq, int32_t off,
-                                     int32_t out_offset, int8_t *o, const int32_t gen) {
+                                     int32_t out_offset, int8_t *o, const int32_t gen,
+                                     const int32_t m1) {
   int32_t ch, fy, fx;
 #if TD_DSP
   const int16x2_t off2 = td_pack_offset(off);
@@ -257,7 +258,7 @@ TD_ALWAYS_INLINE void td_dww_pixel_b(const int8_t *x, const int32_t *fw, int32_t
       a2 = bias[ch + 2];
       a3 = bias[ch + 3];
     }
-    if (mult == 1) {
+    if (m1) { /* multiplier 1 (instance td_dww_pixel1; the other instance has none) */
 #if TD_DSP
       if (nx == 3 || nx == 2) { /* a clipped 3x3 window: each row unrolled */
         for (fy = 0; fy < ny; ++fy) {
@@ -306,14 +307,14 @@ TD_HOT void td_dww_pixel(const int8_t *x, const int32_t *fw, int32_t c, int32_t 
                          int32_t f_w, const int32_t *bias, const int32_t *rq, int32_t off,
                          int32_t out_offset, int8_t *o) {
   td_dww_pixel_b(x, fw, c, mult, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o,
-                 0);
+                 0, 0);
 }
 TD_HOT void td_dww_pixel_g(const int8_t *x, const int32_t *fw, int32_t c, int32_t mult,
                            int32_t ny, int32_t nx, int32_t x_row, int32_t x_tap, int32_t gt,
                            int32_t f_w, const int32_t *bias, const int32_t *rq, int32_t off,
                            int32_t out_offset, int8_t *o) {
   td_dww_pixel_b(x, fw, c, mult, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o,
-                 1);
+                 1, 0);
 }
 /* multiplier 1 instances (the constant drops the other forms' code and registers) */
 TD_HOT void td_dww_pixel1(const int8_t *x, const int32_t *fw, int32_t c, int32_t mult,
@@ -321,14 +322,16 @@ TD_HOT void td_dww_pixel1(const int8_t *x, const int32_t *fw, int32_t c, int32_t
                           int32_t f_w, const int32_t *bias, const int32_t *rq, int32_t off,
                           int32_t out_offset, int8_t *o) {
   (void)mult;
-  td_dww_pixel_b(x, fw, c, 1, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o, 0);
+  td_dww_pixel_b(x, fw, c, 1, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o, 0,
+                 1);
 }
 TD_HOT void td_dww_pixel1_g(const int8_t *x, const int32_t *fw, int32_t c, int32_t mult,
                             int32_t ny, int32_t nx, int32_t x_row, int32_t x_tap, int32_t gt,
                             int32_t f_w, const int32_t *bias, const int32_t *rq, int32_t off,
                             int32_t out_offset, int8_t *o) {
   (void)mult;
-  td_dww_pixel_b(x, fw, c, 1, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o, 1);
+  td_dww_pixel_b(x, fw, c, 1, ny, nx, x_row, x_tap, gt, f_w, bias, rq, off, out_offset, o, 1,
+                 1);
 }
 
 /* n interior pixels of a 3x3 window, x_pix apart (stride x input channels): all nine taps

@@ -130,10 +130,10 @@ TD_ALWAYS_INLINE void td_rows2u_b(const int8_t *w, const uint32_t *u, const int8
       b[2] += wt[3 * t] * x0;
       b[3] += wt[3 * t] * x1;
     }
-    td_out8q_pair(a[0], a[1], rq + 2 * oc, out_offset, gen, y0 + oc, y1 + oc);
-    td_out8q_pair(a[2], a[3], rq + 2 * oc + 2, out_offset, gen, y0 + oc + 1, y1 + oc + 1);
-    td_out8q_pair(b[0], b[1], rq + 2 * oc + 4, out_offset, gen, y0 + oc + 2, y1 + oc + 2);
-    td_out8q_pair(b[2], b[3], rq + 2 * oc + 6, out_offset, gen, y0 + oc + 3, y1 + oc + 3);
+    td_out8q_pair(a[0], a[1], rq + 4 * oc, out_offset, gen, y0 + oc, y1 + oc);
+    td_out8q_pair(a[2], a[3], rq + 4 * oc + 4, out_offset, gen, y0 + oc + 1, y1 + oc + 1);
+    td_out8q_pair(b[0], b[1], rq + 4 * oc + 8, out_offset, gen, y0 + oc + 2, y1 + oc + 2);
+    td_out8q_pair(b[2], b[3], rq + 4 * oc + 12, out_offset, gen, y0 + oc + 3, y1 + oc + 3);
     w += 4 * n;
   }
   for (; oc < out_c; ++oc) { /* the out_c % 4 last rows, plain layout */
@@ -160,7 +160,7 @@ TD_ALWAYS_INLINE void td_rows2u_b(const int8_t *w, const uint32_t *u, const int8
       s0 += w[4 * n4 + k] * x0t[k];
       s1 += w[4 * n4 + k] * x1t[k];
     }
-    td_out8q_pair(s0, s1, rq + 2 * oc, out_offset, gen, y0 + oc, y1 + oc);
+    td_out8q_pair(s0, s1, rq + 4 * oc, out_offset, gen, y0 + oc, y1 + oc);
     w += n;
   }
 }

@@ -198,22 +198,21 @@ TD_ALWAYS_INLINE int8_t td_out8q(int32_t acc, const int32_t *rq, int32_t out_off
   return (int8_t)td_sat8(v + out_offset);
 }
 
-/* td_out8q of one channel at two pixels (pair path): the channel's rounding constant is
- * formed once */
-TD_ALWAYS_INLINE void td_out8q_pair(int32_t acc0, int32_t acc1, const int32_t *rq,
+/* td_out8q of one channel at two pixels (pair path) from its {mult, code, lo, hi} quad
+ * (rq4: the rounding constant precomputed) */
+TD_ALWAYS_INLINE void td_out8q_pair(int32_t acc0, int32_t acc1, const int32_t *q,
                                     int32_t out_offset, const int32_t gen, int8_t *p0,
                                     int8_t *p1) {
-  const int32_t m = rq[0], sh = rq[1];
+  const int32_t m = q[0], sh = q[1];
   if (gen && sh < 0) {
     *p0 = (int8_t)td_sat8(td_requant_lsh(acc0, m, -sh - 1) + out_offset);
     *p1 = (int8_t)td_sat8(td_requant_lsh(acc1, m, -sh - 1) + out_offset);
     return;
   }
   {
-    const uint32_t t = 1u << sh;
 #if defined(__thumb2__) && !defined(TD_PORTABLE)
-    uint32_t lo0 = 0x40000000u | (t << 31), lo1 = lo0;
-    int32_t hi0 = (int32_t)(t >> 1), hi1 = hi0;
+    uint32_t lo0 = (uint32_t)q[2], lo1 = lo0;
+    int32_t hi0 = q[3], hi1 = hi0;
     __asm__("smlal %0, %1, %2, %3" : "+r"(lo0), "+r"(hi0) : "r"(acc0), "r"(m));
     __asm__("smlal %0, %1, %2, %3" : "+r"(lo0), "+r"(hi0) : "r"((uint32_t)acc0 >> 31), "r"(INT32_MIN));
     __asm__("smlal %0, %1, %2, %3" : "+r"(lo1), "+r"(hi1) : "r"(acc1), "r"(m));
@@ -223,7 +222,6 @@ TD_ALWAYS_INLINE void td_out8q_pair(int32_t acc0, int32_t acc1, const int32_t *r
 #else
     *p0 = (int8_t)td_sat8(td_requant_rq(acc0, m, sh) + out_offset);
     *p1 = (int8_t)td_sat8(td_requant_rq(acc1, m, sh) + out_offset);
-    (void)t;
 #endif
   }
 }

@@ -141,17 +141,20 @@ def test_rq_pairs_forms() -> None:
 
 def test_layout_contract_refuses_a_mismatch() -> None:
     layouts = {"f_plain": PLAIN, "f_il": INTERLEAVED4}
-    arrays = {"r": [1 << 30, 3], "rg": [1 << 30, -2]}
-    ok = {"filter": "f_il", "rq": "r", "bias_eff": "b"}
+    arrays = {"r": [1 << 30, 3], "rg": [1 << 30, -2], "q": rq4_quads([1 << 30, 3]),
+              "qg": rq4_quads([1 << 30, -2])}
+    ok = {"filter": "f_il", "rq": "q", "bias_eff": "b"}
     assert check_call("td_conv2d_fast", ok, layouts, arrays).filter_layout == INTERLEAVED4
-    assert check_call("td_conv2d_fastg", {**ok, "rq": "rg"}, layouts, arrays)
+    assert check_call("td_conv2d_fastg", {**ok, "rq": "qg"}, layouts, arrays)
+    assert check_call("td_fully_connected_fast", {**ok, "rq": "r"}, layouts, arrays)
     for fn, fields in (
         ("td_conv2d_ref", {"filter": "f_il", "mult": "m", "shift": "s"}),  # the old bug
-        ("td_conv2d_fast", {"filter": "f_plain", "rq": "r", "bias_eff": "b"}),
+        ("td_conv2d_fast", {"filter": "f_plain", "rq": "q", "bias_eff": "b"}),
         ("td_fully_connected_fast", {"filter": "f_il", "mult": "m", "shift": "s",
                                      "bias_eff": "b"}),
         ("td_fully_connected_fast", {"filter": "f_il", "rq": "r"}),
-        ("td_conv2d_fast", {"filter": "f_il", "rq": "rg", "bias_eff": "b"}),  # shift >= 0
+        ("td_conv2d_fast", {"filter": "f_il", "rq": "qg", "bias_eff": "b"}),  # shift >= 0
+        ("td_conv2d_fast", {"filter": "f_il", "rq": "r", "bias_eff": "b"}),  # pairs
     ):
         with pytest.raises(TinyDeployError, match="layout contract"):
             check_call(fn, fields, layouts, arrays)

@@ -313,22 +313,27 @@ class Emitter:
         if fast and w.data is not None and w.index not in self.const_names:
             filt = self.weights(p + "_filter", interleave_rows(w.data), INTERLEAVED4)
             fields = self._conv_common(op, p, False, filt, rq=True)
+            self._quads(p, fields)
             fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)  # type: ignore[arg-type]
             fields["scratch"], fields["scratch_cols"] = scratch or (0, 1)
             return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
         return self.call("td_conv2d_ref", "td_conv_params", p,
                          self._conv_common(op, p, False), op)
 
+    def _quads(self, p: str, fields: dict[str, object]) -> None:
+        """Replace the struct's ``rq`` pair table by its quads (variants.RQ4)."""
+        rq = self.arrays[str(fields["rq"])]
+        self.decls = [d for d in self.decls
+                      if not d.startswith(f"static const int32_t {p}_rq[")]
+        self.param_bytes -= 4 * len(rq)
+        fields["rq"] = self.int_array(p + "_rq", rq4_quads(rq))
+
     def _depthwise_conv_2d(self, op: Op, p: str) -> str:
         """Every int8 DEPTHWISE_CONV_2D (any depth multiplier; constant weights, as
         _conv_common requires): td_depthwise_conv2d_fastw on the int16-widened filter."""
         w = self.g.t(op.inputs[1])
         fields = self._conv_common(op, p, True, "0", rq=True)
-        rq = self.arrays[str(fields["rq"])]
-        self.decls = [d for d in self.decls  # the pair table: replaced by its quads
-                      if not d.startswith(f"static const int32_t {p}_rq[")]
-        self.param_bytes -= 4 * len(rq)
-        fields["rq"] = self.int_array(p + "_rq", rq4_quads(rq))
+        self._quads(p, fields)
         fields["filter_w"] = self.int_array(p + "_filter_w", dw16_layout(w.data))
         self.layouts[p + "_filter_w"] = DW16
         self.weight_bytes += 4 * len(self.arrays[p + "_filter_w"])
