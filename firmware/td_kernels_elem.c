@@ -86,23 +86,47 @@ void td_binary_row(const td_binary_params *p, int32_t kind, int32_t es, int32_t 
   }
 }
 
-/* ADD/SUB/MUL over the broadcast shape: one td_binary_row per innermost row */
+/* The longest run of the broadcast shape's inner axes that is one row (each input read
+ * st_k apart: axes of size 1 vanish, and an axis joins when both inputs step over it as
+ * over the run so far): its length in n, the strides in st1 and st2; returns the number of
+ * outer axes left (rows are their index tuples, first axis slowest). */
+static int32_t td_bcast_run(const td_binary_params *p, int32_t *n, int32_t *st1,
+                            int32_t *st2) {
+  int32_t d = TD_MAX_RANK - 1, len = p->dims[d], s1 = p->stride1[d], s2 = p->stride2[d];
+  for (--d; d >= 0; --d) {
+    if (p->dims[d] == 1) continue;
+    if (len == 1) {
+      len = p->dims[d];
+      s1 = p->stride1[d];
+      s2 = p->stride2[d];
+    } else if (p->stride1[d] == s1 * len && p->stride2[d] == s2 * len) {
+      len *= p->dims[d];
+    } else {
+      break;
+    }
+  }
+  *n = len;
+  *st1 = s1;
+  *st2 = s2;
+  return d + 1;
+}
+
+/* ADD/SUB/MUL over the broadcast shape: one td_binary_row per row (td_bcast_run) */
 void td_binary_rows(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,
                     const void *in2, void *out) {
-  const int32_t n = p->dims[TD_MAX_RANK - 1];
-  const int32_t st1 = p->stride1[TD_MAX_RANK - 1], st2 = p->stride2[TD_MAX_RANK - 1];
-  int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0}, i = 0;
+  int32_t n, st1, st2, i = 0, idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+  const int32_t outer = td_bcast_run(p, &n, &st1, &st2);
   if (n <= 0 || p->size <= 0) return;
   do {
     int32_t a = 0, b = 0, d;
-    for (d = 0; d < TD_MAX_RANK - 1; ++d) {
+    for (d = 0; d < outer; ++d) {
       a += idx[d] * p->stride1[d];
       b += idx[d] * p->stride2[d];
     }
     td_binary_row(p, kind, es, n, (const char *)in1 + a * es, st1, (const char *)in2 + b * es,
                   st2, (char *)out + i * es);
     i += n;
-  } while (td_next_index(idx, p->dims, TD_MAX_RANK - 1));
+  } while (outer > 0 && td_next_index(idx, p->dims, outer));
 }
 
 /* n elements of int8 ADD with the input rescalings looked up: t1/t2 point at entry 0 of
@@ -124,23 +148,22 @@ static void td_add_lut_row(const td_binary_params *p, const int32_t *t1, const i
 
 void td_add_lut(const td_binary_params *p, const int32_t *lut1, const int32_t *lut2,
                 const int8_t *in1, const int8_t *in2, int8_t *out) {
-  const int32_t n = p->dims[TD_MAX_RANK - 1];
-  const int32_t st1 = p->stride1[TD_MAX_RANK - 1], st2 = p->stride2[TD_MAX_RANK - 1];
-  int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0}, i = 0;
+  int32_t n, st1, st2, i = 0, idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0}, outer;
   if (!p->broadcast) {
     td_add_lut_row(p, lut1 + 128, lut2 + 128, p->size, in1, 1, in2, 1, out);
     return;
   }
+  outer = td_bcast_run(p, &n, &st1, &st2);
   if (n <= 0 || p->size <= 0) return;
   do {
     int32_t a = 0, b = 0, d;
-    for (d = 0; d < TD_MAX_RANK - 1; ++d) {
+    for (d = 0; d < outer; ++d) {
       a += idx[d] * p->stride1[d];
       b += idx[d] * p->stride2[d];
     }
     td_add_lut_row(p, lut1 + 128, lut2 + 128, n, in1 + a, st1, in2 + b, st2, out + i);
     i += n;
-  } while (td_next_index(idx, p->dims, TD_MAX_RANK - 1));
+  } while (outer > 0 && td_next_index(idx, p->dims, outer));
 }
 
 void td_addsub_flat8(const td_binary_params *p, int32_t sub, const int8_t *in1,
