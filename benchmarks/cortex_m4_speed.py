@@ -10,8 +10,9 @@ and RAM (bss) against the TFLM firmware's ``cm4_text`` / ``cm4_bss``. Every outp
 compared with ``NAME.outputs_cm4.npy`` (bit-exact, else the model is marked MISMATCH).
 
 Targets (issue 18): sum(instructions) <= 0.6x CMSIS-NN, no model above 1.0x CMSIS-NN,
-every model at most TFLM reference (the DSP build; --portable is slower by design); flash <= 0.25x TFLM's on every CNN, counted without the model's own
-constants; sum(bss) no worse than before the speed work over the models measured then
+every model at most TFLM reference (the DSP build; --portable is slower by design);
+flash <= 0.25x TFLM's on every CNN, counted without the model's own constants; sum(bss)
+no worse than before the speed work over the models measured then
 (benchmarks/results/cortex_m4_speed_before.txt). Exit code 1 when a target is missed or an
 output differs.
 
