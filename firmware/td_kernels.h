@@ -178,8 +178,9 @@ void td_addsub_flat8(const td_binary_params *p, int32_t sub, const int8_t *in1,
                      const int8_t *in2, int8_t *out);
 void td_addsub_flat16(const td_binary_params *p, int32_t sub, const int16_t *in1,
                       const int16_t *in2, int16_t *out);
-/* ADD (kind 0), SUB (1) or MUL (2) of int8 (es 1) or int16 (es 2): n elements, input k
- * read st_k apart (1, or 0: broadcast); _rows: the whole broadcast shape, row by row */
+/* ADD (kind 0), SUB (1), MUL (2), MAXIMUM (3) or MINIMUM (4) of int8 (es 1) or int16
+ * (es 2): n elements, input k read st_k apart (1, or 0: broadcast); _rows: the whole
+ * broadcast shape, row by row */
 void td_binary_row(const td_binary_params *p, int32_t kind, int32_t es, int32_t n,
                    const void *in1, int32_t st1, const void *in2, int32_t st2, void *out);
 void td_binary_rows(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,

@@ -67,8 +67,39 @@ TD_INLINE void td_mul_run(const td_binary_params *p, int32_t es, int32_t n, cons
 }
 
 /* one row (the innermost axis, strides 1 or 0) of ADD (kind 0), SUB (1) or MUL (2) */
+/* n elements of MAXIMUM (max 1) or MINIMUM (max 0), as td_addsub_run (no requantization:
+ * input and output share scale and zero point) */
+TD_INLINE void td_maxmin_run(int32_t max, int32_t es, int32_t n, const void *in1, int32_t st1,
+                             const void *in2, int32_t st2, void *out) {
+  int32_t i, j1 = 0, j2 = 0;
+  for (i = 0; i < n; ++i, j1 += st1, j2 += st2) {
+    const int32_t a = es == 2 ? ((const int16_t *)in1)[j1] : ((const int8_t *)in1)[j1];
+    const int32_t b = es == 2 ? ((const int16_t *)in2)[j2] : ((const int8_t *)in2)[j2];
+    const int32_t v = max ? (a > b ? a : b) : (a < b ? a : b);
+    if (es == 2) {
+      ((int16_t *)out)[i] = (int16_t)v;
+    } else {
+      ((int8_t *)out)[i] = (int8_t)v;
+    }
+  }
+}
+
 void td_binary_row(const td_binary_params *p, int32_t kind, int32_t es, int32_t n,
                    const void *in1, int32_t st1, const void *in2, int32_t st2, void *out) {
+  if (kind >= 3) { /* MAXIMUM (3), MINIMUM (4): td_kernels_ext.h's TD_BIN_* */
+    if (es == 2) {
+      if (kind == 3) {
+        td_maxmin_run(1, 2, n, in1, st1, in2, st2, out);
+      } else {
+        td_maxmin_run(0, 2, n, in1, st1, in2, st2, out);
+      }
+    } else if (kind == 3) {
+      td_maxmin_run(1, 1, n, in1, st1, in2, st2, out);
+    } else {
+      td_maxmin_run(0, 1, n, in1, st1, in2, st2, out);
+    }
+    return;
+  }
   if (es == 2) {
     if (kind == 2) {
       td_mul_run(p, 2, n, in1, st1, in2, st2, out);

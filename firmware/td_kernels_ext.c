@@ -18,41 +18,12 @@ static void td_st(void *p, int32_t i, int32_t es, int32_t v) {
   }
 }
 
-/* MAXIMUM / MINIMUM of one pair (ADD/SUB/MUL: td_binary_row) */
-static int32_t td_bin_one(int32_t kind, int32_t a, int32_t b) {
-  if (kind == TD_BIN_MAX) return a > b ? a : b;
-  return a < b ? a : b;
-}
-
 void td_binary_ext(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,
                    const void *in2, void *out) {
-  int32_t i;
-  if (kind == TD_BIN_ADD || kind == TD_BIN_SUB || kind == TD_BIN_MUL) {
-    if (p->broadcast) {
-      td_binary_rows(p, kind, es, in1, in2, out);
-    } else {
-      td_binary_row(p, kind, es, p->size, in1, 1, in2, 1, out);
-    }
-    return;
-  }
-  if (!p->broadcast) {
-    for (i = 0; i < p->size; ++i) {
-      td_st(out, i, es, td_bin_one(kind, td_ld(in1, i, es), td_ld(in2, i, es)));
-    }
+  if (p->broadcast) {
+    td_binary_rows(p, kind, es, in1, in2, out);
   } else {
-    int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
-    for (i = 0; i < p->size; ++i) {
-      int32_t a = 0, b = 0, d;
-      for (d = 0; d < TD_MAX_RANK; ++d) {
-        a += idx[d] * p->stride1[d];
-        b += idx[d] * p->stride2[d];
-      }
-      td_st(out, i, es, td_bin_one(kind, td_ld(in1, a, es), td_ld(in2, b, es)));
-      for (d = TD_MAX_RANK - 1; d >= 0; --d) {
-        if (++idx[d] < p->dims[d]) break;
-        idx[d] = 0;
-      }
-    }
+    td_binary_row(p, kind, es, p->size, in1, 1, in2, 1, out);
   }
 }
 
