@@ -15,6 +15,14 @@ extern "C" {
 
 #define TD_MAX_RANK 6
 
+/* the generator's kernel-layout weight arrays start on a word (the fast loops read them
+ * with LDRD/LDM, which need it) */
+#if defined(__GNUC__)
+#define TD_ALIGN4 __attribute__((aligned(4)))
+#else
+#define TD_ALIGN4
+#endif
+
 /* ---- fixed-point primitives (td_kernels.c) ---------------------------------------- */
 int32_t td_srdhm(int32_t a, int32_t b);               /* saturating rounding doubling high mul */
 int32_t td_rdbpot(int32_t x, int32_t exponent);       /* rounding divide by power of two */
@@ -30,13 +38,11 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  * (tinydeploy/cruntime/variants.py holds the same table and checks every call):
  *
  *   entry point                 filter layout              requantization  also needs
- *   td_conv2d_fast              interleaved4 [out_c][K]    rq              bias_eff, scratch*
- *   td_conv2d_fastg             interleaved4 [out_c][K]    rq_general      bias_eff, scratch*
+ *   td_conv2d_fast              interleaved4 [out_c][K]    rq4             bias_eff, scratch*
+ *   td_conv2d_fastg             interleaved4 [out_c][K]    rq4_general     bias_eff, scratch*
  *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
- *   td_depthwise_conv2d_fast    plain [1][f_h][f_w][out_c] rq              depth_mult 1
- *   td_depthwise_conv2d_fastg   plain [1][f_h][f_w][out_c] rq_general      depth_mult 1
- *   td_depthwise_conv2d_fastm   plain [1][f_h][f_w][out_c] rq              depth_mult > 1
- *   td_depthwise_conv2d_fastmg  plain [1][f_h][f_w][out_c] rq_general      depth_mult > 1
+ *   td_depthwise_conv2d_fastw   dw16 [g][f_h*f_w] pairs    rq4             filter_w (any depth_mult)
+ *   td_depthwise_conv2d_fastwg  dw16 [g][f_h*f_w] pairs    rq4_general     filter_w (any depth_mult)
  *   td_fully_connected_fast     interleaved4 [out_c][K]    rq              bias_eff, w zp 0
  *   td_fully_connected_fastg    interleaved4 [out_c][K]    rq_general      bias_eff, w zp 0
  *   td_fully_connected_ref      plain [out_c][accum]       mult/shift      -
@@ -44,13 +50,18 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_fully_connected_plaing   plain [out_c][accum]       rq_general      bias_eff, w zp 0
  *   (* scratch unless the conv is an unpadded 1x1, which reads its input directly)
  *
+ * dw16 (field filter_w, int32 words): per group of four channels g, per tap t (row-major),
+ * {w[t][4g] | w[t][4g+2] << 16, w[t][4g+1] | w[t][4g+3] << 16} as int16, channels past
+ * out_c zero (td_kernels_dww.c).
  * interleaved4: rows in groups of four; per group, for each 4 k the 4 bytes of each row,
  * then each row's K % 4 tail; the out_c % 4 last rows plain.
  * rq: pairs {mult, -shift - 1} per output channel (one pair for a per-tensor FC), every
  * -shift - 1 >= 0 (shift <= -1; a zero multiplier is stored as {0, 0}, which yields 0 like
  * TFLM's): one 64-bit multiply per output (td_requant_rq). rq_general: the same pairs, some
  * with -shift - 1 < 0 (shift >= 0: TFLM's left shift), at one compare more per output; only
- * a model with such a layer links these instances. mult/shift: TFLM's QuantizeMultiplier
+ * a model with such a layer links these instances. rq4 / rq4_general: quads {mult,
+ * -shift - 1, lo, hi}, lo/hi td_requant_rq's 64-bit rounding constant 2^30 + 2^(31 + sh)
+ * precomputed (unused for a shift >= 0). mult/shift: TFLM's QuantizeMultiplier
  * values per output channel. */
 typedef struct {
   int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;
@@ -68,6 +79,7 @@ typedef struct {
   int8_t *scratch;
   int32_t scratch_cols;  /* receptive fields the scratch holds: 2 (pixel pairs) or 1 */
   const int32_t *rq;     /* _fast/_fastg variants (see above) */
+  const int32_t *filter_w; /* _fastw/_fastwg: the dw16 filter (filter unused) */
 } td_conv_params;
 
 typedef struct {
@@ -91,10 +103,8 @@ typedef struct {
 void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_fastm(const td_conv_params *p, const int8_t *in, int8_t *out);
-void td_depthwise_conv2d_fastmg(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastw(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_depthwise_conv2d_fastwg(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_ref(const td_fc_params *p, const int8_t *in, int8_t *out);
@@ -158,12 +168,23 @@ typedef struct {
 } td_mean_params;
 
 void td_add(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+/* int8 ADD with each input's rescaling (offset, << left_shift, in*_mult/shift) looked up in
+ * a 256-entry int32 table per input (lut[v + 128], made by the generator) */
+void td_add_lut(const td_binary_params *p, const int32_t *lut1, const int32_t *lut2,
+                const int8_t *in1, const int8_t *in2, int8_t *out);
 void td_mul(const td_binary_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 /* same-shape ADD (sub 0) or SUB (sub 1), requantization inline (int8 or int16) */
 void td_addsub_flat8(const td_binary_params *p, int32_t sub, const int8_t *in1,
                      const int8_t *in2, int8_t *out);
 void td_addsub_flat16(const td_binary_params *p, int32_t sub, const int16_t *in1,
                       const int16_t *in2, int16_t *out);
+/* ADD (kind 0), SUB (1), MUL (2), MAXIMUM (3) or MINIMUM (4) of int8 (es 1) or int16
+ * (es 2): n elements, input k read st_k apart (1, or 0: broadcast); _rows: the whole
+ * broadcast shape, row by row */
+void td_binary_row(const td_binary_params *p, int32_t kind, int32_t es, int32_t n,
+                   const void *in1, int32_t st1, const void *in2, int32_t st2, void *out);
+void td_binary_rows(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,
+                    const void *in2, void *out);
 void td_requantize(const td_requant_params *p, const int8_t *in, int8_t *out);
 void td_clamp(int32_t size, int32_t lo, int32_t hi, const int8_t *in, int8_t *out);
 void td_leaky_relu(const td_leaky_relu_params *p, const int8_t *in, int8_t *out);

@@ -1,4 +1,4 @@
-/* tinydeploy kernels: the fast variants of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED
+/* tinydeploy kernels: the fast variants of CONV_2D and FULLY_CONNECTED
  * (the reference variants: td_kernels_conv_ref.c; pooling: td_kernels_pool.c). Each entry
  * point reads the data layout td_kernels.h declares for it.
  *
@@ -13,10 +13,10 @@
  *   the inner loop is a plain int8 dot product, and interleaves the filter rows by four.
  *   Two output pixels' receptive fields are gathered (im2col) into the scratch buffer,
  *   padding filled with the input zero point (whose offset-corrected value is 0); an
- *   unpadded 1x1 convolution reads its input directly (a matrix product). 2 pixels x 2
- *   output channels per inner loop (SXTB16 + SMLAD with the DSP extension).
- * - DEPTHWISE_CONV_2D (depth multiplier 1): 4 channels at a time, taps clipped to the
- *   input, offset added while sign-extending (SXTAB16).
+ *   unpadded 1x1 convolution reads its input directly (a matrix product). With the scratch
+ *   for it, a pixel pair is widened to int16 once and runs 2 pixels x 2 output channels per
+ *   inner loop (td_kernels_gemm.c); else one pixel x 4 output channels (SXTB16 + SMLAD).
+ * (DEPTHWISE_CONV_2D: td_kernels_dww.c.)
  * - FULLY_CONNECTED (filter offset 0): the same dot products as CONV_2D.
  */
 #include "td_kernels.h"
@@ -31,7 +31,44 @@ TD_ALWAYS_INLINE void td_dot_1x4(const int8_t *w, const int8_t *x, int32_t n, in
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
   int32_t k, t = n & 3;
 #if TD_DSP
-  for (k = n >> 2; k > 0; --k) {
+  k = n >> 2;
+  if (((uintptr_t)w & 3u) == 0 && k > 0) {
+    /* one LDM of the four rows' words per 4 k (ascending registers), one asm block:
+     * 16 multiply-accumulates in 22 instructions */
+    register uint32_t w0 __asm__("r8"), w1 __asm__("r9"), w2 __asm__("r10"),
+        w3 __asm__("r11");
+    uint32_t xv, xa, tt;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[xv], [%[x]], #4\n\t"
+        "ldm %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"
+        "sxtb16 %[xa], %[xv]\n\t"
+        "sxtb16 %[xv], %[xv], ror #8\n\t"
+        "sxtb16 %[t], %[w0]\n\t"
+        "smlad %[a0], %[t], %[xa], %[a0]\n\t"
+        "sxtb16 %[w0], %[w0], ror #8\n\t"
+        "smlad %[a0], %[w0], %[xv], %[a0]\n\t"
+        "sxtb16 %[t], %[w1]\n\t"
+        "smlad %[a1], %[t], %[xa], %[a1]\n\t"
+        "sxtb16 %[w1], %[w1], ror #8\n\t"
+        "smlad %[a1], %[w1], %[xv], %[a1]\n\t"
+        "sxtb16 %[t], %[w2]\n\t"
+        "smlad %[a2], %[t], %[xa], %[a2]\n\t"
+        "sxtb16 %[w2], %[w2], ror #8\n\t"
+        "smlad %[a2], %[w2], %[xv], %[a2]\n\t"
+        "sxtb16 %[t], %[w3]\n\t"
+        "smlad %[a3], %[t], %[xa], %[a3]\n\t"
+        "sxtb16 %[w3], %[w3], ror #8\n\t"
+        "smlad %[a3], %[w3], %[xv], %[a3]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+          [w] "+r"(w), [n] "+r"(k), [xv] "=&r"(xv), [xa] "=&r"(xa), [t] "=&r"(tt),
+          [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
+        :
+        : "cc", "memory");
+  }
+  for (; k > 0; --k) {
     const uint32_t xv = td_read32(x);
     const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
     uint32_t wv = td_read32(w);
@@ -94,9 +131,10 @@ TD_HOT int32_t td_dot_1x1(const int8_t *w, const int8_t *x, int32_t n, int32_t a
 }
 
 /* One output pixel / FC row: x (n int8) against all out_c filter rows (interleaved
- * layout), folded bias, requantization. mult/shift: per channel, or one value (pc 0). */
+ * layout), folded bias, requantization: channel c's rq entry at rq + rs * c (rs 4: the
+ * conv's quads, 2: per-channel FC pairs, 0: one pair). */
 TD_ALWAYS_INLINE void td_rows_b(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
-                                const int32_t *bias, const int32_t *rq, int32_t pc,
+                                const int32_t *bias, const int32_t *rq, int32_t rs,
                                 int32_t out_offset, int8_t *y, const int32_t gen) {
   int32_t oc = 0;
   for (; oc + 4 <= out_c; oc += 4) {
@@ -107,127 +145,23 @@ TD_ALWAYS_INLINE void td_rows_b(const int8_t *w, const int8_t *x, int32_t n, int
     a[3] = bias[oc + 3];
     td_dot_1x4(w, x, n, a);
     w += 4 * n;
-    for (j = 0; j < 4; ++j) y[oc + j] = td_out8q(a[j], rq + 2 * pc * (oc + j), out_offset, gen);
+    for (j = 0; j < 4; ++j) y[oc + j] = td_out8q(a[j], rq + rs * (oc + j), out_offset, gen);
   }
   for (; oc < out_c; ++oc) {
-    y[oc] = td_out8q(td_dot_1x1(w, x, n, bias[oc]), rq + 2 * pc * oc, out_offset, gen);
+    y[oc] = td_out8q(td_dot_1x1(w, x, n, bias[oc]), rq + rs * oc, out_offset, gen);
     w += n;
   }
 }
 
 TD_HOT void td_rows(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
-                    const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
+                    const int32_t *bias, const int32_t *rq, int32_t rs, int32_t out_offset,
                     int8_t *y) {
-  td_rows_b(w, x, n, out_c, bias, rq, pc, out_offset, y, 0);
+  td_rows_b(w, x, n, out_c, bias, rq, rs, out_offset, y, 0);
 }
 TD_HOT void td_rows_g(const int8_t *w, const int8_t *x, int32_t n, int32_t out_c,
-                      const int32_t *bias, const int32_t *rq, int32_t pc, int32_t out_offset,
+                      const int32_t *bias, const int32_t *rq, int32_t rs, int32_t out_offset,
                       int8_t *y) {
-  td_rows_b(w, x, n, out_c, bias, rq, pc, out_offset, y, 1);
-}
-
-/* Two filter rows (w: row 0 at w, row 1 at w + 4, stride 16 per 4 k: two rows of the
- * interleaved layout) against two columns c0, c1, over n4 groups of 4 k. */
-TD_ALWAYS_INLINE void td_dot_2x2(const int8_t *w, const int8_t *c0, const int8_t *c1,
-                                 int32_t n4, int32_t *a) {
-  int32_t a00 = a[0], a01 = a[1], a10 = a[2], a11 = a[3];
-  int32_t k;
-#if TD_DSP
-  for (k = n4; k > 0; --k) {
-    const uint32_t x0 = td_read32(c0), x1 = td_read32(c1);
-    const int16x2_t x0a = td_sx02(x0), x0b = td_sx13(x0);
-    const int16x2_t x1a = td_sx02(x1), x1b = td_sx13(x1);
-    uint32_t wv = td_read32(w);
-    int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
-    a00 = __smlad(wa, x0a, a00);
-    a00 = __smlad(wb, x0b, a00);
-    a01 = __smlad(wa, x1a, a01);
-    a01 = __smlad(wb, x1b, a01);
-    wv = td_read32(w + 4);
-    wa = td_sx02(wv);
-    wb = td_sx13(wv);
-    a10 = __smlad(wa, x0a, a10);
-    a10 = __smlad(wb, x0b, a10);
-    a11 = __smlad(wa, x1a, a11);
-    a11 = __smlad(wb, x1b, a11);
-    c0 += 4;
-    c1 += 4;
-    w += 16;
-  }
-#else
-  for (k = n4; k > 0; --k) {
-    int32_t j;
-    for (j = 0; j < 4; ++j) {
-      a00 += w[j] * c0[j];
-      a01 += w[j] * c1[j];
-      a10 += w[4 + j] * c0[j];
-      a11 += w[4 + j] * c1[j];
-    }
-    c0 += 4;
-    c1 += 4;
-    w += 16;
-  }
-#endif
-  a[0] = a00;
-  a[1] = a01;
-  a[2] = a10;
-  a[3] = a11;
-}
-
-/* Two output pixels (columns c0, c1 of n int8) against all out_c filter rows: as td_rows,
- * outputs to y0 and y1. */
-TD_ALWAYS_INLINE void td_rows2_b(const int8_t *w, const int8_t *c0, const int8_t *c1,
-                                 int32_t n, int32_t out_c, const int32_t *bias,
-                                 const int32_t *rq, int32_t out_offset, int8_t *y0, int8_t *y1,
-                                 const int32_t gen) {
-  const int32_t n4 = n >> 2, t = n & 3, body = 16 * n4;
-  int32_t oc = 0, k, j;
-  for (; oc + 4 <= out_c; oc += 4) {
-    int32_t a[4], b[4];
-    a[0] = a[1] = bias[oc];
-    a[2] = a[3] = bias[oc + 1];
-    b[0] = b[1] = bias[oc + 2];
-    b[2] = b[3] = bias[oc + 3];
-    td_dot_2x2(w, c0, c1, n4, a);
-    td_dot_2x2(w + 8, c0, c1, n4, b);
-    for (k = 0; k < t; ++k) {
-      const int32_t x0 = c0[4 * n4 + k], x1 = c1[4 * n4 + k];
-      const int8_t *wt = w + body + k;
-      a[0] += wt[0] * x0;
-      a[1] += wt[0] * x1;
-      a[2] += wt[t] * x0;
-      a[3] += wt[t] * x1;
-      b[0] += wt[2 * t] * x0;
-      b[1] += wt[2 * t] * x1;
-      b[2] += wt[3 * t] * x0;
-      b[3] += wt[3 * t] * x1;
-    }
-    for (j = 0; j < 2; ++j) {
-      const int32_t *r = j ? b : a;
-      const int32_t c = oc + 2 * j;
-      y0[c] = td_out8q(r[0], rq + 2 * c, out_offset, gen);
-      y1[c] = td_out8q(r[1], rq + 2 * c, out_offset, gen);
-      y0[c + 1] = td_out8q(r[2], rq + 2 * c + 2, out_offset, gen);
-      y1[c + 1] = td_out8q(r[3], rq + 2 * c + 2, out_offset, gen);
-    }
-    w += 4 * n;
-  }
-  for (; oc < out_c; ++oc) {
-    y0[oc] = td_out8q(td_dot_1x1(w, c0, n, bias[oc]), rq + 2 * oc, out_offset, gen);
-    y1[oc] = td_out8q(td_dot_1x1(w, c1, n, bias[oc]), rq + 2 * oc, out_offset, gen);
-    w += n;
-  }
-}
-
-TD_HOT void td_rows2(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
-                     int32_t out_c, const int32_t *bias, const int32_t *rq,
-                     int32_t out_offset, int8_t *y0, int8_t *y1) {
-  td_rows2_b(w, c0, c1, n, out_c, bias, rq, out_offset, y0, y1, 0);
-}
-TD_HOT void td_rows2_g(const int8_t *w, const int8_t *c0, const int8_t *c1, int32_t n,
-                       int32_t out_c, const int32_t *bias, const int32_t *rq,
-                       int32_t out_offset, int8_t *y0, int8_t *y1) {
-  td_rows2_b(w, c0, c1, n, out_c, bias, rq, out_offset, y0, y1, 1);
+  td_rows_b(w, x, n, out_c, bias, rq, rs, out_offset, y, 1);
 }
 
 /* Gather the receptive field of output pixel (oy, ox) into dst (padding: zero point). */
@@ -260,28 +194,29 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
   }
 }
 
-#define TD_PAIR_MAX 256 /* output channels staged on the stack for a pixel pair */
-
 TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int8_t *out,
                                   const int32_t gen) {
   const int32_t kk = p->f_h * p->f_w * p->in_c, out_c = p->out_c, out_w = p->out_w;
   const int32_t npix = p->out_h * out_w;
   const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
   const int32_t pix_stride = p->stride_w * p->in_c, row_stride = p->stride_h * p->in_w * p->in_c;
-  int8_t pair_out[TD_PAIR_MAX];
+  /* the widened pixel pair (td_kernels_gemm.c): after the raw fields in the scratch,
+   * word-aligned, when the plan reserved it (scratch_cols 2, kk >= 4) */
+  uint32_t *const u = p->scratch && p->scratch_cols >= 2 && kk >= 4 ? (uint32_t *)(void *)(
+      ((uintptr_t)(p->scratch + (direct ? 0 : 2 * kk)) + 3u) & ~(uintptr_t)3u) : 0;
   int8_t *const out0 = out;
   int32_t b, pix;
-  /* output pixels in pairs (flat order within an image): each column is read once per
-   * filter row pair. The second pixel's outputs are staged in pair_out and stored after
-   * the pair, so the output is written in flat order (the in-place overlap planned by
-   * overlap.py assumes it; a 1x1 convolution reads its input in place). */
+  /* output pixels in pairs (flat order within an image). A pair's fields are read in full
+   * (widened, or gathered into the scratch) before its outputs are written, and pixels
+   * taken one at a time write theirs after reading only their own field, so the in-place
+   * overlap planned by overlap.py holds (a 1x1 convolution reads its input in place). */
   for (b = 0; b < p->batches; ++b) {
     const int8_t *inb = in + b * p->in_h * p->in_w * p->in_c;
     if (!direct && p->scratch_cols < 2) { /* room for one receptive field only */
       for (pix = 0; pix < npix; ++pix) {
         const int32_t oy = pix / out_w;
         td_im2col(p, inb, oy, pix - oy * out_w, p->scratch);
-        (gen ? td_rows_g : td_rows)(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+        (gen ? td_rows_g : td_rows)(p->filter, p->scratch, kk, out_c, p->bias_eff, p->rq, 4, p->out_offset, out);
         out += out_c;
       }
       continue;
@@ -299,17 +234,17 @@ TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int
         c1 = p->scratch + kk;
         if (pix + 1 < npix) td_im2col(p, inb, oy1, ox1, p->scratch + kk);
       }
-      if (pix + 1 < npix && out_c <= TD_PAIR_MAX) {
-        (gen ? td_rows2_g : td_rows2)(p->filter, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, pair_out);
-        memcpy(out + out_c, pair_out, (size_t)out_c);
+      if (pix + 1 < npix && u) { /* both fields widened first: outputs in place */
+        td_widen2(c0, c1, kk >> 2, u);
+        (gen ? td_rows2u_g : td_rows2u)(p->filter, u, c0, c1, kk, out_c, p->bias_eff, p->rq, p->out_offset, out, out + out_c);
         out += 2 * out_c;
-      } else if (pix + 1 < npix) {
-        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
-        (gen ? td_rows_g : td_rows)(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out + out_c);
-        out += 2 * out_c;
-      } else {
-        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 1, p->out_offset, out);
+      } else { /* one pixel at a time (a 1x1 without the scratch, or the last pixel) */
+        (gen ? td_rows_g : td_rows)(p->filter, c0, kk, out_c, p->bias_eff, p->rq, 4, p->out_offset, out);
         out += out_c;
+        if (pix + 1 < npix) {
+          (gen ? td_rows_g : td_rows)(p->filter, c1, kk, out_c, p->bias_eff, p->rq, 4, p->out_offset, out);
+          out += out_c;
+        }
       }
     }
   }
@@ -322,195 +257,14 @@ void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out) {
   td_conv2d_b(p, in, out, 1);
 }
 
-/* ---- DEPTHWISE_CONV_2D fast path (depth multiplier 1) ------------------------------ */
-
-/* One output pixel, all c channels: x/w point at the first valid tap (channel 0), ny x nx
- * taps, x_row/x_tap input steps, w_row the filter's row step (the tap step is c). */
-TD_ALWAYS_INLINE void td_dw_pixel_b(const int8_t *x, const int8_t *w, int32_t c, int32_t ny,
-                                    int32_t nx, int32_t x_row, int32_t x_tap, int32_t w_row,
-                                    const int32_t *bias, const int32_t *rq, int32_t off,
-                                    int32_t out_offset, int8_t *o, const int32_t gen) {
-  int32_t ch = 0, fy, fx;
-#if TD_DSP
-  const int16x2_t off2 = td_pack_offset(off);
-  for (; ch + 4 <= c; ch += 4) {
-    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    const int8_t *xr = x + ch, *wr = w + ch;
-#define TD_DW_TAP(xp, wp)                                                \
-  do {                                                                   \
-    const uint32_t xv = td_read32(xp), wv = td_read32(wp);               \
-    const int16x2_t xa = td_sxa02(off2, xv), xb = td_sxa13(off2, xv);    \
-    const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);                  \
-    a0 = __smlabb(xa, wa, a0);                                           \
-    a2 = __smlatt(xa, wa, a2);                                           \
-    a1 = __smlabb(xb, wb, a1);                                           \
-    a3 = __smlatt(xb, wb, a3);                                           \
-  } while (0)
-    if (nx == 3) { /* the common 3-wide window, unrolled */
-      for (fy = 0; fy < ny; ++fy) {
-        TD_DW_TAP(xr, wr);
-        TD_DW_TAP(xr + x_tap, wr + c);
-        TD_DW_TAP(xr + 2 * x_tap, wr + 2 * c);
-        xr += x_row;
-        wr += w_row;
-      }
-    } else {
-      for (fy = 0; fy < ny; ++fy) {
-        const int8_t *xp = xr, *wp = wr;
-        for (fx = 0; fx < nx; ++fx) {
-          TD_DW_TAP(xp, wp);
-          xp += x_tap;
-          wp += c;
-        }
-        xr += x_row;
-        wr += w_row;
-      }
-    }
-#undef TD_DW_TAP
-    if (bias) {
-      a0 += bias[ch];
-      a1 += bias[ch + 1];
-      a2 += bias[ch + 2];
-      a3 += bias[ch + 3];
-    }
-    o[ch] = td_out8q(a0, rq + 2 * ch, out_offset, gen);
-    o[ch + 1] = td_out8q(a1, rq + 2 * ch + 2, out_offset, gen);
-    o[ch + 2] = td_out8q(a2, rq + 2 * ch + 4, out_offset, gen);
-    o[ch + 3] = td_out8q(a3, rq + 2 * ch + 6, out_offset, gen);
-  }
-#endif
-  for (; ch < c; ++ch) {
-    int32_t acc = bias ? bias[ch] : 0;
-    const int8_t *xr = x + ch, *wr = w + ch;
-    for (fy = 0; fy < ny; ++fy) {
-      const int8_t *xp = xr, *wp = wr;
-      for (fx = 0; fx < nx; ++fx) {
-        acc += (int32_t)*wp * ((int32_t)*xp + off);
-        xp += x_tap;
-        wp += c;
-      }
-      xr += x_row;
-      wr += w_row;
-    }
-    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset, gen);
-  }
-}
-
-TD_HOT void td_dw_pixel(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
-                        int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
-                        const int32_t *rq, int32_t off, int32_t out_offset, int8_t *o) {
-  td_dw_pixel_b(x, w, c, ny, nx, x_row, x_tap, w_row, bias, rq, off, out_offset, o, 0);
-}
-TD_HOT void td_dw_pixel_g(const int8_t *x, const int8_t *w, int32_t c, int32_t ny, int32_t nx,
-                          int32_t x_row, int32_t x_tap, int32_t w_row, const int32_t *bias,
-                          const int32_t *rq, int32_t off, int32_t out_offset, int8_t *o) {
-  td_dw_pixel_b(x, w, c, ny, nx, x_row, x_tap, w_row, bias, rq, off, out_offset, o, 1);
-}
-
-#if TD_DSP
-/* An interior output pixel of a 3x3 depthwise convolution (all nine taps inside): the
- * input offset is folded into bias_eff, so the taps are plain int8 products. */
-TD_HOT void td_dw_pixel_3x3(const int8_t *x, const int8_t *w, int32_t c, int32_t x_row,
-                            int32_t x_tap, const int32_t *bias_eff, const int32_t *rq,
-                            int32_t out_offset, int8_t *o) {
-  const int32_t gen = 0; /* only layers without a shift >= 0 come here */
-  const int32_t x_next = x_row - 3 * x_tap; /* from after a row's last tap to the next row */
-  int32_t ch = 0, fy;
-  for (; ch + 4 <= c; ch += 4) {
-    int32_t a0 = bias_eff[ch], a1 = bias_eff[ch + 1], a2 = bias_eff[ch + 2];
-    int32_t a3 = bias_eff[ch + 3];
-    const int8_t *xp = x + ch, *wp = w + ch;
-    for (fy = 0; fy < 3; ++fy) {
-      int32_t fx;
-      for (fx = 0; fx < 3; ++fx) {
-        const uint32_t xv = td_read32(xp), wv = td_read32(wp);
-        const int16x2_t xa = td_sx02(xv), xb = td_sx13(xv);
-        const int16x2_t wa = td_sx02(wv), wb = td_sx13(wv);
-        a0 = __smlabb(xa, wa, a0);
-        a2 = __smlatt(xa, wa, a2);
-        a1 = __smlabb(xb, wb, a1);
-        a3 = __smlatt(xb, wb, a3);
-        xp += x_tap;
-        wp += c;
-      }
-      xp += x_next;
-    }
-    o[ch] = td_out8q(a0, rq + 2 * ch, out_offset, gen);
-    o[ch + 1] = td_out8q(a1, rq + 2 * ch + 2, out_offset, gen);
-    o[ch + 2] = td_out8q(a2, rq + 2 * ch + 4, out_offset, gen);
-    o[ch + 3] = td_out8q(a3, rq + 2 * ch + 6, out_offset, gen);
-  }
-  for (; ch < c; ++ch) {
-    int32_t acc = bias_eff[ch], k;
-    const int8_t *xp = x + ch, *wp = w + ch;
-    for (k = 0; k < 9; ++k) {
-      acc += (int32_t)*wp * (int32_t)*xp;
-      xp += k % 3 == 2 ? x_next + x_tap : x_tap;
-      wp += c;
-    }
-    o[ch] = td_out8q(acc, rq + 2 * ch, out_offset, gen);
-  }
-}
-#endif
-
-TD_ALWAYS_INLINE void td_depthwise_b(const td_conv_params *p, const int8_t *in, int8_t *out,
-                                     const int32_t gen) {
-  const int32_t c = p->in_c, in_w = p->in_w, in_h = p->in_h, f_h = p->f_h, f_w = p->f_w;
-  const int32_t out_h = p->out_h, out_w = p->out_w, dil_h = p->dil_h, dil_w = p->dil_w;
-  const int32_t stride_h = p->stride_h, stride_w = p->stride_w;
-  const int32_t pad_h = p->pad_h, pad_w = p->pad_w;
-  const int32_t row_step = dil_h * in_w * c, tap_step = dil_w * c;
-  const int8_t *filter = p->filter;
-  const int32_t *bias = p->bias, *rq = p->rq;
-  const int32_t off = p->in_offset, out_offset = p->out_offset;
-  const int32_t batches = p->batches;
-  int8_t *const out0 = out;
-  int32_t b, oy, ox;
-  for (b = 0; b < batches; ++b) {
-    const int8_t *inb = in + b * in_h * in_w * c;
-    for (oy = 0; oy < out_h; ++oy) {
-      const int32_t y0 = oy * stride_h - pad_h;
-      int32_t fy0 = 0, fy1 = f_h;
-      while (fy0 < fy1 && y0 + dil_h * fy0 < 0) ++fy0;
-      while (fy1 > fy0 && y0 + dil_h * (fy1 - 1) >= in_h) --fy1;
-      for (ox = 0; ox < out_w; ++ox) {
-        const int32_t x0 = ox * stride_w - pad_w;
-        int32_t fx0 = 0, fx1 = f_w;
-        while (fx0 < fx1 && x0 + dil_w * fx0 < 0) ++fx0;
-        while (fx1 > fx0 && x0 + dil_w * (fx1 - 1) >= in_w) --fx1;
-#if TD_DSP
-        if (!gen && p->bias_eff && f_h == 3 && f_w == 3 && fy1 - fy0 == 3 && fx1 - fx0 == 3) {
-          td_dw_pixel_3x3(inb + (y0 * in_w + x0) * c, filter, c, row_step, tap_step,
-                          p->bias_eff, rq, out_offset, out);
-          out += c;
-          continue;
-        }
-#endif
-        (gen ? td_dw_pixel_g : td_dw_pixel)(
-            inb + ((y0 + dil_h * fy0) * in_w + x0 + dil_w * fx0) * c,
-            filter + (fy0 * f_w + fx0) * c, c, fy1 - fy0, fx1 - fx0, row_step, tap_step,
-            f_w * c, bias, rq, off, out_offset, out);
-        out += c;
-      }
-    }
-  }
-  td_act_clamp(out0, batches * out_h * out_w * c, p->act_min, p->act_max);
-}
-
-void td_depthwise_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  td_depthwise_b(p, in, out, 0);
-}
-void td_depthwise_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  td_depthwise_b(p, in, out, 1);
-}
-
 /* ---- FULLY_CONNECTED ---------------------------------------------------------------- */
 TD_ALWAYS_INLINE void td_fc_b(const td_fc_params *p, const int8_t *in, int8_t *out,
                               const int32_t gen) {
   int32_t b;
   for (b = 0; b < p->batches; ++b) {
     (gen ? td_rows_g : td_rows)(p->filter, in + b * p->accum, p->accum, p->out_c, p->bias_eff,
-                                p->rq, p->per_channel, p->out_offset, out + b * p->out_c);
+                                p->rq, 2 * p->per_channel, p->out_offset,
+                                out + b * p->out_c);
   }
   td_act_clamp(out, p->batches * p->out_c, p->act_min, p->act_max);
 }

@@ -20,35 +20,25 @@ static int32_t td_next_index(int32_t *idx, const int32_t *dims, int32_t rank) {
   return 0;
 }
 
-static inline int32_t td_add_one(const td_binary_params *p, int32_t a, int32_t b) {
-  const int32_t x1 = (a + p->in1_offset) * (1 << p->left_shift);
-  const int32_t x2 = (b + p->in2_offset) * (1 << p->left_shift);
-  const int32_t s1 = td_requant(x1, p->in1_mult, p->in1_shift);
-  const int32_t s2 = td_requant(x2, p->in2_mult, p->in2_shift);
-  return td_requant(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
-}
-
-static inline int32_t td_mul_one(const td_binary_params *p, int32_t a, int32_t b) {
-  const int32_t prod = (a + p->in1_offset) * (b + p->in2_offset);
-  return td_requant(prod, p->out_mult, p->out_shift) + p->out_offset;
-}
-
-/* Same-shape ADD/SUB of int8 (es 1) or int16 (es 2) tensors: every parameter in a local
- * (the narrow stores would force reloads); es is a constant at each call, so the loads and
- * stores fold to one width, and sub too (both instantiated). */
-TD_INLINE void td_addsub_flat(const td_binary_params *p, int32_t sub, int32_t es,
-                              const void *in1, const void *in2, void *out) {
-  const int32_t n = p->size, o1 = p->in1_offset, o2 = p->in2_offset, ls = p->left_shift;
-  const int32_t m1 = p->in1_mult, s1 = p->in1_shift, m2 = p->in2_mult, s2 = p->in2_shift;
-  const int32_t mo = p->out_mult, so = p->out_shift, oo = p->out_offset;
-  const int32_t lo = p->act_min, hi = p->act_max;
-  int32_t i;
-  for (i = 0; i < n; ++i) {
-    const int32_t a = es == 2 ? ((const int16_t *)in1)[i] : ((const int8_t *)in1)[i];
-    const int32_t b = es == 2 ? ((const int16_t *)in2)[i] : ((const int8_t *)in2)[i];
-    const int32_t x1 = td_requant((int32_t)((uint32_t)(a + o1) << ls), m1, s1);
-    const int32_t x2 = td_requant((int32_t)((uint32_t)(b + o2) << ls), m2, s2);
-    const int32_t v = td_clamp_i32(td_requant(sub ? x1 - x2 : x1 + x2, mo, so) + oo, lo, hi);
+/* n elements of ADD/SUB of int8 (es 1) or int16 (es 2) tensors, input k read st_k apart
+ * (1, or 0: a broadcast value): every parameter in a local, the three requantizations
+ * prepared once (td_rq_prepare); es and sub are constants at each call, so the loads and
+ * stores fold to one width (every instance is used). */
+TD_INLINE void td_addsub_run(const td_binary_params *p, int32_t sub, int32_t es, int32_t n,
+                             const void *in1, int32_t st1, const void *in2, int32_t st2,
+                             void *out) {
+  const int32_t o1 = p->in1_offset, o2 = p->in2_offset, ls = p->left_shift;
+  const td_rqp r1 = td_rq_prepare(p->in1_mult, p->in1_shift);
+  const td_rqp r2 = td_rq_prepare(p->in2_mult, p->in2_shift);
+  const td_rqp ro = td_rq_prepare(p->out_mult, p->out_shift);
+  const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+  int32_t i, j1 = 0, j2 = 0;
+  for (i = 0; i < n; ++i, j1 += st1, j2 += st2) {
+    const int32_t a = es == 2 ? ((const int16_t *)in1)[j1] : ((const int8_t *)in1)[j1];
+    const int32_t b = es == 2 ? ((const int16_t *)in2)[j2] : ((const int8_t *)in2)[j2];
+    const int32_t x1 = td_rq_apply(r1, (int32_t)((uint32_t)(a + o1) << ls));
+    const int32_t x2 = td_rq_apply(r2, (int32_t)((uint32_t)(b + o2) << ls));
+    const int32_t v = td_clamp_i32(td_rq_apply(ro, sub ? x1 - x2 : x1 + x2) + oo, lo, hi);
     if (es == 2) {
       ((int16_t *)out)[i] = (int16_t)v;
     } else {
@@ -57,48 +47,172 @@ TD_INLINE void td_addsub_flat(const td_binary_params *p, int32_t sub, int32_t es
   }
 }
 
+/* n elements of MUL, as td_addsub_run */
+TD_INLINE void td_mul_run(const td_binary_params *p, int32_t es, int32_t n, const void *in1,
+                          int32_t st1, const void *in2, int32_t st2, void *out) {
+  const int32_t o1 = p->in1_offset, o2 = p->in2_offset;
+  const td_rqp ro = td_rq_prepare(p->out_mult, p->out_shift);
+  const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+  int32_t i, j1 = 0, j2 = 0;
+  for (i = 0; i < n; ++i, j1 += st1, j2 += st2) {
+    const int32_t a = es == 2 ? ((const int16_t *)in1)[j1] : ((const int8_t *)in1)[j1];
+    const int32_t b = es == 2 ? ((const int16_t *)in2)[j2] : ((const int8_t *)in2)[j2];
+    const int32_t v = td_clamp_i32(td_rq_apply(ro, (a + o1) * (b + o2)) + oo, lo, hi);
+    if (es == 2) {
+      ((int16_t *)out)[i] = (int16_t)v;
+    } else {
+      ((int8_t *)out)[i] = (int8_t)v;
+    }
+  }
+}
+
+/* one row (the innermost axis, strides 1 or 0) of ADD (kind 0), SUB (1) or MUL (2) */
+/* n elements of MAXIMUM (max 1) or MINIMUM (max 0), as td_addsub_run (no requantization:
+ * input and output share scale and zero point) */
+TD_INLINE void td_maxmin_run(int32_t max, int32_t es, int32_t n, const void *in1, int32_t st1,
+                             const void *in2, int32_t st2, void *out) {
+  int32_t i, j1 = 0, j2 = 0;
+  for (i = 0; i < n; ++i, j1 += st1, j2 += st2) {
+    const int32_t a = es == 2 ? ((const int16_t *)in1)[j1] : ((const int8_t *)in1)[j1];
+    const int32_t b = es == 2 ? ((const int16_t *)in2)[j2] : ((const int8_t *)in2)[j2];
+    const int32_t v = max ? (a > b ? a : b) : (a < b ? a : b);
+    if (es == 2) {
+      ((int16_t *)out)[i] = (int16_t)v;
+    } else {
+      ((int8_t *)out)[i] = (int8_t)v;
+    }
+  }
+}
+
+void td_binary_row(const td_binary_params *p, int32_t kind, int32_t es, int32_t n,
+                   const void *in1, int32_t st1, const void *in2, int32_t st2, void *out) {
+  if (kind >= 3) { /* MAXIMUM (3), MINIMUM (4): td_kernels_ext.h's TD_BIN_* */
+    if (es == 2) {
+      if (kind == 3) {
+        td_maxmin_run(1, 2, n, in1, st1, in2, st2, out);
+      } else {
+        td_maxmin_run(0, 2, n, in1, st1, in2, st2, out);
+      }
+    } else if (kind == 3) {
+      td_maxmin_run(1, 1, n, in1, st1, in2, st2, out);
+    } else {
+      td_maxmin_run(0, 1, n, in1, st1, in2, st2, out);
+    }
+    return;
+  }
+  if (es == 2) {
+    if (kind == 2) {
+      td_mul_run(p, 2, n, in1, st1, in2, st2, out);
+    } else if (kind == 1) {
+      td_addsub_run(p, 1, 2, n, in1, st1, in2, st2, out);
+    } else {
+      td_addsub_run(p, 0, 2, n, in1, st1, in2, st2, out);
+    }
+  } else if (kind == 2) {
+    td_mul_run(p, 1, n, in1, st1, in2, st2, out);
+  } else if (kind == 1) {
+    td_addsub_run(p, 1, 1, n, in1, st1, in2, st2, out);
+  } else {
+    td_addsub_run(p, 0, 1, n, in1, st1, in2, st2, out);
+  }
+}
+
+/* The longest run of the broadcast shape's inner axes that is one row (each input read
+ * st_k apart: axes of size 1 vanish, and an axis joins when both inputs step over it as
+ * over the run so far): its length in n, the strides in st1 and st2; returns the number of
+ * outer axes left (rows are their index tuples, first axis slowest). */
+static int32_t td_bcast_run(const td_binary_params *p, int32_t *n, int32_t *st1,
+                            int32_t *st2) {
+  int32_t d = TD_MAX_RANK - 1, len = p->dims[d], s1 = p->stride1[d], s2 = p->stride2[d];
+  for (--d; d >= 0; --d) {
+    if (p->dims[d] == 1) continue;
+    if (len == 1) {
+      len = p->dims[d];
+      s1 = p->stride1[d];
+      s2 = p->stride2[d];
+    } else if (p->stride1[d] == s1 * len && p->stride2[d] == s2 * len) {
+      len *= p->dims[d];
+    } else {
+      break;
+    }
+  }
+  *n = len;
+  *st1 = s1;
+  *st2 = s2;
+  return d + 1;
+}
+
+/* ADD/SUB/MUL over the broadcast shape: one td_binary_row per row (td_bcast_run) */
+void td_binary_rows(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,
+                    const void *in2, void *out) {
+  int32_t n, st1, st2, i = 0, idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+  const int32_t outer = td_bcast_run(p, &n, &st1, &st2);
+  if (n <= 0 || p->size <= 0) return;
+  do {
+    int32_t a = 0, b = 0, d;
+    for (d = 0; d < outer; ++d) {
+      a += idx[d] * p->stride1[d];
+      b += idx[d] * p->stride2[d];
+    }
+    td_binary_row(p, kind, es, n, (const char *)in1 + a * es, st1, (const char *)in2 + b * es,
+                  st2, (char *)out + i * es);
+    i += n;
+  } while (outer > 0 && td_next_index(idx, p->dims, outer));
+}
+
+/* n elements of int8 ADD with the input rescalings looked up: t1/t2 point at entry 0 of
+ * 256-entry tables (index -128..127) the generator made with TFLM's arithmetic */
+static void td_add_lut_row(const td_binary_params *p, const int32_t *t1, const int32_t *t2,
+                           int32_t n, const int8_t *in1, int32_t st1, const int8_t *in2,
+                           int32_t st2, int8_t *out) TD_O2;
+static void td_add_lut_row(const td_binary_params *p, const int32_t *t1, const int32_t *t2,
+                           int32_t n, const int8_t *in1, int32_t st1, const int8_t *in2,
+                           int32_t st2, int8_t *out) {
+  const td_rqp ro = td_rq_prepare(p->out_mult, p->out_shift);
+  const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+  int32_t i;
+  for (i = 0; i < n; ++i, in1 += st1, in2 += st2) {
+    const int32_t v = td_rq_apply(ro, t1[*in1] + t2[*in2]) + oo;
+    out[i] = (int8_t)td_clamp_i32(v, lo, hi);
+  }
+}
+
+void td_add_lut(const td_binary_params *p, const int32_t *lut1, const int32_t *lut2,
+                const int8_t *in1, const int8_t *in2, int8_t *out) {
+  int32_t n, st1, st2, i = 0, idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0}, outer;
+  if (!p->broadcast) {
+    td_add_lut_row(p, lut1 + 128, lut2 + 128, p->size, in1, 1, in2, 1, out);
+    return;
+  }
+  outer = td_bcast_run(p, &n, &st1, &st2);
+  if (n <= 0 || p->size <= 0) return;
+  do {
+    int32_t a = 0, b = 0, d;
+    for (d = 0; d < outer; ++d) {
+      a += idx[d] * p->stride1[d];
+      b += idx[d] * p->stride2[d];
+    }
+    td_add_lut_row(p, lut1 + 128, lut2 + 128, n, in1 + a, st1, in2 + b, st2, out + i);
+    i += n;
+  } while (outer > 0 && td_next_index(idx, p->dims, outer));
+}
+
 void td_addsub_flat8(const td_binary_params *p, int32_t sub, const int8_t *in1,
                      const int8_t *in2, int8_t *out) {
-  if (sub) {
-    td_addsub_flat(p, 1, 1, in1, in2, out);
-  } else {
-    td_addsub_flat(p, 0, 1, in1, in2, out);
-  }
+  td_binary_row(p, sub, 1, p->size, in1, 1, in2, 1, out);
 }
 
 void td_addsub_flat16(const td_binary_params *p, int32_t sub, const int16_t *in1,
                       const int16_t *in2, int16_t *out) {
-  if (sub) {
-    td_addsub_flat(p, 1, 2, in1, in2, out);
-  } else {
-    td_addsub_flat(p, 0, 2, in1, in2, out);
-  }
+  td_binary_row(p, sub, 2, p->size, in1, 1, in2, 1, out);
 }
 
 static void td_binary(const td_binary_params *p, const int8_t *in1, const int8_t *in2,
                       int8_t *out, int32_t mul) {
-  int32_t i;
   if (!p->broadcast) {
-    if (!mul) {
-      td_addsub_flat8(p, 0, in1, in2, out);
-      return;
-    }
-    for (i = 0; i < p->size; ++i) {
-      const int32_t v = td_mul_one(p, in1[i], in2[i]);
-      out[i] = td_clamp8(v, p->act_min, p->act_max);
-    }
+    td_binary_row(p, mul ? 2 : 0, 1, p->size, in1, 1, in2, 1, out);
   } else {
-    int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
-    i = 0;
-    do {
-      int32_t a = 0, b = 0, d, v;
-      for (d = 0; d < TD_MAX_RANK; ++d) {
-        a += idx[d] * p->stride1[d];
-        b += idx[d] * p->stride2[d];
-      }
-      v = mul ? td_mul_one(p, in1[a], in2[b]) : td_add_one(p, in1[a], in2[b]);
-      out[i++] = td_clamp8(v, p->act_min, p->act_max);
-    } while (td_next_index(idx, p->dims, TD_MAX_RANK));
+    td_binary_rows(p, mul ? 2 : 0, 1, in1, in2, out);
   }
 }
 
@@ -126,12 +240,14 @@ void td_clamp(int32_t size, int32_t lo, int32_t hi, const int8_t *in, int8_t *ou
 }
 
 void td_leaky_relu(const td_leaky_relu_params *p, const int8_t *in, int8_t *out) {
+  const td_rqp id = td_rq_prepare(p->mult_id, p->shift_id);
+  const td_rqp al = td_rq_prepare(p->mult_alpha, p->shift_alpha);
+  const int32_t n = p->size, in_zp = p->in_zp, out_zp = p->out_zp;
   int32_t i;
-  for (i = 0; i < p->size; ++i) {
-    const int32_t x = (int32_t)in[i] - p->in_zp;
-    const int32_t v = x >= 0 ? td_mbqm(x, p->mult_id, p->shift_id)
-                             : td_mbqm(x, p->mult_alpha, p->shift_alpha);
-    out[i] = td_clamp8(v + p->out_zp, -128, 127);
+  for (i = 0; i < n; ++i) {
+    const int32_t x = (int32_t)in[i] - in_zp;
+    const int32_t v = x >= 0 ? td_rq_apply_signed(id, x) : td_rq_apply_signed(al, x);
+    out[i] = (int8_t)td_sat8(v + out_zp);
   }
 }
 

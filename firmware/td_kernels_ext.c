@@ -18,57 +18,12 @@ static void td_st(void *p, int32_t i, int32_t es, int32_t v) {
   }
 }
 
-static int32_t td_bin_one(const td_binary_params *p, int32_t kind, int32_t a, int32_t b) {
-  int32_t v;
-  if (kind == TD_BIN_MAX) return a > b ? a : b;
-  if (kind == TD_BIN_MIN) return a < b ? a : b;
-  if (kind == TD_BIN_MUL) {
-    v = td_mbqm((a + p->in1_offset) * (b + p->in2_offset), p->out_mult, p->out_shift) +
-        p->out_offset;
-  } else {
-    const int32_t x1 = td_mbqm((a + p->in1_offset) * (1 << p->left_shift), p->in1_mult,
-                               p->in1_shift);
-    const int32_t x2 = td_mbqm((b + p->in2_offset) * (1 << p->left_shift), p->in2_mult,
-                               p->in2_shift);
-    v = td_mbqm(kind == TD_BIN_SUB ? x1 - x2 : x1 + x2, p->out_mult, p->out_shift) +
-        p->out_offset;
-  }
-  if (v < p->act_min) v = p->act_min;
-  if (v > p->act_max) v = p->act_max;
-  return v;
-}
-
 void td_binary_ext(const td_binary_params *p, int32_t kind, int32_t es, const void *in1,
                    const void *in2, void *out) {
-  int32_t i;
-  if (!p->broadcast && (kind == TD_BIN_ADD || kind == TD_BIN_SUB)) {
-    if (es == 2) {
-      td_addsub_flat16(p, kind == TD_BIN_SUB, (const int16_t *)in1, (const int16_t *)in2,
-                       (int16_t *)out);
-    } else {
-      td_addsub_flat8(p, kind == TD_BIN_SUB, (const int8_t *)in1, (const int8_t *)in2,
-                      (int8_t *)out);
-    }
-    return;
-  }
-  if (!p->broadcast) {
-    for (i = 0; i < p->size; ++i) {
-      td_st(out, i, es, td_bin_one(p, kind, td_ld(in1, i, es), td_ld(in2, i, es)));
-    }
+  if (p->broadcast) {
+    td_binary_rows(p, kind, es, in1, in2, out);
   } else {
-    int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
-    for (i = 0; i < p->size; ++i) {
-      int32_t a = 0, b = 0, d;
-      for (d = 0; d < TD_MAX_RANK; ++d) {
-        a += idx[d] * p->stride1[d];
-        b += idx[d] * p->stride2[d];
-      }
-      td_st(out, i, es, td_bin_one(p, kind, td_ld(in1, a, es), td_ld(in2, b, es)));
-      for (d = TD_MAX_RANK - 1; d >= 0; --d) {
-        if (++idx[d] < p->dims[d]) break;
-        idx[d] = 0;
-      }
-    }
+    td_binary_row(p, kind, es, p->size, in1, 1, in2, 1, out);
   }
 }
 

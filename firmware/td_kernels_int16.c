@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "td_kernels_ext.h"
+#include "td_simd.h"
 
 int32_t td_mbqm64(int64_t x, int32_t mult, int32_t shift) {
   const int32_t reduced = mult < 0x7FFF0000 ? (mult + (1 << 15)) >> 16 : 0x7FFF;
@@ -144,38 +145,61 @@ void td_requantize_ext(const td_requant_params *p, int32_t es_in, int32_t es_out
 }
 
 void td_leaky_relu_16(const td_leaky_relu_params *p, const int16_t *in, int16_t *out) {
+  const td_rqp id = td_rq_prepare(p->mult_id, p->shift_id);
+  const td_rqp al = td_rq_prepare(p->mult_alpha, p->shift_alpha);
+  const int32_t n = p->size, in_zp = p->in_zp, out_zp = p->out_zp;
   int32_t i;
-  for (i = 0; i < p->size; ++i) {
-    const int32_t x = (int32_t)in[i] - p->in_zp;
-    const int32_t v = x >= 0 ? td_mbqm(x, p->mult_id, p->shift_id)
-                             : td_mbqm(x, p->mult_alpha, p->shift_alpha);
-    out[i] = td_clamp16(v + p->out_zp, -32768, 32767);
+  for (i = 0; i < n; ++i) {
+    const int32_t x = (int32_t)in[i] - in_zp;
+    const int32_t v = x >= 0 ? td_rq_apply_signed(id, x) : td_rq_apply_signed(al, x);
+    out[i] = (int16_t)td_clamp_i32(v + out_zp, -32768, 32767);
+  }
+}
+
+/* n pad values of es bytes at dst */
+static void td_fill_ext(uint8_t *dst, int32_t n, int32_t es, int32_t v) {
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    if (es == 2) {
+      ((int16_t *)(void *)dst)[i] = (int16_t)v;
+    } else {
+      ((int8_t *)dst)[i] = (int8_t)v;
+    }
   }
 }
 
 void td_pad_ext(const td_pad_params *p, int32_t es, const void *in, void *out) {
-  int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
-  int32_t total = 1, i, d, r = p->rank;
+  /* output rows (last axis) in increasing order, as td_pad: the row's copy (read before
+   * any of the row is written), then its fills */
+  const int32_t last = p->rank - 1;
+  const int32_t row = p->out_dims[last], in_row = p->in_dims[last], left = p->before[last];
   const uint8_t *src = (const uint8_t *)in;
   uint8_t *dst = (uint8_t *)out;
-  for (d = 0; d < r; ++d) total *= p->out_dims[d];
-  for (i = 0; i < total; ++i) {
-    int32_t inside = 1, off = 0;
-    for (d = 0; d < r; ++d) {
+  int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+  int32_t d;
+  if (last < 0) return;
+  for (;;) {
+    int32_t off = 0, inside = 1;
+    for (d = 0; d < last; ++d) {
       const int32_t k = idx[d] - p->before[d];
-      if (k < 0 || k >= p->in_dims[d]) inside = 0;
+      if (k < 0 || k >= p->in_dims[d]) {
+        inside = 0;
+        break;
+      }
       off = off * p->in_dims[d] + k;
     }
     if (inside) {
-      memcpy(dst + (size_t)i * (size_t)es, src + (size_t)off * (size_t)es, (size_t)es);
-    } else if (es == 2) {
-      ((int16_t *)out)[i] = (int16_t)p->pad_value;
+      memmove(dst + left * es, src + off * in_row * es, (size_t)(in_row * es));
+      td_fill_ext(dst, left, es, p->pad_value);
+      td_fill_ext(dst + (left + in_row) * es, row - left - in_row, es, p->pad_value);
     } else {
-      ((int8_t *)out)[i] = (int8_t)p->pad_value;
+      td_fill_ext(dst, row, es, p->pad_value);
     }
-    for (d = r - 1; d >= 0; --d) {
+    dst += row * es;
+    for (d = last - 1; d >= 0; --d) {
       if (++idx[d] < p->out_dims[d]) break;
       idx[d] = 0;
     }
+    if (d < 0) return;
   }
 }

@@ -71,6 +71,64 @@ TD_INLINE int32_t td_requant_lsh(int32_t x, int32_t mult, int32_t lsh) {
   return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
 }
 
+/* td_requant(x, mult, shift) with the per-layer part done once (td_rq_prepare): for a
+ * shift <= -1 the one-multiply form td_requant_rq with its rounding constant precomputed
+ * (sh = -shift - 1 >= 0), else td_requant_lsh (sh = -shift - 1 < 0: left shift -sh - 1). */
+typedef struct {
+  int32_t m, sh;
+  uint32_t lo;
+  int32_t hi;
+} td_rqp;
+
+TD_INLINE td_rqp td_rq_prepare(int32_t mult, int32_t shift) {
+  td_rqp r;
+  const uint32_t t = shift <= -1 ? 1u << (-shift - 1) : 0u;
+  r.m = mult;
+  r.sh = -shift - 1;
+  r.lo = shift <= -1 ? 0x40000000u | (t << 31) : 0u;
+  r.hi = (int32_t)(t >> 1);
+  return r;
+}
+
+TD_INLINE int32_t td_rq_apply(const td_rqp r, int32_t x) {
+  if (r.sh < 0) return td_requant_lsh(x, r.m, -r.sh - 1);
+  {
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+    uint32_t lo = r.lo;
+    int32_t hi = r.hi;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(r.m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"((uint32_t)x >> 31), "r"(INT32_MIN));
+    return hi >> r.sh;
+#else
+    int64_t acc = (int64_t)(((uint64_t)(uint32_t)r.hi << 32) | r.lo);
+    acc += (int64_t)x * r.m;
+    acc -= (int64_t)((uint32_t)x >> 31) << 31;
+    return (int32_t)(acc >> 32) >> r.sh;
+#endif
+  }
+}
+
+/* td_rq_apply for a multiplier of either sign (LEAKY_RELU's alpha may be negative): the
+ * one-multiply form's correction follows the sign of the product, not of x */
+TD_INLINE int32_t td_rq_apply_signed(const td_rqp r, int32_t x) {
+  if (r.sh < 0) return td_requant_lsh(x, r.m, -r.sh - 1);
+  {
+    const uint32_t neg = ((uint32_t)x ^ (uint32_t)r.m) >> 31;
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+    uint32_t lo = r.lo;
+    int32_t hi = r.hi;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(r.m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(neg), "r"(INT32_MIN));
+    return hi >> r.sh;
+#else
+    int64_t acc = (int64_t)(((uint64_t)(uint32_t)r.hi << 32) | r.lo);
+    acc += (int64_t)x * r.m;
+    acc -= (int64_t)neg << 31;
+    return (int32_t)(acc >> 32) >> r.sh;
+#endif
+  }
+}
+
 TD_INLINE int32_t td_clamp_i32(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -140,6 +198,34 @@ TD_ALWAYS_INLINE int8_t td_out8q(int32_t acc, const int32_t *rq, int32_t out_off
   return (int8_t)td_sat8(v + out_offset);
 }
 
+/* td_out8q of one channel at two pixels (pair path) from its {mult, code, lo, hi} quad
+ * (rq4: the rounding constant precomputed) */
+TD_ALWAYS_INLINE void td_out8q_pair(int32_t acc0, int32_t acc1, const int32_t *q,
+                                    int32_t out_offset, const int32_t gen, int8_t *p0,
+                                    int8_t *p1) {
+  const int32_t m = q[0], sh = q[1];
+  if (gen && sh < 0) {
+    *p0 = (int8_t)td_sat8(td_requant_lsh(acc0, m, -sh - 1) + out_offset);
+    *p1 = (int8_t)td_sat8(td_requant_lsh(acc1, m, -sh - 1) + out_offset);
+    return;
+  }
+  {
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+    uint32_t lo0 = (uint32_t)q[2], lo1 = lo0;
+    int32_t hi0 = q[3], hi1 = hi0;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo0), "+r"(hi0) : "r"(acc0), "r"(m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo0), "+r"(hi0) : "r"((uint32_t)acc0 >> 31), "r"(INT32_MIN));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo1), "+r"(hi1) : "r"(acc1), "r"(m));
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo1), "+r"(hi1) : "r"((uint32_t)acc1 >> 31), "r"(INT32_MIN));
+    *p0 = (int8_t)td_sat8((hi0 >> sh) + out_offset);
+    *p1 = (int8_t)td_sat8((hi1 >> sh) + out_offset);
+#else
+    *p0 = (int8_t)td_sat8(td_requant_rq(acc0, m, sh) + out_offset);
+    *p1 = (int8_t)td_sat8(td_requant_rq(acc1, m, sh) + out_offset);
+#endif
+  }
+}
+
 /* clamp n outputs to [lo, hi] unless that is the whole int8 range (the converter's usual
  * choice, e.g. ReLU with the output zero point at -128) */
 TD_ALWAYS_INLINE void td_act_clamp(int8_t *y, int32_t n, int32_t lo, int32_t hi) {
@@ -147,5 +233,14 @@ TD_ALWAYS_INLINE void td_act_clamp(int8_t *y, int32_t n, int32_t lo, int32_t hi)
   if (lo <= -128 && hi >= 127) return;
   for (i = 0; i < n; ++i) y[i] = (int8_t)td_clamp_i32(y[i], lo, hi);
 }
+
+/* the pixel-pair product on a widened input (td_kernels_gemm.c, used by td_kernels_conv.c) */
+void td_widen2(const int8_t *c0, const int8_t *c1, int32_t n4, uint32_t *u);
+void td_rows2u(const int8_t *w, const uint32_t *u, const int8_t *c0, const int8_t *c1,
+               int32_t n, int32_t out_c, const int32_t *bias, const int32_t *rq,
+               int32_t out_offset, int8_t *y0, int8_t *y1);
+void td_rows2u_g(const int8_t *w, const uint32_t *u, const int8_t *c0, const int8_t *c1,
+                 int32_t n, int32_t out_c, const int32_t *bias, const int32_t *rq,
+                 int32_t out_offset, int8_t *y0, int8_t *y1);
 
 #endif /* TD_SIMD_H */

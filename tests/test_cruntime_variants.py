@@ -23,11 +23,14 @@ import pytest
 from tinydeploy.cruntime import generate_c
 from tinydeploy.cruntime.harness import build_harness, run_harness
 from tinydeploy.cruntime.variants import (
+    DW16,
     INTERLEAVED4,
     PLAIN,
+    RQ4,
     VARIANTS,
     check_call,
     fast_variant,
+    rq4_quads,
     rq_pairs,
 )
 from tinydeploy.errors import TinyDeployError
@@ -140,24 +143,28 @@ def test_rq_pairs_forms() -> None:
 
 def test_layout_contract_refuses_a_mismatch() -> None:
     layouts = {"f_plain": PLAIN, "f_il": INTERLEAVED4}
-    arrays = {"r": [1 << 30, 3], "rg": [1 << 30, -2]}
-    ok = {"filter": "f_il", "rq": "r", "bias_eff": "b"}
+    arrays = {"r": [1 << 30, 3], "rg": [1 << 30, -2], "q": rq4_quads([1 << 30, 3]),
+              "qg": rq4_quads([1 << 30, -2])}
+    ok = {"filter": "f_il", "rq": "q", "bias_eff": "b"}
     assert check_call("td_conv2d_fast", ok, layouts, arrays).filter_layout == INTERLEAVED4
-    assert check_call("td_conv2d_fastg", {**ok, "rq": "rg"}, layouts, arrays)
+    assert check_call("td_conv2d_fastg", {**ok, "rq": "qg"}, layouts, arrays)
+    assert check_call("td_fully_connected_fast", {**ok, "rq": "r"}, layouts, arrays)
     for fn, fields in (
         ("td_conv2d_ref", {"filter": "f_il", "mult": "m", "shift": "s"}),  # the old bug
-        ("td_conv2d_fast", {"filter": "f_plain", "rq": "r", "bias_eff": "b"}),
+        ("td_conv2d_fast", {"filter": "f_plain", "rq": "q", "bias_eff": "b"}),
         ("td_fully_connected_fast", {"filter": "f_il", "mult": "m", "shift": "s",
                                      "bias_eff": "b"}),
         ("td_fully_connected_fast", {"filter": "f_il", "rq": "r"}),
-        ("td_conv2d_fast", {"filter": "f_il", "rq": "rg", "bias_eff": "b"}),  # shift >= 0
+        ("td_conv2d_fast", {"filter": "f_il", "rq": "qg", "bias_eff": "b"}),  # shift >= 0
+        ("td_conv2d_fast", {"filter": "f_il", "rq": "r", "bias_eff": "b"}),  # pairs
     ):
         with pytest.raises(TinyDeployError, match="layout contract"):
             check_call(fn, fields, layouts, arrays)
     assert set(VARIANTS) == {f"td_{k}_{v}" for k in ("conv2d", "depthwise_conv2d",
                                                       "fully_connected")
                              for v in ("fast", "fastg", "ref")} - {
-        "td_depthwise_conv2d_ref"} | {"td_depthwise_conv2d_fastm", "td_depthwise_conv2d_fastmg",
+        "td_depthwise_conv2d_ref", "td_depthwise_conv2d_fast", "td_depthwise_conv2d_fastg"} | {
+                                      "td_depthwise_conv2d_fastw", "td_depthwise_conv2d_fastwg",
                                       # weights in place: tinydeploy's TFLM kernel
                                       "td_fully_connected_plain", "td_fully_connected_plaing"}
 
@@ -197,3 +204,20 @@ def test_fuzzer_found_models_bit_exact(name: str, tmp_path: Path) -> None:
             want = np.array(host.interpreter.get_output(k)).reshape(-1)
             np.testing.assert_array_equal(np.asarray(got[i][k]).reshape(-1), want,
                                           err_msg=f"{name} sample {i} output {k}")
+
+
+def test_rq4_quads_carry_the_rounding_constant() -> None:
+    """td_depthwise_conv2d_fastw reads {mult, code, lo, hi}: lo/hi = 2^30 + 2^(31 + code)."""
+    q = rq4_quads([1 << 30, 0, 1 << 30, 3, 5, -2])
+    assert q == [1 << 30, 0, -(1 << 30), 0,  # 0xC0000000 as int32, high word 0
+                 1 << 30, 3, 1 << 30, 4,  # 2^30 + 2^34
+                 5, -2, 0, 0]  # a left shift reads no constant
+    layouts = {"fw": DW16}
+    arrays = {"q": q[:8], "qg": q, "pairs": [1 << 30, 0, 1 << 30, 3]}
+    ok = {"filter_w": "fw", "rq": "q"}
+    assert check_call("td_depthwise_conv2d_fastw", ok, layouts, arrays).requant == RQ4
+    with pytest.raises(TinyDeployError, match="shift >= 0"):
+        check_call("td_depthwise_conv2d_fastw", {**ok, "rq": "qg"}, layouts, arrays)
+    with pytest.raises(TinyDeployError, match="quads"):
+        check_call("td_depthwise_conv2d_fastw", {**ok, "rq": "pairs"}, layouts,
+                   {**arrays, "pairs": [1 << 30, 0, 1 << 30, 3, 7, 0]})

@@ -31,8 +31,8 @@ HAVE_QEMU = all(shutil.which(t) for t in QEMU_TOOLS)
 
 # (operator, kernel path) rows the fixed slice reaches (tinydeploy/fuzz/paths.py)
 REQUIRED = [
-    ("CONV_2D/i8", "fast"), ("CONV_2D/i8", "partial"), ("DEPTHWISE_CONV_2D/i8", "partial"),
-    ("DEPTHWISE_CONV_2D/i8", "fastm"), ("FULLY_CONNECTED/i8", "fast"),
+    ("CONV_2D/i8", "fast"), ("CONV_2D/i8", "partial"), ("DEPTHWISE_CONV_2D/i8", "fastw"),
+    ("DEPTHWISE_CONV_2D/i8", "fastwg"), ("FULLY_CONNECTED/i8", "fast"),
     ("FULLY_CONNECTED/i8", "ref"), ("MAX_POOL_2D/i8", "simd4+tail"),
     ("AVERAGE_POOL_2D/i8", "scalar"), ("ADD/i8", "flat"), ("SUB/i8", "flat"),
     ("MUL/i8", "flat"), ("CONV_2D/16x8", "fast"), ("DEPTHWISE_CONV_2D/16x8", "ref"),

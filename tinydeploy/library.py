@@ -56,7 +56,7 @@ from .render_base import (
     template_env,
 )
 
-C_CODE_BASE = 32 * KIB  # kernels + protocol + server + API + libm pieces (see tests)
+C_CODE_BASE = 40 * KIB  # kernels + protocol + server + API + libm pieces (see tests)
 C_CODE_PER_OP = 128  # one kernel call with its arguments in td_invoke()
 C_STACK_RESERVE = 4 * KIB
 C_FIRMWARE = ("td_protocol.h", "td_protocol.c", "td_arduino.h", "td_arduino.cpp",

@@ -24,7 +24,7 @@ from ..interface import interface_lines
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
-from .emit import Emitter, float_lit
+from .emit import ADD_LUT_MIN, Emitter, float_lit
 from .emit import scratch_bytes as core_scratch_bytes
 from .emit_ext import (
     ALIAS_OPS,
@@ -43,11 +43,13 @@ from .patch import Stage, option, plan_stage, stage_block
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
-                "td_kernels_conv_ref.c", "td_kernels_dwm.c", "td_kernels_elem.c",
-                "td_kernels_io.c", "td_kernels_pool.c", *EXT_KERNEL_FILES)
+                "td_kernels_conv_ref.c", "td_kernels_dww.c",
+                "td_kernels_gemm.c", "td_kernels_elem.c", "td_kernels_io.c", "td_kernels_pool.c",
+                *EXT_KERNEL_FILES)
 SUPPORT_FILES = ("td_protocol.h", "td_model_api.h")
 MODEL_SOURCES = ("td_model.c", "td_kernels.c", "td_kernels_conv.c", "td_kernels_conv_ref.c",
-                 "td_kernels_dwm.c", "td_kernels_elem.c", "td_kernels_io.c", "td_kernels_pool.c",
+                 "td_kernels_dww.c", "td_kernels_gemm.c", "td_kernels_elem.c",
+                 "td_kernels_io.c", "td_kernels_pool.c",
                  *EXT_KERNEL_SOURCES)
 
 
@@ -192,28 +194,30 @@ def _plan_joint(buffers: list[Buffer], scratch: list[Buffer], alignment: int) ->
 
 
 def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
-                       stage: Stage | None = None) -> tuple[dict[int, int], MemoryPlan]:
+                       stage: Stage | None = None, pairs: bool = False
+                       ) -> tuple[dict[int, int], MemoryPlan]:
     """The memory plan including the convolutions' im2col scratch: two pixels' receptive
     fields each (the faster kernel path), reduced to one where that makes the arena
-    noticeably smaller (the scratch is live only during its operator, but may raise the
-    peak; a few bytes are not worth the slower one-pixel path)."""
-    need = {op.index: core_scratch_bytes(op, g, 1) for op in g.ops
-            if ext_reason(g, op) is not None}  # extension kernels: scratch_bytes()
-    need = {i: n for i, n in need.items() if n > 0}
+    noticeably smaller (the scratch is live only during its operator, or its patch stage,
+    but may raise the peak; a few bytes are not worth the slower one-pixel path);
+    ``pairs``: keep two everywhere (the fuzzer's second plan, the fastest kernel paths)."""
+    need = {op.index: (core_scratch_bytes(op, g, 1), core_scratch_bytes(op, g, 2))
+            for op in g.ops if ext_reason(g, op) is not None}  # extension: scratch_bytes()
+    need = {i: n for i, n in need.items() if n[1] > 0}
 
     def scratch(cols: dict[int, int]) -> list[Buffer]:
-        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i] * c,
+        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1],
                        *((stage.first, stage.last) if stage and i in stage.ops else (i, i)))
-                for i, c in cols.items()]
+                for i, c in cols.items() if need[i][c - 1] > 0]
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
         return _plan_joint(buffers, scratch(cols), alignment)
 
     cols = {i: 2 for i in need}
     mem = trial(cols)
-    if need:
+    if need and not pairs:
         base = plan([replace(b) for b in buffers], alignment).size
-        for i in sorted(need, key=lambda j: -need[j]):
+        for i in sorted(need, key=lambda j: -need[j][1]):
             if mem.size <= base:
                 break
             fewer = {**cols, i: 1}
@@ -325,16 +329,21 @@ def _environment(folder: str) -> jinja2.Environment:
 
 
 def build(facts: ModelFacts, name: str | None = None,
-          patch: tuple[int, int, int] | None = None) -> tuple[dict[str, str], CResult]:
+          patch: tuple[int, int, int] | None = None, speed_first: bool = False
+          ) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset).
-    ``patch``: (first op, last op, bands) run patch-based (patch.py)."""
+    ``patch``: (first op, last op, bands) run patch-based (patch.py). ``speed_first``: every
+    convolution keeps its pixel-pair scratch even where that raises the arena, and every
+    int8 ADD takes the table kernel (the fuzzer builds half its models so: the paths the
+    size-first choices leave out of small models)."""
     g = read_graph(facts)
     want = option(patch)
     stage = plan_stage(g, *want) if want is not None else None
     alias, buffers = _storage(g, Techniques(stage=stage))
     wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
                for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage)
+    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage,
+                                   pairs=speed_first)
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -358,9 +367,11 @@ def build(facts: ModelFacts, name: str | None = None,
 
     def scratch_loc(op_index: int) -> tuple[str, int] | None:
         sid = scratch.get(op_index)
-        return None if sid is None else (f"(td_arena + {offsets[sid]})", cols[op_index])
+        if sid is None or sid not in offsets:  # none, or a 1x1 left on its raw input
+            return None
+        return f"(td_arena + {offsets[sid]})", cols[op_index]
 
-    em = Emitter(g, loc, scratch_loc)
+    em = Emitter(g, loc, scratch_loc, add_lut_min=1 if speed_first else ADD_LUT_MIN)
     fused = fusions(g)
     em.clamp = {f.producer: (f.lo, f.hi) for f in fused.values()}
     calls = [f"/* {op.index}: {op.name} */ " + (

@@ -14,9 +14,20 @@ from ..errors import TinyDeployError
 from . import fixedpoint, quant
 from .ctext import c_struct as _struct
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
-from .variants import INTERLEAVED4, PLAIN, check_call, fast_variant, rq_pairs
+from .variants import (
+    DW16,
+    INTERLEAVED4,
+    PLAIN,
+    RQ4,
+    VARIANTS,
+    check_call,
+    fast_variant,
+    rq4_quads,
+    rq_pairs,
+)
 
 MAX_RANK = 6
+ADD_LUT_MIN = 512  # int8 ADD outputs from which td_add_lut's 2 KB of tables pay off
 
 
 def c_array(name: str, ctype: str, values: Sequence[int] | np.ndarray) -> str:
@@ -72,20 +83,20 @@ def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
 def scratch_bytes(op: Op, g: Graph, cols: int = 2) -> int:
     """Arena bytes an operator's kernel needs besides its tensors (the static memory plan
     reserves them for the operator alone): CONV_2D gathers the receptive fields of ``cols``
-    (1 or 2) output pixels (im2col) unless it is an unpadded 1x1 convolution."""
-    if op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+    (1 or 2) output pixels (im2col) unless it is an unpadded 1x1 convolution, and with two
+    widens them to int16 (4 bytes per 4 k and pixel, td_kernels_gemm.c); DEPTHWISE_CONV_2D
+    needs none."""
+    if op.name != "CONV_2D":
         return 0
     x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
     if len(w.shape) != 4 or len(x.shape) != 4 or len(y.shape) != 4:
         return 0
     _, fh, fw, ic = w.shape
-    if op.name == "DEPTHWISE_CONV_2D":  # one input channel: computed as a CONV_2D
-        if x.shape[3] != 1 or y.shape[3] == 1:
-            return 0
-        ic = 1
-    if fh == 1 and fw == 1:  # never padded: reads its input directly
-        return 0
-    return cols * fh * fw * ic
+    kk = fh * fw * ic
+    raw = 0 if fh == 1 and fw == 1 else cols * kk  # a 1x1 is never padded: read directly
+    # a pixel pair's fields widened to int16 (td_kernels_gemm.c), word-aligned in the kernel
+    wide = 16 * (kk // 4) + 3 if cols >= 2 and kk >= 4 else 0
+    return raw + wide
 
 
 def interleave_rows(rows: np.ndarray) -> np.ndarray:
@@ -102,6 +113,20 @@ def interleave_rows(rows: np.ndarray) -> np.ndarray:
         parts += [body, grp[:, k4:].reshape(-1)]
     parts.append(rows[n_rows // 4 * 4:].reshape(-1))
     return np.concatenate(parts) if parts else rows.reshape(-1)
+
+
+def dw16_layout(w: np.ndarray) -> np.ndarray:
+    """td_depthwise_conv2d_fastw's filter (variants.DW16, td_kernels.h): the depthwise
+    weights [1][f_h][f_w][c] as int16 pairs, per group of four channels g and tap t the words
+    {w[t][4g] | w[t][4g+2] << 16, w[t][4g+1] | w[t][4g+3] << 16}, channels past c zero."""
+    c = w.shape[-1]
+    taps = np.asarray(w, np.int64).reshape(-1, c)
+    cp = -(-c // 4) * 4
+    padded = np.zeros((taps.shape[0], cp), np.int64)
+    padded[:, :c] = taps
+    grp = padded.reshape(taps.shape[0], cp // 4, 4).transpose(1, 0, 2)  # [g][t][lane]
+    lo, hi = grp[..., [0, 1]] & 0xFFFF, grp[..., [2, 3]] & 0xFFFF
+    return ((lo | (hi << 16)) ^ 0x80000000).astype(np.int64).reshape(-1) - 0x80000000
 
 
 def folded_bias(rows: np.ndarray | None, bias: Tensor | None, in_offset: int
@@ -126,11 +151,14 @@ class Emitter:
 
     ``loc(i)``: the C expression of tensor i's storage; ``scratch(op_index)``: that of the
     operator's im2col scratch and how many pixels' receptive fields it holds
-    (``scratch_bytes``), None when the plan has none."""
+    (``scratch_bytes``), None when the plan has none. ``add_lut_min``: int8 ADDs from this
+    many outputs take td_add_lut (the fuzzer lowers it to reach the path in small models)."""
 
     def __init__(self, g: Graph, loc: Callable[[int], str],
-                 scratch: Callable[[int], tuple[str, int] | None] | None = None) -> None:
+                 scratch: Callable[[int], tuple[str, int] | None] | None = None,
+                 add_lut_min: int = ADD_LUT_MIN) -> None:
         self.g = g
+        self.add_lut_min = add_lut_min
         self.loc = loc
         self.scratch = scratch or (lambda _i: None)
         self.decls: list[str] = []
@@ -189,8 +217,9 @@ class Emitter:
         """Declare the kernel's parameter struct and return its call, after checking that
         the arrays are in the layouts the variant reads (variants.check_call). A *_fast
         variant becomes its general instance where the ``rq`` table needs it."""
-        if function.endswith(("_fast", "_fastm")):
-            function = fast_variant(function, self.arrays[str(fields["rq"])])
+        if function.endswith(("_fast", "_fastw", "_fastm")):
+            stride = 4 if VARIANTS[function].requant == RQ4 else 2
+            function = fast_variant(function, self.arrays[str(fields["rq"])], stride)
         check_call(function, fields, self.layouts, self.arrays, self.g.path)
         self.decls.append(_struct(ctype, p, fields))
         return f"{function}(&{p}, {self.ref(op.inputs[0])}, {self.loc(op.outputs[0])});"
@@ -229,8 +258,10 @@ class Emitter:
 
     # --- convolutions ----------------------------------------------------------------------
     def weights(self, name: str, values: np.ndarray, layout: str) -> str:
-        """A constant int8 array in a kernel-specific layout (instead of the tensor's)."""
-        self.decls.append(c_array(name, "int8_t", values))
+        """A constant int8 array in a kernel-specific layout (instead of the tensor's),
+        word-aligned (TD_ALIGN4: the fast loops read it with LDRD/LDM)."""
+        self.decls.append(c_array(name, "int8_t", values).replace(
+            f" {name}[", f" TD_ALIGN4 {name}[", 1))
         self.weight_bytes += int(values.size)
         self.layouts[name] = layout
         return name
@@ -280,40 +311,36 @@ class Emitter:
         bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
         scratch = self.scratch(op.index)
         folded = folded_bias(w.data, bias, -x.zp) if w.dtype == "INT8" else None
-        fast = folded is not None and (scratch is not None or scratch_bytes(op, self.g) == 0)
+        fast = folded is not None and (scratch is not None or scratch_bytes(op, self.g, 1) == 0)
         if fast and w.data is not None and w.index not in self.const_names:
             filt = self.weights(p + "_filter", interleave_rows(w.data), INTERLEAVED4)
             fields = self._conv_common(op, p, False, filt, rq=True)
+            self._quads(p, fields)
             fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)  # type: ignore[arg-type]
-            fields["scratch"], fields["scratch_cols"] = scratch or (0, 2)
+            fields["scratch"], fields["scratch_cols"] = scratch or (0, 1)
             return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
         return self.call("td_conv2d_ref", "td_conv_params", p,
                          self._conv_common(op, p, False), op)
 
+    def _quads(self, p: str, fields: dict[str, object]) -> None:
+        """Replace the struct's ``rq`` pair table by its quads (variants.RQ4)."""
+        rq = self.arrays[str(fields["rq"])]
+        self.decls = [d for d in self.decls
+                      if not d.startswith(f"static const int32_t {p}_rq[")]
+        self.param_bytes -= 4 * len(rq)
+        fields["rq"] = self.int_array(p + "_rq", rq4_quads(rq))
+
     def _depthwise_conv_2d(self, op: Op, p: str) -> str:
-        x, w = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
-        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-        scratch = self.scratch(op.index)
-        if scratch is not None and w.data is not None and w.index not in self.const_names:
-            # one input channel, depth multiplier M: a CONV_2D with M filters [f_h][f_w][1]
-            _, fh, fw, oc = w.shape
-            rows = w.data.reshape(fh * fw, oc).T
-            folded = folded_bias(rows, bias, -x.zp)
-            if folded is not None:
-                filt = self.weights(p + "_filter", interleave_rows(rows), INTERLEAVED4)
-                fields = self._conv_common(op, p, True, filt, rq=True)
-                fields.update(depth_mult=1, bias_eff=self.int_array(p + "_bias_eff", folded),
-                              scratch=scratch[0], scratch_cols=scratch[1])
-                return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
-        fields = self._conv_common(op, p, True, rq=True)
-        if fields["depth_mult"] != 1:
-            return self.call("td_depthwise_conv2d_fastm", "td_conv_params", p, fields, op)
-        # interior pixels of the 3x3 DSP path: input offset folded into the bias
-        _, fh, fw, oc = w.shape
-        folded = folded_bias(w.data.reshape(fh * fw, oc).T, bias, -x.zp)
-        if folded is not None:
-            fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)
-        return self.call("td_depthwise_conv2d_fast", "td_conv_params", p, fields, op)
+        """Every int8 DEPTHWISE_CONV_2D (any depth multiplier; constant weights, as
+        _conv_common requires): td_depthwise_conv2d_fastw on the int16-widened filter."""
+        w = self.g.t(op.inputs[1])
+        fields = self._conv_common(op, p, True, "0", rq=True)
+        self._quads(p, fields)
+        fields["filter_w"] = self.int_array(p + "_filter_w", dw16_layout(w.data))
+        self.layouts[p + "_filter_w"] = DW16
+        self.weight_bytes += 4 * len(self.arrays[p + "_filter_w"])
+        self.param_bytes -= 4 * len(self.arrays[p + "_filter_w"])
+        return self.call("td_depthwise_conv2d_fastw", "td_conv_params", p, fields, op)
 
     def _fully_connected(self, op: Op, p: str) -> str:
         x, y = self._io(op)
@@ -506,8 +533,13 @@ class Emitter:
                   "in1_shift": s1, "in2_mult": m2, "in2_shift": s2, "out_mult": mo,
                   "out_shift": so, "act_min": lo, "act_max": hi}
         self.decls.append(_struct("td_binary_params", p, fields))
-        return (f"td_add(&{p}, {self.ref(op.inputs[0])}, {self.ref(op.inputs[1])}, "
-                f"{self.loc(op.outputs[0])});")
+        args = f"{self.ref(op.inputs[0])}, {self.ref(op.inputs[1])}, {self.loc(op.outputs[0])}"
+        if y.size >= self.add_lut_min:  # the input rescalings as two 1 KB tables (flash)
+            luts = [self.int_array(f"{p}_lut{k + 1}", [
+                fixedpoint.mbqm((v - t.zp) << left_shift, m, s) for v in range(-128, 128)])
+                for k, (t, m, s) in enumerate(((a, m1, s1), (b, m2, s2)))]
+            return f"td_add_lut(&{p}, {luts[0]}, {luts[1]}, {args});"
+        return f"td_add(&{p}, {args});"
 
     def _mul(self, op: Op, p: str) -> str:
         a, b = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])

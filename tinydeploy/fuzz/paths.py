@@ -9,7 +9,8 @@ reports what the generator really selected:
 - ``partial``: an optimized kernel for part of the work (one-pixel im2col, a 16x8 sum split
   in segments or a reference requantization, the depthwise kernel's edge loop only, ...);
 - ``ref``: the reference loop; int8 conv / depthwise / FC name their variant (``fastg``:
-  a shift >= 0, ``fastm``/``fastmg``: depth multiplier > 1; cruntime/variants.py);
+  a shift >= 0, ``fastw``/``fastwg``: depthwise, any depth multiplier, on pre-widened
+  weights; cruntime/variants.py);
 - kernels with one path report its kind (``flat``/``bcast``, ``lut``, ``copy``, ...).
 
 Regimes are measured from the model's numbers (``layer_regimes``): per-tensor/per-channel,
@@ -33,7 +34,7 @@ __all__ = ["LayerPath", "classify", "layer_regimes", "op_label"]
 _STRUCT = re.compile(r"static const (\w+) (td_p\d+(?:_fast)?) = \{(.*?)\n\};", re.S)
 _FIELD = re.compile(r"\.(\w+) = (\{[^}]*\}|[^,\n]+)")
 _INT8_VARIANT = re.compile(r"td_(conv2d|depthwise_conv2d|fully_connected)"
-                           r"_(fast|fastg|fastm|fastmg|ref)")
+                           r"_(fast|fastg|fastw|fastwg|ref)")
 _CALL = re.compile(r"/\* (\d+): (\w+) \*/ (.*)")
 F32_MIN_NORMAL = 1.1754943508222875e-38
 
@@ -68,16 +69,12 @@ def _int(f: dict[str, str], key: str, default: int = 0) -> int:
 
 def _conv8(fn: str, f: dict[str, str]) -> str:
     """The int8 conv / depthwise / FC variant the generator named (cruntime/variants.py):
-    ``fast`` (one-multiply requantization), ``fastg`` (a shift >= 0), ``fastm``/``fastmg``
-    (depthwise, depth multiplier > 1), ``ref``; ``partial`` where the fast variant runs
+    ``fast`` (one-multiply requantization), ``fastg`` (a shift >= 0), ``fastw``/``fastwg``
+    (depthwise, int16 weights), ``ref``; ``partial`` where the fast variant runs
     part of its work on a slower branch (one-pixel im2col, the depthwise edge loop)."""
     variant = fn.rsplit("_", 1)[1]
-    if fn.startswith("td_conv2d_fast") and _int(f, "scratch_cols", 2) < 2 and _set(
-            f, "scratch"):
-        return "partial"
-    if fn == "td_depthwise_conv2d_fast" and not (
-            _set(f, "bias_eff") and f.get("f_h") == f.get("f_w") == "3"):
-        return "partial"
+    if fn.startswith("td_conv2d_fast") and _int(f, "scratch_cols", 2) < 2:
+        return "partial"  # one pixel's field, or a 1x1 on the raw input without the scratch
     return variant
 
 
@@ -99,6 +96,8 @@ def _path(call: str, s: dict[str, dict[str, str]], k: int) -> str:
         return "ref"
     if fn == "td_transpose_conv8":
         return "dot"
+    if fn == "td_add_lut":  # the input rescalings from the generator's tables
+        return "lut"
     if fn in ("td_add", "td_mul", "td_binary_ext"):
         return "bcast" if _int(f, "broadcast") else "flat"
     if fn in ("td_max_pool", "td_avg_pool"):
