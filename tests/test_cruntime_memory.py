@@ -239,7 +239,8 @@ def test_patch_stage_bit_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     res = generate_c(facts, tmp_path / "c", tflm_arena=False, patch=(0, 3, 12))
     mem = json.loads((res.out_dir / "memory.json").read_text())
     assert mem["patch"]["ops"] == [0, 3] and mem["patch"]["bands"] == 12
-    assert mem["ram_bytes"] == 26898 and mem["patch"]["saved_bytes"] == 37263 - 26898
+    unpatched = mem["ram_bytes"] + mem["patch"]["saved_bytes"]  # the default plan's RAM
+    assert 36000 < unpatched < 38500 and mem["ram_bytes"] < 0.75 * unpatched  # 12 bands: -28 %
     assert 1.0 < mem["patch"]["recompute_macs_ratio"] < 1.5
     assert "in 12 row bands" in (res.out_dir / "td_model.c").read_text()
     x = np.load(DATA / "person_detect.inputs.npy")
