@@ -278,8 +278,8 @@ def test_deploy_refuses_options_the_board_cannot_use(capfd: pytest.CaptureFixtur
                      "--out", str(tmp_path / "b")]) == 2
     assert "--format platformio or both" in capfd.readouterr().err
     assert cli.main(["deploy", "sine", "--board", "nano33ble", "--runtime", "c",
-                     "--out", str(tmp_path / "b")]) == 2
-    assert "--board native or qemu-cm4" in capfd.readouterr().err
+                     "--tune-arena", "--out", str(tmp_path / "b")]) == 2
+    assert "plans its memory offline" in capfd.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
