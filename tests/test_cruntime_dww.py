@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -16,6 +17,8 @@ from tinydeploy.fuzz.case import Prepared, compare, prepare
 from tinydeploy.fuzz.host import HostRef
 from tinydeploy.fuzz.models import Invalid, Layer, Recipe, build
 from tinydeploy.fuzz.targets import run_cases
+
+pytestmark = needs_tflm.mark  # differential: the TFLM Python interpreter is one side
 
 if shutil.which("gcc") is None:
     pytest.skip("gcc not installed (apt-get install gcc)", allow_module_level=True)

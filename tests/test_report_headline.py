@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import needs_tflm
 import numpy as np
 import pytest
 
@@ -85,6 +86,7 @@ def test_saturated_inputs_are_a_warning_state(factor: float, state: str, digits_
     assert head["accuracy"]["device"] < 0.95
 
 
+@needs_tflm.mark  # the defect / float model runs in the TFLM Python runtime
 def test_known_library_defect_is_named_only_when_it_reproduces(tmp_path: Path) -> None:
     x = np.linspace(0, 6, 24, dtype=np.float32)[:, None]
     npz = Dataset(x_train=x, y_train=np.sin(x), x_val=x, y_val=np.sin(x), x_test=x,
@@ -147,6 +149,7 @@ def test_class_names_and_one_matrix_only_when_host_and_device_agree(digits_npz: 
     assert classification_section(c).count("<h3>") == 2
 
 
+@needs_tflm.mark  # the defect / float model runs in the TFLM Python runtime
 def test_device_vs_float_model(sine_run, tmp_path: Path) -> None:  # noqa: ANN001
     r = validate(sine_run.int8_tflite, sine_run.data_npz, tmp_path / "v", board="sim",
                  samples=40)
@@ -201,6 +204,7 @@ def test_help_shows_an_example(command: str, capsys: pytest.CaptureFixture[str])
     assert f"Example: tinydeploy {command}" in out
 
 
+@needs_tflm.mark  # the defect / float model runs in the TFLM Python runtime
 def test_json_of_a_failed_validation_is_one_document(tmp_path: Path) -> None:
     """--json on a FAIL: the results and the error in one JSON document on stdout."""
     import subprocess

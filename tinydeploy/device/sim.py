@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import re
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     faults = Faults(a.corrupt, a.drop, a.split, a.reset_after, a.delay, a.infer_delay,
                     a.wrong_outputs, a.float_offset, defect=a.defect, seed=a.seed)
+    # a board, not the user's command: its own INFO (e.g. building a stand-in reference)
+    # would land on the user's terminal past their -q; warnings and errors still do
+    logging.getLogger("tinydeploy").setLevel(logging.WARNING)
     serve(a.model, faults, a.stats, a.max_payload)
 
 
