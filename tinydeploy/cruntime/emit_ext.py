@@ -34,8 +34,9 @@ from .emit_int16 import (
     emit_fc16,
     fc16_fast,
 )
-from .emit_lstm import emit_lstm, lstm_problem
+from .emit_lstm import emit_lstm
 from .graph import FIX_TFLM, Graph, Op, Tensor
+from .support import EXT_OPS, ext_reason
 
 if TYPE_CHECKING:
     from .emit import Emitter
@@ -47,63 +48,8 @@ __all__ = ["ALIAS_OPS", "EXT_KERNEL_FILES", "EXT_KERNEL_SOURCES", "EXT_OPS", "em
 EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_int16_fast.c",
                       "td_kernels_lstm.c")
 EXT_KERNEL_FILES = ("td_kernels_ext.h", *EXT_KERNEL_SOURCES)
-# operators only the extension runs (any dtype it accepts)
-EXT_OPS = frozenset({"SUB", "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV",
-                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "TRANSPOSE",
-                     "RESIZE_NEAREST_NEIGHBOR"})
-# int8 operators that also have a 16x8 kernel here
-INT16_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL",
-                       "PAD", "LEAKY_RELU", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "QUANTIZE",
-                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV", "TRANSPOSE",
-                       "RESIZE_NEAREST_NEIGHBOR"})
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")  # output = input bytes (may share storage)
 _RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767), "INT32": (-(1 << 31), (1 << 31) - 1)}
-# QUANTIZE (requantize) pairs TFLM runs, besides int8 -> int8 (emit.py): (in, out)
-QUANTIZE_PAIRS = frozenset({("INT8", "INT16"), ("INT16", "INT8"), ("INT16", "INT16"),
-                            ("INT8", "INT32"), ("INT16", "INT32"), ("INT32", "INT8"),
-                            ("INT32", "INT16")})
-
-
-def _data_inputs(g: Graph, op: Op) -> list[int]:
-    """The activation (non-constant, non-parameter) inputs whose dtype decides the kernel."""
-    if op.name == "TRANSPOSE_CONV":
-        return [op.inputs[2]]
-    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        return [op.inputs[0]]
-    if op.name in ("ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"):
-        return [i for i in op.inputs[:2] if i >= 0]
-    return [op.inputs[0]] if op.inputs and op.inputs[0] >= 0 else []
-
-
-def _dtypes(g: Graph, op: Op) -> tuple[set[str], set[str]]:
-    ins = {g.t(i).dtype for i in _data_inputs(g, op)}
-    outs = {g.t(i).dtype for i in op.outputs}
-    return ins, outs
-
-
-def _describe(g: Graph, op: Op) -> str:
-    ins, outs = _dtypes(g, op)
-    return f"{'/'.join(sorted(ins)) or '-'} in, {'/'.join(sorted(outs)) or '-'} out"
-
-
-def ext_reason(g: Graph, op: Op) -> str | None:
-    """None if an extension kernel runs ``op``; else a short dtype description for the
-    refusal (the int8 emitter may still run it: graph.py decides)."""
-    ins, outs = _dtypes(g, op)
-    types = ins | outs
-    if op.name == "QUANTIZE":
-        if len(ins) == len(outs) == 1 and (*ins, *outs) in QUANTIZE_PAIRS:
-            return None
-        return _describe(g, op)
-    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        if types == {"INT8"} and lstm_problem(g, op) is None:
-            return None
-        return lstm_problem(g, op) or _describe(g, op)
-    if op.name in EXT_OPS and types == {"INT8"}:
-        return None
-    if op.name in INT16_OPS and types == {"INT16"}:
-        return None
-    return _describe(g, op)
 
 
 def scratch_bytes(g: Graph, op: Op) -> int:

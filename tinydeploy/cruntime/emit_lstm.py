@@ -1,7 +1,7 @@
 """UNIDIRECTIONAL_SEQUENCE_LSTM for the C runtime: TFLM's integer LSTM with int8
 activations and weights, int16 cell state, int32 bias (``firmware/td_kernels_lstm.c``).
 
-``lstm_problem`` says why a model's LSTM is outside that layout (None: inside);
+``support.lstm_problem`` says why a model's LSTM is outside that layout (None: inside);
 ``emit_lstm`` computes every gate's fully-connected multiplier (output Q3.12), the
 inter-gate multipliers (Q0.15 gates), the cell-state tanh scaling and the quantized cell
 clip as TFLM's Prepare does, and emits the call. The weights are laid out unit by unit
@@ -23,32 +23,6 @@ from .graph import Graph, Op, Tensor
 
 if TYPE_CHECKING:
     from .emit import Emitter
-
-
-def lstm_problem(g: Graph, op: Op) -> str | None:
-    """Why TFLM's int8 LSTM layout does not hold (None: it does)."""
-    ins = op.inputs
-    if len(ins) != 24 or len(op.outputs) != 1:
-        return "LSTM with other than 24 inputs / 1 output"
-    if any(ins[k] >= 0 for k in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
-        return "LSTM with peephole, projection or layer-norm tensors"
-    if any(ins[k] < 0 for k in (*range(0, 9), *range(12, 16), 18, 19)):
-        return "LSTM without input-gate tensors (CIFG)"
-    w = [g.t(ins[k]) for k in range(1, 9)]
-    if any(t.dtype != "INT8" or not t.is_const or len(t.scales) != 1 for t in w):
-        return "LSTM weights other than constant per-tensor int8"
-    if any(g.t(ins[k]).dtype != "INT32" or not g.t(ins[k]).is_const for k in range(12, 16)):
-        return "LSTM bias other than constant int32"
-    h, c = g.t(ins[18]), g.t(ins[19])
-    if not (h.variable and c.variable) or h.dtype != "INT8" or c.dtype != "INT16":
-        return "LSTM state other than int8 hidden / int16 cell variable tensors"
-    act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
-    if act != 4:  # TFLM asserts on any other (the schema's enum has no SIGMOID)
-        return f"LSTM cell activation {act} (TFLM runs only TANH)"
-    x = g.t(ins[0])
-    if len(x.shape) != 3:
-        return "LSTM input of rank other than 3"
-    return None
 
 
 def emit_lstm(em: Emitter, op: Op, p: str) -> str:

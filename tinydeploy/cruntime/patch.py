@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import TinyDeployError
-from .emit_ext import ext_reason
 from .graph import Graph, Op
+from .support import ext_reason
 
 STAGE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
                        "PAD"})
