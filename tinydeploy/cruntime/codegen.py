@@ -26,6 +26,7 @@ from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
 from .emit import ADD_LUT_MIN, Emitter, float_lit
 from .emit import scratch_bytes as core_scratch_bytes
+from .emit_base import SCRATCH_ID
 from .emit_ext import (
     ALIAS_OPS,
     EXT_KERNEL_FILES,
@@ -181,7 +182,6 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
     return alias, list(buffers.values())
 
 
-SCRATCH_ID = 1 << 24  # buffer ids above the tensor indices
 SCRATCH_MIN_SAVING = 64  # bytes (and 1/32 of the arena) one-pixel im2col must save
 
 
@@ -275,7 +275,6 @@ def _tflm_arena(facts: ModelFacts) -> int | None:
     except Exception as exc:  # an estimate only: never fail generation over it
         log.debug("TFLM arena estimate unavailable: %s", exc)
         return None
-
 
 
 def generator_digest() -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import quant
+from .emit_base import _ptr, _ref, _reject, c_array, folded_bias, interleave_rows
 from .graph import Graph, Op, Tensor
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
 
     Raises TinyDeployError (model_rejected) for inconsistent shapes, a cell-state scale
     that is not a power of two or a folded bias outside int32."""
-    from . import emit_ext as ext  # helpers (emit_ext imports this module)
-
     g = em.g
     ins = op.inputs
     x, y = g.t(ins[0]), g.t(op.outputs[0])
@@ -42,7 +41,7 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     steps = x.shape[0] if time_major else x.shape[1]
     n_in, n_state = x.shape[2], h.shape[-1]
     if y.dtype != "INT8" or y.size != batches * steps * n_state or h.size != batches * n_state:
-        raise ext._reject(g, "LSTM output/state shapes do not match its input")
+        raise _reject(g, "LSTM output/state shapes do not match its input")
     f32 = np.float32
     gate_scale = f32(2.0 ** -12)
 
@@ -74,7 +73,7 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     log2 = f32(math.log(f32(c.scale))) * f32(1.0 / f32(math.log(f32(2.0))))
     power = quant.tf_round(float(log2))
     if abs(float(log2) - power) > 1e-3:
-        raise ext._reject(g, f"LSTM cell state scale {c.scale} is not a power of two")
+        raise _reject(g, f"LSTM cell state scale {c.scale} is not a power of two")
     tshift = 15 + power - 3
     tmult = 0
     if tshift < 0:
@@ -99,8 +98,8 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
               f"  {rq_init(fcm, fcs)}, {rq_init(icm, ics)}, {rq_init(om, os_)},\n"
               f"  {STEP_FN[fast]}, {h.zp}, {tmult}, {tshift}, {clip}")
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
-    return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
-            f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
+    return (f"td_lstm(&{p}, {_ref(em, ins[0])}, {em.loc(ins[18])}, "
+            f"{_ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
 
 
 # the kernel's step per requantization form: TFLM's, fast, fast with every shift negative
@@ -110,8 +109,6 @@ STEP_FN = ("td_lstm_step_any", "td_lstm_step_fast", "td_lstm_step_fast2")
 def aligned_weights(em: Emitter, name: str, values: np.ndarray) -> str:
     """A constant int8 array, 4-byte aligned (the kernel reads each unit's rows as words:
     LDRD); returns the C expression of its first element's address."""
-    from .emit import c_array
-
     body = c_array(name, "int8_t", values)
     init = body[body.index("= {") + 2:-1]  # "{ ... }"
     em.decls.append(f"static const union {{\n  int8_t b[{max(len(values), 1)}];\n"
@@ -146,15 +143,12 @@ def unit_rows(g: Graph, weights: list[Tensor], biases: list[Tensor | None], in_o
     per gate the largest |accumulator| any int8 input can give (|bias| + 128 sum |w|).
 
     Raises TinyDeployError (model_rejected) when a folded bias leaves int32."""
-    from . import emit_ext as ext
-    from .emit import folded_bias, interleave_rows
-
     n_state = weights[0].shape[0]
     mats = [np.asarray(w.data).reshape(n_state, -1) for w in weights]
     rows = np.stack(mats, axis=1).reshape(4 * n_state, -1)  # row s*4+gate
     folded = [folded_bias(m, b, in_offset) for m, b in zip(mats, biases, strict=True)]
     if any(f is None for f in folded):
-        raise ext._reject(g, "LSTM bias plus zero-point correction does not fit int32")
+        raise _reject(g, "LSTM bias plus zero-point correction does not fit int32")
     bias = np.stack([np.asarray(f) for f in folded], axis=1)  # [state][gate]
     absw = np.stack([np.abs(m.astype(np.int64)).sum(axis=1) for m in mats], axis=1)
     bound = (np.abs(bias) + 128 * absw).max(axis=0)

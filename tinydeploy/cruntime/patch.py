@@ -74,7 +74,7 @@ def option(patch: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
 
 def _window(op: Op, g: Graph) -> tuple[int, int, int, int]:
     """(stride, filter height, dilation, top padding) along the rows."""
-    from .emit import _pad_total
+    from .emit_base import _pad_total
 
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     o = op.options
