@@ -20,6 +20,7 @@ import pytest
 
 from tinydeploy.cli import main
 from tinydeploy.device import tflm_build as tb
+from tinydeploy.device import tflm_firmware
 from tinydeploy.device.connect import resolve_runtime
 from tinydeploy.device.hello import check_device
 from tinydeploy.device.protocol import (
@@ -75,7 +76,7 @@ def no_build(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     def forbidden(*_a: Any, **_k: Any) -> Any:
         raise AssertionError("a TFLM library was compiled")
 
-    monkeypatch.setattr(tb, "build_tflm_firmware", firmware)
+    monkeypatch.setattr(tflm_firmware, "build_tflm_firmware", firmware)
     monkeypatch.setattr(tb, "build_tflm_library", forbidden)
     monkeypatch.setattr(tb, "compile_objects", forbidden)
     return calls

@@ -217,13 +217,11 @@ class ProbeRunner:
     ``timeout``: seconds a boot may take (start-up plus one inference)."""
 
     def __init__(self, elf: Path, arena_max: int, timeout: float = TRIAL_TIMEOUT) -> None:
-        from ..device.qemu import QEMU, _tool
+        from ..device.arm_tools import QEMU, _tool, elf_sizes
 
         self.qemu = _tool(QEMU)
         self.elf = elf
         self.arena_max = arena_max
-        from ..device.qemu import elf_sizes
-
         sizes = elf_sizes(elf)
         if sizes["text"] + sizes["data"] >= SIZE_ADDR:
             raise TinyDeployError("does_not_fit", what=f"the arena probe ({elf.name})",
