@@ -83,7 +83,7 @@ class MeasuredArena:
 # --- the probe firmware ---------------------------------------------------------------------
 def probe_header(facts: ModelFacts, arena_max: int) -> str:
     """td_arena_probe.h: the buffer size and exactly the model's operators."""
-    from ..render import resolver_ops
+    from ..device.tflm_ops import resolver_ops
 
     ops = resolver_ops(facts)
     calls = " || ".join(f"(r).{o['resolver']}() != kTfLiteOk" for o in ops) or "false"
