@@ -1,5 +1,6 @@
-"""Package layout: the import graph (every ``import``, also those inside functions) has no
-circle among the modules this test names, and the report package imports one way."""
+"""Package layout: the import graph (every ``import``, also those inside functions; not
+those under ``if TYPE_CHECKING:``) of the whole package has no circle, and the report
+package imports one way."""
 
 from __future__ import annotations
 
@@ -73,6 +74,56 @@ def reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
             seen.add(m)
             todo += graph.get(m, ())
     return False
+
+
+def _own(a: str, b: str) -> bool:
+    """Is one of ``a``, ``b`` a package and the other one of its submodules? (A package's
+    ``__init__`` importing its submodules, and a submodule importing its package, is how
+    a package works, not a circle between layers.)"""
+    return a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle ``[m1, m2, ..., m1]`` in ``graph`` (package <-> own-submodule edges
+    ignored), or None when there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in sorted(graph):
+        if root in state:
+            continue
+        path, todo = [root], [iter(sorted(graph[root]))]
+        state[root] = 1
+        while todo:
+            nxt = next((m for m in todo[-1] if not _own(path[-1], m)), None)
+            if nxt is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                todo.append(iter(sorted(graph.get(nxt, ()))))
+    return None
+
+
+def test_find_cycle_sees_circles() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"p": {"p.x"}, "p.x": {"p"}}) is None  # a package and its submodule
+    assert find_cycle({"p.x": {"q"}, "q": {"p"}, "p": {"p.x"}}) is None
+    assert find_cycle({"p.x": {"q"}, "q": {"p.y"}, "p.y": {"p.x"}, "p": set()}) \
+        == ["p.x", "q", "p.y", "p.x"]
+
+
+def test_whole_package_has_no_import_circle() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_type_checking_imports_are_not_edges() -> None:
+    graph = import_graph()  # tflm_libraries imports boards only for the type checker
+    assert "tinydeploy.boards" not in graph["tinydeploy.tflm_libraries"]
+    assert "tinydeploy.tflm_libraries" in graph["tinydeploy.boards"]
 
 
 def test_graph_sees_imports_inside_functions() -> None:
