@@ -120,6 +120,18 @@ def test_whole_package_has_no_import_circle() -> None:
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
+@pytest.mark.parametrize("low,high", [
+    ("tinydeploy.cruntime.codegen", "tinydeploy.arena.search"),  # caller passes the estimate
+    ("tinydeploy.cruntime.graph", "tinydeploy.cruntime.emit"),
+    ("tinydeploy.arena.measure", "tinydeploy.render"),
+    ("tinydeploy.arena.measure", "tinydeploy.device.qemu"),
+    ("tinydeploy.device.tflm_build", "tinydeploy.render"),
+    ("tinydeploy.arena.host", "tinydeploy.hostref"),
+])
+def test_layers_import_downward(low: str, high: str) -> None:
+    assert not reaches(import_graph(), low, high), f"{low} reaches {high}"
+
+
 def test_type_checking_imports_are_not_edges() -> None:
     graph = import_graph()  # tflm_libraries imports boards only for the type checker
     assert "tinydeploy.boards" not in graph["tinydeploy.tflm_libraries"]

@@ -376,9 +376,10 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
                                       "in one --board list", fix="generate them separately")
             return generate_c_firmware(facts, out_path, board_list, fmt, sketch,
                                        labels=labels, data=data)
+        from .arena.search import cortex_m_estimate
         from .cruntime import generate_c
 
-        return generate_c(facts, out_path, name=name, owned=True)
+        return generate_c(facts, out_path, name=name, owned=True, tflm_arena=cortex_m_estimate)
     ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path,
                  BOARDS.values())
