@@ -4,11 +4,12 @@ and the 16x8 variants (int16 activations, int8 weights) of FULLY_CONNECTED, CONV
 DEPTHWISE_CONV_2D, ADD, SUB, MUL, PAD, LEAKY_RELU, RESHAPE, QUANTIZE and TRANSPOSE.
 
 Hooked into the int8 emitter (``emit.py``) and the graph check (``graph.py``) through three
-functions: ``ext_reason(g, op)`` (None when an extension kernel runs ``op``, else why not),
-``emit(em, op, p)`` (the C statement) and ``scratch_bytes(g, op)`` (arena scratch). Every
-number is computed as TFLite Micro's kernel Prepare computes it; kernels are in
-``firmware/td_kernels_ext.c``, ``td_kernels_int16.c`` (fast paths: ``emit_int16.py``,
-``td_kernels_int16_fast.c``) and ``td_kernels_lstm.c``.
+functions: ``ext_reason(g, op)`` (None when an extension kernel runs ``op``, else why not;
+defined with its op tables in ``support.py``, below the graph check), ``emit(em, op, p)``
+(the C statement) and ``scratch_bytes(g, op)`` (arena scratch). Every number is computed as
+TFLite Micro's kernel Prepare computes it; kernels are in ``firmware/td_kernels_ext.c``,
+``td_kernels_int16.c`` (fast paths: ``emit_int16.py``, ``td_kernels_int16_fast.c``) and
+``td_kernels_lstm.c``.
 """
 
 from __future__ import annotations
