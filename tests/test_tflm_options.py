@@ -20,7 +20,9 @@ import pytest
 
 from tinydeploy.cli import main
 from tinydeploy.device import tflm_build as tb
-from tinydeploy.device.connect import check_device, resolve_runtime
+from tinydeploy.device import tflm_firmware
+from tinydeploy.device.connect import resolve_runtime
+from tinydeploy.device.hello import check_device
 from tinydeploy.device.protocol import (
     PROTOCOL_VERSION,
     DeviceInfo,
@@ -74,7 +76,7 @@ def no_build(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     def forbidden(*_a: Any, **_k: Any) -> Any:
         raise AssertionError("a TFLM library was compiled")
 
-    monkeypatch.setattr(tb, "build_tflm_firmware", firmware)
+    monkeypatch.setattr(tflm_firmware, "build_tflm_firmware", firmware)
     monkeypatch.setattr(tb, "build_tflm_library", forbidden)
     monkeypatch.setattr(tb, "compile_objects", forbidden)
     return calls
@@ -288,7 +290,7 @@ def test_a_device_lost_before_its_hello_with_a_small_arena_is_arena_too_small() 
     from types import SimpleNamespace
 
     from tinydeploy.arena.predict import predict_flavour, predict_host64
-    from tinydeploy.device.connect import crash_in_allocation
+    from tinydeploy.device.hello import crash_in_allocation
 
     facts = load(SINE)
     tree = SimpleNamespace(flavour="cmsis-nn", name="Chirale_TensorFLowLite 2.0.0")

@@ -29,17 +29,12 @@ import numpy as np
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .log import log
+from .tflm_py import MISSING_FIX, MISSING_TOOL, TESTED_TFLM
 
 DEFAULT_ARENA = 1 << 20
-TESTED_TFLM = "0.dev20261023182759"  # the pip tflite-micro build pinned in pyproject.toml
 TESTED_TENSORFLOW = "2.21"  # the converter series pinned in pyproject.toml (>=2.21,<2.22)
 MAX_ARENA = 1 << 28  # 256 MiB: no microcontroller model needs more
 _DTYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 4, 17: 1}
-
-
-MISSING_TOOL = "the tflite-micro Python runtime (TFLM reference kernels)"
-MISSING_FIX = ("pip install 'tflite-micro==" + TESTED_TFLM + "' where a wheel exists (Linux "
-               "x86-64); elsewhere tinydeploy uses a stand-in reference (see the README)")
 
 
 def tflm_version() -> str:

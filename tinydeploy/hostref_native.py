@@ -161,7 +161,7 @@ class FirmwareReference(_StandIn):
 
     def predict_all(self, q_inputs: Sequence[np.ndarray],
                     stateful: bool = False) -> list[np.ndarray]:
-        from .device.connect import check_device
+        from .device.hello import check_device
         from .device.link import Link
         from .device.native import start_native
 

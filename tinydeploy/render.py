@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .arena.plan import ArenaPlan
 from .boards import BOARDS, KIB, Board, get_board, kernel_flavour
+from .device.tflm_ops import resolver_ops
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .library import APP_SKELETON, generate_c_firmware, lib_context, write_library, write_platformio
@@ -211,17 +212,6 @@ def tensor_context(t: TensorFacts, facts: ModelFacts, side: str) -> dict[str, An
             "shape": list(t.shape), "scale": _float(t.scale),
             "scale_text": f"{t.scale:.8g}" if t.scale is not None else "-",
             "zero_point": int(t.zero_point or 0), "bytes": t.nbytes}
-
-
-def resolver_ops(facts: ModelFacts) -> list[dict[str, Any]]:
-    """The model's distinct ops with their resolver call; refuses any op TFLM lacks."""
-    missing = [n for n in facts.op_names if n not in TFLM_OPS]
-    if missing:
-        raise TinyDeployError("unsupported_op", path=facts.path, op=", ".join(missing),
-                              runtime="TFLite Micro (tinydeploy op table)",
-                              fix="replace the layer with a supported one (see tinydeploy.ops)")
-    return [{"name": o.name, "resolver": TFLM_OPS[o.name].resolver, "count": o.count,
-             "version": o.version, "override": None} for o in facts.ops]
 
 
 def build_context(facts: ModelFacts, boards: list[Board], plan: ArenaPlan, sketch: str,
@@ -386,9 +376,10 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
                                       "in one --board list", fix="generate them separately")
             return generate_c_firmware(facts, out_path, board_list, fmt, sketch,
                                        labels=labels, data=data)
+        from .arena.search import cortex_m_estimate
         from .cruntime import generate_c
 
-        return generate_c(facts, out_path, name=name, owned=True)
+        return generate_c(facts, out_path, name=name, owned=True, tflm_arena=cortex_m_estimate)
     ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path,
                  BOARDS.values())

@@ -22,6 +22,10 @@ from types import ModuleType
 from .errors import TinyDeployError
 
 HIDE_ENV = "TINYDEPLOY_HIDE_TFLITE_MICRO"
+TESTED_TFLM = "0.dev20261023182759"  # the pip tflite-micro build pinned in pyproject.toml
+MISSING_TOOL = "the tflite-micro Python runtime (TFLM reference kernels)"
+MISSING_FIX = ("pip install 'tflite-micro==" + TESTED_TFLM + "' where a wheel exists (Linux "
+               "x86-64); elsewhere tinydeploy uses a stand-in reference (see the README)")
 
 
 def hidden() -> bool:

@@ -28,14 +28,12 @@ import numpy as np
 from . import hostref
 from .data import check_labels, given_once, input_keys, load_split
 from .device.connect import (
-    as_dict,
-    check_device,
-    crash_in_allocation,
     open_device,
     resolve_runtime,
     tflm_arena,
     tflm_tree_for,
 )
+from .device.hello import as_dict, check_device, crash_in_allocation
 from .errors import TinyDeployError
 from .facts import ModelFacts, TensorFacts
 from .hostref import quantize_input, saturation

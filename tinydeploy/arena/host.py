@@ -98,7 +98,7 @@ class HostRuntime:
         import tempfile
 
         from .. import tflm_py
-        from ..hostref import MISSING_FIX, MISSING_TOOL
+        from ..tflm_py import MISSING_FIX, MISSING_TOOL
 
         if not tflm_py.available():
             raise TinyDeployError("tool_missing", tool=f"{MISSING_TOOL}, which measures "

@@ -83,7 +83,7 @@ class MeasuredArena:
 # --- the probe firmware ---------------------------------------------------------------------
 def probe_header(facts: ModelFacts, arena_max: int) -> str:
     """td_arena_probe.h: the buffer size and exactly the model's operators."""
-    from ..render import resolver_ops
+    from ..device.tflm_ops import resolver_ops
 
     ops = resolver_ops(facts)
     calls = " || ".join(f"(r).{o['resolver']}() != kTfLiteOk" for o in ops) or "false"
@@ -217,13 +217,11 @@ class ProbeRunner:
     ``timeout``: seconds a boot may take (start-up plus one inference)."""
 
     def __init__(self, elf: Path, arena_max: int, timeout: float = TRIAL_TIMEOUT) -> None:
-        from ..device.qemu import QEMU, _tool
+        from ..device.arm_tools import QEMU, _tool, elf_sizes
 
         self.qemu = _tool(QEMU)
         self.elf = elf
         self.arena_max = arena_max
-        from ..device.qemu import elf_sizes
-
         sizes = elf_sizes(elf)
         if sizes["text"] + sizes["data"] >= SIZE_ADDR:
             raise TinyDeployError("does_not_fit", what=f"the arena probe ({elf.name})",

@@ -37,7 +37,7 @@ from typing import Any
 from .. import tflm_py
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
-from ..log import stage
+from ..log import log, stage
 from .graph import Graph
 from .host import HostRuntime, parse_allocations, search_host64
 from .library import FLAVOURS, KNOWN_OPS, REFERENCE
@@ -208,4 +208,15 @@ def _approximate(g: Graph) -> list[str]:
     return sorted({op.name for op in g.ops if op.name not in KNOWN_OPS})
 
 
-__all__ = ["TARGETS", "ArenaResult", "arena"]
+def cortex_m_estimate(facts: ModelFacts) -> int | None:
+    """TFLM's Cortex-M arena for ``facts`` (``arena(target="cortex-m")``), or None when it
+    cannot be had: an estimate for comparison only (the C runtime's ``memory.json``), so
+    it never fails the caller."""
+    try:
+        return int(arena(facts, target="cortex-m").arena_bytes)
+    except Exception as exc:  # an estimate only: never fail generation over it
+        log.debug("TFLM arena estimate unavailable: %s", exc)
+        return None
+
+
+__all__ = ["TARGETS", "ArenaResult", "arena", "cortex_m_estimate"]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
 from .emit import ADD_LUT_MIN, Emitter, float_lit
 from .emit import scratch_bytes as core_scratch_bytes
+from .emit_base import SCRATCH_ID
 from .emit_ext import (
     ALIAS_OPS,
     EXT_KERNEL_FILES,
@@ -181,7 +183,6 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
     return alias, list(buffers.values())
 
 
-SCRATCH_ID = 1 << 24  # buffer ids above the tensor indices
 SCRATCH_MIN_SAVING = 64  # bytes (and 1/32 of the arena) one-pixel im2col must save
 
 
@@ -263,19 +264,6 @@ def in_place_ops(g: Graph, mem: MemoryPlan, alias: dict[int, int]) -> list[dict[
                             "over_tensor": x.tensor})
                 break
     return out
-
-
-def _tflm_arena(facts: ModelFacts) -> int | None:
-    try:
-        from ..arena.search import arena  # helper module; optional
-    except ImportError:
-        return None
-    try:
-        return int(arena(facts, target="cortex-m").arena_bytes)
-    except Exception as exc:  # an estimate only: never fail generation over it
-        log.debug("TFLM arena estimate unavailable: %s", exc)
-        return None
-
 
 
 def generator_digest() -> str:
@@ -437,16 +425,21 @@ def build(facts: ModelFacts, name: str | None = None,
 
 
 def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
-               name: str | None = None, tflm_arena: bool = True, owned: bool = False,
-               patch: tuple[int, int, int] | None = None) -> CResult:
+               name: str | None = None,
+               tflm_arena: Callable[[ModelFacts], int | None] | bool | None = None,
+               owned: bool = False, patch: tuple[int, int, int] | None = None) -> CResult:
     """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan.
     ``owned``: own only the files written (``generate``; see
-    :func:`tinydeploy.output.staged_output`), else replace same-named files (build folders)."""
+    :func:`tinydeploy.output.staged_output`), else replace same-named files (build folders).
+    ``tflm_arena``: a function giving TFLM's Cortex-M arena for the model, to compare the
+    static plan with in ``memory.json`` (the caller passes
+    :func:`tinydeploy.arena.search.cortex_m_estimate`: the arena layer sits above this one);
+    None or False: no comparison."""
     facts = load(facts)
     out_dir = check_output_dir(out_dir)
     texts, result = build(facts, name, patch)  # raises before anything is written
-    if tflm_arena:
-        result.tflm_arena_cortex_m = _tflm_arena(facts)
+    if callable(tflm_arena):
+        result.tflm_arena_cortex_m = tflm_arena(facts)
     with staged_output(out_dir, owned=owned) as tmp:
         for fname, text in texts.items():
             (tmp / fname).write_text(text)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import TinyDeployError
+from .support import lstm_problem
 
 if TYPE_CHECKING:  # graph.py calls this module while it reads a model
     from .graph import Graph, Op, Tensor
@@ -485,8 +486,6 @@ def _strided_slice(g: Graph, op: Op) -> None:
 
 
 def _lstm(g: Graph, op: Op) -> None:
-    from .emit_lstm import lstm_problem
-
     if lstm_problem(g, op) is not None:
         return  # outside the int8 LSTM layout: the emitter refuses it by name
     ins = op.inputs

@@ -13,6 +13,16 @@ import numpy as np
 from ..errors import TinyDeployError
 from . import fixedpoint, quant
 from .ctext import c_struct as _struct
+from .emit_base import (
+    MAX_RANK,
+    _nhwc,
+    _out_size,
+    _pad_total,
+    c_array,
+    folded_bias,
+    interleave_rows,
+    pad_fields,
+)
 from .graph import FIX_TFLM, Graph, Op, Tensor, float_boundary
 from .variants import (
     DW16,
@@ -26,18 +36,7 @@ from .variants import (
     rq_pairs,
 )
 
-MAX_RANK = 6
 ADD_LUT_MIN = 512  # int8 ADD outputs from which td_add_lut's 2 KB of tables pay off
-
-
-def c_array(name: str, ctype: str, values: Sequence[int] | np.ndarray) -> str:
-    vals = [int(v) for v in np.asarray(values).reshape(-1)]
-    if not vals:
-        vals = [0]
-    sfx = "u" if ctype.startswith("uint") else ""
-    rows = [", ".join(f"{v}{sfx}" for v in vals[i:i + 20]) for i in range(0, len(vals), 20)]
-    body = ",\n  ".join(rows)
-    return f"static const {ctype} {name}[{len(vals)}] = {{\n  {body}\n}};"
 
 
 def float_lit(x: float) -> str:
@@ -45,39 +44,6 @@ def float_lit(x: float) -> str:
     if "e" not in s and "." not in s and "inf" not in s:
         s += ".0"
     return s + "f"
-
-
-def pad_fields(g: Graph, op: Op) -> dict[str, object]:
-    """``td_pad_params`` of a PAD (any dtype): rank, dims padded to MAX_RANK, the leading
-    paddings and TFLM's fill value (int8: the output zero point; int16: 0, whatever the zero
-    point). Raises ``model_rejected`` for non-constant paddings or a rank above MAX_RANK."""
-    x, y, pads = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
-    if pads.data is None or len(x.shape) > MAX_RANK:
-        raise TinyDeployError("model_rejected", path=g.path,
-                              problem="PAD needs constant paddings and rank <= 6", fix=FIX_TFLM)
-    before = [int(v) for v in pads.data.reshape(-1, 2)[:, 0]]
-    fill = [0] * (MAX_RANK - len(x.shape))
-    return {"rank": len(x.shape), "in_dims": list(x.shape) + fill, "before": before + fill,
-            "out_dims": list(y.shape) + fill, "pad_value": y.zp if y.dtype == "INT8" else 0}
-
-
-def _pad_total(stride: int, dil: int, in_size: int, f: int, out_size: int) -> int:
-    eff = (f - 1) * dil + 1
-    return max(0, (out_size - 1) * stride + eff - in_size) // 2
-
-
-def _out_size(padding: int, in_size: int, f: int, stride: int, dil: int) -> int:
-    eff = (f - 1) * dil + 1
-    if padding == 0:  # SAME
-        return (in_size + stride - 1) // stride
-    return (in_size - eff + stride) // stride
-
-
-def _nhwc(t: Tensor) -> tuple[int, int, int, int]:
-    s = list(t.shape)
-    if len(s) != 4:
-        raise ValueError(f"tensor '{t.name}' has shape {s}, expected 4-D NHWC")
-    return s[0], s[1], s[2], s[3]
 
 
 def scratch_bytes(op: Op, g: Graph, cols: int = 2) -> int:
@@ -99,22 +65,6 @@ def scratch_bytes(op: Op, g: Graph, cols: int = 2) -> int:
     return raw + wide
 
 
-def interleave_rows(rows: np.ndarray) -> np.ndarray:
-    """The fast kernels' filter layout (td_kernels.h): rows in groups of four, per group
-    for each 4 columns the 4 bytes of each row, then each row's (K % 4)-byte tail; the
-    out_c % 4 last rows as they are."""
-    rows = np.asarray(rows).reshape(rows.shape[0], -1)
-    n_rows, k = rows.shape
-    k4 = k // 4 * 4
-    parts = []
-    for g in range(0, n_rows // 4 * 4, 4):
-        grp = rows[g:g + 4]
-        body = grp[:, :k4].reshape(4, k4 // 4, 4).transpose(1, 0, 2).reshape(-1)
-        parts += [body, grp[:, k4:].reshape(-1)]
-    parts.append(rows[n_rows // 4 * 4:].reshape(-1))
-    return np.concatenate(parts) if parts else rows.reshape(-1)
-
-
 def dw16_layout(w: np.ndarray) -> np.ndarray:
     """td_depthwise_conv2d_fastw's filter (variants.DW16, td_kernels.h): the depthwise
     weights [1][f_h][f_w][c] as int16 pairs, per group of four channels g and tap t the words
@@ -127,23 +77,6 @@ def dw16_layout(w: np.ndarray) -> np.ndarray:
     grp = padded.reshape(taps.shape[0], cp // 4, 4).transpose(1, 0, 2)  # [g][t][lane]
     lo, hi = grp[..., [0, 1]] & 0xFFFF, grp[..., [2, 3]] & 0xFFFF
     return ((lo | (hi << 16)) ^ 0x80000000).astype(np.int64).reshape(-1) - 0x80000000
-
-
-def folded_bias(rows: np.ndarray | None, bias: Tensor | None, in_offset: int
-                ) -> np.ndarray | None:
-    """bias + in_offset * (sum of each filter row, one row per output channel): the
-    kernels' fast paths then accumulate plain input * weight products (the same integer
-    sums). None when the weights are not constant or a sum leaves int32 (the kernel then
-    keeps its reference loop)."""
-    if rows is None:
-        return None
-    sums = np.asarray(rows).astype(np.int64).reshape(len(rows), -1).sum(axis=1)
-    b = (np.zeros(len(sums), np.int64) if bias is None or bias.data is None
-         else bias.data.astype(np.int64).reshape(-1))
-    out = b + in_offset * sums
-    if np.any(np.abs(out) >= 2 ** 31):
-        return None
-    return out
 
 
 class Emitter:

@@ -4,11 +4,12 @@ and the 16x8 variants (int16 activations, int8 weights) of FULLY_CONNECTED, CONV
 DEPTHWISE_CONV_2D, ADD, SUB, MUL, PAD, LEAKY_RELU, RESHAPE, QUANTIZE and TRANSPOSE.
 
 Hooked into the int8 emitter (``emit.py``) and the graph check (``graph.py``) through three
-functions: ``ext_reason(g, op)`` (None when an extension kernel runs ``op``, else why not),
-``emit(em, op, p)`` (the C statement) and ``scratch_bytes(g, op)`` (arena scratch). Every
-number is computed as TFLite Micro's kernel Prepare computes it; kernels are in
-``firmware/td_kernels_ext.c``, ``td_kernels_int16.c`` (fast paths: ``emit_int16.py``,
-``td_kernels_int16_fast.c``) and ``td_kernels_lstm.c``.
+functions: ``ext_reason(g, op)`` (None when an extension kernel runs ``op``, else why not;
+defined with its op tables in ``support.py``, below the graph check), ``emit(em, op, p)``
+(the C statement) and ``scratch_bytes(g, op)`` (arena scratch). Every number is computed as
+TFLite Micro's kernel Prepare computes it; kernels are in ``firmware/td_kernels_ext.c``,
+``td_kernels_int16.c`` (fast paths: ``emit_int16.py``, ``td_kernels_int16_fast.c``) and
+``td_kernels_lstm.c``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,22 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..c_names import reserved_safe
 from ..errors import TinyDeployError
 from . import quant
 from .ctext import c_struct as _struct
+from .emit_base import (
+    SCRATCH_ID,
+    _const,
+    _nhwc,
+    _out_size,
+    _pad_total,
+    _per_channel,
+    _ptr,
+    _ref,
+    _reject,
+    pad_fields,
+)
 from .emit_gather import ES as _ES
 from .emit_gather import GATHER_OPS, gather_fields, slice_copy_plan
 from .emit_int16 import (
@@ -34,8 +45,9 @@ from .emit_int16 import (
     emit_fc16,
     fc16_fast,
 )
-from .emit_lstm import emit_lstm, lstm_problem
+from .emit_lstm import emit_lstm
 from .graph import FIX_TFLM, Graph, Op, Tensor
+from .support import EXT_OPS, ext_reason
 
 if TYPE_CHECKING:
     from .emit import Emitter
@@ -47,63 +59,8 @@ __all__ = ["ALIAS_OPS", "EXT_KERNEL_FILES", "EXT_KERNEL_SOURCES", "EXT_OPS", "em
 EXT_KERNEL_SOURCES = ("td_kernels_ext.c", "td_kernels_int16.c", "td_kernels_int16_fast.c",
                       "td_kernels_lstm.c")
 EXT_KERNEL_FILES = ("td_kernels_ext.h", *EXT_KERNEL_SOURCES)
-# operators only the extension runs (any dtype it accepts)
-EXT_OPS = frozenset({"SUB", "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV",
-                     "EXPAND_DIMS", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "TRANSPOSE",
-                     "RESIZE_NEAREST_NEIGHBOR"})
-# int8 operators that also have a 16x8 kernel here
-INT16_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL",
-                       "PAD", "LEAKY_RELU", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "QUANTIZE",
-                       "MAXIMUM", "MINIMUM", "STRIDED_SLICE", "TRANSPOSE_CONV", "TRANSPOSE",
-                       "RESIZE_NEAREST_NEIGHBOR"})
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")  # output = input bytes (may share storage)
 _RANGE = {"INT8": (-128, 127), "INT16": (-32768, 32767), "INT32": (-(1 << 31), (1 << 31) - 1)}
-# QUANTIZE (requantize) pairs TFLM runs, besides int8 -> int8 (emit.py): (in, out)
-QUANTIZE_PAIRS = frozenset({("INT8", "INT16"), ("INT16", "INT8"), ("INT16", "INT16"),
-                            ("INT8", "INT32"), ("INT16", "INT32"), ("INT32", "INT8"),
-                            ("INT32", "INT16")})
-
-
-def _data_inputs(g: Graph, op: Op) -> list[int]:
-    """The activation (non-constant, non-parameter) inputs whose dtype decides the kernel."""
-    if op.name == "TRANSPOSE_CONV":
-        return [op.inputs[2]]
-    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        return [op.inputs[0]]
-    if op.name in ("ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"):
-        return [i for i in op.inputs[:2] if i >= 0]
-    return [op.inputs[0]] if op.inputs and op.inputs[0] >= 0 else []
-
-
-def _dtypes(g: Graph, op: Op) -> tuple[set[str], set[str]]:
-    ins = {g.t(i).dtype for i in _data_inputs(g, op)}
-    outs = {g.t(i).dtype for i in op.outputs}
-    return ins, outs
-
-
-def _describe(g: Graph, op: Op) -> str:
-    ins, outs = _dtypes(g, op)
-    return f"{'/'.join(sorted(ins)) or '-'} in, {'/'.join(sorted(outs)) or '-'} out"
-
-
-def ext_reason(g: Graph, op: Op) -> str | None:
-    """None if an extension kernel runs ``op``; else a short dtype description for the
-    refusal (the int8 emitter may still run it: graph.py decides)."""
-    ins, outs = _dtypes(g, op)
-    types = ins | outs
-    if op.name == "QUANTIZE":
-        if len(ins) == len(outs) == 1 and (*ins, *outs) in QUANTIZE_PAIRS:
-            return None
-        return _describe(g, op)
-    if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-        if types == {"INT8"} and lstm_problem(g, op) is None:
-            return None
-        return lstm_problem(g, op) or _describe(g, op)
-    if op.name in EXT_OPS and types == {"INT8"}:
-        return None
-    if op.name in INT16_OPS and types == {"INT16"}:
-        return None
-    return _describe(g, op)
 
 
 def scratch_bytes(g: Graph, op: Op) -> int:
@@ -145,52 +102,6 @@ def sigmoid_table_decl() -> str:
     values = json.loads(path.read_text())["values"]
     rows = [", ".join(str(v) for v in values[i:i + 16]) for i in range(0, 256, 16)]
     return ("const uint16_t td_sigmoid_table[256] = {\n  " + ",\n  ".join(rows) + "\n};")
-
-
-# --- helpers ---------------------------------------------------------------------------
-def _reject(g: Graph, problem: str) -> TinyDeployError:
-    return TinyDeployError("model_rejected", path=g.path, problem=problem, fix=FIX_TFLM)
-
-
-def _ptr(em: Emitter, i: int, dtype: str, const: bool) -> str:
-    """Typed pointer expression for tensor i (activations, constants, I/O)."""
-    t = em.g.t(i)
-    if t.is_const:
-        name = _const(em, t)
-        ctype = {"INT8": "int8_t", "INT16": "int16_t", "INT32": "int32_t",
-                 "INT64": "int64_t"}[t.dtype]
-        return name if ctype == dtype else f"(const {dtype} *)(const void *){name}"
-    expr = em.loc(i)
-    if dtype == "int8_t":
-        return expr
-    return f"({'const ' if const else ''}{dtype} *)({'const ' if const else ''}void *){expr}"
-
-
-def _ref(em: Emitter, i: int) -> str:
-    """Tensor i as an expression: a constant array (any integer dtype) or its location."""
-    t = em.g.t(i)
-    return _const(em, t) if t.is_const else em.loc(i)
-
-
-def _const(em: Emitter, t: Tensor) -> str:
-    """A constant tensor as a C array (int8/int32 via the int8 emitter, int16/int64 here)."""
-    if t.dtype in ("INT8", "INT32"):
-        return em.const(t)
-    if t.index not in em.const_names:
-        ctype = {"INT16": "int16_t", "INT64": "int64_t"}.get(t.dtype)
-        if ctype is None or t.data is None:
-            raise _reject(em.g, f"constant '{t.name}' is {t.dtype}")
-        vals = [int(v) for v in np.asarray(t.data).reshape(-1)] or [0]
-        sfx = "LL" if ctype == "int64_t" else ""
-        # INT64_MIN has no literal: write it as an expression
-        lits = [f"({v + 1}{sfx} - 1)" if v == -(1 << 63) else f"{v}{sfx}" for v in vals]
-        rows = [", ".join(lits[k:k + 16]) for k in range(0, len(lits), 16)]
-        name = f"td_w{t.index}"
-        em.decls.append(f"static const {ctype} {name}[{len(vals)}] = {{\n  "
-                        + ",\n  ".join(rows) + "\n};")
-        em.const_names[t.index] = name
-        em.weight_bytes += len(vals) * (2 if ctype == "int16_t" else 8)
-    return em.const_names[t.index]
 
 
 def _act_range(g: Graph, op: Op, y: Tensor) -> tuple[int, int]:
@@ -297,17 +208,7 @@ def _gathered(em: Emitter, op: Op, p: str) -> str:
     return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 
 
-def _per_channel(x: Tensor, w: Tensor, y: Tensor, n: int) -> tuple[list[int], list[int]]:
-    """PopulateConvolutionQuantizationParams: double(in) * double(w) / double(out) per
-    output channel."""
-    scales = w.scales if len(w.scales) > 1 else w.scales * n
-    pairs = [quant.quantize_multiplier(x.scale * s / y.scale) for s in scales]
-    return [m for m, _ in pairs], [s for _, s in pairs]
-
-
 def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
-    from .emit import _nhwc, _out_size, _pad_total
-
     g = em.g
     w, x = g.t(op.inputs[1]), g.t(op.inputs[2])
     y = g.t(op.outputs[0])
@@ -343,8 +244,6 @@ def _transpose_conv(em: Emitter, op: Op, p: str) -> str:
 
 
 def _scratch_id(op: Op) -> int:
-    from .codegen import SCRATCH_ID
-
     return SCRATCH_ID + op.index
 
 
@@ -366,8 +265,6 @@ def _conv16(em: Emitter, op: Op, p: str) -> str:
 
 def _conv16_fields(em: Emitter, op: Op, p: str, depthwise: bool, plain_filter: bool = True
                    ) -> tuple[dict[str, object], int]:
-    from .emit import _nhwc, _out_size, _pad_total
-
     g = em.g
     x, y, w = g.t(op.inputs[0]), g.t(op.outputs[0]), g.t(op.inputs[1])
     bias = g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
@@ -451,8 +348,6 @@ def _quantize(em: Emitter, op: Op, p: str) -> str:
 
 
 def _pad16(em: Emitter, op: Op, p: str) -> str:
-    from .emit import pad_fields
-
     em.decls.append(_struct("td_pad_params", p, pad_fields(em.g, op)))
     return f"td_pad_ext(&{p}, 2, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
 

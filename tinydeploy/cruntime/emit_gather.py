@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TinyDeployError
-from .emit import MAX_RANK
+from .emit_base import MAX_RANK
 from .graph import FIX_TFLM, Graph, Op
 
 __all__ = ["ES", "GATHER_OPS", "MAX_RANK", "copy_plan", "gather_fields", "slice_copy_plan"]

@@ -97,7 +97,7 @@ def fold_requant(rows: np.ndarray, mults: list[int], shifts: list[int],
 def _fold_fields(em: Emitter, op: Op, p: str, rows: np.ndarray, bias64: int
                  ) -> dict[str, object]:
     """``fold_bias``/``fold_mult``/``fold_shift`` of the fast kernels (0: not folded)."""
-    from .emit_ext import _per_channel
+    from .emit_base import _per_channel
 
     g = em.g
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -131,7 +131,7 @@ class Conv16Plan:
 def conv16_plan(g: Graph, op: Op) -> Conv16Plan | None:
     """The fast path of a 16x8 CONV_2D, or None (depthwise, non-constant weights, input
     zero point, weights whose int32 sums could overflow: the reference kernel)."""
-    from .emit import _out_size, _pad_total
+    from .emit_base import _out_size, _pad_total
 
     if op.name != "CONV_2D" or len(op.inputs) < 2:
         return None

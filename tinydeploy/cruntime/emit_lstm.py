@@ -1,7 +1,7 @@
 """UNIDIRECTIONAL_SEQUENCE_LSTM for the C runtime: TFLM's integer LSTM with int8
 activations and weights, int16 cell state, int32 bias (``firmware/td_kernels_lstm.c``).
 
-``lstm_problem`` says why a model's LSTM is outside that layout (None: inside);
+``support.lstm_problem`` says why a model's LSTM is outside that layout (None: inside);
 ``emit_lstm`` computes every gate's fully-connected multiplier (output Q3.12), the
 inter-gate multipliers (Q0.15 gates), the cell-state tanh scaling and the quantized cell
 clip as TFLM's Prepare does, and emits the call. The weights are laid out unit by unit
@@ -19,36 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import quant
+from .emit_base import _ptr, _ref, _reject, c_array, folded_bias, interleave_rows
 from .graph import Graph, Op, Tensor
 
 if TYPE_CHECKING:
     from .emit import Emitter
-
-
-def lstm_problem(g: Graph, op: Op) -> str | None:
-    """Why TFLM's int8 LSTM layout does not hold (None: it does)."""
-    ins = op.inputs
-    if len(ins) != 24 or len(op.outputs) != 1:
-        return "LSTM with other than 24 inputs / 1 output"
-    if any(ins[k] >= 0 for k in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
-        return "LSTM with peephole, projection or layer-norm tensors"
-    if any(ins[k] < 0 for k in (*range(0, 9), *range(12, 16), 18, 19)):
-        return "LSTM without input-gate tensors (CIFG)"
-    w = [g.t(ins[k]) for k in range(1, 9)]
-    if any(t.dtype != "INT8" or not t.is_const or len(t.scales) != 1 for t in w):
-        return "LSTM weights other than constant per-tensor int8"
-    if any(g.t(ins[k]).dtype != "INT32" or not g.t(ins[k]).is_const for k in range(12, 16)):
-        return "LSTM bias other than constant int32"
-    h, c = g.t(ins[18]), g.t(ins[19])
-    if not (h.variable and c.variable) or h.dtype != "INT8" or c.dtype != "INT16":
-        return "LSTM state other than int8 hidden / int16 cell variable tensors"
-    act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
-    if act != 4:  # TFLM asserts on any other (the schema's enum has no SIGMOID)
-        return f"LSTM cell activation {act} (TFLM runs only TANH)"
-    x = g.t(ins[0])
-    if len(x.shape) != 3:
-        return "LSTM input of rank other than 3"
-    return None
 
 
 def emit_lstm(em: Emitter, op: Op, p: str) -> str:
@@ -56,8 +31,6 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
 
     Raises TinyDeployError (model_rejected) for inconsistent shapes, a cell-state scale
     that is not a power of two or a folded bias outside int32."""
-    from . import emit_ext as ext  # helpers (emit_ext imports this module)
-
     g = em.g
     ins = op.inputs
     x, y = g.t(ins[0]), g.t(op.outputs[0])
@@ -68,7 +41,7 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     steps = x.shape[0] if time_major else x.shape[1]
     n_in, n_state = x.shape[2], h.shape[-1]
     if y.dtype != "INT8" or y.size != batches * steps * n_state or h.size != batches * n_state:
-        raise ext._reject(g, "LSTM output/state shapes do not match its input")
+        raise _reject(g, "LSTM output/state shapes do not match its input")
     f32 = np.float32
     gate_scale = f32(2.0 ** -12)
 
@@ -100,7 +73,7 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
     log2 = f32(math.log(f32(c.scale))) * f32(1.0 / f32(math.log(f32(2.0))))
     power = quant.tf_round(float(log2))
     if abs(float(log2) - power) > 1e-3:
-        raise ext._reject(g, f"LSTM cell state scale {c.scale} is not a power of two")
+        raise _reject(g, f"LSTM cell state scale {c.scale} is not a power of two")
     tshift = 15 + power - 3
     tmult = 0
     if tshift < 0:
@@ -125,8 +98,8 @@ def emit_lstm(em: Emitter, op: Op, p: str) -> str:
               f"  {rq_init(fcm, fcs)}, {rq_init(icm, ics)}, {rq_init(om, os_)},\n"
               f"  {STEP_FN[fast]}, {h.zp}, {tmult}, {tshift}, {clip}")
     em.decls.append(f"static const td_lstm_params {p} = {{\n  {fields}\n}};")
-    return (f"td_lstm(&{p}, {ext._ref(em, ins[0])}, {em.loc(ins[18])}, "
-            f"{ext._ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
+    return (f"td_lstm(&{p}, {_ref(em, ins[0])}, {em.loc(ins[18])}, "
+            f"{_ptr(em, ins[19], 'int16_t', False)}, {em.loc(op.outputs[0])});")
 
 
 # the kernel's step per requantization form: TFLM's, fast, fast with every shift negative
@@ -136,8 +109,6 @@ STEP_FN = ("td_lstm_step_any", "td_lstm_step_fast", "td_lstm_step_fast2")
 def aligned_weights(em: Emitter, name: str, values: np.ndarray) -> str:
     """A constant int8 array, 4-byte aligned (the kernel reads each unit's rows as words:
     LDRD); returns the C expression of its first element's address."""
-    from .emit import c_array
-
     body = c_array(name, "int8_t", values)
     init = body[body.index("= {") + 2:-1]  # "{ ... }"
     em.decls.append(f"static const union {{\n  int8_t b[{max(len(values), 1)}];\n"
@@ -172,15 +143,12 @@ def unit_rows(g: Graph, weights: list[Tensor], biases: list[Tensor | None], in_o
     per gate the largest |accumulator| any int8 input can give (|bias| + 128 sum |w|).
 
     Raises TinyDeployError (model_rejected) when a folded bias leaves int32."""
-    from . import emit_ext as ext
-    from .emit import folded_bias, interleave_rows
-
     n_state = weights[0].shape[0]
     mats = [np.asarray(w.data).reshape(n_state, -1) for w in weights]
     rows = np.stack(mats, axis=1).reshape(4 * n_state, -1)  # row s*4+gate
     folded = [folded_bias(m, b, in_offset) for m, b in zip(mats, biases, strict=True)]
     if any(f is None for f in folded):
-        raise ext._reject(g, "LSTM bias plus zero-point correction does not fit int32")
+        raise _reject(g, "LSTM bias plus zero-point correction does not fit int32")
     bias = np.stack([np.asarray(f) for f in folded], axis=1)  # [state][gate]
     absw = np.stack([np.abs(m.astype(np.int64)).sum(axis=1) for m in mats], axis=1)
     bound = (np.abs(bias) + 128 * absw).max(axis=0)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import quant
-from .emit_ext import ext_reason
 from .graph import Graph
+from .support import ext_reason
 
 PRODUCERS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
                        "AVERAGE_POOL_2D", "ADD", "MUL"})

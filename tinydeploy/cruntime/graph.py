@@ -16,6 +16,7 @@ from ..errors import TinyDeployError
 from ..facts import ModelFacts, op_name, tensor_name
 from ..ops import C_RUNTIME_OPS
 from .consistency import check_buffer, validate, validate_operators, validate_tables
+from .support import ext_reason
 
 _TYPES = {9: ("INT8", np.int8), 2: ("INT32", np.int32), 0: ("FLOAT32", np.float32),
           3: ("UINT8", np.uint8), 7: ("INT16", np.int16), 4: ("INT64", np.int64),
@@ -161,8 +162,6 @@ INT8_OPS = C_RUNTIME_OPS  # the original int8 kernels (emit.py)
 
 
 def _check(g: Graph) -> None:
-    from .emit_ext import ext_reason
-
     if not g.inputs or not g.outputs:
         raise _reject(g, f"{len(g.inputs)} inputs and {len(g.outputs)} outputs")
     if set(g.inputs) & set(g.outputs):

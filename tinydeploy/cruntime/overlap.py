@@ -43,7 +43,7 @@ def _window_lo(op: Op, g: Graph) -> np.ndarray | None:
         dh, dw = int(o.dilationHFactor or 1), int(o.dilationWFactor or 1)
     else:
         fh, fw, dh, dw = int(o.filterHeight), int(o.filterWidth), 1, 1
-    from .emit import _pad_total
+    from .emit_base import _pad_total
 
     ph, pw = _pad_total(sh, dh, ih, fh, oh), _pad_total(sw, dw, iw, fw, ow)
     b, yy, xx, cc = np.meshgrid(np.arange(n), np.arange(oh), np.arange(ow), np.arange(oc),

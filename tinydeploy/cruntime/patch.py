@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import TinyDeployError
-from .emit_ext import ext_reason
 from .graph import Graph, Op
+from .support import ext_reason
 
 STAGE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
                        "PAD"})
@@ -74,7 +74,7 @@ def option(patch: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
 
 def _window(op: Op, g: Graph) -> tuple[int, int, int, int]:
     """(stride, filter height, dilation, top padding) along the rows."""
-    from .emit import _pad_total
+    from .emit_base import _pad_total
 
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     o = op.options

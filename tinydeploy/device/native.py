@@ -115,7 +115,7 @@ def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path,
     if tflm is None:
         binary = build_native(facts, workdir, profile is not None)
         return run_native(binary, profile)
-    from .tflm_build import build_tflm_firmware
+    from .tflm_firmware import build_tflm_firmware
 
     return run_native(build_tflm_firmware(facts, "native", tflm, arena_bytes, Path(workdir)))
 

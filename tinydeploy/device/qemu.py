@@ -31,11 +31,11 @@ from ..cruntime import generate_c
 from ..cruntime.codegen import generator_digest
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
-from ..install_hints import ARM_QEMU
 from ..log import log
 from ..objcache import compile_objects
 from ..output import write_atomic
 from ..resources import firmware_dir
+from .arm_tools import QEMU, SIZE, _run, _tool, elf_sizes
 from .native import model_flags
 from .protocol import INFER_HEADER, RESULT_HEADER
 from .ptyproc import PtyProcess, spawn
@@ -48,12 +48,8 @@ ELF = "td_qemu_cm4.elf"
 STAMP = "qemu.json"
 PROFILE = "profile.txt"
 START_TIMEOUT = 15.0
-BUILD_TIMEOUT = 300.0
-APT_FIX = ARM_QEMU  # apt and Homebrew
 
 CC = "arm-none-eabi-gcc"
-SIZE = "arm-none-eabi-size"
-QEMU = "qemu-system-arm"
 
 CM4_SOURCES = ("cm4_startup.c", "cm4_uart.c", "cm4_timer.c", "cm4_main.c")
 LINKER_SCRIPT = "cm4.ld"
@@ -70,13 +66,6 @@ MIN_PAYLOAD = 64
 MAX_PAYLOAD = 1024  # larger inputs/outputs travel in chunks of this size
 
 _PTY_LINE = re.compile(r"char device redirected to (/dev/\S+) \(label serial0\)")
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise TinyDeployError("tool_missing", tool=name, fix=APT_FIX)
-    return path
 
 
 def max_payload(facts: ModelFacts) -> int:
@@ -98,30 +87,6 @@ def _fingerprint(facts: ModelFacts, flags: list[str]) -> str:
             h.update(path.name.encode())
             h.update(path.read_bytes())
     return h.hexdigest()
-
-
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-    except subprocess.TimeoutExpired as err:
-        raise TinyDeployError("build_failed", what=what, rc="timeout",
-                              tail=f"no result after {BUILD_TIMEOUT:.0f} s",
-                              fix="check the machine load and try again") from err
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise TinyDeployError("build_failed", what=what, rc=proc.returncode,
-                              tail=" | ".join(tail), fix="report this model to tinydeploy")
-    return proc
-
-
-def elf_sizes(elf: Path) -> dict[str, int]:
-    """``arm-none-eabi-size`` (Berkeley format) of an ELF: text, data, bss bytes."""
-    out = _run([_tool(SIZE), str(elf)], "arm-none-eabi-size").stdout.splitlines()
-    fields = out[-1].split() if out else []
-    if len(fields) < 3 or not all(f.isdigit() for f in fields[:3]):
-        raise TinyDeployError("build_failed", what="arm-none-eabi-size", rc="?",
-                              tail=" | ".join(out[-2:]), fix="check the binutils install")
-    return {"text": int(fields[0]), "data": int(fields[1]), "bss": int(fields[2])}
 
 
 def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
@@ -228,7 +193,7 @@ def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
     Without ``tflm`` the firmware is the C runtime (``build_qemu``; ``defines``: see there;
     ``profile``: a profiling build whose per-layer SysTick ticks go to
     ``workdir/profile.txt``, one line per inference); with a TFLM tree it is the generated
-    TFLite Micro firmware (:func:`tflm_build.build_tflm_firmware`, arena ``arena_bytes`` or
+    TFLite Micro firmware (:func:`tflm_firmware.build_tflm_firmware`, arena ``arena_bytes`` or
     ``--arena auto`` for the tree's kernels), built in ``workdir``."""
     b = get_board(board)
     _tool(QEMU)  # before a build it could not run
@@ -236,7 +201,7 @@ def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
         elf = build_qemu(facts, workdir, defines, profile)
         info = build_info(workdir)
     else:
-        from .tflm_build import build_tflm_firmware, firmware_info
+        from .tflm_firmware import build_tflm_firmware, firmware_info
 
         elf = build_tflm_firmware(facts, b.id, tflm, arena_bytes, Path(workdir))
         info = firmware_info(workdir)

@@ -6,7 +6,9 @@ operator has none, e.g. ``BATCH_MATMUL`` with Chirale_TensorFlowLite 2.0.0, woul
 at compile time after minutes of library build), and its kernel sources show known defects
 that make a model unrunnable at any arena size (the January 2023 ``TRANSPOSE_CONV`` reads a
 16x8 model's bias type without checking that a bias exists). :func:`check_tree_ops` raises
-``unsupported_op`` (exit 3) naming the operator, the tree and the way out.
+``unsupported_op`` (exit 3) naming the operator, the tree and the way out;
+:func:`resolver_ops` is the model's operators with their resolver calls (tinydeploy's op
+table: the renderer, the arena probe and the tree check share it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, op_name
+from ..ops import TFLM_OPS
 
 RESOLVER_HEADER = "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 INT16 = 7  # schema TensorType code
@@ -109,6 +112,17 @@ def check_board_libraries(facts: ModelFacts, boards: list[Any]) -> None:
                 fix="give the layer a bias (use_bias=True) or quantize it int8")
 
 
+def resolver_ops(facts: ModelFacts) -> list[dict[str, Any]]:
+    """The model's distinct ops with their resolver call; refuses any op TFLM lacks."""
+    missing = [n for n in facts.op_names if n not in TFLM_OPS]
+    if missing:
+        raise TinyDeployError("unsupported_op", path=facts.path, op=", ".join(missing),
+                              runtime="TFLite Micro (tinydeploy op table)",
+                              fix="replace the layer with a supported one (see tinydeploy.ops)")
+    return [{"name": o.name, "resolver": TFLM_OPS[o.name].resolver, "count": o.count,
+             "version": o.version, "override": None} for o in facts.ops]
+
+
 def check_tree_ops(facts: ModelFacts, tree: Any) -> None:
     """Refuse a model ``tree`` cannot run, before anything is compiled.
 
@@ -116,8 +130,6 @@ def check_tree_ops(facts: ModelFacts, tree: Any) -> None:
         TinyDeployError: ``unsupported_op`` for an operator the tree's resolver has no
             ``Add*`` method for, or one a known kernel defect of the tree breaks.
     """
-    from ..render import resolver_ops
-
     where = f"{tree.name} (the TFLM tree at {tree.root})"
     header = _find(tree, RESOLVER_HEADER)
     if header is not None:
