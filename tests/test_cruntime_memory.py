@@ -266,3 +266,36 @@ def test_patch_stage_refused_with_one_line(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("TINYDEPLOY_PATCH", "0-3")
     with pytest.raises(TinyDeployError, match="FIRST_OP:LAST_OP:BANDS"):
         build(facts)
+
+
+def test_patch_option_on_the_command_line(tmp_path: Path) -> None:
+    """``--patch F:L:B`` (generate / validate / deploy, C runtime): the bands reach the
+    generated code and memory.json, validation stays bit-exact, the environment is restored,
+    and a TFLM build or a malformed value is one error line (exit 2)."""
+    import os
+
+    from tinydeploy.cli import main
+
+    path = DATA / "digits_cnn.tflite"
+    gen = tmp_path / "gen"
+    assert main(["generate", str(path), "--runtime", "c", "--board", "native", "--patch",
+                 "0:2:3", "--out", str(gen)]) == 0
+    mem = json.loads(next(gen.rglob("memory.json")).read_text())
+    assert mem["patch"]["ops"] == [0, 2] and mem["patch"]["bands"] == 3
+    assert "TINYDEPLOY_PATCH" not in os.environ
+    x = np.load(DATA / "digits_cnn.inputs.npy")
+    np.savez(tmp_path / "d.npz", x_test=x)
+    arena = {}
+    for run, extra in (("plain", []), ("patched", ["--patch", "0:2:3"])):
+        assert main(["validate", str(path), "--data", str(tmp_path / "d.npz"), "--board",
+                     "native", *extra, "--out", str(tmp_path / run)]) == 0  # bit-exact
+        doc = json.loads((tmp_path / run / "validation.json").read_text())
+        arena[run] = doc["device"]["arena_size"]
+    # the firmware ran the banded plan (on this small CNN it costs 228 B: memory.json says so)
+    assert arena["patched"] == arena["plain"] - mem["patch"]["saved_bytes"] != arena["plain"]
+    assert "TINYDEPLOY_PATCH" not in os.environ
+    assert main(["generate", str(path), "--board", "nano33ble", "--patch", "0:2:3",
+                 "--out", str(tmp_path / "t")]) == 2  # TFLM firmware: refused
+    assert main(["generate", str(path), "--runtime", "c", "--patch", "0-2",
+                 "--out", str(tmp_path / "m")]) == 2
+    assert not (tmp_path / "t").exists() and not (tmp_path / "m").exists()

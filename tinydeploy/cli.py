@@ -228,6 +228,37 @@ def boards(as_json: JsonOpt = False) -> None:
         typer.echo(table())
 
 
+PATCH_HELP = ("C runtime: run operators FIRST..LAST patch-based, in BANDS row bands (lower "
+              "peak RAM for some recomputation; memory.json reports both), e.g. 0:3:6")
+
+
+@contextlib.contextmanager
+def _patch_option(patch: str | None, runtime: str) -> Any:
+    """``--patch F:L:B`` for the commands that build the C runtime (as TINYDEPLOY_PATCH,
+    restored afterwards); refused where the TFLM firmware is built."""
+    if not patch:
+        yield
+        return
+    import os
+
+    from .cruntime.patch import ENV, parse
+
+    first, last, bands = parse(patch, "--patch")
+    if runtime != "c":
+        raise TinyDeployError("bad_argument", problem="--patch runs the C runtime's operators "
+                              "in row bands; this command builds the TFLM firmware",
+                              fix="add --runtime c, or drop --patch")
+    old = os.environ.get(ENV)
+    os.environ[ENV] = f"{first}:{last}:{bands}"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
+
+
 @app.command()
 def generate(
     model: ModelArg,
@@ -250,6 +281,7 @@ def generate(
     tflm_src: Annotated[str | None, typer.Option(
         help="TFLM tree measured for --arena tuned (the board's library)")] = None,
     io: Annotated[str, typer.Option(help=IO_HELP)] = "model",
+    patch: Annotated[str | None, typer.Option(help=PATCH_HELP)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Render firmware: Arduino library (API + examples) and/or PlatformIO project.
@@ -258,8 +290,10 @@ def generate(
     from .render import generate as run
 
     runtime = resolve_runtime(runtime, tflm_src, "tflm")
-    result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime,
-                 name=name, labels=labels, data=data, tflm_src=tflm_src, io=io)
+    with _patch_option(patch, str(runtime)):
+        result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt,
+                     runtime=runtime, name=name, labels=labels, data=data, tflm_src=tflm_src,
+                     io=io)
     _echo(result, as_json)
 
 
@@ -329,16 +363,21 @@ def validate(
         "--strict", help="count known TFLM version differences as failures")] = False,
     io: Annotated[str, typer.Option(help=IO_HELP + "; as the firmware was generated")
                   ] = "model",
+    patch: Annotated[str | None, typer.Option(help=PATCH_HELP)] = None,
 ) -> None:
     """Run the test set on the device and compare with host predictions (each output in
     its own dtype)."""
+    from .device.connect import resolve_runtime
     from .validation import validate as run
 
-    result = run(model, data, out, port=port, board=board, samples=samples,
-                 tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
-                 profile=profile, runtime=runtime, tflm_src=tflm_src,
-                 tolerance_float=tolerance_float, timeout=timeout,
-                 known_differences=not strict, io=io, arena=arena_)
+    built = ("none" if port else "sim" if board == "sim"
+             else str(resolve_runtime(runtime, tflm_src, "c")))
+    with _patch_option(patch, built):
+        result = run(model, data, out, port=port, board=board, samples=samples,
+                     tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
+                     profile=profile, runtime=runtime, tflm_src=tflm_src,
+                     tolerance_float=tolerance_float, timeout=timeout,
+                     known_differences=not strict, io=io, arena=arena_)
     _echo(result, as_json)
     for row in [] if as_json else sorted(result.layers, key=lambda r: -r["cost"])[:5]:
         typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
@@ -374,17 +413,23 @@ def deploy(
     io: Annotated[str, typer.Option(help=IO_HELP + "; an example or .keras model is "
                                     "quantized with a float interface for float")
                   ] = "model",
+    patch: Annotated[str | None, typer.Option(help=PATCH_HELP)] = None,
 ) -> None:
     """train -> quantize -> check -> generate -> flash -> validate, one report.
 
     Training and quantization outputs in OUT are reused while their inputs are unchanged
     (--retrain reruns them)."""
+    from .boards import get_board
+    from .device.connect import resolve_runtime
     from .pipeline import deploy as run
 
-    result = run(target, out, board=board, data=data, epochs=epochs, port=port,
-                 samples=samples, tune_arena=tune_arena, arena=arena_, runtime=runtime,
-                 fmt=fmt, tolerance_lsb=tolerance_lsb, retrain=retrain,
-                 tflm_src=tflm_src, io=io)
+    b = get_board(board)
+    default = "tflm" if b.uploadable else "sim" if b.simulated else "c"
+    with _patch_option(patch, str(resolve_runtime(runtime, tflm_src, default))):
+        result = run(target, out, board=board, data=data, epochs=epochs, port=port,
+                     samples=samples, tune_arena=tune_arena, arena=arena_, runtime=runtime,
+                     fmt=fmt, tolerance_lsb=tolerance_lsb, retrain=retrain,
+                     tflm_src=tflm_src, io=io)
     _echo(result, as_json)
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.report,

@@ -378,6 +378,10 @@ def build(facts: ModelFacts, name: str | None = None,
         extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
                           "recompute_macs_ratio": stage.recompute_macs_ratio,
                           "saved_bytes": unpatched - mem.size}
+        if unpatched <= mem.size:
+            log.warning("patch stage ops %d..%d in %d bands: the arena is %d B, %d B more than "
+                        "without it (halo rows and band buffers outweigh the saving here)",
+                        stage.first, stage.last, stage.bands, mem.size, mem.size - unpatched)
     states = state_decls(g)
     if any(op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in g.ops):
         em.decls.insert(0, sigmoid_table_decl())

@@ -57,19 +57,25 @@ class Stage:
         return max(r[t][1] for r in self.rows) * w * c
 
 
+ENV = "TINYDEPLOY_PATCH"
+
+
+def parse(text: str, what: str = ENV) -> tuple[int, int, int]:
+    """``FIRST_OP:LAST_OP:BANDS`` -> (first, last, bands) (``bad_argument`` otherwise)."""
+    try:
+        a, b, n = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise TinyDeployError("bad_argument", problem=f"{what} {text!r} is no "
+                              "FIRST_OP:LAST_OP:BANDS", fix="give it like 0:3:6") from None
+    return a, b, n
+
+
 def option(patch: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-    """``patch`` or TINYDEPLOY_PATCH=first:last:bands (None: no patch stage)."""
+    """``patch`` or TINYDEPLOY_PATCH=first:last:bands (``--patch``; None: no patch stage)."""
     if patch is not None:
         return patch
-    env = os.environ.get("TINYDEPLOY_PATCH", "")
-    if not env:
-        return None
-    try:
-        a, b, n = (int(v) for v in env.split(":"))
-    except ValueError:
-        raise TinyDeployError("bad_argument", problem=f"TINYDEPLOY_PATCH={env!r} is no "
-                              "FIRST_OP:LAST_OP:BANDS", fix="set it like 0:3:6") from None
-    return a, b, n
+    env = os.environ.get(ENV, "")
+    return parse(env, f"{ENV}=") if env else None
 
 
 def _window(op: Op, g: Graph) -> tuple[int, int, int, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -56,6 +57,7 @@ def model_flags(model_dir: Path) -> list[str]:
 def _fingerprint(facts: ModelFacts, profile: bool = False) -> str:
     h = hashlib.sha256(facts.sha256.encode())
     h.update(b"profile" if profile else b"")
+    h.update(os.environ.get("TINYDEPLOY_PATCH", "").encode())  # --patch changes the model code
     h.update(generator_digest().encode())
     fw = firmware_dir()
     for path in sorted(fw.glob("td_*.[ch]")):
