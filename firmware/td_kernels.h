@@ -201,6 +201,9 @@ void td_concat(int32_t n, int32_t outer, const int32_t *inner, const int8_t *con
 /* ---- float model boundaries (td_kernels_io.c) ------------------------------------- */
 void td_quantize_f32(int32_t size, float scale, int32_t zero_point, const uint8_t *in,
                      int8_t *out);
+/* the same by 255 generator-made thresholds (ordered float keys, cruntime/f32thr.py) */
+void td_quantize_f32_thr(int32_t size, const int32_t *thr, float scale, int32_t zero_point,
+                         const uint8_t *in, int8_t *out);
 void td_quantize_f32_16(int32_t size, float scale, int32_t zero_point, const uint8_t *in,
                         int16_t *out);
 /* lut[q + 128] holds the float32 bit pattern of scale * (q - zero_point) */

@@ -40,6 +40,39 @@ void td_quantize_f32(int32_t size, float scale, int32_t zero_point, const uint8_
                                                               -128, 127);
 }
 
+/* The same AffineQuantize to int8 by thresholds: round(v / scale) + zero_point is monotonic
+ * in v, so thr[k] holds the smallest float (as an ordered key, td_f32_key) whose result
+ * is >= k - 127; the result is -128 plus the number of thresholds <= the key, found in 8
+ * branch-free steps instead of a (soft-float) division. NaN keeps td_quantize_one. */
+static int32_t td_f32_key(uint32_t bits) {
+  const int32_t s = (int32_t)bits;
+  return s ^ (int32_t)((uint32_t)(s >> 31) & 0x7fffffffu);
+}
+
+void td_quantize_f32_thr(int32_t size, const int32_t *thr, float scale, int32_t zero_point,
+                         const uint8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) {
+    uint32_t bits;
+    int32_t key, pos = 0;
+    memcpy(&bits, in + 4 * i, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
+      out[i] = (int8_t)td_quantize_one(in + 4 * i, scale, zero_point, -128, 127);
+      continue;
+    }
+    key = td_f32_key(bits);
+    if (thr[pos + 127] <= key) pos += 128;
+    if (thr[pos + 63] <= key) pos += 64;
+    if (thr[pos + 31] <= key) pos += 32;
+    if (thr[pos + 15] <= key) pos += 16;
+    if (thr[pos + 7] <= key) pos += 8;
+    if (thr[pos + 3] <= key) pos += 4;
+    if (thr[pos + 1] <= key) pos += 2;
+    if (thr[pos] <= key) pos += 1;
+    out[i] = (int8_t)(pos - 128);
+  }
+}
+
 void td_quantize_f32_16(int32_t size, float scale, int32_t zero_point, const uint8_t *in,
                         int16_t *out) {
   int32_t i;

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import TinyDeployError
-from . import fixedpoint, quant
+from . import f32thr, fixedpoint, quant
 from .ctext import c_struct as _struct
 from .emit_base import (
     MAX_RANK,
@@ -377,10 +377,15 @@ class Emitter:
         if float_boundary(self.g, op):  # float32 graph input -> int8/int16 (AffineQuantize)
             _, y = self._io(op)
             out = self.loc(op.outputs[0])
-            fn, out = (("td_quantize_f32_16", f"(int16_t *)(void *){out}")
-                       if y.dtype == "INT16" else ("td_quantize_f32", out))
-            return (f"{fn}({y.size}, {float_lit(y.scale)}, {y.zp}, "
-                    f"(const uint8_t *){self.ref(op.inputs[0])}, {out});")
+            src = f"(const uint8_t *){self.ref(op.inputs[0])}"
+            if y.dtype == "INT16":
+                return (f"td_quantize_f32_16({y.size}, {float_lit(y.scale)}, {y.zp}, {src}, "
+                        f"(int16_t *)(void *){out});")
+            # int8: 255 float thresholds (1 KB of constants) instead of a division a value
+            self.decls.append(c_array(p + "_thr", "int32_t", f32thr.thresholds(y.scale, y.zp)))
+            self.param_bytes += 1020
+            return (f"td_quantize_f32_thr({y.size}, {p}_thr, {float_lit(y.scale)}, {y.zp}, "
+                    f"{src}, {out});")
         return self._requant(op, p, -128, 127)
 
     def _dequantize(self, op: Op, p: str) -> str:

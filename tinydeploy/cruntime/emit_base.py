@@ -42,9 +42,18 @@ def pad_fields(g: Graph, op: Op) -> dict[str, object]:
         raise TinyDeployError("model_rejected", path=g.path,
                               problem="PAD needs constant paddings and rank <= 6", fix=FIX_TFLM)
     before = [int(v) for v in pads.data.reshape(-1, 2)[:, 0]]
-    fill = [0] * (MAX_RANK - len(x.shape))
-    return {"rank": len(x.shape), "in_dims": list(x.shape) + fill, "before": before + fill,
-            "out_dims": list(y.shape) + fill, "pad_value": y.zp if y.dtype == "INT8" else 0}
+    ins, outs = [int(v) for v in x.shape], [int(v) for v in y.shape]
+    # an unpadded last axis joins the one before (NHWC padded in H, W: rows of W*C, not of
+    # C): the same elements in the same increasing order, a few rows instead of pixels.
+    # Axes 0..2 stay (the patch-based stages band axis 1, H, of an NHWC PAD).
+    while len(ins) > 3 and ins[-1] == outs[-1] and not before[-1]:
+        inner = ins.pop()
+        outs.pop()
+        before.pop()
+        ins[-1], outs[-1], before[-1] = ins[-1] * inner, outs[-1] * inner, before[-1] * inner
+    fill = [0] * (MAX_RANK - len(ins))
+    return {"rank": len(ins), "in_dims": ins + fill, "before": before + fill,
+            "out_dims": outs + fill, "pad_value": y.zp if y.dtype == "INT8" else 0}
 
 
 def _pad_total(stride: int, dil: int, in_size: int, f: int, out_size: int) -> int:

@@ -11,7 +11,8 @@ reports what the generator really selected:
 - ``ref``: the reference loop; int8 conv / depthwise / FC name their variant (``fastg``:
   a shift >= 0, ``fastw``/``fastwg``: depthwise, any depth multiplier, on pre-widened
   weights; cruntime/variants.py);
-- kernels with one path report its kind (``flat``/``bcast``, ``lut``, ``copy``, ...).
+- kernels with one path report its kind (``flat``/``bcast``, ``lut``, ``copy``, ``thr``:
+  float input to int8 by thresholds, ...).
 
 Regimes are measured from the model's numbers (``layer_regimes``): per-tensor/per-channel,
 a requantization multiplier 0 (zero weights, tiny or denormal weight scale), a shift >= 0,
@@ -96,6 +97,8 @@ def _path(call: str, s: dict[str, dict[str, str]], k: int) -> str:
         return "ref"
     if fn == "td_transpose_conv8":
         return "dot"
+    if fn == "td_quantize_f32_thr":  # float input -> int8 by thresholds (cruntime/f32thr)
+        return "thr"
     if fn == "td_add_lut":  # the input rescalings from the generator's tables
         return "lut"
     if fn in ("td_add", "td_mul", "td_binary_ext"):

@@ -22,13 +22,14 @@ EXPECTED_PATHS = {
     "MUL/16x8": ("flat", "bcast"), "MEAN/i8": ("fast", "ref"),
     "MAX_POOL_2D/i8": ("simd4", "scalar", "simd4+tail"),
     "AVERAGE_POOL_2D/i8": ("simd4", "scalar", "simd4+tail"),
+    "QUANTIZE/f32->i8": ("thr",),
 }
 OTHER_OPS = ("TRANSPOSE_CONV/i8", "TRANSPOSE_CONV/16x8", "MAXIMUM/i8", "MINIMUM/i8",
              "MAXIMUM/16x8", "MINIMUM/16x8", "CONCATENATION/i8", "PAD/i8", "PAD/16x8",
              "RESHAPE/i8", "RESHAPE/16x8", "EXPAND_DIMS/i8", "EXPAND_DIMS/16x8", "SQUEEZE/i8",
              "SQUEEZE/16x8", "STRIDED_SLICE/i8", "STRIDED_SLICE/16x8", "SOFTMAX/i8",
              "LOGISTIC/i8", "TANH/i8", "RELU/i8", "RELU6/i8", "LEAKY_RELU/i8",
-             "LEAKY_RELU/16x8", "HARD_SWISH/i8", "QUANTIZE/i8->i8", "QUANTIZE/f32->i8",
+             "LEAKY_RELU/16x8", "HARD_SWISH/i8", "QUANTIZE/i8->i8",
              "QUANTIZE/i8->i16", "QUANTIZE/i16->i8", "QUANTIZE/i16->i16", "DEQUANTIZE/i8->f32")
 # the regimes issue 16 lists, as measured tags
 REGIMES = ("per-tensor", "per-channel", "mult0:zero-weights", "mult0:tiny-scale",
