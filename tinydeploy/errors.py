@@ -6,6 +6,7 @@ and exits with ``err.exit_code``. The message names the problem, the hint names 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 # code: (exit code, message template, hint template)
@@ -76,3 +77,12 @@ class TinyDeployError(Exception):
 class _Default(dict):
     def __missing__(self, key: str) -> str:
         return "?"
+
+
+def check_choice(value: object, choices: Iterable[str], what: str) -> None:
+    """Refuse a ``value`` that is not one of ``choices``: ``bad_argument``, "unknown WHAT
+    'value'", with the choices as the fix."""
+    options = list(choices)
+    if value not in options:
+        raise TinyDeployError("bad_argument", problem=f"unknown {what} {value!r}",
+                              fix=f"choose one of: {', '.join(options)}")

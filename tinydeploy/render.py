@@ -53,7 +53,7 @@ from ._version import __version__
 from .arena.plan import ArenaPlan
 from .boards import BOARDS, KIB, Board, get_board, kernel_flavour
 from .device.tflm_ops import resolver_ops
-from .errors import TinyDeployError
+from .errors import TinyDeployError, check_choice
 from .facts import ModelFacts, TensorFacts
 from .library import APP_SKELETON, generate_c_firmware, lib_context, write_library, write_platformio
 from .log import stage
@@ -350,12 +350,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
         TinyDeployError: bad arguments or unknown board (exit 2), a model the guard
             rejects (exit 3), a model or arena that does not fit a board (exit 4).
     """
-    if fmt not in FORMATS:
-        raise TinyDeployError("bad_argument", problem=f"unknown --format {fmt!r}",
-                              fix=f"choose one of: {', '.join(FORMATS)}")
-    if runtime not in RUNTIMES:
-        raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
-                              fix=f"choose one of: {', '.join(RUNTIMES)}")
+    check_choice(fmt, FORMATS, "--format")
+    check_choice(runtime, RUNTIMES, "--runtime")
     from .guard import check
     from .interface import with_io
 

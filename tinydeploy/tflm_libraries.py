@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import TinyDeployError
+from .errors import TinyDeployError, check_choice
 
 if TYPE_CHECKING:
     from .boards import Board
@@ -117,9 +117,7 @@ def libraries() -> dict[str, TflmLibrary]:
 def get_library(lib_id: str) -> TflmLibrary:
     """The table entry ``lib_id``; ``TinyDeployError("bad_argument")`` if unknown."""
     libs = libraries()
-    if lib_id not in libs:
-        raise TinyDeployError("bad_argument", problem=f"unknown TFLM library {lib_id!r}",
-                              fix=f"choose one of: {', '.join(libs)}")
+    check_choice(lib_id, libs, "TFLM library")
     return libs[lib_id]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import tflm_py
-from ..errors import TinyDeployError
+from ..errors import check_choice
 from ..facts import ModelFacts, load
 from .graph import Graph
 from .host import HostRuntime, parse_allocations
@@ -49,9 +49,7 @@ def predict_arena(model: str | Path | bytes | ModelFacts, measure: bool = True) 
 def predict_flavour(model: str | Path | bytes | ModelFacts, flavour: str = REFERENCE) -> int:
     """The cortex-m prediction for ``flavour`` (``reference`` | ``cmsis-nn``): a pure
     replay (instant), no runtime cross-check."""
-    if flavour not in FLAVOURS:
-        raise TinyDeployError("bad_argument", problem=f"unknown kernel flavour '{flavour}'",
-                              fix=f"choose one of: {', '.join(FLAVOURS)}")
+    check_choice(flavour, FLAVOURS, "kernel flavour")
     return predict_with_head(Graph.from_facts(load(model), flavour), None)[0]
 
 

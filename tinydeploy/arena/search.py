@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import tflm_py
-from ..errors import TinyDeployError
+from ..errors import TinyDeployError, check_choice
 from ..facts import ModelFacts, load
 from ..log import log, stage
 from .graph import Graph
@@ -150,12 +150,8 @@ def arena(model: str | Path | bytes | ModelFacts, target: str = "cortex-m",
             no size lets the model run (``arena_not_found``), no tree for qemu-cm4
             (``tool_missing``).
     """
-    if target not in TARGETS:
-        raise TinyDeployError("bad_argument", problem=f"unknown arena target '{target}'",
-                              fix=f"choose one of: {', '.join(TARGETS)}")
-    if flavour not in FLAVOURS:
-        raise TinyDeployError("bad_argument", problem=f"unknown kernel flavour '{flavour}'",
-                              fix=f"choose one of: {', '.join(FLAVOURS)}")
+    check_choice(target, TARGETS, "arena target")
+    check_choice(flavour, FLAVOURS, "kernel flavour")
     if timeout is not None and (target != "qemu-cm4" or not timeout > 0):
         raise TinyDeployError("bad_argument",
                               problem="--timeout is the seconds one qemu-cm4 trial may take",

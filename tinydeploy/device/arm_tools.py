@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from ..errors import TinyDeployError
 from ..install_hints import ARM_QEMU
@@ -27,18 +28,34 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+def run_tool(cmd: list[str], what: str, timeout: float = BUILD_TIMEOUT, log_file: Any = None,
+             fix: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a build tool; a timeout, a missing program or a failure is one ``build_failed``
+    line (the first error lines as its tail). ``log_file``: the command and its output are
+    appended there (and the fix points at it)."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as err:
         raise TinyDeployError("build_failed", what=what, rc="timeout",
-                              tail=f"no result after {BUILD_TIMEOUT:.0f} s",
+                              tail=f"no result after {timeout:.0f} s",
                               fix="check the machine load and try again") from err
+    except OSError as err:
+        raise TinyDeployError("build_failed", what=what, rc="?", tail=str(err),
+                              fix="check the toolchain install") from err
+    if log_file is not None:
+        log_file.write(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "error" in ln] or lines[-5:]
+        if fix is None:
+            fix = ("report this model to tinydeploy" if log_file is None
+                   else f"see {getattr(log_file, 'name', 'the build log')}")
         raise TinyDeployError("build_failed", what=what, rc=proc.returncode,
-                              tail=" | ".join(tail), fix="report this model to tinydeploy")
+                              tail=" | ".join(errors[:5])[:600], fix=fix)
     return proc
+
+
+_run = run_tool  # the firmware builds' name for it
 
 
 def elf_sizes(elf: Path) -> dict[str, int]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import TinyDeployError
+from ..errors import TinyDeployError, check_choice
 from ..facts import ModelFacts
 
 
@@ -94,9 +94,7 @@ def tflm_tree_for(board: str | None, runtime: str, tflm_src: Any = None) -> Any:
     """The TFLM tree a ``--runtime tflm`` build on native / qemu-cm4 needs (None for the C
     runtime and for boards that build nothing); ``bad_argument`` for an unknown runtime,
     ``tool_missing`` when no tree is given (see ``tflm_build.find_tflm_tree``)."""
-    if runtime not in ("c", "tflm"):
-        raise TinyDeployError("bad_argument", problem=f"unknown --runtime {runtime!r}",
-                              fix="choose one of: c, tflm")
+    check_choice(runtime, ("c", "tflm"), "--runtime")
     if runtime != "tflm" or not board:
         return None
     from ..boards import get_board

@@ -47,6 +47,7 @@ from ..install_hints import ARM_CXX, C_COMPILER
 from ..log import log
 from ..output import write_atomic
 from ..resources import firmware_dir
+from .arm_tools import run_tool
 from .tflm_tree import (  # noqa: F401  (re-exported: the API of this module)
     _DOWNLOADS,
     _UPSTREAM_NEEDS,
@@ -158,25 +159,9 @@ def library_key(tree: TflmTree, board: str, tc: Toolchain | None = None) -> str:
 
 
 def _run(cmd: list[str], what: str, log_file: Any = None) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT)
-    except subprocess.TimeoutExpired as err:
-        raise TinyDeployError("build_failed", what=what, rc="timeout",
-                              tail=f"no result after {COMPILE_TIMEOUT:.0f} s",
-                              fix="check the machine load and try again") from err
-    except OSError as err:
-        raise TinyDeployError("build_failed", what=what, rc="?", tail=str(err),
-                              fix="check the toolchain install") from err
-    if log_file is not None:
-        log_file.write(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
-        errors = [ln for ln in lines if "error" in ln] or lines
-        raise TinyDeployError("build_failed", what=what, rc=proc.returncode,
-                              tail=" | ".join(errors[:3])[:600],
-                              fix="see the build log" if log_file is None
-                              else f"see {getattr(log_file, 'name', 'the build log')}")
-    return proc
+    """A TFLM compile step (:func:`.arm_tools.run_tool` with the compile timeout)."""
+    return run_tool(cmd, what, COMPILE_TIMEOUT, log_file,
+                    fix="see the build log" if log_file is None else None)
 
 
 def _object_name(tree: TflmTree, src: Path) -> str:
