@@ -487,7 +487,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
         from .tflm_overrides import explain_mismatch
 
         rep["defects"] = [m.to_dict() for m in explain_mismatch(facts, q_in, device, stateful)]
-    add_answer(rep, facts, xs, host, device, metrics, verdict, n, clipped, stateful)
+    reference = ref.describe()
+    add_answer(rep, facts, xs, host, device, metrics, verdict, n, clipped, stateful, reference)
     result = ValidationResult(passed=verdict.differing == 0, samples=n,
                               differing=verdict.differing, tolerance_lsb=tolerance_lsb,
                               metrics=metrics, device=device_info, paths=paths, time_us=times,
@@ -496,7 +497,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
                               layers=layers, cycles=cycles, report=rep,
                               tolerance_float=tolerance_float,
                               explained=int(np.sum(verdict.explained)), notes=verdict.notes,
-                              reference=ref.describe())
+                              reference=reference)
     doc = result.to_dict()
     if layers:
         doc["layers"] = {"unit": prof.unit(str(board)), "rows": layers}

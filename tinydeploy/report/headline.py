@@ -189,7 +189,8 @@ def reference_text(ref: Mapping[str, Any]) -> str:
     else package and version."""
     if ref.get("text"):
         return str(ref["text"])
-    name = f"{ref.get('package', 'tflite-micro')} {ref.get('version', '?')}".strip()
+    name = (f"{ref.get('package') or 'tflite-micro'} {ref.get('version') or '?'}"
+            if ref.get("package") else str(ref.get("name", "?")))  # a stand-in: its name
     return name + (f", {ref['kernels']}" if ref.get("kernels") else "")
 
 

@@ -4,12 +4,13 @@ comparison, the diagnosis and the headline."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import hostref, runinfo
+from .. import runinfo
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, TensorFacts
 from ..verdict import predicted_class, rule_for, units_apart, values, within
@@ -77,8 +78,10 @@ def class_names(facts: ModelFacts) -> list[str] | None:
 
 def add_answer(rep: dict[str, Any], facts: ModelFacts, xs: list[np.ndarray],
                host: list[np.ndarray], device: list[np.ndarray], metrics: dict[str, Any],
-               verdict: Any, n: int, clipped: dict[str, float], stateful: bool) -> None:
-    """Add the float-model comparison, the diagnosis and the headline to ``rep``."""
+               verdict: Any, n: int, clipped: dict[str, float], stateful: bool,
+               reference: Mapping[str, Any]) -> None:
+    """Add the float-model comparison, the diagnosis and the headline to ``rep``
+    (``reference``: the host reference the verdict was made against, its ``describe()``)."""
     from ..layers import analyze
     from .xcross import cross
 
@@ -97,4 +100,4 @@ def add_answer(rep: dict[str, Any], facts: ModelFacts, xs: list[np.ndarray],
     rep["headline"] = report_headline.headline(
         verdict.differing == 0, n, verdict.differing, int(np.sum(verdict.explained)), metrics,
         rep["latency"], rep["memory"], rep["diagnosis"], macs, facts.size_bytes)
-    rep["headline"]["reference"] = report_headline.reference_text(hostref.reference())
+    rep["headline"]["reference"] = report_headline.reference_text(reference)
