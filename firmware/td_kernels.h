@@ -48,6 +48,8 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   td_fully_connected_ref      plain [out_c][accum]       mult/shift      -
  *   td_fully_connected_plain    plain [out_c][accum]       rq              bias_eff, w zp 0
  *   td_fully_connected_plaing   plain [out_c][accum]       rq_general      bias_eff, w zp 0
+ *   td_fc_stream_end            bands4 [out_c][K]          rq              bias_eff, w zp 0
+ *   td_fc_stream_endg           bands4 [out_c][K]          rq_general      bias_eff, w zp 0
  *   (* scratch unless the conv is an unpadded 1x1, which reads its input directly)
  *
  * dw16 (field filter_w, int32 words): per group of four channels g, per tap t (row-major),
@@ -55,6 +57,9 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  * out_c zero (td_kernels_dww.c).
  * interleaved4: rows in groups of four; per group, for each 4 k the 4 bytes of each row,
  * then each row's K % 4 tail; the out_c % 4 last rows plain.
+ * bands4 (FULLY_CONNECTED streaming): the columns cut into the slices the producer's row
+ * bands write, each slice [k0, k0 + n) in interleaved4 of its own, the slices in order: the
+ * slice from k0 starts at byte out_c * k0.
  * rq: pairs {mult, -shift - 1} per output channel (one pair for a per-tensor FC), every
  * -shift - 1 >= 0 (shift <= -1; a zero multiplier is stored as {0, 0}, which yields 0 like
  * TFLM's): one 64-bit multiply per output (td_requant_rq). rq_general: the same pairs, some
@@ -110,6 +115,15 @@ void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *o
 void td_fully_connected_ref(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_plain(const td_fc_params *p, const int8_t *in, int8_t *out);
 void td_fully_connected_plaing(const td_fc_params *p, const int8_t *in, int8_t *out);
+/* FULLY_CONNECTED streaming (tinydeploy/cruntime/fc_stream.py; one batch): the input is
+ * never stored whole. begin sets acc[o] = bias_eff[o]; after each row band of the producer
+ * accum adds the products of the slice x = input[k0, k0 + n) (filter bands4); end
+ * requantizes acc and clamps as td_fully_connected_fast / _fastg: the same int32 sums. */
+void td_fc_stream_begin(const td_fc_params *p, int32_t *acc);
+void td_fc_stream_accum(const td_fc_params *p, int32_t k0, int32_t n, const int8_t *x,
+                        int32_t *acc);
+void td_fc_stream_end(const td_fc_params *p, const int32_t *acc, int8_t *out);
+void td_fc_stream_endg(const td_fc_params *p, const int32_t *acc, int8_t *out);
 void td_max_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 void td_avg_pool(const td_pool_params *p, const int8_t *in, int8_t *out);
 

@@ -274,3 +274,40 @@ void td_fully_connected_fast(const td_fc_params *p, const int8_t *in, int8_t *ou
 void td_fully_connected_fastg(const td_fc_params *p, const int8_t *in, int8_t *out) {
   td_fc_b(p, in, out, 1);
 }
+
+/* ---- FULLY_CONNECTED streaming (td_kernels.h) ---------------------------------------- */
+void td_fc_stream_begin(const td_fc_params *p, int32_t *acc) {
+  int32_t oc;
+  for (oc = 0; oc < p->out_c; ++oc) acc[oc] = p->bias_eff[oc];
+}
+
+/* the slice's filter columns: four rows at a time (td_dot_1x4, SMLAD on int16 pairs), then
+ * the out_c % 4 last rows one at a time, as td_rows */
+TD_O2 void td_fc_stream_accum(const td_fc_params *p, int32_t k0, int32_t n, const int8_t *x,
+                              int32_t *acc) {
+  const int32_t out_c = p->out_c;
+  const int8_t *w = p->filter + out_c * k0;
+  int32_t oc = 0;
+  for (; oc + 4 <= out_c; oc += 4) {
+    td_dot_1x4(w, x, n, acc + oc);
+    w += 4 * n;
+  }
+  for (; oc < out_c; ++oc) {
+    acc[oc] = td_dot_1x1(w, x, n, acc[oc]);
+    w += n;
+  }
+}
+
+TD_ALWAYS_INLINE void td_fc_stream_end_b(const td_fc_params *p, const int32_t *acc,
+                                         int8_t *out, const int32_t gen) {
+  const int32_t rs = 2 * p->per_channel;
+  int32_t oc;
+  for (oc = 0; oc < p->out_c; ++oc) out[oc] = td_out8q(acc[oc], p->rq + rs * oc, p->out_offset, gen);
+  td_act_clamp(out, p->out_c, p->act_min, p->act_max);
+}
+void td_fc_stream_end(const td_fc_params *p, const int32_t *acc, int8_t *out) {
+  td_fc_stream_end_b(p, acc, out, 0);
+}
+void td_fc_stream_endg(const td_fc_params *p, const int32_t *acc, int8_t *out) {
+  td_fc_stream_end_b(p, acc, out, 1);
+}

@@ -38,6 +38,8 @@ from .emit_ext import (
     sigmoid_table_decl,
     state_decls,
 )
+from . import fc_stream
+from .fc_stream import FcStream
 from .fusion import fusions
 from .graph import Graph, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
@@ -110,6 +112,7 @@ class Techniques:
     in_place: bool = True  # outputs over their dying input (overlap.py, planner pins)
     fusion: bool = True  # RELU/RELU6 folded into the producing kernel (fusion.py)
     stage: Stage | None = None  # patch-based first stage (patch.py), an option
+    streams: tuple[FcStream, ...] = ()  # FULLY_CONNECTED inputs never stored (fc_stream.py)
 
 
 def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int], list[Buffer]]:
@@ -154,11 +157,13 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
         last[rx], first[ry] = max(last[rx], st.last), min(first[ry], st.first)
         for t in st.inner:
             first.pop(t, None)
+    fc_stream.lifetimes(g, tech.streams, alias, first)
     buffers = {r: Buffer(r, g.t(r).name, g.t(r).nbytes, first[r], last[r])
                for r in sorted(first)
                if not g.t(r).variable and not g.t(r).is_const and r not in external}
     for t in st.inner if st is not None else []:
         buffers[t] = Buffer(t, g.t(t).name + " (band)", st.band_bytes(g, t), st.first, st.last)
+    buffers.update((b.tensor, b) for s in tech.streams for b in s.buffers())
     for op in g.ops:  # per-operator scratch (emit_ext.scratch_bytes), id SCRATCH_ID + op
         n = scratch_bytes(g, op)
         if n:
@@ -228,16 +233,29 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
     return cols, mem
 
 
+def _planned(g: Graph, tech: Techniques, pairs: bool = False
+             ) -> tuple[dict[int, int], dict[int, int], MemoryPlan]:
+    """Alias map, im2col pixel counts and the memory plan for these techniques."""
+    alias, buffers = _storage(g, tech)
+    wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
+               for b in buffers)  # int16/int32 data and extension scratch stay aligned
+    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=tech.stage,
+                                   pairs=pairs)
+    return alias, cols, mem
+
+
 def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer],
-                      stage: Stage | None = None) -> dict[str, Any]:
+                      stage: Stage | None = None, streams: tuple[FcStream, ...] = (),
+                      unstreamed: int | None = None) -> dict[str, Any]:
     """What each memory technique saved: the plan made with all of them (``mem``) against
     the plan made without that one (RAM = arena, plus the inputs and outputs when they
     live outside it), and the live-tensor lower bound the planner started from (every
     tensor, the inputs and outputs included, in its own bytes while live: no alias, no
-    in-place; the operators' scratch counted while they run)."""
+    in-place; the operators' scratch counted while they run). ``unstreamed``: the arena
+    without FULLY_CONNECTED streaming (fc_stream.choose), the ``fc_streaming`` saving."""
     io_bytes = sum(g.t(i).nbytes for i in {*g.inputs, *g.outputs})
     _, plain = _storage(g, Techniques(alias=False, in_place=False, fusion=False))
-    base = Techniques(stage=stage)
+    base = Techniques(stage=stage, streams=streams)
     start = lower_bound([*plain, *(replace(b) for b in scratch)], mem.alignment)
     saved: dict[str, int] = {}
     for key, tech in (("inputs_outputs_in_plan", replace(base, io=False)),
@@ -247,6 +265,8 @@ def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer],
         _, bufs = _storage(g, tech)
         size = _plan_joint(bufs, scratch, mem.alignment).size
         saved[key] = size + (0 if tech.io else io_bytes) - mem.size
+    if unstreamed is not None:  # the arena fc_stream.choose started from
+        saved["fc_streaming"] = unstreamed - mem.size
     return {"live_tensor_lower_bound": start, "saved_bytes": saved}
 
 
@@ -323,15 +343,19 @@ def build(facts: ModelFacts, name: str | None = None,
     ``patch``: (first op, last op, bands) run patch-based (patch.py). ``speed_first``: every
     convolution keeps its pixel-pair scratch even where that raises the arena, and every
     int8 ADD takes the table kernel (the fuzzer builds half its models so: the paths the
-    size-first choices leave out of small models)."""
+    size-first choices leave out of small models) and no FULLY_CONNECTED is streamed
+    (fc_stream.py: otherwise wherever that lowers the arena)."""
     g = read_graph(facts)
     want = option(patch)
     stage = plan_stage(g, *want) if want is not None else None
-    alias, buffers = _storage(g, Techniques(stage=stage))
-    wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
-               for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage,
-                                   pairs=speed_first)
+    tech = Techniques(stage=stage)
+    found = [] if speed_first else fc_stream.candidates(g, stage.ops if stage else ())
+    unstreamed = None
+    if found:
+        streams, unstreamed = fc_stream.choose(
+            g, found, lambda ss: _planned(g, replace(tech, streams=ss))[2].size)
+        tech = replace(tech, streams=streams)
+    alias, cols, mem = _planned(g, tech, pairs=speed_first)
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -362,10 +386,14 @@ def build(facts: ModelFacts, name: str | None = None,
     em = Emitter(g, loc, scratch_loc, add_lut_min=1 if speed_first else ADD_LUT_MIN)
     fused = fusions(g)
     em.clamp = {f.producer: (f.lo, f.hi) for f in fused.values()}
+    streamed = {k: s for s in tech.streams for k in s.ops}
     calls = [f"/* {op.index}: {op.name} */ " + (
-        f"/* fused into op {fused[op.index].producer} */" if op.index in fused else em.emit(op))
-        for op in g.ops]
+        fc_stream.emit(em, streamed[op.index], op.index) if op.index in streamed
+        else f"/* fused into op {fused[op.index].producer} */" if op.index in fused
+        else em.emit(op)) for op in g.ops]
     extra: dict[str, Any] = {}
+    if tech.streams:
+        extra["fc_streaming"] = fc_stream.describe(tech.streams)
     if stage is not None:
         whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
         ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
@@ -373,7 +401,7 @@ def build(facts: ModelFacts, name: str | None = None,
             calls[k] = f"/* {k}: {g.ops[k].name} */ " + (
                 stage_block(g, stage, whole, ptrs) if k == stage.first
                 else "/* in the band loop above */")
-        _, plain = _storage(g)
+        _, plain = _storage(g, Techniques(streams=tech.streams))
         unpatched = _plan_with_scratch(g, plain, mem.alignment)[1].size
         extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
                           "recompute_macs_ratio": stage.recompute_macs_ratio,
@@ -421,7 +449,8 @@ def build(facts: ModelFacts, name: str | None = None,
     result = CResult(out_dir=Path("."), files=[], plan=mem, weight_bytes=em.weight_bytes,
                      param_bytes=em.param_bytes, n_ops=len(g.ops),
                      extra={**technique_savings(g, mem, [b for b in mem.buffers
-                                                         if b.tensor < 0], stage),
+                                                         if b.tensor < 0], stage,
+                                                tech.streams, unstreamed),
                             "in_place_ops": in_place_ops(g, mem, alias),
                             "fused_ops": [asdict(f) for f in fusions(g).values()], **extra},
                      state_bytes=sum(s["size"] * g.t(s["index"]).itemsize for s in states))

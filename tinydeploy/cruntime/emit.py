@@ -275,7 +275,10 @@ class Emitter:
         self.param_bytes -= 4 * len(self.arrays[p + "_filter_w"])
         return self.call("td_depthwise_conv2d_fastw", "td_conv_params", p, fields, op)
 
-    def _fully_connected(self, op: Op, p: str) -> str:
+    def fc_fields(self, op: Op) -> tuple[dict[str, object], list[tuple[int, int]]]:
+        """An int8 FULLY_CONNECTED's ``td_fc_params`` fields but the filter and
+        requantization arrays, and its TFLM (multiplier, shift) pairs (refuses weights the
+        C runtime cannot take)."""
         x, y = self._io(op)
         w = self.g.t(op.inputs[1])
         bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
@@ -294,8 +297,14 @@ class Emitter:
             "batches": x.size // accum, "accum": accum, "out_c": oc,
             "in_offset": -x.zp, "filter_offset": -w.zp, "out_offset": y.zp,
             "act_min": lo, "act_max": hi, "per_channel": int(per_channel),
-            "bias": self.const(bias) if bias is not None else 0,
         }
+        return fields, pairs
+
+    def _fully_connected(self, op: Op, p: str) -> str:
+        x, w = self.g.t(op.inputs[0]), self.g.t(op.inputs[1])
+        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        fields, pairs = self.fc_fields(op)
+        fields["bias"] = self.const(bias) if bias is not None else 0
         folded = folded_bias(w.data, bias, -x.zp) if w.zp == 0 else None
         if folded is not None and w.index not in self.const_names:
             fields.update(self.requant(p, pairs, True),

@@ -15,6 +15,7 @@ from ..errors import TinyDeployError
 
 PLAIN = "plain"  # the tensor's own layout
 INTERLEAVED4 = "interleaved4"  # emit.interleave_rows: rows in groups of four
+BANDS4 = "bands4"  # fc_stream.bands4_layout: interleaved4 per column slice (FC streaming)
 DW16 = "dw16"  # emit.dw16_layout: depthwise weights as int16 pairs per 4 channels and tap
 PAIRS16 = "pairs16"  # emit_int16.pair_layout (the 16x8 fast kernels' own structs)
 RQ = "rq"  # {mult, -shift - 1} pairs, every shift <= -1 (td_kernels.h)
@@ -48,6 +49,9 @@ VARIANTS: dict[str, Variant] = {v.function: v for v in (
     # the weights in place (tinydeploy's TFLM kernel, firmware/td_tflm_fc.cpp)
     Variant("td_fully_connected_plain", PLAIN, RQ, ("bias_eff",)),
     Variant("td_fully_connected_plaing", PLAIN, RQ_GENERAL, ("bias_eff",)),
+    # FULLY_CONNECTED streaming (fc_stream.py): the struct read by begin / accum / end
+    Variant("td_fc_stream_end", BANDS4, RQ, ("bias_eff",)),
+    Variant("td_fc_stream_endg", BANDS4, RQ_GENERAL, ("bias_eff",)),
 )}
 
 
