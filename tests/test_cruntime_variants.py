@@ -166,7 +166,9 @@ def test_layout_contract_refuses_a_mismatch() -> None:
         "td_depthwise_conv2d_ref", "td_depthwise_conv2d_fast", "td_depthwise_conv2d_fastg"} | {
                                       "td_depthwise_conv2d_fastw", "td_depthwise_conv2d_fastwg",
                                       # weights in place: tinydeploy's TFLM kernel
-                                      "td_fully_connected_plain", "td_fully_connected_plaing"}
+                                      "td_fully_connected_plain", "td_fully_connected_plaing",
+                                      # FULLY_CONNECTED streaming (fc_stream.py)
+                                      "td_fc_stream_end", "td_fc_stream_endg"}
 
 
 def test_header_declares_the_same_variants() -> None:

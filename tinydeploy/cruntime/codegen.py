@@ -25,6 +25,7 @@ from ..interface import interface_lines
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
+from . import fc_stream
 from .emit import ADD_LUT_MIN, Emitter, float_lit
 from .emit import scratch_bytes as core_scratch_bytes
 from .emit_base import SCRATCH_ID
@@ -38,7 +39,6 @@ from .emit_ext import (
     sigmoid_table_decl,
     state_decls,
 )
-from . import fc_stream
 from .fc_stream import FcStream
 from .fusion import fusions
 from .graph import Graph, read_graph

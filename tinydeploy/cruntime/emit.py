@@ -281,7 +281,6 @@ class Emitter:
         C runtime cannot take)."""
         x, y = self._io(op)
         w = self.g.t(op.inputs[1])
-        bias = self.g.t(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
         if w.dtype != "INT8" or w.data is None or len(w.shape) != 2:
             raise TinyDeployError("model_rejected", path=self.g.path,
                                   problem=f"FULLY_CONNECTED weights must be constant 2-D int8 "

@@ -11,6 +11,7 @@ reports what the generator really selected:
 - ``ref``: the reference loop; int8 conv / depthwise / FC name their variant (``fastg``:
   a shift >= 0, ``fastw``/``fastwg``: depthwise, any depth multiplier, on pre-widened
   weights; cruntime/variants.py);
+- ``stream``: a FULLY_CONNECTED and its producer run band by band (cruntime/fc_stream.py);
 - kernels with one path report its kind (``flat``/``bcast``, ``lut``, ``copy``, ``thr``:
   float input to int8 by thresholds, ...).
 
@@ -83,6 +84,8 @@ def _path(call: str, s: dict[str, dict[str, str]], k: int) -> str:
     f = s.get(f"td_p{k}", {})
     q = s.get(f"td_p{k}_fast", {})
     fn = call.split("(", 1)[0].strip()
+    if "FC streaming" in call:  # producer and FULLY_CONNECTED in one band loop (fc_stream.py)
+        return "stream"
     if _INT8_VARIANT.fullmatch(fn):
         return _conv8(fn, f)
     if fn == "td_conv2d_16_fast":
