@@ -5,9 +5,10 @@ micro_speech (DEPTHWISE_CONV_2D 4,000 B -> FULLY_CONNECTED) takes it by default:
 drops from 4,164 B to under 2.5 KB, bit-exact with the Cortex-M4 ground truth. Generated
 models force it (every candidate streamed, band heights 1..4, uneven last bands) on each
 producer -- CONV_2D (padded, strided, 1x1 direct, pixel-pair im2col), DEPTHWISE_CONV_2D
-(multiplier 1, 2 and 3, a fused RELU6), MAX/AVERAGE_POOL_2D -- with or without a RESHAPE
-in between, FCs with 3..12 outputs, per-tensor and per-channel, with and without bias, a
-shift >= 0 (td_fc_stream_endg); all compared byte for byte with TFLM's Python runtime in
+(multiplier 1, 2 and 3, a fused RELU6), MAX/AVERAGE_POOL_2D, the reference conv (a bias
+that does not fold) -- with or without a RESHAPE in between, FCs with 3..12 outputs,
+per-tensor and per-channel, with and without bias, a shift >= 0 (td_fc_stream_endg), a
+RELU6 fused into the FC; all compared byte for byte with TFLM's Python runtime in
 the portable build on this machine and the DSP build on qemu-cm4 (one program / one
 firmware image each). A filter stored in the wrong slice layout is caught. Not streamed:
 a filter zero point, a 16x8 FC, a producer output with a second reader, ``speed_first``.
@@ -85,7 +86,13 @@ CASES: dict[str, tuple[list[int], list[tuple[str, dict[str, Any]]], int]] = {
         ("MAX_POOL_2D", {"fh": 2, "fw": 2, "stride_h": 2, "stride_w": 2, "padding": 1,
                          "act": 0}),
         ("RESHAPE", {"shape": [1, 6 * 5 * 8]}),
-        ("FULLY_CONNECTED", {**BASE, "out_c": 9, "has_bias": True, "per_channel": True})], 2),
+        ("FULLY_CONNECTED", {**BASE, "out_c": 9, "has_bias": True, "per_channel": True}),
+        ("RELU6", {})], 2),
+    "conv-ref-huge-bias": ([1, 7, 6, 3], [  # bias + offset x sums beyond int32: td_conv2d_ref
+        ("CONV_2D", {"kh": 2, "kw": 3, "stride_h": 1, "stride_w": 2, "padding": 0, "dil_h": 1,
+                     "dil_w": 1, "out_c": 8, "regime": "huge-bias", "act": 0}),
+        ("FULLY_CONNECTED", {**BASE, "out_c": 8, "has_bias": True, "flatten": True,
+                             "per_channel": False})], 3),
     "avgpool-same-s2": ([1, 11, 9, 5], [
         ("AVERAGE_POOL_2D", {"fh": 3, "fw": 3, "stride_h": 2, "stride_w": 2, "padding": 0,
                              "act": 0}),
@@ -175,6 +182,8 @@ def test_every_case_is_streamed(cases: dict[str, Prepared]) -> None:
         assert {lp.path for lp in p.layers if lp.label == "FULLY_CONNECTED/i8"} == {"stream"}
     assert "td_fc_stream_endg(" in cases["conv-same-s2-shift"].case.texts["td_model.c"]
     assert "fused into op" not in cases["dw-m3-valid-relu6"].case.texts["td_model.c"]
+    assert "fused into op 2" in cases["maxpool-s2"].case.texts["td_model.c"]  # RELU6 after FC
+    assert "td_conv2d_ref(&q" in cases["conv-ref-huge-bias"].case.texts["td_model.c"]
 
 
 def test_portable_build_equals_tflm(cases: dict[str, Prepared], tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def candidates(g: Graph, busy: Sequence[int] = ()) -> list[FcStream]:
                 continue
             x, y = g.t(p.inputs[0]), g.t(t)
             if p.name in PRODUCERS and p.index not in busy and ext_reason(g, p) is not None \
-                    and x.dtype == "INT8" and y.dtype == "INT8" and len(x.shape) == 4 \
+                    and not x.is_const and x.dtype == "INT8" and y.dtype == "INT8" and len(x.shape) == 4 \
                     and len(y.shape) == 4 and x.shape[0] == 1 and y.shape[0] == 1 \
                     and y.zp == g.t(op.inputs[0]).zp and y.scale == g.t(op.inputs[0]).scale:
                 _, oh, ow, oc = y.shape
