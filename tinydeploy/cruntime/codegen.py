@@ -39,7 +39,7 @@ from .emit_ext import (
     sigmoid_table_decl,
     state_decls,
 )
-from .fc_stream import FcStream
+from .fc_stream import STREAM_ID, FcStream
 from .fusion import fusions
 from .graph import Graph, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
@@ -163,7 +163,7 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
                if not g.t(r).variable and not g.t(r).is_const and r not in external}
     for t in st.inner if st is not None else []:
         buffers[t] = Buffer(t, g.t(t).name + " (band)", st.band_bytes(g, t), st.first, st.last)
-    buffers.update((b.tensor, b) for s in tech.streams for b in s.buffers())
+    buffers.update((s.buffer_id, s.buffer()) for s in tech.streams)
     for op in g.ops:  # per-operator scratch (emit_ext.scratch_bytes), id SCRATCH_ID + op
         n = scratch_bytes(g, op)
         if n:
@@ -237,7 +237,8 @@ def _planned(g: Graph, tech: Techniques, pairs: bool = False
              ) -> tuple[dict[int, int], dict[int, int], MemoryPlan]:
     """Alias map, im2col pixel counts and the memory plan for these techniques."""
     alias, buffers = _storage(g, tech)
-    wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
+    wide = any(SCRATCH_ID <= b.tensor < STREAM_ID or (0 <= b.tensor < SCRATCH_ID
+                                                      and g.t(b.tensor).itemsize > 1)
                for b in buffers)  # int16/int32 data and extension scratch stay aligned
     cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=tech.stage,
                                    pairs=pairs)

@@ -13,9 +13,9 @@ wrap-around as the reference where a sum leaves int32).
 
 The filter is stored as ``bands4`` (variants.py): the columns cut where the bands cut the
 input, each slice interleaved by four rows on its own. The block runs at the producer's
-place (the FC's output is live from there); the plan holds the band buffer (the tallest
-band's rows) and the accumulators (4 x out_c bytes) for that operator instead of the whole
-input tensor.
+place (the FC's output is live from there); the plan holds the accumulators (4 x out_c
+bytes, word-aligned by the code) and the band buffer (the tallest band's rows) for that
+operator instead of the whole input tensor.
 
 Not streamed (the FC runs as before): a filter zero point, a bias that cannot be folded
 into int32 (the reference loop), int16 / int64 tensors, more than one batch, an input of
@@ -41,7 +41,7 @@ from .ctext import c_struct
 from .emit_base import SCRATCH_ID, folded_bias, interleave_rows
 from .emit_ext import ALIAS_OPS
 from .fusion import fusions
-from .graph import Graph
+from .graph import Graph, Op
 from .patch import _CALL, _need, _window
 from .planner import Buffer
 from .support import ext_reason
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from .emit import Emitter
 
 PRODUCERS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
-STREAM_ID = 2 * SCRATCH_ID  # buffer ids: band buffer 2 * fc, accumulators 2 * fc + 1 above
+STREAM_ID = 2 * SCRATCH_ID  # buffer ids: STREAM_ID + the FC's index (codegen: not "wide")
 # instructions a band adds (qemu-cm4, micro_speech: 25 bands of one row +8,937, 5 of five
 # +1,497 over one band): the producer's parameter copy and call, the accumulate call
 BAND_CALL_INSTR = 370
@@ -84,24 +84,25 @@ class FcStream:
         return len(self.rows)
 
     @property
-    def band_id(self) -> int:
-        return STREAM_ID + 2 * self.fc
+    def buffer_id(self) -> int:
+        return STREAM_ID + self.fc
 
     @property
-    def acc_id(self) -> int:
-        return STREAM_ID + 2 * self.fc + 1
+    def buffer_bytes(self) -> int:
+        """The int32 sums (word-aligned in the generated code: up to 3 bytes before them)
+        and the band buffer (the tallest band's rows) after them."""
+        return 3 + 4 * self.out_c + self.height * self.row_bytes
 
     @property
     def ops(self) -> tuple[int, ...]:
         """Every operator the block runs (producer, the ones between, the FC)."""
         return (self.producer, *self.between, self.fc)
 
-    def buffers(self) -> list[Buffer]:
-        """The band buffer and the int32 accumulators, live for the producer's operator."""
-        p = self.producer
-        return [Buffer(self.band_id, f"op {self.fc} FC streaming band",
-                       self.height * self.row_bytes, p, p),
-                Buffer(self.acc_id, f"op {self.fc} FC streaming sums", 4 * self.out_c, p, p)]
+    def buffer(self) -> Buffer:
+        """The sums and the band buffer, live for the producer's operator (the plan may
+        place any buffer at any byte: in-place pins need it; the code aligns the sums)."""
+        return Buffer(self.buffer_id, f"op {self.fc} FC streaming sums + band",
+                      self.buffer_bytes, self.producer, self.producer)
 
 
 def _readers(g: Graph) -> dict[int, int]:
@@ -127,6 +128,16 @@ def _fc_streamable(g: Graph, k: int) -> bool:
     return folded_bias(w.data, bias, -x.zp) is not None
 
 
+def _producer_ok(g: Graph, p: Op, t: int, fc_in: int, busy: Sequence[int]) -> bool:
+    """Whether operator p, writing t, can run in row bands (int8 NHWC, one batch, outside a
+    patch stage, t quantized as the FC's input ``fc_in``)."""
+    x, y, z = g.t(p.inputs[0]), g.t(t), g.t(fc_in)
+    return (p.name in PRODUCERS and p.index not in busy and ext_reason(g, p) is not None
+            and not x.is_const and x.dtype == y.dtype == "INT8" and len(x.shape) == 4
+            and len(y.shape) == 4 and x.shape[0] == y.shape[0] == 1
+            and (y.scale, y.zp) == (z.scale, z.zp))
+
+
 def candidates(g: Graph, busy: Sequence[int] = ()) -> list[FcStream]:
     """Every FULLY_CONNECTED that can be streamed (height 1; ``busy``: operators of a
     patch stage, left alone)."""
@@ -138,23 +149,16 @@ def candidates(g: Graph, busy: Sequence[int] = ()) -> list[FcStream]:
         if op.index in busy or not _fc_streamable(g, op.index):
             continue
         t, chain, between = op.inputs[0], [], []
-        while True:
-            if readers.get(t) != 1 or t in g.outputs or t in g.inputs or g.t(t).variable:
-                break
+        while readers.get(t) == 1 and t not in g.outputs and t not in g.inputs \
+                and not g.t(t).variable and t in producer:
             chain.append(t)
-            p = producer.get(t)
-            if p is None:
-                break
+            p = producer[t]
             if p.index in fused or (p.name in ALIAS_OPS and not g.t(p.inputs[0]).is_const):
-                between.append(p.index)
+                between.append(p.index)  # shares its input's bytes: look further back
                 t = p.inputs[0]
                 continue
-            x, y = g.t(p.inputs[0]), g.t(t)
-            if p.name in PRODUCERS and p.index not in busy and ext_reason(g, p) is not None \
-                    and not x.is_const and x.dtype == "INT8" and y.dtype == "INT8" and len(x.shape) == 4 \
-                    and len(y.shape) == 4 and x.shape[0] == 1 and y.shape[0] == 1 \
-                    and y.zp == g.t(op.inputs[0]).zp and y.scale == g.t(op.inputs[0]).scale:
-                _, oh, ow, oc = y.shape
+            if _producer_ok(g, p, t, op.inputs[0], busy):
+                _, oh, ow, oc = g.t(t).shape
                 out.append(FcStream(p.index, op.index, p.inputs[0], tuple(chain),
                                     tuple(sorted(between)), oh, ow * oc,
                                     g.t(op.outputs[0]).size))
@@ -225,9 +229,8 @@ def emit(em: Emitter, s: FcStream, k: int) -> str:
         return f"/* FC streaming: in op {s.producer}'s band loop */"
     g = em.g
     prod = g.ops[s.producer]
-    band, acc = em.loc(s.band_id), em.loc(s.acc_id)
     loc = em.loc
-    em.loc = lambda i: band if i in s.chain else loc(i)
+    em.loc = lambda i: "band" if i in s.chain else loc(i)
     try:
         call = em.emit(prod)
     finally:
@@ -251,16 +254,18 @@ def emit(em: Emitter, s: FcStream, k: int) -> str:
     return "\n".join([
         f"{{ /* ops {', '.join(map(str, s.ops))}: {prod.name} in {s.bands} row bands of "
         f"{s.height}, each band's slice summed into FULLY_CONNECTED {s.fc} (FC streaming) */",
-        f"    static const int32_t band[{s.bands}][4] = {{{', '.join(table)}}};",
-        f"    int32_t *const acc = (int32_t *)(void *){acc};",
+        f"    static const int32_t rows[{s.bands}][4] = {{{', '.join(table)}}};",
+        "    int32_t *const acc = (int32_t *)(void *)(((uintptr_t)"
+        f"{loc(s.buffer_id)} + 3u) & ~(uintptr_t)3u);",
+        f"    int8_t *const band = (int8_t *)(void *)(acc + {s.out_c});",
         "    int32_t k, k0 = 0;",
         f"    td_fc_stream_begin(&{p}, acc);",
         f"    for (k = 0; k < {s.bands}; ++k) {{",
-        f"      {{ {ctype} q = {params}; q.in_h = band[k][0]; q.out_h = band[k][1]; "
-        "q.pad_h = band[k][2];",
-        f"        {fn}(&q, {loc(s.x)} + band[k][3], {band}); }}",
-        f"      td_fc_stream_accum(&{p}, k0, band[k][1] * {s.row_bytes}, {band}, acc);",
-        f"      k0 += band[k][1] * {s.row_bytes};",
+        f"      {{ {ctype} q = {params}; q.in_h = rows[k][0]; q.out_h = rows[k][1]; "
+        "q.pad_h = rows[k][2];",
+        f"        {fn}(&q, {loc(s.x)} + rows[k][3], band); }}",
+        f"      td_fc_stream_accum(&{p}, k0, rows[k][1] * {s.row_bytes}, band, acc);",
+        f"      k0 += rows[k][1] * {s.row_bytes};",
         "    }",
         f"    {end}(&{p}, acc, {y});",
         "  }"])
