@@ -52,9 +52,9 @@ if TYPE_CHECKING:
 
 PRODUCERS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
 STREAM_ID = 2 * SCRATCH_ID  # buffer ids: STREAM_ID + the FC's index (codegen: not "wide")
-# instructions a band adds (qemu-cm4, micro_speech: 25 bands of one row +8,937, 5 of five
-# +1,497 over one band): the producer's parameter copy and call, the accumulate call
-BAND_CALL_INSTR = 370
+# instructions a band adds (qemu-cm4, micro_speech: 25 bands of one row +7,070, 5 of five
+# +1,190 over one band): the producer's call and set-up, the accumulate call
+BAND_CALL_INSTR = 300
 MAX_OVERHEAD = 0.01  # of the producer's and the FC's multiply-accumulates
 
 
@@ -258,12 +258,14 @@ def emit(em: Emitter, s: FcStream, k: int) -> str:
         "    int32_t *const acc = (int32_t *)(void *)(((uintptr_t)"
         f"{loc(s.buffer_id)} + 3u) & ~(uintptr_t)3u);",
         f"    int8_t *const band = (int8_t *)(void *)(acc + {s.out_c});",
+        f"    {ctype} q = {params};",
         "    int32_t k, k0 = 0;",
         f"    td_fc_stream_begin(&{p}, acc);",
         f"    for (k = 0; k < {s.bands}; ++k) {{",
-        f"      {{ {ctype} q = {params}; q.in_h = rows[k][0]; q.out_h = rows[k][1]; "
-        "q.pad_h = rows[k][2];",
-        f"        {fn}(&q, {loc(s.x)} + rows[k][3], band); }}",
+        "      q.in_h = rows[k][0];",
+        "      q.out_h = rows[k][1];",
+        "      q.pad_h = rows[k][2];",
+        f"      {fn}(&q, {loc(s.x)} + rows[k][3], band);",
         f"      td_fc_stream_accum(&{p}, k0, rows[k][1] * {s.row_bytes}, band, acc);",
         f"      k0 += rows[k][1] * {s.row_bytes};",
         "    }",
