@@ -9,7 +9,8 @@ the output, by table); ``td_invoke`` then takes/returns raw float32 bytes.
 Modules: ``graph`` (IR + refusal of unsupported models), ``consistency`` (refusal of
 inconsistent, e.g. corrupted, models before any code generation), ``quant``
 (multipliers/shifts as TFLM's Prepare computes them), ``overlap`` (how far an output may
-overlap its dying input), ``planner`` (static arena), ``emit`` (per-op C), ``codegen``
+overlap its dying input), ``planner`` (static arena), ``fc_stream`` (a FULLY_CONNECTED's
+input computed band by band, never stored whole), ``emit`` (per-op C), ``codegen``
 (files), ``harness`` (host compile/run for tests and benchmarks), ``mutation`` (byte-mutated
 models through the generator and ASan/UBSan builds).
 """
