@@ -39,10 +39,12 @@ from .emit_ext import (
     state_decls,
 )
 from .fusion import fusions
-from .graph import Graph, read_graph
+from .graph import Graph, Op, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
 from .patch import Stage, option, plan_stage, stage_block
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
+from .transpose import choose as choose_transposed
+from .transpose import leader_decls, wrap
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
                 "td_kernels_conv_ref.c", "td_kernels_dww.c",
@@ -128,6 +130,8 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             src = op.inputs[0]
             if not g.t(src).is_const and not g.t(src).variable:
                 alias[op.outputs[0]] = alias.get(src, src)
+    for v, base in g.views.items():  # transposed views (transpose.py): the base's bytes
+        alias[v] = alias.get(base, base)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     end = max(len(g.ops) - 1, 0)
@@ -167,6 +171,7 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
                                                     op.index, op.index)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
+        y = alias[y] if y in g.views else y
         if not tech.in_place or y not in buffers or y in alias \
                 or (st is not None and op.index in st.ops):
             continue
@@ -176,11 +181,36 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             r = alias.get(i, i)
             if r in buffers and r != y and last[r] == op.index \
                     and g.t(r).size == g.t(i).size:
-                d = ext_overlap_distance(op, g) if ext else overlap_distance(op, g)
+                d = _distance(op, g)
                 if d is not None:
                     buffers[y].pin = (r, d)
                 break
     return alias, list(buffers.values())
+
+
+def _distance(op: Op, g: Graph) -> int | None:
+    """Bytes op's output may start below the input it consumes last (overlap.py)."""
+    ext = ext_reason(g, op) is None or op.name in FORWARD_CORE
+    return ext_overlap_distance(op, g) if ext else overlap_distance(op, g)
+
+
+def _dies_at(g: Graph, tech: Techniques) -> dict[int, int]:
+    """Operator -> its first input, where that operator is the input's last reader."""
+    alias, buffers = _storage(g, tech)
+    last = {b.tensor: b.last for b in buffers if b.tensor >= 0}
+    return {op.index: op.inputs[0] for op in g.ops if op.inputs and op.inputs[0] >= 0
+            and last.get(alias.get(op.inputs[0], op.inputs[0])) == op.index}
+
+
+def _plan(g: Graph, stage: Stage | None, speed_first: bool
+          ) -> tuple[dict[int, int], list[Buffer], dict[int, int], MemoryPlan]:
+    """Alias map, buffers, im2col columns and the memory plan of ``g``."""
+    alias, buffers = _storage(g, Techniques(stage=stage))
+    wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
+               for b in buffers)  # int16/int32 data and extension scratch stay aligned
+    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage,
+                                   pairs=speed_first)
+    return alias, buffers, cols, mem
 
 
 SCRATCH_MIN_SAVING = 64  # bytes (and 1/32 of the arena) one-pixel im2col must save
@@ -327,11 +357,13 @@ def build(facts: ModelFacts, name: str | None = None,
     g = read_graph(facts)
     want = option(patch)
     stage = plan_stage(g, *want) if want is not None else None
-    alias, buffers = _storage(g, Techniques(stage=stage))
-    wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
-               for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage,
-                                   pairs=speed_first)
+    if stage is None:
+        g, transposed, saved_tr = choose_transposed(
+            g, _distance, lambda gg: _dies_at(gg, Techniques()),
+            lambda gg: _plan(gg, None, speed_first)[3].size)
+    else:
+        transposed, saved_tr = {}, 0
+    alias, buffers, cols, mem = _plan(g, stage, speed_first)
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -366,6 +398,11 @@ def build(facts: ModelFacts, name: str | None = None,
         f"/* fused into op {fused[op.index].producer} */" if op.index in fused else em.emit(op))
         for op in g.ops]
     extra: dict[str, Any] = {}
+    for k, tr in transposed.items():
+        em.decls.extend(leader_decls(tr))
+        calls[k] = f"/* {k}: {g.ops[k].name} */ " + wrap(g, tr, calls[k].split("*/ ", 1)[1], loc)
+    if transposed:
+        extra["transposed_ops"] = {"ops": sorted(transposed), "saved_bytes": saved_tr}
     if stage is not None:
         whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
         ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
