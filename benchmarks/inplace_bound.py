@@ -7,7 +7,9 @@ pixels are computed in an order (row-major, column-major, both reversed, rows sw
 pixel goes to its place once every input pixel under it has been read for the last time,
 until then it waits in a pending buffer. The RAM is then the span of the two tensors plus
 the pending buffer's peak. The script prints, per order, the best D and that RAM, next to
-TFLM's (arena_used_bytes_cm4 + interpreter) from the ground truth.
+TFLM's (arena_used_bytes_cm4 + interpreter) from the ground truth. (No order reaches 0.5x;
+the C runtime gets there by running the operator transposed, see
+tinydeploy/cruntime/transpose.py: max(input, output) + 32 B.)
 
     python benchmarks/inplace_bound.py ../shared/reference-models/seanet_conv0.tflite
 """

@@ -132,6 +132,8 @@ def choose(g: Graph, distance: Callable[[Op, Graph], int | None],
         if d1 is not None and (d0 is None or d1 + MIN_GAIN <= d0):
             gains.append(((d0 or g.t(op.inputs[0]).nbytes) - d1, op.index))
     chosen: dict[int, Transposed] = {}
+    if not gains:
+        return g, chosen, 0
     best = base = size(g)
     for _, k in sorted(gains, reverse=True)[:MAX_CANDIDATES]:
         tv = transposed_graph(g, k)
