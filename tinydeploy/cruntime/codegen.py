@@ -347,20 +347,22 @@ def _environment(folder: str) -> jinja2.Environment:
 
 
 def build(facts: ModelFacts, name: str | None = None,
-          patch: tuple[int, int, int] | None = None, speed_first: bool = False
-          ) -> tuple[dict[str, str], CResult]:
+          patch: tuple[int, int, int] | None = None, speed_first: bool = False,
+          force_transposed: bool = False) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset).
     ``patch``: (first op, last op, bands) run patch-based (patch.py). ``speed_first``: every
     convolution keeps its pixel-pair scratch even where that raises the arena, and every
     int8 ADD takes the table kernel (the fuzzer builds half its models so: the paths the
-    size-first choices leave out of small models)."""
+    size-first choices leave out of small models). ``force_transposed``: every operator that
+    can run transposed does (transpose.py; the fuzzer's share), not only where the arena
+    shrinks."""
     g = read_graph(facts)
     want = option(patch)
     stage = plan_stage(g, *want) if want is not None else None
     if stage is None:
         g, transposed, saved_tr = choose_transposed(
             g, _distance, lambda gg: _dies_at(gg, Techniques()),
-            lambda gg: _plan(gg, None, speed_first)[3].size)
+            lambda gg: _plan(gg, None, speed_first)[3].size, force_transposed)
     else:
         transposed, saved_tr = {}, 0
     alias, buffers, cols, mem = _plan(g, stage, speed_first)

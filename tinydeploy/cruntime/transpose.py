@@ -111,14 +111,16 @@ def transposed_graph(g: Graph, k: int) -> tuple[Graph, Transposed] | None:
 
 
 def choose(g: Graph, distance: Callable[[Op, Graph], int | None],
-           dies_at: Callable[[Graph], dict[int, int]],
-           size: Callable[[Graph], int]) -> tuple[Graph, dict[int, Transposed], int]:
+           dies_at: Callable[[Graph], dict[int, int]], size: Callable[[Graph], int],
+           force: bool = False) -> tuple[Graph, dict[int, Transposed], int]:
     """The graph with the operators worth transposing, their facts and the bytes saved.
 
     ``distance``: an operator's overlap distance as the planner computes it; ``dies_at``:
     operator index -> input tensor that operator reads last (the planner's lifetimes);
     ``size``: the arena of a graph. An operator is tried when its input dies there and the
-    transposed problem's distance is at least MIN_GAIN smaller; kept when the arena shrinks."""
+    transposed problem's distance is at least MIN_GAIN smaller; kept when the arena shrinks
+    (``force``: every applicable operator, kept whatever the arena -- the fuzzer's share)."""
+    gain = -(1 << 30) if force else MIN_GAIN
     dying = dies_at(g)
     outs = set(g.outputs)
     gains = []
@@ -129,18 +131,18 @@ def choose(g: Graph, distance: Callable[[Op, Graph], int | None],
         if tv is None:
             continue
         d0, d1 = distance(op, g), distance(tv[0].ops[op.index], tv[0])
-        if d1 is not None and (d0 is None or d1 + MIN_GAIN <= d0):
+        if d1 is not None and (d0 is None or d1 + gain <= d0):
             gains.append(((d0 or g.t(op.inputs[0]).nbytes) - d1, op.index))
     chosen: dict[int, Transposed] = {}
     if not gains:
         return g, chosen, 0
     best = base = size(g)
-    for _, k in sorted(gains, reverse=True)[:MAX_CANDIDATES]:
+    for _, k in sorted(gains, reverse=True)[:len(gains) if force else MAX_CANDIDATES]:
         tv = transposed_graph(g, k)
         if tv is None:
             continue
         s = size(tv[0])
-        if s + MIN_GAIN <= best:
+        if s + gain <= best:
             g, best, chosen[k] = tv[0], s, tv[1]
     return g, chosen, base - best
 
