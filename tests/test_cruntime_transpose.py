@@ -65,9 +65,9 @@ def test_seanet_conv0_plan_shrinks() -> None:
 
     _, res = build_c(load(DATA / "seanet_conv0.tflite"))
     mem = res.memory()
-    assert mem["transposed_ops"]["ops"] == [0]
+    assert mem["transposed_ops"] == [0]
     assert mem["arena_bytes"] <= max(5312, 5120) + 64 < 9136
-    assert mem["transposed_ops"]["saved_bytes"] == 9136 - mem["arena_bytes"]
+    assert mem["saved_bytes"]["transposed"] == 9136 - mem["arena_bytes"]
 
 
 def _conv(kind: str, **p: object) -> Layer:
@@ -133,7 +133,7 @@ def test_forced_transposed_bit_exact(case: tuple, tmp_path: Path, forced: None) 
     facts = load(path)
     res = generate_c(facts, tmp_path / "c", tflm_arena=False)
     mem = json.loads((res.out_dir / "memory.json").read_text())
-    assert mem.get("transposed_ops", {}).get("ops"), f"{name}: nothing transposed"
+    assert mem.get("transposed_ops"), f"{name}: nothing transposed"
     samples = _random_inputs(facts, 6, 3)
     ref = _tflm(facts, samples)
     outs = [(_shape(t), t.numpy_dtype) for t in facts.outputs]

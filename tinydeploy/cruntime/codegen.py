@@ -404,7 +404,7 @@ def build(facts: ModelFacts, name: str | None = None,
         em.decls.extend(leader_decls(tr))
         calls[k] = f"/* {k}: {g.ops[k].name} */ " + wrap(g, tr, calls[k].split("*/ ", 1)[1], loc)
     if transposed:
-        extra["transposed_ops"] = {"ops": sorted(transposed), "saved_bytes": saved_tr}
+        extra["transposed_ops"] = sorted(transposed)
     if stage is not None:
         whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
         ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
@@ -464,6 +464,7 @@ def build(facts: ModelFacts, name: str | None = None,
                             "in_place_ops": in_place_ops(g, mem, alias),
                             "fused_ops": [asdict(f) for f in fusions(g).values()], **extra},
                      state_bytes=sum(s["size"] * g.t(s["index"]).itemsize for s in states))
+    result.extra["saved_bytes"]["transposed"] = saved_tr  # (transpose.py)
     return texts, result
 
 
