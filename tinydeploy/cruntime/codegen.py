@@ -377,6 +377,7 @@ def build(facts: ModelFacts, name: str | None = None,
         unpatched = _plan_with_scratch(g, plain, mem.alignment)[1].size
         extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
                           "recompute_macs_ratio": stage.recompute_macs_ratio,
+                          "carried_bytes": stage.carried_bytes,
                           "saved_bytes": unpatched - mem.size}
         if unpatched <= mem.size:
             log.warning("patch stage ops %d..%d in %d bands: the arena is %d B, %d B more than "

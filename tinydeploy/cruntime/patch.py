@@ -1,14 +1,24 @@
 """Patch-based execution of a vision CNN's first stage (MCUNetV2-style), behind an option.
 
-A chain of int8 CONV_2D / DEPTHWISE_CONV_2D / MAX/AVERAGE_POOL_2D / PAD operators whose
-intermediate tensors are large runs band by band: the stage's output rows are split into
-``bands`` row bands; for each band every operator computes just the rows the next one
-needs (its input window's rows, the halo recomputed by neighbouring bands), into a small
-band buffer instead of the whole intermediate tensor. Only the stage's input and output
-stay whole. Every output element is computed from the same inputs by the same arithmetic
-as without bands (the kernels take explicit ``in_h``/``out_h``/``pad_h``, rows past
-``in_h`` being padding), so the result is bit-exact; the cost is the recomputed halo rows,
-reported as ``recompute_macs_ratio``.
+A stage is a range of int8 operators -- CONV_2D, DEPTHWISE_CONV_2D, MAX/AVERAGE_POOL_2D,
+PAD and the element-wise ADD, SUB, MUL, MAXIMUM, MINIMUM (same shapes, both operands made
+inside the stage: a residual block) -- from one input tensor to one output tensor. It runs
+in ``bands`` row bands of its output: only the stage's input and output are whole; every
+tensor inside lives in a band buffer holding the rows its readers need in the current band
+(the hull over its readers, a skip connection read by two operators included).
+
+Halo rows are carried, not recomputed: in band k every operator computes only the rows of
+its output no earlier band computed; the rows of band k-1 still needed (the halo of the
+next operator's window) are first moved to the top of the band buffer (``td_copy``,
+forward, the source above the destination), then the producer writes its new rows below
+them. Every row is computed exactly once, from the same inputs by the same arithmetic as
+without bands (the kernels take explicit ``in_h``/``out_h``/``pad_h``, rows past ``in_h``
+being padding; the element-wise kernels a ``size``), so the result is bit-exact and the
+instructions are the unpatched ones plus the moves (``carried_bytes``) and a few per band
+calls. Carrying always works here: every operator's input window moves down monotonically
+with its output rows, so the rows a band needs start at or after the previous band's.
+``recompute_macs_ratio`` (rows computed / rows of the whole tensors) is then 1.0, or less
+where trailing rows no reader needs are skipped.
 
 Option: ``generate_c(..., patch=(first_op, last_op, bands))`` or the environment variable
 ``TINYDEPLOY_PATCH=first:last:bands`` (experimental).
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import TinyDeployError
@@ -26,22 +37,54 @@ from .support import ext_reason
 
 STAGE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
                        "PAD"})
-_ARG = r"(\([^,()]*\)|\w+|TD_(?:IN|OUT)\(\d+, \d+\))"  # a pointer as codegen.loc() writes it
-_CALL = re.compile(rf"^(\w+)\(&(td_p\d+), {_ARG}, {_ARG}\);$")
+ELEMENTWISE = frozenset({"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"})  # same shapes only
+_CALL = re.compile(r"^(\w+)\(&(td_p\d+), (.*)\);$")
+
+Rows = tuple[int, int]  # (first row, row count)
+
+
+@dataclass
+class Move:
+    """Carry: ``size`` bytes of tensor ``t``'s band buffer from byte ``src`` to its top."""
+
+    t: int
+    src: int
+    size: int
+
+
+@dataclass
+class Call:
+    """One operator in one band: ``out_h`` new output rows (element-wise: ``size``
+    elements) from ``in_h`` input rows, ``pad`` rows of top padding; the byte offsets of
+    its inputs (``ins``) and its output (``out``) from their buffers' starts."""
+
+    op: int
+    in_h: int
+    out_h: int
+    pad: int
+    ins: list[int]
+    out: int
+    size: int = 0
 
 
 @dataclass
 class Stage:
-    """Operators ``ops`` (a chain) from tensor ``x`` to ``y`` in ``bands`` row bands;
-    ``rows[k][t]`` = (first row, row count) of tensor t computed / read in band k."""
+    """Operators ``ops`` from tensor ``x`` to ``y`` in ``bands`` row bands. Per band k:
+    ``rows[k][t]`` = rows of t held (band buffer; x: read, y: written), ``new[k][t]`` =
+    rows of t computed, ``reads[k][(op, j)]`` = rows op reads from its j-th input,
+    ``moves[k][t]`` = (first row moved up, rows moved) of a band buffer."""
 
     ops: list[int]
     x: int
     y: int
     bands: int
-    rows: list[dict[int, tuple[int, int]]] = field(default_factory=list)
+    rows: list[dict[int, Rows]] = field(default_factory=list)
     inner: list[int] = field(default_factory=list)  # intermediate tensors (band buffers)
     recompute_macs_ratio: float = 1.0
+    new: list[dict[int, Rows]] = field(default_factory=list)
+    reads: list[dict[tuple[int, int], Rows]] = field(default_factory=list)
+    moves: list[dict[int, Rows]] = field(default_factory=list)
+    carried_bytes: int = 0  # bytes moved up by the carries per inference
 
     @property
     def first(self) -> int:
@@ -52,9 +95,8 @@ class Stage:
         return self.ops[-1]
 
     def band_bytes(self, g: Graph, t: int) -> int:
-        """The band buffer of intermediate tensor t: its most rows of any band."""
-        _, _, w, c = g.t(t).shape
-        return max(r[t][1] for r in self.rows) * w * c
+        """The band buffer of intermediate tensor t: its most rows held in any band."""
+        return max(r[t][1] for r in self.rows) * _row(g, t)
 
 
 ENV = "TINYDEPLOY_PATCH"
@@ -78,15 +120,22 @@ def option(patch: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
     return parse(env, f"{ENV}=") if env else None
 
 
+def act_inputs(op: Op) -> list[int]:
+    """The inputs a stage operator reads in bands (the rest are constants)."""
+    return op.inputs[:2] if op.name in ELEMENTWISE else op.inputs[:1]
+
+
 def _window(op: Op, g: Graph) -> tuple[int, int, int, int]:
     """(stride, filter height, dilation, top padding) along the rows."""
     from .emit_base import _pad_total
 
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     o = op.options
+    if op.name in ELEMENTWISE:
+        return 1, 1, 1, 0
     if op.name == "PAD":
         pads = g.t(op.inputs[1]).data.reshape(-1, 2)
-        return 1, 1, 1, -int(pads[1, 0])  # a "filter" of one row, negative padding
+        return 1, 1, 1, int(pads[1, 0])  # a "filter" of one row below the padding
     if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         fh, dh = g.t(op.inputs[1]).shape[1], int(o.dilationHFactor or 1)
     else:
@@ -95,113 +144,214 @@ def _window(op: Op, g: Graph) -> tuple[int, int, int, int]:
     return sh, fh, dh, _pad_total(sh, dh, x.shape[1], fh, y.shape[1])  # top padding
 
 
-def _need(op: Op, g: Graph, r0: int, n: int) -> tuple[int, int]:
-    """Input rows (first, count) that output rows [r0, r0 + n) read."""
+def _need(op: Op, g: Graph, r0: int, n: int) -> Rows:
+    """Input rows (first, count) that output rows [r0, r0 + n) read (n > 0)."""
     s, fh, dh, pt = _window(op, g)
     ih = g.t(op.inputs[0]).shape[1]
-    if op.name == "PAD":
-        a, b = r0 + pt, r0 + n + pt  # pt = -rows before
-    else:
-        a, b = r0 * s - pt, (r0 + n - 1) * s - pt + (fh - 1) * dh + 1
+    a, b = r0 * s - pt, (r0 + n - 1) * s - pt + (fh - 1) * dh + 1
     a, b = max(a, 0), min(b, ih)
     return a, max(b - a, 0)
 
 
+def _check(g: Graph, op: Op) -> str | None:
+    """Why ``op`` cannot run in bands (None: it can)."""
+    ins = act_inputs(op)
+    ts = [g.t(i) for i in ins if i >= 0] + [g.t(op.outputs[0])]
+    if op.name not in STAGE_OPS | ELEMENTWISE or len(ts) != len(ins) + 1 \
+            or (op.name in STAGE_OPS and ext_reason(g, op) is None) \
+            or any(t.dtype != "INT8" or len(t.shape) != 4 or t.shape[0] != 1 for t in ts):
+        return "cannot run in bands"
+    if op.name in ELEMENTWISE:
+        if any(t.is_const for t in ts):
+            return "has a constant operand"
+        if any(t.shape != ts[-1].shape for t in ts):
+            return "broadcasts"
+    return None
+
+
 def plan_stage(g: Graph, first: int, last: int, bands: int) -> Stage:
-    """The stage's bands (refuses operators or tensors it cannot band)."""
+    """The stage's bands, halo rows carried (refuses operators or tensors it cannot band)."""
     def refuse(why: str) -> TinyDeployError:
         return TinyDeployError("bad_argument",
                                problem=f"patch stage {first}:{last}:{bands}: {why}",
-                               fix=f"choose a chain of int8 {', '.join(sorted(STAGE_OPS))} "
-                                   "operators with one consumer each")
+                               fix=f"choose int8 {', '.join(sorted(STAGE_OPS | ELEMENTWISE))} "
+                                   "operators from one input whose other outputs are read "
+                                   "inside the stage only")
 
     if not 0 <= first <= last < len(g.ops) or bands < 1:
         raise refuse("operator range or band count out of range")
     ops = list(range(first, last + 1))
-    readers: dict[int, int] = {}
+    made = {g.ops[k].outputs[0] for k in ops}
+    outside: list[int] = []
+    for k in ops:
+        why = _check(g, g.ops[k])
+        if why is not None:
+            raise refuse(f"op {k} {g.ops[k].name} {why}")
+        outside += [i for i in act_inputs(g.ops[k]) if i not in made and i not in outside]
+    if len(outside) != 1:
+        raise refuse(f"the stage reads {len(outside)} tensors from before it, not one")
+    y = g.ops[last].outputs[0]
+    inner = [g.ops[k].outputs[0] for k in ops[:-1]]
     for op in g.ops:
         for i in op.inputs:
-            readers[i] = readers.get(i, 0) + 1
-    for k in ops:
-        op = g.ops[k]
-        x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-        if op.name not in STAGE_OPS or ext_reason(g, op) is None or x.dtype != "INT8" \
-                or len(x.shape) != 4 or len(y.shape) != 4 or x.shape[0] != 1:
-            raise refuse(f"op {k} {op.name} cannot run in bands")
-        if k > first and op.inputs[0] != g.ops[k - 1].outputs[0]:
-            raise refuse(f"op {k} does not read op {k - 1}'s output")
-        if k < last and (readers.get(op.outputs[0]) != 1 or op.outputs[0] in g.outputs):
-            raise refuse(f"op {k}'s output has other readers")
-    x, y = g.ops[first].inputs[0], g.ops[last].outputs[0]
-    oh = g.t(y).shape[1]
-    bands = min(bands, oh)
-    stage = Stage(ops, x, y, bands, inner=[g.ops[k].outputs[0] for k in ops[:-1]])
-    done = 0
-    for b in range(bands):
-        n = (oh - done) // (bands - b)
-        rows = {y: (done, n)}
-        r0, cnt = done, n
-        for k in reversed(ops):
-            r0, cnt = _need(g.ops[k], g, r0, cnt)
-            rows[g.ops[k].inputs[0]] = (r0, cnt)
-        stage.rows.append(rows)
-        done += n
-    macs = banded = 0
-    for k in ops:
-        t = g.ops[k].outputs[0]
-        _, h, w, c = g.t(t).shape
-        macs += h * w * c
-        banded += sum(r[t][1] for r in stage.rows) * w * c
-    stage.recompute_macs_ratio = round(banded / max(macs, 1), 4)
+            if i in inner and op.index not in ops:
+                raise refuse(f"op {op.index} outside the stage reads tensor {i}")
+    for t in inner:
+        if t in g.outputs:
+            raise refuse(f"tensor {t} inside the stage is a model output")
+    stage = Stage(ops, outside[0], y, min(bands, g.t(y).shape[1]), inner=inner)
+    _schedule(g, stage, refuse)
     return stage
+
+
+def _schedule(g: Graph, stage: Stage, refuse: Callable[[str], TinyDeployError]) -> None:
+    """Fill the stage's per-band rows: each band computes the rows of every tensor no band
+    computed before it, up to what its readers need; the rows still needed are carried."""
+    oh = g.t(stage.y).shape[1]
+    hi = dict.fromkeys(stage.inner, 0)  # rows [0, hi) computed so far
+    lo = dict.fromkeys(stage.inner, 0)  # first row held in the band buffer
+    done = computed = 0
+    for b in range(stage.bands):
+        n = (oh - done) // (stage.bands - b)
+        new: dict[int, Rows] = {stage.y: (done, n)}
+        held: dict[int, Rows] = {stage.y: (done, n)}
+        reads: dict[tuple[int, int], Rows] = {}
+        moves: dict[int, Rows] = {}
+        need: dict[int, tuple[int, int]] = {}  # tensor -> hull (first, end) of its reads
+        for k in reversed(stage.ops):  # a tensor's readers come after its producer
+            op = g.ops[k]
+            t = op.outputs[0]
+            if t != stage.y:
+                a, e = need.get(t, (lo[t], hi[t]))
+                e = max(e, hi[t])
+                first = min(a, hi[t])
+                if first < lo[t]:  # (cannot happen: windows move down monotonically)
+                    raise refuse(f"tensor {t} would need rows dropped by an earlier band")
+                if lo[t] < first < hi[t]:
+                    moves[t] = (first, hi[t] - first)
+                new[t], held[t] = (hi[t], e - hi[t]), (first, e - first)
+                lo[t], hi[t] = first, e
+            r0, cnt = new[t]
+            computed += cnt * _row(g, t)
+            for j, i in enumerate(act_inputs(op)):
+                a, c = _need(op, g, r0, cnt) if cnt else (0, 0)
+                reads[(k, j)] = (a, c)
+                if c:
+                    old = need.get(i, (a, a + c))
+                    need[i] = (min(old[0], a), max(old[1], a + c))
+        a, e = need.get(stage.x, (0, 0))
+        held[stage.x] = (a, e - a)
+        stage.rows.append(held)
+        stage.new.append(new)
+        stage.reads.append(reads)
+        stage.moves.append(moves)
+        stage.carried_bytes += sum(m[1] * _row(g, t) for t, m in moves.items())
+        done += n
+    whole = sum(g.t(g.ops[k].outputs[0]).nbytes for k in stage.ops)
+    stage.recompute_macs_ratio = round(computed / max(whole, 1), 4)
+
+
+def band_steps(g: Graph, stage: Stage, b: int) -> tuple[list[Move], list[Call]]:
+    """Band b's carries (of every inner tensor, in ``stage.inner`` order, size 0 where
+    none) and calls (in operator order), in the bytes the C block uses."""
+    rows = stage.rows[b]
+
+    def base(t: int) -> int:  # the row at the start of t's buffer (whole tensors: 0)
+        return 0 if t in (stage.x, stage.y) else rows[t][0]
+
+    prev = stage.rows[b - 1] if b else {}
+    moves = []
+    for t in stage.inner:
+        first, n = stage.moves[b].get(t, (0, 0))
+        moves.append(Move(t, (first - prev[t][0]) * _row(g, t) if n else 0, n * _row(g, t)))
+    calls = []
+    for k in stage.ops:
+        op = g.ops[k]
+        t = op.outputs[0]
+        r0, m = stage.new[b][t]
+        ins = []
+        for j, i in enumerate(act_inputs(op)):
+            a, c = stage.reads[b][(k, j)]
+            ins.append((a - base(i)) * _row(g, i) if c else 0)
+        s, _, _, pt = _window(op, g)
+        pad = max(pt - r0 * s, 0)
+        in_h = stage.reads[b][(k, 0)][1]
+        calls.append(Call(k, in_h, m, pad, ins, (r0 - base(t)) * _row(g, t) if m else 0,
+                          m * _row(g, t)))
+    return moves, calls
+
+
+def _split_args(text: str) -> list[str]:
+    """A C argument list split at its top-level commas."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [*out, cur.strip()]
 
 
 def stage_block(g: Graph, stage: Stage, calls: dict[int, str], loc: dict[int, str]) -> str:
     """The C block running the stage's calls band by band (``calls``: each operator's
     whole-tensor call as the emitters wrote it; ``loc``: tensor -> base pointer)."""
-    table, lines = [], []
-    for rows in stage.rows:
-        vals = []
-        for k in stage.ops:
-            op = g.ops[k]
-            xi, yi = op.inputs[0], op.outputs[0]
-            (a, n), (r0, m) = rows[xi], rows[yi]
-            s, _, _, pt = _window(op, g)
-            pad = (max(-pt - r0, 0) if op.name == "PAD" else max(pt - r0 * s, 0))
-            x_off = a * _row(g, xi) if xi == stage.x else 0
-            y_off = r0 * _row(g, yi) if yi == stage.y else 0
-            vals += [n, m, pad, x_off, y_off]
-        table.append("{" + ", ".join(map(str, vals)) + "}")
-    width = 5 * len(stage.ops)
-    lines.append(f"{{ /* ops {stage.first}..{stage.last} in {stage.bands} row bands "
-                 f"(patch-based, {stage.recompute_macs_ratio:.3f}x the outputs computed) */")
-    lines.append(f"    static const int32_t band[{stage.bands}][{width}] = {{"
-                 + ", ".join(table) + "};")
-    lines.append("    int32_t k;")
-    lines.append(f"    for (k = 0; k < {stage.bands}; ++k) {{")
-    for j, k in enumerate(stage.ops):
-        op = g.ops[k]
-        m = _CALL.match(calls[k].strip())
-        if m is None:
-            raise TinyDeployError("bad_argument", problem=f"patch stage: op {k} ({op.name}) "
-                                  "has no banded form", fix="end the stage before it")
-        fn, params = m.group(1), m.group(2)
-        xi, yi = op.inputs[0], op.outputs[0]
-        b = f"band[k][{5 * j}]"
-        if op.name == "PAD":
-            ctype = "td_pad_params"
-            sets = (f"q.in_dims[1] = {b}; q.out_dims[1] = band[k][{5 * j + 1}]; "
-                    f"q.before[1] = band[k][{5 * j + 2}];")
-        else:
-            ctype = "td_pool_params" if "POOL" in op.name else "td_conv_params"
-            sets = (f"q.in_h = {b}; q.out_h = band[k][{5 * j + 1}]; "
-                    f"q.pad_h = band[k][{5 * j + 2}];")
-        lines.append(f"      {{ /* {k}: {op.name} */ {ctype} q = {params}; {sets}")
-        lines.append(f"        {fn}(&q, {loc[xi]} + band[k][{5 * j + 3}], "
-                     f"{loc[yi]} + band[k][{5 * j + 4}]); }}")
-    lines.append("    }")
-    lines.append("  }")
+    steps = [band_steps(g, stage, b) for b in range(stage.bands)]
+    carried = [j for j in range(len(stage.inner)) if any(s[0][j].size for s in steps)]
+    table: list[list[int]] = []
+    for moves, cs in steps:
+        vals = [v for j in carried for v in (moves[j].size, moves[j].src)]
+        for c in cs:
+            vals += ([c.size, *c.ins, c.out] if g.ops[c.op].name in ELEMENTWISE
+                     else [c.in_h, c.out_h, c.pad, c.ins[0], c.out])
+        table.append(vals)
+    lines = [f"{{ /* ops {stage.first}..{stage.last} in {stage.bands} row bands (patch-based: "
+             f"halo rows carried, {stage.carried_bytes} B moved, "
+             f"{stage.recompute_macs_ratio:.3f}x the outputs computed) */",
+             f"    static const int32_t band[{stage.bands}][{len(table[0])}] = {{"
+             + ", ".join("{" + ", ".join(map(str, r)) + "}" for r in table) + "};",
+             "    int32_t k;",
+             f"    for (k = 0; k < {stage.bands}; ++k) {{",
+             "      const int32_t *v = band[k];"]
+    col = 0
+    for j in carried:
+        buf = loc[stage.inner[j]]
+        lines.append(f"      if (v[{col}] > 0) td_copy(v[{col}], {buf} + v[{col + 1}], {buf});"
+                     f" /* carry tensor {stage.inner[j]} */")
+        col += 2
+    for k in stage.ops:
+        lines.append(_banded_call(g, g.ops[k], calls[k], loc, col))
+        col += 4 if g.ops[k].name in ELEMENTWISE else 5
+    lines += ["    }", "  }"]
     return "\n".join(lines)
+
+
+def _banded_call(g: Graph, op: Op, call: str, loc: dict[int, str], col: int) -> str:
+    """Operator ``op``'s whole-tensor ``call`` on band columns ``v[col...]``."""
+    m = _CALL.match(call.strip())
+    ins = act_inputs(op)
+    args = _split_args(m.group(3)) if m is not None else []
+    if m is None or len(args) < len(ins) + 1:
+        raise TinyDeployError("bad_argument", problem=f"patch stage: op {op.index} ({op.name}) "
+                              "has no banded form", fix="end the stage before it")
+    fn, params = m.group(1), m.group(2)
+    keep = args[:len(args) - len(ins) - 1]  # lookup tables, kind, element size
+    if op.name in ELEMENTWISE:
+        ptrs = [f"{loc[i]} + v[{col + 1 + j}]" for j, i in enumerate(ins)]
+        ptrs.append(f"{loc[op.outputs[0]]} + v[{col + 1 + len(ins)}]")
+        return (f"      if (v[{col}] > 0) {{ /* {op.index}: {op.name} */ td_binary_params q = "
+                f"{params}; q.size = v[{col}];\n        {fn}(&q, "
+                f"{', '.join([*keep, *ptrs])}); }}")
+    if op.name == "PAD":
+        ctype = "td_pad_params"
+        sets = f"q.in_dims[1] = v[{col}]; q.out_dims[1] = v[{col + 1}]; q.before[1] = v[{col + 2}];"
+    else:
+        ctype = "td_pool_params" if "POOL" in op.name else "td_conv_params"
+        sets = f"q.in_h = v[{col}]; q.out_h = v[{col + 1}]; q.pad_h = v[{col + 2}];"
+    return (f"      if (v[{col + 1}] > 0) {{ /* {op.index}: {op.name} */ {ctype} q = {params}; "
+            f"{sets}\n        {fn}(&q, {', '.join(keep + [f'{loc[ins[0]]} + v[{col + 3}]'])}, "
+            f"{loc[op.outputs[0]]} + v[{col + 4}]); }}")
 
 
 def _row(g: Graph, t: int) -> int:
