@@ -94,6 +94,11 @@ class Stage:
     def last(self) -> int:
         return self.ops[-1]
 
+    @property
+    def steps(self) -> int:
+        """Iterations of the band loop (a band may take several: see ``_schedule``)."""
+        return len(self.rows)
+
     def band_bytes(self, g: Graph, t: int) -> int:
         """The band buffer of intermediate tensor t: its most rows held in any band."""
         return max(r[t][1] for r in self.rows) * _row(g, t)
@@ -204,55 +209,85 @@ def plan_stage(g: Graph, first: int, last: int, bands: int) -> Stage:
     return stage
 
 
+MAX_STEPS = 4096  # steps of one stage (a stage making no progress is refused before)
+
+
 def _schedule(g: Graph, stage: Stage, refuse: Callable[[str], TinyDeployError]) -> None:
-    """Fill the stage's per-band rows: each band computes the rows of every tensor no band
-    computed before it, up to what its readers need; the rows still needed are carried."""
+    """Fill the stage's steps. Band b of the output takes one or more steps; in a step
+    every operator, in order, computes the rows of its output no earlier step computed,
+    up to what band b needs (``_required``), what its inputs hold by then and ``cap``
+    rows (its share of one band: the first band's receptive field is then filled over
+    several steps instead of held at once); the rows its readers still need are carried
+    to the top of the band buffer at the start of the step, the rest dropped."""
     oh = g.t(stage.y).shape[1]
-    hi = dict.fromkeys(stage.inner, 0)  # rows [0, hi) computed so far
-    lo = dict.fromkeys(stage.inner, 0)  # first row held in the band buffer
+    band = -(-oh // stage.bands)
+    ops = [g.ops[k] for k in stage.ops]
+    height = {op.outputs[0]: g.t(op.outputs[0]).shape[1] for op in ops}
+    cap = {t: max(1, -(-band * h // oh)) for t, h in height.items()}
+    hi = dict.fromkeys(height, 0)  # rows [0, hi) of each output computed so far
+    lo = dict.fromkeys(stage.inner, 0)  # first row held in each band buffer
+    readers = {t: [op for op in ops if t in act_inputs(op)] for t in stage.inner}
     done = computed = 0
     for b in range(stage.bands):
-        n = (oh - done) // (stage.bands - b)
-        new: dict[int, Rows] = {stage.y: (done, n)}
-        held: dict[int, Rows] = {stage.y: (done, n)}
-        reads: dict[tuple[int, int], Rows] = {}
-        moves: dict[int, Rows] = {}
-        need: dict[int, tuple[int, int]] = {}  # tensor -> hull (first, end) of its reads
-        for k in reversed(stage.ops):  # a tensor's readers come after its producer
-            op = g.ops[k]
-            t = op.outputs[0]
-            if t != stage.y:
-                a, e = need.get(t, (lo[t], hi[t]))
-                e = max(e, hi[t])
-                first = min(a, hi[t])
+        done += (oh - done) // (stage.bands - b)
+        req = _required(g, ops, stage.y, done, hi)
+        while hi[stage.y] < done:
+            held: dict[int, Rows] = {}
+            moves: dict[int, Rows] = {}
+            for t in stage.inner:  # the rows still needed: from the readers' next window
+                starts = [_need(r, g, hi[r.outputs[0]], 1)[0] for r in readers[t]
+                          if hi[r.outputs[0]] < height[r.outputs[0]]]
+                first = min([*starts, hi[t]])
                 if first < lo[t]:  # (cannot happen: windows move down monotonically)
-                    raise refuse(f"tensor {t} would need rows dropped by an earlier band")
+                    raise refuse(f"tensor {t} would need rows an earlier band dropped")
                 if lo[t] < first < hi[t]:
                     moves[t] = (first, hi[t] - first)
-                new[t], held[t] = (hi[t], e - hi[t]), (first, e - first)
-                lo[t], hi[t] = first, e
-            r0, cnt = new[t]
-            computed += cnt * _row(g, t)
-            for j, i in enumerate(act_inputs(op)):
-                a, c = _need(op, g, r0, cnt) if cnt else (0, 0)
-                reads[(k, j)] = (a, c)
-                if c:
-                    old = need.get(i, (a, a + c))
-                    need[i] = (min(old[0], a), max(old[1], a + c))
-        a, e = need.get(stage.x, (0, 0))
-        held[stage.x] = (a, e - a)
-        stage.rows.append(held)
-        stage.new.append(new)
-        stage.reads.append(reads)
-        stage.moves.append(moves)
-        stage.carried_bytes += sum(m[1] * _row(g, t) for t, m in moves.items())
-        done += n
-    whole = sum(g.t(g.ops[k].outputs[0]).nbytes for k in stage.ops)
+                lo[t] = first
+            new: dict[int, Rows] = {}
+            reads: dict[tuple[int, int], Rows] = {}
+            for op in ops:
+                t = op.outputs[0]
+                end = min(height[t], req.get(t, hi[t]), hi[t] + cap[t])
+                ins = act_inputs(op)
+                while end > hi[t] and any(sum(_need(op, g, 0, end)) > hi.get(i, 1 << 30)
+                                          for i in ins):
+                    end -= 1
+                new[t] = (hi[t], end - hi[t])
+                for j in range(len(ins)):
+                    reads[(op.index, j)] = _need(op, g, hi[t], end - hi[t]) if end > hi[t] \
+                        else (0, 0)
+                computed += (end - hi[t]) * _row(g, t)
+                held[t] = new[t] if t == stage.y else (lo[t], end - lo[t])
+                hi[t] = end
+            if not any(n for _, n in new.values()) or len(stage.rows) >= MAX_STEPS:
+                raise refuse("the band schedule makes no progress")
+            xs = [reads[(op.index, j)] for op in ops for j, i in enumerate(act_inputs(op))
+                  if i == stage.x and reads[(op.index, j)][1]]
+            a = min((r[0] for r in xs), default=0)
+            held[stage.x] = (a, max((r[0] + r[1] for r in xs), default=a) - a)
+            stage.rows.append(held)
+            stage.new.append(new)
+            stage.reads.append(reads)
+            stage.moves.append(moves)
+            stage.carried_bytes += sum(m[1] * _row(g, t) for t, m in moves.items())
+    whole = sum(g.t(t).nbytes for t in height)
     stage.recompute_macs_ratio = round(computed / max(whole, 1), 4)
 
 
+def _required(g: Graph, ops: list[Op], y: int, target: int, hi: dict[int, int]
+              ) -> dict[int, int]:
+    """Rows [0, req[t]) of each tensor the stage output's rows [0, target) need."""
+    req = {y: target}
+    for op in reversed(ops):
+        r = max(req.get(op.outputs[0], 0), hi[op.outputs[0]])
+        for i in act_inputs(op):
+            if r > 0:
+                req[i] = max(req.get(i, 0), sum(_need(op, g, 0, r)))
+    return req
+
+
 def band_steps(g: Graph, stage: Stage, b: int) -> tuple[list[Move], list[Call]]:
-    """Band b's carries (of every inner tensor, in ``stage.inner`` order, size 0 where
+    """Step b's carries (of every inner tensor, in ``stage.inner`` order, size 0 where
     none) and calls (in operator order), in the bytes the C block uses."""
     rows = stage.rows[b]
 
@@ -297,7 +332,7 @@ def _split_args(text: str) -> list[str]:
 def stage_block(g: Graph, stage: Stage, calls: dict[int, str], loc: dict[int, str]) -> str:
     """The C block running the stage's calls band by band (``calls``: each operator's
     whole-tensor call as the emitters wrote it; ``loc``: tensor -> base pointer)."""
-    steps = [band_steps(g, stage, b) for b in range(stage.bands)]
+    steps = [band_steps(g, stage, b) for b in range(stage.steps)]
     carried = [j for j in range(len(stage.inner)) if any(s[0][j].size for s in steps)]
     table: list[list[int]] = []
     for moves, cs in steps:
@@ -306,13 +341,13 @@ def stage_block(g: Graph, stage: Stage, calls: dict[int, str], loc: dict[int, st
             vals += ([c.size, *c.ins, c.out] if g.ops[c.op].name in ELEMENTWISE
                      else [c.in_h, c.out_h, c.pad, c.ins[0], c.out])
         table.append(vals)
-    lines = [f"{{ /* ops {stage.first}..{stage.last} in {stage.bands} row bands (patch-based: "
-             f"halo rows carried, {stage.carried_bytes} B moved, "
+    lines = [f"{{ /* ops {stage.first}..{stage.last} in {stage.bands} row bands, {stage.steps} "
+             f"steps (patch-based: halo rows carried, {stage.carried_bytes} B moved, "
              f"{stage.recompute_macs_ratio:.3f}x the outputs computed) */",
-             f"    static const int32_t band[{stage.bands}][{len(table[0])}] = {{"
+             f"    static const int32_t band[{stage.steps}][{len(table[0])}] = {{"
              + ", ".join("{" + ", ".join(map(str, r)) + "}" for r in table) + "};",
              "    int32_t k;",
-             f"    for (k = 0; k < {stage.bands}; ++k) {{",
+             f"    for (k = 0; k < {stage.steps}; ++k) {{",
              "      const int32_t *v = band[k];"]
     col = 0
     for j in carried:
