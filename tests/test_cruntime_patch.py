@@ -200,6 +200,11 @@ def test_stage_refusals_are_one_line() -> None:
 
 # --- the generated C, bit for bit --------------------------------------------------------
 
+def _residual_data() -> tuple[np.ndarray, np.ndarray]:
+    return (np.load(DATA / "residual_cnn.inputs.npy"),
+            np.load(DATA / "residual_cnn.outputs_cm4.npy"))
+
+
 def _run_native(out: Path, samples: list[list[np.ndarray]], shape: tuple[int, ...],
                 dtype: Any) -> list[np.ndarray]:
     got = run_harness_bytes(build_harness(out), samples, [(shape, dtype)], reset=True)
@@ -211,7 +216,7 @@ def _run_native(out: Path, samples: list[list[np.ndarray]], shape: tuple[int, ..
 def test_residual_block_bit_exact_native(bands: int, tmp_path: Path) -> None:
     """residual_cnn ops 0..4 (conv, conv, conv, ADD of the skip, max pool) in bands:
     equal to its Cortex-M4 outputs; 8 bands bring the RAM under half of TFLM's."""
-    x, want = np.load(DATA / "residual_cnn.inputs.npy"), np.load(DATA / "residual_cnn.outputs_cm4.npy")
+    x, want = _residual_data()
     res = generate_c(RESIDUAL, tmp_path / "c", tflm_arena=False, patch=(0, 4, bands))
     mem = json.loads((res.out_dir / "memory.json").read_text())
     assert mem["patch"]["ops"] == [0, 4] and mem["patch"]["recompute_macs_ratio"] == 1.0
@@ -235,7 +240,7 @@ def test_wrong_carry_offset_is_caught_in_c(tmp_path: Path, monkeypatch: pytest.M
         return moves, calls
 
     monkeypatch.setattr(patch, "band_steps", off_by_one)
-    x, want = np.load(DATA / "residual_cnn.inputs.npy"), np.load(DATA / "residual_cnn.outputs_cm4.npy")
+    x, want = _residual_data()
     res = generate_c(RESIDUAL, tmp_path / "c", tflm_arena=False, patch=(0, 4, 8))
     got = _run_native(res.out_dir, [[v] for v in x[:4]], tuple(want.shape[1:]), want.dtype)
     assert not all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
@@ -245,10 +250,11 @@ def test_wrong_carry_offset_is_caught_in_c(tmp_path: Path, monkeypatch: pytest.M
 def test_residual_block_bit_exact_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from test_cruntime_memory import _qemu_outputs
 
-    x, want = np.load(DATA / "residual_cnn.inputs.npy"), np.load(DATA / "residual_cnn.outputs_cm4.npy")
+    x, want = _residual_data()
     monkeypatch.setenv(patch.ENV, "0:4:8")
     got = _qemu_outputs(RESIDUAL, [[v] for v in x[:4]], tmp_path / "q", [want.dtype])
-    assert all(np.array_equal(g[0].reshape(-1), w.reshape(-1)) for g, w in zip(got, want, strict=True))
+    assert all(np.array_equal(g[0].reshape(-1), w.reshape(-1))
+               for g, w in zip(got, want[:4], strict=True))
     assert "in 8 row bands" in (tmp_path / "q" / "model" / "td_model.c").read_text()
 
 
