@@ -13,7 +13,7 @@
   lists each such operator; every model here is compared with the TFLM Python runtime on
   the host build and on qemu-cm4.
 * Patch-based execution (an option): person_detect's first four operators in 12 row bands,
-  bit-exact, 26.5 KB instead of 37.3 KB, halo rows carried (every output computed once;
+  bit-exact, 19.3 KB instead of 37.3 KB, halo rows carried (every output computed once;
   residual blocks: tests/test_cruntime_patch.py).
 * Fusion: a RELU / RELU6 after a FULLY_CONNECTED, ADD or CONV_2D folds into the producer's
   clamp (models here get one appended: the converter already fuses what it can).

@@ -113,6 +113,8 @@ def _simulate(g: Graph, st: patch.Stage) -> None:
     buf = {t: [-1] * n for t, n in size.items()}
     buf[st.x] = list(range(size[st.x]))
     made: dict[int, list[int]] = {t: [] for t in (st.y, *st.inner)}
+    d = st.x_overlap if st.x_overlap is not None else -(1 << 30)  # y placed d B below x
+    clobbered = (max(-d, 0), max(-d, 0))  # x bytes y's rows were written over
     for s in range(st.steps):
         moves, calls = patch.band_steps(g, st, s)
         for m in moves:
@@ -144,7 +146,13 @@ def _simulate(g: Graph, st: patch.Stage) -> None:
                         assert inside == (0 <= absolute < ih), (s, c, j, tap)
                         if inside:
                             assert buf[i][off // rowb[i] + rel] == absolute, (s, c, j, tap)
+                            if i == st.x:  # not overwritten by the output placed over it
+                                lo, hi = max(clobbered[0], absolute * rowb[i]), \
+                                    min(clobbered[1], (absolute + 1) * rowb[i])
+                                assert lo >= hi, (s, c)
                 buf[y][o] = want
+                if y == st.y:
+                    clobbered = (clobbered[0], max(clobbered[1], (want + 1) * rowb[y] - d))
                 made[y].append(want)
     assert made[st.y] == list(range(size[st.y]))  # the output whole, each row once
     for t in st.inner:  # every row computed at most once, in order
@@ -164,10 +172,16 @@ def test_schedule_reads_the_right_rows_for_every_band_count(seed: int) -> None:
 
 
 def test_schedule_check_fails_on_a_wrong_carry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The symbolic check can fail: a carry moved one row off is caught."""
+    """The symbolic check can fail: a carry moved one row off is caught, and so is the
+    stage's output placed one byte less below its input than proven safe."""
     g = read_graph(load(RESIDUAL))
     st = patch.plan_stage(g, 0, 4, 8)
     _simulate(g, st)
+    assert st.x_overlap is not None
+    st.x_overlap -= 1
+    with pytest.raises(AssertionError):
+        _simulate(g, st)
+    st.x_overlap += 1
     real = patch.band_steps
 
     def off_by_one(g: Graph, stage: patch.Stage, b: int) -> Any:

@@ -165,6 +165,9 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             buffers[SCRATCH_ID + op.index] = Buffer(SCRATCH_ID + op.index,
                                                     f"scratch of op {op.index}", n,
                                                     op.index, op.index)
+    if st is not None and tech.in_place and st.x_overlap is not None and rx in buffers \
+            and ry in buffers and last[rx] == st.last:  # the stage's output over its input
+        buffers[ry].pin = (rx, st.x_overlap)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
         if not tech.in_place or y not in buffers or y in alias \
@@ -194,6 +197,12 @@ def _plan_joint(buffers: list[Buffer], scratch: list[Buffer], alignment: int) ->
     return joint if joint.size < after.size else after
 
 
+def scratch_id(op: int, stage: Stage | None) -> int:
+    """The operator whose scratch buffer ``op`` uses: a patch stage's operators share one
+    (live across the stage, used by one call at a time)."""
+    return stage.first if stage is not None and op in stage.ops else op
+
+
 def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
                        stage: Stage | None = None, pairs: bool = False
                        ) -> tuple[dict[int, int], MemoryPlan]:
@@ -207,9 +216,14 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
     need = {i: n for i, n in need.items() if n[1] > 0}
 
     def scratch(cols: dict[int, int]) -> list[Buffer]:
-        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1],
-                       *((stage.first, stage.last) if stage and i in stage.ops else (i, i)))
-                for i, c in cols.items() if need[i][c - 1] > 0]
+        staged = set(stage.ops) if stage is not None else set()
+        out = [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1], i, i)
+               for i, c in cols.items() if need[i][c - 1] > 0 and i not in staged]
+        shared = [need[i][c - 1] for i, c in cols.items() if i in staged]
+        if stage is not None and max(shared, default=0) > 0:  # one call at a time: shared
+            out.append(Buffer(-(stage.first + 1), f"ops {stage.first}..{stage.last} im2col "
+                              "scratch (patch stage)", max(shared), stage.first, stage.last))
+        return out
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
         return _plan_joint(buffers, scratch(cols), alignment)
@@ -332,7 +346,7 @@ def build(facts: ModelFacts, name: str | None = None,
                for b in buffers)  # int16/int32 data and extension scratch stay aligned
     cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage,
                                    pairs=speed_first)
-    scratch = {i: -(i + 1) for i in cols}
+    scratch = {i: -(scratch_id(i, stage) + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
     for t in (*inputs, *outputs):  # the planned buffer the application reads/writes

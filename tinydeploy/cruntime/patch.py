@@ -85,6 +85,10 @@ class Stage:
     reads: list[dict[tuple[int, int], Rows]] = field(default_factory=list)
     moves: list[dict[int, Rows]] = field(default_factory=list)
     carried_bytes: int = 0  # bytes moved up by the carries per inference
+    # bytes y may start below x although both are live (x dying in the stage): every step
+    # writes y's rows after the stage's reads of x, over x rows no later step reads
+    # (None: the last operator reads x itself)
+    x_overlap: int | None = None
 
     @property
     def first(self) -> int:
@@ -272,6 +276,21 @@ def _schedule(g: Graph, stage: Stage, refuse: Callable[[str], TinyDeployError]) 
             stage.carried_bytes += sum(m[1] * _row(g, t) for t, m in moves.items())
     whole = sum(g.t(t).nbytes for t in height)
     stage.recompute_macs_ratio = round(computed / max(whole, 1), 4)
+    if stage.x not in act_inputs(ops[-1]):
+        stage.x_overlap = _overlap(g, stage)
+
+
+def _overlap(g: Graph, stage: Stage) -> int:
+    """Smallest d such that y placed d bytes below x never overwrites an x byte a later
+    step reads (step s writes y's bytes up to ``written`` after its own reads of x)."""
+    d, later = -(1 << 30), 1 << 30
+    for s in reversed(range(stage.steps)):
+        r0, n = stage.new[s][stage.y]
+        d = max(d, (r0 + n) * _row(g, stage.y) - later)
+        a, c = stage.rows[s][stage.x]
+        if c:
+            later = min(later, a * _row(g, stage.x))
+    return max(d, -g.t(stage.y).nbytes)
 
 
 def _required(g: Graph, ops: list[Op], y: int, target: int, hi: dict[int, int]
