@@ -171,6 +171,15 @@ def test_schedule_reads_the_right_rows_for_every_band_count(seed: int) -> None:
             assert st.carried_bytes == 0
 
 
+@pytest.mark.parametrize(("model", "first", "last"), [("residual_cnn", 0, 4),
+                                                     ("residual_cnn", 0, 8),
+                                                     ("person_detect", 0, 7)])
+def test_schedule_on_the_shared_models(model: str, first: int, last: int) -> None:
+    g = read_graph(load(DATA / f"{model}.tflite"))
+    for bands in range(1, g.t(g.ops[last].outputs[0]).shape[1] + 1):
+        _simulate(g, patch.plan_stage(g, first, last, bands))
+
+
 def test_schedule_check_fails_on_a_wrong_carry(monkeypatch: pytest.MonkeyPatch) -> None:
     """The symbolic check can fail: a carry moved one row off is caught, and so is the
     stage's output placed one byte less below its input than proven safe."""

@@ -166,7 +166,8 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
                                                     f"scratch of op {op.index}", n,
                                                     op.index, op.index)
     if st is not None and tech.in_place and st.x_overlap is not None and rx in buffers \
-            and ry in buffers and last[rx] == st.last:  # the stage's output over its input
+            and ry in buffers and last[rx] == st.last \
+            and rx not in {alias.get(i, i) for i in g.outputs}:  # its output over its input
         buffers[ry].pin = (rx, st.x_overlap)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
