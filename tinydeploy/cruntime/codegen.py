@@ -41,7 +41,7 @@ from .emit_ext import (
 from .fusion import fusions
 from .graph import Graph, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
-from .patch import Stage, option, plan_stage, stage_block
+from .patch import Stage, option, plan_stage, stage_block, stage_decls
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
@@ -384,6 +384,7 @@ def build(facts: ModelFacts, name: str | None = None,
     if stage is not None:
         whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
         ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
+        em.decls += stage_decls(g, stage, whole)
         for k in stage.ops:
             calls[k] = f"/* {k}: {g.ops[k].name} */ " + (
                 stage_block(g, stage, whole, ptrs) if k == stage.first

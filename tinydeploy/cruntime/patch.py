@@ -381,30 +381,62 @@ def stage_block(g: Graph, stage: Stage, calls: dict[int, str], loc: dict[int, st
     return "\n".join(lines)
 
 
-def _banded_call(g: Graph, op: Op, call: str, loc: dict[int, str], col: int) -> str:
-    """Operator ``op``'s whole-tensor ``call`` on band columns ``v[col...]``."""
+# (params type, the fields a band sets) of the windowed operators: one shared helper each
+_HELPERS = {"td_conv_params": ("conv", "q.in_h = v[0]; q.out_h = v[1]; q.pad_h = v[2];"),
+            "td_pool_params": ("pool", "q.in_h = v[0]; q.out_h = v[1]; q.pad_h = v[2];"),
+            "td_pad_params": ("pad", "q.in_dims[1] = v[0]; q.out_dims[1] = v[1]; "
+                                     "q.before[1] = v[2];")}
+
+
+def _ctype(op: Op) -> str:
+    if op.name == "PAD":
+        return "td_pad_params"
+    return "td_pool_params" if "POOL" in op.name else "td_conv_params"
+
+
+def _parse(op: Op, call: str) -> tuple[str, str, list[str]]:
+    """(function, params, extra arguments) of an emitted whole-tensor call."""
     m = _CALL.match(call.strip())
     ins = act_inputs(op)
     args = _split_args(m.group(3)) if m is not None else []
     if m is None or len(args) < len(ins) + 1:
         raise TinyDeployError("bad_argument", problem=f"patch stage: op {op.index} ({op.name}) "
                               "has no banded form", fix="end the stage before it")
-    fn, params = m.group(1), m.group(2)
-    keep = args[:len(args) - len(ins) - 1]  # lookup tables, kind, element size
+    return m.group(1), m.group(2), args[:len(args) - len(ins) - 1]  # tables, kind, size
+
+
+def stage_decls(g: Graph, stage: Stage, calls: dict[int, str]) -> list[str]:
+    """File-scope helpers the stage's block calls (one per params type: a band's copy of
+    the parameters with its rows set, then the kernel; smaller code than per call)."""
+    out = []
+    for ctype, (kind, sets) in _HELPERS.items():
+        if any(g.ops[k].name not in ELEMENTWISE and _ctype(g.ops[k]) == ctype
+               and not _parse(g.ops[k], calls[k])[2] for k in stage.ops):
+            out.append(f"static void td_band_{kind}(void (*fn)(const {ctype} *, const int8_t *, "
+                       f"int8_t *),\n    const {ctype} *p, const int32_t *v, const int8_t *in, "
+                       f"int8_t *out) {{\n  {ctype} q = *p;\n  {sets}\n"
+                       "  fn(&q, in + v[3], out + v[4]);\n}")
+    return out
+
+
+def _banded_call(g: Graph, op: Op, call: str, loc: dict[int, str], col: int) -> str:
+    """Operator ``op``'s whole-tensor ``call`` on band columns ``v[col...]``."""
+    fn, params, keep = _parse(op, call)
+    ins = act_inputs(op)
     if op.name in ELEMENTWISE:
         ptrs = [f"{loc[i]} + v[{col + 1 + j}]" for j, i in enumerate(ins)]
         ptrs.append(f"{loc[op.outputs[0]]} + v[{col + 1 + len(ins)}]")
         return (f"      if (v[{col}] > 0) {{ /* {op.index}: {op.name} */ td_binary_params q = "
                 f"{params}; q.size = v[{col}];\n        {fn}(&q, "
                 f"{', '.join([*keep, *ptrs])}); }}")
-    if op.name == "PAD":
-        ctype = "td_pad_params"
-        sets = f"q.in_dims[1] = v[{col}]; q.out_dims[1] = v[{col + 1}]; q.before[1] = v[{col + 2}];"
-    else:
-        ctype = "td_pool_params" if "POOL" in op.name else "td_conv_params"
-        sets = f"q.in_h = v[{col}]; q.out_h = v[{col + 1}]; q.pad_h = v[{col + 2}];"
-    return (f"      if (v[{col + 1}] > 0) {{ /* {op.index}: {op.name} */ {ctype} q = {params}; "
-            f"{sets}\n        {fn}(&q, {', '.join(keep + [f'{loc[ins[0]]} + v[{col + 3}]'])}, "
+    kind, sets = _HELPERS[_ctype(op)]
+    if not keep:
+        return (f"      if (v[{col + 1}] > 0) /* {op.index}: {op.name} */\n        td_band_{kind}("
+                f"{fn}, &{params}, v + {col}, {loc[ins[0]]}, {loc[op.outputs[0]]});")
+    sets = re.sub(r"v\[(\d)\]", lambda m: f"v[{col + int(m.group(1))}]", sets)
+    return (f"      if (v[{col + 1}] > 0) {{ /* {op.index}: {op.name} */ {_ctype(op)} q = "
+            f"{params}; {sets}\n        {fn}(&q, "
+            f"{', '.join(keep + [f'{loc[ins[0]]} + v[{col + 3}]'])}, "
             f"{loc[op.outputs[0]]} + v[{col + 4}]); }}")
 
 
