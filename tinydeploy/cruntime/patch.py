@@ -18,7 +18,12 @@ instructions are the unpatched ones plus the moves (``carried_bytes``) and a few
 calls. Carrying always works here: every operator's input window moves down monotonically
 with its output rows, so the rows a band needs start at or after the previous band's.
 ``recompute_macs_ratio`` (rows computed / rows of the whole tensors) is then 1.0, or less
-where trailing rows no reader needs are skipped.
+where trailing rows no reader needs are skipped. The first band, whose receptive field is
+the largest, is filled over several steps (each operator computing at most its share of
+one band per step), so no band buffer holds more than a band's rows and its halo. The
+stage's output may be placed over its input (``x_overlap``: each step writes output rows
+only over input rows no later step reads), and the stage's convolutions share one im2col
+scratch.
 
 Option: ``generate_c(..., patch=(first_op, last_op, bands))`` or the environment variable
 ``TINYDEPLOY_PATCH=first:last:bands`` (experimental).
@@ -69,10 +74,11 @@ class Call:
 
 @dataclass
 class Stage:
-    """Operators ``ops`` from tensor ``x`` to ``y`` in ``bands`` row bands. Per band k:
-    ``rows[k][t]`` = rows of t held (band buffer; x: read, y: written), ``new[k][t]`` =
-    rows of t computed, ``reads[k][(op, j)]`` = rows op reads from its j-th input,
-    ``moves[k][t]`` = (first row moved up, rows moved) of a band buffer."""
+    """Operators ``ops`` from tensor ``x`` to ``y`` in ``bands`` row bands of y, run in
+    ``steps`` steps (the first band may take several). Per step k, as (first row, row
+    count): ``rows[k][t]`` = rows of t held (band buffer; x: read, y: written),
+    ``new[k][t]`` = rows of t computed, ``reads[k][(op, j)]`` = rows op reads from its
+    j-th input, ``moves[k][t]`` = rows moved up to the top of t's band buffer."""
 
     ops: list[int]
     x: int
@@ -104,7 +110,7 @@ class Stage:
         return len(self.rows)
 
     def band_bytes(self, g: Graph, t: int) -> int:
-        """The band buffer of intermediate tensor t: its most rows held in any band."""
+        """The band buffer of intermediate tensor t: its most rows held in any step."""
         return max(r[t][1] for r in self.rows) * _row(g, t)
 
 
