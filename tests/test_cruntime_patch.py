@@ -329,11 +329,40 @@ def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pa
 @needs_gcc
 @needs_tflm.mark
 @pytest.mark.parametrize("name", list(KERAS))
-def test_random_models_bit_exact(name: str, keras_models: dict, tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_random_models_bit_exact(name: str, keras_models: dict, tmp_path: Path) -> None:
     """Every band count, 1 to the stage output's rows, against the TFLM Python runtime
-    (host build); one band count on qemu-cm4 where the tools are installed."""
-    from test_cruntime_ext_ops import _random_inputs, _shape, _tflm
+    (host build)."""
+    path, (first, last), rows, samples, ref = _keras_case(keras_models, name)
+    t = load(path).outputs[0]
+    for bands in range(1, rows + 1):
+        res = generate_c(path, tmp_path / f"c{bands}", tflm_arena=False,
+                         patch=(first, last, bands))
+        got = _run_native(res.out_dir, samples, tuple(t.shape[1:]), t.numpy_dtype)
+        assert all(np.array_equal(a.reshape(-1), b.reshape(-1))
+                   for a, b in zip(got, ref, strict=True)), bands
+
+
+@needs_qemu
+@needs_tflm.mark
+@pytest.mark.parametrize("name", list(KERAS))
+def test_random_models_bit_exact_qemu(name: str, keras_models: dict, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """One band per output row on qemu-cm4, against the TFLM Python runtime."""
+    from test_cruntime_memory import _qemu_outputs
+
+    path, (first, last), rows, samples, ref = _keras_case(keras_models, name)
+    monkeypatch.setenv(patch.ENV, f"{first}:{last}:{rows}")
+    got = _qemu_outputs(path, samples[:3], tmp_path / "q", [load(path).outputs[0].numpy_dtype])
+    assert all(np.array_equal(a[0].reshape(-1), b.reshape(-1))
+               for a, b in zip(got, ref[:3], strict=True))
+    assert f"in {rows} row bands" in (tmp_path / "q" / "model" / "td_model.c").read_text()
+
+
+def _keras_case(keras_models: dict, name: str) -> tuple[Path, tuple[int, int], int,
+                                                          list[list[np.ndarray]],
+                                                          list[np.ndarray]]:
+    """(model, stage ops, the stage output's rows, 16 random samples, TFLM's outputs)."""
+    from test_cruntime_ext_ops import _random_inputs, _tflm
 
     path, (first, last) = keras_models[name]
     facts = load(path)
@@ -342,16 +371,4 @@ def test_random_models_bit_exact(name: str, keras_models: dict, tmp_path: Path,
     assert ("ADD" in names and "PAD" in names) if name == "residual" else "ADD" not in names
     samples = _random_inputs(facts, 16, 3)
     ref = [r[0] for r in _tflm(facts, samples)]
-    t = facts.outputs[0]
-    rows = g.t(g.ops[last].outputs[0]).shape[1]
-    for bands in range(1, rows + 1):
-        res = generate_c(facts, tmp_path / f"c{bands}", tflm_arena=False,
-                         patch=(first, last, bands))
-        got = _run_native(res.out_dir, samples, _shape(t), t.numpy_dtype)
-        assert all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True)), bands
-    if HAS_QEMU:
-        from test_cruntime_memory import _qemu_outputs
-
-        monkeypatch.setenv(patch.ENV, f"{first}:{last}:{rows}")
-        got = _qemu_outputs(path, samples[:3], tmp_path / "q", [t.numpy_dtype])
-        assert all(np.array_equal(a[0], b) for a, b in zip(got, ref[:3], strict=True))
+    return path, (first, last), g.t(g.ops[last].outputs[0]).shape[1], samples, ref
