@@ -41,7 +41,7 @@ from .emit_ext import (
 from .fusion import fusions
 from .graph import Graph, Op, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
-from .patch import Stage, option, plan_stage, stage_block
+from .patch import Stage, option, plan_stage, stage_block, stage_decls
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
 from .transpose import choose as choose_transposed
 from .transpose import leader_decls, wrap
@@ -169,6 +169,10 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             buffers[SCRATCH_ID + op.index] = Buffer(SCRATCH_ID + op.index,
                                                     f"scratch of op {op.index}", n,
                                                     op.index, op.index)
+    if st is not None and tech.in_place and st.x_overlap is not None and rx in buffers \
+            and ry in buffers and last[rx] == st.last \
+            and rx not in {alias.get(i, i) for i in g.outputs}:  # its output over its input
+        buffers[ry].pin = (rx, st.x_overlap)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
         y = alias[y] if y in g.views else y
@@ -224,6 +228,12 @@ def _plan_joint(buffers: list[Buffer], scratch: list[Buffer], alignment: int) ->
     return joint if joint.size < after.size else after
 
 
+def scratch_id(op: int, stage: Stage | None) -> int:
+    """The operator whose scratch buffer ``op`` uses: a patch stage's operators share one
+    (live across the stage, used by one call at a time)."""
+    return stage.first if stage is not None and op in stage.ops else op
+
+
 def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
                        stage: Stage | None = None, pairs: bool = False
                        ) -> tuple[dict[int, int], MemoryPlan]:
@@ -237,9 +247,14 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
     need = {i: n for i, n in need.items() if n[1] > 0}
 
     def scratch(cols: dict[int, int]) -> list[Buffer]:
-        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1],
-                       *((stage.first, stage.last) if stage and i in stage.ops else (i, i)))
-                for i, c in cols.items() if need[i][c - 1] > 0]
+        staged = set(stage.ops) if stage is not None else set()
+        out = [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1], i, i)
+               for i, c in cols.items() if need[i][c - 1] > 0 and i not in staged]
+        shared = [need[i][c - 1] for i, c in cols.items() if i in staged]
+        if stage is not None and max(shared, default=0) > 0:  # one call at a time: shared
+            out.append(Buffer(-(stage.first + 1), f"ops {stage.first}..{stage.last} im2col "
+                              "scratch (patch stage)", max(shared), stage.first, stage.last))
+        return out
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
         return _plan_joint(buffers, scratch(cols), alignment)
@@ -366,7 +381,7 @@ def build(facts: ModelFacts, name: str | None = None,
     else:
         transposed, saved_tr = {}, 0
     alias, buffers, cols, mem = _plan(g, stage, speed_first)
-    scratch = {i: -(i + 1) for i in cols}
+    scratch = {i: -(scratch_id(i, stage) + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
     for t in (*inputs, *outputs):  # the planned buffer the application reads/writes
@@ -408,6 +423,7 @@ def build(facts: ModelFacts, name: str | None = None,
     if stage is not None:
         whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
         ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
+        em.decls += stage_decls(g, stage, whole)
         for k in stage.ops:
             calls[k] = f"/* {k}: {g.ops[k].name} */ " + (
                 stage_block(g, stage, whole, ptrs) if k == stage.first
@@ -416,6 +432,7 @@ def build(facts: ModelFacts, name: str | None = None,
         unpatched = _plan_with_scratch(g, plain, mem.alignment)[1].size
         extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
                           "recompute_macs_ratio": stage.recompute_macs_ratio,
+                          "carried_bytes": stage.carried_bytes,
                           "saved_bytes": unpatched - mem.size}
         if unpatched <= mem.size:
             log.warning("patch stage ops %d..%d in %d bands: the arena is %d B, %d B more than "
