@@ -13,7 +13,8 @@
   lists each such operator; every model here is compared with the TFLM Python runtime on
   the host build and on qemu-cm4.
 * Patch-based execution (an option): person_detect's first four operators in 12 row bands,
-  bit-exact, 26.9 KB instead of 37.3 KB at 1.31x the stage's outputs computed.
+  bit-exact, 19.3 KB instead of 37.3 KB, halo rows carried (every output computed once;
+  residual blocks: tests/test_cruntime_patch.py).
 * Fusion: a RELU / RELU6 after a FULLY_CONNECTED, ADD or CONV_2D folds into the producer's
   clamp (models here get one appended: the converter already fuses what it can).
 """
@@ -241,7 +242,7 @@ def test_patch_stage_bit_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert mem["patch"]["ops"] == [0, 3] and mem["patch"]["bands"] == 12
     unpatched = mem["ram_bytes"] + mem["patch"]["saved_bytes"]  # the default plan's RAM
     assert 36000 < unpatched < 38500 and mem["ram_bytes"] < 0.75 * unpatched  # 12 bands: -28 %
-    assert 1.0 < mem["patch"]["recompute_macs_ratio"] < 1.5
+    assert mem["patch"]["recompute_macs_ratio"] == 1.0 and mem["patch"]["carried_bytes"] > 0
     assert "in 12 row bands" in (res.out_dir / "td_model.c").read_text()
     x = np.load(DATA / "person_detect.inputs.npy")
     want = np.load(DATA / "person_detect.outputs_cm4.npy")

@@ -41,10 +41,12 @@ from .emit_ext import (
 )
 from .fc_stream import STREAM_ID, FcStream
 from .fusion import fusions
-from .graph import Graph, read_graph
+from .graph import Graph, Op, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
-from .patch import Stage, option, plan_stage, stage_block
+from .patch import Stage, option, plan_stage, stage_block, stage_decls
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
+from .transpose import choose as choose_transposed
+from .transpose import leader_decls, wrap
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
                 "td_kernels_conv_ref.c", "td_kernels_dww.c",
@@ -131,6 +133,8 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             src = op.inputs[0]
             if not g.t(src).is_const and not g.t(src).variable:
                 alias[op.outputs[0]] = alias.get(src, src)
+    for v, base in g.views.items():  # transposed views (transpose.py): the base's bytes
+        alias[v] = alias.get(base, base)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     end = max(len(g.ops) - 1, 0)
@@ -170,8 +174,13 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             buffers[SCRATCH_ID + op.index] = Buffer(SCRATCH_ID + op.index,
                                                     f"scratch of op {op.index}", n,
                                                     op.index, op.index)
+    if st is not None and tech.in_place and st.x_overlap is not None and rx in buffers \
+            and ry in buffers and last[rx] == st.last \
+            and rx not in {alias.get(i, i) for i in g.outputs}:  # its output over its input
+        buffers[ry].pin = (rx, st.x_overlap)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
+        y = alias[y] if y in g.views else y
         if not tech.in_place or y not in buffers or y in alias \
                 or (st is not None and op.index in st.ops):
             continue
@@ -181,11 +190,38 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             r = alias.get(i, i)
             if r in buffers and r != y and last[r] == op.index \
                     and g.t(r).size == g.t(i).size:
-                d = ext_overlap_distance(op, g) if ext else overlap_distance(op, g)
+                d = _distance(op, g)
                 if d is not None:
                     buffers[y].pin = (r, d)
                 break
     return alias, list(buffers.values())
+
+
+def _distance(op: Op, g: Graph) -> int | None:
+    """Bytes op's output may start below the input it consumes last (overlap.py)."""
+    ext = ext_reason(g, op) is None or op.name in FORWARD_CORE
+    return ext_overlap_distance(op, g) if ext else overlap_distance(op, g)
+
+
+def _dies_at(g: Graph, tech: Techniques) -> dict[int, int]:
+    """Operator -> its first input, where that operator is the input's last reader."""
+    alias, buffers = _storage(g, tech)
+    last = {b.tensor: b.last for b in buffers if b.tensor >= 0}
+    return {op.index: op.inputs[0] for op in g.ops if op.inputs and op.inputs[0] >= 0
+            and last.get(alias.get(op.inputs[0], op.inputs[0])) == op.index}
+
+
+def _plan(g: Graph, stage: Stage | None, speed_first: bool,
+          streams: tuple[FcStream, ...] = ()
+          ) -> tuple[dict[int, int], list[Buffer], dict[int, int], MemoryPlan]:
+    """Alias map, buffers, im2col columns and the memory plan of ``g``."""
+    alias, buffers = _storage(g, Techniques(stage=stage, streams=streams))
+    wide = any(SCRATCH_ID <= b.tensor < STREAM_ID or (0 <= b.tensor < SCRATCH_ID
+                                                      and g.t(b.tensor).itemsize > 1)
+               for b in buffers)  # int16/int32 data and extension scratch stay aligned
+    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage,
+                                   pairs=speed_first)
+    return alias, buffers, cols, mem
 
 
 SCRATCH_MIN_SAVING = 64  # bytes (and 1/32 of the arena) one-pixel im2col must save
@@ -197,6 +233,12 @@ def _plan_joint(buffers: list[Buffer], scratch: list[Buffer], alignment: int) ->
     after = add_buffers(plan([replace(b) for b in buffers], alignment),
                         [replace(b) for b in scratch])
     return joint if joint.size < after.size else after
+
+
+def scratch_id(op: int, stage: Stage | None) -> int:
+    """The operator whose scratch buffer ``op`` uses: a patch stage's operators share one
+    (live across the stage, used by one call at a time)."""
+    return stage.first if stage is not None and op in stage.ops else op
 
 
 def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
@@ -212,9 +254,14 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
     need = {i: n for i, n in need.items() if n[1] > 0}
 
     def scratch(cols: dict[int, int]) -> list[Buffer]:
-        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1],
-                       *((stage.first, stage.last) if stage and i in stage.ops else (i, i)))
-                for i, c in cols.items() if need[i][c - 1] > 0]
+        staged = set(stage.ops) if stage is not None else set()
+        out = [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1], i, i)
+               for i, c in cols.items() if need[i][c - 1] > 0 and i not in staged]
+        shared = [need[i][c - 1] for i, c in cols.items() if i in staged]
+        if stage is not None and max(shared, default=0) > 0:  # one call at a time: shared
+            out.append(Buffer(-(stage.first + 1), f"ops {stage.first}..{stage.last} im2col "
+                              "scratch (patch stage)", max(shared), stage.first, stage.last))
+        return out
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
         return _plan_joint(buffers, scratch(cols), alignment)
@@ -233,27 +280,14 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
     return cols, mem
 
 
-def _planned(g: Graph, tech: Techniques, pairs: bool = False
-             ) -> tuple[dict[int, int], dict[int, int], MemoryPlan]:
-    """Alias map, im2col pixel counts and the memory plan for these techniques."""
-    alias, buffers = _storage(g, tech)
-    wide = any(SCRATCH_ID <= b.tensor < STREAM_ID or (0 <= b.tensor < SCRATCH_ID
-                                                      and g.t(b.tensor).itemsize > 1)
-               for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=tech.stage,
-                                   pairs=pairs)
-    return alias, cols, mem
-
-
 def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer],
-                      stage: Stage | None = None, streams: tuple[FcStream, ...] = (),
-                      unstreamed: int | None = None) -> dict[str, Any]:
+                      stage: Stage | None = None, streams: tuple[FcStream, ...] = ()
+                      ) -> dict[str, Any]:
     """What each memory technique saved: the plan made with all of them (``mem``) against
     the plan made without that one (RAM = arena, plus the inputs and outputs when they
     live outside it), and the live-tensor lower bound the planner started from (every
     tensor, the inputs and outputs included, in its own bytes while live: no alias, no
-    in-place; the operators' scratch counted while they run). ``unstreamed``: the arena
-    without FULLY_CONNECTED streaming (fc_stream.choose), the ``fc_streaming`` saving."""
+    in-place; the operators' scratch counted while they run)."""
     io_bytes = sum(g.t(i).nbytes for i in {*g.inputs, *g.outputs})
     _, plain = _storage(g, Techniques(alias=False, in_place=False, fusion=False))
     base = Techniques(stage=stage, streams=streams)
@@ -266,8 +300,6 @@ def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer],
         _, bufs = _storage(g, tech)
         size = _plan_joint(bufs, scratch, mem.alignment).size
         saved[key] = size + (0 if tech.io else io_bytes) - mem.size
-    if unstreamed is not None:  # the arena fc_stream.choose started from
-        saved["fc_streaming"] = unstreamed - mem.size
     return {"live_tensor_lower_bound": start, "saved_bytes": saved}
 
 
@@ -338,26 +370,34 @@ def _environment(folder: str) -> jinja2.Environment:
 
 
 def build(facts: ModelFacts, name: str | None = None,
-          patch: tuple[int, int, int] | None = None, speed_first: bool = False
-          ) -> tuple[dict[str, str], CResult]:
+          patch: tuple[int, int, int] | None = None, speed_first: bool = False,
+          force_transposed: bool = False) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset).
     ``patch``: (first op, last op, bands) run patch-based (patch.py). ``speed_first``: every
     convolution keeps its pixel-pair scratch even where that raises the arena, and every
     int8 ADD takes the table kernel (the fuzzer builds half its models so: the paths the
     size-first choices leave out of small models) and no FULLY_CONNECTED is streamed
-    (fc_stream.py: otherwise wherever that lowers the arena)."""
+    (fc_stream.py: otherwise wherever that lowers the arena). ``force_transposed``: every
+    operator that can run transposed does (transpose.py; the fuzzer's share), not only where
+    the arena shrinks."""
     g = read_graph(facts)
     want = option(patch)
     stage = plan_stage(g, *want) if want is not None else None
-    tech = Techniques(stage=stage)
-    found = [] if speed_first else fc_stream.candidates(g, stage.ops if stage else ())
-    unstreamed = None
-    if found:
+    if stage is None:
+        g, transposed, saved_tr = choose_transposed(
+            g, _distance, lambda gg: _dies_at(gg, Techniques()),
+            lambda gg: _plan(gg, None, speed_first)[3].size, force_transposed)
+    else:
+        transposed, saved_tr = {}, 0
+    found = [] if speed_first else fc_stream.candidates(
+        g, [*(stage.ops if stage else ()), *transposed])
+    streams: tuple[FcStream, ...] = ()
+    unstreamed = 0
+    if found:  # (the producers run transposed or in a patch stage are left alone)
         streams, unstreamed = fc_stream.choose(
-            g, found, lambda ss: _planned(g, replace(tech, streams=ss))[2].size)
-        tech = replace(tech, streams=streams)
-    alias, cols, mem = _planned(g, tech, pairs=speed_first)
-    scratch = {i: -(i + 1) for i in cols}
+            g, found, lambda ss: _plan(g, stage, speed_first, ss)[3].size)
+    alias, buffers, cols, mem = _plan(g, stage, speed_first, streams)
+    scratch = {i: -(scratch_id(i, stage) + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
     for t in (*inputs, *outputs):  # the planned buffer the application reads/writes
@@ -387,25 +427,32 @@ def build(facts: ModelFacts, name: str | None = None,
     em = Emitter(g, loc, scratch_loc, add_lut_min=1 if speed_first else ADD_LUT_MIN)
     fused = fusions(g)
     em.clamp = {f.producer: (f.lo, f.hi) for f in fused.values()}
-    streamed = {k: s for s in tech.streams for k in s.ops}
+    streamed = {k: s for s in streams for k in s.ops}
     calls = [f"/* {op.index}: {op.name} */ " + (
         fc_stream.emit(em, streamed[op.index], op.index) if op.index in streamed
         else f"/* fused into op {fused[op.index].producer} */" if op.index in fused
         else em.emit(op)) for op in g.ops]
     extra: dict[str, Any] = {}
-    if tech.streams:
-        extra["fc_streaming"] = fc_stream.describe(tech.streams)
+    if streams:
+        extra["fc_streaming"] = fc_stream.describe(streams)
+    for k, tr in transposed.items():
+        em.decls.extend(leader_decls(tr))
+        calls[k] = f"/* {k}: {g.ops[k].name} */ " + wrap(g, tr, calls[k].split("*/ ", 1)[1], loc)
+    if transposed:
+        extra["transposed_ops"] = sorted(transposed)
     if stage is not None:
         whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
         ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
+        em.decls += stage_decls(g, stage, whole)
         for k in stage.ops:
             calls[k] = f"/* {k}: {g.ops[k].name} */ " + (
                 stage_block(g, stage, whole, ptrs) if k == stage.first
                 else "/* in the band loop above */")
-        _, plain = _storage(g, Techniques(streams=tech.streams))
+        _, plain = _storage(g, Techniques(streams=streams))
         unpatched = _plan_with_scratch(g, plain, mem.alignment)[1].size
         extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
                           "recompute_macs_ratio": stage.recompute_macs_ratio,
+                          "carried_bytes": stage.carried_bytes,
                           "saved_bytes": unpatched - mem.size}
         if unpatched <= mem.size:
             log.warning("patch stage ops %d..%d in %d bands: the arena is %d B, %d B more than "
@@ -450,11 +497,13 @@ def build(facts: ModelFacts, name: str | None = None,
     result = CResult(out_dir=Path("."), files=[], plan=mem, weight_bytes=em.weight_bytes,
                      param_bytes=em.param_bytes, n_ops=len(g.ops),
                      extra={**technique_savings(g, mem, [b for b in mem.buffers
-                                                         if b.tensor < 0], stage,
-                                                tech.streams, unstreamed),
+                                                         if b.tensor < 0], stage, streams),
                             "in_place_ops": in_place_ops(g, mem, alias),
                             "fused_ops": [asdict(f) for f in fusions(g).values()], **extra},
                      state_bytes=sum(s["size"] * g.t(s["index"]).itemsize for s in states))
+    result.extra["saved_bytes"]["transposed"] = saved_tr  # (transpose.py)
+    if found:  # the arena fc_stream.choose started from
+        result.extra["saved_bytes"]["fc_streaming"] = unstreamed - mem.size
     return texts, result
 
 

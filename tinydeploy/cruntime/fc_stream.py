@@ -36,13 +36,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import TinyDeployError
 from .ctext import c_struct
 from .emit_base import SCRATCH_ID, folded_bias, interleave_rows
 from .emit_ext import ALIAS_OPS
 from .fusion import fusions
 from .graph import Graph, Op
-from .patch import _CALL, _need, _window
+from .patch import _need, _parse, _window
 from .planner import Buffer
 from .support import ext_reason
 from .variants import BANDS4, check_call, needs_general
@@ -235,12 +234,7 @@ def emit(em: Emitter, s: FcStream, k: int) -> str:
         call = em.emit(prod)
     finally:
         em.loc = loc
-    m = _CALL.match(call.strip())
-    if m is None:  # a generator bug: every producer kernel takes (params, in, out)
-        raise TinyDeployError("model_rejected", path=g.path,
-                              problem=f"FC streaming: op {s.producer} has no banded form",
-                              fix="report this model to tinydeploy")
-    fn, params = m.group(1), m.group(2)
+    fn, params, keep = _parse(prod, call)  # (params, [tables,] in, out)
     p = f"td_p{s.fc}"
     end = _fc_struct(em, s, p)
     stride, _, _, pt = _window(prod, g)
@@ -265,7 +259,7 @@ def emit(em: Emitter, s: FcStream, k: int) -> str:
         "      q.in_h = rows[k][0];",
         "      q.out_h = rows[k][1];",
         "      q.pad_h = rows[k][2];",
-        f"      {fn}(&q, {loc(s.x)} + rows[k][3], band);",
+        f"      {fn}(&q, {', '.join([*keep, f'{loc(s.x)} + rows[k][3]'])}, band);",
         f"      td_fc_stream_accum(&{p}, k0, rows[k][1] * {s.row_bytes}, band, acc);",
         f"      k0 += rows[k][1] * {s.row_bytes};",
         "    }",
