@@ -20,12 +20,12 @@ operator instead of the whole input tensor.
 Not streamed (the FC runs as before): a filter zero point, a bias that cannot be folded
 into int32 (the reference loop), int16 / int64 tensors, more than one batch, an input of
 another quantization than the producer's output, a producer output with other readers or
-that is a model output, producers inside a patch stage.
+that is a model output, producers inside a patch stage or run transposed (transpose.py).
 
-Policy (:func:`choose`): a stream is kept when it lowers the arena; its band height is the
-largest that keeps the smallest arena among heights whose bands are numerous enough for
-the per-band calls to cost at most ~1 % of the two operators' work (``MAX_OVERHEAD``).
-``codegen.build(..., speed_first=True)`` streams nothing.
+Policy (:func:`choose`): a stream is kept when it lowers the arena. Its band height: the
+fewest rows giving at most as many bands as ~1 % of the two operators' multiply-accumulates
+pays for (``MAX_OVERHEAD``, ``BAND_CALL_INSTR`` instructions a band), doubled while that
+keeps the arena as small. ``codegen.build(..., speed_first=True)`` streams nothing.
 """
 
 from __future__ import annotations
