@@ -22,6 +22,7 @@ import jinja2
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..interface import interface_lines
+from ..layers import op_macs
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
@@ -41,7 +42,8 @@ from .emit_ext import (
 from .fusion import fusions
 from .graph import Graph, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
-from .patch import Stage, option, plan_stage, stage_block
+from .patch import Stage, stage_block
+from .patch_auto import AUTO, OFF, PatchChoice, choose, parse_choice
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
@@ -194,6 +196,22 @@ def _plan_joint(buffers: list[Buffer], scratch: list[Buffer], alignment: int) ->
     return joint if joint.size < after.size else after
 
 
+def _scratch_need(g: Graph) -> dict[int, tuple[int, int]]:
+    """op -> im2col scratch bytes with one and with two pixels' receptive fields (core
+    kernels; the extension's scratch is a buffer of ``_storage``)."""
+    need = {op.index: (core_scratch_bytes(op, g, 1), core_scratch_bytes(op, g, 2))
+            for op in g.ops if ext_reason(g, op) is not None}  # extension: scratch_bytes()
+    return {i: n for i, n in need.items() if n[1] > 0}
+
+
+def _scratch(need: dict[int, tuple[int, int]], cols: dict[int, int],
+             stage: Stage | None = None) -> list[Buffer]:
+    """The scratch buffers for ``cols`` pixels per operator (live across a patch stage)."""
+    return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1],
+                   *((stage.first, stage.last) if stage and i in stage.ops else (i, i)))
+            for i, c in cols.items() if need[i][c - 1] > 0]
+
+
 def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
                        stage: Stage | None = None, pairs: bool = False
                        ) -> tuple[dict[int, int], MemoryPlan]:
@@ -202,17 +220,10 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
     noticeably smaller (the scratch is live only during its operator, or its patch stage,
     but may raise the peak; a few bytes are not worth the slower one-pixel path);
     ``pairs``: keep two everywhere (the fuzzer's second plan, the fastest kernel paths)."""
-    need = {op.index: (core_scratch_bytes(op, g, 1), core_scratch_bytes(op, g, 2))
-            for op in g.ops if ext_reason(g, op) is not None}  # extension: scratch_bytes()
-    need = {i: n for i, n in need.items() if n[1] > 0}
-
-    def scratch(cols: dict[int, int]) -> list[Buffer]:
-        return [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1],
-                       *((stage.first, stage.last) if stage and i in stage.ops else (i, i)))
-                for i, c in cols.items() if need[i][c - 1] > 0]
+    need = _scratch_need(g)
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
-        return _plan_joint(buffers, scratch(cols), alignment)
+        return _plan_joint(buffers, _scratch(need, cols, stage), alignment)
 
     cols = {i: 2 for i in need}
     mem = trial(cols)
@@ -316,22 +327,64 @@ def _environment(folder: str) -> jinja2.Environment:
                               autoescape=False)
 
 
-def build(facts: ModelFacts, name: str | None = None,
-          patch: tuple[int, int, int] | None = None, speed_first: bool = False
-          ) -> tuple[dict[str, str], CResult]:
+class _Plans:
+    """The arena plans of one model without and with candidate patch stages, each made
+    once (``patch_auto.Plans``)."""
+
+    def __init__(self, g: Graph, pairs: bool) -> None:
+        self.g, self.pairs = g, pairs
+        self.need = _scratch_need(g)
+        self.made: dict[tuple[int, ...], tuple[dict[int, int], dict[int, int], MemoryPlan]] = {}
+
+    def storage(self, stage: Stage | None) -> tuple[dict[int, int], list[Buffer], int]:
+        """Alias map, buffers and alignment of the plan with ``stage``."""
+        alias, buffers = _storage(self.g, Techniques(stage=stage))
+        wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and self.g.t(b.tensor).itemsize > 1)
+                   for b in buffers)  # int16/int32 data and extension scratch stay aligned
+        return alias, buffers, 8 if wide else 1
+
+    def plan(self, stage: Stage | None) -> tuple[dict[int, int], dict[int, int], MemoryPlan]:
+        """(alias, scratch columns, plan) code generation uses with ``stage``."""
+        key = (stage.first, stage.last, stage.bands) if stage is not None else ()
+        if key not in self.made:
+            alias, buffers, align = self.storage(stage)
+            self.made[key] = (alias, *_plan_with_scratch(self.g, buffers, align, stage,
+                                                         pairs=self.pairs))
+        return self.made[key]
+
+    def full(self, stage: Stage | None) -> int:
+        return self.plan(stage)[2].size
+
+    def quick(self, stage: Stage | None) -> int:
+        _, buffers, align = self.storage(stage)
+        return _plan_joint(buffers, _scratch(self.need, dict.fromkeys(self.need, 2), stage),
+                           align).size
+
+    def bound(self, stage: Stage | None) -> int:
+        _, buffers, align = self.storage(stage)
+        return lower_bound([*buffers, *_scratch(self.need, dict.fromkeys(self.need, 1), stage)],
+                           align)
+
+    def live(self) -> list[int]:
+        _, buffers, _ = self.storage(None)
+        return [sum(b.size for b in buffers if b.first <= k <= b.last)
+                for k in range(len(self.g.ops))]
+
+
+def build(facts: ModelFacts, name: str | None = None, patch: PatchChoice | None = AUTO,
+          speed_first: bool = False) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset).
-    ``patch``: (first op, last op, bands) run patch-based (patch.py). ``speed_first``: every
-    convolution keeps its pixel-pair scratch even where that raises the arena, and every
-    int8 ADD takes the table kernel (the fuzzer builds half its models so: the paths the
-    size-first choices leave out of small models)."""
+    ``patch``: ``"auto"`` (a patch-based first stage where it lowers the arena enough,
+    :mod:`.patch_auto`), ``"off"`` or (first op, last op, bands) forced (:mod:`.patch`).
+    ``speed_first``: every convolution keeps its pixel-pair scratch even where that raises
+    the arena, and every int8 ADD takes the table kernel (the fuzzer builds half its models
+    so: the paths the size-first choices leave out of small models)."""
     g = read_graph(facts)
-    want = option(patch)
-    stage = plan_stage(g, *want) if want is not None else None
-    alias, buffers = _storage(g, Techniques(stage=stage))
-    wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
-               for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage,
-                                   pairs=speed_first)
+    plans = _Plans(g, speed_first)
+    choice = parse_choice(patch)
+    decision = choose(g, choice, op_macs(facts) if choice != OFF else [], plans)
+    stage = decision.stage
+    alias, cols, mem = plans.plan(stage)
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -373,11 +426,8 @@ def build(facts: ModelFacts, name: str | None = None,
             calls[k] = f"/* {k}: {g.ops[k].name} */ " + (
                 stage_block(g, stage, whole, ptrs) if k == stage.first
                 else "/* in the band loop above */")
-        _, plain = _storage(g)
-        unpatched = _plan_with_scratch(g, plain, mem.alignment)[1].size
-        extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
-                          "recompute_macs_ratio": stage.recompute_macs_ratio,
-                          "saved_bytes": unpatched - mem.size}
+        extra["patch"] = decision.report
+        unpatched = plans.full(None)
         if unpatched <= mem.size:
             log.warning("patch stage ops %d..%d in %d bands: the arena is %d B, %d B more than "
                         "without it (halo rows and band buffers outweigh the saving here)",
@@ -431,14 +481,14 @@ def build(facts: ModelFacts, name: str | None = None,
 def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
                name: str | None = None,
                tflm_arena: Callable[[ModelFacts], int | None] | bool | None = None,
-               owned: bool = False, patch: tuple[int, int, int] | None = None) -> CResult:
+               owned: bool = False, patch: PatchChoice | None = AUTO) -> CResult:
     """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan.
     ``owned``: own only the files written (``generate``; see
     :func:`tinydeploy.output.staged_output`), else replace same-named files (build folders).
     ``tflm_arena``: a function giving TFLM's Cortex-M arena for the model, to compare the
     static plan with in ``memory.json`` (the caller passes
     :func:`tinydeploy.arena.search.cortex_m_estimate`: the arena layer sits above this one);
-    None or False: no comparison."""
+    None or False: no comparison. ``patch``: see :func:`build`."""
     facts = load(facts)
     out_dir = check_output_dir(out_dir)
     texts, result = build(facts, name, patch)  # raises before anything is written

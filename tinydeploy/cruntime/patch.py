@@ -10,13 +10,12 @@ as without bands (the kernels take explicit ``in_h``/``out_h``/``pad_h``, rows p
 ``in_h`` being padding), so the result is bit-exact; the cost is the recomputed halo rows,
 reported as ``recompute_macs_ratio``.
 
-Option: ``generate_c(..., patch=(first_op, last_op, bands))`` or the environment variable
-``TINYDEPLOY_PATCH=first:last:bands`` (experimental).
+Chosen by the planner (``patch="auto"``, :mod:`.patch_auto`) or forced:
+``generate_c(..., patch=(first_op, last_op, bands))``, ``--patch FIRST:LAST:BANDS``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -55,27 +54,6 @@ class Stage:
         """The band buffer of intermediate tensor t: its most rows of any band."""
         _, _, w, c = g.t(t).shape
         return max(r[t][1] for r in self.rows) * w * c
-
-
-ENV = "TINYDEPLOY_PATCH"
-
-
-def parse(text: str, what: str = ENV) -> tuple[int, int, int]:
-    """``FIRST_OP:LAST_OP:BANDS`` -> (first, last, bands) (``bad_argument`` otherwise)."""
-    try:
-        a, b, n = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise TinyDeployError("bad_argument", problem=f"{what} {text!r} is no "
-                              "FIRST_OP:LAST_OP:BANDS", fix="give it like 0:3:6") from None
-    return a, b, n
-
-
-def option(patch: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-    """``patch`` or TINYDEPLOY_PATCH=first:last:bands (``--patch``; None: no patch stage)."""
-    if patch is not None:
-        return patch
-    env = os.environ.get(ENV, "")
-    return parse(env, f"{ENV}=") if env else None
 
 
 def _window(op: Op, g: Graph) -> tuple[int, int, int, int]:
