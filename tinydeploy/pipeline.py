@@ -343,9 +343,9 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
 
         fw = out / "firmware"
         with timer("generate"):
+            c_runtime = {"patch": opts["patch"]} if opts["runtime"] == "c" else {}
             gen = generate(facts, fw, boards=[b.id], arena=opts["arena"], fmt=opts["fmt"],
-                           runtime=opts["runtime"] or "tflm", data=data_path,
-                           patch=opts["patch"])
+                           runtime=opts["runtime"] or "tflm", data=data_path, **c_runtime)
         project = Path(getattr(gen, "platformio_dir", None) or fw)
         with timer("flash"):
             fr = flash(project, b, port=port)
