@@ -114,8 +114,11 @@ class Techniques:
     stage: Stage | None = None  # patch-based first stage (patch.py), an option
 
 
-def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int], list[Buffer]]:
-    """Alias map (RESHAPE output -> root tensor) and the buffers the planner places.
+def _storage(g: Graph, tech: Techniques = Techniques(),
+             distances: dict[int, int | None] | None = None
+             ) -> tuple[dict[int, int], list[Buffer]]:
+    """Alias map (RESHAPE output -> root tensor) and the buffers the planner places
+    (``distances``: the operators' in-place overlap distances known so far, filled in).
 
     The model's inputs and outputs are planned like any tensor: an input is live from the
     first operator (the application wrote it before ``td_invoke``) to its last reader, an
@@ -178,7 +181,11 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             r = alias.get(i, i)
             if r in buffers and r != y and last[r] == op.index \
                     and g.t(r).size == g.t(i).size:
-                d = ext_overlap_distance(op, g) if ext else overlap_distance(op, g)
+                known = distances if distances is not None else {}
+                if op.index not in known:
+                    known[op.index] = (ext_overlap_distance(op, g) if ext
+                                       else overlap_distance(op, g))
+                d = known[op.index]
                 if d is not None:
                     buffers[y].pin = (r, d)
                 break
@@ -334,11 +341,12 @@ class _Plans:
     def __init__(self, g: Graph, pairs: bool) -> None:
         self.g, self.pairs = g, pairs
         self.need = _scratch_need(g)
+        self.distances: dict[int, int | None] = {}  # in-place distances, the same for all
         self.made: dict[tuple[int, ...], tuple[dict[int, int], dict[int, int], MemoryPlan]] = {}
 
     def storage(self, stage: Stage | None) -> tuple[dict[int, int], list[Buffer], int]:
         """Alias map, buffers and alignment of the plan with ``stage``."""
-        alias, buffers = _storage(self.g, Techniques(stage=stage))
+        alias, buffers = _storage(self.g, Techniques(stage=stage), self.distances)
         wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and self.g.t(b.tensor).itemsize > 1)
                    for b in buffers)  # int16/int32 data and extension scratch stay aligned
         return alias, buffers, 8 if wide else 1
