@@ -119,7 +119,7 @@ def candidates(g: Graph, live: list[int], macs: list[int]) -> list[Stage]:
                 try:
                     st = plan_stage(g, first, last, bands)
                 except TinyDeployError:
-                    break  # what refuses this range refuses it in any band count
+                    continue  # (a refusal may depend on the band count: try each)
                 if extra_macs(st, macs) <= MAX_EXTRA_MACS:
                     found.setdefault((st.first, st.last, st.bands), st)
     return list(found.values())
