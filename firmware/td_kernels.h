@@ -192,6 +192,9 @@ void td_hard_swish(const td_hard_swish_params *p, const int8_t *in, int8_t *out)
 void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out);
 void td_mean(const td_mean_params *p, const int8_t *in, int8_t *out);
 void td_copy(int32_t size, const int8_t *in, int8_t *out);
+/* in-place rows x cols -> cols x rows of px-byte elements (cycle leaders from the generator) */
+void td_transpose_px(int8_t *p, int32_t rows, int32_t cols, int32_t px,
+                     const uint16_t *leaders, int32_t n_leaders);
 /* out[i] = lut[in[i] + 128]: int8 LOGISTIC/TANH with a generator-made table */
 void td_lut8(int32_t size, const int8_t *lut, const int8_t *in, int8_t *out);
 /* Concatenation as outer x (per input: inner[i] bytes): out = in0 rows | in1 rows | ... */

@@ -396,6 +396,43 @@ void td_copy(int32_t size, const int8_t *in, int8_t *out) {
   for (i = 0; i < size; ++i) out[i] = in[i];
 }
 
+/* In-place transposition of a rows x cols row-major matrix of px-byte elements (an NHWC
+ * tensor's H and W swapped): the element landing at index i = c * rows + r comes from
+ * r * cols + c = i * cols mod (rows * cols - 1) for the inner indices. Follows each
+ * permutation cycle once from its smallest index (``leaders``, computed at generation
+ * time: no marks in RAM), up to 32 bytes of every element per pass, a word at a time
+ * when px is a multiple of 4. */
+void td_transpose_px(int8_t *p, int32_t rows, int32_t cols, int32_t px,
+                     const uint16_t *leaders, int32_t n_leaders) {
+  int8_t tmp[32];
+  const int32_t unit = (px & 3) == 0 ? 4 : 1;
+  const uint32_t m = (uint32_t)(rows * cols - 1);
+  int32_t c0, k, b;
+  for (c0 = 0; c0 < px; c0 += 32) {
+    const int32_t w = px - c0 < 32 ? px - c0 : 32;
+    int8_t *q = p + c0;
+    for (k = 0; k < n_leaders; ++k) {
+      const int32_t s = leaders[k];
+      int32_t i = s;
+      memcpy(tmp, q + s * px, (size_t)w);
+      for (;;) {
+        /* (i % rows) * cols + i / rows, as one product modulo n - 1 (n < 2^16) */
+        const int32_t j = (int32_t)((uint32_t)i * (uint32_t)cols % m);
+        int8_t *dst = q + i * px;
+        const int8_t *src = q + j * px;
+        if (j == s) break;
+        if (unit == 4) {
+          for (b = 0; b < w; b += 4) memcpy(dst + b, src + b, 4);
+        } else {
+          for (b = 0; b < w; ++b) dst[b] = src[b];
+        }
+        i = j;
+      }
+      memcpy(q + i * px, tmp, (size_t)w);
+    }
+  }
+}
+
 void td_lut8(int32_t size, const int8_t *lut, const int8_t *in, int8_t *out) {
   int32_t i;
   for (i = 0; i < size; ++i) out[i] = lut[(int32_t)in[i] + 128];

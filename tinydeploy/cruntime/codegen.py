@@ -40,11 +40,13 @@ from .emit_ext import (
     state_decls,
 )
 from .fusion import fusions
-from .graph import Graph, read_graph
+from .graph import Graph, Op, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
 from .patch import Stage, stage_block
 from .patch_auto import AUTO, OFF, PatchChoice, choose, parse_choice
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
+from .transpose import choose as choose_transposed
+from .transpose import leader_decls, wrap
 
 KERNEL_FILES = ("td_kernels.h", "td_simd.h", "td_kernels.c", "td_kernels_conv.c",
                 "td_kernels_conv_ref.c", "td_kernels_dww.c",
@@ -111,7 +113,7 @@ class Techniques:
     alias: bool = True  # RESHAPE/SQUEEZE/EXPAND_DIMS outputs share their input's bytes
     in_place: bool = True  # outputs over their dying input (overlap.py, planner pins)
     fusion: bool = True  # RELU/RELU6 folded into the producing kernel (fusion.py)
-    stage: Stage | None = None  # patch-based first stage (patch.py), an option
+    stage: Stage | None = None  # patch-based first stage (patch.py, patch_auto.py)
 
 
 def _storage(g: Graph, tech: Techniques = Techniques(),
@@ -133,6 +135,8 @@ def _storage(g: Graph, tech: Techniques = Techniques(),
             src = op.inputs[0]
             if not g.t(src).is_const and not g.t(src).variable:
                 alias[op.outputs[0]] = alias.get(src, src)
+    for v, base in g.views.items():  # transposed views (transpose.py): the base's bytes
+        alias[v] = alias.get(base, base)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     end = max(len(g.ops) - 1, 0)
@@ -172,6 +176,7 @@ def _storage(g: Graph, tech: Techniques = Techniques(),
                                                     op.index, op.index)
     for op in g.ops:  # outputs that may overlap the input they consume (overlap.py)
         y = op.outputs[0]
+        y = alias[y] if y in g.views else y
         if not tech.in_place or y not in buffers or y in alias \
                 or (st is not None and op.index in st.ops):
             continue
@@ -183,13 +188,43 @@ def _storage(g: Graph, tech: Techniques = Techniques(),
                     and g.t(r).size == g.t(i).size:
                 known = distances if distances is not None else {}
                 if op.index not in known:
-                    known[op.index] = (ext_overlap_distance(op, g) if ext
-                                       else overlap_distance(op, g))
+                    known[op.index] = _distance(op, g)
                 d = known[op.index]
                 if d is not None:
                     buffers[y].pin = (r, d)
                 break
     return alias, list(buffers.values())
+
+
+def _distance(op: Op, g: Graph) -> int | None:
+    """Bytes op's output may start below the input it consumes last (overlap.py)."""
+    ext = ext_reason(g, op) is None or op.name in FORWARD_CORE
+    return ext_overlap_distance(op, g) if ext else overlap_distance(op, g)
+
+
+def _dies_at(g: Graph, tech: Techniques) -> dict[int, int]:
+    """Operator -> its first input, where that operator is the input's last reader."""
+    alias, buffers = _storage(g, tech)
+    last = {b.tensor: b.last for b in buffers if b.tensor >= 0}
+    return {op.index: op.inputs[0] for op in g.ops if op.inputs and op.inputs[0] >= 0
+            and last.get(alias.get(op.inputs[0], op.inputs[0])) == op.index}
+
+
+def _alignment(g: Graph, buffers: list[Buffer]) -> int:
+    """8 where int16/int32 data or extension scratch is planned (kept aligned), else 1."""
+    return 8 if any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and g.t(b.tensor).itemsize > 1)
+                    for b in buffers) else 1
+
+
+def _plan(g: Graph, stage: Stage | None, speed_first: bool,
+          distances: dict[int, int | None] | None = None
+          ) -> tuple[dict[int, int], list[Buffer], dict[int, int], MemoryPlan]:
+    """Alias map, buffers, im2col columns and the memory plan of ``g`` (``distances``: see
+    :func:`_storage`)."""
+    alias, buffers = _storage(g, Techniques(stage=stage), distances)
+    cols, mem = _plan_with_scratch(g, buffers, alignment=_alignment(g, buffers), stage=stage,
+                                   pairs=speed_first)
+    return alias, buffers, cols, mem
 
 
 SCRATCH_MIN_SAVING = 64  # bytes (and 1/32 of the arena) one-pixel im2col must save
@@ -342,57 +377,66 @@ class _Plans:
         self.g, self.pairs = g, pairs
         self.need = _scratch_need(g)
         self.distances: dict[int, int | None] = {}  # in-place distances, the same for all
-        self.made: dict[tuple[int, ...], tuple[dict[int, int], dict[int, int], MemoryPlan]] = {}
+        self.made: dict[tuple[int, ...], tuple[dict[int, int], list[Buffer], dict[int, int],
+                                               MemoryPlan]] = {}
 
-    def storage(self, stage: Stage | None) -> tuple[dict[int, int], list[Buffer], int]:
-        """Alias map, buffers and alignment of the plan with ``stage``."""
-        alias, buffers = _storage(self.g, Techniques(stage=stage), self.distances)
-        wide = any(b.tensor >= SCRATCH_ID or (b.tensor >= 0 and self.g.t(b.tensor).itemsize > 1)
-                   for b in buffers)  # int16/int32 data and extension scratch stay aligned
-        return alias, buffers, 8 if wide else 1
+    def storage(self, stage: Stage | None) -> tuple[list[Buffer], int]:
+        """The buffers and alignment of the plan with ``stage``."""
+        _, buffers = _storage(self.g, Techniques(stage=stage), self.distances)
+        return buffers, _alignment(self.g, buffers)
 
-    def plan(self, stage: Stage | None) -> tuple[dict[int, int], dict[int, int], MemoryPlan]:
-        """(alias, scratch columns, plan) code generation uses with ``stage``."""
+    def plan(self, stage: Stage | None
+             ) -> tuple[dict[int, int], list[Buffer], dict[int, int], MemoryPlan]:
+        """What :func:`_plan` gives with ``stage``: the plan code generation uses."""
         key = (stage.first, stage.last, stage.bands) if stage is not None else ()
         if key not in self.made:
-            alias, buffers, align = self.storage(stage)
-            self.made[key] = (alias, *_plan_with_scratch(self.g, buffers, align, stage,
-                                                         pairs=self.pairs))
+            self.made[key] = _plan(self.g, stage, self.pairs, self.distances)
         return self.made[key]
 
     def full(self, stage: Stage | None) -> int:
-        return self.plan(stage)[2].size
+        return self.plan(stage)[3].size
 
     def quick(self, stage: Stage | None) -> int:
-        _, buffers, align = self.storage(stage)
+        buffers, align = self.storage(stage)
         return _plan_joint(buffers, _scratch(self.need, dict.fromkeys(self.need, 2), stage),
                            align).size
 
     def bound(self, stage: Stage | None) -> int:
-        _, buffers, align = self.storage(stage)
+        buffers, align = self.storage(stage)
         return lower_bound([*buffers, *_scratch(self.need, dict.fromkeys(self.need, 1), stage)],
                            align)
 
     def live(self) -> list[int]:
-        _, buffers, _ = self.storage(None)
+        buffers, _ = self.storage(None)
         return [sum(b.size for b in buffers if b.first <= k <= b.last)
                 for k in range(len(self.g.ops))]
 
 
 def build(facts: ModelFacts, name: str | None = None, patch: PatchChoice | None = AUTO,
-          speed_first: bool = False) -> tuple[dict[str, str], CResult]:
+          speed_first: bool = False, force_transposed: bool = False
+          ) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset).
     ``patch``: ``"auto"`` (a patch-based first stage where it lowers the arena enough,
     :mod:`.patch_auto`), ``"off"`` or (first op, last op, bands) forced (:mod:`.patch`).
     ``speed_first``: every convolution keeps its pixel-pair scratch even where that raises
     the arena, and every int8 ADD takes the table kernel (the fuzzer builds half its models
-    so: the paths the size-first choices leave out of small models)."""
+    so: the paths the size-first choices leave out of small models). ``force_transposed``:
+    every operator that can run transposed does (transpose.py; the fuzzer's share), not only
+    where the arena shrinks (without a patch stage)."""
     g = read_graph(facts)
     plans = _Plans(g, speed_first)
     choice = parse_choice(patch)
     decision = choose(g, choice, op_macs(facts) if choice != OFF else [], plans)
     stage = decision.stage
-    alias, cols, mem = plans.plan(stage)
+    transposed: dict[int, Any] = {}
+    saved_tr = 0
+    if stage is None:
+        g, transposed, saved_tr = choose_transposed(
+            g, _distance, lambda gg: _dies_at(gg, Techniques()),
+            lambda gg: plans.full(None) if gg is plans.g else _plan(gg, None, speed_first)[3].size,
+            force_transposed)
+    alias, buffers, cols, mem = (_plan(g, None, speed_first) if transposed
+                                 else plans.plan(stage))
     scratch = {i: -(i + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -427,6 +471,11 @@ def build(facts: ModelFacts, name: str | None = None, patch: PatchChoice | None 
         f"/* fused into op {fused[op.index].producer} */" if op.index in fused else em.emit(op))
         for op in g.ops]
     extra: dict[str, Any] = {}
+    for k, tr in transposed.items():
+        em.decls.extend(leader_decls(tr))
+        calls[k] = f"/* {k}: {g.ops[k].name} */ " + wrap(g, tr, calls[k].split("*/ ", 1)[1], loc)
+    if transposed:
+        extra["transposed_ops"] = sorted(transposed)
     if stage is not None:
         whole = {k: c.split("*/ ", 1)[1] for k, c in enumerate(calls) if k in stage.ops}
         ptrs = {t: loc(t) for t in (stage.x, stage.y, *stage.inner)}
@@ -483,6 +532,7 @@ def build(facts: ModelFacts, name: str | None = None, patch: PatchChoice | None 
                             "in_place_ops": in_place_ops(g, mem, alias),
                             "fused_ops": [asdict(f) for f in fusions(g).values()], **extra},
                      state_bytes=sum(s["size"] * g.t(s["index"]).itemsize for s in states))
+    result.extra["saved_bytes"]["transposed"] = saved_tr  # (transpose.py)
     return texts, result
 
 

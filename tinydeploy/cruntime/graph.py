@@ -79,6 +79,8 @@ class Graph:
     inputs: list[int]
     outputs: list[int]
     path: str = "<model>"
+    # tensor -> tensor whose bytes it is, seen in another layout (transpose.py's views)
+    views: dict[int, int] = field(default_factory=dict)
 
     def t(self, index: int) -> Tensor:
         return self.tensors[index]

@@ -20,7 +20,7 @@ from .paths import LayerPath, classify
 from .targets import Case
 
 __all__ = ["SAMPLES", "Prepared", "compare", "prepare", "sample_bytes", "save_case",
-           "speed_first"]
+           "speed_first", "transposed_first"]
 
 SAMPLES = 4
 
@@ -40,6 +40,12 @@ class Prepared:
 def speed_first(seed: int) -> bool:
     """Whether model ``seed`` is generated speed-first (half of them, by a hash)."""
     return bin(seed * 2654435761 & 0xFFFFFFFF).count("1") % 2 == 1
+
+
+def transposed_first(seed: int) -> bool:
+    """Whether model ``seed`` runs every operator it can transposed (a third of them, so
+    that the qemu-cm4 share gets some too; cruntime/transpose.py)."""
+    return seed % 3 == 0
 
 
 def sample_bytes(sample: list[np.ndarray]) -> bytes:
@@ -62,7 +68,8 @@ def prepare(built: Built, host: HostRef, samples: int = SAMPLES
         # half the models (a hash of the seed, so that every k-th model -- the qemu-cm4
         # share -- gets both) generated speed-first (each convolution's pixel-pair scratch,
         # the table ADD at any size): paths the size-first choices leave out of small models
-        texts, cres = build_c(facts, speed_first=speed_first(built.recipe.seed))
+        texts, cres = build_c(facts, speed_first=speed_first(built.recipe.seed),
+                              force_transposed=transposed_first(built.recipe.seed))
     except TinyDeployError as exc:
         return None, "c-refused", str(exc)[:160]
     ir = read_graph(facts)

@@ -37,6 +37,9 @@ _FIELD = re.compile(r"\.(\w+) = (\{[^}]*\}|[^,\n]+)")
 _INT8_VARIANT = re.compile(r"td_(conv2d|depthwise_conv2d|fully_connected)"
                            r"_(fast|fastg|fastw|fastwg|ref)")
 _CALL = re.compile(r"/\* (\d+): (\w+) \*/ (.*)")
+# cruntime/transpose.py's block: transposition, the kernel's call, transposition
+_TRANSPOSED = re.compile(r"/\* (\d+): \w+ \*/ \{ /\* run transposed[^\n]*\n"
+                         r"(?:\s*td_transpose_px\([^\n]*\n)?\s*(\w+\([^\n]*)")
 F32_MIN_NORMAL = 1.1754943508222875e-38
 
 
@@ -227,10 +230,15 @@ def classify(g: Graph, model_c: str, intent: dict[int, set[str]] | None = None
                          re.S):
         structs.setdefault(m.group(1), {})["_text"] = m.group(2)
     calls = {int(m.group(1)): m.group(3) for m in _CALL.finditer(model_c)}
+    for m in _TRANSPOSED.finditer(model_c):  # the kernel's call between the transpositions
+        calls[int(m.group(1))] = "transposed:" + m.group(2)
     out = []
     for op in g.ops:
-        path = _path(calls.get(op.index, ""), structs, op.index)
+        call = calls.get(op.index, "")
+        transposed = call.startswith("transposed:")
+        path = _path(call.removeprefix("transposed:"), structs, op.index)
         tags = layer_regimes(g, op) | set((intent or {}).get(op.index, set()))
+        tags |= {"transposed"} if transposed else set()
         tags -= {"per-channel", "per-tensor"} if op.name not in WEIGHTED else set()
         out.append(LayerPath(op.index, op_label(g, op), path, tags))
     return out
