@@ -143,9 +143,9 @@ def memory_techniques(work: Path) -> str:
     used = [k for k, v in mem.get("saved_bytes", {}).items() if v > 0]
     if "patch" in mem:  # --patch auto (chosen by the planner) or first:last:bands
         p = mem["patch"]
-        used.append("patch({}..{}, {} bands, {:.2f}x outputs, +{:.1%} MACs, {})".format(
-            *p["ops"], p["bands"], p["recompute_macs_ratio"], p.get("extra_macs_ratio", 0.0),
-            p.get("chosen", "forced")))
+        used.append("patch({},ops{}..{},{}bands,{:.2f}x_outputs,{:.1%}_extra_MACs)".format(
+            p.get("chosen", "forced"), *p["ops"], p["bands"], p["recompute_macs_ratio"],
+            p.get("extra_macs_ratio", 0.0)))  # one word: before_after.py splits on spaces, "+"
     return "+".join(used) or "-"
 
 
