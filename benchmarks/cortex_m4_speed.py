@@ -73,9 +73,10 @@ MCUNET_TARGET = 0.55
 MCUNET_ENV = "TINYDEPLOY_MCUNET_VWW"
 
 
-def measure(name: str, data: Path, work: Path, defines: tuple[str, ...] = ()
-            ) -> dict[str, Any] | None:
-    """Build, run the 16 reference inputs; None when the C runtime refuses the model."""
+def measure(name: str, data: Path, work: Path, defines: tuple[str, ...] = (),
+            patch: str = "auto") -> dict[str, Any] | None:
+    """Build, run the 16 reference inputs; None when the C runtime refuses the model
+    (``patch``: the C runtime's patch-based stage, ``auto``, ``off`` or ``F:L:B``)."""
     from tinydeploy.device.link import Link
     from tinydeploy.device.qemu import build_info, build_qemu, start_qemu
 
@@ -85,7 +86,7 @@ def measure(name: str, data: Path, work: Path, defines: tuple[str, ...] = ()
         files = sorted(data.glob(f"{name}.inputs_*.npy"),
                        key=lambda f: int(f.stem.rsplit("_", 1)[1]))
     try:
-        build_qemu(path, work, defines=defines)
+        build_qemu(path, work, defines=defines, patch=patch)
     except TinyDeployError as exc:
         if exc.code in ("unsupported_op", "model_rejected"):
             return None
@@ -95,7 +96,8 @@ def measure(name: str, data: Path, work: Path, defines: tuple[str, ...] = ()
     want = np.load(data / f"{name}.outputs_cm4.npy")
     cycles = []
     exact = True
-    with start_qemu(path, work, defines=defines) as proc, Link(proc.port, timeout=60.0) as link:
+    with start_qemu(path, work, defines=defines, patch=patch) as proc, \
+            Link(proc.port, timeout=60.0) as link:
         link.hello()
         for i in range(len(xs[0])):
             reply = link.infer(b"".join(np.ascontiguousarray(x[i]).tobytes() for x in xs))
@@ -139,9 +141,11 @@ def memory_techniques(work: Path) -> str:
     path = work / "model" / "memory.json"
     mem = json.loads(path.read_text()) if path.is_file() else {}
     used = [k for k, v in mem.get("saved_bytes", {}).items() if v > 0]
-    if "patch" in mem:  # TINYDEPLOY_PATCH=first:last:bands
-        used.append("patch({}..{}, {} bands, {:.2f}x outputs)".format(
-            *mem["patch"]["ops"], mem["patch"]["bands"], mem["patch"]["recompute_macs_ratio"]))
+    if "patch" in mem:  # --patch auto (chosen by the planner) or first:last:bands
+        p = mem["patch"]
+        used.append("patch({},ops{}..{},{}bands,{:.2f}x_outputs,{:.1%}_extra_MACs)".format(
+            p.get("chosen", "forced"), *p["ops"], p["bands"], p["recompute_macs_ratio"],
+            p.get("extra_macs_ratio", 0.0)))  # one word: before_after.py splits on spaces, "+"
     return "+".join(used) or "-"
 
 
@@ -254,7 +258,8 @@ def ram_lines(rows: list[dict[str, Any]], gt: dict[str, Any]) -> list[str]:
     return lines
 
 
-def mcunet_vww(path: Path, work: Path) -> tuple[str, dict[str, Any], bool]:
+def mcunet_vww(path: Path, work: Path, patch: str = "auto"
+               ) -> tuple[str, dict[str, Any], bool]:
     """MCUNet VWW on the C runtime (qemu-cm4, validated against the host) next to the
     stored TFLM measurement: the printed line, the row, whether the target holds."""
     from mcunet_vww_tflm import RESULT, vww_inputs
@@ -266,7 +271,7 @@ def mcunet_vww(path: Path, work: Path) -> tuple[str, dict[str, Any], bool]:
     if facts.sha256 != stored["model"]["sha256"]:
         return f"mcunet_vww: {path} is not the model measured in {RESULT.name}", {}, False
     np.savez(work / "vww.npz", x_test=vww_inputs(facts, stored["inputs"]["count"]))
-    res = validate(path, work / "vww.npz", work / "vww", board="qemu-cm4")
+    res = validate(path, work / "vww.npz", work / "vww", board="qemu-cm4", patch=patch)
     tflm = stored["flavours"]
     row = {"model": "mcunet_vww", "instr": res.metrics["instructions"]["mean"],
            "exact": res.passed and res.metrics["exact_match_rate"] == 1.0,
@@ -289,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--mcunet-vww", type=Path, default=os.environ.get(MCUNET_ENV) or None,
                     help=f"TinyEngine's assets/vww.tflite (default ${MCUNET_ENV})")
+    ap.add_argument("--patch", default="auto",
+                    help="the C runtime's patch-based stage: auto (default) | off | F:L:B")
     args = ap.parse_args(argv)
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
         if shutil.which(tool) is None:
@@ -302,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             load(args.data / f"{name}.tflite")
-            row = measure(name, args.data, Path(tmp) / name, defines)
+            row = measure(name, args.data, Path(tmp) / name, defines, args.patch)
             if row is None:
                 skipped.append(name)
                 continue
@@ -311,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         text, ok = table(rows, gt)
         extra: dict[str, Any] = {}
         if args.mcunet_vww:
-            line, extra, ok_vww = mcunet_vww(args.mcunet_vww, Path(tmp))
+            line, extra, ok_vww = mcunet_vww(args.mcunet_vww, Path(tmp), args.patch)
             text, ok = f"{text}\n{line}", ok and ok_vww
     print(text)
     if skipped:

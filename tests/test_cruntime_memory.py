@@ -12,9 +12,10 @@
   ends) and the 16x8 CONV_2D (pixel pairs). memory.json
   lists each such operator; every model here is compared with the TFLM Python runtime on
   the host build and on qemu-cm4.
-* Patch-based execution (an option): person_detect's first four operators in 12 row bands,
-  bit-exact, 19.3 KB instead of 37.3 KB, halo rows carried (every output computed once;
-  residual blocks: tests/test_cruntime_patch.py).
+* Patch-based execution: person_detect's first four operators forced into 12 row bands
+  (``patch=(0, 3, 12)``), bit-exact, 19.3 KB instead of 37.3 KB, halo rows carried (every
+  output computed once; residual blocks: tests/test_cruntime_patch.py; the planner's own
+  choice, ``patch="auto"``: tests/test_patch_auto.py).
 * Fusion: a RELU / RELU6 after a FULLY_CONNECTED, ADD or CONV_2D folds into the producer's
   clamp (models here get one appended: the converter already fuses what it can).
 """
@@ -87,14 +88,14 @@ int main(void) {
 
 
 def _qemu_outputs(path: Path, samples: list[list[np.ndarray]], work: Path,
-                  dtypes: list[np.dtype]) -> list[list[np.ndarray]]:
+                  dtypes: list[np.dtype], patch: Any = "auto") -> list[list[np.ndarray]]:
     """Every sample through the protocol on a freshly built qemu-cm4 firmware."""
     from tinydeploy.device.link import Link
     from tinydeploy.device.qemu import start_qemu
 
     facts = load(path)
     got = []
-    with start_qemu(path, work) as proc, Link(proc.port, timeout=60.0) as link:
+    with start_qemu(path, work, patch=patch) as proc, Link(proc.port, timeout=60.0) as link:
         link.hello()
         for s in samples:
             raw = bytes(link.infer(b"".join(np.ascontiguousarray(x).tobytes() for x in s),
@@ -234,12 +235,13 @@ def test_fused_activation_bit_exact(model: str, act: str, producer: str,
 
 
 @needs_gcc
-def test_patch_stage_bit_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_patch_stage_bit_exact(tmp_path: Path) -> None:
     path = DATA / "person_detect.tflite"
     facts = load(path)
     res = generate_c(facts, tmp_path / "c", tflm_arena=False, patch=(0, 3, 12))
     mem = json.loads((res.out_dir / "memory.json").read_text())
     assert mem["patch"]["ops"] == [0, 3] and mem["patch"]["bands"] == 12
+    assert mem["patch"]["chosen"] == "forced"
     unpatched = mem["ram_bytes"] + mem["patch"]["saved_bytes"]  # the default plan's RAM
     assert 36000 < unpatched < 38500 and mem["ram_bytes"] < 0.75 * unpatched  # 12 bands: -28 %
     assert mem["patch"]["recompute_macs_ratio"] == 1.0 and mem["patch"]["carried_bytes"] > 0
@@ -251,30 +253,26 @@ def test_patch_stage_bit_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                             [(tuple(want.shape[1:]), want.dtype)], reset=True)
     assert all(np.array_equal(g[0], want[i]) for i, g in enumerate(got))
     if HAS_QEMU:
-        monkeypatch.setenv("TINYDEPLOY_PATCH", "0:3:12")
-        got = _qemu_outputs(path, samples[:3], tmp_path / "q", [want.dtype])
+        got = _qemu_outputs(path, samples[:3], tmp_path / "q", [want.dtype], (0, 3, 12))
         assert all(np.array_equal(g[0], want[i].reshape(g[0].shape)) for i, g in enumerate(got))
         assert "in 12 row bands" in (tmp_path / "q" / "model" / "td_model.c").read_text()
 
 
-def test_patch_stage_refused_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_patch_stage_refused_with_one_line() -> None:
     from tinydeploy.cruntime.codegen import build
     from tinydeploy.errors import TinyDeployError
 
     facts = load(DATA / "person_detect.tflite")
     with pytest.raises(TinyDeployError, match="op 29 RESHAPE cannot run in bands"):
         build(facts, patch=(27, 29, 4))
-    monkeypatch.setenv("TINYDEPLOY_PATCH", "0-3")
-    with pytest.raises(TinyDeployError, match="FIRST_OP:LAST_OP:BANDS"):
-        build(facts)
+    with pytest.raises(TinyDeployError, match="not auto, off or FIRST_OP:LAST_OP:BANDS"):
+        build(facts, patch="0-3")
 
 
 def test_patch_option_on_the_command_line(tmp_path: Path) -> None:
     """``--patch F:L:B`` (generate / validate / deploy, C runtime): the bands reach the
-    generated code and memory.json, validation stays bit-exact, the environment is restored,
-    and a TFLM build or a malformed value is one error line (exit 2)."""
-    import os
-
+    generated code and memory.json, validation stays bit-exact, and a TFLM build or a
+    malformed value is one error line (exit 2)."""
     from tinydeploy.cli import main
 
     path = DATA / "digits_cnn.tflite"
@@ -283,7 +281,6 @@ def test_patch_option_on_the_command_line(tmp_path: Path) -> None:
                  "0:2:3", "--out", str(gen)]) == 0
     mem = json.loads(next(gen.rglob("memory.json")).read_text())
     assert mem["patch"]["ops"] == [0, 2] and mem["patch"]["bands"] == 3
-    assert "TINYDEPLOY_PATCH" not in os.environ
     x = np.load(DATA / "digits_cnn.inputs.npy")
     np.savez(tmp_path / "d.npz", x_test=x)
     arena = {}
@@ -294,7 +291,6 @@ def test_patch_option_on_the_command_line(tmp_path: Path) -> None:
         arena[run] = doc["device"]["arena_size"]
     # the firmware ran the banded plan (on this small CNN it costs 228 B: memory.json says so)
     assert arena["patched"] == arena["plain"] - mem["patch"]["saved_bytes"] != arena["plain"]
-    assert "TINYDEPLOY_PATCH" not in os.environ
     assert main(["generate", str(path), "--board", "nano33ble", "--patch", "0:2:3",
                  "--out", str(tmp_path / "t")]) == 2  # TFLM firmware: refused
     assert main(["generate", str(path), "--runtime", "c", "--patch", "0-2",

@@ -228,35 +228,18 @@ def boards(as_json: JsonOpt = False) -> None:
         typer.echo(table())
 
 
-PATCH_HELP = ("C runtime: run operators FIRST..LAST patch-based, in BANDS row bands (lower "
-              "peak RAM for some recomputation; memory.json reports both), e.g. 0:3:6")
+PATCH_HELP = ("C runtime: auto (the planner runs the first stage patch-based, in row bands, "
+              "where that lowers the peak RAM enough for little recomputation) | off | "
+              "FIRST:LAST:BANDS (those operators in that many bands, e.g. 0:3:6); "
+              "memory.json reports the choice, the bytes saved and the recomputation")
 
 
-@contextlib.contextmanager
 def _patch_option(patch: str | None, runtime: str) -> Any:
-    """``--patch F:L:B`` for the commands that build the C runtime (as TINYDEPLOY_PATCH,
-    restored afterwards); refused where the TFLM firmware is built."""
-    if not patch:
-        yield
-        return
-    import os
+    """``--patch`` parsed for the commands that build the C runtime (default ``auto``);
+    refused in one line where the TFLM firmware is built."""
+    from .cruntime.patch_auto import refuse_for_tflm
 
-    from .cruntime.patch import ENV, parse
-
-    first, last, bands = parse(patch, "--patch")
-    if runtime != "c":
-        raise TinyDeployError("bad_argument", problem="--patch runs the C runtime's operators "
-                              "in row bands; this command builds the TFLM firmware",
-                              fix="add --runtime c, or drop --patch")
-    old = os.environ.get(ENV)
-    os.environ[ENV] = f"{first}:{last}:{bands}"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = old
+    return refuse_for_tflm(patch, runtime, given=patch is not None)
 
 
 @app.command()
@@ -290,10 +273,9 @@ def generate(
     from .render import generate as run
 
     runtime = resolve_runtime(runtime, tflm_src, "tflm")
-    with _patch_option(patch, str(runtime)):
-        result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt,
-                     runtime=runtime, name=name, labels=labels, data=data, tflm_src=tflm_src,
-                     io=io)
+    choice = _patch_option(patch, str(runtime))
+    result = run(model, out, boards=board.split(","), arena=arena_, fmt=fmt, runtime=runtime,
+                 name=name, labels=labels, data=data, tflm_src=tflm_src, io=io, patch=choice)
     _echo(result, as_json)
 
 
@@ -372,12 +354,12 @@ def validate(
 
     built = ("none" if port else "sim" if board == "sim"
              else str(resolve_runtime(runtime, tflm_src, "c")))
-    with _patch_option(patch, built):
-        result = run(model, data, out, port=port, board=board, samples=samples,
-                     tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful,
-                     profile=profile, runtime=runtime, tflm_src=tflm_src,
-                     tolerance_float=tolerance_float, timeout=timeout,
-                     known_differences=not strict, io=io, arena=arena_)
+    choice = _patch_option(patch, built)
+    result = run(model, data, out, port=port, board=board, samples=samples,
+                 tolerance_lsb=tolerance_lsb, trace=trace, stateful=stateful, profile=profile,
+                 runtime=runtime, tflm_src=tflm_src, tolerance_float=tolerance_float,
+                 timeout=timeout, known_differences=not strict, io=io, arena=arena_,
+                 patch=choice)
     _echo(result, as_json)
     for row in [] if as_json else sorted(result.layers, key=lambda r: -r["cost"])[:5]:
         typer.echo(f"  op {row['index']:3d} {row['op']:22} {row['cost']:14.0f} "
@@ -425,11 +407,11 @@ def deploy(
 
     b = get_board(board)
     default = "tflm" if b.uploadable else "sim" if b.simulated else "c"
-    with _patch_option(patch, str(resolve_runtime(runtime, tflm_src, default))):
-        result = run(target, out, board=board, data=data, epochs=epochs, port=port,
-                     samples=samples, tune_arena=tune_arena, arena=arena_, runtime=runtime,
-                     fmt=fmt, tolerance_lsb=tolerance_lsb, retrain=retrain,
-                     tflm_src=tflm_src, io=io)
+    choice = _patch_option(patch, str(resolve_runtime(runtime, tflm_src, default)))
+    result = run(target, out, board=board, data=data, epochs=epochs, port=port,
+                 samples=samples, tune_arena=tune_arena, arena=arena_, runtime=runtime,
+                 fmt=fmt, tolerance_lsb=tolerance_lsb, retrain=retrain, tflm_src=tflm_src,
+                 io=io, patch=choice)
     _echo(result, as_json)
     if not result.passed:
         raise TinyDeployError("validation_failed", report=result.report,

@@ -77,6 +77,34 @@ def _macs(name: str, op: Any, tensors: list[Any], const: list[int], out_elems: i
     return 0
 
 
+def _constants(facts: ModelFacts) -> list[int]:
+    """Indices of the main subgraph's tensors that hold constant data."""
+    m = facts.model
+    assert m is not None
+    tensors, buffers = m.subgraphs[0].tensors or [], m.buffers or []
+    return [i for i, t in enumerate(tensors)
+            if 0 < t.buffer < len(buffers) and buffers[t.buffer].data is not None
+            and len(buffers[t.buffer].data)]
+
+
+def op_macs(model: str | Any) -> list[int]:
+    """Multiply-accumulates of each operator of the main subgraph, in execution order
+    (see the module docstring; what ``analyze`` reports per layer, without the rest)."""
+    facts: ModelFacts = load(model)
+    m = facts.model
+    assert m is not None
+    sub = m.subgraphs[0]
+    tensors = sub.tensors or []
+    codes = m.operatorCodes or []
+    const = _constants(facts)
+    out = []
+    for op in sub.operators or []:
+        outs = [int(i) for i in (op.outputs if op.outputs is not None else []) if i >= 0]
+        elems = tensor_facts(tensors, outs[0]).elements if outs else 0
+        out.append(_macs(op_name(codes[op.opcodeIndex]), op, tensors, const, elems))
+    return out
+
+
 def analyze(model: str | Any) -> dict[str, Any]:
     """Per-layer table and totals of a model.
 
@@ -96,12 +124,10 @@ def analyze(model: str | Any) -> dict[str, Any]:
     sub = m.subgraphs[0]
     tensors = sub.tensors or []
     codes = m.operatorCodes or []
-    buffers = m.buffers or []
-    const = [i for i, t in enumerate(tensors)
-             if 0 < t.buffer < len(buffers) and buffers[t.buffer].data is not None
-             and len(buffers[t.buffer].data)]
+    const = _constants(facts)
     const_set = set(const)
     layers: list[Layer] = []
+    macs = op_macs(facts)
     for k, op in enumerate(sub.operators or []):
         name = op_name(codes[op.opcodeIndex])
         outs = [int(i) for i in (op.outputs if op.outputs is not None else []) if i >= 0]
@@ -113,7 +139,7 @@ def analyze(model: str | Any) -> dict[str, Any]:
             index=k, op=name, output_shape=list(first.shape) if first else [],
             dtype=first.dtype if first else "-",
             params=sum(p.elements for p in params), param_bytes=sum(p.nbytes for p in params),
-            macs=_macs(name, op, tensors, const, first.elements if first else 0),
+            macs=macs[k],
             activation_bytes=sum(t.nbytes for t in out_facts)))
     totals = {"layers": len(layers), "macs": sum(x.macs for x in layers),
               "params": sum(x.params for x in layers), "weight_bytes": facts.weight_bytes,

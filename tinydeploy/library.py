@@ -39,7 +39,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .app_api import api_context, class_labels, load_sample
 from .arena.plan import ArenaPlan
@@ -55,6 +55,9 @@ from .render_base import (
     comment_text,
     template_env,
 )
+
+if TYPE_CHECKING:
+    from .cruntime.patch_auto import PatchChoice
 
 C_CODE_BASE = 40 * KIB  # kernels + protocol + server + API + libm pieces (see tests)
 C_CODE_PER_OP = 128  # one kernel call with its arguments in td_invoke()
@@ -209,9 +212,11 @@ def lib_context(facts: ModelFacts, name: str, runtime: str, labels: Any, data: A
 
 
 def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], fmt: str,
-                        name: str, labels: Any = None, data: Any = None) -> GenerateResult:
+                        name: str, labels: Any = None, data: Any = None,
+                        patch: PatchChoice = "auto") -> GenerateResult:
     """Arduino library and/or PlatformIO project around the C runtime for MCU ``boards``
-    (see the module docstring); a :class:`GenerateResult`.
+    (see the module docstring); a :class:`GenerateResult`. ``patch``: the patch-based
+    stage (:func:`tinydeploy.cruntime.codegen.build`).
 
     Errors: the C runtime's refusals (unsupported op), ``does_not_fit`` (budget),
     ``bad_argument``/``bad_data`` (labels, sample data); nothing is written then."""
@@ -220,7 +225,7 @@ def generate_c_firmware(facts: ModelFacts, out_path: Path, boards: list[Board], 
     from .log import stage
     from .output import staged_output
 
-    texts, cres = codegen.build(facts, name)  # refuses unsupported models first
+    texts, cres = codegen.build(facts, name, patch)  # refuses unsupported models first
     api = lib_context(facts, name, "c", labels, data, boards)
     weights = cres.weight_bytes + cres.param_bytes
     budgets = [check_c_budget(facts, c_budget(b, weights, cres.n_ops, cres.plan.size,

@@ -19,11 +19,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TinyDeployError
 from .log import log, stage
 from .output import check_output_dir, write_atomic
+
+if TYPE_CHECKING:
+    from .cruntime.patch_auto import PatchChoice
 
 
 @dataclass
@@ -132,7 +135,8 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
            data: str | Path | None = None, epochs: int | None = None, port: str | None = None,
            samples: int | None = None, tune_arena: bool = False, arena: str | int = "auto",
            runtime: str | None = None, fmt: str = "platformio", tolerance_lsb: int = 0,
-           retrain: bool = False, tflm_src: Any = None, io: str = "model") -> DeployResult:
+           retrain: bool = False, tflm_src: Any = None, io: str = "model",
+           patch: PatchChoice = "auto") -> DeployResult:
     """Take an example or model all the way to a validated device; one report.
 
     Training and quantization are reused when their inputs (example script or model,
@@ -161,6 +165,8 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
             ``int8`` (a float interface stripped) or ``float`` (an example or ``.keras``
             model is quantized with float32 I/O around its int8 core, ``quantize --io
             float``; a ``.tflite`` must have a float interface).
+        patch: the C runtime's patch-based stage: ``auto``, ``off`` or (first op, last op,
+            bands) (:mod:`tinydeploy.cruntime.patch_auto`).
 
     Returns:
         A :class:`DeployResult` (``passed``, stage timings, report path).
@@ -171,10 +177,12 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
             result with ``passed=False``, not an exception.
     """
     from .boards import get_board
+    from .cruntime.patch_auto import parse_choice
     from .interface import check_io_choice
     from .validation import resolve_runtime, tflm_tree_for
 
     b = get_board(board)
+    patch = parse_choice(patch)
     check_io_choice(io)
     runtime = resolve_runtime(runtime, tflm_src, None)  # --tflm-src implies tflm
     _check_passthrough(b, arena, runtime, fmt, tolerance_lsb)
@@ -219,7 +227,7 @@ def deploy(target: str | Path, out: str | Path, board: str = "native",
         return _pipeline(target, kind, out, b, data, epochs, port, samples, tune_arena,
                          {"arena": arena, "runtime": runtime, "fmt": fmt,
                           "tolerance_lsb": tolerance_lsb, "retrain": retrain, "tree": tree,
-                          "tflm_src": tflm_src, "io": io})
+                          "tflm_src": tflm_src, "io": io, "patch": patch})
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # failed before any stage wrote something: leave nothing behind
@@ -335,8 +343,9 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
 
         fw = out / "firmware"
         with timer("generate"):
+            c_runtime = {"patch": opts["patch"]} if opts["runtime"] == "c" else {}
             gen = generate(facts, fw, boards=[b.id], arena=opts["arena"], fmt=opts["fmt"],
-                           runtime=opts["runtime"] or "tflm", data=data_path)
+                           runtime=opts["runtime"] or "tflm", data=data_path, **c_runtime)
         project = Path(getattr(gen, "platformio_dir", None) or fw)
         with timer("flash"):
             fr = flash(project, b, port=port)
@@ -355,7 +364,8 @@ def _pipeline(target: str, kind: str, out: Path, b: Any, data: str | Path | None
         if opts["tree"] is not None:  # the TFLM firmware's arena: --arena for the tree
             arena_bytes = tflm_arena(facts, opts["arena"], opts["tree"], board).size
         with open_device(facts, port, board, out / "device", runtime=opts["runtime"] or "c",
-                         tflm_src=opts["tree"], arena_bytes=arena_bytes) as dev_port:
+                         tflm_src=opts["tree"], arena_bytes=arena_bytes,
+                         patch=opts["patch"]) as dev_port:
             # native / emulated: compiling the C runtime; sim: starting the simulator
             compiled = b.native or b.emulated
             timer.stages["build" if compiled else "start"] = round(time.monotonic() - start, 3)

@@ -73,6 +73,7 @@ from .tflm_libraries import check_boards, library_context
 
 if TYPE_CHECKING:
     from .cruntime import CResult
+    from .cruntime.patch_auto import PatchChoice
 
 FORMATS = ("arduino", "platformio", "both")
 RUNTIMES = ("tflm", "c")
@@ -305,8 +306,8 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
              fmt: str = "both", runtime: str = "tflm",
              name: str | None = None, labels: str | Path | list[str] | None = None,
              data: str | Path | None = None,
-             tflm_src: str | Path | None = None, io: str = "model"
-             ) -> GenerateResult | CResult:
+             tflm_src: str | Path | None = None, io: str = "model",
+             patch: PatchChoice = "auto") -> GenerateResult | CResult:
     """Render firmware for ``boards`` into ``out`` (see the module docstring).
 
     ``runtime="c"`` delegates to :func:`tinydeploy.cruntime.generate_c` (its own result
@@ -337,6 +338,9 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
             (:mod:`tinydeploy.tflm_overrides`; MCU boards: their library's facts).
         io: ``model`` (the model's own interface, float32 included), ``int8`` (float
             boundary ops stripped) or ``float`` (:mod:`tinydeploy.interface`).
+        patch: the C runtime's patch-based stage: ``auto`` (where the planner finds one
+            that lowers the arena enough), ``off`` or (first op, last op, bands)
+            (:mod:`tinydeploy.cruntime.patch_auto`); the TFLM runtime takes no other.
 
     The Arduino output is a library with the application API (``td_app.h``) and the
     examples ``basic`` and ``validate`` (:mod:`tinydeploy.library`). ``runtime="c"`` on MCU
@@ -352,6 +356,9 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
     """
     check_choice(fmt, FORMATS, "--format")
     check_choice(runtime, RUNTIMES, "--runtime")
+    from .cruntime.patch_auto import refuse_for_tflm
+
+    patch = refuse_for_tflm(patch, runtime)
     from .guard import check
     from .interface import with_io
 
@@ -371,11 +378,12 @@ def generate(model: str | Path | bytes | ModelFacts, out: str | Path,
                 raise TinyDeployError("bad_argument", problem="MCU boards and pseudo-boards "
                                       "in one --board list", fix="generate them separately")
             return generate_c_firmware(facts, out_path, board_list, fmt, sketch,
-                                       labels=labels, data=data)
+                                       labels=labels, data=data, patch=patch)
         from .arena.search import cortex_m_estimate
         from .cruntime import generate_c
 
-        return generate_c(facts, out_path, name=name, owned=True, tflm_arena=cortex_m_estimate)
+        return generate_c(facts, out_path, name=name, owned=True, tflm_arena=cortex_m_estimate,
+                          patch=patch)
     ops = resolver_ops(facts)  # refuse unsupported ops before the (slower) arena prediction
     check_boards([(o["name"], o["resolver"]) for o in ops], board_list, facts.path,
                  BOARDS.values())

@@ -21,7 +21,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from .verdict import (
     judge,
     units_apart,
 )
+
+if TYPE_CHECKING:
+    from .cruntime.patch_auto import PatchChoice
 
 __all__ = ["ValidationResult", "check_device", "compute_metrics", "open_device",
            "resolve_runtime", "tflm_arena", "tflm_tree_for", "validate", "write_html"]
@@ -317,7 +320,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
              build: dict[str, Any] | None = None, runtime: str | None = None,
              tflm_src: Any = None, tolerance_float: float | None = None,
              timeout: float | None = None, known_differences: bool = True,
-             io: str = "model", arena: str | int = "auto") -> ValidationResult:
+             io: str = "model", arena: str | int = "auto",
+             patch: PatchChoice = "auto") -> ValidationResult:
     """Run ``x_test`` on the device, compare with the host, write the three result files.
 
     The model must pass the guard first (:func:`tinydeploy.guard.check`, the same error
@@ -347,6 +351,8 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
             ``$TINYDEPLOY_TFLM_SRC``), for ``runtime='tflm'``.
         arena: the TFLM firmware's arena on native / qemu-cm4 (``auto``, ``tuned`` or a
             byte count; :func:`tinydeploy.arena.plan.plan_for_tree`).
+        patch: the C runtime's patch-based stage on native / qemu-cm4: ``auto``, ``off``
+            or (first op, last op, bands) (:mod:`tinydeploy.cruntime.patch_auto`).
         tolerance_float: allowed |device - host| of float outputs (default: bit-exact).
         timeout: seconds one inference may take on the device (default: predicted from
             the model and the board, :mod:`tinydeploy.device.timing`).
@@ -373,6 +379,9 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     if io != "model":  # the firmware `generate --io int8` made runs the stripped model
         facts = check(with_io(facts, io))
 
+    from .cruntime.patch_auto import parse_choice
+
+    patch = parse_choice(patch)  # a malformed --patch before the host reference runs
     given_src = tflm_src  # also the stand-in host reference's tree (hostref_native)
     runtime = resolve_runtime(runtime, tflm_src, "c") or "c"
     tflm_src = tflm_tree_for(board, runtime, tflm_src) if not port else None  # fail early
@@ -430,7 +439,7 @@ def validate(model: str | Path | ModelFacts, data: str | Path, out: str | Path,
     paths = {"csv": out_dir / CSV_NAME, "json": out_dir / JSON_NAME, "html": out_dir / HTML_NAME}
     with tempfile.TemporaryDirectory(prefix="td-validate-") as work, \
             open_device(facts, port, board, Path(work), profile, runtime, tflm_src,
-                        arena_bytes) as dev_port:
+                        arena_bytes, patch) as dev_port:
         stage("validate", f"device on {dev_port}")
         native = board == "native"
         with crash_in_allocation(facts, tflm_src, arena_bytes, native) as started, \

@@ -22,6 +22,7 @@ import jinja2
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..interface import interface_lines
+from ..layers import op_macs
 from ..log import log
 from ..output import check_output_dir, staged_output
 from ..resources import firmware_dir, templates_dir
@@ -39,11 +40,11 @@ from .emit_ext import (
     sigmoid_table_decl,
     state_decls,
 )
-from .fc_stream import STREAM_ID, FcStream
 from .fusion import fusions
 from .graph import Graph, Op, read_graph
 from .overlap import FORWARD_CORE, ext_overlap_distance, overlap_distance
-from .patch import Stage, option, plan_stage, stage_block, stage_decls
+from .patch import Stage, stage_block, stage_decls
+from .patch_auto import AUTO, OFF, PatchChoice, choose, parse_choice
 from .planner import Buffer, MemoryPlan, add_buffers, lower_bound, plan
 from .transpose import choose as choose_transposed
 from .transpose import leader_decls, wrap
@@ -113,12 +114,15 @@ class Techniques:
     alias: bool = True  # RESHAPE/SQUEEZE/EXPAND_DIMS outputs share their input's bytes
     in_place: bool = True  # outputs over their dying input (overlap.py, planner pins)
     fusion: bool = True  # RELU/RELU6 folded into the producing kernel (fusion.py)
-    stage: Stage | None = None  # patch-based first stage (patch.py), an option
-    streams: tuple[FcStream, ...] = ()  # FULLY_CONNECTED inputs never stored (fc_stream.py)
+    stage: Stage | None = None  # patch-based first stage (patch.py, patch_auto.py)
+    streams: tuple[fc_stream.FcStream, ...] = ()  # FC inputs never stored (fc_stream.py)
 
 
-def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int], list[Buffer]]:
-    """Alias map (RESHAPE output -> root tensor) and the buffers the planner places.
+def _storage(g: Graph, tech: Techniques = Techniques(),
+             distances: dict[int, int | None] | None = None
+             ) -> tuple[dict[int, int], list[Buffer]]:
+    """Alias map (RESHAPE output -> root tensor) and the buffers the planner places
+    (``distances``: the operators' in-place overlap distances known so far, filled in).
 
     The model's inputs and outputs are planned like any tensor: an input is live from the
     first operator (the application wrote it before ``td_invoke``) to its last reader, an
@@ -190,7 +194,10 @@ def _storage(g: Graph, tech: Techniques = Techniques()) -> tuple[dict[int, int],
             r = alias.get(i, i)
             if r in buffers and r != y and last[r] == op.index \
                     and g.t(r).size == g.t(i).size:
-                d = _distance(op, g)
+                known = distances if distances is not None else {}
+                if op.index not in known:
+                    known[op.index] = _distance(op, g)
+                d = known[op.index]
                 if d is not None:
                     buffers[y].pin = (r, d)
                 break
@@ -211,15 +218,21 @@ def _dies_at(g: Graph, tech: Techniques) -> dict[int, int]:
             and last.get(alias.get(op.inputs[0], op.inputs[0])) == op.index}
 
 
+def _alignment(g: Graph, buffers: list[Buffer]) -> int:
+    """8 where int16/int32 data or extension scratch is planned (kept aligned), else 1."""
+    return 8 if any(SCRATCH_ID <= b.tensor < fc_stream.STREAM_ID  # (streams align their own)
+                    or (0 <= b.tensor < SCRATCH_ID and g.t(b.tensor).itemsize > 1)
+                    for b in buffers) else 1
+
+
 def _plan(g: Graph, stage: Stage | None, speed_first: bool,
-          streams: tuple[FcStream, ...] = ()
+          distances: dict[int, int | None] | None = None,
+          streams: tuple[fc_stream.FcStream, ...] = ()
           ) -> tuple[dict[int, int], list[Buffer], dict[int, int], MemoryPlan]:
-    """Alias map, buffers, im2col columns and the memory plan of ``g``."""
-    alias, buffers = _storage(g, Techniques(stage=stage, streams=streams))
-    wide = any(SCRATCH_ID <= b.tensor < STREAM_ID or (0 <= b.tensor < SCRATCH_ID
-                                                      and g.t(b.tensor).itemsize > 1)
-               for b in buffers)  # int16/int32 data and extension scratch stay aligned
-    cols, mem = _plan_with_scratch(g, buffers, alignment=8 if wide else 1, stage=stage,
+    """Alias map, buffers, im2col columns and the memory plan of ``g`` (``distances``: see
+    :func:`_storage`; ``streams``: fc_stream.py)."""
+    alias, buffers = _storage(g, Techniques(stage=stage, streams=streams), distances)
+    cols, mem = _plan_with_scratch(g, buffers, alignment=_alignment(g, buffers), stage=stage,
                                    pairs=speed_first)
     return alias, buffers, cols, mem
 
@@ -241,6 +254,28 @@ def scratch_id(op: int, stage: Stage | None) -> int:
     return stage.first if stage is not None and op in stage.ops else op
 
 
+def _scratch_need(g: Graph) -> dict[int, tuple[int, int]]:
+    """op -> im2col scratch bytes with one and with two pixels' receptive fields (core
+    kernels; the extension's scratch is a buffer of ``_storage``)."""
+    need = {op.index: (core_scratch_bytes(op, g, 1), core_scratch_bytes(op, g, 2))
+            for op in g.ops if ext_reason(g, op) is not None}  # extension: scratch_bytes()
+    return {i: n for i, n in need.items() if n[1] > 0}
+
+
+def _scratch(need: dict[int, tuple[int, int]], cols: dict[int, int],
+             stage: Stage | None = None) -> list[Buffer]:
+    """The scratch buffers for ``cols`` pixels per operator (a patch stage's operators
+    share one, live across the stage: one call at a time, see :func:`scratch_id`)."""
+    staged = set(stage.ops) if stage is not None else set()
+    out = [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1], i, i)
+           for i, c in cols.items() if need[i][c - 1] > 0 and i not in staged]
+    shared = [need[i][c - 1] for i, c in cols.items() if i in staged]
+    if stage is not None and max(shared, default=0) > 0:
+        out.append(Buffer(-(stage.first + 1), f"ops {stage.first}..{stage.last} im2col "
+                          "scratch (patch stage)", max(shared), stage.first, stage.last))
+    return out
+
+
 def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
                        stage: Stage | None = None, pairs: bool = False
                        ) -> tuple[dict[int, int], MemoryPlan]:
@@ -249,22 +284,10 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
     noticeably smaller (the scratch is live only during its operator, or its patch stage,
     but may raise the peak; a few bytes are not worth the slower one-pixel path);
     ``pairs``: keep two everywhere (the fuzzer's second plan, the fastest kernel paths)."""
-    need = {op.index: (core_scratch_bytes(op, g, 1), core_scratch_bytes(op, g, 2))
-            for op in g.ops if ext_reason(g, op) is not None}  # extension: scratch_bytes()
-    need = {i: n for i, n in need.items() if n[1] > 0}
-
-    def scratch(cols: dict[int, int]) -> list[Buffer]:
-        staged = set(stage.ops) if stage is not None else set()
-        out = [Buffer(-(i + 1), f"op {i} im2col scratch", need[i][c - 1], i, i)
-               for i, c in cols.items() if need[i][c - 1] > 0 and i not in staged]
-        shared = [need[i][c - 1] for i, c in cols.items() if i in staged]
-        if stage is not None and max(shared, default=0) > 0:  # one call at a time: shared
-            out.append(Buffer(-(stage.first + 1), f"ops {stage.first}..{stage.last} im2col "
-                              "scratch (patch stage)", max(shared), stage.first, stage.last))
-        return out
+    need = _scratch_need(g)
 
     def trial(cols: dict[int, int]) -> MemoryPlan:
-        return _plan_joint(buffers, scratch(cols), alignment)
+        return _plan_joint(buffers, _scratch(need, cols, stage), alignment)
 
     cols = {i: 2 for i in need}
     mem = trial(cols)
@@ -281,7 +304,7 @@ def _plan_with_scratch(g: Graph, buffers: list[Buffer], alignment: int = 1,
 
 
 def technique_savings(g: Graph, mem: MemoryPlan, scratch: list[Buffer],
-                      stage: Stage | None = None, streams: tuple[FcStream, ...] = ()
+                      stage: Stage | None = None, streams: tuple[fc_stream.FcStream, ...] = ()
                       ) -> dict[str, Any]:
     """What each memory technique saved: the plan made with all of them (``mem``) against
     the plan made without that one (RAM = arena, plus the inputs and outputs when they
@@ -369,34 +392,82 @@ def _environment(folder: str) -> jinja2.Environment:
                               autoescape=False)
 
 
-def build(facts: ModelFacts, name: str | None = None,
-          patch: tuple[int, int, int] | None = None, speed_first: bool = False,
-          force_transposed: bool = False) -> tuple[dict[str, str], CResult]:
+class _Plans:
+    """The arena plans of one model without and with candidate patch stages, each made
+    once (``patch_auto.Plans``)."""
+
+    def __init__(self, g: Graph, pairs: bool) -> None:
+        self.g, self.pairs = g, pairs
+        self.need = _scratch_need(g)
+        self.distances: dict[int, int | None] = {}  # in-place distances, the same for all
+        self.made: dict[tuple[int, ...], tuple[dict[int, int], list[Buffer], dict[int, int],
+                                               MemoryPlan]] = {}
+
+    def storage(self, stage: Stage | None) -> tuple[list[Buffer], int]:
+        """The buffers and alignment of the plan with ``stage``."""
+        _, buffers = _storage(self.g, Techniques(stage=stage), self.distances)
+        return buffers, _alignment(self.g, buffers)
+
+    def plan(self, stage: Stage | None
+             ) -> tuple[dict[int, int], list[Buffer], dict[int, int], MemoryPlan]:
+        """What :func:`_plan` gives with ``stage``: the plan code generation uses."""
+        key = (stage.first, stage.last, stage.bands) if stage is not None else ()
+        if key not in self.made:
+            self.made[key] = _plan(self.g, stage, self.pairs, self.distances)
+        return self.made[key]
+
+    def full(self, stage: Stage | None) -> int:
+        return self.plan(stage)[3].size
+
+    def quick(self, stage: Stage | None) -> int:
+        buffers, align = self.storage(stage)
+        return _plan_joint(buffers, _scratch(self.need, dict.fromkeys(self.need, 2), stage),
+                           align).size
+
+    def bound(self, stage: Stage | None) -> int:
+        buffers, align = self.storage(stage)
+        return lower_bound([*buffers, *_scratch(self.need, dict.fromkeys(self.need, 1), stage)],
+                           align)
+
+    def live(self) -> list[int]:
+        buffers, _ = self.storage(None)
+        return [sum(b.size for b in buffers if b.first <= k <= b.last)
+                for k in range(len(self.g.ops))]
+
+
+def build(facts: ModelFacts, name: str | None = None, patch: PatchChoice | None = AUTO,
+          speed_first: bool = False, force_transposed: bool = False
+          ) -> tuple[dict[str, str], CResult]:
     """Everything but the file writes: {filename: text} and the result (out_dir unset).
-    ``patch``: (first op, last op, bands) run patch-based (patch.py). ``speed_first``: every
-    convolution keeps its pixel-pair scratch even where that raises the arena, and every
-    int8 ADD takes the table kernel (the fuzzer builds half its models so: the paths the
-    size-first choices leave out of small models) and no FULLY_CONNECTED is streamed
-    (fc_stream.py: otherwise wherever that lowers the arena). ``force_transposed``: every
-    operator that can run transposed does (transpose.py; the fuzzer's share), not only where
-    the arena shrinks."""
+    ``patch``: ``"auto"`` (a patch-based first stage where it lowers the arena enough,
+    :mod:`.patch_auto`), ``"off"`` or (first op, last op, bands) forced (:mod:`.patch`).
+    ``speed_first``: every convolution keeps its pixel-pair scratch even where that raises
+    the arena, and every int8 ADD takes the table kernel (the fuzzer builds half its models
+    so: the paths the size-first choices leave out of small models). ``force_transposed``:
+    every operator that can run transposed does (transpose.py; the fuzzer's share), not only
+    where the arena shrinks (without a patch stage). A FULLY_CONNECTED is streamed
+    (fc_stream.py) where that lowers the arena, never with ``speed_first``."""
     g = read_graph(facts)
-    want = option(patch)
-    stage = plan_stage(g, *want) if want is not None else None
+    plans = _Plans(g, speed_first)
+    choice = parse_choice(patch)
+    decision = choose(g, choice, op_macs(facts) if choice != OFF else [], plans)
+    stage = decision.stage
+    transposed: dict[int, Any] = {}
+    saved_tr = 0
     if stage is None:
         g, transposed, saved_tr = choose_transposed(
             g, _distance, lambda gg: _dies_at(gg, Techniques()),
-            lambda gg: _plan(gg, None, speed_first)[3].size, force_transposed)
-    else:
-        transposed, saved_tr = {}, 0
-    found = [] if speed_first else fc_stream.candidates(
-        g, [*(stage.ops if stage else ()), *transposed])
-    streams: tuple[FcStream, ...] = ()
-    unstreamed = 0
-    if found:  # (the producers run transposed or in a patch stage are left alone)
-        streams, unstreamed = fc_stream.choose(
-            g, found, lambda ss: _plan(g, stage, speed_first, ss)[3].size)
-    alias, buffers, cols, mem = _plan(g, stage, speed_first, streams)
+            lambda gg: plans.full(None) if gg is plans.g else _plan(gg, None, speed_first)[3].size,
+            force_transposed)
+    alias, buffers, cols, mem = (_plan(g, None, speed_first) if transposed
+                                 else plans.plan(stage))
+    found = [] if speed_first else fc_stream.candidates(  # (not in a stage, not transposed)
+        g, [*(stage.ops if stage is not None else ()), *transposed])
+    known = plans.distances if g is plans.g else None
+    streams, unstreamed = fc_stream.choose(
+        g, found, lambda ss: _plan(g, stage, speed_first, known, ss)[3].size if ss else mem.size)
+    if streams:
+        alias, buffers, cols, mem = _plan(g, stage, speed_first, known, streams)
     scratch = {i: -(scratch_id(i, stage) + 1) for i in cols}
     offsets = {b.tensor: b.offset for b in mem.buffers}
     inputs, outputs = _io_tensors(g, g.inputs), _io_tensors(g, g.outputs)
@@ -448,12 +519,8 @@ def build(facts: ModelFacts, name: str | None = None,
             calls[k] = f"/* {k}: {g.ops[k].name} */ " + (
                 stage_block(g, stage, whole, ptrs) if k == stage.first
                 else "/* in the band loop above */")
-        _, plain = _storage(g, Techniques(streams=streams))
-        unpatched = _plan_with_scratch(g, plain, mem.alignment)[1].size
-        extra["patch"] = {"ops": [stage.first, stage.last], "bands": stage.bands,
-                          "recompute_macs_ratio": stage.recompute_macs_ratio,
-                          "carried_bytes": stage.carried_bytes,
-                          "saved_bytes": unpatched - mem.size}
+        extra["patch"] = decision.report
+        unpatched = plans.full(None)
         if unpatched <= mem.size:
             log.warning("patch stage ops %d..%d in %d bands: the arena is %d B, %d B more than "
                         "without it (halo rows and band buffers outweigh the saving here)",
@@ -510,14 +577,14 @@ def build(facts: ModelFacts, name: str | None = None,
 def generate_c(facts: ModelFacts | str | Path | bytes, out_dir: Path,
                name: str | None = None,
                tflm_arena: Callable[[ModelFacts], int | None] | bool | None = None,
-               owned: bool = False, patch: tuple[int, int, int] | None = None) -> CResult:
+               owned: bool = False, patch: PatchChoice | None = AUTO) -> CResult:
     """Write the C runtime sources for ``facts`` into ``out_dir``; return paths + memory plan.
     ``owned``: own only the files written (``generate``; see
     :func:`tinydeploy.output.staged_output`), else replace same-named files (build folders).
     ``tflm_arena``: a function giving TFLM's Cortex-M arena for the model, to compare the
     static plan with in ``memory.json`` (the caller passes
     :func:`tinydeploy.arena.search.cortex_m_estimate`: the arena layer sits above this one);
-    None or False: no comparison."""
+    None or False: no comparison. ``patch``: see :func:`build`."""
     facts = load(facts)
     out_dir = check_output_dir(out_dir)
     texts, result = build(facts, name, patch)  # raises before anything is written

@@ -25,13 +25,12 @@ stage's output may be placed over its input (``x_overlap``: each step writes out
 only over input rows no later step reads), and the stage's convolutions share one im2col
 scratch.
 
-Option: ``generate_c(..., patch=(first_op, last_op, bands))`` or the environment variable
-``TINYDEPLOY_PATCH=first:last:bands`` (experimental).
+Chosen by the planner (``patch="auto"``, :mod:`.patch_auto`) or forced:
+``generate_c(..., patch=(first_op, last_op, bands))``, ``--patch FIRST:LAST:BANDS``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,27 +111,6 @@ class Stage:
     def band_bytes(self, g: Graph, t: int) -> int:
         """The band buffer of intermediate tensor t: its most rows held in any step."""
         return max(r[t][1] for r in self.rows) * _row(g, t)
-
-
-ENV = "TINYDEPLOY_PATCH"
-
-
-def parse(text: str, what: str = ENV) -> tuple[int, int, int]:
-    """``FIRST_OP:LAST_OP:BANDS`` -> (first, last, bands) (``bad_argument`` otherwise)."""
-    try:
-        a, b, n = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise TinyDeployError("bad_argument", problem=f"{what} {text!r} is no "
-                              "FIRST_OP:LAST_OP:BANDS", fix="give it like 0:3:6") from None
-    return a, b, n
-
-
-def option(patch: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
-    """``patch`` or TINYDEPLOY_PATCH=first:last:bands (``--patch``; None: no patch stage)."""
-    if patch is not None:
-        return patch
-    env = os.environ.get(ENV, "")
-    return parse(env, f"{ENV}=") if env else None
 
 
 def act_inputs(op: Op) -> list[int]:

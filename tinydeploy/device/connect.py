@@ -12,22 +12,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TinyDeployError, check_choice
 from ..facts import ModelFacts
+
+if TYPE_CHECKING:
+    from ..cruntime.patch_auto import PatchChoice
 
 
 @contextlib.contextmanager
 def open_device(facts: ModelFacts, port: str | None, board: str | None,
                 workdir: Path, profile: bool = False, runtime: str = "c",
-                tflm_src: Any = None, arena_bytes: int | None = None) -> Iterator[str]:
+                tflm_src: Any = None, arena_bytes: int | None = None,
+                patch: PatchChoice = "auto") -> Iterator[str]:
     """Yield a serial port: the given one, or one served by a pseudo-board (sim, native,
     qemu-cm4). ``profile``: a profiling build writing ``workdir/profile.txt`` (native,
     qemu-cm4). ``runtime="tflm"`` builds the generated TFLite Micro firmware for native /
     qemu-cm4 against the TFLM tree ``tflm_src`` (a path, a ``TflmTree`` or None for
     ``$TINYDEPLOY_TFLM_SRC``) instead of the C runtime, with an arena of ``arena_bytes``
-    (default: :func:`tflm_arena` for ``--arena auto``)."""
+    (default: :func:`tflm_arena` for ``--arena auto``). ``patch``: the C runtime's
+    patch-based stage (``auto``, ``off`` or (first, last, bands);
+    :mod:`tinydeploy.cruntime.patch_auto`)."""
     tree = tflm_tree_for(board, runtime, tflm_src) if not port else None
     if port:
         yield port
@@ -48,13 +54,13 @@ def open_device(facts: ModelFacts, port: str | None, board: str | None,
         from .native import start_native
 
         with start_native(facts, workdir, workdir / "profile.txt" if profile else None,
-                          tflm=tree, arena_bytes=arena_bytes) as proc:
+                          tflm=tree, arena_bytes=arena_bytes, patch=patch) as proc:
             yield proc.port
     elif b.emulated:
         from .qemu import start_qemu
 
         with start_qemu(facts, workdir, b, profile=profile, tflm=tree,
-                        arena_bytes=arena_bytes) as proc:
+                        arena_bytes=arena_bytes, patch=patch) as proc:
             yield proc.port
     else:
         from .flashing import find_port

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 from ..cruntime import generate_c
 from ..cruntime.codegen import generator_digest
 from ..cruntime.harness import compile_c
+from ..cruntime.patch_auto import AUTO, PatchChoice, choice_key
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..log import log
@@ -54,10 +54,10 @@ def model_flags(model_dir: Path) -> list[str]:
     return ["-DTD_HAS_RESET=1"] if re.search(r"\btd_reset\s*\(", text) else []
 
 
-def _fingerprint(facts: ModelFacts, profile: bool = False) -> str:
+def _fingerprint(facts: ModelFacts, profile: bool = False, patch: PatchChoice = AUTO) -> str:
     h = hashlib.sha256(facts.sha256.encode())
     h.update(b"profile" if profile else b"")
-    h.update(os.environ.get("TINYDEPLOY_PATCH", "").encode())  # --patch changes the model code
+    h.update(choice_key(patch).encode())  # --patch changes the model code
     h.update(generator_digest().encode())
     fw = firmware_dir()
     for path in sorted(fw.glob("td_*.[ch]")):
@@ -67,20 +67,21 @@ def _fingerprint(facts: ModelFacts, profile: bool = False) -> str:
 
 
 def build_native(facts: ModelFacts | str | Path | bytes, workdir: Path,
-                 profile: bool = False) -> Path:
+                 profile: bool = False, patch: PatchChoice = AUTO) -> Path:
     """Generate the C model into ``workdir/model`` and compile the native device program
-    (``profile``: with ``-DTD_PROFILE``, per-layer times, see ``start_native``)."""
+    (``profile``: with ``-DTD_PROFILE``, per-layer times, see ``start_native``; ``patch``:
+    the patch-based stage, :func:`tinydeploy.cruntime.codegen.build`)."""
     facts = load(facts)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     binary = workdir / BINARY
     stamp = workdir / "native.json"
-    fingerprint = _fingerprint(facts, profile)
+    fingerprint = _fingerprint(facts, profile, patch)
     with contextlib.suppress(OSError, ValueError):
         if binary.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
             log.debug("native build up to date: %s", binary)
             return binary
-    res = generate_c(facts, workdir / "model", tflm_arena=False)
+    res = generate_c(facts, workdir / "model", tflm_arena=False, patch=patch)
     fw = firmware_dir()
     missing = [f for f in FIRMWARE_SOURCES if not (fw / f).is_file()]
     if missing:
@@ -107,15 +108,15 @@ class NativeProcess(PtyProcess):
 
 def start_native(facts: ModelFacts | str | Path | bytes, workdir: Path,
                  profile: Path | None = None, tflm: TflmTree | None = None,
-                 arena_bytes: int | None = None) -> NativeProcess:
+                 arena_bytes: int | None = None, patch: PatchChoice = AUTO) -> NativeProcess:
     """Build (if needed) and start the native device; wait for its ``PTY`` line.
 
     Without ``tflm`` the program is the C runtime (``profile``: a file that gets one line of
     per-operator times per inference, ``tinydeploy.profile``); with a TFLM tree it is the
     generated TFLite Micro firmware on the Arduino-core stand-in (arena ``arena_bytes`` or
-    ``--arena auto`` for the tree's kernels)."""
+    ``--arena auto`` for the tree's kernels); ``patch``: see ``build_native``."""
     if tflm is None:
-        binary = build_native(facts, workdir, profile is not None)
+        binary = build_native(facts, workdir, profile is not None, patch)
         return run_native(binary, profile)
     from .tflm_firmware import build_tflm_firmware
 

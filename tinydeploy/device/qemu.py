@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..boards import Board, get_board
 from ..cruntime import generate_c
 from ..cruntime.codegen import generator_digest
+from ..cruntime.patch_auto import AUTO, PatchChoice, choice_key
 from ..errors import TinyDeployError
 from ..facts import ModelFacts, load
 from ..log import log
@@ -90,12 +90,14 @@ def _fingerprint(facts: ModelFacts, flags: list[str]) -> str:
 
 
 def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
-               defines: tuple[str, ...] = (), profile: bool = False) -> Path:
+               defines: tuple[str, ...] = (), profile: bool = False,
+               patch: PatchChoice = AUTO) -> Path:
     """Generate the C model into ``workdir/model`` and cross-compile the Cortex-M4 firmware;
     return the ELF path. Sizes and build facts go to ``workdir/qemu.json``.
 
     ``defines``: extra ``-D`` flags (e.g. ``-DTD_PORTABLE``: plain C kernels instead of the
-    DSP-extension ones). ``profile``: per-layer instruction counts (``-DTD_PROFILE``)."""
+    DSP-extension ones). ``profile``: per-layer instruction counts (``-DTD_PROFILE``).
+    ``patch``: the patch-based stage (:func:`tinydeploy.cruntime.codegen.build`)."""
     facts = load(facts)
     cc = _tool(CC)
     _tool(SIZE)
@@ -107,13 +109,13 @@ def build_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
     fw = firmware_dir()
     flags = [*CPU_FLAGS, *CFLAGS, *LDFLAGS, f"-DTD_MAX_PAYLOAD={payload}", *defines,
              *(("-DTD_PROFILE",) if profile else ())]
-    # (TINYDEPLOY_PATCH: the C runtime's patch-based stage option changes the model code)
-    fingerprint = _fingerprint(facts, [*flags, KERNEL_OPT, os.environ.get("TINYDEPLOY_PATCH", "")])
+    # (--patch: the C runtime's patch-based stage changes the model code)
+    fingerprint = _fingerprint(facts, [*flags, KERNEL_OPT, f"patch={choice_key(patch)}"])
     with contextlib.suppress(OSError, ValueError):
         if elf.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
             log.debug("qemu-cm4 build up to date: %s", elf)
             return elf
-    res = generate_c(facts, workdir / "model", tflm_arena=False)  # refuses before writing
+    res = generate_c(facts, workdir / "model", tflm_arena=False, patch=patch)  # refuses first
     sources = [*(fw / "cm4" / f for f in CM4_SOURCES), *(fw / f for f in PROTOCOL_SOURCES)]
     missing = [str(p) for p in [*sources, fw / "cm4" / LINKER_SCRIPT] if not p.is_file()]
     if missing:
@@ -187,18 +189,19 @@ def qemu_command(board: Board, elf: Path, profile: Path | None = None) -> list[s
 def start_qemu(facts: ModelFacts | str | Path | bytes, workdir: Path,
                board: str | Board = BOARD, defines: tuple[str, ...] = (),
                profile: bool = False, tflm: TflmTree | None = None,
-               arena_bytes: int | None = None) -> QemuProcess:
+               arena_bytes: int | None = None, patch: PatchChoice = AUTO) -> QemuProcess:
     """Build (if needed) and boot the firmware in QEMU; wait for the UART's pty.
 
     Without ``tflm`` the firmware is the C runtime (``build_qemu``; ``defines``: see there;
     ``profile``: a profiling build whose per-layer SysTick ticks go to
     ``workdir/profile.txt``, one line per inference); with a TFLM tree it is the generated
     TFLite Micro firmware (:func:`tflm_firmware.build_tflm_firmware`, arena ``arena_bytes`` or
-    ``--arena auto`` for the tree's kernels), built in ``workdir``."""
+    ``--arena auto`` for the tree's kernels), built in ``workdir``; ``patch``: see
+    ``build_qemu``."""
     b = get_board(board)
     _tool(QEMU)  # before a build it could not run
     if tflm is None:
-        elf = build_qemu(facts, workdir, defines, profile)
+        elf = build_qemu(facts, workdir, defines, profile, patch)
         info = build_info(workdir)
     else:
         from .tflm_firmware import build_tflm_firmware, firmware_info
