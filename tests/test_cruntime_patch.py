@@ -274,8 +274,8 @@ def test_residual_block_bit_exact_qemu(tmp_path: Path, monkeypatch: pytest.Monke
     from test_cruntime_memory import _qemu_outputs
 
     x, want = _residual_data()
-    monkeypatch.setenv(patch.ENV, "0:4:8")
-    got = _qemu_outputs(RESIDUAL, [[v] for v in x[:4]], tmp_path / "q", [want.dtype])
+    got = _qemu_outputs(RESIDUAL, [[v] for v in x[:4]], tmp_path / "q", [want.dtype],
+                        patch=(0, 4, 8))
     assert all(np.array_equal(g[0].reshape(-1), w.reshape(-1))
                for g, w in zip(got, want[:4], strict=True))
     assert "in 8 row bands" in (tmp_path / "q" / "model" / "td_model.c").read_text()
@@ -351,8 +351,8 @@ def test_random_models_bit_exact_qemu(name: str, keras_models: dict, tmp_path: P
     from test_cruntime_memory import _qemu_outputs
 
     path, (first, last), rows, samples, ref = _keras_case(keras_models, name)
-    monkeypatch.setenv(patch.ENV, f"{first}:{last}:{rows}")
-    got = _qemu_outputs(path, samples[:3], tmp_path / "q", [load(path).outputs[0].numpy_dtype])
+    got = _qemu_outputs(path, samples[:3], tmp_path / "q", [load(path).outputs[0].numpy_dtype],
+                        patch=(first, last, rows))
     assert all(np.array_equal(a[0].reshape(-1), b.reshape(-1))
                for a, b in zip(got, ref[:3], strict=True))
     assert f"in {rows} row bands" in (tmp_path / "q" / "model" / "td_model.c").read_text()

@@ -73,7 +73,7 @@ def test_slice_reaches_the_main_kernel_paths(slice_run: Summary) -> None:
     assert [r for r in REQUIRED if r not in seen] == []
     regimes = {reg for (t, _, _, reg) in slice_run.rows if t == "native"}
     assert {"per-channel", "per-tensor", "mult0", "shift>=0", "narrow-act", "zp=-128",
-            "zp=127", "rank-1", "batch-free", "transposed"} <= regimes
+            "zp=127", "rank-1", "batch-free", "transposed", "patched"} <= regimes
     transposed = {(t, lab) for (t, lab, _, reg) in slice_run.rows if reg == "transposed"}
     assert {("native", "CONV_2D/i8"), ("native", "DEPTHWISE_CONV_2D/i8")} <= transposed
 

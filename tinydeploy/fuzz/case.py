@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..cruntime.codegen import build as build_c
-from ..cruntime.graph import read_graph
+from ..cruntime.graph import Graph, read_graph
+from ..cruntime.patch import plan_stage
 from ..errors import TinyDeployError
 from ..facts import load
 from .host import HostRef
@@ -20,7 +21,7 @@ from .paths import LayerPath, classify
 from .targets import Case
 
 __all__ = ["SAMPLES", "Prepared", "compare", "prepare", "sample_bytes", "save_case",
-           "speed_first", "transposed_first"]
+           "patched_first", "random_stage", "speed_first", "transposed_first"]
 
 SAMPLES = 4
 
@@ -48,6 +49,28 @@ def transposed_first(seed: int) -> bool:
     return seed % 3 == 0
 
 
+def patched_first(seed: int) -> bool:
+    """Whether model ``seed`` runs a random patch stage, forced (a fifth of them, so that
+    the qemu-cm4 share gets some too; cruntime/patch.py)."""
+    return seed % 5 == 1
+
+
+def random_stage(g: Graph, seed: int, tries: int = 24) -> tuple[int, int, int] | None:
+    """A patch stage (first op, last op, bands) that ``plan_stage`` accepts on ``g``, drawn
+    from ``seed`` (None: no operator range of the model can run in bands)."""
+    r = np.random.default_rng([seed, 7])
+    ranges = [(a, b) for a in range(len(g.ops)) for b in range(a, len(g.ops))]
+    for k in r.permutation(len(ranges))[:tries]:
+        a, b = ranges[int(k)]
+        bands = int(r.integers(1, 9))
+        try:
+            plan_stage(g, a, b, bands)
+        except TinyDeployError:
+            continue
+        return a, b, bands
+    return None
+
+
 def sample_bytes(sample: list[np.ndarray]) -> bytes:
     """One sample's input tensors as the C runtime takes them (raw bytes, model order)."""
     return b"".join(np.ascontiguousarray(a).tobytes() for a in sample)
@@ -68,8 +91,10 @@ def prepare(built: Built, host: HostRef, samples: int = SAMPLES
         # half the models (a hash of the seed, so that every k-th model -- the qemu-cm4
         # share -- gets both) generated speed-first (each convolution's pixel-pair scratch,
         # the table ADD at any size): paths the size-first choices leave out of small models
-        texts, cres = build_c(facts, speed_first=speed_first(built.recipe.seed),
-                              force_transposed=transposed_first(built.recipe.seed))
+        seed = built.recipe.seed
+        stage = random_stage(read_graph(facts), seed) if patched_first(seed) else None
+        texts, cres = build_c(facts, patch=stage or "auto", speed_first=speed_first(seed),
+                              force_transposed=transposed_first(seed))
     except TinyDeployError as exc:
         return None, "c-refused", str(exc)[:160]
     ir = read_graph(facts)

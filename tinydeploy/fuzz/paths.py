@@ -41,6 +41,10 @@ _CALL = re.compile(r"/\* (\d+): (\w+) \*/ (.*)")
 # cruntime/transpose.py's block: transposition, the kernel's call, transposition
 _TRANSPOSED = re.compile(r"/\* (\d+): \w+ \*/ \{ /\* run transposed[^\n]*\n"
                          r"(?:\s*td_transpose_px\([^\n]*\n)?\s*(\w+\([^\n]*)")
+# cruntime/patch.py's band loop: "/* k: OP */" then td_band_*(KERNEL, ...) or, for the
+# element-wise operators, "{ /* k: OP */ PARAMS q = ...;" then KERNEL(...)
+_BANDED = re.compile(r"/\* (\d+): \w+ \*/(?:\n\s*td_band_\w+\((\w+),| td_\w+_params q = "
+                     r"[^\n]*\n\s*(\w+\())")
 F32_MIN_NORMAL = 1.1754943508222875e-38
 
 
@@ -235,13 +239,15 @@ def classify(g: Graph, model_c: str, intent: dict[int, set[str]] | None = None
     calls = {int(m.group(1)): m.group(3) for m in _CALL.finditer(model_c)}
     for m in _TRANSPOSED.finditer(model_c):  # the kernel's call between the transpositions
         calls[int(m.group(1))] = "transposed:" + m.group(2)
+    for m in _BANDED.finditer(model_c):  # inside a patch stage's band loop
+        calls[int(m.group(1))] = "patched:" + (m.group(2) or m.group(3))
     out = []
     for op in g.ops:
         call = calls.get(op.index, "")
-        transposed = call.startswith("transposed:")
-        path = _path(call.removeprefix("transposed:"), structs, op.index)
+        how = call.split(":", 1)[0] if call.startswith(("transposed:", "patched:")) else ""
+        path = _path(call.removeprefix(how + ":") if how else call, structs, op.index)
         tags = layer_regimes(g, op) | set((intent or {}).get(op.index, set()))
-        tags |= {"transposed"} if transposed else set()
+        tags |= {how} if how else set()
         tags -= {"per-channel", "per-tensor"} if op.name not in WEIGHTED else set()
         out.append(LayerPath(op.index, op_label(g, op), path, tags))
     return out
