@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 
 from tinydeploy.cruntime import fc_stream
-from tinydeploy.cruntime.codegen import _plan
 from tinydeploy.cruntime.codegen import build as build_c
 from tinydeploy.cruntime.graph import read_graph
+from tinydeploy.cruntime.memplan import _plan
 from tinydeploy.facts import load
 from tinydeploy.fuzz.case import (
     Prepared,

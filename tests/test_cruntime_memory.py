@@ -194,7 +194,7 @@ def test_planner_drops_a_pin_that_stacks_above_the_peak(monkeypatch: pytest.Monk
     from dataclasses import replace
 
     from tinydeploy.cruntime import planner
-    from tinydeploy.cruntime.codegen import _storage
+    from tinydeploy.cruntime.memplan import _storage
 
     _, buffers = _storage(read_graph(load(DATA / "person_detect.tflite")))
     relaxed = planner.plan([replace(b) for b in buffers])

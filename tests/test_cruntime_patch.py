@@ -125,7 +125,7 @@ def _simulate(g: Graph, st: patch.Stage) -> None:
         for c in calls:
             op = g.ops[c.op]
             y = op.outputs[0]
-            sh, fh, dh, pt = patch._window(op, g)
+            sh, fh, dh, pt = patch.row_window(op, g)
             assert c.out % rowb[y] == 0 and c.out // rowb[y] + c.out_h <= size[y]
             ins = patch.act_inputs(op)
             ih = g.t(ins[0]).shape[1]

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tinydeploy.cli import main
-from tinydeploy.cruntime import codegen, patch_auto
+from tinydeploy.cruntime import codegen, memplan, patch_auto
 from tinydeploy.cruntime.graph import read_graph
 from tinydeploy.cruntime.harness import build_harness, run_harness_bytes
 from tinydeploy.errors import TinyDeployError
@@ -119,7 +119,7 @@ def test_auto_picks_a_stage_that_lowers_the_ram_bit_exact(person: dict, tmp_path
 
 def _decide(facts: object) -> patch_auto.Decision:
     g = read_graph(facts)  # type: ignore[arg-type]
-    return patch_auto.choose(g, "auto", op_macs(facts), codegen._Plans(g, False))
+    return patch_auto.choose(g, "auto", op_macs(facts), memplan.Plans(g, False))
 
 
 def test_auto_keeps_its_caps(person: dict, monkeypatch: pytest.MonkeyPatch) -> None:

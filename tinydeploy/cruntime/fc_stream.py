@@ -41,7 +41,7 @@ from .emit_base import SCRATCH_ID, folded_bias, interleave_rows
 from .emit_ext import ALIAS_OPS
 from .fusion import fusions
 from .graph import Graph, Op
-from .patch import _need, _parse, _window
+from .patch import parse_call, row_window, rows_needed
 from .planner import Buffer
 from .support import ext_reason
 from .variants import BANDS4, check_call, needs_general
@@ -234,14 +234,14 @@ def emit(em: Emitter, s: FcStream, k: int) -> str:
         call = em.emit(prod)
     finally:
         em.loc = loc
-    fn, params, keep = _parse(prod, call)  # (params, [tables,] in, out)
+    fn, params, keep = parse_call(prod, call)  # (params, [tables,] in, out)
     p = f"td_p{s.fc}"
     end = _fc_struct(em, s, p)
-    stride, _, _, pt = _window(prod, g)
+    stride, _, _, pt = row_window(prod, g)
     x_row = int(np.prod(g.t(s.x).shape[2:]))
     table = []
     for r0, n in s.rows:
-        a, rows_in = _need(prod, g, r0, n)
+        a, rows_in = rows_needed(prod, g, r0, n)
         table.append(f"{{{rows_in}, {n}, {max(pt - r0 * stride, 0)}, {a * x_row}}}")
     ctype = "td_pool_params" if "POOL" in prod.name else "td_conv_params"
     y = loc(g.ops[s.fc].outputs[0])

@@ -118,7 +118,7 @@ def act_inputs(op: Op) -> list[int]:
     return op.inputs[:2] if op.name in ELEMENTWISE else op.inputs[:1]
 
 
-def _window(op: Op, g: Graph) -> tuple[int, int, int, int]:
+def row_window(op: Op, g: Graph) -> tuple[int, int, int, int]:
     """(stride, filter height, dilation, top padding) along the rows."""
     from .emit_base import _pad_total
 
@@ -137,9 +137,9 @@ def _window(op: Op, g: Graph) -> tuple[int, int, int, int]:
     return sh, fh, dh, _pad_total(sh, dh, x.shape[1], fh, y.shape[1])  # top padding
 
 
-def _need(op: Op, g: Graph, r0: int, n: int) -> Rows:
+def rows_needed(op: Op, g: Graph, r0: int, n: int) -> Rows:
     """Input rows (first, count) that output rows [r0, r0 + n) read (n > 0)."""
-    s, fh, dh, pt = _window(op, g)
+    s, fh, dh, pt = row_window(op, g)
     ih = g.t(op.inputs[0]).shape[1]
     a, b = r0 * s - pt, (r0 + n - 1) * s - pt + (fh - 1) * dh + 1
     a, b = max(a, 0), min(b, ih)
@@ -223,7 +223,7 @@ def _schedule(g: Graph, stage: Stage, refuse: Callable[[str], TinyDeployError]) 
             held: dict[int, Rows] = {}
             moves: dict[int, Rows] = {}
             for t in stage.inner:  # the rows still needed: from the readers' next window
-                starts = [_need(r, g, hi[r.outputs[0]], 1)[0] for r in readers[t]
+                starts = [rows_needed(r, g, hi[r.outputs[0]], 1)[0] for r in readers[t]
                           if hi[r.outputs[0]] < height[r.outputs[0]]]
                 first = min([*starts, hi[t]])
                 if first < lo[t]:  # (cannot happen: windows move down monotonically)
@@ -237,12 +237,12 @@ def _schedule(g: Graph, stage: Stage, refuse: Callable[[str], TinyDeployError]) 
                 t = op.outputs[0]
                 end = min(height[t], req.get(t, hi[t]), hi[t] + cap[t])
                 ins = act_inputs(op)
-                while end > hi[t] and any(sum(_need(op, g, 0, end)) > hi.get(i, 1 << 30)
+                while end > hi[t] and any(sum(rows_needed(op, g, 0, end)) > hi.get(i, 1 << 30)
                                           for i in ins):
                     end -= 1
                 new[t] = (hi[t], end - hi[t])
                 for j in range(len(ins)):
-                    reads[(op.index, j)] = _need(op, g, hi[t], end - hi[t]) if end > hi[t] \
+                    reads[(op.index, j)] = rows_needed(op, g, hi[t], end - hi[t]) if end > hi[t] \
                         else (0, 0)
                 computed += (end - hi[t]) * _row(g, t)
                 held[t] = new[t] if t == stage.y else (lo[t], end - lo[t])
@@ -285,7 +285,7 @@ def _required(g: Graph, ops: list[Op], y: int, target: int, hi: dict[int, int]
         r = max(req.get(op.outputs[0], 0), hi[op.outputs[0]])
         for i in act_inputs(op):
             if r > 0:
-                req[i] = max(req.get(i, 0), sum(_need(op, g, 0, r)))
+                req[i] = max(req.get(i, 0), sum(rows_needed(op, g, 0, r)))
     return req
 
 
@@ -311,7 +311,7 @@ def band_steps(g: Graph, stage: Stage, b: int) -> tuple[list[Move], list[Call]]:
         for j, i in enumerate(act_inputs(op)):
             a, c = stage.reads[b][(k, j)]
             ins.append((a - base(i)) * _row(g, i) if c else 0)
-        s, _, _, pt = _window(op, g)
+        s, _, _, pt = row_window(op, g)
         pad = max(pt - r0 * s, 0)
         in_h = stage.reads[b][(k, 0)][1]
         calls.append(Call(k, in_h, m, pad, ins, (r0 - base(t)) * _row(g, t) if m else 0,
@@ -378,7 +378,7 @@ def _ctype(op: Op) -> str:
     return "td_pool_params" if "POOL" in op.name else "td_conv_params"
 
 
-def _parse(op: Op, call: str) -> tuple[str, str, list[str]]:
+def parse_call(op: Op, call: str) -> tuple[str, str, list[str]]:
     """(function, params, extra arguments) of an emitted whole-tensor call."""
     m = _CALL.match(call.strip())
     ins = act_inputs(op)
@@ -395,7 +395,7 @@ def stage_decls(g: Graph, stage: Stage, calls: dict[int, str]) -> list[str]:
     out = []
     for ctype, (kind, sets) in _HELPERS.items():
         if any(g.ops[k].name not in ELEMENTWISE and _ctype(g.ops[k]) == ctype
-               and not _parse(g.ops[k], calls[k])[2] for k in stage.ops):
+               and not parse_call(g.ops[k], calls[k])[2] for k in stage.ops):
             out.append(f"static void td_band_{kind}(void (*fn)(const {ctype} *, const int8_t *, "
                        f"int8_t *),\n    const {ctype} *p, const int32_t *v, const int8_t *in, "
                        f"int8_t *out) {{\n  {ctype} q = *p;\n  {sets}\n"
@@ -405,7 +405,7 @@ def stage_decls(g: Graph, stage: Stage, calls: dict[int, str]) -> list[str]:
 
 def _banded_call(g: Graph, op: Op, call: str, loc: dict[int, str], col: int) -> str:
     """Operator ``op``'s whole-tensor ``call`` on band columns ``v[col...]``."""
-    fn, params, keep = _parse(op, call)
+    fn, params, keep = parse_call(op, call)
     ins = act_inputs(op)
     if op.name in ELEMENTWISE:
         ptrs = [f"{loc[i]} + v[{col + 1 + j}]" for j, i in enumerate(ins)]
