@@ -87,16 +87,19 @@ def _constants(facts: ModelFacts) -> list[int]:
             and len(buffers[t.buffer].data)]
 
 
-def op_macs(model: str | Any) -> list[int]:
-    """Multiply-accumulates of each operator of the main subgraph, in execution order
-    (see the module docstring; what ``analyze`` reports per layer, without the rest)."""
+def _main(model: str | Any) -> tuple[ModelFacts, Any, list[Any], list[Any], Any]:
+    """The model's facts, main subgraph, its tensors, the operator codes and constants."""
     facts: ModelFacts = load(model)
     m = facts.model
     assert m is not None
     sub = m.subgraphs[0]
-    tensors = sub.tensors or []
-    codes = m.operatorCodes or []
-    const = _constants(facts)
+    return facts, sub, sub.tensors or [], m.operatorCodes or [], _constants(facts)
+
+
+def op_macs(model: str | Any) -> list[int]:
+    """Multiply-accumulates of each operator of the main subgraph, in execution order
+    (see the module docstring; what ``analyze`` reports per layer, without the rest)."""
+    facts, sub, tensors, codes, const = _main(model)
     out = []
     for op in sub.operators or []:
         outs = [int(i) for i in (op.outputs if op.outputs is not None else []) if i >= 0]
@@ -118,13 +121,7 @@ def analyze(model: str | Any) -> dict[str, Any]:
     Raises:
         TinyDeployError: unreadable model (``file_not_found``, ``bad_flatbuffer``).
     """
-    facts: ModelFacts = load(model)
-    m = facts.model
-    assert m is not None
-    sub = m.subgraphs[0]
-    tensors = sub.tensors or []
-    codes = m.operatorCodes or []
-    const = _constants(facts)
+    facts, sub, tensors, codes, const = _main(model)
     const_set = set(const)
     layers: list[Layer] = []
     macs = op_macs(facts)
