@@ -49,13 +49,26 @@ static uint8_t *td_slice_row(const td_strided_slice_params *p, const uint8_t *sr
 }
 
 void td_strided_slice(const td_strided_slice_params *p, const void *in, void *out) {
-  int32_t idx[TD_MAX_RANK - 1] = {0, 0, 0, 0, 0};
+  /* the last outer axis is a loop of its own around the rows (no index walk per row);
+   * single bytes (a TRANSPOSE or slice of int8 along an outer axis) are gathered inline */
+  const int32_t last = TD_MAX_RANK - 2, rows = p->count[last], row_step = p->step[last];
+  const int32_t n = p->inner_n, step = p->inner_step;
+  const int32_t bytes = p->run == 1 && step != 1;
+  int32_t idx[TD_MAX_RANK - 2] = {0, 0, 0, 0};
   const uint8_t *src = (const uint8_t *)in + p->base;
   uint8_t *dst = (uint8_t *)out;
-  int32_t d;
+  int32_t d, r, i;
   for (;;) {
-    dst = td_slice_row(p, src, dst);
-    for (d = TD_MAX_RANK - 2; d >= 0; --d) {
+    const uint8_t *s = src;
+    for (r = 0; r < rows; ++r, s += row_step) {
+      if (bytes) {
+        const uint8_t *q = s;
+        for (i = 0; i < n; ++i, q += step) *dst++ = *q;
+      } else {
+        dst = td_slice_row(p, s, dst);
+      }
+    }
+    for (d = last - 1; d >= 0; --d) {
       src += p->step[d];
       if (++idx[d] < p->count[d]) break;
       src -= p->step[d] * p->count[d];

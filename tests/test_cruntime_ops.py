@@ -42,6 +42,17 @@ def _conv(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     return k.Model(x, y), ["CONV_2D"]
 
 
+def _conv_small_k(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
+    """A receptive field of fewer than 4 values (td_conv2d_fast's own loop for it)."""
+    c = int(r.integers(1, 4))
+    x = _img(k, r, c=(c, c + 1))
+    kh, kw = [(1, 1), (1, 2), (2, 1), (1, 3), (3, 1)][int(r.integers(5)) if c == 1 else 0]
+    y = k.layers.Conv2D(int(r.integers(1, 11)), (kh, kw), strides=int(r.integers(1, 3)),
+                        padding=str(r.choice(["same", "valid"])),
+                        activation=ACTS[int(r.integers(3))])(x)
+    return k.Model(x, y), ["CONV_2D"]
+
+
 def _dwconv(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     x = _img(k, r)
     stride = int(r.integers(1, 3))
@@ -174,6 +185,7 @@ def _leaky(k: Any, r: np.random.Generator) -> Any:
 
 CASES: dict[str, tuple[Builder, int]] = {
     "conv": (_conv, 6),
+    "conv_small_k": (_conv_small_k, 3),
     "dwconv": (_dwconv, 5),
     "dense": (_dense, 3),
     "dense_3d": (_dense_3d, 2),
