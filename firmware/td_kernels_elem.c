@@ -11,13 +11,56 @@ static int8_t td_clamp8(int32_t v, int32_t lo, int32_t hi) {
 }
 
 /* Advance a multi-index over dims (last axis fastest); returns 0 after the last one. */
-/* dst[0..n) = src[0..n) forward in word loads and stores (unaligned word accesses from
- * Cortex-M3 on; the portable build lets the compiler pick), eight words at a time: safe
- * for the in-place case dst <= src, like a byte loop, since each block is read before any
- * byte of it is written. */
+/* dst[0..n) = src[0..n) forward in word loads and stores (unaligned word loads from
+ * Cortex-M3 on; the portable build: eight words at a time, the compiler picks): on Thumb-2
+ * dst is aligned first, then 16 bytes per STM (from an LDM where src is aligned too, else
+ * four LDRs). Safe for the in-place case dst <= src, like a byte loop: each block is read
+ * before any byte of it is written. */
 static void td_copy_fwd(int8_t *dst, const int8_t *src, int32_t n) {
   int32_t i = 0;
-  for (; i + 32 <= n; i += 32) { /* eight words read, then written */
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+  if (n >= 16) { /* dst word-aligned, then 16 bytes per STM (LDM too where src is aligned) */
+    int32_t k;
+    while (((uintptr_t)dst & 3u) != 0u) {
+      *dst++ = *src++;
+      --n;
+    }
+    k = n >> 4;
+    n &= 15;
+    if (k > 0) {
+      register uint32_t r0 __asm__("r8"), r1 __asm__("r9"), r2 __asm__("r10"),
+          r3 __asm__("r11");
+      if (((uintptr_t)src & 3u) == 0u) {
+        __asm__ volatile(
+            "1:\n\t"
+            "ldmia %[s]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+            "stmia %[d]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+            "subs %[k], %[k], #1\n\t"
+            "bne 1b"
+            : [s] "+r"(src), [d] "+r"(dst), [k] "+r"(k), [r0] "=&r"(r0), [r1] "=&r"(r1),
+              [r2] "=&r"(r2), [r3] "=&r"(r3)
+            :
+            : "cc", "memory");
+      } else {
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[r0], [%[s]]\n\t"
+            "ldr %[r1], [%[s], #4]\n\t"
+            "ldr %[r2], [%[s], #8]\n\t"
+            "ldr %[r3], [%[s], #12]\n\t"
+            "adds %[s], %[s], #16\n\t"
+            "stmia %[d]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+            "subs %[k], %[k], #1\n\t"
+            "bne 1b"
+            : [s] "+r"(src), [d] "+r"(dst), [k] "+r"(k), [r0] "=&r"(r0), [r1] "=&r"(r1),
+              [r2] "=&r"(r2), [r3] "=&r"(r3)
+            :
+            : "cc", "memory");
+      }
+    }
+  }
+#endif
+  for (; i + 32 <= n; i += 32) {
     uint32_t a, b, c, d, e, f, g, h;
     memcpy(&a, src + i, 4);
     memcpy(&b, src + i + 4, 4);
@@ -44,10 +87,33 @@ static void td_copy_fwd(int8_t *dst, const int8_t *src, int32_t n) {
   for (; i < n; ++i) dst[i] = src[i];
 }
 
-/* dst[0..n) = v, four bytes per store. */
+/* dst[0..n) = v, four bytes per store; 16 per STM once dst is word-aligned. */
 static void td_fill(int8_t *dst, int8_t v, int32_t n) {
   const uint32_t word = 0x01010101u * (uint8_t)v;
   int32_t i = 0;
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+  if (n >= 16) {
+    int32_t k;
+    while (((uintptr_t)dst & 3u) != 0u) {
+      *dst++ = v;
+      --n;
+    }
+    k = n >> 4;
+    n &= 15;
+    if (k > 0) {
+      register uint32_t r0 __asm__("r8") = word, r1 __asm__("r9") = word,
+                        r2 __asm__("r10") = word, r3 __asm__("r11") = word;
+      __asm__ volatile(
+          "1:\n\t"
+          "stmia %[d]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+          "subs %[k], %[k], #1\n\t"
+          "bne 1b"
+          : [d] "+r"(dst), [k] "+r"(k)
+          : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [r3] "r"(r3)
+          : "cc", "memory");
+    }
+  }
+#endif
   for (; i + 16 <= n; i += 16) {
     memcpy(dst + i, &word, sizeof word);
     memcpy(dst + i + 4, &word, sizeof word);

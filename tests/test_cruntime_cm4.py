@@ -82,7 +82,8 @@ def test_random_lstm_dsp_and_portable_equal_tflm(case: str, tmp_path: Path) -> N
 
 CM4_CASES = [("conv", 0), ("conv", 4), ("conv_small_k", 0), ("conv_small_k", 1),
              ("dwconv", 0), ("dwconv", 4), ("dense", 1), ("avgpool", 1), ("add", 0),
-             ("softmax", 0), ("pad", 0), ("concat", 0)]
+             ("softmax", 0), ("pad", 0), ("concat", 0),
+             ("transpose", 0), ("transpose", 3)]
 
 
 @pytest.mark.parametrize(("case", "seed"), CM4_CASES, ids=[f"{c}-{s}" for c, s in CM4_CASES])

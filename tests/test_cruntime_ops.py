@@ -53,6 +53,14 @@ def _conv_small_k(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     return k.Model(x, y), ["CONV_2D"]
 
 
+def _transpose(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
+    """A Permute of a conv's output (TRANSPOSE: the permutation kernel or the gather)."""
+    x = _img(k, r, (2, 6))
+    y = k.layers.Conv2D(int(r.integers(3, 12)), 1)(x)
+    perm = [(3, 1, 2), (2, 3, 1), (3, 2, 1), (2, 1, 3)][int(r.integers(4))]
+    return k.Model(x, k.layers.Permute(perm)(y)), ["TRANSPOSE"]
+
+
 def _dwconv(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     x = _img(k, r)
     stride = int(r.integers(1, 3))
@@ -186,6 +194,7 @@ def _leaky(k: Any, r: np.random.Generator) -> Any:
 CASES: dict[str, tuple[Builder, int]] = {
     "conv": (_conv, 6),
     "conv_small_k": (_conv_small_k, 3),
+    "transpose": (_transpose, 4),
     "dwconv": (_dwconv, 5),
     "dense": (_dense, 3),
     "dense_3d": (_dense_3d, 2),
