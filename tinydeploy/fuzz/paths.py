@@ -71,9 +71,13 @@ def _int(f: dict[str, str], key: str, default: int = 0) -> int:
 def _conv8(fn: str, f: dict[str, str]) -> str:
     """The int8 conv / depthwise / FC variant the generator named (cruntime/variants.py):
     ``fast`` (one-multiply requantization), ``fastg`` (a shift >= 0), ``fastw``/``fastwg``
-    (depthwise, int16 weights), ``ref``; ``partial`` where the fast variant runs
-    part of its work on a slower branch (one-pixel im2col, the depthwise edge loop)."""
+    (depthwise, int16 weights), ``ref``; ``small-k`` (a conv field of < 4 values);
+    ``partial`` where the fast variant runs part of its work on a slower branch (one-pixel
+    im2col, the depthwise edge loop)."""
     variant = fn.rsplit("_", 1)[1]
+    if fn.startswith("td_conv2d_fast") and \
+            _int(f, "f_h", 4) * _int(f, "f_w", 4) * _int(f, "in_c", 4) < 4:
+        return "small-k"  # a receptive field of < 4 values: its own loop (td_kernels_conv.c)
     if fn.startswith("td_conv2d_fast") and _int(f, "scratch_cols", 2) < 2:
         return "partial"  # one pixel's field, or a 1x1 on the raw input without the scratch
     return variant
