@@ -194,57 +194,40 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
   }
 }
 
-/* Receptive fields of fewer than 4 values (kk < 4, e.g. a 1x1 convolution of one channel):
- * the interleaved layout then holds only tail bytes, i.e. the rows one after another.
- * Per output: a dot product of kk, the quad's one-multiply requantization and the
- * activation clamp inline (no per-group call, no second pass). The field is loaded before
- * any of its pixel's outputs is written (the in-place overlap of overlap.py holds). */
-TD_ALWAYS_INLINE void td_conv2d_small_k_b(const td_conv_params *p, const int8_t *in,
-                                          int8_t *out, const int32_t gen) {
+/* td_conv2d_1x1c1: an unpadded 1x1 convolution of one input channel, every shift <= -1 (the
+ * generator picks it; the quads hold the rounding constant): the interleaved layout then
+ * holds one weight per output channel in order. Per output: one multiply, the quad's one-multiply
+ * requantization and the activation clamp inline (no per-group call, no second pass). The
+ * pixel is loaded before any of its outputs is written (the in-place overlap of overlap.py
+ * holds). */
+void td_conv2d_1x1c1(const td_conv_params *p, const int8_t *in, int8_t *out) {
   /* every field in a local: the int8 output stores may alias *p for the compiler */
-  const int32_t kk = p->f_h * p->f_w * p->in_c, out_c = p->out_c, out_w = p->out_w;
-  const int32_t out_h = p->out_h, off = p->out_offset;
+  const int32_t out_c = p->out_c, out_w = p->out_w, out_h = p->out_h, off = p->out_offset;
   const int32_t lo = p->act_min > -128 ? p->act_min : -128, hi = p->act_max < 127 ? p->act_max : 127;
-  const int32_t direct = p->f_h == 1 && p->f_w == 1 && p->pad_h == 0 && p->pad_w == 0;
-  const int32_t pix_stride = p->stride_w * p->in_c, row_stride = p->stride_h * p->in_w * p->in_c;
-  const int32_t image = p->in_h * p->in_w * p->in_c, batches = p->batches;
+  const int32_t pix_stride = p->stride_w, row_stride = p->stride_h * p->in_w;
+  const int32_t image = p->in_h * p->in_w, batches = p->batches;
   const int8_t *const filter = p->filter;
   const int32_t *const bias = p->bias_eff, *const rq = p->rq;
-  int8_t *const scratch = p->scratch;
   int32_t b, oy, ox, oc;
   for (b = 0; b < batches; ++b) {
     const int8_t *inb = in + b * image;
     for (oy = 0; oy < out_h; ++oy) {
       for (ox = 0; ox < out_w; ++ox) {
-        const int8_t *x = inb + oy * row_stride + ox * pix_stride;
-        const int8_t *w = filter;
-        int32_t x0, x1, x2;
-        if (!direct) {
-          td_im2col(p, inb, oy, ox, scratch);
-          x = scratch;
-        }
-        x0 = x[0];
-        x1 = kk > 1 ? x[1] : 0;
-        x2 = kk > 2 ? x[2] : 0;
+        const int32_t x0 = inb[oy * row_stride + ox * pix_stride];
         for (oc = 0; oc < out_c; ++oc) {
           const int32_t *q = rq + 4 * oc;
-          int32_t acc = bias[oc] + w[0] * x0, v;
-          if (kk > 1) acc += w[1] * x1;
-          if (kk > 2) acc += w[2] * x2;
-          w += kk;
-          if (gen && q[1] < 0) {
-            v = td_requant_lsh(acc, q[0], -q[1] - 1);
-          } else {
+          int32_t acc = bias[oc] + filter[oc] * x0, v;
 #if defined(__thumb2__) && !defined(TD_PORTABLE)
+          {
             uint32_t l = (uint32_t)q[2];
             int32_t h = q[3];
             __asm__("smlal %0, %1, %2, %3" : "+r"(l), "+r"(h) : "r"(acc), "r"(q[0]));
             __asm__("smlal %0, %1, %2, %3" : "+r"(l), "+r"(h) : "r"((uint32_t)acc >> 31), "r"(INT32_MIN));
             v = h >> q[1];
-#else
-            v = td_requant_rq(acc, q[0], q[1]);
-#endif
           }
+#else
+          v = td_requant_rq(acc, q[0], q[1]);
+#endif
           v += off;
           out[oc] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
         }
@@ -252,12 +235,6 @@ TD_ALWAYS_INLINE void td_conv2d_small_k_b(const td_conv_params *p, const int8_t 
       }
     }
   }
-}
-TD_HOT void td_conv2d_small_k(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  td_conv2d_small_k_b(p, in, out, 0);
-}
-TD_HOT void td_conv2d_small_kg(const td_conv_params *p, const int8_t *in, int8_t *out) {
-  td_conv2d_small_k_b(p, in, out, 1);
 }
 
 TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int8_t *out,
@@ -272,10 +249,6 @@ TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int
       ((uintptr_t)(p->scratch + (direct ? 0 : 2 * kk)) + 3u) & ~(uintptr_t)3u) : 0;
   int8_t *const out0 = out;
   int32_t b, pix;
-  if (kk < 4) {
-    (gen ? td_conv2d_small_kg : td_conv2d_small_k)(p, in, out);
-    return;
-  }
   /* output pixels in pairs (flat order within an image). A pair's fields are read in full
    * (widened, or gathered into the scratch) before its outputs are written, and pixels
    * taken one at a time write theirs after reading only their own field, so the in-place

@@ -59,7 +59,7 @@ static void td_copy_fwd(int8_t *dst, const int8_t *src, int32_t n) {
       }
     }
   }
-#endif
+#else
   for (; i + 32 <= n; i += 32) {
     uint32_t a, b, c, d, e, f, g, h;
     memcpy(&a, src + i, 4);
@@ -79,6 +79,7 @@ static void td_copy_fwd(int8_t *dst, const int8_t *src, int32_t n) {
     memcpy(dst + i + 24, &g, 4);
     memcpy(dst + i + 28, &h, 4);
   }
+#endif
   for (; i + 4 <= n; i += 4) {
     uint32_t v;
     memcpy(&v, src + i, sizeof v);
@@ -113,13 +114,14 @@ static void td_fill(int8_t *dst, int8_t v, int32_t n) {
           : "cc", "memory");
     }
   }
-#endif
+#else
   for (; i + 16 <= n; i += 16) {
     memcpy(dst + i, &word, sizeof word);
     memcpy(dst + i + 4, &word, sizeof word);
     memcpy(dst + i + 8, &word, sizeof word);
     memcpy(dst + i + 12, &word, sizeof word);
   }
+#endif
   for (; i + 4 <= n; i += 4) memcpy(dst + i, &word, sizeof word);
   for (; i < n; ++i) dst[i] = v;
 }

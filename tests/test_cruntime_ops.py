@@ -42,13 +42,10 @@ def _conv(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     return k.Model(x, y), ["CONV_2D"]
 
 
-def _conv_small_k(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
-    """A receptive field of fewer than 4 values (td_conv2d_fast's own loop for it)."""
-    c = int(r.integers(1, 4))
-    x = _img(k, r, c=(c, c + 1))
-    kh, kw = [(1, 1), (1, 2), (2, 1), (1, 3), (3, 1)][int(r.integers(5)) if c == 1 else 0]
-    y = k.layers.Conv2D(int(r.integers(1, 11)), (kh, kw), strides=int(r.integers(1, 3)),
-                        padding=str(r.choice(["same", "valid"])),
+def _conv_1x1c1(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
+    """An unpadded 1x1 convolution of one channel (td_conv2d_fast's own loop for it)."""
+    x = _img(k, r, c=(1, 2))
+    y = k.layers.Conv2D(int(r.integers(1, 11)), 1, strides=int(r.integers(1, 3)),
                         activation=ACTS[int(r.integers(3))])(x)
     return k.Model(x, y), ["CONV_2D"]
 
@@ -193,7 +190,7 @@ def _leaky(k: Any, r: np.random.Generator) -> Any:
 
 CASES: dict[str, tuple[Builder, int]] = {
     "conv": (_conv, 6),
-    "conv_small_k": (_conv_small_k, 3),
+    "conv_1x1c1": (_conv_1x1c1, 3),
     "transpose": (_transpose, 4),
     "dwconv": (_dwconv, 5),
     "dense": (_dense, 3),
@@ -382,3 +379,13 @@ def test_float_input_into_other_op_refused(tmp_path: Path) -> None:
         generate_c(facts, tmp_path / "c", tflm_arena=False)
     assert err.value.code == "model_rejected" and "FLOAT32" in str(err.value)
     assert not (tmp_path / "c").exists()
+
+
+def test_one_channel_pointwise_takes_its_kernel(op_models: Callable[[str, int], Path],
+                                                tmp_path: Path) -> None:
+    """The conv_1x1c1 cases (bit-exact above, on qemu-cm4 in test_cruntime_cm4.py) really
+    run td_conv2d_1x1c1 (variants.py), not the general td_conv2d_fast."""
+    for seed in range(CASES["conv_1x1c1"][1]):
+        res = generate_c(load(op_models("conv_1x1c1", seed)), tmp_path / str(seed),
+                         tflm_arena=False)
+        assert "td_conv2d_1x1c1(&" in (res.out_dir / "td_model.c").read_text(), seed
