@@ -303,6 +303,7 @@ def measure_model(name: str, path: Path, inputs: list[bytes], tree: Any, work: P
 
 def main(argv: list[str] | None = None) -> int:
     from tinydeploy.device.tflm_tree import ENV_SRC, find_tflm_tree
+    from tinydeploy.errors import TinyDeployError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", type=Path, default=os.environ.get(ENV_SRC) or None,
@@ -319,7 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per_op_speed: skipped, no tflite-micro tree (pass --tree DIR or set {ENV_SRC}; "
               f"got {args.tree})", file=sys.stderr)
         return 2
-    tree = find_tflm_tree(args.tree, flavour="cmsis-nn", board="qemu-cm4")
+    try:
+        tree = find_tflm_tree(args.tree, flavour="cmsis-nn", board="qemu-cm4")
+    except TinyDeployError as exc:  # e.g. no CMSIS-NN download in the tree
+        print(f"per_op_speed: skipped, {args.tree} is no tflite-micro tree with CMSIS-NN: "
+              f"{exc}", file=sys.stderr)
+        return 2
     gt = json.loads((DATA / "ground_truth.json").read_text())
     names = args.models.split(",") if args.models else list(gt)
     jobs: list[tuple[str, Path, list[bytes], bytes | None]] = []
@@ -345,11 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, path, inputs, want in jobs:
             try:
                 mrows, head = measure_model(name, path, inputs, tree, Path(tmp) / name, want)
-            except Exception as exc:  # one model's failure must not hide the others
-                from tinydeploy.errors import TinyDeployError
-
-                if not isinstance(exc, TinyDeployError | ValueError | RuntimeError):
-                    raise
+            except (TinyDeployError, ValueError, RuntimeError) as exc:  # the others still run
                 lines.append(f"{name}: skipped ({exc})")
                 print(lines[-1], flush=True)
                 ok = False
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
               f">= {args.min_instr:.0f} of ours", *format_summary(summary(rows, args.min_instr),
                                                                   args.flag)]
     text = "\n".join(lines) + "\n"
-    print("\n".join(lines[-(len(set((r['op'], r['dtype']) for r in rows)) + 1):]))
+    print("\n".join(lines[-(len({(r["op"], r["dtype"]) for r in rows}) + 1):]))
     if args.out:
         args.out.write_text(text)
     if args.json:
