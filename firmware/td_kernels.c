@@ -127,38 +127,42 @@ static int8_t td_sat8(int32_t v) {
   return (int8_t)v;
 }
 
+/* exp((x - max) * beta) in Q0.31 for one element, 0 below diff_min (an exp of 0 and an
+ * element below diff_min both give -128). */
+static int32_t td_softmax_exp(const td_softmax_params *p, int32_t diff) {
+  if (diff < p->diff_min) return 0;
+  return td_exp_on_negative_values(td_srdhm(td_wrap_shl(diff, p->left_shift), p->mult), 5);
+}
+
+/* Rows of up to TD_SOFTMAX_CACHE elements keep their exps on the stack between the sum and
+ * the output pass (one exp per element instead of two); longer rows compute them twice. */
+#define TD_SOFTMAX_CACHE 64
+
 void td_softmax(const td_softmax_params *p, const int8_t *in, int8_t *out) {
   int32_t r, c;
+  int32_t cache[TD_SOFTMAX_CACHE];
+  const int cached = p->depth <= TD_SOFTMAX_CACHE;
   for (r = 0; r < p->rows; ++r) {
     const int8_t *x = in + r * p->depth;
     int8_t *y = out + r * p->depth;
     int32_t max_in = -128;
     int32_t sum = 0; /* Q12.19 */
-    int32_t headroom, num_bits_over_unit, scale;
+    int32_t headroom, shift, scale;
     for (c = 0; c < p->depth; ++c) {
       if (x[c] > max_in) max_in = x[c];
     }
     for (c = 0; c < p->depth; ++c) {
-      const int32_t diff = (int32_t)x[c] - max_in;
-      if (diff >= p->diff_min) {
-        const int32_t scaled = td_srdhm(td_wrap_shl(diff, p->left_shift), p->mult);
-        sum += td_rdbpot(td_exp_on_negative_values(scaled, 5), 12);
-      }
+      const int32_t e = td_softmax_exp(p, (int32_t)x[c] - max_in);
+      if (cached) cache[c] = e;
+      sum += td_rdbpot(e, 12);
     }
     headroom = td_clz32((uint32_t)sum);
-    num_bits_over_unit = 12 - headroom;
+    shift = 12 - headroom + 31 - 8; /* num_bits_over_unit + 31 - 8 */
     scale = td_one_over_one_plus_x(
         (int32_t)(((uint32_t)sum << headroom) - ((uint32_t)1 << 31)));
     for (c = 0; c < p->depth; ++c) {
-      const int32_t diff = (int32_t)x[c] - max_in;
-      if (diff >= p->diff_min) {
-        const int32_t scaled = td_srdhm(td_wrap_shl(diff, p->left_shift), p->mult);
-        const int32_t e = td_exp_on_negative_values(scaled, 5);
-        const int32_t unsat = td_rdbpot(td_srdhm(scale, e), num_bits_over_unit + 31 - 8);
-        y[c] = td_sat8(unsat - 128);
-      } else {
-        y[c] = -128;
-      }
+      const int32_t e = cached ? cache[c] : td_softmax_exp(p, (int32_t)x[c] - max_in);
+      y[c] = td_sat8(td_rdbpot(td_srdhm(scale, e), shift) - 128);
     }
   }
 }

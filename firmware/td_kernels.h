@@ -40,6 +40,7 @@ int32_t td_one_minus_x_over_one_plus_x(int32_t a);
  *   entry point                 filter layout              requantization  also needs
  *   td_conv2d_fast              interleaved4 [out_c][K]    rq4             bias_eff, scratch*
  *   td_conv2d_fastg             interleaved4 [out_c][K]    rq4_general     bias_eff, scratch*
+ *   td_conv2d_1x1c1             interleaved4 [out_c][1]    rq4             bias_eff (1x1, in_c 1, no pad)
  *   td_conv2d_ref               plain [out_c][f_h][f_w][in_c]  mult/shift  -
  *   td_depthwise_conv2d_fastw   dw16 [g][f_h*f_w] pairs    rq4             filter_w (any depth_mult)
  *   td_depthwise_conv2d_fastwg  dw16 [g][f_h*f_w] pairs    rq4_general     filter_w (any depth_mult)
@@ -107,6 +108,7 @@ typedef struct {
 
 void td_conv2d_fast(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_fastg(const td_conv_params *p, const int8_t *in, int8_t *out);
+void td_conv2d_1x1c1(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_conv2d_ref(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fastw(const td_conv_params *p, const int8_t *in, int8_t *out);
 void td_depthwise_conv2d_fastwg(const td_conv_params *p, const int8_t *in, int8_t *out);

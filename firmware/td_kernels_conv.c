@@ -194,6 +194,49 @@ static void td_im2col(const td_conv_params *p, const int8_t *in, int32_t oy, int
   }
 }
 
+/* td_conv2d_1x1c1: an unpadded 1x1 convolution of one input channel, every shift <= -1 (the
+ * generator picks it; the quads hold the rounding constant): the interleaved layout then
+ * holds one weight per output channel in order. Per output: one multiply, the quad's one-multiply
+ * requantization and the activation clamp inline (no per-group call, no second pass). The
+ * pixel is loaded before any of its outputs is written (the in-place overlap of overlap.py
+ * holds). */
+void td_conv2d_1x1c1(const td_conv_params *p, const int8_t *in, int8_t *out) {
+  /* every field in a local: the int8 output stores may alias *p for the compiler */
+  const int32_t out_c = p->out_c, out_w = p->out_w, out_h = p->out_h, off = p->out_offset;
+  const int32_t lo = p->act_min > -128 ? p->act_min : -128, hi = p->act_max < 127 ? p->act_max : 127;
+  const int32_t pix_stride = p->stride_w, row_stride = p->stride_h * p->in_w;
+  const int32_t image = p->in_h * p->in_w, batches = p->batches;
+  const int8_t *const filter = p->filter;
+  const int32_t *const bias = p->bias_eff, *const rq = p->rq;
+  int32_t b, oy, ox, oc;
+  for (b = 0; b < batches; ++b) {
+    const int8_t *inb = in + b * image;
+    for (oy = 0; oy < out_h; ++oy) {
+      for (ox = 0; ox < out_w; ++ox) {
+        const int32_t x0 = inb[oy * row_stride + ox * pix_stride];
+        for (oc = 0; oc < out_c; ++oc) {
+          const int32_t *q = rq + 4 * oc;
+          int32_t acc = bias[oc] + filter[oc] * x0, v;
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+          {
+            uint32_t l = (uint32_t)q[2];
+            int32_t h = q[3];
+            __asm__("smlal %0, %1, %2, %3" : "+r"(l), "+r"(h) : "r"(acc), "r"(q[0]));
+            __asm__("smlal %0, %1, %2, %3" : "+r"(l), "+r"(h) : "r"((uint32_t)acc >> 31), "r"(INT32_MIN));
+            v = h >> q[1];
+          }
+#else
+          v = td_requant_rq(acc, q[0], q[1]);
+#endif
+          v += off;
+          out[oc] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
+        }
+        out += out_c;
+      }
+    }
+  }
+}
+
 TD_ALWAYS_INLINE void td_conv2d_b(const td_conv_params *p, const int8_t *in, int8_t *out,
                                   const int32_t gen) {
   const int32_t kk = p->f_h * p->f_w * p->in_c, out_c = p->out_c, out_w = p->out_w;

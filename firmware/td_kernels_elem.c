@@ -11,6 +11,121 @@ static int8_t td_clamp8(int32_t v, int32_t lo, int32_t hi) {
 }
 
 /* Advance a multi-index over dims (last axis fastest); returns 0 after the last one. */
+/* dst[0..n) = src[0..n) forward in word loads and stores (unaligned word loads from
+ * Cortex-M3 on; the portable build: eight words at a time, the compiler picks): on Thumb-2
+ * dst is aligned first, then 16 bytes per STM (from an LDM where src is aligned too, else
+ * four LDRs). Safe for the in-place case dst <= src, like a byte loop: each block is read
+ * before any byte of it is written. */
+static void td_copy_fwd(int8_t *dst, const int8_t *src, int32_t n) {
+  int32_t i = 0;
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+  if (n >= 16) { /* dst word-aligned, then 16 bytes per STM (LDM too where src is aligned) */
+    int32_t k;
+    while (((uintptr_t)dst & 3u) != 0u) {
+      *dst++ = *src++;
+      --n;
+    }
+    k = n >> 4;
+    n &= 15;
+    if (k > 0) {
+      register uint32_t r0 __asm__("r8"), r1 __asm__("r9"), r2 __asm__("r10"),
+          r3 __asm__("r11");
+      if (((uintptr_t)src & 3u) == 0u) {
+        __asm__ volatile(
+            "1:\n\t"
+            "ldmia %[s]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+            "stmia %[d]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+            "subs %[k], %[k], #1\n\t"
+            "bne 1b"
+            : [s] "+r"(src), [d] "+r"(dst), [k] "+r"(k), [r0] "=&r"(r0), [r1] "=&r"(r1),
+              [r2] "=&r"(r2), [r3] "=&r"(r3)
+            :
+            : "cc", "memory");
+      } else {
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[r0], [%[s]]\n\t"
+            "ldr %[r1], [%[s], #4]\n\t"
+            "ldr %[r2], [%[s], #8]\n\t"
+            "ldr %[r3], [%[s], #12]\n\t"
+            "adds %[s], %[s], #16\n\t"
+            "stmia %[d]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+            "subs %[k], %[k], #1\n\t"
+            "bne 1b"
+            : [s] "+r"(src), [d] "+r"(dst), [k] "+r"(k), [r0] "=&r"(r0), [r1] "=&r"(r1),
+              [r2] "=&r"(r2), [r3] "=&r"(r3)
+            :
+            : "cc", "memory");
+      }
+    }
+  }
+#else
+  for (; i + 32 <= n; i += 32) {
+    uint32_t a, b, c, d, e, f, g, h;
+    memcpy(&a, src + i, 4);
+    memcpy(&b, src + i + 4, 4);
+    memcpy(&c, src + i + 8, 4);
+    memcpy(&d, src + i + 12, 4);
+    memcpy(&e, src + i + 16, 4);
+    memcpy(&f, src + i + 20, 4);
+    memcpy(&g, src + i + 24, 4);
+    memcpy(&h, src + i + 28, 4);
+    memcpy(dst + i, &a, 4);
+    memcpy(dst + i + 4, &b, 4);
+    memcpy(dst + i + 8, &c, 4);
+    memcpy(dst + i + 12, &d, 4);
+    memcpy(dst + i + 16, &e, 4);
+    memcpy(dst + i + 20, &f, 4);
+    memcpy(dst + i + 24, &g, 4);
+    memcpy(dst + i + 28, &h, 4);
+  }
+#endif
+  for (; i + 4 <= n; i += 4) {
+    uint32_t v;
+    memcpy(&v, src + i, sizeof v);
+    memcpy(dst + i, &v, sizeof v);
+  }
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+/* dst[0..n) = v, four bytes per store; 16 per STM once dst is word-aligned. */
+static void td_fill(int8_t *dst, int8_t v, int32_t n) {
+  const uint32_t word = 0x01010101u * (uint8_t)v;
+  int32_t i = 0;
+#if defined(__thumb2__) && !defined(TD_PORTABLE)
+  if (n >= 16) {
+    int32_t k;
+    while (((uintptr_t)dst & 3u) != 0u) {
+      *dst++ = v;
+      --n;
+    }
+    k = n >> 4;
+    n &= 15;
+    if (k > 0) {
+      register uint32_t r0 __asm__("r8") = word, r1 __asm__("r9") = word,
+                        r2 __asm__("r10") = word, r3 __asm__("r11") = word;
+      __asm__ volatile(
+          "1:\n\t"
+          "stmia %[d]!, {%[r0], %[r1], %[r2], %[r3]}\n\t"
+          "subs %[k], %[k], #1\n\t"
+          "bne 1b"
+          : [d] "+r"(dst), [k] "+r"(k)
+          : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [r3] "r"(r3)
+          : "cc", "memory");
+    }
+  }
+#else
+  for (; i + 16 <= n; i += 16) {
+    memcpy(dst + i, &word, sizeof word);
+    memcpy(dst + i + 4, &word, sizeof word);
+    memcpy(dst + i + 8, &word, sizeof word);
+    memcpy(dst + i + 12, &word, sizeof word);
+  }
+#endif
+  for (; i + 4 <= n; i += 4) memcpy(dst + i, &word, sizeof word);
+  for (; i < n; ++i) dst[i] = v;
+}
+
 static int32_t td_next_index(int32_t *idx, const int32_t *dims, int32_t rank) {
   int32_t d;
   for (d = rank - 1; d >= 0; --d) {
@@ -291,16 +406,23 @@ void td_hard_swish(const td_hard_swish_params *p, const int8_t *in, int8_t *out)
 
 void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out) {
   /* output rows (last axis) in increasing order, each element written after the input
-   * element it copies is read: the order overlap.py plans the in-place case for */
-  const int32_t rank = p->rank, last = p->rank - 1;
+   * element it copies is read: the order overlap.py plans the in-place case for. Padding
+   * between two copied runs (one row's right, the next row's left, whole padded rows) is
+   * written as one fill just before the next copy: the same bytes in the same order. The
+   * outer axes walk an index; the last two axes are a plain loop over rows. */
+  const int32_t last = p->rank - 1, mid = p->rank - 2;
   const int32_t row = p->out_dims[last], in_row = p->in_dims[last], left = p->before[last];
+  const int32_t right = row - left - in_row;
+  const int32_t rows = mid >= 0 ? p->out_dims[mid] : 1, in_rows = mid >= 0 ? p->in_dims[mid] : 1;
+  const int32_t top = (mid >= 0 ? p->before[mid] : 0) * row;
+  const int32_t bottom = (rows - in_rows) * row - top;
   const int8_t pad = (int8_t)p->pad_value;
   int32_t idx[TD_MAX_RANK] = {0, 0, 0, 0, 0, 0};
-  int32_t d, i;
-  if (rank < 1) return;
+  int32_t d, j, pending = 0; /* pad bytes owed before the next copy */
+  if (p->rank < 1) return;
   do {
     int32_t src = 0, inside = 1;
-    for (d = 0; d < last; ++d) {
+    for (d = 0; d < mid; ++d) {
       const int32_t c = idx[d] - p->before[d];
       if (c < 0 || c >= p->in_dims[d]) {
         inside = 0;
@@ -309,15 +431,24 @@ void td_pad(const td_pad_params *p, const int8_t *in, int8_t *out) {
       src = src * p->in_dims[d] + c;
     }
     if (!inside) {
-      for (i = 0; i < row; ++i) out[i] = pad;
-    } else {
-      const int8_t *s = in + src * in_row;
-      for (i = 0; i < left; ++i) out[i] = pad;
-      for (i = 0; i < in_row; ++i) out[left + i] = s[i];
-      for (i = left + in_row; i < row; ++i) out[i] = pad;
+      pending += rows * row;
+      continue;
     }
-    out += row;
-  } while (td_next_index(idx, p->out_dims, last));
+    {
+      const int8_t *s = in + src * in_rows * in_row;
+      pending += top;
+      for (j = 0; j < in_rows; ++j) {
+        td_fill(out, pad, pending + left);
+        out += pending + left;
+        td_copy_fwd(out, s, in_row);
+        out += in_row;
+        s += in_row;
+        pending = right;
+      }
+      pending += bottom;
+    }
+  } while (mid > 0 && td_next_index(idx, p->out_dims, mid));
+  td_fill(out, pad, pending);
 }
 
 /* MEAN over the middle axes of [outer][mid][inner] (global average pooling of NHWC). */
@@ -391,9 +522,7 @@ void td_mean(const td_mean_params *p, const int8_t *in, int8_t *out) {
 }
 
 void td_copy(int32_t size, const int8_t *in, int8_t *out) {
-  int32_t i;
-  if (in == out) return;
-  for (i = 0; i < size; ++i) out[i] = in[i];
+  if (in != out) td_copy_fwd(out, in, size);
 }
 
 /* In-place transposition of a rows x cols row-major matrix of px-byte elements (an NHWC
@@ -440,11 +569,11 @@ void td_lut8(int32_t size, const int8_t *lut, const int8_t *in, int8_t *out) {
 
 void td_concat(int32_t n, int32_t outer, const int32_t *inner, const int8_t *const *ins,
                int8_t *out) {
-  int32_t o, k, j;
+  int32_t o, k;
   for (o = 0; o < outer; ++o) {
     for (k = 0; k < n; ++k) {
-      const int8_t *src = ins[k] + o * inner[k];
-      for (j = 0; j < inner[k]; ++j) *out++ = src[j];
+      td_copy_fwd(out, ins[k] + o * inner[k], inner[k]);
+      out += inner[k];
     }
   }
 }

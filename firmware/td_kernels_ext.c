@@ -1,5 +1,6 @@
 /* tinydeploy extension kernels: element-wise ADD/SUB/MUL/MAXIMUM/MINIMUM on int8 or int16,
- * STRIDED_SLICE and TRANSPOSE_CONV (see td_kernels_ext.h).
+ * STRIDED_SLICE (and TRANSPOSE as a gather or a permutation) and TRANSPOSE_CONV (see
+ * td_kernels_ext.h).
  */
 #include <string.h>
 
@@ -49,16 +50,72 @@ static uint8_t *td_slice_row(const td_strided_slice_params *p, const uint8_t *sr
 }
 
 void td_strided_slice(const td_strided_slice_params *p, const void *in, void *out) {
-  int32_t idx[TD_MAX_RANK - 1] = {0, 0, 0, 0, 0};
+  /* the last outer axis is a loop of its own around the rows (no index walk per row);
+   * single bytes (a TRANSPOSE or slice of int8 along an outer axis) are gathered inline */
+  const int32_t last = TD_MAX_RANK - 2, rows = p->count[last], row_step = p->step[last];
+  const int32_t n = p->inner_n, step = p->inner_step;
+  const int32_t bytes = p->run == 1 && step != 1;
+  int32_t idx[TD_MAX_RANK - 2] = {0, 0, 0, 0};
   const uint8_t *src = (const uint8_t *)in + p->base;
   uint8_t *dst = (uint8_t *)out;
-  int32_t d;
+  int32_t d, r, i;
   for (;;) {
-    dst = td_slice_row(p, src, dst);
-    for (d = TD_MAX_RANK - 2; d >= 0; --d) {
+    const uint8_t *s = src;
+    for (r = 0; r < rows; ++r, s += row_step) {
+      if (bytes) {
+        const uint8_t *q = s;
+        for (i = 0; i < n; ++i, q += step) *dst++ = *q;
+      } else {
+        dst = td_slice_row(p, s, dst);
+      }
+    }
+    for (d = last - 1; d >= 0; --d) {
       src += p->step[d];
       if (++idx[d] < p->count[d]) break;
       src -= p->step[d] * p->count[d];
+      idx[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
+
+void td_permute(const td_permute_params *p, const void *in, void *out) {
+  const int32_t last = TD_MAX_RANK - 1, n = p->count[last], es = p->es;
+  const int32_t ss = p->src_step[last], ds = p->dst_step[last];
+  int32_t idx[TD_MAX_RANK - 1] = {0, 0, 0, 0, 0};
+  const uint8_t *src = (const uint8_t *)in;
+  uint8_t *dst = (uint8_t *)out;
+  int32_t d, i;
+  for (;;) {
+    const uint8_t *s = src;
+    uint8_t *o = dst;
+    if (es == 1) {
+      i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      if (ss == 1) { /* a word of consecutive input bytes, scattered */
+        const int32_t ds2 = 2 * ds, ds3 = 3 * ds, ds4 = 4 * ds;
+        for (; i + 4 <= n; i += 4, s += 4, o += ds4) {
+          uint32_t v;
+          memcpy(&v, s, 4);
+          o[0] = (uint8_t)v;
+          o[ds] = (uint8_t)(v >> 8);
+          o[ds2] = (uint8_t)(v >> 16);
+          o[ds3] = (uint8_t)(v >> 24);
+        }
+      }
+#endif
+      for (; i < n; ++i, s += ss, o += ds) *o = *s;
+    } else if (es == 2) {
+      for (i = 0; i < n; ++i, s += ss, o += ds) memcpy(o, s, 2);
+    } else {
+      for (i = 0; i < n; ++i, s += ss, o += ds) memcpy(o, s, 4);
+    }
+    for (d = last - 1; d >= 0; --d) {
+      src += p->src_step[d];
+      dst += p->dst_step[d];
+      if (++idx[d] < p->count[d]) break;
+      src -= p->src_step[d] * p->count[d];
+      dst -= p->dst_step[d] * p->count[d];
       idx[d] = 0;
     }
     if (d < 0) return;

@@ -39,6 +39,18 @@ typedef struct {
 } td_strided_slice_params;
 void td_strided_slice(const td_strided_slice_params *p, const void *in, void *out);
 
+/* ---- element permutation in input order (TRANSPOSE with short output rows) --------- */
+/* The loops walk the input (the innermost reads consecutive elements) and scatter the
+ * elements to the output: output bytes are not written in increasing order, so the output
+ * must not overlap the input (the planner never places a TRANSPOSE in place). */
+typedef struct {
+  int32_t es;                    /* element bytes: 1, 2 or 4 */
+  int32_t count[TD_MAX_RANK];    /* loop extents, outermost first (leading 1s) */
+  int32_t src_step[TD_MAX_RANK]; /* input byte step per loop */
+  int32_t dst_step[TD_MAX_RANK]; /* output byte step per loop */
+} td_permute_params;
+void td_permute(const td_permute_params *p, const void *in, void *out);
+
 /* ---- transpose convolution (int8 and 16x8) ----------------------------------------- */
 typedef struct {
   int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;

@@ -80,8 +80,10 @@ def test_random_lstm_dsp_and_portable_equal_tflm(case: str, tmp_path: Path) -> N
         np.testing.assert_array_equal(y, ref.reshape(y.shape), err_msg=build)
 
 
-CM4_CASES = [("conv", 0), ("conv", 4), ("dwconv", 0), ("dwconv", 4), ("dense", 1),
-             ("avgpool", 1), ("add", 0)]
+CM4_CASES = [("conv", 0), ("conv", 4), ("conv_1x1c1", 0), ("conv_1x1c1", 1),
+             ("dwconv", 0), ("dwconv", 4), ("dense", 1), ("avgpool", 1), ("add", 0),
+             ("softmax", 0), ("pad", 0), ("concat", 0),
+             ("transpose", 0), ("transpose", 3)]
 
 
 @pytest.mark.parametrize(("case", "seed"), CM4_CASES, ids=[f"{c}-{s}" for c, s in CM4_CASES])

@@ -552,3 +552,32 @@ def test_slice_copy_plan_matches_numpy() -> None:
                 break
         assert np.array_equal(np.array(out, np.uint8), x[pick].reshape(-1)), (shape, start,
                                                                                count, step, p)
+
+
+def test_permute_plan_matches_numpy() -> None:
+    """td_permute's loops (emit_gather.permute_plan), walked as the C loop walks them, put
+    every input element where numpy's transpose puts it (any element size); the plan is
+    taken only where the gather would copy single elements in shorter rows."""
+    from tinydeploy.cruntime.emit_gather import permute_plan
+
+    rng = np.random.default_rng(1)
+    taken = 0
+    for _ in range(600):
+        shape = tuple(int(v) for v in rng.integers(1, 7, size=int(rng.integers(2, 6))))
+        perm = [int(v) for v in rng.permutation(len(shape))]
+        es = int(rng.choice([1, 2, 4]))
+        p = permute_plan(shape, perm, es)
+        if p is None:
+            continue
+        taken += 1
+        x = rng.integers(0, 256, size=(*shape, es), dtype=np.uint8)
+        want = np.transpose(x, [*perm, len(shape)]).reshape(-1)
+        flat, out = x.reshape(-1), np.zeros(x.size, np.uint8)
+        for idx in np.ndindex(*p["count"]):
+            s = sum(i * st for i, st in zip(idx, p["src_step"], strict=True))
+            d = sum(i * st for i, st in zip(idx, p["dst_step"], strict=True))
+            out[d:d + es] = flat[s:s + es]
+        assert out.tobytes() == want.tobytes(), (shape, perm, es, p)
+    assert taken > 100
+    assert permute_plan((1, 3, 3, 160), [0, 3, 1, 2], 1) is not None  # MCUNet's NHWC->NCHW
+    assert permute_plan((1, 3, 3, 160), [0, 2, 1, 3], 1) is None  # rows of C: the gather

@@ -42,6 +42,22 @@ def _conv(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     return k.Model(x, y), ["CONV_2D"]
 
 
+def _conv_1x1c1(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
+    """An unpadded 1x1 convolution of one channel (td_conv2d_fast's own loop for it)."""
+    x = _img(k, r, c=(1, 2))
+    y = k.layers.Conv2D(int(r.integers(1, 11)), 1, strides=int(r.integers(1, 3)),
+                        activation=ACTS[int(r.integers(3))])(x)
+    return k.Model(x, y), ["CONV_2D"]
+
+
+def _transpose(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
+    """A Permute of a conv's output (TRANSPOSE: the permutation kernel or the gather)."""
+    x = _img(k, r, (2, 6))
+    y = k.layers.Conv2D(int(r.integers(3, 12)), 1)(x)
+    perm = [(3, 1, 2), (2, 3, 1), (3, 2, 1), (2, 1, 3)][int(r.integers(4))]
+    return k.Model(x, k.layers.Permute(perm)(y)), ["TRANSPOSE"]
+
+
 def _dwconv(k: Any, r: np.random.Generator) -> tuple[Any, list[str]]:
     x = _img(k, r)
     stride = int(r.integers(1, 3))
@@ -174,6 +190,8 @@ def _leaky(k: Any, r: np.random.Generator) -> Any:
 
 CASES: dict[str, tuple[Builder, int]] = {
     "conv": (_conv, 6),
+    "conv_1x1c1": (_conv_1x1c1, 3),
+    "transpose": (_transpose, 4),
     "dwconv": (_dwconv, 5),
     "dense": (_dense, 3),
     "dense_3d": (_dense_3d, 2),
@@ -361,3 +379,13 @@ def test_float_input_into_other_op_refused(tmp_path: Path) -> None:
         generate_c(facts, tmp_path / "c", tflm_arena=False)
     assert err.value.code == "model_rejected" and "FLOAT32" in str(err.value)
     assert not (tmp_path / "c").exists()
+
+
+def test_one_channel_pointwise_takes_its_kernel(op_models: Callable[[str, int], Path],
+                                                tmp_path: Path) -> None:
+    """The conv_1x1c1 cases (bit-exact above, on qemu-cm4 in test_cruntime_cm4.py) really
+    run td_conv2d_1x1c1 (variants.py), not the general td_conv2d_fast."""
+    for seed in range(CASES["conv_1x1c1"][1]):
+        res = generate_c(load(op_models("conv_1x1c1", seed)), tmp_path / str(seed),
+                         tflm_arena=False)
+        assert "td_conv2d_1x1c1(&" in (res.out_dir / "td_model.c").read_text(), seed

@@ -148,6 +148,7 @@ def test_layout_contract_refuses_a_mismatch() -> None:
     ok = {"filter": "f_il", "rq": "q", "bias_eff": "b"}
     assert check_call("td_conv2d_fast", ok, layouts, arrays).filter_layout == INTERLEAVED4
     assert check_call("td_conv2d_fastg", {**ok, "rq": "qg"}, layouts, arrays)
+    assert check_call("td_conv2d_1x1c1", ok, layouts, arrays).requant == RQ4
     assert check_call("td_fully_connected_fast", {**ok, "rq": "r"}, layouts, arrays)
     for fn, fields in (
         ("td_conv2d_ref", {"filter": "f_il", "mult": "m", "shift": "s"}),  # the old bug
@@ -157,6 +158,8 @@ def test_layout_contract_refuses_a_mismatch() -> None:
         ("td_fully_connected_fast", {"filter": "f_il", "rq": "r"}),
         ("td_conv2d_fast", {"filter": "f_il", "rq": "qg", "bias_eff": "b"}),  # shift >= 0
         ("td_conv2d_fast", {"filter": "f_il", "rq": "r", "bias_eff": "b"}),  # pairs
+        ("td_conv2d_1x1c1", {"filter": "f_il", "rq": "qg", "bias_eff": "b"}),  # shift >= 0
+        ("td_conv2d_1x1c1", {"filter": "f_plain", "rq": "q", "bias_eff": "b"}),
     ):
         with pytest.raises(TinyDeployError, match="layout contract"):
             check_call(fn, fields, layouts, arrays)
@@ -168,7 +171,9 @@ def test_layout_contract_refuses_a_mismatch() -> None:
                                       # weights in place: tinydeploy's TFLM kernel
                                       "td_fully_connected_plain", "td_fully_connected_plaing",
                                       # FULLY_CONNECTED streaming (fc_stream.py)
-                                      "td_fc_stream_end", "td_fc_stream_endg"}
+                                      "td_fc_stream_end", "td_fc_stream_endg",
+                                      # an unpadded 1x1 of one input channel
+                                      "td_conv2d_1x1c1"}
 
 
 def test_header_declares_the_same_variants() -> None:

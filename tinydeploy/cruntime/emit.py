@@ -32,6 +32,7 @@ from .variants import (
     VARIANTS,
     check_call,
     fast_variant,
+    needs_general,
     rq4_quads,
     rq_pairs,
 )
@@ -251,6 +252,10 @@ class Emitter:
             self._quads(p, fields)
             fields["bias_eff"] = self.int_array(p + "_bias_eff", folded)  # type: ignore[arg-type]
             fields["scratch"], fields["scratch_cols"] = scratch or (0, 1)
+            one = all(fields[k] == v for k, v in (("f_h", 1), ("f_w", 1), ("in_c", 1),
+                                                   ("pad_h", 0), ("pad_w", 0)))
+            if one and not needs_general(self.arrays[str(fields["rq"])], 4):
+                return self.call("td_conv2d_1x1c1", "td_conv_params", p, fields, op)
             return self.call("td_conv2d_fast", "td_conv_params", p, fields, op)
         return self.call("td_conv2d_ref", "td_conv_params", p,
                          self._conv_common(op, p, False), op)

@@ -35,7 +35,7 @@ from .emit_base import (
     pad_fields,
 )
 from .emit_gather import ES as _ES
-from .emit_gather import GATHER_OPS, gather_fields, slice_copy_plan
+from .emit_gather import GATHER_OPS, gather_fields, permute_fields, slice_copy_plan
 from .emit_int16 import (
     conv16_plan,
     conv16_scratch_bytes,
@@ -202,7 +202,12 @@ def _max_min(em: Emitter, op: Op, p: str) -> str:
 
 
 def _gathered(em: Emitter, op: Op, p: str) -> str:
-    """STRIDED_SLICE, TRANSPOSE, RESIZE_NEAREST_NEIGHBOR: one strided gather (emit_gather)."""
+    """STRIDED_SLICE, TRANSPOSE, RESIZE_NEAREST_NEIGHBOR: one strided gather (emit_gather);
+    a TRANSPOSE with short output rows: td_permute (emit_gather.permute_fields)."""
+    perm = permute_fields(em.g, op)
+    if perm is not None:
+        em.decls.append(_struct("td_permute_params", p, perm))
+        return f"td_permute(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"
     fields = gather_fields(em.g, op)
     em.decls.append(_struct("td_strided_slice_params", p, fields))
     return f"td_strided_slice(&{p}, {_ref(em, op.inputs[0])}, {em.loc(op.outputs[0])});"

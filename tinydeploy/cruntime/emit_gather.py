@@ -12,7 +12,10 @@ params (the innermost contiguous axes merged into one copy of ``run`` bytes).
   index arithmetic (float32) must give exactly that pattern, else the op is refused.
 
 ``gather_fields(g, op)`` returns the ``td_strided_slice_params`` fields; emit_ext.py emits
-the call.
+the call. A TRANSPOSE whose gather would copy single elements in short output rows while a
+longer input axis is contiguous runs as ``td_permute`` instead (``permute_fields``): the
+loops in input order, consecutive input elements scattered to the output (out of output
+order: fine, the planner never places a TRANSPOSE over its input).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from ..errors import TinyDeployError
 from .emit_base import MAX_RANK
 from .graph import FIX_TFLM, Graph, Op
 
-__all__ = ["ES", "GATHER_OPS", "MAX_RANK", "copy_plan", "gather_fields", "slice_copy_plan"]
+__all__ = ["ES", "GATHER_OPS", "MAX_RANK", "copy_plan", "gather_fields", "permute_fields",
+           "permute_plan", "slice_copy_plan"]
 
 ES = {"INT8": 1, "INT16": 2, "INT32": 4}  # element size by dtype
 GATHER_OPS = ("STRIDED_SLICE", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR")
@@ -133,6 +137,37 @@ def _transpose(g: Graph, op: Op) -> list[tuple[int, int, int, int]]:
                          f"{list(x.shape)} permuted by {perm}")
     strides = _row_major(x.shape)
     return [(0, x.shape[a], 1, strides[a]) for a in perm]
+
+
+def permute_plan(shape: tuple[int, ...], perm: list[int], es: int) -> dict[str, Any] | None:
+    """``td_permute_params`` of transposing a row-major ``shape`` by ``perm`` (output axis d
+    = input axis perm[d]) with loops in input order, or None where ``copy_plan``'s gather is
+    as good: its copies are runs of several elements, or its output rows are at least as
+    long as the innermost input axis (of size > 1) the permutation would loop over."""
+    axes = [(0, shape[a], 1, _row_major(shape)[a]) for a in perm]
+    plan = copy_plan(axes, es)
+    live = [a for a in range(len(shape)) if shape[a] > 1]
+    if plan["run"] != es or not live or shape[live[-1]] <= plan["inner_n"]:
+        return None
+    out_stride = _row_major(tuple(shape[a] for a in perm))
+    where = {a: d for d, a in enumerate(perm)}  # input axis -> output axis
+    loops = [(shape[a], _row_major(shape)[a] * es, out_stride[where[a]] * es) for a in live]
+    pad = [(1, 0, 0)] * (MAX_RANK - len(loops))
+    return {"es": es, "count": [c for c, _, _ in pad + loops],
+            "src_step": [s for _, s, _ in pad + loops],
+            "dst_step": [d for _, _, d in pad + loops]}
+
+
+def permute_fields(g: Graph, op: Op) -> dict[str, Any] | None:
+    """``permute_plan`` of a TRANSPOSE (validated as ``gather_fields`` does), else None."""
+    if op.name != "TRANSPOSE":
+        return None
+    gather_fields(g, op)  # the same refusals
+    x = g.t(op.inputs[0])
+    rank = len(x.shape)
+    perm = [int(v) + rank if int(v) < 0 else int(v)
+            for v in g.t(op.inputs[1]).data.reshape(-1)]
+    return permute_plan(tuple(int(v) for v in x.shape), perm, ES[x.dtype])
 
 
 def nearest_map(n_in: int, n_out: int, align: bool, half: bool) -> list[int]:

@@ -40,6 +40,8 @@ class Variant:
 VARIANTS: dict[str, Variant] = {v.function: v for v in (
     Variant("td_conv2d_fast", INTERLEAVED4, RQ4, ("bias_eff",)),
     Variant("td_conv2d_fastg", INTERLEAVED4, RQ4_GENERAL, ("bias_eff",)),
+    # an unpadded 1x1 of one input channel (interleaved4 of [out_c][1] is [out_c] in order)
+    Variant("td_conv2d_1x1c1", INTERLEAVED4, RQ4, ("bias_eff",)),
     Variant("td_conv2d_ref", PLAIN, MULT_SHIFT),
     Variant("td_depthwise_conv2d_fastw", DW16, RQ4, filter_field="filter_w"),
     Variant("td_depthwise_conv2d_fastwg", DW16, RQ4_GENERAL, filter_field="filter_w"),

@@ -36,7 +36,7 @@ __all__ = ["LayerPath", "classify", "layer_regimes", "op_label"]
 _STRUCT = re.compile(r"static const (\w+) (td_p\d+(?:_fast)?) = \{(.*?)\n\};", re.S)
 _FIELD = re.compile(r"\.(\w+) = (\{[^}]*\}|[^,\n]+)")
 _INT8_VARIANT = re.compile(r"td_(conv2d|depthwise_conv2d|fully_connected)"
-                           r"_(fast|fastg|fastw|fastwg|ref)")
+                           r"_(fast|fastg|fastw|fastwg|ref|1x1c1)")
 _CALL = re.compile(r"/\* (\d+): (\w+) \*/ (.*)")
 # cruntime/transpose.py's block: transposition, the kernel's call, transposition
 _TRANSPOSED = re.compile(r"/\* (\d+): \w+ \*/ \{ /\* run transposed[^\n]*\n"
@@ -79,8 +79,9 @@ def _int(f: dict[str, str], key: str, default: int = 0) -> int:
 def _conv8(fn: str, f: dict[str, str]) -> str:
     """The int8 conv / depthwise / FC variant the generator named (cruntime/variants.py):
     ``fast`` (one-multiply requantization), ``fastg`` (a shift >= 0), ``fastw``/``fastwg``
-    (depthwise, int16 weights), ``ref``; ``partial`` where the fast variant runs
-    part of its work on a slower branch (one-pixel im2col, the depthwise edge loop)."""
+    (depthwise, int16 weights), ``ref``; ``1x1c1`` (an unpadded 1x1 conv of one channel);
+    ``partial`` where the fast variant runs part of its work on a slower branch (one-pixel
+    im2col, the depthwise edge loop)."""
     variant = fn.rsplit("_", 1)[1]
     if fn.startswith("td_conv2d_fast") and _int(f, "scratch_cols", 2) < 2:
         return "partial"  # one pixel's field, or a 1x1 on the raw input without the scratch
