@@ -65,3 +65,24 @@ def test_rows_and_summary(bench):
     assert groups["SOFTMAX"]["ours"] == 3400.0 and groups["SOFTMAX"]["cmsis"] == 2400.0
     with pytest.raises(ValueError, match="TFLM ran"):
         bench.model_rows("m", ops[:2], np.zeros(2), run)
+
+
+def test_operators_run_inside_another_share_its_row(bench):
+    """A patch stage's band loop, FC streaming and a fused RELU run inside one operator's
+    call: the profile cannot split them, so both sides are summed into that row."""
+    model_c = ("  /* 0: CONV_2D */ { /* ops 0..2 in 8 row bands, 9 steps */\n"
+               "  /* 1: CONV_2D */ /* in the band loop above */\n"
+               "  /* 2: ADD */ /* in the band loop above */\n"
+               "  /* 3: DEPTHWISE_CONV_2D */ { /* ops 3, 4: FC streaming */\n"
+               "  /* 4: FULLY_CONNECTED */ /* FC streaming: in op 3's band loop */\n"
+               "  /* 5: RELU */ /* fused into op 4 */\n")
+    inside = bench.run_inside(model_c)
+    assert inside == {1: 0, 2: 0, 4: 3, 5: 4}
+    rows = [{"index": k, "op": op, "ours": o, "cmsis": c}
+            for k, (op, o, c) in enumerate([("CONV_2D", 900, 300), ("CONV_2D", 0, 300),
+                                            ("ADD", 40, 100), ("DEPTHWISE_CONV_2D", 500, 400),
+                                            ("FULLY_CONNECTED", 0, 100), ("RELU", 0, 50)])]
+    merged = bench.merge_groups(rows, inside)
+    assert [(r["index"], r["op"], r["ours"], r["cmsis"]) for r in merged] == [
+        (0, "CONV_2D+CONV_2D+ADD", 940, 700),
+        (3, "DEPTHWISE_CONV_2D+FULLY_CONNECTED+RELU", 500, 550)]
