@@ -5,6 +5,7 @@ files a mismatch is saved as (``save_case``)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ..cruntime.graph import Graph, read_graph
 from ..cruntime.patch import plan_stage
 from ..errors import TinyDeployError
 from ..facts import load
+from ..log import log
 from .host import HostRef
 from .models import Built, inputs
 from .paths import LayerPath, classify
@@ -93,8 +95,13 @@ def prepare(built: Built, host: HostRef, samples: int = SAMPLES
         # the table ADD at any size): paths the size-first choices leave out of small models
         seed = built.recipe.seed
         stage = random_stage(read_graph(facts), seed) if patched_first(seed) else None
-        texts, cres = build_c(facts, patch=stage or "auto", speed_first=speed_first(seed),
-                              force_transposed=transposed_first(seed))
+        level = log.level  # a forced random stage that costs more than it saves is no news
+        log.setLevel(logging.ERROR)
+        try:
+            texts, cres = build_c(facts, patch=stage or "auto", speed_first=speed_first(seed),
+                                  force_transposed=transposed_first(seed))
+        finally:
+            log.setLevel(level)
     except TinyDeployError as exc:
         return None, "c-refused", str(exc)[:160]
     ir = read_graph(facts)
