@@ -246,16 +246,24 @@ def test_patch_stage_bit_exact(tmp_path: Path) -> None:
     assert 36000 < unpatched < 38500 and mem["ram_bytes"] < 0.75 * unpatched  # 12 bands: -28 %
     assert mem["patch"]["recompute_macs_ratio"] == 1.0 and mem["patch"]["carried_bytes"] > 0
     assert "in 12 row bands" in (res.out_dir / "td_model.c").read_text()
+    person_detect_bit_exact(res.out_dir, tmp_path / "q", (0, 3, 12), "in 12 row bands")
+
+
+def person_detect_bit_exact(model_dir: Path, qemu_dir: Path, patch: Any, code: str) -> None:
+    """person_detect's generated model in ``model_dir`` on the host build, and its qemu-cm4
+    firmware built with ``patch`` (its td_model.c holding ``code``), against the stored
+    Cortex-M4 outputs, bit for bit."""
     x = np.load(DATA / "person_detect.inputs.npy")
     want = np.load(DATA / "person_detect.outputs_cm4.npy")
     samples = [[x[i]] for i in range(len(x))]
-    got = run_harness_bytes(build_harness(res.out_dir), samples,
+    got = run_harness_bytes(build_harness(model_dir), samples,
                             [(tuple(want.shape[1:]), want.dtype)], reset=True)
     assert all(np.array_equal(g[0], want[i]) for i, g in enumerate(got))
     if HAS_QEMU:
-        got = _qemu_outputs(path, samples[:3], tmp_path / "q", [want.dtype], (0, 3, 12))
+        got = _qemu_outputs(DATA / "person_detect.tflite", samples[:3], qemu_dir, [want.dtype],
+                            patch)
         assert all(np.array_equal(g[0], want[i].reshape(g[0].shape)) for i, g in enumerate(got))
-        assert "in 12 row bands" in (tmp_path / "q" / "model" / "td_model.c").read_text()
+        assert code in (qemu_dir / "model" / "td_model.c").read_text()
 
 
 def test_patch_stage_refused_with_one_line() -> None:

@@ -16,13 +16,11 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tinydeploy.cli import main
 from tinydeploy.cruntime import codegen, memplan, patch_auto
 from tinydeploy.cruntime.graph import read_graph
-from tinydeploy.cruntime.harness import build_harness, run_harness_bytes
 from tinydeploy.errors import TinyDeployError
 from tinydeploy.facts import load
 from tinydeploy.layers import op_macs
@@ -103,18 +101,9 @@ def test_auto_picks_a_stage_that_lowers_the_ram_bit_exact(person: dict, tmp_path
     assert f"ops {first}..{last} in {rep['bands']} row bands" in person["auto_texts"]["td_model.c"]
     res = codegen.generate_c(person["facts"], tmp_path / "c", tflm_arena=False)  # default
     assert json.loads((res.out_dir / "memory.json").read_text())["patch"] == rep
-    x = np.load(DATA / "person_detect.inputs.npy")
-    want = np.load(DATA / "person_detect.outputs_cm4.npy")
-    samples = [[x[i]] for i in range(len(x))]
-    got = run_harness_bytes(build_harness(res.out_dir), samples,
-                            [(tuple(want.shape[1:]), want.dtype)], reset=True)
-    assert all(np.array_equal(g[0], want[i]) for i, g in enumerate(got))
-    if HAS_QEMU:
-        from test_cruntime_memory import _qemu_outputs
+    from test_cruntime_memory import person_detect_bit_exact
 
-        got = _qemu_outputs(PERSON, samples[:2], tmp_path / "q", [want.dtype])  # auto
-        assert all(np.array_equal(g[0], want[i].reshape(g[0].shape)) for i, g in enumerate(got))
-        assert "row bands" in (tmp_path / "q" / "model" / "td_model.c").read_text()
+    person_detect_bit_exact(res.out_dir, tmp_path / "q", "auto", "row bands")
 
 
 def _decide(facts: object) -> patch_auto.Decision:
