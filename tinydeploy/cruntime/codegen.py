@@ -99,8 +99,21 @@ class CResult:
                 f"(ratio {self.plan.size / self.tflm_arena_cortex_m:.2f})"
                 if self.tflm_arena_cortex_m else "")
         return (f"C runtime: {self.n_ops} ops, static arena {self.plan.size} B "
-                f"(lower bound {self.plan.lower_bound} B){tflm}, weights {self.weight_bytes} B, "
-                f"params {self.param_bytes} B -> {self.out_dir}")
+                f"(lower bound {self.plan.lower_bound} B{self._techniques()}){tflm}, "
+                f"weights {self.weight_bytes} B, params {self.param_bytes} B -> {self.out_dir}")
+
+    def _techniques(self) -> str:
+        """The plan's structural choices, for the summary line (memory.json has the rest)."""
+        e, out = self.extra, []
+        if e.get("patch"):
+            p = e["patch"]
+            out.append(f"patch stage ops {p['ops'][0]}..{p['ops'][1]} in {p['bands']} bands "
+                       f"({p.get('chosen', 'forced')})")
+        if e.get("transposed_ops"):
+            out.append("transposed op " + ", ".join(map(str, e["transposed_ops"])))
+        if e.get("fc_streaming"):
+            out.append("FC streaming")
+        return "; " + ", ".join(out) if out else ""
 
 
 def c_identifier(name: str) -> str:
