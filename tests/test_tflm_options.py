@@ -199,6 +199,67 @@ def test_unbiased_16x8_transpose_conv_is_refused_for_a_tree_with_the_defect(
                  str(out), "--board", "nano33ble", "--format", "platformio"]) == 0
 
 
+def _fuse_relu(data: bytes) -> bytes:
+    """The model with a RELU fused into its TRANSPOSE_CONV (TransposeConvOptions)."""
+    from tinydeploy.facts import op_name
+    from tinydeploy.tflm_overrides import pack
+
+    model = load(data).model
+    for op in model.subgraphs[0].operators:
+        if op_name(model.operatorCodes[op.opcodeIndex]) == "TRANSPOSE_CONV":
+            op.builtinOptions.fusedActivationFunction = 1
+    return pack(model)
+
+
+NO_ACT = ("TF_LITE_ENSURE_STATUS(tflite::PopulateConvolutionQuantizationParams(\n"
+          "    context, input, filter, bias, output, kTfLiteActNone,\n    &mult, &shift));\n")
+
+
+def test_fused_activation_transpose_conv_is_refused_where_the_kernel_drops_it(
+        tmp_path: Path) -> None:
+    """TFLM's reference TRANSPOSE_CONV before February 2026 (every Arduino library of the
+    table) and CMSIS-NN's (90b983c2) requantize integer outputs with kTfLiteActNone: a
+    fused RELU would silently vanish on the device. Refused for such a tree or board, in one
+    line, before anything is built or written; the same model without it is not."""
+    from tinydeploy.device.tflm_ops import check_tree_ops, fused_act_transpose_convs
+
+    plain = load(DATA / "ext_ops" / "transpose_conv_0.tflite")
+    fused = load(_fuse_relu(plain.data))
+    assert (fused_act_transpose_convs(plain), fused_act_transpose_convs(fused)) == (0, 1)
+    bad = tb.find_tflm_tree(_tree(tmp_path / "bad", ALL_METHODS, NO_ACT))
+    good = tb.find_tflm_tree(_tree(tmp_path / "good", ALL_METHODS,
+                                   NO_ACT.replace("kTfLiteActNone", "params->activation")))
+    check_tree_ops(plain, bad)
+    check_tree_ops(fused, good)
+    with pytest.raises(TinyDeployError) as err:
+        check_tree_ops(fused, bad)
+    assert err.value.code == "unsupported_op" and "fused activation" in str(err.value)
+    path = tmp_path / "tconv_relu.tflite"
+    path.write_bytes(fused.data)
+    out = tmp_path / "fw"
+    assert main(["generate", str(path), "--out", str(out), "--board", "nano33ble"]) == 3
+    assert not out.exists()
+    assert main(["generate", str(path), "--out", str(out), "--board", "qemu-cm4",
+                 "--runtime", "c"]) == 0  # the C runtime applies it (bit-exact, see ext_ops)
+
+
+@pytest.mark.skipif(not os.environ.get("TINYDEPLOY_TFLM_SRC"),
+                    reason="set TINYDEPLOY_TFLM_SRC to a tflite-micro checkout with downloads")
+def test_fused_activation_transpose_conv_on_the_real_tree() -> None:
+    """Upstream 90b983c2: its reference kernel applies the activation, its CMSIS-NN kernel
+    does not."""
+    from tinydeploy.device.tflm_ops import check_tree_ops
+
+    fused = load(_fuse_relu((DATA / "ext_ops" / "transpose_conv_0.tflite").read_bytes()))
+    tree = tb.find_tflm_tree(os.environ["TINYDEPLOY_TFLM_SRC"], flavour="reference")
+    if tree.kind != "tflite-micro":
+        pytest.skip("a tflite-micro checkout is needed (an Arduino library has no flavours)")
+    check_tree_ops(fused, tree)
+    with pytest.raises(TinyDeployError, match="fused activation"):
+        check_tree_ops(fused, tb.find_tflm_tree(os.environ["TINYDEPLOY_TFLM_SRC"],
+                                                flavour="cmsis-nn"))
+
+
 def _drop_bias(data: bytes) -> bytes:
     """The model with its TRANSPOSE_CONV's bias input omitted (-1)."""
     from tinydeploy.facts import op_name

@@ -23,10 +23,14 @@ from ..facts import ModelFacts, op_name
 from ..ops import TFLM_OPS
 
 RESOLVER_HEADER = "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-INT16 = 7  # schema TensorType code
+INT8, INT16 = 9, 7  # schema TensorType codes
 _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 # transpose_conv Prepare: `if (bias->type == kTfLiteInt16)` with no `bias != nullptr` test
 _TCONV_BIAS_DEREF = re.compile(r"if\s*\(\s*bias->type\s*==\s*kTfLiteInt16\s*\)")
+# a TRANSPOSE_CONV kernel that computes its integer requantization without the fused
+# activation (TFLM's reference kernel before February 2026, CMSIS-NN's as of 90b983c2)
+_TCONV_NO_ACT = re.compile(r"PopulateConvolutionQuantizationParams\(\s*context\s*,\s*input\s*,"
+                           r"\s*filter\s*,\s*bias\s*,\s*output\s*,\s*kTfLiteActNone")
 
 
 def _top_level_params(text: str) -> list[str]:
@@ -93,12 +97,44 @@ def _unbiased_16x8_transpose_conv(facts: ModelFacts) -> bool:
 # TFLM fixed the TRANSPOSE_CONV bias dereference on 2024-05-09 (tflite-micro #2566): a
 # library whose TFLM snapshot is older has the defect
 TCONV16_BIAS_FIX = "2024-05"
+# TFLM's reference TRANSPOSE_CONV applies a fused activation to integer outputs since
+# 2026-02-10 (tflite-micro 5b93e5b, #3278); older libraries drop it
+TCONV_ACT_FIX = "2026-02"
+TCONV_ACT_FIX_TEXT = ("keep the activation a layer of its own after the TRANSPOSE_CONV (the "
+                      "TFLiteConverter does so by default), or use the C runtime (--runtime c)")
+
+
+def fused_act_transpose_convs(facts: ModelFacts) -> int:
+    """TRANSPOSE_CONV operators with integer activations and a fused activation."""
+    model = facts.model
+    if model is None or "TRANSPOSE_CONV" not in facts.op_names:
+        return 0
+    sub, n = model.subgraphs[0], 0
+    for op in sub.operators or []:
+        if op_name(model.operatorCodes[op.opcodeIndex]) != "TRANSPOSE_CONV":
+            continue
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        act = int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0)
+        n += act != 0 and len(ins) > 2 and ins[2] >= 0 and int(sub.tensors[ins[2]].type) in (
+            INT8, INT16)
+    return n
 
 
 def check_board_libraries(facts: ModelFacts, boards: list[Any]) -> None:
     """Refuse boards whose TFLM library (by its facts: the month of its TFLM snapshot)
-    crashes on the model at any arena size: a 16x8 TRANSPOSE_CONV without bias before
-    :data:`TCONV16_BIAS_FIX` (``unsupported_op``)."""
+    crashes on the model at any arena size -- a 16x8 TRANSPOSE_CONV without bias before
+    :data:`TCONV16_BIAS_FIX` -- or computes it wrong -- an integer TRANSPOSE_CONV with a fused
+    activation before :data:`TCONV_ACT_FIX` (``unsupported_op``)."""
+    fused = fused_act_transpose_convs(facts)
+    for board in boards:
+        lib = getattr(board, "tflm_lib", None)
+        if fused and lib is not None and str(lib.tflm_date) < TCONV_ACT_FIX:
+            raise TinyDeployError(
+                "unsupported_op", path=facts.path,
+                op=f"TRANSPOSE_CONV with a fused activation ({fused} layer(s))",
+                runtime=f"{lib.label} (TFLite Micro of {lib.tflm_date}), the TFLM library of "
+                        f"board {board.id}: its kernel drops the activation of integer "
+                        "outputs (fixed in TFLM of February 2026)", fix=TCONV_ACT_FIX_TEXT)
     if "TRANSPOSE_CONV" not in facts.op_names or not _unbiased_16x8_transpose_conv(facts):
         return
     for board in boards:
@@ -140,6 +176,14 @@ def check_tree_ops(facts: ModelFacts, tree: Any) -> None:
                 "unsupported_op", path=facts.path, op=", ".join(missing), runtime=where,
                 fix="pass a newer TFLM tree with --tflm-src (a tflite-micro checkout), or "
                     "use the C runtime (--runtime c) if it has the operator")
+    if fused_act_transpose_convs(facts) and any(
+            _TCONV_NO_ACT.search(_COMMENTS.sub(" ", src.read_text(encoding="utf-8",
+                                                                  errors="replace")))
+            for src in tree.sources if src.stem == "transpose_conv"):
+        raise TinyDeployError(
+            "unsupported_op", path=facts.path, op="TRANSPOSE_CONV with a fused activation",
+            runtime=where + ": its kernel drops the activation of integer outputs",
+            fix=TCONV_ACT_FIX_TEXT + ", or pass a tree whose kernel applies it")
     if "TRANSPOSE_CONV" in facts.op_names and _unbiased_16x8_transpose_conv(facts) \
             and _TCONV_BIAS_DEREF.search(_kernel_text(tree, "transpose_conv")):
         raise TinyDeployError(
