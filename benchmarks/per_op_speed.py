@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -283,24 +282,6 @@ def format_summary(groups: list[dict[str, Any]], flag: float) -> list[str]:
     return lines
 
 
-# operators the C runtime runs inside another one's call (td_model.c): a patch stage's band
-# loop (at its first operator), FC streaming (at the producer), a fused RELU / RELU6
-_STAGE = re.compile(r"/\* (\d+): \w+ \*/ \{ /\* ops (\d+)\.\.(\d+) in ")
-_STREAM = re.compile(r"/\* (\d+): \w+ \*/ /\* FC streaming: in op (\d+)'s band loop")
-_FUSED = re.compile(r"/\* (\d+): \w+ \*/ /\* fused into op (\d+) \*/")
-
-
-def run_inside(model_c: str) -> dict[int, int]:
-    """Operator -> the operator whose call runs it (only those run inside another's)."""
-    out: dict[int, int] = {}
-    for m in _STAGE.finditer(model_c):
-        first, last = int(m.group(2)), int(m.group(3))
-        out.update({k: first for k in range(first + 1, last + 1)})
-    for rx in (_STREAM, _FUSED):
-        out.update({int(m.group(1)): int(m.group(2)) for m in rx.finditer(model_c)})
-    return out
-
-
 def merge_groups(rows: list[dict[str, Any]], inside: dict[int, int]) -> list[dict[str, Any]]:
     """Rows of operators run inside another's call added to that operator's row (both
     sides), labelled with every operator of the group: the profile cannot split them."""
@@ -327,6 +308,8 @@ def measure_model(name: str, path: Path, inputs: list[bytes], tree: Any, work: P
     ops = op_facts(facts)
     our, our_out = ours(path, inputs, len(ops), work / "c", patch)
     run = tflm(facts, inputs, tree, work / "tflm")
+    from tinydeploy.profile import run_inside
+
     rows = merge_groups(model_rows(name, ops, our, run),
                         run_inside((work / "c" / "model" / "td_model.c").read_text()))
     check = fnv1a(expected if expected is not None else our_out)

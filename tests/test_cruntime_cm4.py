@@ -118,3 +118,19 @@ def test_profile_layers_add_up_to_the_inference(tmp_path: Path) -> None:
     assert conv["cost"] > 0 and abs(sum(r["share_pct"] for r in rows) - 100) < 0.1
     info = json.loads((tmp_path / "fw" / "qemu.json").read_text())
     assert "-DTD_PROFILE" in info["flags"]
+
+
+def test_profile_names_the_call_a_patch_stage_runs_in(tmp_path: Path) -> None:
+    """residual_cnn runs ops 0..4 as one patch stage (--patch auto): their cost is all in op
+    0's marks; the table says so for ops 1..4 instead of showing them free."""
+    from tinydeploy.profile import layers, report_section
+
+    name = "residual_cnn"
+    x = np.load(DATA / f"{name}.inputs.npy")[:2]
+    y, _ = _run(DATA / f"{name}.tflite", tmp_path / "fw", x, profile=True)
+    assert y.tobytes() == np.load(DATA / f"{name}.outputs_cm4.npy")[:2].tobytes()
+    rows = layers(load(DATA / f"{name}.tflite"), tmp_path / "fw" / "profile.txt", "qemu-cm4")
+    assert [r.get("in_op") for r in rows[:6]] == [None, 0, 0, 0, 0, None]
+    assert rows[0]["share_pct"] > 50
+    table = report_section(rows, "qemu-cm4")
+    assert table[f"op 3 ADD {rows[3]['output_shape']}"] == "in op 0's call (counted there)"

@@ -76,7 +76,9 @@ def test_operators_run_inside_another_share_its_row(bench):
                "  /* 3: DEPTHWISE_CONV_2D */ { /* ops 3, 4: FC streaming */\n"
                "  /* 4: FULLY_CONNECTED */ /* FC streaming: in op 3's band loop */\n"
                "  /* 5: RELU */ /* fused into op 4 */\n")
-    inside = bench.run_inside(model_c)
+    from tinydeploy.profile import run_inside
+
+    inside = run_inside(model_c)
     assert inside == {1: 0, 2: 0, 4: 3, 5: 4}
     rows = [{"index": k, "op": op, "ours": o, "cmsis": c}
             for k, (op, o, c) in enumerate([("CONV_2D", 900, 300), ("CONV_2D", 0, 300),

@@ -13,6 +13,7 @@ does both), ``report_section`` into the HTML report's table.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,29 @@ def read_marks(path: Path, n_ops: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def layer_table(facts: ModelFacts, marks: np.ndarray, board: str) -> list[dict[str, Any]]:
-    """One row per operator: index, op name, output shape, mean cost and share (%)."""
+# operators the C runtime runs inside another one's call (td_model.c): a patch stage's band
+# loop (at its first operator), FC streaming (at the producer), a fused RELU / RELU6
+_STAGE = re.compile(r"/\* (\d+): \w+ \*/ \{ /\* ops (\d+)\.\.(\d+) in ")
+_STREAM = re.compile(r"/\* (\d+): \w+ \*/ /\* FC streaming: in op (\d+)'s band loop")
+_FUSED = re.compile(r"/\* (\d+): \w+ \*/ /\* fused into op (\d+) \*/")
+
+
+def run_inside(model_c: str) -> dict[int, int]:
+    """Operator -> the operator whose call runs it (only those run inside another's): their
+    own profile marks are empty, their cost is in that operator's."""
+    out: dict[int, int] = {}
+    for m in _STAGE.finditer(model_c):
+        first, last = int(m.group(2)), int(m.group(3))
+        out.update({k: first for k in range(first + 1, last + 1)})
+    for rx in (_STREAM, _FUSED):
+        out.update({int(m.group(1)): int(m.group(2)) for m in rx.finditer(model_c)})
+    return out
+
+
+def layer_table(facts: ModelFacts, marks: np.ndarray, board: str,
+                inside: dict[int, int] | None = None) -> list[dict[str, Any]]:
+    """One row per operator: index, op name, output shape, mean cost and share (%), and
+    ``in_op`` for an operator run inside another's call (``inside``, see run_inside)."""
     from .cruntime.graph import read_graph
 
     g = read_graph(facts)
@@ -63,18 +85,24 @@ def layer_table(facts: ModelFacts, marks: np.ndarray, board: str) -> list[dict[s
         y = g.t(op.outputs[0])
         rows.append({"index": op.index, "op": op.name, "output_shape": list(y.shape),
                      "cost": round(float(c), 1), "share_pct": round(100.0 * float(c) / total, 2)})
+        if inside and op.index in inside:
+            rows[-1]["in_op"] = inside[op.index]
     return rows
 
 
 def layers(facts: ModelFacts, path: Path, board: str) -> list[dict[str, Any]]:
-    """``layer_table`` of the profile file a profiling run of ``facts`` wrote."""
+    """``layer_table`` of the profile file a profiling run of ``facts`` wrote (the generated
+    ``model/td_model.c`` beside it says which operators run inside another's call)."""
     from .cruntime.graph import read_graph
 
-    return layer_table(facts, read_marks(path, len(read_graph(facts).ops)), board)
+    model_c = path.parent / "model" / "td_model.c"
+    inside = run_inside(model_c.read_text()) if model_c.is_file() else {}
+    return layer_table(facts, read_marks(path, len(read_graph(facts).ops)), board, inside)
 
 
 def report_section(rows: list[dict[str, Any]], board: str) -> dict[str, str]:
     """The report's per-layer table: ``op N NAME [shape]`` -> ``cost unit (share %)``."""
     u = unit(board)
     return {f"op {r['index']} {r['op']} {r['output_shape']}":
+            f"in op {r['in_op']}'s call (counted there)" if "in_op" in r else
             f"{r['cost']:.0f} {u} ({r['share_pct']:.1f} %)" for r in rows}
