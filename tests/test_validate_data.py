@@ -191,6 +191,26 @@ def test_load_split_checks(tmp_path: Path) -> None:
         assert err.value.code == "bad_data" and problems[name] in str(err.value), name
 
 
+def test_an_npy_of_samples_is_enough(tmp_path: Path) -> None:
+    """The shared reference models come with NAME.inputs.npy: a single-input model takes
+    the array itself as x_test (int8 sent as is: the Cortex-M4 ground truth); a
+    several-input model or a broken file is refused in one line."""
+    from tinydeploy.data import load_split
+
+    r = validate(DATA / "digits_cnn.tflite", DATA / "digits_cnn.inputs.npy", tmp_path / "out",
+                 board="sim")
+    assert r.passed and r.samples == len(np.load(DATA / "digits_cnn.inputs.npy"))
+    assert r.device_out.tobytes() == np.load(DATA / "digits_cnn.outputs_cm4.npy").tobytes()
+    with pytest.raises(TinyDeployError, match="one .npy array for a model of 2 inputs"):
+        load_split(DATA / "seanet_add0.inputs_0.npy", "test", 2)
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(TinyDeployError, match="not a readable .npy"):
+        load_split(tmp_path / "bad.npy", "test", 1)
+    np.save(tmp_path / "nan.npy", np.full((2, 3), np.nan, np.float32))
+    with pytest.raises(TinyDeployError, match="NaN"):
+        load_split(tmp_path / "nan.npy", "test", 1)
+
+
 def test_device_with_other_quantization_is_refused() -> None:
     from tinydeploy.device.protocol import DeviceInfo, TensorInfo
     from tinydeploy.facts import load

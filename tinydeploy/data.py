@@ -146,7 +146,8 @@ def given_once(x: np.ndarray, sample_shape: tuple[int, ...] | None) -> bool:
 def load_split(path: str | Path, split: str = "test", n_inputs: int = 1,
                sample_shapes: list[tuple[int, ...]] | None = None,
                ) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """One split of an ``.npz`` without demanding the others: its inputs (one array per model
+    """One split of an ``.npz`` without demanding the others (or an ``.npy`` holding the
+    samples of a single-input model, no labels): its inputs (one array per model
     input, see ``input_keys``; dtypes kept, so int8/int16 data already quantized stays as
     is) and its labels ``y_<split>`` when present (else None).
 
@@ -162,6 +163,17 @@ def load_split(path: str | Path, split: str = "test", n_inputs: int = 1,
     if not p.is_file():
         raise TinyDeployError("file_not_found", what="data file", path=p)
     keys = input_keys(split, n_inputs)
+    if p.suffix.lower() == ".npy":  # one array: the samples of a single-input model
+        if n_inputs != 1:
+            raise TinyDeployError("bad_data", path=p,
+                                  problem=f"one .npy array for a model of {n_inputs} inputs",
+                                  fix=f"save an .npz with {', '.join(keys)}")
+        try:
+            xs, y = [np.load(p, allow_pickle=False)], None
+        except Exception as exc:
+            raise TinyDeployError("bad_data", path=p, problem=f"not a readable .npy ({exc})",
+                                  fix="save it with numpy.save(path, samples)") from exc
+        return _checked_split(p, split, keys, xs, y, sample_shapes)
     try:
         with np.load(p, allow_pickle=False) as z:
             if n_inputs == 1 and keys[0] not in z.files and f"x_{split}_0" in z.files:
@@ -180,6 +192,13 @@ def load_split(path: str | Path, split: str = "test", n_inputs: int = 1,
     except Exception as exc:
         raise TinyDeployError("bad_data", path=p, problem=f"not a readable .npz ({exc})",
                               fix="save it with numpy.savez(path, x_test=..., ...)") from exc
+    return _checked_split(p, split, keys, xs, y, sample_shapes)
+
+
+def _checked_split(p: Path, split: str, keys: list[str], xs: list[np.ndarray],
+                   y: np.ndarray | None, sample_shapes: list[tuple[int, ...]] | None
+                   ) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """``load_split``'s checks of the arrays read from ``p`` (see there)."""
     once = [given_once(x, None if sample_shapes is None else sample_shapes[k])
             for k, x in enumerate(xs)]
     for key, x, one in zip(keys, xs, once, strict=True):
