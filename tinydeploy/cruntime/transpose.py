@@ -123,7 +123,8 @@ def choose(g: Graph, distance: Callable[[Op, Graph], int | None],
     gain = -(1 << 30) if force else MIN_GAIN
     dying = dies_at(g)
     outs = set(g.outputs)
-    gains = []
+    gains: list[tuple[int, int]] = []
+    views: dict[int, tuple[Graph, Transposed]] = {}
     for op in g.ops:
         if op.name not in OPS or dying.get(op.index) != op.inputs[0] or op.inputs[0] in outs:
             continue
@@ -133,12 +134,13 @@ def choose(g: Graph, distance: Callable[[Op, Graph], int | None],
         d0, d1 = distance(op, g), distance(tv[0].ops[op.index], tv[0])
         if d1 is not None and (d0 is None or d1 + gain <= d0):
             gains.append(((d0 or g.t(op.inputs[0]).nbytes) - d1, op.index))
+            views[op.index] = tv
     chosen: dict[int, Transposed] = {}
     if not gains:
         return g, chosen, 0
     best = base = size(g)
     for _, k in sorted(gains, reverse=True)[:len(gains) if force else MAX_CANDIDATES]:
-        tv = transposed_graph(g, k)
+        tv = views[k] if not chosen else transposed_graph(g, k)  # (on the graph kept so far)
         if tv is None:
             continue
         s = size(tv[0])

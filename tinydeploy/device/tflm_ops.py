@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,28 +71,33 @@ def _find(tree: Any, rel: str) -> Path | None:
     return None
 
 
-def _kernel_text(tree: Any, stem: str) -> str:
-    """The reference kernel source ``stem`` of ``tree`` ("" if absent)."""
-    for src in tree.sources:
-        if src.stem == stem and src.parent.name == "kernels":
-            return _COMMENTS.sub(" ", src.read_text(encoding="utf-8", errors="replace"))
-    return ""
+def _kernel_texts(tree: Any, stem: str, reference: bool = False) -> list[str]:
+    """The compiled kernel sources ``stem`` of ``tree`` without comments (``reference``:
+    only the reference kernel's, in ``kernels/``)."""
+    return [_COMMENTS.sub(" ", src.read_text(encoding="utf-8", errors="replace"))
+            for src in tree.sources
+            if src.stem == stem and (not reference or src.parent.name == "kernels")]
+
+
+
+def _transpose_convs(facts: ModelFacts) -> Iterator[tuple[Any, list[int], int]]:
+    """Each TRANSPOSE_CONV of the main subgraph: the operator, its inputs (-1: absent) and
+    its activation input's tensor type (-1 when absent)."""
+    model = facts.model
+    if model is None:
+        return
+    sub = model.subgraphs[0]
+    for op in sub.operators or []:
+        if op_name(model.operatorCodes[op.opcodeIndex]) == "TRANSPOSE_CONV":
+            ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+            yield op, ins, (int(sub.tensors[ins[2]].type) if len(ins) > 2 and ins[2] >= 0
+                            else -1)
 
 
 def _unbiased_16x8_transpose_conv(facts: ModelFacts) -> bool:
     """A TRANSPOSE_CONV with int16 activations and no bias input."""
-    model = facts.model
-    if model is None:
-        return False
-    sub = model.subgraphs[0]
-    for op in sub.operators or []:
-        if op_name(model.operatorCodes[op.opcodeIndex]) != "TRANSPOSE_CONV":
-            continue
-        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
-        if len(ins) > 2 and ins[2] >= 0 and int(sub.tensors[ins[2]].type) == INT16 \
-                and (len(ins) < 4 or ins[3] < 0):
-            return True
-    return False
+    return any(kind == INT16 and (len(ins) < 4 or ins[3] < 0)
+               for _, ins, kind in _transpose_convs(facts))
 
 
 # TFLM fixed the TRANSPOSE_CONV bias dereference on 2024-05-09 (tflite-micro #2566): a
@@ -106,18 +112,8 @@ TCONV_ACT_FIX_TEXT = ("keep the activation a layer of its own after the TRANSPOS
 
 def fused_act_transpose_convs(facts: ModelFacts) -> int:
     """TRANSPOSE_CONV operators with integer activations and a fused activation."""
-    model = facts.model
-    if model is None or "TRANSPOSE_CONV" not in facts.op_names:
-        return 0
-    sub, n = model.subgraphs[0], 0
-    for op in sub.operators or []:
-        if op_name(model.operatorCodes[op.opcodeIndex]) != "TRANSPOSE_CONV":
-            continue
-        ins = [int(i) for i in (op.inputs if op.inputs is not None else [])]
-        act = int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0)
-        n += act != 0 and len(ins) > 2 and ins[2] >= 0 and int(sub.tensors[ins[2]].type) in (
-            INT8, INT16)
-    return n
+    return sum(1 for op, _, kind in _transpose_convs(facts) if kind in (INT8, INT16)
+               and int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0) != 0)
 
 
 def check_board_libraries(facts: ModelFacts, boards: list[Any]) -> None:
@@ -177,15 +173,14 @@ def check_tree_ops(facts: ModelFacts, tree: Any) -> None:
                 fix="pass a newer TFLM tree with --tflm-src (a tflite-micro checkout), or "
                     "use the C runtime (--runtime c) if it has the operator")
     if fused_act_transpose_convs(facts) and any(
-            _TCONV_NO_ACT.search(_COMMENTS.sub(" ", src.read_text(encoding="utf-8",
-                                                                  errors="replace")))
-            for src in tree.sources if src.stem == "transpose_conv"):
+            _TCONV_NO_ACT.search(text) for text in _kernel_texts(tree, "transpose_conv")):
         raise TinyDeployError(
             "unsupported_op", path=facts.path, op="TRANSPOSE_CONV with a fused activation",
             runtime=where + ": its kernel drops the activation of integer outputs",
             fix=TCONV_ACT_FIX_TEXT + ", or pass a tree whose kernel applies it")
     if "TRANSPOSE_CONV" in facts.op_names and _unbiased_16x8_transpose_conv(facts) \
-            and _TCONV_BIAS_DEREF.search(_kernel_text(tree, "transpose_conv")):
+            and any(_TCONV_BIAS_DEREF.search(text)
+                    for text in _kernel_texts(tree, "transpose_conv", reference=True)):
         raise TinyDeployError(
             "unsupported_op", path=facts.path, op="TRANSPOSE_CONV (16x8, without bias)",
             runtime=where + ": its kernel reads the missing bias's type in Prepare",

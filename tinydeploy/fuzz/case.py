@@ -94,7 +94,8 @@ def prepare(built: Built, host: HostRef, samples: int = SAMPLES
         # share -- gets both) generated speed-first (each convolution's pixel-pair scratch,
         # the table ADD at any size): paths the size-first choices leave out of small models
         seed = built.recipe.seed
-        stage = random_stage(read_graph(facts), seed) if patched_first(seed) else None
+        ir = read_graph(facts)
+        stage = random_stage(ir, seed) if patched_first(seed) else None
         level = log.level  # a forced random stage that costs more than it saves is no news
         log.setLevel(logging.ERROR)
         try:
@@ -104,7 +105,6 @@ def prepare(built: Built, host: HostRef, samples: int = SAMPLES
             log.setLevel(level)
     except TinyDeployError as exc:
         return None, "c-refused", str(exc)[:160]
-    ir = read_graph(facts)
     layers = classify(ir, texts["td_model.c"], built.tags)
     expected = b"".join(b"\x00" + b"".join(np.ascontiguousarray(o).tobytes() for o in outs)
                         for outs in res.outputs)
